@@ -1,0 +1,121 @@
+/**
+ * USB/IP wire constants, named as in Linux `drivers/usb/usbip/usbip_common.h` and
+ * `tools/usb/usbip/src/usbip_network.h` (Documentation/usb/usbip_protocol.rst).
+ *
+ * @module
+ */
+
+/** The protocol version every op header carries; clients reject any other. */
+export const USBIP_VERSION = 0x0111;
+
+/** The IANA port of USB/IP. */
+export const USBIP_PORT = 3240;
+
+/** Op-phase message codes. */
+export const OpCode = {
+  OP_REQ_DEVLIST: 0x8005,
+  OP_REP_DEVLIST: 0x0005,
+  OP_REQ_IMPORT: 0x8003,
+  OP_REP_IMPORT: 0x0003,
+} as const;
+
+/** Op-phase status values (`ST_*` in usbip_common.h). */
+export const OpStatus = {
+  ST_OK: 0,
+  ST_NA: 1,
+  ST_DEV_BUSY: 2,
+  ST_DEV_ERR: 3,
+  ST_NODEV: 4,
+  ST_ERROR: 5,
+} as const;
+
+/** URB-phase commands. */
+export const UrbCommandCode = {
+  USBIP_CMD_SUBMIT: 0x0001,
+  USBIP_CMD_UNLINK: 0x0002,
+  USBIP_RET_SUBMIT: 0x0003,
+  USBIP_RET_UNLINK: 0x0004,
+} as const;
+
+/** The `direction` field of a URB header. */
+export const Direction = { USBIP_DIR_OUT: 0, USBIP_DIR_IN: 1 } as const;
+
+/** The URB transfer flags that travel over USB/IP. */
+export const TransferFlags = {
+  URB_SHORT_NOT_OK: 0x0001,
+  URB_ISO_ASAP: 0x0002,
+  URB_NO_TRANSFER_DMA_MAP: 0x0004,
+  URB_ZERO_PACKET: 0x0040,
+  URB_NO_INTERRUPT: 0x0080,
+  URB_FREE_BUFFER: 0x0100,
+  URB_DIR_IN: 0x0200,
+} as const;
+
+/** Negative errno values used as URB status (Linux x86_64 numbering). */
+export const UrbStatus = {
+  OK: 0,
+  ENOENT: -2,
+  EINPROGRESS: -115,
+  EPROTO: -71,
+  EILSEQ: -84,
+  EPIPE: -32,
+  ECOMM: -70,
+  ENOSR: -63,
+  EOVERFLOW: -75,
+  EREMOTEIO: -121,
+  ENODEV: -19,
+  EXDEV: -18,
+  EINVAL: -22,
+  ECONNRESET: -104,
+  ESHUTDOWN: -108,
+  ETIMEDOUT: -110,
+} as const;
+
+/** Device speed as USB/IP reports it (`enum usb_device_speed`). */
+export const Speed = {
+  UNKNOWN: 0,
+  LOW: 1,
+  FULL: 2,
+  HIGH: 3,
+  WIRELESS: 4,
+  SUPER: 5,
+  SUPER_PLUS: 6,
+} as const;
+
+/** A device speed value. */
+export type SpeedValue = typeof Speed[keyof typeof Speed];
+
+/** Byte sizes of the fixed wire structures. */
+export const WireSize = {
+  OP_HEADER: 8,
+  BUSID: 32,
+  PATH: 256,
+  DEVICE_RECORD: 312,
+  INTERFACE_RECORD: 4,
+  URB_HEADER: 48,
+  ISO_PACKET_DESCRIPTOR: 16,
+  SETUP: 8,
+} as const;
+
+/**
+ * Limits applied to every untrusted length or count before anything is allocated from it.
+ * The defaults follow Linux usbfs (16 MiB per transfer) and a generous ISO packet count.
+ */
+export interface UsbipLimits {
+  /** Largest `transfer_buffer_length` accepted in a CMD_SUBMIT or RET_SUBMIT. */
+  maxTransferBufferLength: number;
+  /** Largest `number_of_packets` accepted for an isochronous transfer. */
+  maxIsoPackets: number;
+  /** Largest device count accepted in an OP_REP_DEVLIST (client side). */
+  maxDevices: number;
+  /** Largest `bNumInterfaces` accepted in a device record (client side). */
+  maxInterfaces: number;
+}
+
+/** The default {@linkcode UsbipLimits}. */
+export const DEFAULT_LIMITS: Readonly<UsbipLimits> = Object.freeze({
+  maxTransferBufferLength: 16 * 1024 * 1024,
+  maxIsoPackets: 1024,
+  maxDevices: 4096,
+  maxInterfaces: 32,
+});

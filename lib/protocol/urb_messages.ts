@@ -1,0 +1,486 @@
+/**
+ * URB-phase messages: USBIP_CMD_SUBMIT, USBIP_RET_SUBMIT (with ISO packet descriptors),
+ * USBIP_CMD_UNLINK and USBIP_RET_UNLINK; 48-byte big-endian headers as in usbip_protocol.rst
+ * and `struct usbip_header` in drivers/usb/usbip/usbip_common.h.
+ *
+ * @module
+ */
+
+import { DEFAULT_LIMITS, UrbCommandCode, type UsbipLimits, WireSize } from "./constants.ts";
+import { UsbipProtocolError } from "./protocol_error.ts";
+
+/** The fields every URB header starts with (`struct usbip_header_basic`). */
+export interface UrbHeaderBasic {
+  seqnum: number;
+  /** `busnum << 16 | devnum`. */
+  devid: number;
+  /** 0 OUT, 1 IN. */
+  direction: number;
+  /** Endpoint number without the direction bit, 0..15. */
+  ep: number;
+}
+
+/** One ISO packet descriptor (`struct usbip_iso_packet_descriptor`, 16 bytes). */
+export interface IsoPacketDescriptor {
+  offset: number;
+  length: number;
+  actualLength: number;
+  status: number;
+}
+
+/** USBIP_CMD_SUBMIT. `data` is the OUT data (empty for IN). */
+export interface CmdSubmit extends UrbHeaderBasic {
+  kind: "cmd_submit";
+  transferFlags: number;
+  transferBufferLength: number;
+  startFrame: number;
+  /** As received; only meaningful for isochronous endpoints. */
+  numberOfPackets: number;
+  interval: number;
+  /** The 8-byte setup packet, USB little-endian. */
+  setup: Uint8Array;
+  data: Uint8Array;
+  /** The ISO packet descriptors; empty for other transfer types. */
+  isoPackets: IsoPacketDescriptor[];
+}
+
+/** USBIP_RET_SUBMIT. `data` is the IN data (ISO: packed without gaps). */
+export interface RetSubmit extends UrbHeaderBasic {
+  kind: "ret_submit";
+  status: number;
+  actualLength: number;
+  startFrame: number;
+  numberOfPackets: number;
+  errorCount: number;
+  data: Uint8Array;
+  isoPackets: IsoPacketDescriptor[];
+}
+
+/** USBIP_CMD_UNLINK: cancel the URB `unlinkSeqnum`. */
+export interface CmdUnlink extends UrbHeaderBasic {
+  kind: "cmd_unlink";
+  unlinkSeqnum: number;
+}
+
+/** USBIP_RET_UNLINK; `seqnum` is the CMD_UNLINK's own. */
+export interface RetUnlink extends UrbHeaderBasic {
+  kind: "ret_unlink";
+  status: number;
+}
+
+/** A command a server reads in the URB phase. */
+export type UrbCommand = CmdSubmit | CmdUnlink;
+/** A reply a client reads in the URB phase. */
+export type UrbReturn = RetSubmit | RetUnlink;
+
+/** The header of a CMD_SUBMIT, decoded before its data and ISO descriptors are read. */
+export type CmdSubmitHeader = Omit<CmdSubmit, "data" | "isoPackets">;
+/** The header of a RET_SUBMIT, decoded before its data and ISO descriptors are read. */
+export type RetSubmitHeader = Omit<RetSubmit, "data" | "isoPackets">;
+
+const H = WireSize.URB_HEADER;
+const ISO = WireSize.ISO_PACKET_DESCRIPTOR;
+
+function view(b: Uint8Array): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength);
+}
+
+function name(command: number): string {
+  switch (command) {
+    case UrbCommandCode.USBIP_CMD_SUBMIT:
+      return "CMD_SUBMIT";
+    case UrbCommandCode.USBIP_CMD_UNLINK:
+      return "CMD_UNLINK";
+    case UrbCommandCode.USBIP_RET_SUBMIT:
+      return "RET_SUBMIT";
+    case UrbCommandCode.USBIP_RET_UNLINK:
+      return "RET_UNLINK";
+    default:
+      return "URB header";
+  }
+}
+
+function putBasic(v: DataView, command: number, m: UrbHeaderBasic) {
+  v.setUint32(0x00, command);
+  v.setUint32(0x04, m.seqnum);
+  v.setUint32(0x08, m.devid);
+  v.setUint32(0x0c, m.direction);
+  v.setUint32(0x10, m.ep);
+}
+
+/**
+ * Reads the command code of a 48-byte URB header and checks it is one of `expected`.
+ */
+export function peekUrbCommand(b: Uint8Array, expected: readonly number[]): number {
+  if (b.length < H) {
+    throw new UsbipProtocolError("URB header", "length", `is ${b.length} bytes, expected ${H}`);
+  }
+  const command = view(b).getUint32(0);
+  if (!expected.includes(command)) {
+    throw new UsbipProtocolError(
+      "URB header",
+      "command",
+      `is 0x${command.toString(16).padStart(8, "0")}, expected ${expected.map(name).join(" or ")}`,
+    );
+  }
+  return command;
+}
+
+function decodeBasic(b: Uint8Array, command: number): UrbHeaderBasic {
+  const frame = name(command);
+  const v = view(b);
+  const direction = v.getUint32(0x0c);
+  const ep = v.getUint32(0x10);
+  if (direction > 1) {
+    throw new UsbipProtocolError(frame, "direction", `is ${direction}, expected 0 or 1`);
+  }
+  if (ep > 15) throw new UsbipProtocolError(frame, "ep", `is ${ep}, expected 0..15`);
+  return { seqnum: v.getUint32(0x04), devid: v.getUint32(0x08), direction, ep };
+}
+
+function checkLength(frame: string, field: string, value: number, limit: number) {
+  if (value > limit) throw new UsbipProtocolError(frame, field, `is ${value}, limit is ${limit}`);
+}
+
+/**
+ * Decodes the 48-byte header of a CMD_SUBMIT and checks `transfer_buffer_length` against the
+ * limits. `number_of_packets` is kept as received: only the caller knows whether the endpoint
+ * is isochronous (see {@linkcode cmdSubmitBodyLength}).
+ */
+export function decodeCmdSubmitHeader(
+  b: Uint8Array,
+  limits: UsbipLimits = DEFAULT_LIMITS,
+): CmdSubmitHeader {
+  peekUrbCommand(b, [UrbCommandCode.USBIP_CMD_SUBMIT]);
+  const v = view(b);
+  const transferBufferLength = v.getUint32(0x18);
+  checkLength(
+    "CMD_SUBMIT",
+    "transfer_buffer_length",
+    transferBufferLength,
+    limits.maxTransferBufferLength,
+  );
+  return {
+    kind: "cmd_submit",
+    ...decodeBasic(b, UrbCommandCode.USBIP_CMD_SUBMIT),
+    transferFlags: v.getUint32(0x14),
+    transferBufferLength,
+    startFrame: v.getUint32(0x1c),
+    numberOfPackets: v.getUint32(0x20),
+    interval: v.getUint32(0x24),
+    setup: b.slice(0x28, 0x30),
+  };
+}
+
+/**
+ * The ISO packet count of a CMD_SUBMIT to an isochronous endpoint, checked against the limits:
+ * at least 1 and at most `maxIsoPackets`.
+ */
+export function isoPacketCount(
+  h: { numberOfPackets: number },
+  limits: UsbipLimits = DEFAULT_LIMITS,
+): number {
+  const n = h.numberOfPackets;
+  if (n === 0 || n > limits.maxIsoPackets) {
+    throw new UsbipProtocolError(
+      "CMD_SUBMIT",
+      "number_of_packets",
+      `is ${n}, expected 1..${limits.maxIsoPackets} for an isochronous endpoint`,
+    );
+  }
+  return n;
+}
+
+/**
+ * The bytes that follow a CMD_SUBMIT header: the OUT data, then `isoPackets` descriptors.
+ */
+export function cmdSubmitBodyLength(h: CmdSubmitHeader, isoPackets: number): number {
+  return (h.direction === 0 ? h.transferBufferLength : 0) + isoPackets * ISO;
+}
+
+function decodeIsoDescriptors(b: Uint8Array, count: number): IsoPacketDescriptor[] {
+  const v = view(b);
+  const packets: IsoPacketDescriptor[] = new Array(count);
+  for (let i = 0; i < count; i++) {
+    const o = i * ISO;
+    packets[i] = {
+      offset: v.getUint32(o),
+      length: v.getUint32(o + 4),
+      actualLength: v.getUint32(o + 8),
+      status: v.getInt32(o + 12),
+    };
+  }
+  return packets;
+}
+
+function putIsoDescriptors(v: DataView, at: number, packets: readonly IsoPacketDescriptor[]) {
+  for (const p of packets) {
+    v.setUint32(at, p.offset);
+    v.setUint32(at + 4, p.length);
+    v.setUint32(at + 8, p.actualLength);
+    v.setInt32(at + 12, p.status);
+    at += ISO;
+  }
+}
+
+/**
+ * Completes a CMD_SUBMIT from its header and body (as sized by {@linkcode cmdSubmitBodyLength}).
+ * ISO descriptors must each lie inside the transfer buffer, and their lengths must not add up
+ * to more than `transfer_buffer_length`.
+ */
+export function decodeCmdSubmitBody(
+  h: CmdSubmitHeader,
+  body: Uint8Array,
+  isoPackets: number,
+): CmdSubmit {
+  const dataLength = h.direction === 0 ? h.transferBufferLength : 0;
+  if (body.length < dataLength + isoPackets * ISO) {
+    throw new UsbipProtocolError(
+      "CMD_SUBMIT",
+      "length",
+      `body is ${body.length} bytes, expected ${dataLength + isoPackets * ISO}`,
+    );
+  }
+  const packets = decodeIsoDescriptors(body.subarray(dataLength), isoPackets);
+  let sum = 0;
+  for (const [i, p] of packets.entries()) {
+    if (p.offset + p.length > h.transferBufferLength) {
+      throw new UsbipProtocolError(
+        "CMD_SUBMIT",
+        `iso_packet_desc[${i}]`,
+        `spans ${p.offset}..${
+          p.offset + p.length
+        }, beyond transfer_buffer_length ${h.transferBufferLength}`,
+      );
+    }
+    sum += p.length;
+  }
+  if (sum > h.transferBufferLength) {
+    throw new UsbipProtocolError(
+      "CMD_SUBMIT",
+      "iso_packet_desc",
+      `lengths add up to ${sum}, more than transfer_buffer_length ${h.transferBufferLength}`,
+    );
+  }
+  return { ...h, data: body.subarray(0, dataLength), isoPackets: packets };
+}
+
+/**
+ * Decodes a whole CMD_SUBMIT held in one buffer. `isochronous` tells whether the endpoint is
+ * isochronous, which decides whether ISO descriptors follow.
+ *
+ * @example Round trip of a bulk OUT
+ * ```ts
+ * import { decodeCmdSubmit, encodeCmdSubmit } from "./urb_messages.ts";
+ * const bytes = encodeCmdSubmit({
+ *   kind: "cmd_submit", seqnum: 1, devid: 0x10001, direction: 0, ep: 1, transferFlags: 0,
+ *   transferBufferLength: 3, startFrame: 0, numberOfPackets: 0, interval: 0,
+ *   setup: new Uint8Array(8), data: new Uint8Array([1, 2, 3]), isoPackets: [],
+ * });
+ * console.assert(decodeCmdSubmit(bytes, false).data.length === 3);
+ * ```
+ */
+export function decodeCmdSubmit(
+  b: Uint8Array,
+  isochronous: boolean,
+  limits: UsbipLimits = DEFAULT_LIMITS,
+): CmdSubmit {
+  const h = decodeCmdSubmitHeader(b, limits);
+  const n = isochronous ? isoPacketCount(h, limits) : 0;
+  return decodeCmdSubmitBody(h, b.subarray(H), n);
+}
+
+/** Encodes CMD_SUBMIT: header, OUT data, ISO descriptors, in one buffer. */
+export function encodeCmdSubmit(m: CmdSubmit): Uint8Array {
+  const dataLength = m.direction === 0 ? m.transferBufferLength : 0;
+  if (m.data.length !== dataLength) {
+    throw new RangeError(
+      `Cannot encode CMD_SUBMIT: data is ${m.data.length} bytes, expected ${dataLength}`,
+    );
+  }
+  if (m.setup.length !== WireSize.SETUP) {
+    throw new RangeError(`Cannot encode CMD_SUBMIT: setup is ${m.setup.length} bytes, expected 8`);
+  }
+  const out = new Uint8Array(H + dataLength + m.isoPackets.length * ISO);
+  const v = view(out);
+  putBasic(v, UrbCommandCode.USBIP_CMD_SUBMIT, m);
+  v.setUint32(0x14, m.transferFlags);
+  v.setUint32(0x18, m.transferBufferLength);
+  v.setUint32(0x1c, m.startFrame);
+  v.setUint32(0x20, m.numberOfPackets);
+  v.setUint32(0x24, m.interval);
+  out.set(m.setup, 0x28);
+  out.set(m.data, H);
+  putIsoDescriptors(v, H + dataLength, m.isoPackets);
+  return out;
+}
+
+/**
+ * Encodes RET_SUBMIT: header, IN data, ISO descriptors, written as one buffer so that a reply
+ * is a single socket write. `numberOfPackets` is written as `isoPackets.length`.
+ */
+export function encodeRetSubmit(m: RetSubmit): Uint8Array {
+  const out = new Uint8Array(H + m.data.length + m.isoPackets.length * ISO);
+  const v = view(out);
+  putBasic(v, UrbCommandCode.USBIP_RET_SUBMIT, m);
+  v.setInt32(0x14, m.status);
+  v.setUint32(0x18, m.actualLength);
+  v.setUint32(0x1c, m.startFrame);
+  v.setUint32(0x20, m.isoPackets.length);
+  v.setUint32(0x24, m.errorCount);
+  out.set(m.data, H);
+  putIsoDescriptors(v, H + m.data.length, m.isoPackets);
+  return out;
+}
+
+/** Decodes the 48-byte header of a RET_SUBMIT. */
+export function decodeRetSubmitHeader(b: Uint8Array): RetSubmitHeader {
+  peekUrbCommand(b, [UrbCommandCode.USBIP_RET_SUBMIT]);
+  const v = view(b);
+  return {
+    kind: "ret_submit",
+    ...decodeBasic(b, UrbCommandCode.USBIP_RET_SUBMIT),
+    status: v.getInt32(0x14),
+    actualLength: v.getUint32(0x18),
+    startFrame: v.getUint32(0x1c),
+    numberOfPackets: v.getUint32(0x20),
+    errorCount: v.getUint32(0x24),
+  };
+}
+
+/** What a client knows about the URB a RET_SUBMIT answers, needed to size its body. */
+export interface SubmittedUrb {
+  /** Whether the URB was IN (the RET_SUBMIT's own direction may be 0). */
+  dirIn: boolean;
+  /** Whether the endpoint is isochronous. */
+  isochronous: boolean;
+  transferBufferLength: number;
+}
+
+/**
+ * The bytes that follow a RET_SUBMIT header for the URB it answers, after checking
+ * `actual_length` and `number_of_packets` against what was submitted.
+ */
+export function retSubmitBodyLength(
+  h: RetSubmitHeader,
+  urb: SubmittedUrb,
+  limits: UsbipLimits = DEFAULT_LIMITS,
+): number {
+  checkLength("RET_SUBMIT", "actual_length", h.actualLength, urb.transferBufferLength);
+  let n = 0;
+  if (urb.isochronous) {
+    checkLength("RET_SUBMIT", "number_of_packets", h.numberOfPackets, limits.maxIsoPackets);
+    n = h.numberOfPackets;
+  }
+  return (urb.dirIn ? h.actualLength : 0) + n * ISO;
+}
+
+/**
+ * Completes a RET_SUBMIT. For ISO the packets' `actual_length` values must add up to the
+ * header's `actual_length`, and none may exceed its packet's length.
+ */
+export function decodeRetSubmitBody(
+  h: RetSubmitHeader,
+  body: Uint8Array,
+  urb: SubmittedUrb,
+): RetSubmit {
+  const dataLength = urb.dirIn ? h.actualLength : 0;
+  const n = urb.isochronous ? h.numberOfPackets : 0;
+  if (body.length < dataLength + n * ISO) {
+    throw new UsbipProtocolError(
+      "RET_SUBMIT",
+      "length",
+      `body is ${body.length} bytes, expected ${dataLength + n * ISO}`,
+    );
+  }
+  const packets = decodeIsoDescriptors(body.subarray(dataLength), n);
+  if (urb.isochronous) {
+    let sum = 0;
+    for (const [i, p] of packets.entries()) {
+      if (p.actualLength > p.length) {
+        throw new UsbipProtocolError(
+          "RET_SUBMIT",
+          `iso_packet_desc[${i}].actual_length`,
+          `is ${p.actualLength}, more than its length ${p.length}`,
+        );
+      }
+      sum += p.actualLength;
+    }
+    if (sum !== h.actualLength) {
+      throw new UsbipProtocolError(
+        "RET_SUBMIT",
+        "iso_packet_desc",
+        `actual lengths add up to ${sum}, actual_length is ${h.actualLength}`,
+      );
+    }
+  }
+  return { ...h, data: body.subarray(0, dataLength), isoPackets: packets };
+}
+
+/** Decodes a whole RET_SUBMIT held in one buffer. */
+export function decodeRetSubmit(
+  b: Uint8Array,
+  urb: SubmittedUrb,
+  limits: UsbipLimits = DEFAULT_LIMITS,
+): RetSubmit {
+  const h = decodeRetSubmitHeader(b);
+  retSubmitBodyLength(h, urb, limits);
+  return decodeRetSubmitBody(h, b.subarray(H), urb);
+}
+
+/** Encodes CMD_UNLINK (48 bytes). */
+export function encodeCmdUnlink(m: CmdUnlink): Uint8Array {
+  const out = new Uint8Array(H);
+  const v = view(out);
+  putBasic(v, UrbCommandCode.USBIP_CMD_UNLINK, m);
+  v.setUint32(0x14, m.unlinkSeqnum);
+  return out;
+}
+
+/** Decodes CMD_UNLINK (48 bytes). */
+export function decodeCmdUnlink(b: Uint8Array): CmdUnlink {
+  peekUrbCommand(b, [UrbCommandCode.USBIP_CMD_UNLINK]);
+  return {
+    kind: "cmd_unlink",
+    ...decodeBasic(b, UrbCommandCode.USBIP_CMD_UNLINK),
+    unlinkSeqnum: view(b).getUint32(0x14),
+  };
+}
+
+/** Encodes RET_UNLINK (48 bytes). */
+export function encodeRetUnlink(m: RetUnlink): Uint8Array {
+  const out = new Uint8Array(H);
+  const v = view(out);
+  putBasic(v, UrbCommandCode.USBIP_RET_UNLINK, m);
+  v.setInt32(0x14, m.status);
+  return out;
+}
+
+/** Decodes RET_UNLINK (48 bytes). */
+export function decodeRetUnlink(b: Uint8Array): RetUnlink {
+  peekUrbCommand(b, [UrbCommandCode.USBIP_RET_UNLINK]);
+  return {
+    kind: "ret_unlink",
+    ...decodeBasic(b, UrbCommandCode.USBIP_RET_UNLINK),
+    status: view(b).getInt32(0x14),
+  };
+}
+
+/**
+ * Packs the IN data of an isochronous transfer for RET_SUBMIT: each packet's `actualLength`
+ * bytes, taken from its `offset` in `buffer`, one after another without gaps.
+ */
+export function packIsoData(
+  buffer: Uint8Array,
+  packets: readonly IsoPacketDescriptor[],
+): Uint8Array {
+  let total = 0;
+  for (const p of packets) total += p.actualLength;
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const p of packets) {
+    out.set(buffer.subarray(p.offset, p.offset + p.actualLength), o);
+    o += p.actualLength;
+  }
+  return out;
+}

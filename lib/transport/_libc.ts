@@ -1,0 +1,38 @@
+/**
+ * The libc symbols the transports need through FFI: getsockopt(2) for SO_PEERCRED (socket(7),
+ * unix(7)). Opened lazily so that FFI permission is only needed where unix sockets are used.
+ *
+ * @module
+ */
+
+const SYMBOLS = {
+  // int getsockopt(int sockfd, int level, int optname, void *optval, socklen_t *optlen);
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+const SOL_SOCKET = 1;
+const SO_PEERCRED = 17;
+
+let libc: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+
+function open(): Deno.DynamicLibrary<typeof SYMBOLS> {
+  libc ??= Deno.dlopen("libc.so.6", SYMBOLS);
+  return libc;
+}
+
+/** The credentials of a unix socket peer (`struct ucred`). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/** Reads SO_PEERCRED of a connected unix socket's file descriptor; `undefined` on failure. */
+export function getPeerCredentials(fd: number): PeerCredentials | undefined {
+  const cred = new Uint8Array(12);
+  const len = new Uint8Array(4);
+  new DataView(len.buffer).setUint32(0, cred.length, true);
+  if (open().symbols.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, len) !== 0) return undefined;
+  const v = new DataView(cred.buffer);
+  return { pid: v.getInt32(0, true), uid: v.getUint32(4, true), gid: v.getUint32(8, true) };
+}

@@ -1,0 +1,53 @@
+/**
+ * The transport seam: a connection is a byte stream pair plus a description of its peer. TCP,
+ * unix-domain and in-memory transports all produce {@linkcode Connection}s.
+ *
+ * @module
+ */
+
+/** Who is on the other end of a connection. */
+export interface PeerInfo {
+  /** Which transport carried the connection. */
+  transport: "tcp" | "unix" | "memory";
+  /** `host:port` for TCP (`[v6]:port` for IPv6), the socket path for unix, a label otherwise. */
+  address: string;
+  /** The peer process's user id (SO_PEERCRED), unix sockets only. */
+  uid?: number;
+  /** The peer process's group id (SO_PEERCRED), unix sockets only. */
+  gid?: number;
+  /** The peer process's id (SO_PEERCRED), unix sockets only. */
+  pid?: number;
+}
+
+/** One accepted or connected byte stream. */
+export interface Connection {
+  /** Bytes from the peer. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Bytes to the peer; each `write` is passed to the socket as one buffer. */
+  readonly writable: WritableStream<Uint8Array>;
+  /** The peer's description, for policy decisions and logs. */
+  readonly peer: PeerInfo;
+  /** Closes both directions at once; pending reads end. Safe to call twice. */
+  close(): void;
+}
+
+/** A source of incoming connections. */
+export interface Listener extends AsyncIterable<Connection> {
+  /** A printable description such as `tcp 127.0.0.1:3240` or `unix /run/usbipgw.sock`. */
+  readonly description: string;
+  /** Stops accepting; connections already accepted stay open. */
+  close(): void;
+}
+
+/** Formats a host and port as `host:port`, bracketing IPv6 literals. */
+export function formatHostPort(hostname: string, port: number): string {
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}
+
+/** A printable form of a peer for logs: `tcp 127.0.0.1:5000` or `unix uid=1000 pid=42`. */
+export function describePeer(peer: PeerInfo): string {
+  if (peer.transport === "unix" && peer.uid !== undefined) {
+    return `unix uid=${peer.uid} gid=${peer.gid} pid=${peer.pid}`;
+  }
+  return `${peer.transport} ${peer.address}`;
+}

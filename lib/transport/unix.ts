@@ -1,0 +1,214 @@
+/**
+ * Unix-domain stream sockets (unix(7)) with the socket file's mode and owner set by options,
+ * and each connection's peer credentials read with SO_PEERCRED. `Deno.listen` offers no peer
+ * credentials, so the listener is a `node:net` server whose accepted fds FFI can query.
+ *
+ * @module
+ */
+
+import * as net from "node:net";
+import { getPeerCredentials } from "./_libc.ts";
+import type { Connection, Listener, PeerInfo } from "./connection.ts";
+
+/** Where and how to create a unix socket. */
+export interface UnixListenOptions {
+  /** The socket file's path. A stale socket file there is replaced; a live one is an error. */
+  path: string;
+  /** File mode of the socket, e.g. `0o660`; the umask decides when absent. */
+  mode?: number;
+  /** Owner uid of the socket file. */
+  uid?: number;
+  /** Group gid of the socket file. */
+  gid?: number;
+}
+
+/** Adapts a `node:net` socket to web streams with backpressure in both directions. */
+function socketStreams(sock: net.Socket): Pick<Connection, "readable" | "writable"> {
+  let finished = false;
+  const readable = new ReadableStream<Uint8Array>({
+    start(controller) {
+      sock.on("data", (chunk: Uint8Array) => {
+        if (finished) return;
+        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        if ((controller.desiredSize ?? 0) <= 0) sock.pause();
+      });
+      const end = (error?: Error) => {
+        if (finished) return;
+        finished = true;
+        if (error) controller.error(error);
+        else controller.close();
+      };
+      sock.on("end", () => end());
+      sock.on("error", (e: Error) => end(e));
+      sock.on("close", () => end());
+    },
+    pull() {
+      sock.resume();
+    },
+    cancel() {
+      finished = true;
+      sock.destroy();
+    },
+  }, { highWaterMark: 4 });
+  const writable = new WritableStream<Uint8Array>({
+    write(chunk) {
+      if (sock.destroyed) return Promise.reject(new Deno.errors.BrokenPipe("The socket is closed"));
+      if (sock.write(chunk)) return;
+      return new Promise<void>((resolve, reject) => {
+        const onDrain = () => {
+          sock.off("close", onClose);
+          resolve();
+        };
+        const onClose = () => {
+          sock.off("drain", onDrain);
+          reject(new Deno.errors.BrokenPipe("The socket closed while writing"));
+        };
+        sock.once("drain", onDrain);
+        sock.once("close", onClose);
+      });
+    },
+    close() {
+      sock.end();
+    },
+    abort() {
+      sock.destroy();
+    },
+  });
+  return { readable, writable };
+}
+
+/** Wraps an accepted or connected `node:net` unix socket with its peer credentials. */
+function wrapUnixSocket(sock: net.Socket, path: string): Connection {
+  const peer: PeerInfo = { transport: "unix", address: path };
+  // deno-lint-ignore no-explicit-any
+  const fd: unknown = (sock as any)._handle?.fd;
+  if (typeof fd === "number" && fd >= 0) {
+    const cred = getPeerCredentials(fd);
+    if (cred) {
+      peer.uid = cred.uid;
+      peer.gid = cred.gid;
+      peer.pid = cred.pid;
+    }
+  }
+  return {
+    ...socketStreams(sock),
+    peer,
+    close() {
+      sock.destroy();
+    },
+  };
+}
+
+async function removeStaleSocket(path: string): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    throw e;
+  }
+  if (!info.isSocket) {
+    throw new Deno.errors.AlreadyExists(`Cannot listen on ${path}: it exists and is not a socket`);
+  }
+  try {
+    const probe = await Deno.connect({ transport: "unix", path });
+    probe.close();
+    throw new Deno.errors.AddrInUse(`Cannot listen on ${path}: another server is accepting there`);
+  } catch (e) {
+    if (e instanceof Deno.errors.AddrInUse) throw e;
+    await Deno.remove(path);
+  }
+}
+
+/** A unix-socket listener yielding {@linkcode Connection}s that carry peer credentials. */
+export class UnixListener implements Listener {
+  readonly description: string;
+  readonly path: string;
+  #server: net.Server;
+  #queue: Connection[] = [];
+  #waiter: ((c: Connection | null) => void) | undefined;
+  #closed = false;
+
+  private constructor(server: net.Server, path: string) {
+    this.#server = server;
+    this.path = path;
+    this.description = `unix ${path}`;
+    server.on("connection", (sock: net.Socket) => {
+      const conn = wrapUnixSocket(sock, path);
+      if (this.#waiter) {
+        const w = this.#waiter;
+        this.#waiter = undefined;
+        w(conn);
+      } else {
+        this.#queue.push(conn);
+      }
+    });
+  }
+
+  /** Creates the socket file (replacing a stale one), then applies mode and owner. */
+  static async listen(options: UnixListenOptions): Promise<UnixListener> {
+    await removeStaleSocket(options.path);
+    const server = net.createServer({ pauseOnConnect: false });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.path, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    try {
+      if (options.mode !== undefined) await Deno.chmod(options.path, options.mode);
+      if (options.uid !== undefined || options.gid !== undefined) {
+        await Deno.chown(options.path, options.uid ?? null, options.gid ?? null);
+      }
+    } catch (e) {
+      server.close();
+      throw e;
+    }
+    return new UnixListener(server, options.path);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Connection> {
+    while (true) {
+      const next = this.#queue.shift() ??
+        (this.#closed ? null : await new Promise<Connection | null>((r) => this.#waiter = r));
+      if (next === null) return;
+      yield next;
+    }
+  }
+
+  /** Stops accepting and removes the socket file. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#server.close();
+    for (const c of this.#queue.splice(0)) c.close();
+    this.#waiter?.(null);
+    this.#waiter = undefined;
+    try {
+      Deno.removeSync(this.path);
+    } catch {
+      // Removed by someone else, or never created.
+    }
+  }
+}
+
+/** Connects to a unix socket (the client side). */
+export async function connectUnix(path: string): Promise<Connection> {
+  const conn = await Deno.connect({ transport: "unix", path });
+  let closed = false;
+  return {
+    readable: conn.readable,
+    writable: conn.writable,
+    peer: { transport: "unix", address: path },
+    close() {
+      if (closed) return;
+      closed = true;
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    },
+  };
+}
