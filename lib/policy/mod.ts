@@ -1,0 +1,7 @@
+/**
+ * Access policy for listing and importing devices.
+ *
+ * @module
+ */
+
+export * from "./policy.ts";

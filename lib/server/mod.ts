@@ -1,0 +1,9 @@
+/**
+ * The session and server core: ties connections from any transport to exported devices.
+ *
+ * @module
+ */
+
+export * from "./exported_device.ts";
+export * from "./session.ts";
+export * from "./server.ts";

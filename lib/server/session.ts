@@ -1,0 +1,432 @@
+/**
+ * One USB/IP connection: the op phase (DEVLIST, IMPORT), then the URB phase for the imported
+ * device. Many URBs may be pending at once; each endpoint completes in order, ep0 in FIFO
+ * order, and an idle IN transfer blocks only its own endpoint. CMD_UNLINK follows
+ * usbip_protocol.rst and Linux stub_rx.c: a cancelled URB gets RET_UNLINK(-ECONNRESET) and
+ * never a RET_SUBMIT; an unknown or completed one gets RET_UNLINK(0). Every way a session
+ * ends aborts every pending transfer and releases the device at once.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { OpStatus, TransferFlags, UrbStatus, type UsbipLimits } from "../protocol/constants.ts";
+import { FrameReader } from "../protocol/frame_reader.ts";
+import { encodeOpRepDevlist, encodeOpRepImport } from "../protocol/op_messages.ts";
+import { UsbipProtocolError } from "../protocol/protocol_error.ts";
+import {
+  type CmdSubmit,
+  type CmdUnlink,
+  encodeRetSubmit,
+  encodeRetUnlink,
+  type IsoPacketDescriptor,
+  packIsoData,
+} from "../protocol/urb_messages.ts";
+import { decodeSetupPacket } from "../devices/setup_packet.ts";
+import type { TransferResult, TransferStatus, UsbTransfer } from "../devices/usb_device.ts";
+import { type Connection, describePeer, type PeerInfo } from "../transport/connection.ts";
+import { deviceRecord, type ExportedDevice } from "./exported_device.ts";
+
+const log = getLogger(["usbipgw", "session"]);
+
+/** What a session needs from the server that owns it. */
+export interface SessionHost {
+  readonly limits: UsbipLimits;
+  /** The devices this peer may see. */
+  visibleDevices(peer: PeerInfo): ExportedDevice[];
+  /** Claims `busid` for `session`; `status` is an `OpStatus`. */
+  claimDevice(busid: string, session: Session): { status: number; device?: ExportedDevice };
+  /** Gives a claimed device back. */
+  releaseDevice(device: ExportedDevice, session: Session): void;
+}
+
+/** How a device status becomes a URB status. */
+const ERRNO: Record<TransferStatus, number> = {
+  ok: UrbStatus.OK,
+  stall: UrbStatus.EPIPE,
+  cancelled: UrbStatus.ECONNRESET,
+  nodev: UrbStatus.ENODEV,
+  overflow: UrbStatus.EOVERFLOW,
+  error: UrbStatus.EPROTO,
+  shutdown: UrbStatus.ESHUTDOWN,
+};
+
+const EMPTY = new Uint8Array(0);
+
+/** How long a hanging-up session waits for its last answers to be written. */
+const FLUSH_TIMEOUT_MS = 2000;
+
+interface PendingUrb {
+  readonly cmd: CmdSubmit;
+  readonly transfer: UsbTransfer;
+  readonly controller: AbortController;
+  readonly queue: EndpointQueue;
+  running: boolean;
+}
+
+interface EndpointQueue {
+  readonly items: PendingUrb[];
+  busy: boolean;
+}
+
+/** Counters kept per session, for logs and tests. */
+export interface SessionStats {
+  submitted: number;
+  completed: number;
+  unlinked: number;
+}
+
+let nextSessionId = 1;
+
+/**
+ * A USB/IP session over one connection. {@linkcode Session.run} returns when the session has
+ * ended for any reason, with every transfer aborted and the device released.
+ */
+export class Session {
+  /** A number for logs. */
+  readonly id: number = nextSessionId++;
+  readonly conn: Connection;
+  readonly stats: SessionStats = { submitted: 0, completed: 0, unlinked: 0 };
+  #host: SessionHost;
+  #reader: FrameReader;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #exported: ExportedDevice | undefined;
+  #pending = new Map<number, PendingUrb>();
+  #queues = new Map<number, EndpointQueue>();
+  #ended = false;
+  /** Set while the session flushes its last answers before hanging up. */
+  #closing = false;
+  #endReason: string | undefined;
+  #done: Promise<void> | undefined;
+  #onDeviceGone = () => this.#deviceGone();
+
+  /** Binds a session to a connection; nothing happens until {@linkcode Session.run}. */
+  constructor(conn: Connection, host: SessionHost) {
+    this.conn = conn;
+    this.#host = host;
+    this.#reader = new FrameReader(conn.readable, host.limits);
+    this.#writer = conn.writable.getWriter();
+  }
+
+  /** The imported device, once the import succeeded. */
+  get device(): ExportedDevice | undefined {
+    return this.#exported;
+  }
+
+  /** Why the session ended, once it has. */
+  get endReason(): string | undefined {
+    return this.#endReason;
+  }
+
+  /** Serves the connection until it ends; never rejects. */
+  run(): Promise<void> {
+    this.#done ??= this.#run();
+    return this.#done;
+  }
+
+  async #run(): Promise<void> {
+    const peer = describePeer(this.conn.peer);
+    log.debug("Session {id} opened by {peer}", { id: this.id, peer });
+    let reason = "the peer closed the connection";
+    try {
+      if (await this.#opPhase()) await this.#urbPhase();
+    } catch (e) {
+      if (this.#ended) {
+        // The session was ended from outside (hang-up, device gone, server shutdown).
+      } else if (e instanceof UsbipProtocolError) {
+        reason = `protocol error: ${e.message}`;
+        log.warn("Session {id} from {peer}: closing on a protocol error: {message}", {
+          id: this.id,
+          peer,
+          message: e.message,
+        });
+      } else {
+        reason = `connection error: ${e instanceof Error ? e.message : String(e)}`;
+      }
+    }
+    this.end(reason);
+  }
+
+  /** Ends the session at once: aborts every transfer, releases the device, closes the socket. */
+  end(reason: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#endReason = reason;
+    const aborted = this.#abortAll(new Deno.errors.ConnectionAborted(reason));
+    const exported = this.#exported;
+    if (exported) {
+      exported.device.disconnected.removeEventListener("abort", this.#onDeviceGone);
+      this.#host.releaseDevice(exported, this);
+    }
+    this.#reader.cancel(reason).catch(() => {});
+    this.#writer.abort(reason).catch(() => {});
+    this.conn.close();
+    const props = {
+      id: this.id,
+      peer: describePeer(this.conn.peer),
+      busid: exported?.busid ?? "-",
+      reason,
+      aborted,
+      ...this.stats,
+    };
+    if (exported) {
+      log.info(
+        "Session {id} ({peer}, device {busid}) ended: {reason}; {submitted} URBs submitted, {completed} completed, {unlinked} unlinked, {aborted} aborted",
+        props,
+      );
+    } else {
+      log.debug("Session {id} ({peer}) ended: {reason}", props);
+    }
+  }
+
+  #send(bytes: Uint8Array): void {
+    if (this.#ended) return;
+    this.#writer.write(bytes).catch((e) => {
+      this.end(`write failed: ${e instanceof Error ? e.message : String(e)}`);
+    });
+  }
+
+  /** Returns true once a device is imported, false on a clean end of stream. */
+  async #opPhase(): Promise<boolean> {
+    const peer = this.conn.peer;
+    while (true) {
+      const req = await this.#reader.readOpRequest();
+      if (req === null || this.#ended) return false;
+      if (req.kind === "op_req_devlist") {
+        const devices = this.#host.visibleDevices(peer).map(deviceRecord);
+        this.#send(encodeOpRepDevlist({ kind: "op_rep_devlist", status: OpStatus.ST_OK, devices }));
+        continue;
+      }
+      const { status, device } = this.#host.claimDevice(req.busid, this);
+      if (status !== OpStatus.ST_OK || device === undefined) {
+        log.info("Session {id} ({peer}): import of {busid} refused with status {status}", {
+          id: this.id,
+          peer: describePeer(peer),
+          busid: req.busid,
+          status,
+        });
+        this.#send(encodeOpRepImport({ kind: "op_rep_import", status }));
+        continue;
+      }
+      this.#exported = device;
+      device.device.reset();
+      this.#send(
+        encodeOpRepImport({ kind: "op_rep_import", status: 0, device: deviceRecord(device) }),
+      );
+      if (device.device.disconnected.aborted) {
+        this.#deviceGone();
+        return false;
+      }
+      device.device.disconnected.addEventListener("abort", this.#onDeviceGone, { once: true });
+      log.info("Session {id} ({peer}) imported {busid} ({name})", {
+        id: this.id,
+        peer: describePeer(peer),
+        busid: device.busid,
+        name: device.name,
+      });
+      return true;
+    }
+  }
+
+  async #urbPhase(): Promise<void> {
+    const dev = this.#exported!.device;
+    const isochronous = (ep: number, direction: number) =>
+      ep !== 0 && dev.transferType(ep, direction === 1) === "isochronous";
+    while (!this.#ended) {
+      const cmd = await this.#reader.readUrbCommand(isochronous);
+      if (cmd === null || this.#ended) return;
+      if (this.#closing) continue;
+      if (cmd.kind === "cmd_submit") this.#submit(cmd);
+      else this.#unlink(cmd);
+    }
+  }
+
+  #submit(cmd: CmdSubmit): void {
+    if (this.#pending.has(cmd.seqnum)) {
+      throw new UsbipProtocolError(
+        "CMD_SUBMIT",
+        "seqnum",
+        `is ${cmd.seqnum}, which is already pending`,
+      );
+    }
+    this.stats.submitted++;
+    const dev = this.#exported!.device;
+    const setup = cmd.ep === 0 ? decodeSetupPacket(cmd.setup) : undefined;
+    const dirIn = setup ? (setup.bmRequestType & 0x80) !== 0 : cmd.direction === 1;
+    const type = dev.transferType(cmd.ep, dirIn) ?? "bulk";
+    const controller = new AbortController();
+    const transfer: UsbTransfer = {
+      endpoint: cmd.ep,
+      dirIn,
+      type,
+      length: cmd.transferBufferLength,
+      data: cmd.data,
+      shortNotOk: (cmd.transferFlags & TransferFlags.URB_SHORT_NOT_OK) !== 0,
+      zeroPacket: (cmd.transferFlags & TransferFlags.URB_ZERO_PACKET) !== 0,
+      isoPackets: cmd.isoPackets.map(({ offset, length }) => ({ offset, length })),
+      signal: controller.signal,
+    };
+    if (setup) transfer.setup = setup;
+    const key = cmd.ep === 0 ? 0 : (cmd.direction << 4) | cmd.ep;
+    let queue = this.#queues.get(key);
+    if (queue === undefined) {
+      queue = { items: [], busy: false };
+      this.#queues.set(key, queue);
+    }
+    const urb: PendingUrb = { cmd, transfer, controller, queue, running: false };
+    this.#pending.set(cmd.seqnum, urb);
+    queue.items.push(urb);
+    if (!queue.busy) this.#pump(queue);
+  }
+
+  /** Runs an endpoint's transfers one after another; synchronous handlers finish in-line. */
+  async #pump(queue: EndpointQueue): Promise<void> {
+    queue.busy = true;
+    const dev = this.#exported!.device;
+    try {
+      while (queue.items.length > 0 && !this.#ended) {
+        const urb = queue.items[0]!;
+        urb.running = true;
+        let result: TransferResult;
+        try {
+          const r = dev.submit(urb.transfer);
+          result = r instanceof Promise ? await r : r;
+        } catch (e) {
+          log.error("Session {id}: device {busid} failed a transfer on ep {ep}: {error}", {
+            id: this.id,
+            busid: this.#exported?.busid,
+            ep: urb.cmd.ep,
+            error: e instanceof Error ? e.message : String(e),
+          });
+          result = { status: "error" };
+        }
+        if (queue.items[0] === urb) queue.items.shift();
+        this.#complete(urb, result);
+      }
+    } finally {
+      queue.busy = false;
+    }
+  }
+
+  #complete(urb: PendingUrb, r: TransferResult): void {
+    const { cmd } = urb;
+    if (this.#pending.get(cmd.seqnum) !== urb) return;
+    this.#pending.delete(cmd.seqnum);
+    this.stats.completed++;
+    this.#send(encodeRetSubmit(retSubmitFor(cmd, urb.transfer, r)));
+  }
+
+  #unlink(cmd: CmdUnlink): void {
+    const urb = this.#pending.get(cmd.unlinkSeqnum);
+    let status: number = UrbStatus.OK;
+    if (urb !== undefined) {
+      this.#pending.delete(cmd.unlinkSeqnum);
+      if (!urb.running) {
+        const i = urb.queue.items.indexOf(urb);
+        if (i >= 0) urb.queue.items.splice(i, 1);
+      }
+      urb.controller.abort(new DOMException("The URB was unlinked", "AbortError"));
+      this.stats.unlinked++;
+      status = UrbStatus.ECONNRESET;
+    }
+    this.#send(encodeRetUnlink({
+      kind: "ret_unlink",
+      seqnum: cmd.seqnum,
+      devid: cmd.devid,
+      direction: cmd.direction,
+      ep: cmd.ep,
+      status,
+    }));
+  }
+
+  #abortAll(reason: Error): number {
+    const n = this.#pending.size;
+    for (const urb of this.#pending.values()) urb.controller.abort(reason);
+    this.#pending.clear();
+    for (const q of this.#queues.values()) q.items.length = 0;
+    return n;
+  }
+
+  /** The device went away: answer every pending URB with -ENODEV, then hang up. */
+  #deviceGone(): void {
+    if (this.#ended || this.#closing) return;
+    this.#closing = true;
+    const urbs = [...this.#pending.values()];
+    this.#abortAll(new Deno.errors.NotConnected("The device is gone"));
+    for (const urb of urbs) {
+      this.stats.completed++;
+      this.#send(encodeRetSubmit(retSubmitFor(urb.cmd, urb.transfer, { status: "nodev" })));
+    }
+    // Let the -ENODEV answers reach the client before the connection closes, but do not wait
+    // on a peer that has stopped reading.
+    const reason = "the device was disconnected";
+    const timer = setTimeout(() => this.end(reason), FLUSH_TIMEOUT_MS);
+    this.#writer.close().catch(() => {}).finally(() => {
+      clearTimeout(timer);
+      this.end(reason);
+    });
+  }
+}
+
+/** Builds the RET_SUBMIT that answers `cmd` with the device's result. */
+function retSubmitFor(
+  cmd: CmdSubmit,
+  t: UsbTransfer,
+  r: TransferResult,
+): Parameters<typeof encodeRetSubmit>[0] {
+  let status: number = ERRNO[r.status];
+  let data: Uint8Array = EMPTY;
+  let actualLength = 0;
+  let isoPackets: IsoPacketDescriptor[] = [];
+  let errorCount = 0;
+  if (t.type === "isochronous" && cmd.isoPackets.length > 0) {
+    isoPackets = cmd.isoPackets.map((p, i) => {
+      const pr = r.isoPackets?.[i];
+      const packetStatus = pr ? ERRNO[pr.status] : status;
+      if (packetStatus !== 0) errorCount++;
+      const actual = pr ? Math.min(pr.actualLength, p.length) : 0;
+      actualLength += actual;
+      return { offset: p.offset, length: p.length, actualLength: actual, status: packetStatus };
+    });
+    if (t.dirIn) {
+      const buffer = r.data ?? EMPTY;
+      const fits = isoPackets.every((p) => p.offset + p.actualLength <= buffer.length);
+      if (!fits) {
+        for (const p of isoPackets) p.actualLength = 0;
+        actualLength = 0;
+        status = UrbStatus.EPROTO;
+      } else {
+        data = packIsoData(buffer, isoPackets);
+      }
+    }
+  } else if (t.dirIn) {
+    data = r.data ?? EMPTY;
+    if (data.length > cmd.transferBufferLength) {
+      data = data.subarray(0, cmd.transferBufferLength);
+      if (status === 0) status = UrbStatus.EOVERFLOW;
+    }
+    actualLength = data.length;
+    if (status === 0 && t.shortNotOk && actualLength < cmd.transferBufferLength) {
+      status = UrbStatus.EREMOTEIO;
+    }
+  } else {
+    actualLength = Math.min(
+      r.actualLength ?? (status === 0 ? cmd.transferBufferLength : 0),
+      cmd.transferBufferLength,
+    );
+  }
+  return {
+    kind: "ret_submit",
+    seqnum: cmd.seqnum,
+    devid: cmd.devid,
+    direction: cmd.direction,
+    ep: cmd.ep,
+    status,
+    actualLength,
+    startFrame: 0,
+    numberOfPackets: isoPackets.length,
+    errorCount,
+    data,
+    isoPackets,
+  };
+}

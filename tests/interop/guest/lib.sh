@@ -1,0 +1,293 @@
+# Functions shared by the guest scenarios (busybox sh, sourced): logging, JSON fields,
+# bounded waits, the gateway's lifecycle, vhci-hcd helpers and testusb runs.
+
+R=/mnt/results
+W=/tmp/rig
+VHCI=/sys/devices/platform/vhci_hcd.0
+GW_LOG=$R/gateway.log
+GW_SOCK=/run/usbipgw.sock
+KBD_SOCK=/run/kbd.sock
+GW_PID=
+# The gateway's command line (CLI contract); a scenario may change it before starting it.
+GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK --device gadget-zero:busid=1-1 \
+--device keyboard:busid=1-2,socket=$KBD_SOCK,text=hello"
+# testusb parameters of RIG.md: 100 iterations of 512 bytes varied by 421, 32 sg entries;
+# the bulk throughput tests 27/28 move 64 x 32 x 16 KiB = 32 MiB each.
+TESTUSB_ARGS="-c 100 -s 512 -g 32 -v 421"
+TESTUSB_BULK_ARGS="-c 64 -g 32 -s 16384"
+TESTUSB_TIMEOUT=180
+
+rig_uptime() {
+	read -r _u _ </proc/uptime
+	echo "$_u"
+}
+
+# rig_sub A B: A - B with two decimals.
+rig_sub() {
+	awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'
+}
+
+rig_since() {
+	rig_sub "$(rig_uptime)" "$1"
+}
+
+log() {
+	_m="[$(rig_uptime)] $*"
+	echo "$_m"
+	echo "rig: $_m" >/dev/console
+}
+
+# fail REASON: the scenario fails with REASON (goes into result.json).
+fail() {
+	echo "$*" >"$W/reason"
+	log "FAIL: $*"
+	exit 1
+}
+
+# rig_jstr TEXT: TEXT as a JSON string literal.
+rig_jstr() {
+	printf '%s' "$1" | tr -d '\000-\010\013-\037' | awk '
+		BEGIN { ORS = ""; print "\"" }
+		{ gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); gsub(/\t/, "\\t"); if (NR > 1) print "\\n"; print }
+		END { print "\"" }'
+}
+
+# rig_jarray: stdin lines as a JSON array of strings (empty lines dropped).
+rig_jarray() {
+	_first=1
+	printf '['
+	while IFS= read -r _l; do
+		[ -z "$_l" ] && continue
+		[ "$_first" = 1 ] || printf ', '
+		_first=0
+		printf '%s' "$(rig_jstr "$_l")"
+	done
+	printf ']'
+}
+
+# rig_field KEY JSON: adds "KEY": JSON to result.json.
+rig_field() {
+	printf '"%s": %s\n' "$1" "$2" >>"$W/fields"
+}
+
+rig_field_str() {
+	rig_field "$1" "$(rig_jstr "$2")"
+}
+
+rig_kernel_problems() {
+	dmesg | grep -E 'Oops|BUG:|WARNING:|blocked for more than|general protection fault|Kernel panic|Call Trace' |
+		head -n 20
+}
+
+# rig_wait SECONDS CMD...: polls CMD every 0.2 s until it succeeds (0) or time runs out (1).
+rig_wait() {
+	_limit=$(awk -v u="$(rig_uptime)" -v t="$1" 'BEGIN { print u + t }')
+	shift
+	while :; do
+		"$@" && return 0
+		awk -v u="$(rig_uptime)" -v l="$_limit" 'BEGIN { exit !(u > l) }' && return 1
+		usleep 200000
+	done
+}
+
+# rig_alive PID: the process exists and is not a zombie.
+rig_alive() {
+	_st=$(sed -n 's/^.*) \(.\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)
+	[ -n "$_st" ] && [ "$_st" != Z ]
+}
+
+rig_modprobe() {
+	modprobe "$@" || fail "modprobe $* failed"
+}
+
+rig_client_modules() {
+	for _m in vhci-hcd usbtest; do rig_modprobe "$_m"; done
+	[ -f "$VHCI/status" ] || fail "vhci_hcd.0 has no status file after modprobe vhci-hcd"
+}
+
+# --- the gateway ---------------------------------------------------------------------------
+
+rig_gateway_listening() {
+	grep -q '0100007F:0CA8 00000000:0000 0A' /proc/net/tcp && [ -S "$GW_SOCK" ]
+}
+
+rig_gateway_settled() {
+	! rig_alive "$GW_PID" || rig_gateway_listening
+}
+
+# rig_start_gateway: starts main.ts serve in the background (GW_PID) and waits until it
+# listens on 127.0.0.1:3240 and on its unix socket. Sets GW_START_S.
+rig_start_gateway() {
+	[ -f /mnt/host/main.ts ] || fail "gateway: /mnt/host/main.ts does not exist"
+	[ -x "/mnt/deno/$RIG_DENO" ] || fail "gateway: no deno binary at /mnt/deno/$RIG_DENO"
+	rm -f "$GW_SOCK" "$KBD_SOCK"
+	echo "=== rig: gateway start at uptime $(rig_uptime): main.ts $GW_ARGS" >>"$GW_LOG"
+	_t0=$(rig_uptime)
+	# shellcheck disable=SC2086 # GW_ARGS is a word list
+	DENO_DIR=/deno_dir DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 NO_COLOR=1 \
+		"/mnt/deno/$RIG_DENO" run -A --cached-only /mnt/host/main.ts $GW_ARGS \
+		>>"$GW_LOG" 2>&1 </dev/null &
+	GW_PID=$!
+	rig_wait 120 rig_gateway_settled
+	if ! rig_alive "$GW_PID"; then
+		wait "$GW_PID"
+		fail "gateway: exited with code $? during startup (see gateway.log)"
+	fi
+	rig_gateway_listening ||
+		fail "gateway: not listening on 127.0.0.1:3240 and $GW_SOCK after 120 s"
+	GW_START_S=$(rig_since "$_t0")
+	log "gateway pid $GW_PID listening after $GW_START_S s"
+}
+
+# rig_stop_gateway [SIGNAL]: stops the gateway and checks that SIGTERM/SIGINT exit 0.
+rig_stop_gateway() {
+	_sig=${1:-TERM}
+	[ -n "$GW_PID" ] || return 0
+	log "stopping gateway pid $GW_PID with SIG$_sig"
+	kill "-$_sig" "$GW_PID" 2>/dev/null
+	rig_wait 20 eval '! rig_alive "$GW_PID"' ||
+		fail "gateway: still running 20 s after SIG$_sig"
+	wait "$GW_PID"
+	_rc=$?
+	echo "=== rig: gateway pid $GW_PID ended by SIG$_sig with code $_rc" >>"$GW_LOG"
+	GW_PID=
+	if [ "$_sig" = TERM ] || [ "$_sig" = INT ]; then
+		[ "$_rc" -eq 0 ] || fail "gateway: exit code $_rc after SIG$_sig (expected 0)"
+	fi
+	return 0
+}
+
+# --- vhci-hcd and attached devices ---------------------------------------------------------
+
+# rig_vhci_device VID:PID: prints the sysfs dir of that device when it sits under vhci_hcd.
+rig_vhci_device() {
+	for _d in /sys/bus/usb/devices/*; do
+		[ -f "$_d/idVendor" ] || continue
+		[ "$(cat "$_d/idVendor"):$(cat "$_d/idProduct")" = "$1" ] || continue
+		case "$(readlink -f "$_d")" in
+		*vhci_hcd*)
+			echo "$_d"
+			return 0
+			;;
+		esac
+	done
+	return 1
+}
+
+rig_devnode() {
+	printf '/dev/bus/usb/%03d/%03d\n' "$(cat "$1/busnum")" "$(cat "$1/devnum")"
+}
+
+# rig_usbtest_bound DEVDIR: an interface of that device is bound to usbtest.
+rig_usbtest_bound() {
+	ls /sys/bus/usb/drivers/usbtest/ 2>/dev/null | grep -q "^$(basename "$1"):"
+}
+
+# rig_vhci_port DEVNAME: the vhci port that holds the device DEVNAME (e.g. 3-1).
+rig_vhci_port() {
+	awk -v n="$1" '$7 == n { print $2 + 0; found = 1 } END { exit !found }' "$VHCI/status"
+}
+
+# rig_vhci_used: number of vhci ports in use.
+rig_vhci_used() {
+	awk 'NR > 1 && $3 != "004" { n++ } END { print n + 0 }' "$VHCI/status"
+}
+
+rig_vhci_free() {
+	[ "$(rig_vhci_used)" -eq 0 ]
+}
+
+# rig_attach BUSID [HOST]: usbip attach; fails the scenario when the tool fails.
+rig_attach() {
+	_t0=$(rig_uptime)
+	_out=$(timeout -s KILL 60 usbip attach -r "${2:-127.0.0.1}" -b "$1" 2>&1)
+	_rc=$?
+	echo "usbip attach -r ${2:-127.0.0.1} -b $1 (exit $_rc, $(rig_since "$_t0") s): $_out"
+	[ "$_rc" -eq 0 ] || fail "usbip attach -b $1 failed (exit $_rc): $_out"
+}
+
+# rig_wait_gadget_zero: waits for Gadget Zero under vhci bound to usbtest; sets GZ_DIR, GZ_DEV.
+rig_wait_gadget_zero() {
+	_t0=$(rig_uptime)
+	rig_wait 20 rig_vhci_device 0525:a4a0 >/dev/null ||
+		fail "Gadget Zero (0525:a4a0) did not appear under vhci_hcd within 20 s"
+	GZ_DIR=$(rig_vhci_device 0525:a4a0)
+	rig_wait 20 rig_usbtest_bound "$GZ_DIR" ||
+		fail "usbtest did not bind $(basename "$GZ_DIR") within 20 s"
+	GZ_DEV=$(rig_devnode "$GZ_DIR")
+	GZ_ENUM_S=$(rig_since "$_t0")
+	log "Gadget Zero $(basename "$GZ_DIR") ($GZ_DEV) bound to usbtest after $GZ_ENUM_S s"
+}
+
+# --- testusb -------------------------------------------------------------------------------
+
+# rig_testusb LABEL DEVNODE TEST [ARGS...]: runs one testusb test and records it in the JSON
+# object built by rig_tests_json LABEL. Succeeds when the test passed.
+rig_testusb() {
+	_label=$1 _dev=$2 _t=$3
+	shift 3
+	_t0=$(rig_uptime)
+	_out=$(timeout -s KILL "$TESTUSB_TIMEOUT" testusb -D "$_dev" -t "$_t" "$@" 2>&1)
+	_rc=$?
+	_wall=$(rig_since "$_t0")
+	echo "testusb -D $_dev -t $_t $* (exit $_rc, $_wall s):"
+	echo "$_out" | sed 's/^/    /'
+	_line=$(echo "$_out" | grep " test $_t[ ,]" | head -n 1)
+	_secs=$(echo "$_line" | sed -n 's/.* test [0-9]*, *\([0-9.]*\) secs.*/\1/p')
+	_detail=
+	if [ -n "$_secs" ]; then
+		_status=pass
+	elif echo "$_line" | grep -q -- '-->'; then
+		_status=fail
+		_detail=$(echo "$_line" | sed 's/.*--> //')
+	elif [ "$_rc" -eq 137 ]; then
+		_status=timeout
+		_detail="killed after $TESTUSB_TIMEOUT s"
+	elif [ "$_rc" -ne 0 ]; then
+		_status=error
+		_detail=$(echo "$_out" | tail -n 1)
+	else
+		_status=skipped
+		_detail="not run by usbtest (EOPNOTSUPP)"
+	fi
+	printf '"%s": {"status": "%s", "seconds": %s, "wall_s": %s, "args": %s, "detail": %s}\n' \
+		"$_t" "$_status" "${_secs:-null}" "$_wall" "$(rig_jstr "$*")" "$(rig_jstr "$_detail")" \
+		>>"$W/tests-$_label"
+	[ "$_status" = pass ]
+}
+
+# rig_testusb_suite LABEL DEVNODE TESTS...: runs each test with RIG.md's parameters; prints
+# the tests that did not pass (empty when all passed).
+rig_testusb_suite() {
+	_sl=$1 _sd=$2
+	shift 2
+	_bad=
+	for _st in "$@"; do
+		case $_st in
+		27 | 28) _sargs=$TESTUSB_BULK_ARGS ;;
+		*) _sargs=$TESTUSB_ARGS ;;
+		esac
+		# shellcheck disable=SC2086 # word lists
+		rig_testusb "$_sl" "$_sd" "$_st" $_sargs >&2 || _bad="$_bad $_st"
+	done
+	echo "${_bad# }"
+}
+
+# rig_tests_json LABEL: the recorded tests of LABEL as one JSON object.
+rig_tests_json() {
+	printf '{'
+	[ -f "$W/tests-$1" ] && sed '$!s/$/,/' "$W/tests-$1" | tr -d '\n'
+	printf '}'
+}
+
+# rig_usbtest_alt ALT DEVDIR: sets usbtest's alt parameter and rebinds the device's interfaces.
+rig_usbtest_alt() {
+	echo "$1" >/sys/module/usbtest/parameters/alt || fail "cannot set usbtest alt=$1"
+	for _i in /sys/bus/usb/drivers/usbtest/"$(basename "$2")":*; do
+		_n=$(basename "$_i")
+		echo "$_n" >/sys/bus/usb/drivers/usbtest/unbind
+		echo "$_n" >/sys/bus/usb/drivers/usbtest/bind || fail "cannot rebind $_n to usbtest (alt=$1)"
+	done
+	rig_wait 10 rig_usbtest_bound "$2" || fail "usbtest did not rebind $(basename "$2") with alt=$1"
+	log "usbtest alt=$1 on $(basename "$2")"
+}

@@ -1,0 +1,729 @@
+// The QEMU interop rig: boots Debian's own kernel with the real Linux USB/IP client (vhci-hcd +
+// usbip) and runs one guest scenario per VM (recipe: /work/shared/RIG.md).
+
+/** The scenarios the guest knows (guest/scenarios/<name>.sh). */
+export const SCENARIOS = [
+  "smoke",
+  "list_attach",
+  "testusb",
+  "unix_attach",
+  "keyboard",
+  "hangup",
+  "kernel_baseline",
+] as const;
+
+/** A scenario name. */
+export type ScenarioName = typeof SCENARIOS[number];
+
+/** Scenarios that start our gateway (main.ts) in the guest. */
+export const GATEWAY_SCENARIOS: readonly ScenarioName[] = [
+  "list_attach",
+  "testusb",
+  "unix_attach",
+  "keyboard",
+  "hangup",
+];
+
+/** Kernel modules put into the initramfs, with everything they depend on. */
+export const MODULES = [
+  "virtio_pci",
+  "9pnet_virtio",
+  "9p",
+  "vhci-hcd",
+  "usbip-core",
+  "usbip-host",
+  "usbtest",
+  "dummy_hcd",
+  "libcomposite",
+  "usb_f_ss_lb",
+  "usbhid",
+  "hid-generic",
+  "evdev",
+  "configfs",
+] as const;
+
+/** Host binaries copied into the initramfs together with the libraries `ldd` lists. */
+const DYNAMIC_BINARIES = ["/usr/sbin/usbip", "/usr/sbin/usbipd", "/usr/bin/socat"] as const;
+
+/** C helpers under guest/, built with `gcc -static` into the cache. */
+const HELPERS = ["rig_unix_attach", "rig_evdev_read"] as const;
+
+/** Paths the rig works with; all derived from the checkout unless given. */
+export interface RigPaths {
+  /** The checkout, shared read-only with the guest as /mnt/host. */
+  root: string;
+  /** The download and build cache (git-ignored). */
+  cache: string;
+  /** This folder (tests/interop). */
+  here: string;
+}
+
+/** Everything needed to boot a guest. */
+export interface RigImage {
+  paths: RigPaths;
+  kernelVersion: string;
+  vmlinuz: string;
+  initrd: string;
+  /** The deno binary the guest runs from the `deno` share. */
+  denoBinary: string;
+  /** Seconds each build step took, for the report. */
+  buildSeconds: Record<string, number>;
+}
+
+/** What the guest wrote into the results share (guest/lib.sh `rig_finish`). */
+export interface ScenarioResult {
+  scenario: string;
+  ok: boolean;
+  exit_code: number;
+  reason: string;
+  boot_uptime_s: number;
+  ready_uptime_s: number;
+  scenario_seconds: number;
+  kernel_problems: string[];
+  [field: string]: unknown;
+}
+
+/** One scenario run as seen from the host. */
+export interface ScenarioRun {
+  scenario: ScenarioName;
+  /** The exit code the guest wrote, or null when it wrote none. */
+  exitCode: number | null;
+  result: ScenarioResult | null;
+  /** Why the run is not usable at all (no result, QEMU died, timeout), or null. */
+  rigError: string | null;
+  timedOut: boolean;
+  wallSeconds: number;
+  runDir: string;
+  consoleLog: string;
+  dmesg: string;
+  gatewayLog: string;
+  scenarioLog: string;
+  qemuStderr: string;
+}
+
+/** Options for {@linkcode runScenario}. */
+export interface RunOptions {
+  /** Host-side limit; QEMU is killed after it. */
+  timeoutSeconds?: number;
+  /** Extra `key=value` words for the kernel command line (read by the guest as rig.*). */
+  extraArgs?: string[];
+  log?: (msg: string) => void;
+}
+
+const decoder = new TextDecoder();
+
+function _defaultLog(msg: string): void {
+  console.error(`[rig] ${msg}`);
+}
+
+/** Default paths, from where this file lives. */
+export function defaultPaths(): RigPaths {
+  const here = new URL(".", import.meta.url).pathname.replace(/\/$/, "");
+  const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+  return { root, here, cache: `${root}/.cache/interop` };
+}
+
+/** Why the rig cannot run on this machine, or null when it can. */
+export function rigMissingReason(): string | null {
+  for (const tool of ["qemu-system-x86_64", "cpio", "busybox", "depmod", "gcc", "usbip"]) {
+    if (_which(tool) === null) {
+      return `${tool} is not installed (apt-get install $(cat tests/interop/packages.txt))`;
+    }
+  }
+  return null;
+}
+
+function _which(tool: string): string | null {
+  const path = Deno.env.get("PATH") ?? "/usr/bin:/bin";
+  for (const dir of [...path.split(":"), "/usr/sbin", "/sbin"]) {
+    try {
+      const st = Deno.statSync(`${dir}/${tool}`);
+      if (st.isFile) return `${dir}/${tool}`;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/** Whether KVM can boot a stock kernel here (RIG.md: only with kvm_intel or kvm_amd). */
+export function kvmUsable(): boolean {
+  for (const m of ["/sys/module/kvm_intel", "/sys/module/kvm_amd"]) {
+    try {
+      Deno.statSync(m);
+      return true;
+    } catch {
+      // absent
+    }
+  }
+  return false;
+}
+
+interface CmdOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  stdin?: Uint8Array;
+}
+
+/** Runs a command; throws with its stderr when it fails. Returns stdout. */
+async function _run(cmd: string[], opts: CmdOptions = {}): Promise<string> {
+  const [program, ...args] = cmd;
+  if (program === undefined) throw new TypeError("Cannot run an empty command");
+  const child = new Deno.Command(program, {
+    args,
+    stdin: opts.stdin ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    ...(opts.env ? { env: opts.env } : {}),
+  }).spawn();
+  if (opts.stdin) {
+    const w = child.stdin.getWriter();
+    await w.write(opts.stdin);
+    await w.close();
+  }
+  const out = await child.output();
+  if (!out.success) {
+    throw new Error(
+      `Command failed (exit ${out.code}): ${cmd.join(" ")}\n${decoder.decode(out.stderr)}`,
+    );
+  }
+  return decoder.decode(out.stdout);
+}
+
+function _exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function _timed<T>(
+  seconds: Record<string, number>,
+  name: string,
+  f: () => Promise<T>,
+): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await f();
+  } finally {
+    seconds[name] = Math.round(performance.now() - t0) / 1000;
+  }
+}
+
+/** The kernel package linux-image-amd64 depends on, falling back to a cached download. */
+async function _kernelPackage(debs: string): Promise<string> {
+  try {
+    const out = await _run(["apt-cache", "depends", "linux-image-amd64"]);
+    const m = out.match(/Depends:\s*(linux-image-[0-9][^\s]*)/);
+    if (m?.[1]) return m[1];
+  } catch {
+    // no apt lists: use what the cache holds
+  }
+  for (const e of _sortedEntries(debs)) {
+    const m = e.match(/^(linux-image-[0-9][^_]*)_/);
+    if (m?.[1]) return m[1];
+  }
+  throw new Error("Cannot find the kernel package: apt-cache knows none and .cache holds none");
+}
+
+function _sortedEntries(dir: string): string[] {
+  try {
+    return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** Path of the cached .deb of `pkg`, downloading it with apt-get when absent. */
+async function _deb(debs: string, pkg: string, log: (m: string) => void): Promise<string> {
+  const find = () => _sortedEntries(debs).find((n) => n.startsWith(`${pkg}_`) && n.endsWith(".deb"));
+  let name = find();
+  if (!name) {
+    log(`downloading ${pkg} with apt-get download`);
+    await Deno.mkdir(debs, { recursive: true });
+    await _run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", pkg], { cwd: debs });
+    name = find();
+    if (!name) throw new Error(`apt-get download ${pkg} left no .deb in ${debs}`);
+  }
+  return `${debs}/${name}`;
+}
+
+/** Unpacks the kernel package (once) and runs depmod; returns its root and version. */
+async function _kernel(
+  cache: string,
+  log: (m: string) => void,
+): Promise<{ root: string; version: string }> {
+  const debs = `${cache}/debs`;
+  const pkg = await _kernelPackage(debs);
+  const root = `${cache}/kernel/${pkg}`;
+  if (!_exists(`${root}/.rig-ready`)) {
+    const deb = await _deb(debs, pkg, log);
+    log(`unpacking ${deb}`);
+    const tmp = `${root}.tmp${Deno.pid}`;
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    await Deno.mkdir(tmp, { recursive: true });
+    await _run(["dpkg-deb", "-x", deb, tmp]);
+    const version = _sortedEntries(`${tmp}/lib/modules`)[0];
+    if (!version) throw new Error(`${deb} holds no lib/modules/<version>`);
+    await _run(["depmod", "-b", tmp, version]);
+    await Deno.writeTextFile(`${tmp}/.rig-ready`, `${version}\n`);
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+    await Deno.rename(tmp, root);
+  }
+  const version = (await Deno.readTextFile(`${root}/.rig-ready`)).trim();
+  return { root, version };
+}
+
+/** The static testusb binary, built once from Debian's linux-source package. */
+async function _testusb(
+  cache: string,
+  kernelVersion: string,
+  log: (m: string) => void,
+): Promise<string> {
+  const bin = `${cache}/bin/testusb`;
+  if (_exists(bin)) return bin;
+  const series = kernelVersion.match(/^(\d+\.\d+)/)?.[1];
+  if (!series) throw new Error(`Cannot tell the kernel series of ${kernelVersion}`);
+  const deb = await _deb(`${cache}/debs`, `linux-source-${series}`, log);
+  log(`extracting tools/usb/testusb.c from ${deb}`);
+  await Deno.mkdir(`${cache}/src`, { recursive: true });
+  const src = `${cache}/src/testusb.c`;
+  // Only testusb.c is kept: kernel sources never enter the checkout.
+  await _run([
+    "bash",
+    "-c",
+    'set -euo pipefail; dpkg-deb --fsys-tarfile "$1" | tar -xO "./usr/src/linux-source-$2.tar.xz" ' +
+    '| xz -dc | tar -xO "linux-source-$2/tools/usb/testusb.c" > "$3.tmp"; mv "$3.tmp" "$3"',
+    "extract",
+    deb,
+    series,
+    src,
+  ]);
+  await Deno.mkdir(`${cache}/bin`, { recursive: true });
+  await _run(["gcc", "-static", "-O2", "-o", `${bin}.tmp`, src, "-lpthread"]);
+  await Deno.rename(`${bin}.tmp`, bin);
+  return bin;
+}
+
+async function _sha256(path: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Builds the C helpers of guest/ (static) when their source changed. */
+async function _helpers(paths: RigPaths): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  await Deno.mkdir(`${paths.cache}/bin`, { recursive: true });
+  for (const name of HELPERS) {
+    const src = `${paths.here}/guest/${name}.c`;
+    const bin = `${paths.cache}/bin/${name}`;
+    const hash = await _sha256(src);
+    const stamp = `${bin}.sha256`;
+    const built = _exists(stamp) ? (await Deno.readTextFile(stamp)).trim() : "";
+    if (built !== hash || !_exists(bin)) {
+      await _run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", `${bin}.tmp`, src]);
+      await Deno.rename(`${bin}.tmp`, bin);
+      await Deno.writeTextFile(stamp, `${hash}\n`);
+    }
+    out[name] = bin;
+  }
+  return out;
+}
+
+/**
+ * Fills the rig's own DENO_DIR with the npm packages deno.lock records (`deno install
+ * --frozen`: never rewrites the lock), so the offline guest can run with --cached-only.
+ */
+async function _denoDir(paths: RigPaths): Promise<string> {
+  const dir = `${paths.cache}/deno_dir`;
+  const env = { DENO_DIR: dir, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" };
+  const deno = Deno.execPath();
+  try {
+    await _run([deno, "install", "--frozen"], { cwd: paths.root, env });
+    if (_exists(`${paths.root}/main.ts`)) {
+      await _run([deno, "install", "--frozen", "--entrypoint", "main.ts"], {
+        cwd: paths.root,
+        env,
+      });
+    }
+  } catch (e) {
+    throw new Error(
+      `Cannot fill the guest's npm cache (is deno.lock up to date? run \`deno install\`): ${
+        e instanceof Error ? e.message : String(e)
+      }`,
+    );
+  }
+  return dir;
+}
+
+/** `ldd` dependencies of a binary (real files, absolute paths). */
+async function _lddLibs(binary: string): Promise<string[]> {
+  const out = await _run(["ldd", binary]);
+  const libs: string[] = [];
+  for (const line of out.split("\n")) {
+    const m = line.match(/=>\s*(\/\S+)/) ?? line.match(/^\s*(\/\S+)\s+\(/);
+    if (m?.[1]) libs.push(m[1]);
+  }
+  return libs;
+}
+
+async function _copyFile(from: string, to: string, mode?: number): Promise<void> {
+  await Deno.mkdir(to.replace(/\/[^/]+$/, ""), { recursive: true });
+  await Deno.copyFile(await Deno.realPath(from), to);
+  if (mode !== undefined) await Deno.chmod(to, mode);
+}
+
+async function _copyTree(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  await _run(["cp", "-a", `${from}/.`, to]);
+}
+
+/** Builds the guest's initramfs (uncompressed newc cpio: nothing to unpack under TCG). */
+async function _initramfs(
+  paths: RigPaths,
+  kernel: { root: string; version: string },
+  testusb: string,
+  helpers: Record<string, string>,
+  denoDir: string,
+): Promise<string> {
+  const out = `${paths.cache}/image`;
+  await Deno.mkdir(out, { recursive: true });
+  const root = `${out}/root.tmp${Deno.pid}`;
+  await Deno.remove(root, { recursive: true }).catch(() => {});
+  for (
+    const d of [
+      "bin",
+      "sbin",
+      "usr/bin",
+      "usr/sbin",
+      "etc",
+      "proc",
+      "sys",
+      "dev",
+      "tmp",
+      "run",
+      "root",
+      "mnt/host",
+      "mnt/results",
+      "mnt/deno",
+      "lib/x86_64-linux-gnu",
+      "lib64",
+    ]
+  ) {
+    await Deno.mkdir(`${root}/${d}`, { recursive: true });
+  }
+  await Deno.symlink("../run", `${root}/var/run`).catch(async () => {
+    await Deno.mkdir(`${root}/var`, { recursive: true });
+    await Deno.symlink("../run", `${root}/var/run`);
+  });
+
+  // busybox and its applets
+  await _copyFile(_which("busybox") ?? "/bin/busybox", `${root}/bin/busybox`, 0o755);
+  const applets = (await _run(["busybox", "--list"])).split("\n").filter((a) => a && a !== "busybox");
+  for (const a of applets) await Deno.symlink("busybox", `${root}/bin/${a}`);
+
+  // dynamic tools with their libraries, deno's libraries
+  const libs = new Set<string>();
+  for (const b of DYNAMIC_BINARIES) {
+    await _copyFile(b, `${root}${b}`, 0o755);
+    for (const l of await _lddLibs(b)) libs.add(l);
+  }
+  for (const l of await _lddLibs(Deno.execPath())) libs.add(l);
+  for (const l of libs) {
+    const base = l.split("/").pop() ?? l;
+    const dest = l.startsWith("/lib64/") ? `${root}/lib64/${base}` : `${root}/lib/x86_64-linux-gnu/${base}`;
+    await _copyFile(l, dest, 0o755);
+  }
+  for (const ids of ["/usr/share/misc/usb.ids", "/usr/share/hwdata/usb.ids"]) {
+    if (_exists(ids)) await _copyFile(ids, `${root}${ids}`, 0o644);
+  }
+
+  // static test tools
+  await _copyFile(testusb, `${root}/usr/bin/testusb`, 0o755);
+  for (const [name, bin] of Object.entries(helpers)) {
+    await _copyFile(bin, `${root}/usr/bin/${name.replaceAll("_", "-")}`, 0o755);
+  }
+
+  // kernel modules with their dependencies
+  const modRoot = `${kernel.root}/lib/modules/${kernel.version}`;
+  const wanted = new Set<string>();
+  for (const m of MODULES) {
+    const out = await _run([
+      "modprobe",
+      "-d",
+      kernel.root,
+      "-S",
+      kernel.version,
+      "--show-depends",
+      m,
+    ]);
+    for (const line of out.split("\n")) {
+      const mm = line.match(/^insmod\s+(\S+)/);
+      if (mm?.[1]) wanted.add(mm[1]);
+    }
+  }
+  for (const ko of wanted) {
+    if (!ko.startsWith(`${modRoot}/`)) throw new Error(`Unexpected module path ${ko}`);
+    await _copyFile(ko, `${root}/lib/modules/${kernel.version}/${ko.slice(modRoot.length + 1)}`);
+  }
+  for (const f of ["modules.order", "modules.builtin", "modules.builtin.modinfo"]) {
+    if (_exists(`${modRoot}/${f}`)) {
+      await _copyFile(`${modRoot}/${f}`, `${root}/lib/modules/${kernel.version}/${f}`);
+    }
+  }
+  await _run(["depmod", "-b", root, kernel.version]);
+
+  // npm cache for the offline deno (only npm/: the sqlite caches are rebuilt in the guest)
+  await _copyTree(`${denoDir}/npm`, `${root}/deno_dir/npm`);
+
+  // configuration and the rig's own guest scripts
+  await Deno.writeTextFile(`${root}/etc/passwd`, "root:x:0:0:root:/root:/bin/sh\n");
+  await Deno.writeTextFile(`${root}/etc/group`, "root:x:0:\n");
+  await Deno.writeTextFile(`${root}/etc/hosts`, "127.0.0.1 localhost\n::1 localhost\n");
+  await Deno.writeTextFile(`${root}/etc/nsswitch.conf`, "passwd: files\ngroup: files\nhosts: files\n");
+  await _copyTree(`${paths.here}/guest`, `${root}/rig`);
+  for (const e of _sortedEntries(`${root}/rig`)) {
+    if (e.endsWith(".c")) await Deno.remove(`${root}/rig/${e}`);
+  }
+  await _copyFile(`${paths.here}/guest/init.sh`, `${root}/init`, 0o755);
+
+  const img = `${out}/initrd.img`;
+  await _run([
+    "bash",
+    "-c",
+    'set -euo pipefail; cd "$1"; find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > "$2.tmp"; mv "$2.tmp" "$2"',
+    "cpio",
+    root,
+    img,
+  ]);
+  await Deno.remove(root, { recursive: true });
+  return img;
+}
+
+/**
+ * Prepares everything a guest needs: kernel (downloaded once), testusb and helpers (built
+ * once), the npm cache, and a fresh initramfs (about 2 s).
+ */
+export async function buildImage(
+  opts: { paths?: RigPaths; log?: (msg: string) => void } = {},
+): Promise<RigImage> {
+  const paths = opts.paths ?? defaultPaths();
+  const log = opts.log ?? _defaultLog;
+  const seconds: Record<string, number> = {};
+  await Deno.mkdir(paths.cache, { recursive: true });
+  const kernel = await _timed(seconds, "kernel", () => _kernel(paths.cache, log));
+  const testusb = await _timed(seconds, "testusb", () => _testusb(paths.cache, kernel.version, log));
+  const helpers = await _timed(seconds, "helpers", () => _helpers(paths));
+  const denoDir = await _timed(seconds, "deno_dir", () => _denoDir(paths));
+  const initrd = await _timed(
+    seconds,
+    "initramfs",
+    () => _initramfs(paths, kernel, testusb, helpers, denoDir),
+  );
+  const vmlinuz = `${kernel.root}/boot/vmlinuz-${kernel.version}`;
+  log(`image ready: kernel ${kernel.version}, build seconds ${JSON.stringify(seconds)}`);
+  return {
+    paths,
+    kernelVersion: kernel.version,
+    vmlinuz,
+    initrd,
+    denoBinary: Deno.execPath(),
+    buildSeconds: seconds,
+  };
+}
+
+async function _readText(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch {
+    return "";
+  }
+}
+
+/** Default host-side time limits (seconds) per scenario under TCG. */
+export const DEFAULT_TIMEOUTS: Record<ScenarioName, number> = {
+  smoke: 180,
+  list_attach: 240,
+  testusb: 900,
+  unix_attach: 240,
+  keyboard: 240,
+  hangup: 480,
+  kernel_baseline: 600,
+};
+
+/**
+ * Boots one guest that runs `scenario` and collects its results. Never throws for a guest
+ * failure: the returned run says what happened.
+ */
+export async function runScenario(
+  image: RigImage,
+  scenario: ScenarioName,
+  opts: RunOptions = {},
+): Promise<ScenarioRun> {
+  const log = opts.log ?? _defaultLog;
+  const timeoutSeconds = opts.timeoutSeconds ?? DEFAULT_TIMEOUTS[scenario];
+  const runDir = `${image.paths.cache}/runs/${scenario}`;
+  const share = `${runDir}/share`;
+  await Deno.remove(runDir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(share, { recursive: true });
+  const consolePath = `${runDir}/console.log`;
+  const denoDir = image.denoBinary.replace(/\/[^/]+$/, "");
+  const denoName = image.denoBinary.split("/").pop() ?? "deno";
+  // The guest gets a little less time than the host so that it can still report.
+  const guestTimeout = Math.max(30, timeoutSeconds - 30);
+  const append = [
+    "console=ttyS0",
+    "quiet",
+    "panic=-1",
+    "oops=panic",
+    "rdinit=/init",
+    `rig.scenario=${scenario}`,
+    `rig.timeout=${guestTimeout}`,
+    `rig.deno=${denoName}`,
+    ...(opts.extraArgs ?? []).map((a) => `rig.${a}`),
+  ].join(" ");
+  const kvm = kvmUsable();
+  const virtfs = (path: string, tag: string, ro: boolean) => [
+    "-virtfs",
+    `local,path=${path},mount_tag=${tag},security_model=none,${
+      ro ? "readonly=on," : ""
+    }multidevs=remap`,
+  ];
+  const args = [
+    "-M",
+    "q35",
+    "-accel",
+    kvm ? "kvm" : "tcg",
+    "-cpu",
+    kvm ? "host" : "max",
+    "-m",
+    "2048",
+    "-smp",
+    "2",
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-monitor",
+    "none",
+    "-nic",
+    "none",
+    "-no-reboot",
+    "-chardev",
+    `file,id=con,path=${consolePath}`,
+    "-serial",
+    "chardev:con",
+    "-kernel",
+    image.vmlinuz,
+    "-initrd",
+    image.initrd,
+    "-append",
+    append,
+    ...virtfs(image.paths.root, "host", true),
+    ...virtfs(share, "results", false),
+    ...virtfs(denoDir, "deno", true),
+  ];
+  log(`booting ${scenario} (${kvm ? "kvm" : "tcg"}, limit ${timeoutSeconds} s)`);
+  const t0 = performance.now();
+  const child = new Deno.Command("qemu-system-x86_64", {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }, timeoutSeconds * 1000);
+  const out = await child.output();
+  clearTimeout(timer);
+  const wallSeconds = Math.round(performance.now() - t0) / 1000;
+  const qemuStderr = decoder.decode(out.stderr) + decoder.decode(out.stdout);
+
+  const exitText = (await _readText(`${share}/exit_code`)).trim();
+  const exitCode = /^\d+$/.test(exitText) ? Number(exitText) : null;
+  let result: ScenarioResult | null = null;
+  let rigError: string | null = null;
+  const resultText = await _readText(`${share}/result.json`);
+  if (resultText) {
+    try {
+      result = JSON.parse(resultText) as ScenarioResult;
+    } catch (e) {
+      rigError = `result.json is not JSON (${e instanceof Error ? e.message : String(e)})`;
+    }
+  }
+  if (timedOut) {
+    rigError = `the guest did not finish within ${timeoutSeconds} s; QEMU was killed`;
+  } else if (!out.success) {
+    rigError = `QEMU exited with code ${out.code}`;
+  } else if (exitCode === null) {
+    rigError = "the guest powered off without writing an exit code (kernel panic or oops?)";
+  } else if (result === null && rigError === null) {
+    rigError = "the guest wrote no result.json";
+  }
+  const run: ScenarioRun = {
+    scenario,
+    exitCode,
+    result,
+    rigError,
+    timedOut,
+    wallSeconds,
+    runDir,
+    consoleLog: await _readText(consolePath),
+    dmesg: await _readText(`${share}/dmesg.txt`),
+    gatewayLog: await _readText(`${share}/gateway.log`),
+    scenarioLog: await _readText(`${share}/scenario.log`),
+    qemuStderr,
+  };
+  await Deno.writeTextFile(
+    `${runDir}/summary.json`,
+    JSON.stringify({ scenario, exitCode, rigError, timedOut, wallSeconds, result }, null, 2) +
+      "\n",
+  );
+  log(`${scenario}: exit ${exitCode} in ${wallSeconds} s${rigError ? ` (${rigError})` : ""}`);
+  return run;
+}
+
+function _tail(text: string, lines: number): string {
+  const all = text.trimEnd().split("\n");
+  return all.slice(Math.max(0, all.length - lines)).join("\n");
+}
+
+/** A failure report: scenario, reason, and the guest's logs (tails). */
+export function describeRun(run: ScenarioRun, reason: string): string {
+  const parts = [
+    `interop scenario ${run.scenario} failed: ${reason}`,
+    `(logs in ${run.runDir})`,
+  ];
+  const section = (title: string, text: string, n: number) => {
+    if (text.trim()) parts.push(`--- ${title} (last ${n} lines) ---\n${_tail(text, n)}`);
+  };
+  section("scenario log", run.scenarioLog, 60);
+  section("gateway log", run.gatewayLog, 40);
+  section("dmesg", run.dmesg, 40);
+  section("console", run.consoleLog, 40);
+  section("qemu", run.qemuStderr, 10);
+  return parts.join("\n");
+}
+
+/** Throws {@linkcode describeRun}'s report unless the guest said the scenario passed. */
+export function assertScenarioPassed(run: ScenarioRun): ScenarioResult {
+  if (run.rigError !== null) throw new Error(describeRun(run, run.rigError));
+  const r = run.result;
+  if (r === null) throw new Error(describeRun(run, "no result"));
+  if (r.scenario !== run.scenario) {
+    throw new Error(describeRun(run, `result.json is for scenario ${r.scenario}`));
+  }
+  if (!r.ok || run.exitCode !== 0) {
+    throw new Error(describeRun(run, `${r.reason || "no reason given"} (exit ${run.exitCode})`));
+  }
+  return r;
+}
