@@ -1,0 +1,291 @@
+/**
+ * A USB/IP client over any {@linkcode Connection}: the op phase (device list, import) and a
+ * URB channel that keeps many URBs in flight and matches replies by seqnum, as Linux vhci
+ * does. Used by `usbipgw list`, by the tests and benchmarks, and by anyone who wants to drive
+ * a served device from a program.
+ *
+ * @module
+ */
+
+import {
+  DEFAULT_LIMITS,
+  OpStatus,
+  TransferFlags,
+  type UsbipLimits,
+} from "../protocol/constants.ts";
+import { FrameReader } from "../protocol/frame_reader.ts";
+import {
+  encodeOpReqDevlist,
+  encodeOpReqImport,
+  type UsbipDeviceRecord,
+  type UsbipExportedDevice,
+} from "../protocol/op_messages.ts";
+import {
+  encodeCmdSubmit,
+  encodeCmdUnlink,
+  type IsoPacketDescriptor,
+  type RetSubmit,
+  type RetUnlink,
+  type SubmittedUrb,
+} from "../protocol/urb_messages.ts";
+import { encodeSetupPacket, type SetupPacket } from "../devices/setup_packet.ts";
+import type { Connection } from "../transport/connection.ts";
+
+/** Names of op status values, for messages. */
+const STATUS_NAMES: Record<number, string> = {
+  [OpStatus.ST_OK]: "OK",
+  [OpStatus.ST_NA]: "not available",
+  [OpStatus.ST_DEV_BUSY]: "device busy",
+  [OpStatus.ST_DEV_ERR]: "device error",
+  [OpStatus.ST_NODEV]: "no such device",
+  [OpStatus.ST_ERROR]: "error",
+};
+
+/** An import the server refused; `status` is the `OpStatus` it answered. */
+export class ImportRefusedError extends Error {
+  readonly status: number;
+  /** Builds the error for `busid` and the server's status. */
+  constructor(busid: string, status: number) {
+    super(
+      `Cannot import ${busid}: the server answered ${STATUS_NAMES[status] ?? "status"} (${status})`,
+    );
+    this.name = "ImportRefusedError";
+    this.status = status;
+  }
+}
+
+async function writeAll(conn: Connection, bytes: Uint8Array): Promise<void> {
+  const w = conn.writable.getWriter();
+  try {
+    await w.write(bytes);
+  } finally {
+    w.releaseLock();
+  }
+}
+
+/**
+ * Asks for the device list (OP_REQ_DEVLIST) on a fresh connection and closes it, as
+ * `usbip list -r` does.
+ */
+export async function requestDeviceList(
+  conn: Connection,
+  limits: UsbipLimits = DEFAULT_LIMITS,
+): Promise<UsbipExportedDevice[]> {
+  const reader = new FrameReader(conn.readable, limits);
+  try {
+    await writeAll(conn, encodeOpReqDevlist());
+    const rep = await reader.readOpRepDevlist();
+    if (rep.status !== OpStatus.ST_OK) {
+      throw new Error(`Cannot list devices: the server answered status ${rep.status}`);
+    }
+    return rep.devices;
+  } finally {
+    await reader.cancel();
+    conn.close();
+  }
+}
+
+/** What to submit. */
+export interface SubmitOptions {
+  ep: number;
+  dirIn: boolean;
+  /** IN: bytes to ask for; OUT: defaults to `data.length`. */
+  length?: number;
+  data?: Uint8Array;
+  setup?: SetupPacket;
+  transferFlags?: number;
+  /** For isochronous endpoints: the packets (offset, length). */
+  isoPackets?: { offset: number; length: number }[];
+  interval?: number;
+}
+
+/** A submitted URB: its seqnum, and its RET_SUBMIT (or an error if it was unlinked). */
+export interface SubmittedHandle {
+  seqnum: number;
+  /** Resolves with the RET_SUBMIT; rejects if the URB is unlinked or the connection ends. */
+  done: Promise<RetSubmit>;
+}
+
+interface Waiting {
+  urb: SubmittedUrb;
+  resolve(r: RetSubmit): void;
+  reject(e: Error): void;
+}
+
+/**
+ * The URB phase of an imported device: submit and unlink URBs, many at a time.
+ */
+export class UrbChannel {
+  /** The device record the server sent in OP_REP_IMPORT. */
+  readonly device: UsbipDeviceRecord;
+  readonly devid: number;
+  #conn: Connection;
+  #reader: FrameReader;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #seqnum = 0;
+  #waiting = new Map<number, Waiting>();
+  #unlinks = new Map<number, (r: RetUnlink) => void>();
+  #error: Error | undefined;
+  #loop: Promise<void>;
+
+  /** Takes over a connection whose import has succeeded. */
+  constructor(conn: Connection, reader: FrameReader, device: UsbipDeviceRecord) {
+    this.#conn = conn;
+    this.#reader = reader;
+    this.device = device;
+    this.devid = (device.busnum << 16) | device.devnum;
+    this.#writer = conn.writable.getWriter();
+    this.#loop = this.#readLoop();
+  }
+
+  /** Resolves when the connection has ended (the reason, if any, is `closedReason`). */
+  get closed(): Promise<void> {
+    return this.#loop;
+  }
+
+  /** Why the channel ended, if it did with an error. */
+  get closedReason(): Error | undefined {
+    return this.#error;
+  }
+
+  /** The number of URBs awaiting a reply. */
+  get inFlight(): number {
+    return this.#waiting.size;
+  }
+
+  async #readLoop(): Promise<void> {
+    try {
+      while (true) {
+        const msg = await this.#reader.readUrbReturn((seqnum) => this.#waiting.get(seqnum)?.urb);
+        if (msg === null) break;
+        if (msg.kind === "ret_submit") {
+          const w = this.#waiting.get(msg.seqnum)!;
+          this.#waiting.delete(msg.seqnum);
+          w.resolve(msg);
+        } else {
+          const u = this.#unlinks.get(msg.seqnum);
+          this.#unlinks.delete(msg.seqnum);
+          u?.(msg);
+        }
+      }
+      this.#error ??= new Deno.errors.UnexpectedEof("The server closed the connection");
+    } catch (e) {
+      this.#error = e instanceof Error ? e : new Error(String(e));
+    }
+    for (const w of this.#waiting.values()) w.reject(this.#error);
+    this.#waiting.clear();
+    this.#unlinks.clear();
+  }
+
+  /** Submits a URB; the promise in the handle settles with its RET_SUBMIT. */
+  submit(o: SubmitOptions): SubmittedHandle {
+    if (this.#error) throw this.#error;
+    const seqnum = ++this.#seqnum;
+    const data = o.dirIn ? new Uint8Array(0) : (o.data ?? new Uint8Array(0));
+    const length = o.length ?? data.length;
+    const isoPackets: IsoPacketDescriptor[] = (o.isoPackets ?? []).map((p) => ({
+      offset: p.offset,
+      length: p.length,
+      actualLength: 0,
+      status: 0,
+    }));
+    const bytes = encodeCmdSubmit({
+      kind: "cmd_submit",
+      seqnum,
+      devid: this.devid,
+      direction: o.dirIn ? 1 : 0,
+      ep: o.ep,
+      transferFlags: (o.transferFlags ?? 0) | (o.dirIn ? TransferFlags.URB_DIR_IN : 0),
+      transferBufferLength: length,
+      startFrame: 0,
+      numberOfPackets: isoPackets.length,
+      interval: o.interval ?? 0,
+      setup: o.setup ? encodeSetupPacket(o.setup) : new Uint8Array(8),
+      data,
+      isoPackets,
+    });
+    const done = new Promise<RetSubmit>((resolve, reject) => {
+      this.#waiting.set(seqnum, {
+        urb: { dirIn: o.dirIn, isochronous: isoPackets.length > 0, transferBufferLength: length },
+        resolve,
+        reject,
+      });
+    });
+    this.#writer.write(bytes).catch(() => {});
+    return { seqnum, done };
+  }
+
+  /** Submits a control transfer on ep0 and waits for it. */
+  control(setup: SetupPacket, data?: Uint8Array): Promise<RetSubmit> {
+    const dirIn = (setup.bmRequestType & 0x80) !== 0;
+    const o: SubmitOptions = {
+      ep: 0,
+      dirIn,
+      setup,
+      length: dirIn ? setup.wLength : (data?.length ?? 0),
+    };
+    if (data) o.data = data;
+    return this.submit(o).done;
+  }
+
+  /** Unlinks URB `seqnum`; resolves with the RET_UNLINK. */
+  unlink(seqnum: number): Promise<RetUnlink> {
+    if (this.#error) return Promise.reject(this.#error);
+    const own = ++this.#seqnum;
+    const w = this.#waiting.get(seqnum);
+    const p = new Promise<RetUnlink>((resolve) => {
+      this.#unlinks.set(own, (r) => {
+        if (r.status !== 0 && w) {
+          // Cancelled: no RET_SUBMIT will come for it.
+          this.#waiting.delete(seqnum);
+          w.reject(new DOMException(`URB ${seqnum} was unlinked`, "AbortError"));
+        }
+        resolve(r);
+      });
+    });
+    this.#writer.write(encodeCmdUnlink({
+      kind: "cmd_unlink",
+      seqnum: own,
+      devid: this.devid,
+      direction: 0,
+      ep: 0,
+      unlinkSeqnum: seqnum,
+    })).catch(() => {});
+    return p;
+  }
+
+  /** Closes the connection; pending URBs reject. */
+  async close(): Promise<void> {
+    this.#writer.releaseLock();
+    await this.#reader.cancel();
+    this.#conn.close();
+    await this.#loop;
+  }
+}
+
+/**
+ * Imports `busid` over `conn` (OP_REQ_IMPORT) and returns the URB channel. Throws
+ * {@linkcode ImportRefusedError} when the server refuses; the connection is then closed.
+ */
+export async function importDevice(
+  conn: Connection,
+  busid: string,
+  limits: UsbipLimits = DEFAULT_LIMITS,
+): Promise<UrbChannel> {
+  const reader = new FrameReader(conn.readable, limits);
+  try {
+    await writeAll(conn, encodeOpReqImport(busid));
+    const rep = await reader.readOpRepImport();
+    if (rep.status !== OpStatus.ST_OK || rep.device === undefined) {
+      throw new ImportRefusedError(busid, rep.status);
+    }
+    if (rep.device.busid !== busid) {
+      throw new Error(`Cannot import ${busid}: the server answered for ${rep.device.busid}`);
+    }
+    return new UrbChannel(conn, reader, rep.device);
+  } catch (e) {
+    await reader.cancel();
+    conn.close();
+    throw e;
+  }
+}

@@ -1,0 +1,304 @@
+/**
+ * Gadget Zero (0525:a4a0), the conformance device of Linux's usbtest suite, behaving like the
+ * kernel's drivers/usb/gadget/legacy/zero.c with f_sourcesink and f_loopback: configuration 3
+ * is source/sink (alt 0 bulk IN/OUT, alt 1 adds isochronous IN/OUT), configuration 2 is
+ * loopback; vendor requests 0x5b/0x5c store and return a control buffer; data pattern 0 is
+ * zeros and pattern 1 is `(i % maxpacket) % 63`. OUT data that breaks the pattern halts the
+ * endpoint, as f_sourcesink's check does.
+ *
+ * @module
+ */
+
+import { Speed, type SpeedValue } from "../protocol/constants.ts";
+import type { ConfigurationDescriptor, EndpointDescriptor, UsbDescriptors } from "./descriptors.ts";
+import { RequestType } from "./setup_packet.ts";
+import {
+  type ControlTransfer,
+  dataResult,
+  type IsoPacketResult,
+  type MaybePromise,
+  OK,
+  STALL,
+  type TransferResult,
+  untilAborted,
+  UsbDevice,
+  type UsbTransfer,
+} from "./usb_device.ts";
+
+/** Options of {@linkcode GadgetZero}. */
+export interface GadgetZeroOptions {
+  /** 0: zeros (the default, as in f_sourcesink); 1: `(i % maxpacket) % 63`. */
+  pattern?: 0 | 1;
+  /** "high" (the default) or "full". */
+  speed?: "high" | "full";
+  /** The control buffer size for requests 0x5b/0x5c (USB_COMP_EP0_BUFSIZ is 4096). */
+  controlBufferLength?: number;
+  /** Number of OUT transfers the loopback configuration holds before OUT waits (qlen). */
+  loopbackQueueLength?: number;
+  /** Isochronous wMaxPacketSize at high speed (isoc_maxpacket, default 1024). */
+  isoMaxPacket?: number;
+  /** Isochronous bInterval (isoc_interval, default 4). */
+  isoInterval?: number;
+}
+
+/** Gadget Zero's vendor, product and configuration values. */
+export const GADGET_ZERO = {
+  idVendor: 0x0525,
+  idProduct: 0xa4a0,
+  SOURCE_SINK_CONFIG: 3,
+  LOOPBACK_CONFIG: 2,
+  REQ_CONTROL_WRITE: 0x5b,
+  REQ_CONTROL_READ: 0x5c,
+} as const;
+
+const BULK = 2;
+const ISOCHRONOUS = 1;
+const VENDOR_OUT = RequestType.TYPE_VENDOR;
+const VENDOR_IN = RequestType.DIR_IN | RequestType.TYPE_VENDOR;
+
+function endpoints(bulkMax: number, iso?: { max: number; interval: number }): EndpointDescriptor[] {
+  const eps: EndpointDescriptor[] = [
+    { bEndpointAddress: 0x81, bmAttributes: BULK, wMaxPacketSize: bulkMax, bInterval: 0 },
+    { bEndpointAddress: 0x01, bmAttributes: BULK, wMaxPacketSize: bulkMax, bInterval: 0 },
+  ];
+  if (iso) {
+    eps.push(
+      {
+        bEndpointAddress: 0x82,
+        bmAttributes: ISOCHRONOUS,
+        wMaxPacketSize: iso.max,
+        bInterval: iso.interval,
+      },
+      {
+        bEndpointAddress: 0x02,
+        bmAttributes: ISOCHRONOUS,
+        wMaxPacketSize: iso.max,
+        bInterval: iso.interval,
+      },
+    );
+  }
+  return eps;
+}
+
+function configurations(
+  speed: "high" | "full",
+  isoMax: number,
+  isoInterval: number,
+): ConfigurationDescriptor[] {
+  const bulkMax = speed === "high" ? 512 : 64;
+  const iso = { max: speed === "high" ? isoMax : Math.min(isoMax, 1023), interval: isoInterval };
+  const vendorInterface = { bInterfaceClass: 0xff, bInterfaceSubClass: 0, bInterfaceProtocol: 0 };
+  return [
+    {
+      bConfigurationValue: GADGET_ZERO.SOURCE_SINK_CONFIG,
+      iConfiguration: "source and sink data",
+      bmAttributes: 0xc0,
+      bMaxPower: 1,
+      interfaces: [
+        {
+          bInterfaceNumber: 0,
+          bAlternateSetting: 0,
+          ...vendorInterface,
+          endpoints: endpoints(bulkMax),
+        },
+        {
+          bInterfaceNumber: 0,
+          bAlternateSetting: 1,
+          ...vendorInterface,
+          endpoints: endpoints(bulkMax, iso),
+        },
+      ],
+    },
+    {
+      bConfigurationValue: GADGET_ZERO.LOOPBACK_CONFIG,
+      iConfiguration: "loop input to output",
+      bmAttributes: 0xc0,
+      bMaxPower: 1,
+      interfaces: [
+        {
+          bInterfaceNumber: 0,
+          bAlternateSetting: 0,
+          ...vendorInterface,
+          endpoints: endpoints(bulkMax),
+        },
+      ],
+    },
+  ];
+}
+
+/** Gadget Zero's descriptors at `speed`, with the other speed's for the qualifier. */
+export function gadgetZeroDescriptors(options: GadgetZeroOptions = {}): UsbDescriptors {
+  const speed = options.speed ?? "high";
+  const isoMax = options.isoMaxPacket ?? 1024;
+  const isoInterval = options.isoInterval ?? 4;
+  return {
+    device: {
+      bcdUSB: 0x0200,
+      bDeviceClass: 0xff,
+      bDeviceSubClass: 0,
+      bDeviceProtocol: 0,
+      bMaxPacketSize0: 64,
+      idVendor: GADGET_ZERO.idVendor,
+      idProduct: GADGET_ZERO.idProduct,
+      bcdDevice: 0x0601,
+      iManufacturer: "usbipgw",
+      iProduct: "Gadget Zero",
+      iSerialNumber: "0123456789.0123456789.0123456789",
+    },
+    configurations: configurations(speed, isoMax, isoInterval),
+    otherSpeedConfigurations: configurations(
+      speed === "high" ? "full" : "high",
+      isoMax,
+      isoInterval,
+    ),
+  };
+}
+
+/** Fills `length` bytes with pattern 1, `(i % maxPacket) % 63`. */
+function pattern1(length: number, maxPacket: number): Uint8Array {
+  const b = new Uint8Array(length);
+  for (let i = 0; i < length; i++) b[i] = (i % maxPacket) % 63;
+  return b;
+}
+
+/**
+ * Gadget Zero. In the source/sink configuration bulk and isochronous IN always have data and
+ * OUT always takes it (checking the pattern); in the loopback configuration what goes OUT
+ * comes back IN, and an IN transfer with nothing to return stays pending.
+ *
+ * @example Reading from the source endpoint
+ * ```ts
+ * import { GadgetZero } from "./gadget_zero.ts";
+ * const gz = new GadgetZero({ pattern: 1 });
+ * const setConfig = { bmRequestType: 0, bRequest: 9, wValue: 3, wIndex: 0, wLength: 0 };
+ * const signal = new AbortController().signal;
+ * const base = { data: new Uint8Array(0), shortNotOk: false, zeroPacket: false, isoPackets: [], signal };
+ * await gz.submit({ ...base, endpoint: 0, dirIn: false, type: "control", length: 0, setup: setConfig });
+ * const r = await gz.submit({ ...base, endpoint: 1, dirIn: true, type: "bulk", length: 600 });
+ * console.assert(r.data?.[513] === 1);
+ * ```
+ */
+export class GadgetZero extends UsbDevice {
+  readonly pattern: 0 | 1;
+  #control: Uint8Array;
+  #patternCache = new Map<number, Uint8Array>();
+  #loop: Uint8Array[] = [];
+  #loopWaiters: (() => void)[] = [];
+  #loopQueueLength: number;
+
+  /** Creates a Gadget Zero. */
+  constructor(options: GadgetZeroOptions = {}) {
+    const speed: SpeedValue = options.speed === "full" ? Speed.FULL : Speed.HIGH;
+    super(gadgetZeroDescriptors(options), speed);
+    this.pattern = options.pattern ?? 0;
+    this.#control = new Uint8Array(options.controlBufferLength ?? 4096);
+    this.#loopQueueLength = options.loopbackQueueLength ?? 32;
+  }
+
+  /** Pattern bytes for an IN transfer: a view of a cached buffer, grown as needed. */
+  #source(length: number, maxPacket: number): Uint8Array {
+    const key = this.pattern === 0 ? 0 : maxPacket;
+    let b = this.#patternCache.get(key);
+    if (b === undefined || b.length < length) {
+      const size = Math.max(length, b?.length ?? 0, 4096);
+      b = this.pattern === 0 ? new Uint8Array(size) : pattern1(size, maxPacket);
+      this.#patternCache.set(key, b);
+    }
+    return b.subarray(0, length);
+  }
+
+  /** Whether OUT data matches the pattern. */
+  #sinkAccepts(data: Uint8Array, maxPacket: number): boolean {
+    if (this.pattern === 0) {
+      for (let i = 0; i < data.length; i++) if (data[i] !== 0) return false;
+      return true;
+    }
+    for (let i = 0; i < data.length; i++) if (data[i] !== (i % maxPacket) % 63) return false;
+    return true;
+  }
+
+  protected override handleControl(c: ControlTransfer): TransferResult {
+    const { setup } = c;
+    if (setup.bRequest === GADGET_ZERO.REQ_CONTROL_WRITE && setup.bmRequestType === VENDOR_OUT) {
+      if (setup.wValue !== 0 || setup.wIndex !== 0 || setup.wLength > this.#control.length) {
+        return STALL;
+      }
+      this.#control.set(c.data.subarray(0, setup.wLength));
+      return OK;
+    }
+    if (setup.bRequest === GADGET_ZERO.REQ_CONTROL_READ && setup.bmRequestType === VENDOR_IN) {
+      if (setup.wValue !== 0 || setup.wIndex !== 0 || setup.wLength > this.#control.length) {
+        return STALL;
+      }
+      return dataResult(this.#control.slice(0, setup.wLength));
+    }
+    return STALL;
+  }
+
+  protected override handleData(
+    t: UsbTransfer,
+    ep: EndpointDescriptor,
+  ): MaybePromise<TransferResult> {
+    const maxPacket = ep.wMaxPacketSize & 0x7ff;
+    if (this.configurationValue === GADGET_ZERO.LOOPBACK_CONFIG) return this.#loopback(t);
+    if (t.type === "isochronous") return this.#iso(t, ep);
+    if (t.dirIn) return dataResult(this.#source(t.length, maxPacket));
+    return this.#sinkAccepts(t.data, maxPacket) ? OK : STALL;
+  }
+
+  #iso(t: UsbTransfer, ep: EndpointDescriptor): TransferResult {
+    const maxPacket = ep.wMaxPacketSize & 0x7ff;
+    const packetLimit = maxPacket * (1 + ((ep.wMaxPacketSize >> 11) & 3));
+    const packets: IsoPacketResult[] = t.isoPackets.map((p) => ({
+      actualLength: Math.min(p.length, packetLimit),
+      status: p.length > packetLimit && !t.dirIn ? "overflow" : "ok",
+    }));
+    if (!t.dirIn) return { status: "ok", isoPackets: packets };
+    const buffer = new Uint8Array(t.length);
+    t.isoPackets.forEach((p, i) =>
+      buffer.set(this.#source(packets[i]!.actualLength, maxPacket), p.offset)
+    );
+    return { status: "ok", data: buffer, isoPackets: packets };
+  }
+
+  #loopback(t: UsbTransfer): MaybePromise<TransferResult> {
+    if (!t.dirIn) {
+      if (this.#loop.length >= this.#loopQueueLength) {
+        return this.#waitLoop(t.signal).then((r) => r ?? this.#loopback(t));
+      }
+      this.#loop.push(t.data.slice());
+      this.#wakeLoop();
+      return OK;
+    }
+    const next = this.#loop[0];
+    if (next === undefined) return this.#waitLoop(t.signal).then((r) => r ?? this.#loopback(t));
+    if (next.length <= t.length) {
+      this.#loop.shift();
+      this.#wakeLoop();
+      return dataResult(next);
+    }
+    this.#loop[0] = next.subarray(t.length);
+    return dataResult(next.subarray(0, t.length));
+  }
+
+  /** Resolves with `undefined` when the loopback queue changes, or CANCELLED on abort. */
+  #waitLoop(signal: AbortSignal): Promise<TransferResult | undefined> {
+    const changed = new Promise<undefined>((resolve) =>
+      this.#loopWaiters.push(() => resolve(undefined))
+    );
+    return Promise.race([changed, untilAborted(signal)]);
+  }
+
+  #wakeLoop(): void {
+    for (const w of this.#loopWaiters.splice(0)) w();
+  }
+
+  protected override onConfigurationChanged(): void {
+    this.#loop.length = 0;
+    this.#wakeLoop();
+  }
+
+  protected override onReset(): void {
+    this.#control.fill(0);
+  }
+}
