@@ -239,7 +239,8 @@ function _sortedEntries(dir: string): string[] {
 
 /** Path of the cached .deb of `pkg`, downloading it with apt-get when absent. */
 async function _deb(debs: string, pkg: string, log: (m: string) => void): Promise<string> {
-  const find = () => _sortedEntries(debs).find((n) => n.startsWith(`${pkg}_`) && n.endsWith(".deb"));
+  const find = () =>
+    _sortedEntries(debs).find((n) => n.startsWith(`${pkg}_`) && n.endsWith(".deb"));
   let name = find();
   if (!name) {
     log(`downloading ${pkg} with apt-get download`);
@@ -334,29 +335,39 @@ async function _helpers(paths: RigPaths): Promise<Record<string, string>> {
 }
 
 /**
- * Fills the rig's own DENO_DIR with the npm packages deno.lock records (`deno install
- * --frozen`: never rewrites the lock), so the offline guest can run with --cached-only.
+ * Fills the rig's own DENO_DIR with the npm packages the project uses, so that the offline
+ * guest can run with --cached-only. It works on a private copy of deno.lock (the guest gets
+ * that copy too): the checkout's lock is never written, and a lock that lags behind the code
+ * (a developer's working tree) does not stop the rig; the rig says so in its log.
  */
-async function _denoDir(paths: RigPaths): Promise<string> {
+async function _denoDir(
+  paths: RigPaths,
+  log: (m: string) => void,
+): Promise<{ dir: string; lock: string }> {
   const dir = `${paths.cache}/deno_dir`;
+  const lock = `${paths.cache}/deno.lock`;
   const env = { DENO_DIR: dir, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" };
   const deno = Deno.execPath();
+  const original = await _readText(`${paths.root}/deno.lock`);
+  await Deno.remove(lock).catch(() => {});
+  if (original) await Deno.writeTextFile(lock, original);
   try {
-    await _run([deno, "install", "--frozen"], { cwd: paths.root, env });
+    await _run([deno, "install", `--lock=${lock}`], { cwd: paths.root, env });
     if (_exists(`${paths.root}/main.ts`)) {
-      await _run([deno, "install", "--frozen", "--entrypoint", "main.ts"], {
+      await _run([deno, "install", `--lock=${lock}`, "--entrypoint", "main.ts"], {
         cwd: paths.root,
         env,
       });
     }
   } catch (e) {
     throw new Error(
-      `Cannot fill the guest's npm cache (is deno.lock up to date? run \`deno install\`): ${
-        e instanceof Error ? e.message : String(e)
-      }`,
+      `Cannot fill the guest's npm cache: ${e instanceof Error ? e.message : String(e)}`,
     );
   }
-  return dir;
+  if (original && (await _readText(lock)) !== original) {
+    log("note: the checkout's deno.lock is out of date; the guest uses the rig's updated copy");
+  }
+  return { dir, lock };
 }
 
 /** `ldd` dependencies of a binary (real files, absolute paths). */
@@ -387,7 +398,7 @@ async function _initramfs(
   kernel: { root: string; version: string },
   testusb: string,
   helpers: Record<string, string>,
-  denoDir: string,
+  deno: { dir: string; lock: string },
 ): Promise<string> {
   const out = `${paths.cache}/image`;
   await Deno.mkdir(out, { recursive: true });
@@ -422,7 +433,9 @@ async function _initramfs(
 
   // busybox and its applets
   await _copyFile(_which("busybox") ?? "/bin/busybox", `${root}/bin/busybox`, 0o755);
-  const applets = (await _run(["busybox", "--list"])).split("\n").filter((a) => a && a !== "busybox");
+  const applets = (await _run(["busybox", "--list"])).split("\n").filter((a) =>
+    a && a !== "busybox"
+  );
   for (const a of applets) await Deno.symlink("busybox", `${root}/bin/${a}`);
 
   // dynamic tools with their libraries, deno's libraries
@@ -434,7 +447,9 @@ async function _initramfs(
   for (const l of await _lddLibs(Deno.execPath())) libs.add(l);
   for (const l of libs) {
     const base = l.split("/").pop() ?? l;
-    const dest = l.startsWith("/lib64/") ? `${root}/lib64/${base}` : `${root}/lib/x86_64-linux-gnu/${base}`;
+    const dest = l.startsWith("/lib64/")
+      ? `${root}/lib64/${base}`
+      : `${root}/lib/x86_64-linux-gnu/${base}`;
     await _copyFile(l, dest, 0o755);
   }
   for (const ids of ["/usr/share/misc/usb.ids", "/usr/share/hwdata/usb.ids"]) {
@@ -477,13 +492,17 @@ async function _initramfs(
   await _run(["depmod", "-b", root, kernel.version]);
 
   // npm cache for the offline deno (only npm/: the sqlite caches are rebuilt in the guest)
-  await _copyTree(`${denoDir}/npm`, `${root}/deno_dir/npm`);
+  await _copyTree(`${deno.dir}/npm`, `${root}/deno_dir/npm`);
+  if (_exists(deno.lock)) await _copyFile(deno.lock, `${root}/deno_dir/deno.lock`, 0o644);
 
   // configuration and the rig's own guest scripts
   await Deno.writeTextFile(`${root}/etc/passwd`, "root:x:0:0:root:/root:/bin/sh\n");
   await Deno.writeTextFile(`${root}/etc/group`, "root:x:0:\n");
   await Deno.writeTextFile(`${root}/etc/hosts`, "127.0.0.1 localhost\n::1 localhost\n");
-  await Deno.writeTextFile(`${root}/etc/nsswitch.conf`, "passwd: files\ngroup: files\nhosts: files\n");
+  await Deno.writeTextFile(
+    `${root}/etc/nsswitch.conf`,
+    "passwd: files\ngroup: files\nhosts: files\n",
+  );
   await _copyTree(`${paths.here}/guest`, `${root}/rig`);
   for (const e of _sortedEntries(`${root}/rig`)) {
     if (e.endsWith(".c")) await Deno.remove(`${root}/rig/${e}`);
@@ -515,13 +534,17 @@ export async function buildImage(
   const seconds: Record<string, number> = {};
   await Deno.mkdir(paths.cache, { recursive: true });
   const kernel = await _timed(seconds, "kernel", () => _kernel(paths.cache, log));
-  const testusb = await _timed(seconds, "testusb", () => _testusb(paths.cache, kernel.version, log));
+  const testusb = await _timed(
+    seconds,
+    "testusb",
+    () => _testusb(paths.cache, kernel.version, log),
+  );
   const helpers = await _timed(seconds, "helpers", () => _helpers(paths));
-  const denoDir = await _timed(seconds, "deno_dir", () => _denoDir(paths));
+  const deno = await _timed(seconds, "deno_dir", () => _denoDir(paths, log));
   const initrd = await _timed(
     seconds,
     "initramfs",
-    () => _initramfs(paths, kernel, testusb, helpers, denoDir),
+    () => _initramfs(paths, kernel, testusb, helpers, deno),
   );
   const vmlinuz = `${kernel.root}/boot/vmlinuz-${kernel.version}`;
   log(`image ready: kernel ${kernel.version}, build seconds ${JSON.stringify(seconds)}`);

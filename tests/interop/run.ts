@@ -1,5 +1,5 @@
 // Runs interop scenarios from the command line and prints each one's result.json
-// (usage: deno run -A tests/interop/run.ts [--timeout SECONDS] SCENARIO...).
+// (usage: deno run -A tests/interop/run.ts [--timeout SECONDS] [--standin] SCENARIO...).
 
 import {
   assertScenarioPassed,
@@ -12,7 +12,7 @@ import {
 
 function usage(): never {
   console.error(
-    `usage: deno run -A tests/interop/run.ts [--timeout SECONDS] SCENARIO...\n` +
+    `usage: deno run -A tests/interop/run.ts [--timeout SECONDS] [--standin] SCENARIO...\n` +
       `scenarios: ${SCENARIOS.join(" ")} (or "all")`,
   );
   Deno.exit(2);
@@ -20,11 +20,15 @@ function usage(): never {
 
 const names: ScenarioName[] = [];
 let timeoutSeconds: number | undefined;
+const extraArgs: string[] = [];
 for (let i = 0; i < Deno.args.length; i++) {
   const a = Deno.args[i];
   if (a === "--timeout") {
     timeoutSeconds = Number(Deno.args[++i]);
     if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) usage();
+  } else if (a === "--standin") {
+    // Developer aid: the kernel's own Gadget Zero + usbipd play the gateway (plumbing checks).
+    extraArgs.push("standin=kernel");
   } else if (a === "all") {
     names.push(...SCENARIOS);
   } else if ((SCENARIOS as readonly string[]).includes(a ?? "")) {
@@ -44,7 +48,10 @@ if (missing !== null) {
 const image = await buildImage();
 let failed = 0;
 for (const name of names) {
-  const run = await runScenario(image, name, timeoutSeconds ? { timeoutSeconds } : {});
+  const run = await runScenario(image, name, {
+    extraArgs,
+    ...(timeoutSeconds ? { timeoutSeconds } : {}),
+  });
   console.log(JSON.stringify({ wall_s: run.wallSeconds, ...run.result }, null, 2));
   try {
     assertScenarioPassed(run);

@@ -25,9 +25,10 @@ for word in $(cat /proc/cmdline); do
 	rig.scenario=*) RIG_SCENARIO=${word#rig.scenario=} ;;
 	rig.timeout=*) RIG_TIMEOUT=${word#rig.timeout=} ;;
 	rig.deno=*) RIG_DENO=${word#rig.deno=} ;;
+	rig.standin=*) RIG_STANDIN=${word#rig.standin=} ;;
 	esac
 done
-export BOOT_UPTIME RIG_SCENARIO RIG_TIMEOUT RIG_DENO
+export BOOT_UPTIME RIG_SCENARIO RIG_TIMEOUT RIG_DENO RIG_STANDIN
 
 hostname rig
 ip link set lo up

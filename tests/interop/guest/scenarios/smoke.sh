@@ -24,7 +24,7 @@ assertEquals([1, 2], [1, 2]);
 console.log("npm ok");
 TS
 t0=$(rig_uptime)
-out=$("$DENO" run --cached-only --config /mnt/host/deno.json /tmp/npm_smoke.ts 2>&1) ||
+out=$("$DENO" run $DENO_FLAGS --config /mnt/host/deno.json /tmp/npm_smoke.ts 2>&1) ||
 	fail "deno with npm:deno-std@1.4.0 (cached only) failed: $out"
 [ "$out" = "npm ok" ] || fail "npm smoke printed '$out'"
 rig_field deno_npm_s "$(rig_since "$t0")"
@@ -38,7 +38,7 @@ assertEquals(typeof getLogger("rig"), "object");
 console.log("import map ok");
 TS
 t0=$(rig_uptime)
-out=$("$DENO" run --cached-only --config /mnt/host/deno.json /tmp/proj/smoke.ts 2>&1) ||
+out=$("$DENO" run $DENO_FLAGS --config /mnt/host/deno.json /tmp/proj/smoke.ts 2>&1) ||
 	fail "deno with the project's deno.json (cached only) failed: $out"
 [ "$out" = "import map ok" ] || fail "import map smoke printed '$out'"
 rig_field deno_import_map_s "$(rig_since "$t0")"

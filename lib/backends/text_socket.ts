@@ -1,0 +1,71 @@
+/**
+ * A text input back-end: a unix stream socket whose every connection's bytes are decoded as
+ * UTF-8 and handed, in arrival order, to a consumer such as a keyboard's `type()`. Writing
+ * `echo hello | socat - UNIX-CONNECT:PATH` types "hello" and Enter.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { UnixListener, type UnixListenOptions } from "../transport/unix.ts";
+
+const log = getLogger(["usbipgw", "backend"]);
+
+/** Receives text; the next text is delivered only after the returned promise settles. */
+export type TextConsumer = (text: string) => Promise<unknown> | void;
+
+/** A running text socket. */
+export interface TextSocket {
+  readonly path: string;
+  /** Stops accepting, closes open connections and removes the socket file. */
+  close(): Promise<void>;
+}
+
+/** Opens a text socket at `options.path` feeding `consume`. */
+export async function openTextSocket(
+  options: UnixListenOptions,
+  consume: TextConsumer,
+): Promise<TextSocket> {
+  const listener = await UnixListener.listen(options);
+  const open = new Set<() => void>();
+  let chain: Promise<unknown> = Promise.resolve();
+  const deliver = (text: string) => {
+    chain = chain.then(() => consume(text)).catch((e) => {
+      log.warn("Text input on {path} was not fully delivered: {error}", {
+        path: options.path,
+        error: e instanceof Error ? e.message : String(e),
+      });
+    });
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      const close = () => conn.close();
+      open.add(close);
+      (async () => {
+        const decoder = new TextDecoder();
+        try {
+          for await (const chunk of conn.readable) {
+            const text = decoder.decode(chunk, { stream: true });
+            if (text !== "") deliver(text);
+          }
+          const tail = decoder.decode();
+          if (tail !== "") deliver(tail);
+        } catch {
+          // The writer went away mid-stream; what arrived was delivered.
+        } finally {
+          open.delete(close);
+          conn.close();
+        }
+      })();
+    }
+  })();
+  log.info("Text input socket on {path}", { path: options.path });
+  return {
+    path: options.path,
+    async close() {
+      listener.close();
+      for (const close of open) close();
+      await accepting;
+    },
+  };
+}

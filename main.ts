@@ -1,0 +1,300 @@
+/**
+ * The usbipgw command line: `serve`, `list`, `version`, `help`. The only module that reads
+ * `Deno.args` and `Deno.env`, configures logging and exits.
+ *
+ * @module
+ */
+
+import { parseArgs } from "@std/cli/parse-args";
+import {
+  configureSync,
+  defaultTextFormatter,
+  type LogLevel,
+  type LogRecord,
+} from "@logtape/logtape";
+import denoJson from "./deno.json" with { type: "json" };
+import { requestDeviceList } from "./lib/client/usbip_client.ts";
+import { loadConfig, LOG_LEVELS, type ServeConfig } from "./lib/cli/config.ts";
+import { parseDeviceSpec } from "./lib/cli/device_spec.ts";
+import { DEVICE_TYPES } from "./lib/cli/device_types.ts";
+import { formatDeviceJson, formatDeviceTable } from "./lib/cli/list.ts";
+import { startGateway } from "./lib/cli/serve.ts";
+import { UsageError } from "./lib/cli/usage_error.ts";
+import { USBIP_PORT } from "./lib/protocol/constants.ts";
+import { connectTcp, connectUnix, parseHostPort } from "./lib/transport/mod.ts";
+
+const VERSION: string = denoJson.version;
+
+const HELP: Record<string, string> = {
+  main: `usbipgw ${VERSION}: a USB/IP gateway serving emulated and real USB devices
+
+Usage: usbipgw COMMAND [OPTIONS]
+
+Commands:
+  serve     serve devices over TCP and unix sockets
+  list      show the devices a USB/IP server exports
+  version   print the version
+  help      show help for a command
+
+Run "usbipgw help COMMAND" or "usbipgw COMMAND --help" for a command's options.
+`,
+  serve:
+    `Usage: usbipgw serve [--tcp HOST:PORT]... [--unix PATH]... [--device SPEC]... [--config FILE]
+
+Serves USB devices to USB/IP clients (Linux "usbip attach", usbip-win2).
+
+Options:
+  --tcp HOST:PORT    listen on TCP (IPv6 as [ADDR]:PORT); repeatable
+  --unix PATH        listen on a unix socket; repeatable
+  --unix-mode MODE   file mode of the unix sockets (octal, default 0600)
+  --unix-owner USER  owner of the unix sockets (name or uid)
+  --unix-group GROUP group of the unix sockets (name or gid)
+  --device SPEC      a device to serve, TYPE[:key=value,...]; repeatable
+  --config FILE      read listeners and devices from a TOML file
+  --log-level LEVEL  trace, debug, info (default), warning, error or fatal
+  -h, --help         show this help
+
+Without --device or a config file that names devices, serves the demo set: gadget-zero on 1-1
+and keyboard on 1-2. Without --tcp, --unix or configured listeners, listens on
+127.0.0.1:3240 and on $XDG_RUNTIME_DIR/usbipgw.sock (/run/usbipgw.sock as root). Listener
+flags replace all default and configured listeners; --device flags add to configured devices.
+Every device accepts busid=BUS-PORT; otherwise bus ids are assigned in order: 1-1, 1-2, ...
+
+Device types:
+${
+      [...DEVICE_TYPES.values()].map((t) =>
+        `  ${t.name.padEnd(12)} ${t.summary}\n${
+          Object.entries(t.keys).map(([k, v]) => `    ${k.padEnd(10)} ${v}`).join("\n")
+        }`
+      ).join("\n")
+    }
+
+Examples:
+  usbipgw serve --tcp 0.0.0.0:3240 --device gadget-zero:pattern=1
+  usbipgw serve --device keyboard:busid=1-2,text=hello
+`,
+  list: `Usage: usbipgw list (-r|--remote) HOST[:PORT] [--json]
+       usbipgw list --unix PATH [--json]
+
+Shows the devices a USB/IP server exports, like "usbip list -r".
+
+Options:
+  -r, --remote HOST[:PORT]  the server (port ${USBIP_PORT} by default)
+  --unix PATH               the server's unix socket
+  --json                    print JSON instead of a table
+  -h, --help                show this help
+`,
+  version: `Usage: usbipgw version\n\nPrints the version.\n`,
+  help: `Usage: usbipgw help [COMMAND]\n\nShows help for a command.\n`,
+};
+
+const encoder = new TextEncoder();
+
+function configureLogging(level: LogLevel): void {
+  const sink = (record: LogRecord) => {
+    Deno.stderr.writeSync(encoder.encode(defaultTextFormatter(record)));
+  };
+  configureSync({
+    reset: true,
+    sinks: { stderr: sink },
+    loggers: [
+      { category: ["usbipgw"], lowestLevel: level, sinks: ["stderr"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
+    ],
+  });
+}
+
+function checkUnknown(command: string, known: string[]): (arg: string) => boolean {
+  return (arg: string) => {
+    if (arg.startsWith("-")) {
+      throw new UsageError(
+        `Unknown option ${arg} for "${command}"; valid options: ${known.join(", ")}`,
+      );
+    }
+    return true;
+  };
+}
+
+function defaultUnixPath(): string | undefined {
+  if (Deno.uid() === 0) return "/run/usbipgw.sock";
+  const runtime = Deno.env.get("XDG_RUNTIME_DIR");
+  return runtime ? `${runtime}/usbipgw.sock` : undefined;
+}
+
+function one(flag: string, value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (Array.isArray(value)) throw new UsageError(`--${flag} may be given once`);
+  if (typeof value !== "string" || value === "") throw new UsageError(`--${flag} needs a value`);
+  return value;
+}
+
+function many(flag: string, value: unknown): string[] {
+  const list = value === undefined ? [] : Array.isArray(value) ? value : [value];
+  for (const v of list) {
+    if (typeof v !== "string" || v === "") throw new UsageError(`--${flag} needs a value`);
+  }
+  return list as string[];
+}
+
+async function serve(args: string[]): Promise<number> {
+  const flags = [
+    "--tcp",
+    "--unix",
+    "--unix-mode",
+    "--unix-owner",
+    "--unix-group",
+    "--device",
+    "--config",
+    "--log-level",
+    "--help",
+  ];
+  const a = parseArgs(args, {
+    string: [
+      "tcp",
+      "unix",
+      "unix-mode",
+      "unix-owner",
+      "unix-group",
+      "device",
+      "config",
+      "log-level",
+    ],
+    boolean: ["help"],
+    collect: ["tcp", "unix", "device"],
+    alias: { h: "help" },
+    unknown: checkUnknown("serve", flags),
+  });
+  if (a.help) {
+    await write(HELP.serve!);
+    return 0;
+  }
+  if (a._.length > 0) throw new UsageError(`Unexpected argument "${a._[0]}" for "serve"`);
+  const configFile = one("config", a.config);
+  const config: ServeConfig = configFile
+    ? await loadConfig(configFile)
+    : { tcp: [], unix: [], devices: [] };
+  const level = one("log-level", a["log-level"]) ?? config.logLevel ?? "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new UsageError(`Invalid --log-level ${level}; valid levels: ${LOG_LEVELS.join(", ")}`);
+  }
+  configureLogging(level as LogLevel);
+  const tcp = many("tcp", a.tcp);
+  const unix = many("unix", a.unix);
+  const modeText = one("unix-mode", a["unix-mode"]);
+  if (modeText !== undefined && !/^0?[0-7]{3,4}$/.test(modeText)) {
+    throw new UsageError(`Invalid --unix-mode ${modeText}: expected an octal mode such as 0660`);
+  }
+  const owner = one("unix-owner", a["unix-owner"]);
+  const group = one("unix-group", a["unix-group"]);
+  if (tcp.length > 0 || unix.length > 0) {
+    config.tcp = tcp;
+    config.unix = unix.map((path) => ({ path }));
+  } else if (config.tcp.length === 0 && config.unix.length === 0) {
+    config.tcp = [`127.0.0.1:${USBIP_PORT}`];
+    const path = defaultUnixPath();
+    if (path) config.unix = [{ path }];
+  }
+  for (const u of config.unix) {
+    if (modeText !== undefined) u.mode = parseInt(modeText, 8);
+    if (owner !== undefined) u.owner = owner;
+    if (group !== undefined) u.group = group;
+  }
+  config.devices.push(...many("device", a.device).map(parseDeviceSpec));
+  if (config.devices.length === 0) {
+    config.devices = [
+      parseDeviceSpec("gadget-zero:busid=1-1"),
+      parseDeviceSpec("keyboard:busid=1-2"),
+    ];
+  }
+  const gateway = await startGateway(config);
+  const stopped = Promise.withResolvers<string>();
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  const handlers = signals.map((s) => [s, () => stopped.resolve(s)] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const signal = await stopped.promise;
+  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  const timeout = setTimeout(() => Deno.exit(0), 5000);
+  await gateway.close();
+  clearTimeout(timeout);
+  Deno.stderr.writeSync(encoder.encode(`usbipgw: stopped on ${signal}\n`));
+  return 0;
+}
+
+async function list(args: string[]): Promise<number> {
+  const a = parseArgs(args, {
+    string: ["remote", "unix"],
+    boolean: ["json", "help"],
+    alias: { r: "remote", h: "help" },
+    unknown: checkUnknown("list", ["-r", "--remote", "--unix", "--json", "--help"]),
+  });
+  if (a.help) {
+    await write(HELP.list!);
+    return 0;
+  }
+  const remote = one("remote", a.remote);
+  const unix = one("unix", a.unix);
+  if ((remote === undefined) === (unix === undefined)) {
+    throw new UsageError(`"list" needs exactly one of -r HOST[:PORT] or --unix PATH`);
+  }
+  if (a._.length > 0) throw new UsageError(`Unexpected argument "${a._[0]}" for "list"`);
+  let conn;
+  let host: string;
+  if (remote !== undefined) {
+    const target = parseHostPort(remote, USBIP_PORT);
+    host = remote;
+    conn = await connectTcp(target.hostname, target.port);
+  } else {
+    host = unix!;
+    conn = await connectUnix(unix!);
+  }
+  const devices = await requestDeviceList(conn);
+  await write(a.json ? formatDeviceJson(devices) : formatDeviceTable(host, devices));
+  return 0;
+}
+
+async function write(text: string): Promise<void> {
+  const bytes = encoder.encode(text);
+  let off = 0;
+  while (off < bytes.length) off += await Deno.stdout.write(bytes.subarray(off));
+}
+
+/** Runs the CLI with `args`; returns the exit status. */
+export async function main(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  try {
+    switch (command) {
+      case "serve":
+        return await serve(rest);
+      case "list":
+        return await list(rest);
+      case "version":
+      case "--version":
+        await write(`usbipgw ${VERSION} (deno ${Deno.version.deno})\n`);
+        return 0;
+      case "help":
+      case "--help":
+      case "-h":
+      case undefined: {
+        const topic = command === "help" ? rest[0] : undefined;
+        if (topic !== undefined && !(topic in HELP)) {
+          throw new UsageError(`Unknown command "${topic}"; commands: serve, list, version, help`);
+        }
+        await write(HELP[topic ?? "main"]!);
+        return command === undefined ? 2 : 0;
+      }
+      default:
+        throw new UsageError(`Unknown command "${command}"; commands: serve, list, version, help`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      Deno.stderr.writeSync(encoder.encode(`usbipgw: ${e.message}\n`));
+      return 2;
+    }
+    Deno.stderr.writeSync(
+      encoder.encode(`usbipgw: ${e instanceof Error ? e.message : String(e)}\n`),
+    );
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,210 @@
+// Tests of FrameReader: whole frames from any chunking, clean and unclean ends, and limits.
+import { assertEquals, assertRejects } from "@std/assert";
+import {
+  encodeCmdSubmit,
+  encodeCmdUnlink,
+  encodeOpRepDevlist,
+  encodeOpRepImport,
+  encodeOpReqDevlist,
+  encodeOpReqImport,
+  encodeRetSubmit,
+  encodeRetUnlink,
+  FrameReader,
+  UsbipProtocolError,
+} from "../../lib/protocol/mod.ts";
+import { golden } from "../testdata/golden.ts";
+
+/** A stream delivering `bytes` in chunks of `size` bytes. */
+function chunked(bytes: Uint8Array, size: number): ReadableStream<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for (let i = 0; i < bytes.length; i += size) chunks.push(bytes.slice(i, i + size));
+  return ReadableStream.from(chunks);
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+const isoEp2 = (ep: number) => ep === 2;
+
+Deno.test("FrameReader reads the same URB commands whatever the chunk size", async () => {
+  const stream = concat(
+    golden("cmd_submit_bulk_out.hex"),
+    golden("cmd_submit_iso_out.hex"),
+    golden("cmd_unlink.hex"),
+    golden("cmd_submit_control_in.hex"),
+  );
+  for (const size of [1, 3, 47, 48, 49, 64, 1000]) {
+    const reader = new FrameReader(chunked(stream, size));
+    const kinds: string[] = [];
+    const seqnums: number[] = [];
+    while (true) {
+      const cmd = await reader.readUrbCommand(isoEp2);
+      if (cmd === null) break;
+      kinds.push(cmd.kind);
+      seqnums.push(cmd.seqnum);
+      if (cmd.kind === "cmd_submit" && cmd.ep === 2) assertEquals(cmd.isoPackets.length, 2);
+      if (cmd.kind === "cmd_submit" && cmd.ep === 1) {
+        assertEquals([...cmd.data], [0xde, 0xad, 0xbe, 0xef]);
+      }
+    }
+    assertEquals(
+      kinds,
+      ["cmd_submit", "cmd_submit", "cmd_unlink", "cmd_submit"],
+      `chunk size ${size}`,
+    );
+    assertEquals(seqnums, [42, 9, 43, 7]);
+  }
+});
+
+Deno.test("FrameReader reads op requests back to back", async () => {
+  const reader = new FrameReader(
+    chunked(concat(encodeOpReqDevlist(), encodeOpReqImport("3-1.2")), 5),
+  );
+  assertEquals(await reader.readOpRequest(), { kind: "op_req_devlist" });
+  assertEquals(await reader.readOpRequest(), { kind: "op_req_import", busid: "3-1.2" });
+  assertEquals(await reader.readOpRequest(), null);
+});
+
+Deno.test("FrameReader returns null at a clean end and throws at an end inside a frame", async () => {
+  assertEquals(await new FrameReader(ReadableStream.from([])).readUrbCommand(isoEp2), null);
+  const cut = golden("cmd_submit_bulk_out.hex").subarray(0, 50);
+  const e = await assertRejects(
+    () => new FrameReader(chunked(cut, 7)).readUrbCommand(isoEp2),
+    UsbipProtocolError,
+    "ends after 2 of 4 bytes",
+  );
+  assertEquals(e.field, "length");
+  const header = golden("cmd_unlink.hex").subarray(0, 20);
+  await assertRejects(
+    () => new FrameReader(chunked(header, 7)).readUrbCommand(isoEp2),
+    UsbipProtocolError,
+    "ends after 20 of 48",
+  );
+});
+
+Deno.test("FrameReader rejects a huge transfer_buffer_length without waiting for its data", async () => {
+  const bytes = golden("cmd_submit_bulk_out.hex").slice(0, 48);
+  new DataView(bytes.buffer).setUint32(0x18, 0x7fffffff);
+  // The stream never ends: the reader must fail on the header alone.
+  const stream = new ReadableStream<Uint8Array>({
+    start(c) {
+      c.enqueue(bytes);
+    },
+  });
+  const e = await assertRejects(
+    () => new FrameReader(stream).readUrbCommand(isoEp2),
+    UsbipProtocolError,
+  );
+  assertEquals(e.field, "transfer_buffer_length");
+});
+
+Deno.test("FrameReader rejects a RET_SUBMIT on a server and an unknown command", async () => {
+  const ret = encodeRetUnlink({
+    kind: "ret_unlink",
+    seqnum: 1,
+    devid: 0,
+    direction: 0,
+    ep: 0,
+    status: 0,
+  });
+  const e = await assertRejects(
+    () => new FrameReader(ReadableStream.from([ret])).readUrbCommand(isoEp2),
+    UsbipProtocolError,
+  );
+  assertEquals(e.field, "command");
+});
+
+Deno.test("FrameReader reads replies on the client side and sizes them from what was submitted", async () => {
+  const submit = encodeRetSubmit({
+    kind: "ret_submit",
+    seqnum: 3,
+    devid: 0,
+    direction: 0,
+    ep: 0,
+    status: 0,
+    actualLength: 2,
+    startFrame: 0,
+    numberOfPackets: 0,
+    errorCount: 0,
+    data: new Uint8Array([7, 8]),
+    isoPackets: [],
+  });
+  const unlink = encodeRetUnlink({
+    kind: "ret_unlink",
+    seqnum: 4,
+    devid: 0,
+    direction: 0,
+    ep: 0,
+    status: -104,
+  });
+  const reader = new FrameReader(chunked(concat(submit, unlink), 9));
+  const lookup = (seqnum: number) =>
+    seqnum === 3 ? { dirIn: true, isochronous: false, transferBufferLength: 64 } : undefined;
+  const first = await reader.readUrbReturn(lookup);
+  assertEquals(first?.kind === "ret_submit" ? [...first.data] : [], [7, 8]);
+  const second = await reader.readUrbReturn(lookup);
+  assertEquals(second?.kind === "ret_unlink" ? second.status : 0, -104);
+  const stray = new FrameReader(ReadableStream.from([submit]));
+  const e = await assertRejects(
+    () => stray.readUrbReturn(() => undefined),
+    UsbipProtocolError,
+    "not pending",
+  );
+  assertEquals(e.field, "seqnum");
+});
+
+Deno.test("FrameReader reads OP_REP_DEVLIST and OP_REP_IMPORT in pieces", async () => {
+  const devlist = golden("op_rep_devlist_gadget_zero.hex");
+  const devices = await new FrameReader(chunked(devlist, 13)).readOpRepDevlist();
+  assertEquals(devices.devices.map((d) => d.busid), ["1-1"]);
+  const refused = encodeOpRepImport({ kind: "op_rep_import", status: 4 });
+  assertEquals(await new FrameReader(ReadableStream.from([refused])).readOpRepImport(), {
+    kind: "op_rep_import",
+    status: 4,
+  });
+  const empty = encodeOpRepDevlist({ kind: "op_rep_devlist", status: 0, devices: [] });
+  assertEquals(
+    (await new FrameReader(ReadableStream.from([empty])).readOpRepDevlist()).devices,
+    [],
+  );
+  const notDevlist = encodeCmdUnlink({
+    kind: "cmd_unlink",
+    seqnum: 1,
+    devid: 0,
+    direction: 0,
+    ep: 0,
+    unlinkSeqnum: 0,
+  });
+  await assertRejects(
+    () => new FrameReader(ReadableStream.from([notDevlist])).readOpRepDevlist(),
+    UsbipProtocolError,
+  );
+});
+
+Deno.test("FrameReader hands out a large frame split over many chunks intact", async () => {
+  const data = new Uint8Array(65536).map((_, i) => i & 0xff);
+  const bytes = encodeCmdSubmit({
+    kind: "cmd_submit",
+    seqnum: 1,
+    devid: 0,
+    direction: 0,
+    ep: 1,
+    transferFlags: 0,
+    transferBufferLength: data.length,
+    startFrame: 0,
+    numberOfPackets: 0,
+    interval: 0,
+    setup: new Uint8Array(8),
+    data,
+    isoPackets: [],
+  });
+  const cmd = await new FrameReader(chunked(bytes, 1000)).readUrbCommand(isoEp2);
+  assertEquals(cmd?.kind === "cmd_submit" ? cmd.data : undefined, data);
+});
