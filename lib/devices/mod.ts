@@ -1,0 +1,13 @@
+/**
+ * USB devices: the descriptor tree and its encoder, the device model with its standard-request
+ * handler, and the emulated devices (Gadget Zero, HID keyboard).
+ *
+ * @module
+ */
+
+export * from "./setup_packet.ts";
+export * from "./descriptors.ts";
+export * from "./usb_device.ts";
+export * from "./gadget_zero.ts";
+export * from "./keyboard.ts";
+export * from "./hid_keymap.ts";
