@@ -6,12 +6,7 @@
  */
 
 import { parseArgs } from "@std/cli/parse-args";
-import {
-  configureSync,
-  defaultTextFormatter,
-  type LogLevel,
-  type LogRecord,
-} from "@logtape/logtape";
+import { configureSync, getTextFormatter, type LogLevel, type LogRecord } from "@logtape/logtape";
 import denoJson from "./deno.json" with { type: "json" };
 import { requestDeviceList } from "./lib/client/usbip_client.ts";
 import { loadConfig, LOG_LEVELS, type ServeConfig } from "./lib/cli/config.ts";
@@ -91,8 +86,11 @@ Options:
 const encoder = new TextEncoder();
 
 function configureLogging(level: LogLevel): void {
+  const format = getTextFormatter({
+    value: (v: unknown) => typeof v === "string" ? v : Deno.inspect(v),
+  });
   const sink = (record: LogRecord) => {
-    Deno.stderr.writeSync(encoder.encode(defaultTextFormatter(record)));
+    Deno.stderr.writeSync(encoder.encode(format(record)));
   };
   configureSync({
     reset: true,

@@ -1,0 +1,110 @@
+// Starts the real gateway process (`deno run -A main.ts serve ...`) for end-to-end tests and
+// collects its log lines.
+import { TextLineStream } from "@std/streams";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+/** A running gateway process. */
+export interface GatewayProcess {
+  /** The TCP port of the first `--tcp` listener (port 0 is resolved from the log). */
+  port: number;
+  /** Every stderr line so far. */
+  lines: string[];
+  /** Resolves with the first log line matching `pattern`, or rejects after `ms`. */
+  waitFor(pattern: RegExp, ms?: number): Promise<string>;
+  /** Sends a signal and waits for the exit status. */
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+  process: Deno.ChildProcess;
+}
+
+/** Runs `main.ts` with `args` and waits until it listens. */
+export async function startGateway(args: string[]): Promise<GatewayProcess> {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "serve", ...args],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const watchers: { pattern: RegExp; resolve(line: string): void }[] = [];
+  const pump = (async () => {
+    const stream = process.stderr.pipeThrough(new TextDecoderStream()).pipeThrough(
+      new TextLineStream(),
+    );
+    for await (const line of stream) {
+      lines.push(line);
+      for (const w of [...watchers]) {
+        if (w.pattern.test(line)) {
+          watchers.splice(watchers.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    }
+  })();
+  const waitFor = (pattern: RegExp, ms = 15000) => {
+    const seen = lines.find((l) => pattern.test(l));
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        watchers.splice(watchers.indexOf(entry), 1);
+        reject(
+          new Error(
+            `The gateway did not log ${pattern} within ${ms} ms; its log:\n${lines.join("\n")}`,
+          ),
+        );
+      }, ms);
+      const entry = {
+        pattern,
+        resolve: (line: string) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      };
+      watchers.push(entry);
+    });
+  };
+  let port = 0;
+  try {
+    const ready = await waitFor(/usbipgw serving/);
+    port = Number(/tcp [^ ,]*:(\d+)/.exec(ready)?.[1] ?? 0);
+  } catch (e) {
+    process.kill("SIGKILL");
+    await process.status;
+    await pump;
+    throw e;
+  }
+  return {
+    port,
+    lines,
+    waitFor,
+    process,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      try {
+        process.kill(signal);
+      } catch {
+        // Already exited.
+      }
+      const status = await process.status;
+      await pump;
+      return status;
+    },
+  };
+}
+
+/** Runs `main.ts` with `args` to completion and returns its status and output. */
+export async function runMain(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** A fresh temporary directory for sockets and files, removed by the returned function. */
+export async function tempDir(): Promise<{ path: string; remove(): Promise<void> }> {
+  const path = await Deno.makeTempDir({ prefix: "usbipgw-test-" });
+  return { path, remove: () => Deno.remove(path, { recursive: true }) };
+}

@@ -1,0 +1,244 @@
+// End-to-end tests: the real gateway process (`deno run -A main.ts serve`) over real TCP and
+// unix sockets, driven by our USB/IP client and by Debian's `usbip` tool.
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
+import {
+  connectTcp,
+  connectUnix,
+  importDevice,
+  ImportRefusedError,
+  OpStatus,
+  requestDeviceList,
+  UrbStatus,
+} from "../../mod.ts";
+import { startGateway, tempDir } from "./_gateway.ts";
+
+const GZ = "gadget-zero:busid=1-1,pattern=1";
+
+Deno.test("the gateway serves Gadget Zero over TCP: list, import, chapter 9, bulk, unlink", async () => {
+  const gw = await startGateway([
+    "--tcp",
+    "127.0.0.1:0",
+    "--device",
+    GZ,
+    "--device",
+    "keyboard:busid=1-2",
+  ]);
+  try {
+    const devices = await requestDeviceList(await connectTcp("127.0.0.1", gw.port));
+    assertEquals(devices.map((d) => [d.busid, d.idVendor, d.idProduct]), [["1-1", 0x0525, 0xa4a0], [
+      "1-2",
+      0x1209,
+      0x0001,
+    ]]);
+    const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
+    const desc = await ch.control({
+      bmRequestType: 0x80,
+      bRequest: 6,
+      wValue: 0x0100,
+      wIndex: 0,
+      wLength: 18,
+    });
+    assertEquals([desc.status, desc.actualLength, desc.data[8], desc.data[9]], [0, 18, 0x25, 0x05]);
+    assertEquals(
+      (await ch.control({ bmRequestType: 0, bRequest: 9, wValue: 3, wIndex: 0, wLength: 0 }))
+        .status,
+      0,
+    );
+    const reads = Array.from(
+      { length: 32 },
+      () => ch.submit({ ep: 1, dirIn: true, length: 4096 }).done,
+    );
+    for (const r of await Promise.all(reads)) {
+      assertEquals([r.status, r.actualLength, r.data[600]], [0, 4096, (600 % 512) % 63]);
+    }
+    const out = new Uint8Array(16384).map((_, i) => (i % 512) % 63);
+    assertEquals((await ch.submit({ ep: 1, dirIn: false, data: out }).done).actualLength, 16384);
+    const late = ch.submit({ ep: 1, dirIn: true, length: 512 });
+    await late.done;
+    assertEquals((await ch.unlink(late.seqnum)).status, 0);
+    await ch.close();
+    await gw.waitFor(/Session \d+ \(tcp 127\.0\.0\.1:\d+, device 1-1\) ended/);
+  } finally {
+    assertEquals((await gw.stop()).code, 0);
+  }
+});
+
+Deno.test("the gateway serves over IPv6 TCP", async () => {
+  let gw;
+  try {
+    gw = await startGateway(["--tcp", "[::1]:0", "--device", GZ]);
+  } catch (e) {
+    if (String(e).includes("Address") || String(e).includes("not available")) {
+      console.log("skipped: no IPv6 loopback on this machine:", String(e).split("\n")[0]);
+      return;
+    }
+    throw e;
+  }
+  try {
+    const devices = await requestDeviceList(await connectTcp("::1", gw.port));
+    assertEquals(devices.map((d) => d.busid), ["1-1"]);
+  } finally {
+    await gw.stop();
+  }
+});
+
+Deno.test("the gateway serves over a unix socket with the mode set and logs the peer's credentials", async () => {
+  const dir = await tempDir();
+  const path = `${dir.path}/gw.sock`;
+  const gw = await startGateway([
+    "--unix",
+    path,
+    "--unix-mode",
+    "0660",
+    "--device",
+    GZ,
+    "--log-level",
+    "debug",
+  ]);
+  try {
+    assertEquals((await Deno.stat(path)).mode! & 0o777, 0o660);
+    const devices = await requestDeviceList(await connectUnix(path));
+    assertEquals(devices.map((d) => d.busid), ["1-1"]);
+    const ch = await importDevice(await connectUnix(path), "1-1");
+    await ch.control({ bmRequestType: 0, bRequest: 9, wValue: 3, wIndex: 0, wLength: 0 });
+    const r = await ch.submit({ ep: 1, dirIn: true, length: 65536 }).done;
+    assertEquals(r.actualLength, 65536);
+    const line = await gw.waitFor(/imported 1-1/);
+    assertStringIncludes(line, `unix uid=${Deno.uid()} gid=${Deno.gid()} pid=${Deno.pid}`);
+    await ch.close();
+  } finally {
+    assertEquals((await gw.stop("SIGINT")).code, 0);
+    await dir.remove();
+  }
+  await assertGone(path);
+});
+
+async function assertGone(path: string) {
+  try {
+    await Deno.lstat(path);
+    throw new Error(`${path} is still there after shutdown`);
+  } catch (e) {
+    assert(e instanceof Deno.errors.NotFound, String(e));
+  }
+}
+
+Deno.test("after a client hangs up mid-transfer the device can be imported again at once", async () => {
+  const gw = await startGateway(["--tcp", "127.0.0.1:0", "--device", "gadget-zero:busid=1-1"]);
+  try {
+    const first = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
+    await first.control({ bmRequestType: 0, bRequest: 9, wValue: 2, wIndex: 0, wLength: 0 });
+    // Loopback IN with nothing queued stays pending at the gateway.
+    const pending = first.submit({ ep: 1, dirIn: true, length: 512 });
+    pending.done.catch(() => {});
+    const busy = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1").catch((e) => e);
+    assert(
+      busy instanceof ImportRefusedError && busy.status === OpStatus.ST_DEV_BUSY,
+      String(busy),
+    );
+    await first.close();
+    const second = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
+    const ok = await second.control({
+      bmRequestType: 0x80,
+      bRequest: 8,
+      wValue: 0,
+      wIndex: 0,
+      wLength: 1,
+    });
+    assertEquals([ok.status, ok.data[0]], [0, 0], "the device was reset for the new session");
+    await second.close();
+    await gw.waitFor(/ended: the peer closed the connection; .* 1 aborted/);
+  } finally {
+    await gw.stop();
+  }
+});
+
+Deno.test("a malformed frame closes only that connection, with a logged reason", async () => {
+  const gw = await startGateway([
+    "--tcp",
+    "127.0.0.1:0",
+    "--device",
+    "gadget-zero:busid=1-1",
+    "--device",
+    "gadget-zero:busid=1-2",
+  ]);
+  try {
+    const good = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
+    await good.control({ bmRequestType: 0, bRequest: 9, wValue: 3, wIndex: 0, wLength: 0 });
+    const raw = await Deno.connect({ hostname: "127.0.0.1", port: gw.port });
+    await raw.write(new Uint8Array([0x01, 0x06, 0x80, 0x05, 0, 0, 0, 0]));
+    assertEquals(await raw.read(new Uint8Array(8)), null, "the gateway hung up");
+    raw.close();
+    const line = await gw.waitFor(/protocol error/);
+    assertMatch(line, /version is 0x0106, expected 0x0111/);
+    const r = await good.submit({ ep: 1, dirIn: true, length: 512 }).done;
+    assertEquals(r.status, 0);
+    await good.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
+Deno.test("the keyboard types what is written to its socket", async () => {
+  const dir = await tempDir();
+  const socket = `${dir.path}/kbd.sock`;
+  const gw = await startGateway([
+    "--tcp",
+    "127.0.0.1:0",
+    "--device",
+    `keyboard:busid=1-2,socket=${socket}`,
+  ]);
+  try {
+    const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-2");
+    await ch.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+    const first = ch.submit({ ep: 1, dirIn: true, length: 8 });
+    const conn = await Deno.connect({ transport: "unix", path: socket });
+    await conn.write(new TextEncoder().encode("Hi"));
+    conn.close();
+    const reports: number[][] = [[...(await first.done).data]];
+    while (reports.length < 4) {
+      reports.push([...(await ch.submit({ ep: 1, dirIn: true, length: 8 }).done).data]);
+    }
+    // Shift+h, release, i, release (HID usage 0x0b is h, 0x0c is i; bit 1 is left shift).
+    assertEquals(reports, [[2, 0, 0x0b, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0], [
+      0,
+      0,
+      0x0c,
+      0,
+      0,
+      0,
+      0,
+      0,
+    ], [
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+    ]]);
+    await ch.close();
+  } finally {
+    await gw.stop();
+    await dir.remove();
+  }
+});
+
+Deno.test("a removed device's pending URBs complete with -ENODEV", async () => {
+  // Removal is driven through the library here; the process tests cover the transports.
+  const { UsbipServer, GadgetZero, TcpListener } = await import("../../mod.ts");
+  const server = new UsbipServer();
+  server.addDevice(new GadgetZero(), { busid: "1-1" });
+  const listener = new TcpListener({ hostname: "127.0.0.1", port: 0 });
+  server.listen(listener);
+  const ch = await importDevice(await connectTcp("127.0.0.1", listener.port), "1-1");
+  await ch.control({ bmRequestType: 0, bRequest: 9, wValue: 2, wIndex: 0, wLength: 0 });
+  const pending = ch.submit({ ep: 1, dirIn: true, length: 64 });
+  await new Promise((r) => setTimeout(r, 20));
+  server.removeDevice("1-1");
+  assertEquals((await pending.done).status, UrbStatus.ENODEV);
+  await ch.closed;
+  await ch.close();
+  await server.close();
+});
