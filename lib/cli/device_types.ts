@@ -70,10 +70,15 @@ export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map<string, Dev
     },
     async create(spec) {
       const { text, socket, serial } = spec.options;
-      const keyboard = new HidKeyboard({
-        ...(text !== undefined ? { text } : {}),
-        ...(serial !== undefined ? { serial } : {}),
-      });
+      let keyboard: HidKeyboard;
+      try {
+        keyboard = new HidKeyboard({
+          ...(text !== undefined ? { text } : {}),
+          ...(serial !== undefined ? { serial } : {}),
+        });
+      } catch (e) {
+        throw new UsageError(`Invalid keyboard in ${spec.origin}: ${(e as Error).message}`);
+      }
       if (socket === undefined) return { device: keyboard };
       const input = await openTextSocket({ path: socket, mode: 0o600 }, (t) => keyboard.type(t));
       return { device: keyboard, close: () => input.close() };

@@ -62,37 +62,37 @@ export const Led = {
  * and boot protocols produce the same bytes.
  */
 export const BOOT_KEYBOARD_REPORT_DESCRIPTOR: Uint8Array = new Uint8Array([
-  0x05, 0x01, // Usage Page (Generic Desktop)
-  0x09, 0x06, // Usage (Keyboard)
-  0xa1, 0x01, // Collection (Application)
-  0x05, 0x07, //   Usage Page (Keyboard/Keypad)
-  0x19, 0xe0, //   Usage Minimum (Left Control)
-  0x29, 0xe7, //   Usage Maximum (Right GUI)
-  0x15, 0x00, //   Logical Minimum (0)
-  0x25, 0x01, //   Logical Maximum (1)
-  0x75, 0x01, //   Report Size (1)
-  0x95, 0x08, //   Report Count (8)
-  0x81, 0x02, //   Input (Data, Variable, Absolute): modifier byte
-  0x95, 0x01, //   Report Count (1)
-  0x75, 0x08, //   Report Size (8)
-  0x81, 0x01, //   Input (Constant): reserved byte
-  0x95, 0x05, //   Report Count (5)
-  0x75, 0x01, //   Report Size (1)
-  0x05, 0x08, //   Usage Page (LEDs)
-  0x19, 0x01, //   Usage Minimum (Num Lock)
-  0x29, 0x05, //   Usage Maximum (Kana)
-  0x91, 0x02, //   Output (Data, Variable, Absolute): LED report
-  0x95, 0x01, //   Report Count (1)
-  0x75, 0x03, //   Report Size (3)
-  0x91, 0x01, //   Output (Constant): LED report padding
-  0x95, 0x06, //   Report Count (6)
-  0x75, 0x08, //   Report Size (8)
-  0x15, 0x00, //   Logical Minimum (0)
-  0x25, 0x65, //   Logical Maximum (101)
-  0x05, 0x07, //   Usage Page (Keyboard/Keypad)
-  0x19, 0x00, //   Usage Minimum (0)
-  0x29, 0x65, //   Usage Maximum (101)
-  0x81, 0x00, //   Input (Data, Array): key array
+  ...[0x05, 0x01], // Usage Page (Generic Desktop)
+  ...[0x09, 0x06], // Usage (Keyboard)
+  ...[0xa1, 0x01], // Collection (Application)
+  ...[0x05, 0x07], //   Usage Page (Keyboard/Keypad)
+  ...[0x19, 0xe0], //   Usage Minimum (Left Control)
+  ...[0x29, 0xe7], //   Usage Maximum (Right GUI)
+  ...[0x15, 0x00], //   Logical Minimum (0)
+  ...[0x25, 0x01], //   Logical Maximum (1)
+  ...[0x75, 0x01], //   Report Size (1)
+  ...[0x95, 0x08], //   Report Count (8)
+  ...[0x81, 0x02], //   Input (Data, Variable, Absolute): modifier byte
+  ...[0x95, 0x01], //   Report Count (1)
+  ...[0x75, 0x08], //   Report Size (8)
+  ...[0x81, 0x01], //   Input (Constant): reserved byte
+  ...[0x95, 0x05], //   Report Count (5)
+  ...[0x75, 0x01], //   Report Size (1)
+  ...[0x05, 0x08], //   Usage Page (LEDs)
+  ...[0x19, 0x01], //   Usage Minimum (Num Lock)
+  ...[0x29, 0x05], //   Usage Maximum (Kana)
+  ...[0x91, 0x02], //   Output (Data, Variable, Absolute): LED report
+  ...[0x95, 0x01], //   Report Count (1)
+  ...[0x75, 0x03], //   Report Size (3)
+  ...[0x91, 0x01], //   Output (Constant): LED report padding
+  ...[0x95, 0x06], //   Report Count (6)
+  ...[0x75, 0x08], //   Report Size (8)
+  ...[0x15, 0x00], //   Logical Minimum (0)
+  ...[0x25, 0x65], //   Logical Maximum (101)
+  ...[0x05, 0x07], //   Usage Page (Keyboard/Keypad)
+  ...[0x19, 0x00], //   Usage Minimum (0)
+  ...[0x29, 0x65], //   Usage Maximum (101)
+  ...[0x81, 0x00], //   Input (Data, Array): key array
   0xc0, // End Collection
 ]);
 
@@ -123,10 +123,15 @@ export function hidDescriptor(reportLength: number): Uint8Array {
 export interface KeyboardLeds {
   /** The LED byte of the output report (bits of {@linkcode Led}; padding bits cleared). */
   raw: number;
+  /** Num Lock, bit 0. */
   numLock: boolean;
+  /** Caps Lock, bit 1. */
   capsLock: boolean;
+  /** Scroll Lock, bit 2. */
   scrollLock: boolean;
+  /** Compose, bit 3. */
   compose: boolean;
+  /** Kana, bit 4. */
   kana: boolean;
 }
 
@@ -265,7 +270,7 @@ interface _Queued {
 export class HidKeyboard extends UsbDevice {
   #queue: _Queued[] = [];
   /** The report the host was last given: the key state as the host sees it. */
-  #current = new Uint8Array(BOOT_REPORT_LENGTH);
+  #current: Uint8Array = new Uint8Array(BOOT_REPORT_LENGTH);
   #currentAt = performance.now();
   #idleRate = DEFAULT_IDLE_RATE;
   #protocol: number = HidProtocol.REPORT;
@@ -376,6 +381,10 @@ export class HidKeyboard extends UsbDevice {
     for (const w of [...this.#waiters]) w();
   }
 
+  /**
+   * Answers GET_DESCRIPTOR(HID or REPORT) to interface 0 and the HID class requests
+   * (HID 1.11 §7.2) for report ID 0 while configured; stalls everything else.
+   */
   protected override handleControl(c: ControlTransfer): TransferResult {
     const s = c.setup;
     if (s.bmRequestType === STANDARD_INTERFACE_IN && s.bRequest === Request.GET_DESCRIPTOR) {
@@ -441,6 +450,7 @@ export class HidKeyboard extends UsbDevice {
     this.#onLeds?.(_ledsOf(raw));
   }
 
+  /** Gives the interrupt IN transfer the next report, or keeps it pending until one is due. */
   protected override handleData(t: UsbTransfer): MaybePromise<TransferResult> {
     if (!t.dirIn) return STALL;
     if (t.signal.aborted) return CANCELLED;
@@ -493,7 +503,7 @@ export class HidKeyboard extends UsbDevice {
   #wait(signal: AbortSignal, ms: number | undefined): Promise<boolean> {
     if (signal.aborted) return Promise.resolve(true);
     return new Promise((resolve) => {
-      let timer: number | undefined;
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const finish = (aborted: boolean) => {
         this.#waiters.delete(wake);
         signal.removeEventListener("abort", onAbort);
@@ -517,10 +527,12 @@ export class HidKeyboard extends UsbDevice {
     this.#wake();
   }
 
+  /** The host's driver starts over after SET_CONFIGURATION. */
   protected override onConfigurationChanged(): void {
     this.#restart();
   }
 
+  /** A bus reset: as SET_CONFIGURATION, and the LEDs go off. */
   protected override onReset(): void {
     this.#restart();
     this.#setLeds(0);

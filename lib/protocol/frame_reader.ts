@@ -38,6 +38,11 @@ import {
 
 const EMPTY = new Uint8Array(0);
 
+/** The read-ahead buffer's initial size: many small frames arrive in one read. */
+const SCRATCH_SIZE = 64 * 1024;
+/** Bodies from this size on are read straight into their own buffer. */
+const DIRECT_READ_SIZE = 16 * 1024;
+
 /** Tells whether endpoint `ep` in `direction` (0 OUT, 1 IN) is isochronous. */
 export type IsochronousPredicate = (ep: number, direction: number) => boolean;
 
@@ -56,64 +61,123 @@ export type IsochronousPredicate = (ep: number, direction: number) => boolean;
  * ```
  */
 export class FrameReader {
-  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #byob: ReadableStreamBYOBReader | undefined;
+  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #limits: UsbipLimits;
-  #chunk: Uint8Array = EMPTY;
-  #pos = 0;
+  /** Read-ahead buffer; bytes `#start..#end` are received and not yet consumed. */
+  #buf = new Uint8Array(SCRATCH_SIZE);
+  #start = 0;
+  #end = 0;
 
-  /** Takes the reader of `readable`; {@linkcode FrameReader.cancel} gives it back. */
+  /**
+   * Takes a reader of `readable`: a BYOB reader for byte streams (socket streams are), so
+   * that bytes land in buffers this reader owns, else a default reader.
+   * {@linkcode FrameReader.cancel} gives the stream back.
+   */
   constructor(readable: ReadableStream<Uint8Array>, limits: UsbipLimits = DEFAULT_LIMITS) {
-    this.#reader = readable.getReader();
+    try {
+      this.#byob = readable.getReader({ mode: "byob" });
+    } catch {
+      this.#reader = readable.getReader();
+    }
     this.#limits = limits;
   }
 
   /** The number of bytes already received and not yet consumed. */
   get buffered(): number {
-    return this.#chunk.length - this.#pos;
+    return this.#end - this.#start;
   }
 
   /**
-   * Reads exactly `n` bytes. Returns `null` if the stream ends before the first byte; throws if
-   * it ends after some but not all of them. The result may be a view into a received chunk.
+   * Makes at least `n` bytes available in the read-ahead buffer. Returns false if the stream
+   * ends before the first byte; throws if it ends after some but not all of them.
+   */
+  async #fill(n: number, frame: string): Promise<boolean> {
+    if (this.#end - this.#start >= n) return true;
+    if (this.#buf.length - this.#start < n) {
+      const next = n > this.#buf.length
+        ? new Uint8Array(Math.max(n, this.#buf.length * 2))
+        : this.#buf;
+      next.set(this.#buf.subarray(this.#start, this.#end));
+      this.#buf = next;
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    while (this.#end - this.#start < n) {
+      const have = this.#end - this.#start;
+      let got: number;
+      if (this.#byob) {
+        const view = new Uint8Array(this.#buf.buffer, this.#end, this.#buf.length - this.#end);
+        const { done, value } = await this.#byob.read(view, { min: n - have });
+        if (value !== undefined) this.#buf = new Uint8Array(value.buffer);
+        got = done || value === undefined ? 0 : value.length;
+      } else {
+        const { done, value } = await this.#reader!.read();
+        got = done ? 0 : value.length;
+        if (got > this.#buf.length - this.#end) {
+          const next = new Uint8Array(Math.max(have + got, this.#buf.length * 2));
+          next.set(this.#buf.subarray(this.#start, this.#end));
+          this.#buf = next;
+          this.#end = have;
+          this.#start = 0;
+        }
+        if (got > 0) this.#buf.set(value!, this.#end);
+      }
+      if (got === 0) {
+        if (have === 0) return false;
+        throw new UsbipProtocolError(frame, "length", `ends after ${have} of ${n} bytes`);
+      }
+      this.#end += got;
+    }
+    return true;
+  }
+
+  /**
+   * Reads `n` bytes into a view of the read-ahead buffer, valid only until the next read.
+   * Returns `null` if the stream ends before the first byte.
+   */
+  async #peek(n: number, frame: string): Promise<Uint8Array | null> {
+    if (!(await this.#fill(n, frame))) return null;
+    const out = this.#buf.subarray(this.#start, this.#start + n);
+    this.#start += n;
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    return out;
+  }
+
+  /**
+   * Reads exactly `n` bytes into a new buffer the caller owns. Returns `null` if the stream
+   * ends before the first byte; throws if it ends after some but not all of them. Large
+   * reads go straight into the result, without passing through the read-ahead buffer.
    */
   async readExact(n: number, frame = "frame"): Promise<Uint8Array | null> {
-    const available = this.#chunk.length - this.#pos;
-    if (available >= n) {
-      const out = this.#chunk.subarray(this.#pos, this.#pos + n);
-      this.#pos += n;
+    const have = this.#end - this.#start;
+    if (have >= n || n < DIRECT_READ_SIZE || this.#byob === undefined) {
+      if (!(await this.#fill(n, frame))) return null;
+      const out = this.#buf.slice(this.#start, this.#start + n);
+      this.#start += n;
+      if (this.#start === this.#end) this.#start = this.#end = 0;
       return out;
     }
-    let out: Uint8Array | undefined;
-    let filled = 0;
-    if (available > 0) {
-      out = new Uint8Array(n);
-      out.set(this.#chunk.subarray(this.#pos));
-      filled = available;
-    }
-    this.#chunk = EMPTY;
-    this.#pos = 0;
-    while (true) {
-      const { done, value } = await this.#reader.read();
-      if (done) {
+    let out = new Uint8Array(n);
+    out.set(this.#buf.subarray(this.#start, this.#end));
+    this.#start = this.#end = 0;
+    let filled = have;
+    while (filled < n) {
+      const { done, value } = await this.#byob.read(
+        new Uint8Array(out.buffer, filled, n - filled),
+        {
+          min: n - filled,
+        },
+      );
+      if (value !== undefined) out = new Uint8Array(value.buffer);
+      const got = done || value === undefined ? 0 : value.length;
+      if (got === 0) {
         if (filled === 0) return null;
         throw new UsbipProtocolError(frame, "length", `ends after ${filled} of ${n} bytes`);
       }
-      if (value.length === 0) continue;
-      if (out === undefined && value.length >= n) {
-        this.#chunk = value;
-        this.#pos = n;
-        return value.subarray(0, n);
-      }
-      out ??= new Uint8Array(n);
-      const take = Math.min(n - filled, value.length);
-      out.set(value.subarray(0, take), filled);
-      filled += take;
-      if (filled === n) {
-        this.#chunk = value;
-        this.#pos = take;
-        return out;
-      }
+      filled += got;
     }
+    return out;
   }
 
   async #readRequired(n: number, frame: string): Promise<Uint8Array> {
@@ -125,8 +189,10 @@ export class FrameReader {
 
   /** Reads OP_REQ_DEVLIST or OP_REQ_IMPORT; `null` on a clean end of stream. */
   async readOpRequest(): Promise<OpRequest | null> {
-    const header = await this.readExact(WireSize.OP_HEADER, "op request");
-    if (header === null) return null;
+    const peeked = await this.#peek(WireSize.OP_HEADER, "op request");
+    if (peeked === null) return null;
+    // The peeked view is only valid until the next read.
+    const header = peeked.slice();
     const { code } = decodeOpHeader(header);
     const body = await this.#readRequired(opRequestBodyLength(code), "op request");
     const whole = new Uint8Array(WireSize.OP_HEADER + body.length);
@@ -141,7 +207,7 @@ export class FrameReader {
    * trustworthy for isochronous endpoints.
    */
   async readUrbCommand(isochronous: IsochronousPredicate): Promise<UrbCommand | null> {
-    const header = await this.readExact(WireSize.URB_HEADER, "URB header");
+    const header = await this.#peek(WireSize.URB_HEADER, "URB header");
     if (header === null) return null;
     const command = peekUrbCommand(header, [
       UrbCommandCode.USBIP_CMD_SUBMIT,
@@ -161,7 +227,7 @@ export class FrameReader {
   async readUrbReturn(
     lookup: (seqnum: number) => SubmittedUrb | undefined,
   ): Promise<UrbReturn | null> {
-    const header = await this.readExact(WireSize.URB_HEADER, "URB header");
+    const header = await this.#peek(WireSize.URB_HEADER, "URB header");
     if (header === null) return null;
     const command = peekUrbCommand(header, [
       UrbCommandCode.USBIP_RET_SUBMIT,
@@ -225,7 +291,7 @@ export class FrameReader {
   /** Cancels the underlying stream and releases it. */
   async cancel(reason?: unknown): Promise<void> {
     try {
-      await this.#reader.cancel(reason);
+      await (this.#byob ?? this.#reader)!.cancel(reason);
     } catch {
       // The stream is already errored or closed: nothing left to cancel.
     }
@@ -233,6 +299,6 @@ export class FrameReader {
 
   /** Releases the reader without cancelling the stream (e.g. to hand the socket over). */
   releaseLock(): void {
-    this.#reader.releaseLock();
+    (this.#byob ?? this.#reader)!.releaseLock();
   }
 }

@@ -118,10 +118,10 @@ async function configured(options: ConstructorParameters<typeof HidKeyboard>[0] 
   return dev;
 }
 
-async function readReports(dev: HidKeyboard, n: number): Promise<number[][]> {
+async function readReports(dev: HidKeyboard, n: number, signal = NEVER): Promise<number[][]> {
   const out: number[][] = [];
   for (let i = 0; i < n; i++) {
-    const r = await interruptIn(dev);
+    const r = await interruptIn(dev, signal);
     assertEquals(r.status, "ok");
     out.push([...r.data!]);
   }
@@ -539,16 +539,22 @@ Deno.test("An already aborted interrupt IN transfer is cancelled without taking 
 Deno.test("With SET_IDLE above zero the current report repeats every idle period", async () => {
   const dev = await configured();
   await classOut(dev, SET_IDLE, 0x0500); // 5 x 4 ms = 20 ms
-  const held = dev.press([0x04]);
-  assertEquals(await readReports(dev, 1), [press(0, 0x04)]);
-  await held;
-  const start = performance.now();
-  assertEquals(await readReports(dev, 2), [press(0, 0x04), press(0, 0x04)]);
-  const elapsed = performance.now() - start;
-  assertEquals(elapsed >= 38, true, `two repeats took ${elapsed} ms, expected at least 40`);
-  const released = dev.release();
-  assertEquals(await readReports(dev, 1), [RELEASED]);
-  await released;
+  const controller = new AbortController();
+  try {
+    const held = dev.press([0x04]);
+    assertEquals(await readReports(dev, 1), [press(0, 0x04)]);
+    await held;
+    const start = performance.now();
+    const repeats = await settledWithin(readReports(dev, 2, controller.signal), 1000);
+    const elapsed = performance.now() - start;
+    assertEquals(repeats, [press(0, 0x04), press(0, 0x04)]);
+    assertEquals(elapsed >= 38, true, `two repeats took ${elapsed} ms, expected at least 40`);
+    const released = dev.release();
+    assertEquals(await readReports(dev, 1), [RELEASED]);
+    await released;
+  } finally {
+    controller.abort();
+  }
 });
 
 Deno.test("Lowering the idle rate wakes a waiting transfer with the new deadline", async () => {

@@ -190,6 +190,8 @@ Deno.test("the keyboard types what is written to its socket", async () => {
   try {
     const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-2");
     await ch.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+    // SET_IDLE 0, as Linux's usbhid sends: report changes only, never repeats.
+    await ch.control({ bmRequestType: 0x21, bRequest: 0x0a, wValue: 0, wIndex: 0, wLength: 0 });
     const first = ch.submit({ ep: 1, dirIn: true, length: 8 });
     const conn = await Deno.connect({ transport: "unix", path: socket });
     await conn.write(new TextEncoder().encode("Hi"));
