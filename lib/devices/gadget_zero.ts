@@ -161,6 +161,21 @@ function pattern1(length: number, maxPacket: number): Uint8Array {
   return b;
 }
 
+/** Whether `a` and `b` hold the same bytes; word-wise when both start 4-byte aligned. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let i = 0;
+  if (a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0) {
+    const words = a.length >>> 2;
+    const wa = new Uint32Array(a.buffer, a.byteOffset, words);
+    const wb = new Uint32Array(b.buffer, b.byteOffset, words);
+    for (let w = 0; w < words; w++) if (wa[w] !== wb[w]) return false;
+    i = words << 2;
+  }
+  for (; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /**
  * Gadget Zero. In the source/sink configuration bulk and isochronous IN always have data and
  * OUT always takes it (checking the pattern); in the loopback configuration what goes OUT
@@ -207,14 +222,9 @@ export class GadgetZero extends UsbDevice {
     return b.subarray(0, length);
   }
 
-  /** Whether OUT data matches the pattern. */
+  /** Whether OUT data matches the pattern (compared four bytes at a time where aligned). */
   #sinkAccepts(data: Uint8Array, maxPacket: number): boolean {
-    if (this.pattern === 0) {
-      for (let i = 0; i < data.length; i++) if (data[i] !== 0) return false;
-      return true;
-    }
-    for (let i = 0; i < data.length; i++) if (data[i] !== (i % maxPacket) % 63) return false;
-    return true;
+    return sameBytes(data, this.#source(data.length, maxPacket));
   }
 
   protected override handleControl(c: ControlTransfer): TransferResult {

@@ -43,6 +43,12 @@ const SCRATCH_SIZE = 64 * 1024;
 /** Bodies from this size on are read straight into their own buffer. */
 const DIRECT_READ_SIZE = 16 * 1024;
 
+/** A source of bytes read into the caller's buffer, such as a Deno socket. */
+export interface ByteSource {
+  /** Reads into `buffer`; the number of bytes read, or `null` at end of stream. */
+  read(buffer: Uint8Array): Promise<number | null>;
+}
+
 /** Tells whether endpoint `ep` in `direction` (0 OUT, 1 IN) is isochronous. */
 export type IsochronousPredicate = (ep: number, direction: number) => boolean;
 
@@ -61,6 +67,7 @@ export type IsochronousPredicate = (ep: number, direction: number) => boolean;
  * ```
  */
 export class FrameReader {
+  #source: ByteSource | undefined;
   #byob: ReadableStreamBYOBReader | undefined;
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #limits: UsbipLimits;
@@ -74,13 +81,36 @@ export class FrameReader {
    * that bytes land in buffers this reader owns, else a default reader.
    * {@linkcode FrameReader.cancel} gives the stream back.
    */
-  constructor(readable: ReadableStream<Uint8Array>, limits: UsbipLimits = DEFAULT_LIMITS) {
-    try {
-      this.#byob = readable.getReader({ mode: "byob" });
-    } catch {
-      this.#reader = readable.getReader();
+  constructor(
+    source: ReadableStream<Uint8Array> | ByteSource,
+    limits: UsbipLimits = DEFAULT_LIMITS,
+  ) {
+    if (!("getReader" in source)) {
+      this.#source = source;
+    } else {
+      try {
+        this.#byob = source.getReader({ mode: "byob" });
+      } catch {
+        this.#reader = source.getReader();
+      }
     }
     this.#limits = limits;
+  }
+
+  /** Reads at least `min` bytes into `view`; returns the (possibly moved) buffer and count. */
+  async #readInto(view: Uint8Array, min: number): Promise<{ buffer: ArrayBuffer; got: number }> {
+    if (this.#source) {
+      let got = 0;
+      while (got < min) {
+        const n = await this.#source.read(got === 0 ? view : view.subarray(got));
+        if (n === null) break;
+        got += n;
+      }
+      return { buffer: view.buffer as ArrayBuffer, got };
+    }
+    const { done, value } = await this.#byob!.read(view, { min });
+    if (value === undefined) throw new Deno.errors.BadResource("The stream was cancelled");
+    return { buffer: value.buffer as ArrayBuffer, got: done ? 0 : value.length };
   }
 
   /** The number of bytes already received and not yet consumed. */
@@ -106,13 +136,13 @@ export class FrameReader {
     while (this.#end - this.#start < n) {
       const have = this.#end - this.#start;
       let got: number;
-      if (this.#byob) {
+      if (this.#reader === undefined) {
         const view = new Uint8Array(this.#buf.buffer, this.#end, this.#buf.length - this.#end);
-        const { done, value } = await this.#byob.read(view, { min: n - have });
-        if (value !== undefined) this.#buf = new Uint8Array(value.buffer);
-        got = done || value === undefined ? 0 : value.length;
+        const r = await this.#readInto(view, n - have);
+        this.#buf = new Uint8Array(r.buffer);
+        got = r.got;
       } else {
-        const { done, value } = await this.#reader!.read();
+        const { done, value } = await this.#reader.read();
         got = done ? 0 : value.length;
         if (got > this.#buf.length - this.#end) {
           const next = new Uint8Array(Math.max(have + got, this.#buf.length * 2));
@@ -137,7 +167,7 @@ export class FrameReader {
    * Returns `null` if the stream ends before the first byte.
    */
   async #peek(n: number, frame: string): Promise<Uint8Array | null> {
-    if (!(await this.#fill(n, frame))) return null;
+    if (this.#end - this.#start < n && !(await this.#fill(n, frame))) return null;
     const out = this.#buf.subarray(this.#start, this.#start + n);
     this.#start += n;
     if (this.#start === this.#end) this.#start = this.#end = 0;
@@ -151,8 +181,8 @@ export class FrameReader {
    */
   async readExact(n: number, frame = "frame"): Promise<Uint8Array | null> {
     const have = this.#end - this.#start;
-    if (have >= n || n < DIRECT_READ_SIZE || this.#byob === undefined) {
-      if (!(await this.#fill(n, frame))) return null;
+    if (have >= n || n < DIRECT_READ_SIZE || this.#reader !== undefined) {
+      if (have < n && !(await this.#fill(n, frame))) return null;
       const out = this.#buf.slice(this.#start, this.#start + n);
       this.#start += n;
       if (this.#start === this.#end) this.#start = this.#end = 0;
@@ -163,14 +193,9 @@ export class FrameReader {
     this.#start = this.#end = 0;
     let filled = have;
     while (filled < n) {
-      const { done, value } = await this.#byob.read(
-        new Uint8Array(out.buffer, filled, n - filled),
-        {
-          min: n - filled,
-        },
-      );
-      if (value !== undefined) out = new Uint8Array(value.buffer);
-      const got = done || value === undefined ? 0 : value.length;
+      const r = await this.#readInto(new Uint8Array(out.buffer, filled, n - filled), n - filled);
+      out = new Uint8Array(r.buffer);
+      const got = r.got;
       if (got === 0) {
         if (filled === 0) return null;
         throw new UsbipProtocolError(frame, "length", `ends after ${filled} of ${n} bytes`);
@@ -290,6 +315,7 @@ export class FrameReader {
 
   /** Cancels the underlying stream and releases it. */
   async cancel(reason?: unknown): Promise<void> {
+    if (this.#source) return;
     try {
       await (this.#byob ?? this.#reader)!.cancel(reason);
     } catch {
@@ -299,6 +325,6 @@ export class FrameReader {
 
   /** Releases the reader without cancelling the stream (e.g. to hand the socket over). */
   releaseLock(): void {
-    (this.#byob ?? this.#reader)!.releaseLock();
+    (this.#byob ?? this.#reader)?.releaseLock();
   }
 }

@@ -25,6 +25,7 @@ import {
 import { decodeSetupPacket } from "../devices/setup_packet.ts";
 import type { TransferResult, TransferStatus, UsbTransfer } from "../devices/usb_device.ts";
 import { type Connection, describePeer, type PeerInfo } from "../transport/connection.ts";
+import { ReplyWriter } from "../transport/reply_writer.ts";
 import { deviceRecord, type ExportedDevice } from "./exported_device.ts";
 
 const log = getLogger(["usbipgw", "session"]);
@@ -89,7 +90,7 @@ export class Session {
   readonly stats: SessionStats = { submitted: 0, completed: 0, unlinked: 0 };
   #host: SessionHost;
   #reader: FrameReader;
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #out: ReplyWriter;
   #exported: ExportedDevice | undefined;
   #pending = new Map<number, PendingUrb>();
   #queues = new Map<number, EndpointQueue>();
@@ -104,8 +105,10 @@ export class Session {
   constructor(conn: Connection, host: SessionHost) {
     this.conn = conn;
     this.#host = host;
-    this.#reader = new FrameReader(conn.readable, host.limits);
-    this.#writer = conn.writable.getWriter();
+    this.#reader = new FrameReader(conn.direct ?? conn.readable, host.limits);
+    this.#out = new ReplyWriter(conn, (e) => {
+      this.end(`write failed: ${e instanceof Error ? e.message : String(e)}`);
+    });
   }
 
   /** The imported device, once the import succeeded. */
@@ -159,7 +162,7 @@ export class Session {
       this.#host.releaseDevice(exported, this);
     }
     this.#reader.cancel(reason).catch(() => {});
-    this.#writer.abort(reason).catch(() => {});
+    this.#out.release();
     this.conn.close();
     const props = {
       id: this.id,
@@ -180,10 +183,7 @@ export class Session {
   }
 
   #send(bytes: Uint8Array): void {
-    if (this.#ended) return;
-    this.#writer.write(bytes).catch((e) => {
-      this.end(`write failed: ${e instanceof Error ? e.message : String(e)}`);
-    });
+    if (!this.#ended) this.#out.write(bytes);
   }
 
   /** Returns true once a device is imported, false on a clean end of stream. */
@@ -361,7 +361,7 @@ export class Session {
     // on a peer that has stopped reading.
     const reason = "the device was disconnected";
     const timer = setTimeout(() => this.end(reason), FLUSH_TIMEOUT_MS);
-    this.#writer.close().catch(() => {}).finally(() => {
+    this.#out.flush().finally(() => {
       clearTimeout(timer);
       this.end(reason);
     });

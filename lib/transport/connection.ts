@@ -19,6 +19,18 @@ export interface PeerInfo {
   pid?: number;
 }
 
+/**
+ * Direct byte I/O on a socket, for transports that have it (Deno's own sockets). It skips the
+ * web-streams machinery on the data path; a connection used this way must not also be read or
+ * written through its streams.
+ */
+export interface DirectIo {
+  /** Reads into `buffer`; the number of bytes read, or `null` at end of stream. */
+  read(buffer: Uint8Array): Promise<number | null>;
+  /** Writes some of `buffer`; the number of bytes written. */
+  write(buffer: Uint8Array): Promise<number>;
+}
+
 /** One accepted or connected byte stream. */
 export interface Connection {
   /** Bytes from the peer. */
@@ -27,6 +39,8 @@ export interface Connection {
   readonly writable: WritableStream<Uint8Array>;
   /** The peer's description, for policy decisions and logs. */
   readonly peer: PeerInfo;
+  /** Direct byte I/O, when the transport offers it; use it or the streams, not both. */
+  readonly direct?: DirectIo;
   /** Closes both directions at once; pending reads end. Safe to call twice. */
   close(): void;
 }

@@ -9,3 +9,4 @@ export * from "./connection.ts";
 export * from "./tcp.ts";
 export * from "./unix.ts";
 export * from "./memory.ts";
+export * from "./reply_writer.ts";

@@ -26,8 +26,13 @@ export function wrapTcpConn(conn: Deno.TcpConn): Connection {
   };
   let closed = false;
   return {
-    readable: conn.readable,
-    writable: conn.writable,
+    get readable() {
+      return conn.readable;
+    },
+    get writable() {
+      return conn.writable;
+    },
+    direct: conn,
     peer,
     close() {
       if (closed) return;

@@ -198,8 +198,13 @@ export async function connectUnix(path: string): Promise<Connection> {
   const conn = await Deno.connect({ transport: "unix", path });
   let closed = false;
   return {
-    readable: conn.readable,
-    writable: conn.writable,
+    get readable() {
+      return conn.readable;
+    },
+    get writable() {
+      return conn.writable;
+    },
+    direct: conn,
     peer: { transport: "unix", address: path },
     close() {
       if (closed) return;

@@ -1,0 +1,128 @@
+/**
+ * Writes whole messages to a connection in order, each as one buffer, without making the
+ * caller wait: a message written while another is in flight is queued, and queued messages go
+ * out together in the next write. Uses the connection's direct I/O when it has one.
+ *
+ * @module
+ */
+
+import type { Connection } from "./connection.ts";
+
+/** Most bytes coalesced into one write. */
+const MAX_BATCH = 256 * 1024;
+
+/**
+ * An ordered, non-blocking message writer.
+ *
+ * @example
+ * ```ts
+ * import { ReplyWriter } from "./reply_writer.ts";
+ * import { memoryConnectionPair } from "./memory.ts";
+ * const [a, b] = memoryConnectionPair();
+ * const w = new ReplyWriter(a, () => {});
+ * w.write(new Uint8Array([1]));
+ * w.write(new Uint8Array([2]));
+ * await w.flush();
+ * const r = b.readable.getReader();
+ * console.assert((await r.read()).value?.[0] === 1);
+ * a.close();
+ * ```
+ */
+export class ReplyWriter {
+  #conn: Connection;
+  #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #queue: Uint8Array[] = [];
+  #queued = 0;
+  #busy = false;
+  #failed = false;
+  #idle: (() => void)[] = [];
+  #onError: (e: unknown) => void;
+
+  /** Writes to `conn`; `onError` hears of the first failed write, after which writes are dropped. */
+  constructor(conn: Connection, onError: (e: unknown) => void) {
+    this.#conn = conn;
+    this.#onError = onError;
+    if (conn.direct === undefined) this.#writer = conn.writable.getWriter();
+  }
+
+  /** Bytes accepted and not yet handed to the socket. */
+  get pending(): number {
+    return this.#queued;
+  }
+
+  /** Queues `message`; it goes out after every message written before it. */
+  write(message: Uint8Array): void {
+    if (this.#failed) return;
+    if (this.#busy) {
+      this.#queue.push(message);
+      this.#queued += message.length;
+      return;
+    }
+    this.#run(message);
+  }
+
+  async #run(first: Uint8Array): Promise<void> {
+    this.#busy = true;
+    let next: Uint8Array | undefined = first;
+    try {
+      while (next !== undefined && !this.#failed) {
+        await this.#writeAll(next);
+        next = this.#take();
+      }
+    } catch (e) {
+      this.#failed = true;
+      this.#queue.length = 0;
+      this.#queued = 0;
+      this.#onError(e);
+    } finally {
+      this.#busy = false;
+      for (const r of this.#idle.splice(0)) r();
+    }
+  }
+
+  /** Takes the queued messages as one buffer (up to MAX_BATCH bytes). */
+  #take(): Uint8Array | undefined {
+    if (this.#queue.length <= 1) {
+      const one = this.#queue.shift();
+      this.#queued -= one?.length ?? 0;
+      return one;
+    }
+    let size = 0;
+    let count = 0;
+    for (const m of this.#queue) {
+      if (count > 0 && size + m.length > MAX_BATCH) break;
+      size += m.length;
+      count++;
+    }
+    const batch = new Uint8Array(size);
+    let o = 0;
+    for (const m of this.#queue.splice(0, count)) {
+      batch.set(m, o);
+      o += m.length;
+    }
+    this.#queued -= size;
+    return batch;
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    const direct = this.#conn.direct;
+    if (direct === undefined) return await this.#writer!.write(bytes);
+    let off = 0;
+    while (off < bytes.length) off += await direct.write(off === 0 ? bytes : bytes.subarray(off));
+  }
+
+  /** Resolves once everything queued so far has been written (or writing failed). */
+  flush(): Promise<void> {
+    if (!this.#busy) return Promise.resolve();
+    return new Promise((r) => this.#idle.push(r));
+  }
+
+  /** Releases the stream writer, if one was taken. */
+  release(): void {
+    try {
+      this.#writer?.releaseLock();
+    } catch {
+      // Pending writes still hold it; closing the connection ends them.
+    }
+  }
+}
