@@ -8,8 +8,8 @@
 
 import type { Connection } from "./connection.ts";
 
-/** Most bytes coalesced into one write. */
-const MAX_BATCH = 256 * 1024;
+/** Messages are coalesced into one write up to this many bytes; larger ones go alone. */
+const MAX_BATCH = 16 * 1024;
 
 /**
  * An ordered, non-blocking message writer.
@@ -80,9 +80,13 @@ export class ReplyWriter {
     }
   }
 
-  /** Takes the queued messages as one buffer (up to MAX_BATCH bytes). */
+  /**
+   * Takes the next queued message, or several small ones joined into one buffer (up to
+   * MAX_BATCH bytes): joining saves system calls for small replies, while a large reply is
+   * cheaper to write alone than to copy.
+   */
   #take(): Uint8Array | undefined {
-    if (this.#queue.length <= 1) {
+    if (this.#queue.length <= 1 || this.#queue[0]!.length + this.#queue[1]!.length > MAX_BATCH) {
       const one = this.#queue.shift();
       this.#queued -= one?.length ?? 0;
       return one;

@@ -247,3 +247,39 @@ Deno.test("summary() lists the first configuration's interfaces while unconfigur
   }]);
   assertEquals(s.bNumConfigurations, 1);
 });
+
+Deno.test("a SuperSpeed device encodes endpoint companions and reports speed 5", async () => {
+  class Fast extends UsbDevice {
+    constructor() {
+      super({
+        device: { ...TREE.device, bcdUSB: 0x0320, bMaxPacketSize0: 9 },
+        configurations: [{
+          bConfigurationValue: 1,
+          bmAttributes: 0x80,
+          bMaxPower: 10,
+          interfaces: [{
+            bInterfaceNumber: 0,
+            bAlternateSetting: 0,
+            bInterfaceClass: 8,
+            bInterfaceSubClass: 6,
+            bInterfaceProtocol: 0x50,
+            endpoints: [{
+              bEndpointAddress: 0x81,
+              bmAttributes: 2,
+              wMaxPacketSize: 1024,
+              bInterval: 0,
+              superSpeedCompanion: { bMaxBurst: 15, bmAttributes: 0, wBytesPerInterval: 0 },
+            }],
+          }],
+        }],
+        capabilities: [usb2ExtensionCapability(2), superSpeedCapability()],
+      }, 5);
+    }
+  }
+  const dev = new Fast();
+  const config = (await getDescriptor(dev, 2, 0)).data!;
+  assertEquals(config[2], 9 + 9 + 7 + 6);
+  assertEquals([...config.subarray(25, 31)], [6, 0x30, 15, 0, 0, 0]);
+  assertEquals(dev.summary().speed, 5);
+  assertEquals((await getDescriptor(dev, 15, 0)).data?.[4], 2);
+});

@@ -1,0 +1,116 @@
+// Tests of ReplyWriter: order, one buffer per message, coalescing of small messages, failures.
+import { assert, assertEquals } from "@std/assert";
+import { type Connection, ReplyWriter } from "../../mod.ts";
+
+/** A connection whose direct writes are recorded and complete when the test says. */
+function recordingConnection(accept = (b: Uint8Array) => b.length) {
+  const writes: Uint8Array[] = [];
+  const gates: (() => void)[] = [];
+  const conn: Connection = {
+    get readable(): ReadableStream<Uint8Array> {
+      throw new Error("not used");
+    },
+    get writable(): WritableStream<Uint8Array> {
+      throw new Error("not used");
+    },
+    peer: { transport: "memory", address: "test" },
+    direct: {
+      read: () => Promise.resolve(null),
+      write: (b) => {
+        writes.push(b.slice());
+        return new Promise((resolve) => gates.push(() => resolve(accept(b))));
+      },
+    },
+    close() {},
+  };
+  return { conn, writes, gates };
+}
+
+Deno.test("ReplyWriter writes messages in order and joins small ones queued behind a write", async () => {
+  const { conn, writes, gates } = recordingConnection();
+  const w = new ReplyWriter(conn, () => {});
+  w.write(new Uint8Array([1]));
+  w.write(new Uint8Array([2, 2]));
+  w.write(new Uint8Array([3]));
+  assertEquals(writes.length, 1, "one write in flight at a time");
+  assertEquals(w.pending, 3);
+  gates.shift()!();
+  await new Promise((r) => setTimeout(r, 0));
+  assertEquals(writes.map((b) => [...b]), [[1], [2, 2, 3]]);
+  gates.shift()!();
+  await w.flush();
+  assertEquals(w.pending, 0);
+});
+
+Deno.test("ReplyWriter writes a large message alone rather than copying it into a batch", async () => {
+  const { conn, writes, gates } = recordingConnection();
+  const w = new ReplyWriter(conn, () => {});
+  w.write(new Uint8Array(10));
+  w.write(new Uint8Array(65536));
+  w.write(new Uint8Array(20));
+  while (writes.length < 3) {
+    gates.shift()?.();
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  gates.shift()?.();
+  await w.flush();
+  assertEquals(writes.map((b) => b.length), [10, 65536, 20]);
+});
+
+Deno.test("ReplyWriter finishes a partial write before the next message", async () => {
+  const chunks: number[][] = [];
+  const conn: Connection = {
+    get readable(): ReadableStream<Uint8Array> {
+      throw new Error("not used");
+    },
+    get writable(): WritableStream<Uint8Array> {
+      throw new Error("not used");
+    },
+    peer: { transport: "memory", address: "test" },
+    direct: {
+      read: () => Promise.resolve(null),
+      // The socket takes at most 4 bytes per call.
+      write: (b) => {
+        chunks.push([...b.subarray(0, 4)]);
+        return Promise.resolve(Math.min(b.length, 4));
+      },
+    },
+    close() {},
+  };
+  const w = new ReplyWriter(conn, () => {});
+  w.write(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+  w.write(new Uint8Array([11]));
+  await w.flush();
+  assertEquals(chunks, [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10], [11]]);
+});
+
+Deno.test("ReplyWriter reports the first failure once and drops later messages", async () => {
+  let calls = 0;
+  const conn: Connection = {
+    get readable(): ReadableStream<Uint8Array> {
+      throw new Error("not used");
+    },
+    get writable(): WritableStream<Uint8Array> {
+      throw new Error("not used");
+    },
+    peer: { transport: "memory", address: "test" },
+    direct: {
+      read: () => Promise.resolve(null),
+      write: () => {
+        calls++;
+        return Promise.reject(new Deno.errors.BrokenPipe("gone"));
+      },
+    },
+    close() {},
+  };
+  const errors: unknown[] = [];
+  const w = new ReplyWriter(conn, (e) => errors.push(e));
+  w.write(new Uint8Array(1));
+  w.write(new Uint8Array(1));
+  await w.flush();
+  w.write(new Uint8Array(1));
+  await w.flush();
+  assertEquals(errors.length, 1);
+  assert(errors[0] instanceof Deno.errors.BrokenPipe);
+  assertEquals(calls, 1);
+});
