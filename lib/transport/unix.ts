@@ -8,7 +8,101 @@
 
 import * as net from "node:net";
 import { getPeerCredentials } from "./_libc.ts";
-import type { Connection, Listener, PeerInfo } from "./connection.ts";
+import type { Connection, DirectIo, Listener, PeerInfo } from "./connection.ts";
+
+/** Received bytes held before the socket is paused, and the level at which it resumes. */
+const HIGH_WATER = 1024 * 1024;
+const LOW_WATER = 256 * 1024;
+
+/**
+ * Direct I/O over a `node:net` socket: received chunks are queued (pausing the socket above
+ * HIGH_WATER) and copied straight into the reader's buffer; writes resolve at once unless the
+ * socket asks to wait for a drain.
+ */
+class NodeSocketIo implements DirectIo {
+  #sock: net.Socket;
+  #chunks: Uint8Array[] = [];
+  #head = 0;
+  #queued = 0;
+  #paused = false;
+  #ended = false;
+  #error: Error | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(sock: net.Socket) {
+    this.#sock = sock;
+    const wake = () => {
+      const w = this.#wake;
+      this.#wake = undefined;
+      w?.();
+    };
+    sock.on("data", (chunk: Uint8Array) => {
+      this.#chunks.push(chunk);
+      this.#queued += chunk.length;
+      if (this.#queued > HIGH_WATER && !this.#paused) {
+        this.#paused = true;
+        sock.pause();
+      }
+      wake();
+    });
+    sock.on("end", () => {
+      this.#ended = true;
+      wake();
+    });
+    sock.on("error", (e: Error) => {
+      this.#error = e;
+      wake();
+    });
+    sock.on("close", () => {
+      this.#ended = true;
+      wake();
+    });
+  }
+
+  async read(buffer: Uint8Array): Promise<number | null> {
+    while (this.#queued === 0) {
+      if (this.#error) throw this.#error;
+      if (this.#ended) return null;
+      await new Promise<void>((resolve) => this.#wake = resolve);
+    }
+    let n = 0;
+    while (n < buffer.length && this.#chunks.length > 0) {
+      const chunk = this.#chunks[0]!;
+      const take = Math.min(chunk.length - this.#head, buffer.length - n);
+      buffer.set(chunk.subarray(this.#head, this.#head + take), n);
+      n += take;
+      this.#head += take;
+      if (this.#head === chunk.length) {
+        this.#chunks.shift();
+        this.#head = 0;
+      }
+    }
+    this.#queued -= n;
+    if (this.#paused && this.#queued < LOW_WATER) {
+      this.#paused = false;
+      this.#sock.resume();
+    }
+    return n;
+  }
+
+  write(buffer: Uint8Array): Promise<number> {
+    const sock = this.#sock;
+    if (sock.destroyed) return Promise.reject(new Deno.errors.BrokenPipe("The socket is closed"));
+    if (sock.write(buffer)) return Promise.resolve(buffer.length);
+    return new Promise<number>((resolve, reject) => {
+      const onDrain = () => {
+        sock.off("close", onClose);
+        resolve(buffer.length);
+      };
+      const onClose = () => {
+        sock.off("drain", onDrain);
+        reject(new Deno.errors.BrokenPipe("The socket closed while writing"));
+      };
+      sock.once("drain", onDrain);
+      sock.once("close", onClose);
+    });
+  }
+}
 
 /** Where and how to create a unix socket. */
 export interface UnixListenOptions {
@@ -90,8 +184,22 @@ function wrapUnixSocket(sock: net.Socket, path: string): Connection {
       peer.pid = cred.pid;
     }
   }
+  // Streams or direct I/O, made on first use: a connection is used one way or the other.
+  let streams: Pick<Connection, "readable" | "writable"> | undefined;
+  let direct: DirectIo | undefined;
   return {
-    ...socketStreams(sock),
+    get readable() {
+      streams ??= socketStreams(sock);
+      return streams.readable;
+    },
+    get writable() {
+      streams ??= socketStreams(sock);
+      return streams.writable;
+    },
+    get direct() {
+      direct ??= new NodeSocketIo(sock);
+      return direct;
+    },
     peer,
     close() {
       sock.destroy();
