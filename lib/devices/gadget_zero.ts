@@ -87,42 +87,31 @@ function configurations(
 ): ConfigurationDescriptor[] {
   const bulkMax = speed === "high" ? 512 : 64;
   const iso = { max: speed === "high" ? isoMax : Math.min(isoMax, 1023), interval: isoInterval };
-  const vendorInterface = { bInterfaceClass: 0xff, bInterfaceSubClass: 0, bInterfaceProtocol: 0 };
+  const vendor = (alt: number, eps: EndpointDescriptor[]) => ({
+    bInterfaceNumber: 0,
+    bAlternateSetting: alt,
+    bInterfaceClass: 0xff,
+    bInterfaceSubClass: 0,
+    bInterfaceProtocol: 0,
+    endpoints: eps,
+  });
+  const config = (
+    value: number,
+    name: string,
+    interfaces: ConfigurationDescriptor["interfaces"],
+  ) => ({
+    bConfigurationValue: value,
+    iConfiguration: name,
+    bmAttributes: 0xc0,
+    bMaxPower: 1,
+    interfaces,
+  });
   return [
-    {
-      bConfigurationValue: GADGET_ZERO.SOURCE_SINK_CONFIG,
-      iConfiguration: "source and sink data",
-      bmAttributes: 0xc0,
-      bMaxPower: 1,
-      interfaces: [
-        {
-          bInterfaceNumber: 0,
-          bAlternateSetting: 0,
-          ...vendorInterface,
-          endpoints: endpoints(bulkMax),
-        },
-        {
-          bInterfaceNumber: 0,
-          bAlternateSetting: 1,
-          ...vendorInterface,
-          endpoints: endpoints(bulkMax, iso),
-        },
-      ],
-    },
-    {
-      bConfigurationValue: GADGET_ZERO.LOOPBACK_CONFIG,
-      iConfiguration: "loop input to output",
-      bmAttributes: 0xc0,
-      bMaxPower: 1,
-      interfaces: [
-        {
-          bInterfaceNumber: 0,
-          bAlternateSetting: 0,
-          ...vendorInterface,
-          endpoints: endpoints(bulkMax),
-        },
-      ],
-    },
+    config(GADGET_ZERO.SOURCE_SINK_CONFIG, "source and sink data", [
+      vendor(0, endpoints(bulkMax)),
+      vendor(1, endpoints(bulkMax, iso)),
+    ]),
+    config(GADGET_ZERO.LOOPBACK_CONFIG, "loop input to output", [vendor(0, endpoints(bulkMax))]),
   ];
 }
 

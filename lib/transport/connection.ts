@@ -65,3 +65,27 @@ export function describePeer(peer: PeerInfo): string {
   }
   return `${peer.transport} ${peer.address}`;
 }
+
+/** Wraps a Deno socket as a {@linkcode Connection}: streams made on demand, direct I/O, close. */
+export function wrapDenoConn(conn: Deno.Conn, peer: PeerInfo): Connection {
+  let closed = false;
+  return {
+    get readable() {
+      return conn.readable;
+    },
+    get writable() {
+      return conn.writable;
+    },
+    direct: conn,
+    peer,
+    close() {
+      if (closed) return;
+      closed = true;
+      try {
+        conn.close();
+      } catch {
+        // Already closed by the stream machinery.
+      }
+    },
+  };
+}

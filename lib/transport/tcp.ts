@@ -5,7 +5,13 @@
  * @module
  */
 
-import { type Connection, formatHostPort, type Listener, type PeerInfo } from "./connection.ts";
+import {
+  type Connection,
+  formatHostPort,
+  type Listener,
+  type PeerInfo,
+  wrapDenoConn,
+} from "./connection.ts";
 
 /** Where to listen for TCP. */
 export interface TcpListenOptions {
@@ -24,26 +30,7 @@ export function wrapTcpConn(conn: Deno.TcpConn): Connection {
     transport: "tcp",
     address: formatHostPort(remote.hostname, remote.port),
   };
-  let closed = false;
-  return {
-    get readable() {
-      return conn.readable;
-    },
-    get writable() {
-      return conn.writable;
-    },
-    direct: conn,
-    peer,
-    close() {
-      if (closed) return;
-      closed = true;
-      try {
-        conn.close();
-      } catch {
-        // Already closed by the stream machinery.
-      }
-    },
-  };
+  return wrapDenoConn(conn, peer);
 }
 
 /** A TCP listener that yields {@linkcode Connection}s. */

@@ -8,7 +8,13 @@
 
 import * as net from "node:net";
 import { getPeerCredentials } from "./_libc.ts";
-import type { Connection, DirectIo, Listener, PeerInfo } from "./connection.ts";
+import {
+  type Connection,
+  type DirectIo,
+  type Listener,
+  type PeerInfo,
+  wrapDenoConn,
+} from "./connection.ts";
 
 /** Received bytes held before the socket is paused, and the level at which it resumes. */
 const HIGH_WATER = 1024 * 1024;
@@ -304,24 +310,5 @@ export class UnixListener implements Listener {
 /** Connects to a unix socket (the client side). */
 export async function connectUnix(path: string): Promise<Connection> {
   const conn = await Deno.connect({ transport: "unix", path });
-  let closed = false;
-  return {
-    get readable() {
-      return conn.readable;
-    },
-    get writable() {
-      return conn.writable;
-    },
-    direct: conn,
-    peer: { transport: "unix", address: path },
-    close() {
-      if (closed) return;
-      closed = true;
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
-    },
-  };
+  return wrapDenoConn(conn, { transport: "unix", address: path });
 }
