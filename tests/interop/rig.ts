@@ -40,6 +40,7 @@ export const MODULES = [
   "hid-generic",
   "evdev",
   "configfs",
+  "usbmon",
 ] as const;
 
 /** Host binaries copied into the initramfs together with the libraries `ldd` lists. */
@@ -260,6 +261,17 @@ async function _kernel(
   const debs = `${cache}/debs`;
   const pkg = await _kernelPackage(debs);
   const root = `${cache}/kernel/${pkg}`;
+  // Only the current kernel stays cached (the archive moves on to newer ones).
+  for (const name of _sortedEntries(`${cache}/kernel`)) {
+    if (name !== pkg && !name.includes(".tmp")) {
+      await Deno.remove(`${cache}/kernel/${name}`, { recursive: true }).catch(() => {});
+    }
+  }
+  for (const name of _sortedEntries(debs)) {
+    if (/^linux-image-/.test(name) && !name.startsWith(`${pkg}_`)) {
+      await Deno.remove(`${debs}/${name}`).catch(() => {});
+    }
+  }
   if (!_exists(`${root}/.rig-ready`)) {
     const deb = await _deb(debs, pkg, log);
     log(`unpacking ${deb}`);
@@ -304,8 +316,8 @@ async function _testusb(
     src,
   ]);
   await Deno.mkdir(`${cache}/bin`, { recursive: true });
-  await _run(["gcc", "-static", "-O2", "-o", `${bin}.tmp`, src, "-lpthread"]);
-  await Deno.rename(`${bin}.tmp`, bin);
+  await _run(["gcc", "-static", "-O2", "-o", `${bin}.tmp${Deno.pid}`, src, "-lpthread"]);
+  await Deno.rename(`${bin}.tmp${Deno.pid}`, bin);
   return bin;
 }
 
@@ -325,8 +337,9 @@ async function _helpers(paths: RigPaths): Promise<Record<string, string>> {
     const stamp = `${bin}.sha256`;
     const built = _exists(stamp) ? (await Deno.readTextFile(stamp)).trim() : "";
     if (built !== hash || !_exists(bin)) {
-      await _run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", `${bin}.tmp`, src]);
-      await Deno.rename(`${bin}.tmp`, bin);
+      const tmp = `${bin}.tmp${Deno.pid}`;
+      await _run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", tmp, src]);
+      await Deno.rename(tmp, bin);
       await Deno.writeTextFile(stamp, `${hash}\n`);
     }
     out[name] = bin;
@@ -345,7 +358,7 @@ async function _denoDir(
   log: (m: string) => void,
 ): Promise<{ dir: string; lock: string }> {
   const dir = `${paths.cache}/deno_dir`;
-  const lock = `${paths.cache}/deno.lock`;
+  const lock = `${paths.cache}/deno.lock.${Deno.pid}`;
   const env = { DENO_DIR: dir, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" };
   const deno = Deno.execPath();
   const original = await _readText(`${paths.root}/deno.lock`);
@@ -491,7 +504,8 @@ async function _initramfs(
   }
   await _run(["depmod", "-b", root, kernel.version]);
 
-  // npm cache for the offline deno (only npm/: the sqlite caches are rebuilt in the guest)
+  // npm cache for the offline deno (only npm/: deno's sqlite caches are rebuilt in the guest;
+  // warming its transpile and code caches on the host gained nothing measurable)
   await _copyTree(`${deno.dir}/npm`, `${root}/deno_dir/npm`);
   if (_exists(deno.lock)) await _copyFile(deno.lock, `${root}/deno_dir/deno.lock`, 0o644);
 
@@ -509,16 +523,25 @@ async function _initramfs(
   }
   await _copyFile(`${paths.here}/guest/init.sh`, `${root}/init`, 0o755);
 
-  const img = `${out}/initrd.img`;
+  // One image per process (several test runs may share a checkout); stale ones are removed.
+  for (const name of _sortedEntries(out)) {
+    const m = name.match(/^initrd\.(\d+)\.img$/);
+    if (m && Number(m[1]) !== Deno.pid && !_exists(`/proc/${m[1]}`)) {
+      await Deno.remove(`${out}/${name}`).catch(() => {});
+    }
+  }
+  const img = `${out}/initrd.${Deno.pid}.img`;
   await _run([
     "bash",
     "-c",
-    'set -euo pipefail; cd "$1"; find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > "$2.tmp"; mv "$2.tmp" "$2"',
+    'set -euo pipefail; cd "$1"; find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > "$2.tmp$3"; mv "$2.tmp$3" "$2"',
     "cpio",
     root,
     img,
+    String(Deno.pid),
   ]);
   await Deno.remove(root, { recursive: true });
+  await Deno.remove(deno.lock).catch(() => {});
   return img;
 }
 
@@ -566,6 +589,19 @@ async function _readText(path: string): Promise<string> {
   }
 }
 
+/** QEMU's exit code when the guest writes 0x10 to isa-debug-exit: (0x10 << 1) | 1. */
+const QEMU_GUEST_DONE = 33;
+
+/** Removes earlier run folders of `scenario` whose process is gone. */
+async function _pruneRuns(runs: string, scenario: string): Promise<void> {
+  for (const name of _sortedEntries(runs)) {
+    const m = name.match(/^(.+)\.(\d+)$/);
+    if (!m || m[1] !== scenario) continue;
+    if (Number(m[2]) !== Deno.pid && _exists(`/proc/${m[2]}`)) continue;
+    await Deno.remove(`${runs}/${name}`, { recursive: true }).catch(() => {});
+  }
+}
+
 /** Default host-side time limits (seconds) per scenario under TCG. */
 export const DEFAULT_TIMEOUTS: Record<ScenarioName, number> = {
   smoke: 180,
@@ -588,7 +624,10 @@ export async function runScenario(
 ): Promise<ScenarioRun> {
   const log = opts.log ?? _defaultLog;
   const timeoutSeconds = opts.timeoutSeconds ?? DEFAULT_TIMEOUTS[scenario];
-  const runDir = `${image.paths.cache}/runs/${scenario}`;
+  // One folder per scenario and process: several test runs may share a checkout.
+  const runs = `${image.paths.cache}/runs`;
+  await _pruneRuns(runs, scenario);
+  const runDir = `${runs}/${scenario}.${Deno.pid}`;
   const share = `${runDir}/share`;
   await Deno.remove(runDir, { recursive: true }).catch(() => {});
   await Deno.mkdir(share, { recursive: true });
@@ -635,6 +674,10 @@ export async function runScenario(
     "-nic",
     "none",
     "-no-reboot",
+    // The guest ends by writing GUEST_DONE to this port: QEMU exits at once, even when a
+    // stuck kernel task would block a poweroff (a hung USB device in the hangup scenario).
+    "-device",
+    "isa-debug-exit,iobase=0xf4,iosize=0x04",
     "-chardev",
     `file,id=con,path=${consolePath}`,
     "-serial",
@@ -685,10 +728,14 @@ export async function runScenario(
   }
   if (timedOut) {
     rigError = `the guest did not finish within ${timeoutSeconds} s; QEMU was killed`;
-  } else if (!out.success) {
+  } else if (out.code !== 0 && out.code !== QEMU_GUEST_DONE) {
     rigError = `QEMU exited with code ${out.code}`;
   } else if (exitCode === null) {
-    rigError = "the guest powered off without writing an exit code (kernel panic or oops?)";
+    const consoleText = await _readText(consolePath);
+    const first = consoleText.match(/^.*(?:BUG:|Oops|general protection fault|Kernel panic).*$/m);
+    rigError = first
+      ? `the guest kernel crashed: ${first[0].replace(/^\[[\s\d.]+\]\s*/, "")}`
+      : "the guest ended without writing an exit code";
   } else if (result === null && rigError === null) {
     rigError = "the guest wrote no result.json";
   }

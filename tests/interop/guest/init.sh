@@ -41,6 +41,7 @@ done
 opts=trans=virtio,version=9p2000.L,msize=512000
 if ! mount -t 9p -o "$opts" results /mnt/results; then
 	echo "rig: cannot mount the results share"
+	printf '\020' | dd of=/dev/port bs=1 seek=244 count=1 2>/dev/null
 	poweroff -f
 fi
 mount -t 9p -o "$opts,ro" host /mnt/host || echo "rig: cannot mount the host share" >>/mnt/results/scenario.log
@@ -49,5 +50,8 @@ mount -t 9p -o "$opts,ro" deno /mnt/deno || echo "rig: cannot mount the deno sha
 /bin/sh /rig/run.sh
 
 sync
+# Tell QEMU to exit (isa-debug-exit at port 0xf4, value 0x10: QEMU exits with 33). Unlike a
+# poweroff this cannot hang on a stuck USB device. poweroff -f is the fallback.
+printf '\020' | dd of=/dev/port bs=1 seek=244 count=1 2>/dev/null
 umount /mnt/results 2>/dev/null
 poweroff -f

@@ -2,12 +2,19 @@
 # bounded waits, the gateway's lifecycle, vhci-hcd helpers and testusb runs.
 
 R=/mnt/results
+# The checkout (read-only share).
+ROOT=/mnt/host
+# deno, copied from its share to tmpfs on first use (rig_need_deno): run from 9p, the 95 MB
+# binary pages in so slowly that a start took 5 to 25 s instead of 1.5 to 3 s.
+DENO=/tmp/deno
 W=/tmp/rig
 VHCI=/sys/devices/platform/vhci_hcd.0
 GW_LOG=$R/gateway.log
 GW_SOCK=/run/usbipgw.sock
 KBD_SOCK=/run/kbd.sock
 GW_PID=
+# Gadget Zero's busid on the server (the stand-in's differs).
+GZ_BUSID=1-1
 # The gateway's command line (CLI contract); a scenario may change it before starting it.
 GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK --device gadget-zero:busid=1-1 \
 --device keyboard:busid=1-2,socket=$KBD_SOCK,text=hello"
@@ -103,6 +110,16 @@ rig_alive() {
 	[ -n "$_st" ] && [ "$_st" != Z ]
 }
 
+# rig_need_deno: the deno binary in tmpfs (DENO); sets DENO_COPY_S the first time.
+rig_need_deno() {
+	[ -x "$DENO" ] && return 0
+	[ -x "/mnt/deno/$RIG_DENO" ] || fail "no deno binary at /mnt/deno/$RIG_DENO (deno share)"
+	_t0=$(rig_uptime)
+	cp "/mnt/deno/$RIG_DENO" "$DENO.tmp" && mv "$DENO.tmp" "$DENO" || fail "cannot copy deno to $DENO"
+	DENO_COPY_S=$(rig_since "$_t0")
+	rig_field deno_copy_s "$DENO_COPY_S"
+}
+
 rig_modprobe() {
 	modprobe "$@" || fail "modprobe $* failed"
 }
@@ -115,7 +132,7 @@ rig_client_modules() {
 # --- the gateway ---------------------------------------------------------------------------
 
 rig_gateway_listening() {
-	grep -q '0100007F:0CA8 00000000:0000 0A' /proc/net/tcp && [ -S "$GW_SOCK" ]
+	grep -qE '(0100007F|00000000):0CA8 00000000:0000 0A' /proc/net/tcp && [ -S "$GW_SOCK" ]
 }
 
 rig_gateway_settled() {
@@ -129,14 +146,14 @@ rig_start_gateway() {
 		_rig_start_standin
 		return
 	fi
-	[ -f /mnt/host/main.ts ] || fail "gateway: /mnt/host/main.ts does not exist"
-	[ -x "/mnt/deno/$RIG_DENO" ] || fail "gateway: no deno binary at /mnt/deno/$RIG_DENO"
+	[ -f "$ROOT/main.ts" ] || fail "gateway: $ROOT/main.ts does not exist"
+	rig_need_deno
 	rm -f "$GW_SOCK" "$KBD_SOCK"
 	echo "=== rig: gateway start at uptime $(rig_uptime): main.ts $GW_ARGS" >>"$GW_LOG"
 	_t0=$(rig_uptime)
 	# shellcheck disable=SC2086 # GW_ARGS is a word list
 	DENO_DIR=/deno_dir DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 NO_COLOR=1 \
-		"/mnt/deno/$RIG_DENO" run -A $DENO_FLAGS /mnt/host/main.ts $GW_ARGS \
+		"$DENO" run -A $DENO_FLAGS "$ROOT/main.ts" $GW_ARGS \
 		>>"$GW_LOG" 2>&1 </dev/null &
 	GW_PID=$!
 	rig_wait 120 rig_gateway_settled
@@ -219,11 +236,19 @@ rig_attach() {
 	[ "$_rc" -eq 0 ] || fail "usbip attach -b $1 failed (exit $_rc): $_out"
 }
 
-# rig_wait_gadget_zero: waits for Gadget Zero under vhci bound to usbtest; sets GZ_DIR, GZ_DEV.
+# _rig_new_gadget_zero [OLD_DEVNODE]: a Gadget Zero under vhci other than OLD_DEVNODE.
+_rig_new_gadget_zero() {
+	_g=$(rig_vhci_device 0525:a4a0) || return 1
+	[ "$(rig_devnode "$_g")" != "$1" ]
+}
+
+# rig_wait_gadget_zero [SECONDS [OLD_DEVNODE]]: waits for Gadget Zero under vhci (not the
+# device OLD_DEVNODE, which may still be going away) bound to usbtest; sets GZ_DIR, GZ_DEV.
 rig_wait_gadget_zero() {
 	_t0=$(rig_uptime)
-	rig_wait 20 rig_vhci_device 0525:a4a0 >/dev/null ||
-		fail "Gadget Zero (0525:a4a0) did not appear under vhci_hcd within 20 s"
+	_secs=${1:-20}
+	rig_wait "$_secs" _rig_new_gadget_zero "${2:-none}" ||
+		fail "Gadget Zero (0525:a4a0) did not appear under vhci_hcd within $_secs s"
 	GZ_DIR=$(rig_vhci_device 0525:a4a0)
 	rig_wait 20 rig_usbtest_bound "$GZ_DIR" ||
 		fail "usbtest did not bind $(basename "$GZ_DIR") within 20 s"
@@ -361,9 +386,9 @@ rig_kernel_gadget_zero() {
 _rig_start_standin() {
 	[ -n "$KGZ_BUSID" ] || {
 		rig_kernel_gadget_zero
-		[ "$KGZ_BUSID" = 1-1 ] || fail "stand-in: kernel Gadget Zero is at $KGZ_BUSID, not 1-1"
 		usbip bind -b "$KGZ_BUSID" >/dev/null || fail "stand-in: usbip bind failed"
 	}
+	GZ_BUSID=$KGZ_BUSID
 	echo "=== rig: STAND-IN gateway (kernel usbipd) start at uptime $(rig_uptime)" >>"$GW_LOG"
 	rm -f "$GW_SOCK"
 	usbipd -4 >>"$GW_LOG" 2>&1 </dev/null &

@@ -30,6 +30,8 @@ if [ "$rc" -ne 0 ] && [ ! -s "$W/reason" ]; then
 	esac
 fi
 
+# On failure, the stacks of blocked tasks go to dmesg (sysrq w) for the report.
+[ "$rc" -eq 0 ] || echo w >/proc/sysrq-trigger
 dmesg >"$R/dmesg.txt" 2>&1
 problems=$(rig_kernel_problems)
 if [ -n "$problems" ] && [ "$rc" -eq 0 ]; then

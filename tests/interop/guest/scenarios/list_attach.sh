@@ -23,7 +23,7 @@ echo "$list" | grep -F '(03/01/01)' >/dev/null ||
 # The gateway's own client.
 t0=$(rig_uptime)
 own=$(DENO_DIR=/deno_dir DENO_NO_UPDATE_CHECK=1 NO_COLOR=1 timeout -s KILL 60 \
-	"/mnt/deno/$RIG_DENO" run -A $DENO_FLAGS /mnt/host/main.ts list -r 127.0.0.1 2>&1)
+	"$DENO" run -A $DENO_FLAGS "$ROOT/main.ts" list -r 127.0.0.1 2>&1)
 rc=$?
 rig_field own_list_s "$(rig_since "$t0")"
 rig_field_str own_list "$own"
@@ -34,7 +34,7 @@ echo "$own" | grep -q '1-1' || fail "main.ts list does not show busid 1-1"
 echo "$own" | grep -q '1-2' || fail "main.ts list does not show busid 1-2"
 
 t0=$(rig_uptime)
-rig_attach 1-1
+rig_attach "$GZ_BUSID"
 rig_wait_gadget_zero
 rig_field attach_to_usbtest_s "$(rig_since "$t0")"
 rig_field_str usbip_port "$(usbip port 2>&1)"

@@ -8,7 +8,7 @@ done
 rig_field modules "$(lsmod | awk 'NR > 1 { print $1 }' | sort | rig_jarray)"
 grep -q '^hs  0000 004' "$VHCI/status" || fail "vhci_hcd.0 status does not show a free port 0"
 
-DENO="/mnt/deno/$RIG_DENO"
+rig_need_deno
 export DENO_DIR=/deno_dir DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 NO_COLOR=1
 t0=$(rig_uptime)
 out=$("$DENO" eval 'console.log(1 + 1)' 2>&1) || fail "deno eval failed: $out"
@@ -24,7 +24,7 @@ assertEquals([1, 2], [1, 2]);
 console.log("npm ok");
 TS
 t0=$(rig_uptime)
-out=$("$DENO" run $DENO_FLAGS --config /mnt/host/deno.json /tmp/npm_smoke.ts 2>&1) ||
+out=$("$DENO" run $DENO_FLAGS --config "$ROOT/deno.json" /tmp/npm_smoke.ts 2>&1) ||
 	fail "deno with npm:deno-std@1.4.0 (cached only) failed: $out"
 [ "$out" = "npm ok" ] || fail "npm smoke printed '$out'"
 rig_field deno_npm_s "$(rig_since "$t0")"
@@ -38,7 +38,7 @@ assertEquals(typeof getLogger("rig"), "object");
 console.log("import map ok");
 TS
 t0=$(rig_uptime)
-out=$("$DENO" run $DENO_FLAGS --config /mnt/host/deno.json /tmp/proj/smoke.ts 2>&1) ||
+out=$("$DENO" run $DENO_FLAGS --config "$ROOT/deno.json" /tmp/proj/smoke.ts 2>&1) ||
 	fail "deno with the project's deno.json (cached only) failed: $out"
 [ "$out" = "import map ok" ] || fail "import map smoke printed '$out'"
 rig_field deno_import_map_s "$(rig_since "$t0")"

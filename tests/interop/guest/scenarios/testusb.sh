@@ -6,7 +6,7 @@
 rig_client_modules
 rig_start_gateway
 rig_field gateway_start_s "$GW_START_S"
-rig_attach 1-1
+rig_attach "$GZ_BUSID"
 rig_wait_gadget_zero
 rig_field enumerate_s "$GZ_ENUM_S"
 rig_field_str testusb_args "$TESTUSB_ARGS"

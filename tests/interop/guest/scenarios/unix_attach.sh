@@ -6,9 +6,9 @@ rig_start_gateway
 rig_field gateway_start_s "$GW_START_S"
 
 t0=$(rig_uptime)
-out=$(timeout -s KILL 30 rig-unix-attach "$GW_SOCK" 1-1 2>&1)
+out=$(timeout -s KILL 30 rig-unix-attach "$GW_SOCK" "$GZ_BUSID" 2>&1)
 rc=$?
-echo "rig-unix-attach $GW_SOCK 1-1 (exit $rc): $out"
+echo "rig-unix-attach $GW_SOCK $GZ_BUSID (exit $rc): $out"
 rig_field_str unix_attach "$out"
 [ "$rc" -eq 0 ] || fail "import over the unix socket failed (exit $rc): $out"
 case "$out" in
