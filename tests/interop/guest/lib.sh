@@ -205,7 +205,10 @@ rig_vhci_device() {
 }
 
 rig_devnode() {
-	printf '/dev/bus/usb/%03d/%03d\n' "$(cat "$1/busnum")" "$(cat "$1/devnum")"
+	# Fails, rather than printing a bogus node, when the device is going away meanwhile.
+	_bn=$(cat "$1/busnum" 2>/dev/null) && _dn=$(cat "$1/devnum" 2>/dev/null) || return 1
+	[ -n "$_bn" ] && [ -n "$_dn" ] || return 1
+	printf '/dev/bus/usb/%03d/%03d\n' "$_bn" "$_dn"
 }
 
 # rig_usbtest_bound DEVDIR: an interface of that device is bound to usbtest.
@@ -239,7 +242,8 @@ rig_attach() {
 # _rig_new_gadget_zero [OLD_DEVNODE]: a Gadget Zero under vhci other than OLD_DEVNODE.
 _rig_new_gadget_zero() {
 	_g=$(rig_vhci_device 0525:a4a0) || return 1
-	[ "$(rig_devnode "$_g")" != "$1" ]
+	_gn=$(rig_devnode "$_g") || return 1
+	[ "$_gn" != "$1" ]
 }
 
 # rig_wait_gadget_zero [SECONDS [OLD_DEVNODE]]: waits for Gadget Zero under vhci (not the
@@ -249,10 +253,12 @@ rig_wait_gadget_zero() {
 	_secs=${1:-20}
 	rig_wait "$_secs" _rig_new_gadget_zero "${2:-none}" ||
 		fail "Gadget Zero (0525:a4a0) did not appear under vhci_hcd within $_secs s"
-	GZ_DIR=$(rig_vhci_device 0525:a4a0)
+	# The device the wait found (rig_wait runs its test in this shell): not a look-up again,
+	# which could meet the old device on its way out.
+	GZ_DIR=$_g
 	rig_wait 20 rig_usbtest_bound "$GZ_DIR" ||
 		fail "usbtest did not bind $(basename "$GZ_DIR") within 20 s"
-	GZ_DEV=$(rig_devnode "$GZ_DIR")
+	GZ_DEV=$(rig_devnode "$GZ_DIR") || fail "Gadget Zero $(basename "$GZ_DIR") went away after binding"
 	GZ_ENUM_S=$(rig_since "$_t0")
 	log "Gadget Zero $(basename "$GZ_DIR") ($GZ_DEV) bound to usbtest after $GZ_ENUM_S s"
 }
