@@ -133,6 +133,8 @@ export class Session {
     let reason = "the peer closed the connection";
     try {
       if (await this.#opPhase()) await this.#urbPhase();
+      // A peer that half-closes after its last request still gets the answers already made.
+      await this.#flushBounded();
     } catch (e) {
       if (this.#ended) {
         // The session was ended from outside (hang-up, device gone, server shutdown).
@@ -148,6 +150,14 @@ export class Session {
       }
     }
     this.end(reason);
+  }
+
+  /** Waits until queued replies are written, for at most FLUSH_TIMEOUT_MS. */
+  async #flushBounded(): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, FLUSH_TIMEOUT_MS));
+    await Promise.race([this.#out.flush(), timeout]);
+    clearTimeout(timer);
   }
 
   /** Ends the session at once: aborts every transfer, releases the device, closes the socket. */
@@ -359,12 +369,7 @@ export class Session {
     }
     // Let the -ENODEV answers reach the client before the connection closes, but do not wait
     // on a peer that has stopped reading.
-    const reason = "the device was disconnected";
-    const timer = setTimeout(() => this.end(reason), FLUSH_TIMEOUT_MS);
-    this.#out.flush().finally(() => {
-      clearTimeout(timer);
-      this.end(reason);
-    });
+    this.#flushBounded().finally(() => this.end("the device was disconnected"));
   }
 }
 

@@ -2,6 +2,7 @@
 // CMD_UNLINK, hang-ups, malformed frames and devices that go away.
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import {
+  type Connection,
   encodeCmdSubmit,
   encodeOpReqDevlist,
   encodeOpReqImport,
@@ -379,5 +380,42 @@ Deno.test("an op request in the URB phase is a protocol error naming the command
     session.endReason,
   );
   assertEquals(server.holderOf("1-1"), undefined);
+  await server.close();
+});
+
+Deno.test("a peer that half-closes after its request still gets the whole answer", async () => {
+  const server = new UsbipServer();
+  server.addDevice(new GadgetZero());
+  const request = encodeOpReqDevlist();
+  let served = false;
+  let written = 0;
+  let closedAfter = -1;
+  const conn: Connection = {
+    get readable(): ReadableStream<Uint8Array> {
+      throw new Error("not used");
+    },
+    get writable(): WritableStream<Uint8Array> {
+      throw new Error("not used");
+    },
+    peer: { transport: "memory", address: "slow" },
+    direct: {
+      // The request, then end of stream at once (the peer shut down its sending side).
+      read(buffer) {
+        if (served) return Promise.resolve(null);
+        served = true;
+        buffer.set(request);
+        return Promise.resolve(request.length);
+      },
+      // A slow socket: each write completes 30 ms later.
+      write: (b) =>
+        new Promise((resolve) => setTimeout(() => resolve((written += b.length, b.length)), 30)),
+    },
+    close() {
+      closedAfter = written;
+    },
+  };
+  await server.accept(conn);
+  assertEquals(written, 12 + 312 + 4);
+  assertEquals(closedAfter, written, "the socket closed only after the answer was written");
   await server.close();
 });
