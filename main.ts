@@ -190,7 +190,13 @@ async function serve(args: string[]): Promise<number> {
   } else if (config.tcp.length === 0 && config.unix.length === 0) {
     config.tcp = [`127.0.0.1:${USBIP_PORT}`];
     const path = defaultUnixPath();
-    if (path) config.unix = [{ path }];
+    if (path) {
+      config.unix = [{ path }];
+    } else {
+      Deno.stderr.writeSync(encoder.encode(
+        "usbipgw: no unix socket by default: XDG_RUNTIME_DIR is not set and this is not root (use --unix PATH)\n",
+      ));
+    }
   }
   for (const u of config.unix) {
     if (modeText !== undefined) u.mode = parseInt(modeText, 8);
