@@ -60,6 +60,11 @@ export interface UsbTransfer {
   zeroPacket: boolean;
   /** Packets of an isochronous transfer; empty otherwise. */
   isoPackets: IsoPacketRequest[];
+  /**
+   * The importer may only read (a read-only policy decision): a device that stores data must
+   * refuse to change it. Absent means false.
+   */
+  readOnly?: boolean;
   /** Aborted when the host unlinks the transfer or the session ends. */
   signal: AbortSignal;
 }

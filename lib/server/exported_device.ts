@@ -62,12 +62,14 @@ export function deviceRecord(d: ExportedDevice): UsbipExportedDevice {
 /** What the policy sees of an exported device. */
 export function deviceFacts(d: ExportedDevice): DeviceFacts {
   const s = d.device.summary();
+  const serial = d.device.descriptors.tree.device.iSerialNumber;
   return {
     busid: d.busid,
     idVendor: s.idVendor,
     idProduct: s.idProduct,
     bDeviceClass: s.bDeviceClass,
-    interfaceClasses: s.interfaces.map((i) => i.bInterfaceClass),
+    interfaces: s.interfaces,
+    ...(serial !== undefined ? { serial } : {}),
     origin: d.origin,
   };
 }

@@ -17,9 +17,10 @@ import {
   type PeerInfo,
 } from "../transport/connection.ts";
 import { busnumOf, deviceFacts, type ExportedDevice } from "./exported_device.ts";
-import { Session, type SessionHost } from "./session.ts";
+import { type ClaimResult, Session, type SessionHost } from "./session.ts";
 
 const log = getLogger(["usbipgw", "server"]);
+const audit = getLogger(["usbipgw", "audit"]);
 
 /** Options of a {@linkcode UsbipServer}. */
 export interface UsbipServerOptions {
@@ -189,30 +190,28 @@ export class UsbipServer implements SessionHost {
 
   /** The devices the policy lets `peer` see. */
   visibleDevices(peer: PeerInfo): ExportedDevice[] {
-    return this.devices.filter((d) => this.#policy.decide(peer, deviceFacts(d), "list").allow);
+    return this.devices.filter((d) => this.#policy.decide(peer, deviceFacts(d)).effect !== "deny");
   }
 
-  /** Claims a device for a session: NODEV, NA (policy), DEV_BUSY or OK. */
-  claimDevice(busid: string, session: Session): { status: number; device?: ExportedDevice } {
+  /** Claims a device for a session: NODEV, NA (denied by the policy), DEV_BUSY or OK. */
+  claimDevice(busid: string, session: Session): ClaimResult {
     const exported = this.#devices.get(busid);
     const peer = session.conn.peer;
     if (exported === undefined || exported.device.disconnected.aborted) {
       return { status: OpStatus.ST_NODEV };
     }
-    const facts = deviceFacts(exported);
-    if (!this.#policy.decide(peer, facts, "list").allow) return { status: OpStatus.ST_NODEV };
-    const decision = this.#policy.decide(peer, facts, "import");
-    if (!decision.allow) {
-      log.info("Import of {busid} by {peer} denied: {reason}", {
+    const decision = this.#policy.decide(peer, deviceFacts(exported));
+    if (decision.effect === "deny") {
+      audit.info("Import of {busid} by {peer} denied: {reason}", {
         busid,
         peer: describePeer(peer),
         reason: decision.reason,
       });
-      return { status: OpStatus.ST_NA };
+      return { status: OpStatus.ST_NA, decision };
     }
-    if (this.#holders.has(busid)) return { status: OpStatus.ST_DEV_BUSY };
+    if (this.#holders.has(busid)) return { status: OpStatus.ST_DEV_BUSY, decision };
     this.#holders.set(busid, session);
-    return { status: OpStatus.ST_OK, device: exported };
+    return { status: OpStatus.ST_OK, device: exported, decision };
   }
 
   /** Releases a device claimed by `session` and resets it for the next import. */

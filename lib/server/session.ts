@@ -27,18 +27,30 @@ import type { TransferResult, TransferStatus, UsbTransfer } from "../devices/usb
 import { type Connection, describePeer, type PeerInfo } from "../transport/connection.ts";
 import { ReplyWriter } from "../transport/reply_writer.ts";
 import { deviceRecord, type ExportedDevice } from "./exported_device.ts";
+import type { PolicyDecision } from "../policy/policy.ts";
 
 const log = getLogger(["usbipgw", "session"]);
+const audit = getLogger(["usbipgw", "audit"]);
 
 /** What a session needs from the server that owns it. */
 export interface SessionHost {
   readonly limits: UsbipLimits;
   /** The devices this peer may see. */
   visibleDevices(peer: PeerInfo): ExportedDevice[];
-  /** Claims `busid` for `session`; `status` is an `OpStatus`. */
-  claimDevice(busid: string, session: Session): { status: number; device?: ExportedDevice };
+  /** Claims `busid` for `session`. */
+  claimDevice(busid: string, session: Session): ClaimResult;
   /** Gives a claimed device back. */
   releaseDevice(device: ExportedDevice, session: Session): void;
+}
+
+/** The outcome of an import request. */
+export interface ClaimResult {
+  /** An `OpStatus`. */
+  status: number;
+  /** The device, when the import succeeded. */
+  device?: ExportedDevice;
+  /** The policy's decision, when the device exists. */
+  decision?: PolicyDecision;
 }
 
 /** How a device status becomes a URB status. */
@@ -95,6 +107,8 @@ export class Session {
   #pending = new Map<number, PendingUrb>();
   #queues = new Map<number, EndpointQueue>();
   #ended = false;
+  /** The policy granted read-only access: devices that store data refuse writes. */
+  #readOnly = false;
   /** Set while the session flushes its last answers before hanging up. */
   #closing = false;
   #endReason: string | undefined;
@@ -129,7 +143,7 @@ export class Session {
 
   async #run(): Promise<void> {
     const peer = describePeer(this.conn.peer);
-    log.debug("Session {id} opened by {peer}", { id: this.id, peer });
+    audit.info("Session {id}: connection from {peer}", { id: this.id, peer });
     let reason = "the peer closed the connection";
     try {
       if (await this.#opPhase()) await this.#urbPhase();
@@ -183,7 +197,7 @@ export class Session {
       ...this.stats,
     };
     if (exported) {
-      log.info(
+      audit.info(
         "Session {id} ({peer}, device {busid}) ended: {reason}; {submitted} URBs submitted, {completed} completed, {unlinked} unlinked, {aborted} aborted",
         props,
       );
@@ -207,9 +221,9 @@ export class Session {
         this.#send(encodeOpRepDevlist({ kind: "op_rep_devlist", status: OpStatus.ST_OK, devices }));
         continue;
       }
-      const { status, device } = this.#host.claimDevice(req.busid, this);
+      const { status, device, decision } = this.#host.claimDevice(req.busid, this);
       if (status !== OpStatus.ST_OK || device === undefined) {
-        log.info("Session {id} ({peer}): import of {busid} refused with status {status}", {
+        audit.info("Session {id} ({peer}): import of {busid} refused with status {status}", {
           id: this.id,
           peer: describePeer(peer),
           busid: req.busid,
@@ -219,6 +233,7 @@ export class Session {
         continue;
       }
       this.#exported = device;
+      this.#readOnly = decision?.effect === "read-only";
       device.device.reset();
       this.#send(
         encodeOpRepImport({ kind: "op_rep_import", status: 0, device: deviceRecord(device) }),
@@ -228,11 +243,13 @@ export class Session {
         return false;
       }
       device.device.disconnected.addEventListener("abort", this.#onDeviceGone, { once: true });
-      log.info("Session {id} ({peer}) imported {busid} ({name})", {
+      audit.info("Session {id} ({peer}) imported {busid} ({name}){access}: {reason}", {
         id: this.id,
         peer: describePeer(peer),
         busid: device.busid,
         name: device.name,
+        access: this.#readOnly ? " read-only" : "",
+        reason: decision?.reason ?? "no policy",
       });
       return true;
     }
@@ -274,6 +291,7 @@ export class Session {
       shortNotOk: (cmd.transferFlags & TransferFlags.URB_SHORT_NOT_OK) !== 0,
       zeroPacket: (cmd.transferFlags & TransferFlags.URB_ZERO_PACKET) !== 0,
       isoPackets: cmd.isoPackets.map(({ offset, length }) => ({ offset, length })),
+      readOnly: this.#readOnly,
       signal: controller.signal,
     };
     if (setup) transfer.setup = setup;

@@ -24,7 +24,10 @@ const never = () => new Promise<"pending">((r) => setTimeout(() => r("pending"),
 
 Deno.test("DEVLIST lists every device, and only what the policy lets a peer see", async () => {
   const hideProbe: Policy = {
-    decide: (_peer, device) => ({ allow: device.idVendor !== 0x1209, reason: "test rule" }),
+    decide: (_peer, device) => ({
+      effect: device.idVendor !== 0x1209 ? "allow" as const : "deny" as const,
+      reason: "test rule",
+    }),
   };
   for (const [policy, expected] of [[undefined, ["1-1", "1-2"]], [hideProbe, ["1-1"]]] as const) {
     const server = new UsbipServer(policy ? { policy } : {});
@@ -63,13 +66,17 @@ Deno.test("IMPORT answers NODEV for an unknown busid and DEV_BUSY for a held dev
   await server.close();
 });
 
-Deno.test("IMPORT answers NA when the policy denies the import", async () => {
+Deno.test("IMPORT answers NA when the policy denies the import, and DEVLIST hides the device", async () => {
   const server = new UsbipServer({
-    policy: { decide: (_p, _d, action) => ({ allow: action === "list", reason: "read-only" }) },
+    policy: { decide: () => ({ effect: "deny" as const, rule: 1, reason: "rule 1 (deny)" }) },
   });
   server.addDevice(new ProbeDevice());
   const e = await assertRejects(() => importOver(server, "1-1"), ImportRefusedError);
   assertEquals(e.status, OpStatus.ST_NA);
+  const [client, end] = memoryConnectionPair();
+  const done = server.accept(end);
+  assertEquals(await requestDeviceList(client), []);
+  await done;
   await server.close();
 });
 
