@@ -1,0 +1,94 @@
+/**
+ * IPv4 and IPv6 address prefixes (CIDR, RFC 4632 and RFC 4291 text forms) for matching a TCP
+ * peer's source address. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) match IPv4 prefixes.
+ *
+ * @module
+ */
+
+/** A parsed prefix: the address as 16 bytes (IPv4 mapped into IPv6) and its length in bits. */
+export interface Cidr {
+  readonly text: string;
+  readonly bytes: Uint8Array;
+  readonly bits: number;
+}
+
+function parseV4(text: string): Uint8Array | undefined {
+  const parts = text.split(".");
+  if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) {
+    return undefined;
+  }
+  const out = new Uint8Array(16);
+  out[10] = 0xff;
+  out[11] = 0xff;
+  parts.forEach((p, i) => out[12 + i] = Number(p));
+  return out;
+}
+
+function parseV6(text: string): Uint8Array | undefined {
+  let head = text;
+  let tail4: Uint8Array | undefined;
+  const lastColon = text.lastIndexOf(":");
+  if (text.includes(".")) {
+    tail4 = parseV4(text.slice(lastColon + 1));
+    if (tail4 === undefined) return undefined;
+    head = text.slice(0, lastColon + 1) + "0:0";
+  }
+  const halves = head.split("::");
+  if (halves.length > 2) return undefined;
+  const group = (s: string) => (s === "" ? [] : s.split(":"));
+  const left = group(halves[0]!);
+  const right = halves.length === 2 ? group(halves[1]!) : [];
+  const missing = 8 - left.length - right.length;
+  if ((halves.length === 1 && missing !== 0) || missing < 0) return undefined;
+  const words = [...left, ...Array(halves.length === 2 ? missing : 0).fill("0"), ...right];
+  if (words.length !== 8 || !words.every((w) => /^[0-9a-fA-F]{1,4}$/.test(w))) return undefined;
+  const out = new Uint8Array(16);
+  words.forEach((w, i) => {
+    const v = parseInt(w, 16);
+    out[i * 2] = v >> 8;
+    out[i * 2 + 1] = v & 0xff;
+  });
+  if (tail4) out.set(tail4.subarray(12), 12);
+  return out;
+}
+
+/** Parses an IPv4 or IPv6 address into 16 bytes, or `undefined`. */
+export function parseAddress(text: string): Uint8Array | undefined {
+  return text.includes(":") ? parseV6(text) : parseV4(text);
+}
+
+/**
+ * Parses `ADDRESS[/BITS]`; a bare address is a full-length prefix. Throws `TypeError`.
+ *
+ * @example
+ * ```ts
+ * import { cidrContains, parseCidr } from "./cidr.ts";
+ * const lan = parseCidr("192.168.1.0/24");
+ * console.assert(cidrContains(lan, "192.168.1.77") && !cidrContains(lan, "10.0.0.1"));
+ * ```
+ */
+export function parseCidr(text: string): Cidr {
+  const [addr, bitsText, extra] = text.split("/");
+  const bytes = addr === undefined ? undefined : parseAddress(addr);
+  const v4 = addr !== undefined && !addr.includes(":");
+  const max = v4 ? 32 : 128;
+  const bits = bitsText === undefined ? max : Number(bitsText);
+  if (bytes === undefined || extra !== undefined || !/^\d*$/.test(bitsText ?? "") || bits > max) {
+    throw new TypeError(
+      `Invalid address prefix "${text}": expected e.g. 192.168.1.0/24 or fd00::/8`,
+    );
+  }
+  return { text, bytes, bits: v4 ? bits + 96 : bits };
+}
+
+/** Whether `address` (an IPv4 or IPv6 literal) lies inside `cidr`. */
+export function cidrContains(cidr: Cidr, address: string): boolean {
+  const a = parseAddress(address);
+  if (a === undefined) return false;
+  let bits = cidr.bits;
+  for (let i = 0; i < 16 && bits > 0; i++, bits -= 8) {
+    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+    if ((a[i]! & mask) !== (cidr.bytes[i]! & mask)) return false;
+  }
+  return true;
+}
