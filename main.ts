@@ -5,12 +5,14 @@
  * @module
  */
 
-import { parseArgs } from "@std/cli/parse-args";
+import { type Args, parseArgs } from "@std/cli/parse-args";
 import { configureSync, getTextFormatter, type LogLevel, type LogRecord } from "@logtape/logtape";
 import denoJson from "./deno.json" with { type: "json" };
 import { requestDeviceList } from "./lib/client/usbip_client.ts";
 import { loadConfig, LOG_LEVELS, type ServeConfig } from "./lib/cli/config.ts";
-import { parseDeviceSpec } from "./lib/cli/device_spec.ts";
+import { type DeviceSpec, parseDeviceSpec } from "./lib/cli/device_spec.ts";
+import { checkPolicy, formatRules } from "./lib/cli/policy_command.ts";
+import { parseRule, RuleError } from "./lib/policy/rules.ts";
 import { DEVICE_TYPES } from "./lib/cli/device_types.ts";
 import { formatDeviceJson, formatDeviceTable } from "./lib/cli/list.ts";
 import { startGateway } from "./lib/cli/serve.ts";
@@ -28,6 +30,7 @@ Usage: usbipgw COMMAND [OPTIONS]
 Commands:
   serve     serve devices over TCP and unix sockets
   list      show the devices a USB/IP server exports
+  policy    show the access rules, or check a decision
   version   print the version
   help      show help for a command
 
@@ -45,7 +48,10 @@ Options:
   --unix-owner USER  owner of the unix sockets (name or uid)
   --unix-group GROUP group of the unix sockets (name or gid)
   --device SPEC      a device to serve, TYPE[:key=value,...]; repeatable
-  --config FILE      read listeners and devices from a TOML file
+  --config FILE      read listeners, devices and rules from a TOML file
+  --rule RULE        an access rule, ACTION[:key=value,...]; repeatable, after the config's
+  --seat-dir PATH    where logind publishes seat state (default /run/systemd/seats)
+  --console-uid UID  the console user when logind is absent
   --log-level LEVEL  trace, debug, info (default), warning, error or fatal
   -h, --help         show this help
 
@@ -65,7 +71,7 @@ ${
     }
 
 Examples:
-  usbipgw serve --tcp 0.0.0.0:3240 --device gadget-zero:pattern=1
+  usbipgw serve --tcp 0.0.0.0:3240 --device gadget-zero:pattern=1 --rule allow:source=10.0.0.0/8
   usbipgw serve --device keyboard:busid=1-2,text=hello
 `,
   list: `Usage: usbipgw list (-r|--remote) HOST[:PORT] [--json]
@@ -78,6 +84,18 @@ Options:
   --unix PATH               the server's unix socket
   --json                    print JSON instead of a table
   -h, --help                show this help
+`,
+  policy: `Usage: usbipgw policy show [--config FILE] [--rule RULE]...
+       usbipgw policy check --peer PEER --device DEVICE [--config FILE] [--rule RULE]...
+
+"show" prints the effective rules, numbered, then the built-in defaults. "check" prints the
+decision for one peer and one device and the rule (or default) behind it.
+
+  --peer PEER      tcp:ADDRESS[:PORT], unix:UID[:GID], or console
+  --device DEVICE  a bus id of the configured (or demo) devices, or a device spec
+  --config FILE    the configuration whose rules and devices to use
+  --rule RULE      an extra rule, ACTION[:key=value,...]; repeatable
+  -h, --help       show this help
 `,
   version: `Usage: usbipgw version\n\nPrints the version.\n`,
   help: `Usage: usbipgw help [COMMAND]\n\nShows help for a command.\n`,
@@ -134,6 +152,74 @@ function many(flag: string, value: unknown): string[] {
   return list as string[];
 }
 
+/** Parses `--rule ACTION[:key=value,...]`. */
+function parseRuleFlag(text: string) {
+  const spec: DeviceSpec = parseDeviceSpec(text);
+  try {
+    return parseRule({ action: spec.type, ...spec.options }, `--rule ${text}`);
+  } catch (e) {
+    if (e instanceof RuleError) throw new UsageError(`Invalid --rule ${text}: ${e.message}`);
+    throw e;
+  }
+}
+
+/**
+ * The configuration from `--config`, then the `--device` and `--rule` flags; without any
+ * device, the demo set (Gadget Zero on 1-1, a keyboard on 1-2) with a rule that lets loopback
+ * TCP peers use it.
+ */
+async function loadInputs(a: Args): Promise<ServeConfig> {
+  const configFile = one("config", a.config);
+  const config: ServeConfig = configFile
+    ? await loadConfig(configFile)
+    : { tcp: [], unix: [], devices: [], rules: [] };
+  config.devices.push(...many("device", a.device).map(parseDeviceSpec));
+  config.rules.push(...many("rule", a.rule).map(parseRuleFlag));
+  if (config.devices.length === 0) {
+    config.devices = [
+      parseDeviceSpec("gadget-zero:busid=1-1"),
+      parseDeviceSpec("keyboard:busid=1-2"),
+    ];
+    config.rules.push(parseRule(
+      { action: "allow", transport: "tcp", source: "127.0.0.0/8|::1", busid: "1-1|1-2" },
+      "built-in rule of the demo set",
+    ));
+  }
+  return config;
+}
+
+async function policy(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const a = parseArgs(rest, {
+    string: ["config", "rule", "peer", "device"],
+    boolean: ["help"],
+    collect: ["rule"],
+    alias: { h: "help" },
+    unknown: checkUnknown("policy", ["--config", "--rule", "--peer", "--device", "--help"]),
+  });
+  if (a.help || sub === "--help" || sub === "-h") {
+    await write(HELP.policy!);
+    return 0;
+  }
+  if (a._.length > 0) throw new UsageError(`Unexpected argument "${a._[0]}" for "policy ${sub}"`);
+  // Here --device names the device to check, not one more device to serve.
+  const config = await loadInputs({ ...a, device: undefined });
+  if (sub === "show") {
+    await write(formatRules(config.rules));
+    return 0;
+  }
+  if (sub === "check") {
+    const peer = one("peer", a.peer);
+    const device = one("device", a.device);
+    if (peer === undefined || device === undefined) {
+      throw new UsageError(`"policy check" needs --peer and --device`);
+    }
+    await write(await checkPolicy(config.rules, config.devices, peer, parseDeviceSpec(device)));
+    return 0;
+  }
+  throw new UsageError(`"policy" needs a subcommand: show or check`);
+}
+
 async function serve(args: string[]): Promise<number> {
   const flags = [
     "--tcp",
@@ -143,6 +229,9 @@ async function serve(args: string[]): Promise<number> {
     "--unix-group",
     "--device",
     "--config",
+    "--rule",
+    "--seat-dir",
+    "--console-uid",
     "--log-level",
     "--help",
   ];
@@ -155,10 +244,13 @@ async function serve(args: string[]): Promise<number> {
       "unix-group",
       "device",
       "config",
+      "rule",
+      "seat-dir",
+      "console-uid",
       "log-level",
     ],
     boolean: ["help"],
-    collect: ["tcp", "unix", "device"],
+    collect: ["tcp", "unix", "device", "rule"],
     alias: { h: "help" },
     unknown: checkUnknown("serve", flags),
   });
@@ -167,10 +259,16 @@ async function serve(args: string[]): Promise<number> {
     return 0;
   }
   if (a._.length > 0) throw new UsageError(`Unexpected argument "${a._[0]}" for "serve"`);
-  const configFile = one("config", a.config);
-  const config: ServeConfig = configFile
-    ? await loadConfig(configFile)
-    : { tcp: [], unix: [], devices: [] };
+  const config = await loadInputs(a);
+  const seatDir = one("seat-dir", a["seat-dir"]);
+  if (seatDir !== undefined) config.seatDir = seatDir;
+  const consoleUid = one("console-uid", a["console-uid"]);
+  if (consoleUid !== undefined) {
+    if (!/^\d+$/.test(consoleUid)) {
+      throw new UsageError(`Invalid --console-uid ${consoleUid}: expected a number`);
+    }
+    config.consoleUid = Number(consoleUid);
+  }
   const level = one("log-level", a["log-level"]) ?? config.logLevel ?? "info";
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
     throw new UsageError(`Invalid --log-level ${level}; valid levels: ${LOG_LEVELS.join(", ")}`);
@@ -202,13 +300,6 @@ async function serve(args: string[]): Promise<number> {
     if (modeText !== undefined) u.mode = parseInt(modeText, 8);
     if (owner !== undefined) u.owner = owner;
     if (group !== undefined) u.group = group;
-  }
-  config.devices.push(...many("device", a.device).map(parseDeviceSpec));
-  if (config.devices.length === 0) {
-    config.devices = [
-      parseDeviceSpec("gadget-zero:busid=1-1"),
-      parseDeviceSpec("keyboard:busid=1-2"),
-    ];
   }
   const gateway = await startGateway(config);
   const stopped = Promise.withResolvers<string>();
@@ -271,6 +362,8 @@ export async function main(args: string[]): Promise<number> {
         return await serve(rest);
       case "list":
         return await list(rest);
+      case "policy":
+        return await policy(rest);
       case "version":
       case "--version":
         await write(`usbipgw ${VERSION} (deno ${Deno.version.deno})\n`);
@@ -281,13 +374,17 @@ export async function main(args: string[]): Promise<number> {
       case undefined: {
         const topic = command === "help" ? rest[0] : undefined;
         if (topic !== undefined && !(topic in HELP)) {
-          throw new UsageError(`Unknown command "${topic}"; commands: serve, list, version, help`);
+          throw new UsageError(
+            `Unknown command "${topic}"; commands: serve, list, policy, version, help`,
+          );
         }
         await write(HELP[topic ?? "main"]!);
         return command === undefined ? 2 : 0;
       }
       default:
-        throw new UsageError(`Unknown command "${command}"; commands: serve, list, version, help`);
+        throw new UsageError(
+          `Unknown command "${command}"; commands: serve, list, policy, version, help`,
+        );
     }
   } catch (e) {
     if (e instanceof UsageError) {

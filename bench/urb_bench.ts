@@ -146,6 +146,8 @@ const gateway = new Deno.Command(Deno.execPath(), {
     "gadget-zero:busid=1-1",
     "--log-level",
     "warning",
+    "--rule",
+    "allow:transport=tcp",
   ],
   stdin: "null",
   stdout: "null",

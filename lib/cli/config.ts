@@ -22,6 +22,7 @@
  */
 
 import { parse } from "@std/toml";
+import { parseRule, type Rule, RuleError } from "../policy/rules.ts";
 import type { DeviceSpec } from "./device_spec.ts";
 import { checkDeviceSpec } from "./device_types.ts";
 import { UsageError } from "./usage_error.ts";
@@ -36,18 +37,24 @@ export interface UnixListenerConfig {
   group?: string;
 }
 
-/** Listeners, devices and logging as a config file (or the flags) give them. */
+/** Listeners, devices, rules and logging as a config file (or the flags) give them. */
 export interface ServeConfig {
   tcp: string[];
   unix: UnixListenerConfig[];
   devices: DeviceSpec[];
+  /** Access rules, first match wins. */
+  rules: Rule[];
+  /** Where logind publishes seat state (default /run/systemd/seats). */
+  seatDir?: string;
+  /** The console user's uid when logind is absent. */
+  consoleUid?: number;
   logLevel?: string;
 }
 
 /** The log levels accepted by `log_level` and `--log-level`. */
 export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
 
-const TOP_KEYS = ["log_level", "tcp", "unix", "device"];
+const TOP_KEYS = ["log_level", "tcp", "unix", "device", "rule", "seat_dir", "console_uid"];
 const UNIX_KEYS = ["path", "mode", "owner", "group"];
 
 /** Finds the line of `key` in the `index`-th `[[table]]` (or at top level), 1-based. */
@@ -103,13 +110,26 @@ export function parseConfig(text: string, file: string): ServeConfig {
       fail(undefined, 0, key, `unknown key; valid keys: ${TOP_KEYS.join(", ")}`);
     }
   }
-  const config: ServeConfig = { tcp: [], unix: [], devices: [] };
+  const config: ServeConfig = { tcp: [], unix: [], devices: [], rules: [] };
   const logLevel = doc.log_level;
   if (logLevel !== undefined) {
     if (typeof logLevel !== "string" || !(LOG_LEVELS as readonly string[]).includes(logLevel)) {
       fail(undefined, 0, "log_level", `expected one of ${LOG_LEVELS.join(", ")}`);
     }
     config.logLevel = logLevel as string;
+  }
+  if (doc.seat_dir !== undefined) {
+    if (typeof doc.seat_dir !== "string" || doc.seat_dir === "") {
+      fail(undefined, 0, "seat_dir", "expected a folder path");
+    }
+    config.seatDir = doc.seat_dir as string;
+  }
+  if (doc.console_uid !== undefined) {
+    const uid = doc.console_uid;
+    if (typeof uid !== "number" || !Number.isInteger(uid) || uid < 0) {
+      fail(undefined, 0, "console_uid", "expected a numeric uid");
+    }
+    config.consoleUid = uid as number;
   }
   const tcp = doc.tcp;
   if (tcp !== undefined) {
@@ -190,6 +210,14 @@ export function parseConfig(text: string, file: string): ServeConfig {
       fail("device", i, bad, e.message.replace(/ in \S+:\d+/, ""));
     }
     config.devices.push(spec);
+  });
+  tables("rule").forEach((t, i) => {
+    try {
+      config.rules.push(parseRule(t, `${file}:${lineOf(lines, "rule", i)}`));
+    } catch (e) {
+      if (!(e instanceof RuleError)) throw e;
+      fail("rule", i, e.key in t ? e.key : undefined, e.message);
+    }
   });
   return config;
 }

@@ -1,27 +1,71 @@
 /**
- * `usbipgw serve`: creates the configured devices and listeners, serves until the signal
- * aborts, then closes every session and back-end.
+ * `usbipgw serve`: creates the configured devices, listeners and access policy, serves until
+ * told to stop, then closes every session and back-end. Unix sockets without an explicit owner
+ * follow the console user the way udev's `uaccess` tag hands device nodes to the active seat
+ * user: owned by that user with mode 0600, re-owned at a seat switch, and the previous user's
+ * unix sessions closed.
  *
  * @module
  */
 
 import { getLogger } from "@logtape/logtape";
 import { USBIP_PORT } from "../protocol/constants.ts";
+import { RulePolicy } from "../policy/rules.ts";
+import { SeatWatcher } from "../policy/seat.ts";
 import { UsbipServer } from "../server/server.ts";
-import { type Listener, parseHostPort, TcpListener, UnixListener } from "../transport/mod.ts";
+import {
+  type Connection,
+  describePeer,
+  type Listener,
+  parseHostPort,
+  TcpListener,
+  UnixListener,
+} from "../transport/mod.ts";
 import { groupId, userId } from "./accounts.ts";
 import type { ServeConfig } from "./config.ts";
 import { checkDeviceSpec, type CreatedDevice } from "./device_types.ts";
 import { UsageError } from "./usage_error.ts";
 
 const log = getLogger(["usbipgw", "cli"]);
+const audit = getLogger(["usbipgw", "audit"]);
+
+/** Where logind publishes seat state. */
+export const DEFAULT_SEAT_DIR = "/run/systemd/seats";
 
 /** A running gateway, as `serve` starts it. */
 export interface Gateway {
   readonly server: UsbipServer;
   readonly listeners: Listener[];
-  /** Closes listeners, sessions and device back-ends. */
+  readonly policy: RulePolicy;
+  readonly seat: SeatWatcher;
+  /** Closes listeners, sessions, the seat watcher and device back-ends. */
   close(): Promise<void>;
+}
+
+/**
+ * Yields only the connections `admit` accepts (it returns the refusal reason otherwise); the
+ * others are closed at once with an audit line.
+ */
+function admitting(inner: Listener, admit: (conn: Connection) => string | undefined): Listener {
+  return {
+    description: inner.description,
+    close: () => inner.close(),
+    async *[Symbol.asyncIterator]() {
+      for await (const conn of inner) {
+        const refusal = admit(conn);
+        if (refusal === undefined) {
+          yield conn;
+          continue;
+        }
+        audit.warn("Refused {peer} on {listener}: {reason}", {
+          peer: describePeer(conn.peer),
+          listener: inner.description,
+          reason: refusal,
+        });
+        conn.close();
+      }
+    },
+  };
 }
 
 /** Starts the gateway described by `config`. Usage mistakes throw {@linkcode UsageError}. */
@@ -34,12 +78,21 @@ export async function startGateway(config: ServeConfig): Promise<Gateway> {
       throw new UsageError(`Invalid --tcp ${a}: ${(e as Error).message}`);
     }
   });
-  const server = new UsbipServer();
+  const seat = await SeatWatcher.open({
+    seatDir: config.seatDir ?? DEFAULT_SEAT_DIR,
+    ...(config.consoleUid !== undefined ? { fallbackUid: config.consoleUid } : {}),
+  });
+  const policy = new RulePolicy({ rules: config.rules, consoleUid: () => seat.consoleUid });
+  const server = new UsbipServer({ policy });
   const created: CreatedDevice[] = [];
   const listeners: Listener[] = [];
+  const following: UnixListener[] = [];
+  let unsubscribe = () => {};
   const close = async () => {
+    unsubscribe();
     await server.close();
     for (const l of listeners) l.close();
+    await seat.close();
     await Promise.all(created.map((c) => c.close?.()));
   };
   try {
@@ -58,23 +111,62 @@ export async function startGateway(config: ServeConfig): Promise<Gateway> {
     }
     for (const t of tcp) listeners.push(new TcpListener(t));
     for (const u of config.unix) {
-      listeners.push(
-        await UnixListener.listen({
-          path: u.path,
-          mode: u.mode ?? 0o600,
-          ...(u.owner !== undefined ? { uid: await userId(u.owner) } : {}),
-          ...(u.group !== undefined ? { gid: await groupId(u.group) } : {}),
-        }),
-      );
+      const follows = u.owner === undefined && u.mode === undefined;
+      const listener = await UnixListener.listen({
+        path: u.path,
+        mode: follows ? 0o600 : (u.mode ?? 0o600),
+        ...(follows
+          ? { uid: seat.consoleUid ?? 0 }
+          : u.owner !== undefined
+          ? { uid: await userId(u.owner) }
+          : {}),
+        ...(u.group !== undefined ? { gid: await groupId(u.group) } : {}),
+      });
+      if (!follows) {
+        listeners.push(listener);
+        continue;
+      }
+      following.push(listener);
+      // The socket's mode already keeps other users out; this is the second layer.
+      listeners.push(admitting(listener, (conn) => {
+        const uid = conn.peer.uid;
+        if (uid === 0 || (uid !== undefined && uid === seat.consoleUid)) return undefined;
+        return `uid ${uid ?? "unknown"} is neither root nor the console user (${
+          seat.consoleUid ?? "none"
+        })`;
+      }));
     }
   } catch (e) {
     await close();
     throw e;
   }
+  unsubscribe = seat.onChange(async (uid, previous) => {
+    audit.info("The console user changed from {previous} to {uid}", {
+      previous: previous ?? "none",
+      uid: uid ?? "none",
+    });
+    for (const l of following) {
+      try {
+        await l.setOwner(uid ?? 0);
+      } catch (e) {
+        log.error("Cannot hand {path} to uid {uid}: {error}", {
+          path: l.path,
+          uid,
+          error: (e as Error).message,
+        });
+      }
+    }
+    if (previous === undefined || previous === 0) return;
+    for (const s of server.sessions) {
+      if (s.conn.peer.transport === "unix" && s.conn.peer.uid === previous) {
+        s.end(`the console user changed from ${previous} to ${uid ?? "none"}`);
+      }
+    }
+  });
   for (const l of listeners) server.listen(l);
   log.info("usbipgw serving {count} device(s) on {listeners}", {
     count: server.devices.length,
     listeners: listeners.map((l) => l.description).join(", "),
   });
-  return { server, listeners, close };
+  return { server, listeners, policy, seat, close };
 }

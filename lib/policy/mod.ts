@@ -5,3 +5,4 @@
  */
 
 export * from "./policy.ts";
+export * from "./seat.ts";

@@ -291,6 +291,47 @@ export class UnixListener implements Listener {
     }
   }
 
+  /**
+   * Hands the socket file to `uid` (and to group `gid` when given; the group stays otherwise),
+   * the way udev's uaccess hands device nodes to the seat's active user. With mode `0o600`
+   * only that user (and root) can then connect.
+   *
+   * The owner is set with `lchown`, and only after checking that the path still holds a
+   * socket, so a symlink or file put in its place is never handed over. Keep the socket in a
+   * folder only root can write to: the check and the change are two steps.
+   *
+   * @throws {Deno.errors.BadResource} When the listener is closed.
+   * @throws {Deno.errors.NotFound} When the socket file is gone or is no longer a socket.
+   */
+  async setOwner(uid: number, gid?: number): Promise<void> {
+    await this.#checkSocketFile("set the owner of");
+    // Imported here so that this change stays inside the class; Deno has no lchown of its own.
+    const { lchown } = await import("node:fs/promises");
+    await lchown(this.path, uid, gid ?? -1);
+  }
+
+  /**
+   * Sets the socket file's mode, e.g. `0o600` so that only its owner (and root) can connect.
+   * The path is checked to still hold a socket first, as in {@linkcode UnixListener.setOwner}.
+   *
+   * @throws {Deno.errors.BadResource} When the listener is closed.
+   * @throws {Deno.errors.NotFound} When the socket file is gone or is no longer a socket.
+   */
+  async setMode(mode: number): Promise<void> {
+    await this.#checkSocketFile("set the mode of");
+    await Deno.chmod(this.path, mode);
+  }
+
+  async #checkSocketFile(what: string): Promise<void> {
+    if (this.#closed) {
+      throw new Deno.errors.BadResource(`Cannot ${what} ${this.path}: the listener is closed`);
+    }
+    const info = await Deno.lstat(this.path);
+    if (!info.isSocket) {
+      throw new Deno.errors.NotFound(`Cannot ${what} ${this.path}: it is no longer a socket`);
+    }
+  }
+
   /** Stops accepting and removes the socket file. */
   close(): void {
     if (this.#closed) return;

@@ -68,7 +68,11 @@ export async function startGateway(args: string[]): Promise<GatewayProcess> {
     const ready = await waitFor(/usbipgw serving/);
     port = Number(/tcp [^ ,]*:(\d+)/.exec(ready)?.[1] ?? 0);
   } catch (e) {
-    process.kill("SIGKILL");
+    try {
+      process.kill("SIGKILL");
+    } catch {
+      // It has already exited: its log says why.
+    }
     await process.status;
     await pump;
     throw e;

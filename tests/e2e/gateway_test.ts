@@ -13,6 +13,8 @@ import {
 import { startGateway, tempDir } from "./_gateway.ts";
 
 const GZ = "gadget-zero:busid=1-1,pattern=1";
+/** TCP peers are denied unless a rule allows: these tests' loopback clients are allowed. */
+const ALLOW_TCP = ["--rule", "allow:transport=tcp"];
 
 Deno.test("the gateway serves Gadget Zero over TCP: list, import, chapter 9, bulk, unlink", async () => {
   const gw = await startGateway([
@@ -22,6 +24,8 @@ Deno.test("the gateway serves Gadget Zero over TCP: list, import, chapter 9, bul
     GZ,
     "--device",
     "keyboard:busid=1-2",
+    "--rule",
+    "allow:transport=tcp,busid=1-1|1-2",
   ]);
   try {
     const devices = await requestDeviceList(await connectTcp("127.0.0.1", gw.port));
@@ -66,7 +70,7 @@ Deno.test("the gateway serves Gadget Zero over TCP: list, import, chapter 9, bul
 Deno.test("the gateway serves over IPv6 TCP", async () => {
   let gw;
   try {
-    gw = await startGateway(["--tcp", "[::1]:0", "--device", GZ]);
+    gw = await startGateway(["--tcp", "[::1]:0", "--device", GZ, ...ALLOW_TCP]);
   } catch (e) {
     if (/address|not available/i.test(String(e))) {
       console.log("skipped: no IPv6 loopback on this machine:", String(e).split("\n")[0]);
@@ -94,6 +98,7 @@ Deno.test("the gateway serves over a unix socket with the mode set and logs the 
     GZ,
     "--log-level",
     "debug",
+    ...ALLOW_TCP,
   ]);
   try {
     assertEquals((await Deno.stat(path)).mode! & 0o777, 0o660);
@@ -123,19 +128,29 @@ async function assertGone(path: string) {
 }
 
 Deno.test("after a client hangs up mid-transfer the device can be imported again at once", async () => {
-  const gw = await startGateway(["--tcp", "127.0.0.1:0", "--device", "gadget-zero:busid=1-1"]);
+  const gw = await startGateway([
+    "--tcp",
+    "127.0.0.1:0",
+    "--device",
+    "gadget-zero:busid=1-1",
+    ...ALLOW_TCP,
+  ]);
   try {
     const first = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
     await first.control({ bmRequestType: 0, bRequest: 9, wValue: 2, wIndex: 0, wLength: 0 });
     // Loopback IN with nothing queued stays pending at the gateway.
     const pending = first.submit({ ep: 1, dirIn: true, length: 512 });
     pending.done.catch(() => {});
+    // A round trip on the same connection: the gateway has read the IN before answering it.
+    await first.control({ bmRequestType: 0x80, bRequest: 8, wValue: 0, wIndex: 0, wLength: 1 });
     const busy = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1").catch((e) => e);
     assert(
       busy instanceof ImportRefusedError && busy.status === OpStatus.ST_DEV_BUSY,
       String(busy),
     );
     await first.close();
+    // Released as soon as the gateway has seen the hang-up (a new connection can race it).
+    await gw.waitFor(/ended: the peer closed the connection; .* 1 aborted/);
     const second = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
     const ok = await second.control({
       bmRequestType: 0x80,
@@ -146,7 +161,6 @@ Deno.test("after a client hangs up mid-transfer the device can be imported again
     });
     assertEquals([ok.status, ok.data[0]], [0, 0], "the device was reset for the new session");
     await second.close();
-    await gw.waitFor(/ended: the peer closed the connection; .* 1 aborted/);
   } finally {
     await gw.stop();
   }
@@ -160,6 +174,7 @@ Deno.test("a malformed frame closes only that connection, with a logged reason",
     "gadget-zero:busid=1-1",
     "--device",
     "gadget-zero:busid=1-2",
+    ...ALLOW_TCP,
   ]);
   try {
     const good = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
@@ -186,6 +201,8 @@ Deno.test("the keyboard types what is written to its socket", async () => {
     "127.0.0.1:0",
     "--device",
     `keyboard:busid=1-2,socket=${socket}`,
+    "--rule",
+    "allow:transport=tcp,busid=1-2",
   ]);
   try {
     const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-2");

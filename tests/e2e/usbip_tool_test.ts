@@ -31,6 +31,8 @@ Deno.test("usbip list -r shows the served devices with VID:PID and interface cla
     "gadget-zero:busid=1-1",
     "--device",
     "keyboard:busid=1-2",
+    "--rule",
+    "allow:transport=tcp,busid=1-1|1-2",
   ]);
   try {
     const out = await new Deno.Command(usbip, {

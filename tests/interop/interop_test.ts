@@ -104,7 +104,63 @@ const checks: Partial<Record<ScenarioName, (run: ScenarioRun, r: ScenarioResult)
   unix_attach(run, r) {
     _requirePassed(run, r, "tests", [1]);
   },
+  hangup(run, r) {
+    // (a), (b) through sysfs and (c): ports freed within the guest's 5 s limits.
+    for (const f of ["a_port_freed_s", "b_port_freed_s", "c_port_freed_s"]) {
+      _number(run, r, f, (v) => v <= 5, "at most 5");
+    }
+    const tests = r["tests"] as Record<string, Record<string, TestRecord>> | undefined;
+    for (const part of ["b", "c"]) {
+      const t = tests?.[part]?.["1"];
+      if (t?.status !== "pass") {
+        throw new Error(
+          describeRun(run, `hangup (${part}): testusb test 1 is ${t?.status ?? "missing"}`),
+        );
+      }
+    }
+    // (b) with the usbip tool: it returned in time, the port was freed, the gateway logged the
+    // keyboard's session end with its pending interrupt IN URB aborted, re-attach worked.
+    _number(run, r, "b_usbip_detach_s", (v) => v < 20, "below the 20 s limit");
+    _number(run, r, "b_usbip_port_freed_s", (v) => v <= 5, "at most 5");
+    _number(run, r, "b_usbip_session_end_s", (v) => v <= 10, "at most 10");
+    _number(run, r, "b_usbip_aborted", (v) => v >= 1, "at least 1");
+    _number(run, r, "b_usbip_reattach_s", (v) => v >= 0, "a duration");
+    _number(run, r, "b_usbip_reattach_to_input_s", (v) => v >= 0, "a duration");
+    _number(run, r, "b_usbip_reattach_polled_s", (v) => v >= 0, "a duration");
+    const end = r["b_usbip_session_end_log"];
+    if (
+      typeof end !== "string" ||
+      !/device 1-2\) ended: the peer closed the connection; .* [1-9]\d* aborted/.test(end)
+    ) {
+      throw new Error(describeRun(run, `hangup: unexpected b_usbip_session_end_log ${end}`));
+    }
+    console.log(
+      `hangup (b) usbip detach: tool ${r["b_usbip_detach_s"]} s, port freed ${
+        r["b_usbip_port_freed_s"]
+      } s, session end logged ${r["b_usbip_session_end_s"]} s (${
+        r["b_usbip_aborted"]
+      } aborted), re-attach ${r["b_usbip_reattach_s"]} s, input device ${
+        r["b_usbip_reattach_to_input_s"]
+      } s`,
+    );
+  },
 };
+
+/** A numeric result field that must satisfy `ok` (the guest's verdict, checked again). */
+function _number(
+  run: ScenarioRun,
+  r: ScenarioResult,
+  field: string,
+  ok: (v: number) => boolean,
+  what: string,
+): number {
+  const v = r[field];
+  if (typeof v !== "number") {
+    throw new Error(describeRun(run, `result.json has no number "${field}" (got ${v})`));
+  }
+  if (!ok(v)) throw new Error(describeRun(run, `${field} is ${v}, expected ${what}`));
+  return v;
+}
 
 for (const scenario of SCENARIOS) {
   Deno.test({

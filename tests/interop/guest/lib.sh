@@ -16,8 +16,11 @@ GW_PID=
 # Gadget Zero's busid on the server (the stand-in's differs).
 GZ_BUSID=1-1
 # The gateway's command line (CLI contract); a scenario may change it before starting it.
+# TCP peers are denied unless a rule allows, and a keyboard reaches them only through a rule
+# that names it: this one lets the guest's own loopback peers use both devices.
 GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK --device gadget-zero:busid=1-1 \
---device keyboard:busid=1-2,socket=$KBD_SOCK,text=hello"
+--device keyboard:busid=1-2,socket=$KBD_SOCK,text=hello \
+--rule allow:transport=tcp,source=127.0.0.0/8,busid=1-1|1-2"
 # testusb parameters of RIG.md: 100 iterations of 512 bytes varied by 421, 32 sg entries;
 # the bulk throughput tests 27/28 move 64 x 32 x 16 KiB = 32 MiB each. The variable-length
 # READ tests 4 and 8 vary by whole packets (512..2048 bytes): Gadget Zero always sends
@@ -228,6 +231,12 @@ rig_vhci_used() {
 
 rig_vhci_free() {
 	[ "$(rig_vhci_used)" -eq 0 ]
+}
+
+# rig_vhci_port_free PORT: that vhci port is free (status 004, VDEV_ST_NULL).
+rig_vhci_port_free() {
+	awk -v p="$1" 'NR > 1 && $2 + 0 == p { found = 1; free = $3 == "004" } END { exit !(found && free) }' \
+		"$VHCI/status"
 }
 
 # rig_attach BUSID [HOST]: usbip attach; fails the scenario when the tool fails.
