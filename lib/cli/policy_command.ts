@@ -87,10 +87,10 @@ export async function checkPolicy(
   device: DeviceSpec,
 ): Promise<string> {
   const { peer, console } = parsePeer(peerText);
-  const byBusid = devices.find((d) =>
-    d.options.busid === device.type && Object.keys(device.options).length === 0
-  );
-  const spec = byBusid ?? device;
+  const assigned = Object.keys(device.options).length === 0
+    ? assignBusids(devices).get(device.type)
+    : undefined;
+  const spec = assigned ?? device;
   const type = checkDeviceSpec(spec);
   const { options: { socket: _socket, ...options } } = spec;
   const made = await type.create({ ...spec, options });
