@@ -82,3 +82,40 @@ Deno.test("parseConfig() reports TOML syntax errors with their line", () => {
     msg,
   );
 });
+
+Deno.test("parseConfig() reads rules in order and names the line and field of a bad one", () => {
+  const text = `tcp = "127.0.0.1:3240"
+seat_dir = "/tmp/seats"
+console_uid = 1000
+
+[[rule]]
+action = "allow"
+transport = "tcp"
+source = ["10.0.0.0/8", "::1"]
+busid = "1-1"
+
+[[rule]]
+action = "read-only"
+class = 8
+`;
+  const c = parseConfig(text, "gw.toml");
+  assertEquals(c.seatDir, "/tmp/seats");
+  assertEquals(c.consoleUid, 1000);
+  assertEquals(c.rules.map((r) => r.action), ["allow", "read-only"]);
+  assertEquals(c.rules[0]?.peer.source?.map((s) => s.text), ["10.0.0.0/8", "::1"]);
+  assertEquals(c.rules[1]?.origin, "gw.toml:11");
+  assertEquals(
+    error(text.replace('source = ["10.0.0.0/8", "::1"]', 'source = "10.0.0.0/99"')),
+    'gw.toml:8: rule[1].source: Invalid address prefix "10.0.0.0/99": expected e.g. 192.168.1.0/24 or fd00::/8',
+  );
+  assertEquals(
+    error(text.replace('action = "read-only"', 'action = "maybe"')),
+    "gw.toml:12: rule[2].action: action must be one of allow, deny, read-only",
+  );
+  assertEquals(
+    error(text.replace("class = 8", "klass = 8")).startsWith(
+      "gw.toml:13: rule[2].klass: unknown key",
+    ),
+    true,
+  );
+});

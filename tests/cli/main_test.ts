@@ -79,3 +79,52 @@ Deno.test("a port already in use is a runtime error with exit status 1", async (
     blocker.close();
   }
 });
+
+Deno.test("usbipgw policy show lists the rules with their origin, then the defaults", async () => {
+  const r = await runMain([
+    "policy",
+    "show",
+    "--rule",
+    "deny:busid=1-1",
+    "--device",
+    "gadget-zero",
+  ]);
+  assertEquals(r.code, 0, r.stderr);
+  assertStringIncludes(r.stdout, "  1  deny busid=1-1    # --rule deny:busid=1-1");
+  assertStringIncludes(r.stdout, "every TCP peer, is denied");
+  const demo = await runMain(["policy", "show"]);
+  assertStringIncludes(
+    demo.stdout,
+    "allow transport=tcp source=127.0.0.0/8|::1 busid=1-1|1-2    # built-in rule of the demo set",
+  );
+});
+
+Deno.test("usbipgw policy check prints the decision and the rule or default behind it", async () => {
+  const check = async (...args: string[]) =>
+    (await runMain(["policy", "check", ...args])).stdout.trim();
+  assertEquals(
+    await check("--peer", "tcp:10.0.0.1", "--device", "1-1"),
+    "deny: tcp:10.0.0.1 and 1-1 (gadget-zero): no rule matched: TCP peers are denied unless a rule allows",
+  );
+  assertEquals(
+    await check("--peer", "tcp:127.0.0.1:5000", "--device", "1-2"),
+    "allow: tcp:127.0.0.1:5000 and 1-2 (keyboard): rule 1 (allow transport=tcp source=127.0.0.0/8|::1 busid=1-1|1-2)",
+  );
+  assertEquals(
+    await check("--peer", "console", "--device", "keyboard"),
+    "allow: the console user and 1-1 (keyboard): no rule matched: the console user is allowed",
+  );
+  assertEquals(
+    await check("--peer", "unix:1001", "--device", "gadget-zero", "--rule", "read-only:uid=1001"),
+    "read-only: unix:1001 and 1-1 (gadget-zero): rule 1 (read-only uid=1001)",
+  );
+  const bad = await runMain(["policy", "check", "--peer", "udp:1.2.3.4", "--device", "1-1"]);
+  assertEquals(bad.code, 2);
+  assertStringIncludes(bad.stderr, "expected tcp:ADDRESS[:PORT], unix:UID[:GID] or console");
+  const badRule = await runMain(["policy", "show", "--rule", "allow:source=nowhere"]);
+  assertEquals(badRule.code, 2);
+  assertStringIncludes(
+    badRule.stderr,
+    'Invalid --rule allow:source=nowhere: Invalid address prefix "nowhere"',
+  );
+});
