@@ -7,3 +7,4 @@
 export * from "./exported_device.ts";
 export * from "./session.ts";
 export * from "./server.ts";
+export * from "./session_limits.ts";

@@ -1,7 +1,9 @@
 /**
  * The USB/IP server: a registry of exported devices, the listeners that feed it connections,
  * and the sessions that serve them. A device is held by at most one session; when that session
- * ends for any reason the device is reset and can be imported again at once.
+ * ends for any reason the device is reset and can be imported again at once. Connections over
+ * {@linkcode SessionLimits.maxConnections} in all, or over
+ * {@linkcode SessionLimits.maxConnectionsPerPeer} from one peer, are closed as they arrive.
  *
  * @module
  */
@@ -18,9 +20,13 @@ import {
 } from "../transport/connection.ts";
 import { busnumOf, deviceFacts, type ExportedDevice } from "./exported_device.ts";
 import { type ClaimResult, Session, type SessionHost } from "./session.ts";
+import { peerKey, resolveSessionLimits, type SessionLimits } from "./session_limits.ts";
 
 const log = getLogger(["usbipgw", "server"]);
 const audit = getLogger(["usbipgw", "audit"]);
+
+/** Refused connections are logged at most this often; each line carries the running total. */
+const REFUSAL_LOG_INTERVAL_MS = 1000;
 
 /** Options of a {@linkcode UsbipServer}. */
 export interface UsbipServerOptions {
@@ -28,6 +34,12 @@ export interface UsbipServerOptions {
   policy?: Policy;
   /** Limits on untrusted lengths and counts. */
   limits?: UsbipLimits;
+  /**
+   * Limits on connections and on what one connection may make the server hold; each one left
+   * out takes its value from {@linkcode DEFAULT_SESSION_LIMITS}. Throws `RangeError` for a
+   * value that is not a positive integer or `Infinity`.
+   */
+  sessionLimits?: Partial<SessionLimits>;
 }
 
 /** Options of {@linkcode UsbipServer.addDevice}. */
@@ -59,7 +71,14 @@ export interface AddDeviceOptions {
  */
 export class UsbipServer implements SessionHost {
   readonly limits: UsbipLimits;
+  /** The limits in force, defaults filled in. */
+  readonly sessionLimits: Readonly<SessionLimits>;
   #policy: Policy;
+  /** Open connections per {@linkcode peerKey}. */
+  #perPeer = new Map<string, number>();
+  #refused = 0;
+  #refusalLoggedAt = -Infinity;
+  #refusalsUnlogged = 0;
   #devices = new Map<string, ExportedDevice>();
   #holders = new Map<string, Session>();
   #sessions = new Set<Session>();
@@ -71,6 +90,12 @@ export class UsbipServer implements SessionHost {
   constructor(options: UsbipServerOptions = {}) {
     this.#policy = options.policy ?? allowAll;
     this.limits = options.limits ?? DEFAULT_LIMITS;
+    this.sessionLimits = Object.freeze(resolveSessionLimits(options.sessionLimits));
+  }
+
+  /** The number of connections refused so far for exceeding a connection limit. */
+  get refusedConnections(): number {
+    return this.#refused;
   }
 
   /** The exported devices, in bus id order of addition. */
@@ -167,11 +192,64 @@ export class UsbipServer implements SessionHost {
     return loop;
   }
 
-  /** Serves one connection; resolves when its session has ended. */
+  /**
+   * Serves one connection; resolves when its session has ended. A connection over
+   * {@linkcode SessionLimits.maxConnections} or {@linkcode SessionLimits.maxConnectionsPerPeer}
+   * is closed at once with an audit line, and the promise resolves at once.
+   */
   accept(conn: Connection): Promise<void> {
+    const key = peerKey(conn.peer);
+    const fromPeer = this.#perPeer.get(key) ?? 0;
+    const { maxConnections, maxConnectionsPerPeer } = this.sessionLimits;
+    if (this.#sessions.size >= maxConnections) {
+      this.#refuse(conn, "maxConnections", maxConnections, `${this.#sessions.size} open in all`);
+      return Promise.resolve();
+    }
+    if (fromPeer >= maxConnectionsPerPeer) {
+      this.#refuse(
+        conn,
+        "maxConnectionsPerPeer",
+        maxConnectionsPerPeer,
+        `${fromPeer} open from ${key}`,
+      );
+      return Promise.resolve();
+    }
+    this.#perPeer.set(key, fromPeer + 1);
     const session = new Session(conn, this);
     this.#sessions.add(session);
-    return session.run().finally(() => this.#sessions.delete(session));
+    return session.run().finally(() => {
+      this.#sessions.delete(session);
+      const n = (this.#perPeer.get(key) ?? 1) - 1;
+      if (n > 0) this.#perPeer.set(key, n);
+      else this.#perPeer.delete(key);
+    });
+  }
+
+  /**
+   * Closes a connection over a connection limit. A flood of them is logged once per
+   * REFUSAL_LOG_INTERVAL_MS, each line with the running total, so it cannot flood the log.
+   */
+  #refuse(conn: Connection, limit: keyof SessionLimits, value: number, detail: string): void {
+    conn.close();
+    this.#refused++;
+    const now = performance.now();
+    if (now - this.#refusalLoggedAt < REFUSAL_LOG_INTERVAL_MS) {
+      this.#refusalsUnlogged++;
+      return;
+    }
+    audit.warn(
+      "Refused a connection from {peer}: limit {limit}={value} reached ({detail}); {total} refused since start, {unlogged} not logged",
+      {
+        peer: describePeer(conn.peer),
+        limit,
+        value,
+        detail,
+        total: this.#refused,
+        unlogged: this.#refusalsUnlogged,
+      },
+    );
+    this.#refusalLoggedAt = now;
+    this.#refusalsUnlogged = 0;
   }
 
   /** Stops every listener and ends every session. */

@@ -4,7 +4,9 @@
  * order, and an idle IN transfer blocks only its own endpoint. CMD_UNLINK follows
  * usbip_protocol.rst and Linux stub_rx.c: a cancelled URB gets RET_UNLINK(-ECONNRESET) and
  * never a RET_SUBMIT; an unknown or completed one gets RET_UNLINK(0). Every way a session
- * ends aborts every pending transfer and releases the device at once.
+ * ends aborts every pending transfer and releases the device at once. A session that exceeds
+ * one of its {@linkcode SessionLimits} (time to import, pending URBs, buffered bytes) is
+ * closed with an audit line naming the limit; other sessions are not touched.
  *
  * @module
  */
@@ -27,6 +29,7 @@ import type { TransferResult, TransferStatus, UsbTransfer } from "../devices/usb
 import { type Connection, describePeer, type PeerInfo } from "../transport/connection.ts";
 import { ReplyWriter } from "../transport/reply_writer.ts";
 import { deviceRecord, type ExportedDevice } from "./exported_device.ts";
+import { limitReason, type SessionLimits } from "./session_limits.ts";
 import type { PolicyDecision } from "../policy/policy.ts";
 
 const log = getLogger(["usbipgw", "session"]);
@@ -35,6 +38,8 @@ const audit = getLogger(["usbipgw", "audit"]);
 /** What a session needs from the server that owns it. */
 export interface SessionHost {
   readonly limits: UsbipLimits;
+  /** Limits on what one connection may make the server hold. */
+  readonly sessionLimits: SessionLimits;
   /** The devices this peer may see. */
   visibleDevices(peer: PeerInfo): ExportedDevice[];
   /** Claims `busid` for `session`. */
@@ -89,6 +94,14 @@ export interface SessionStats {
   unlinked: number;
 }
 
+/** How much a session holds right now, for tests and diagnostics. */
+export interface SessionUsage {
+  /** URBs submitted and neither completed nor unlinked. */
+  pendingUrbs: number;
+  /** OUT data of pending URBs plus replies queued for the peer, in bytes. */
+  bufferedBytes: number;
+}
+
 let nextSessionId = 1;
 
 /**
@@ -101,6 +114,12 @@ export class Session {
   readonly conn: Connection;
   readonly stats: SessionStats = { submitted: 0, completed: 0, unlinked: 0 };
   #host: SessionHost;
+  #maxPendingUrbs: number;
+  #maxBufferedBytes: number;
+  /** OUT data held by pending URBs, in bytes. */
+  #heldOut = 0;
+  /** Runs from accept until a successful import (opPhaseTimeoutMs). */
+  #opTimer: ReturnType<typeof setTimeout> | undefined;
   #reader: FrameReader;
   #out: ReplyWriter;
   #exported: ExportedDevice | undefined;
@@ -119,6 +138,8 @@ export class Session {
   constructor(conn: Connection, host: SessionHost) {
     this.conn = conn;
     this.#host = host;
+    this.#maxPendingUrbs = host.sessionLimits.maxPendingUrbs;
+    this.#maxBufferedBytes = host.sessionLimits.maxBufferedBytes;
     this.#reader = new FrameReader(conn.direct ?? conn.readable, host.limits);
     this.#out = new ReplyWriter(conn, (e) => {
       this.end(`write failed: ${e instanceof Error ? e.message : String(e)}`);
@@ -135,6 +156,11 @@ export class Session {
     return this.#endReason;
   }
 
+  /** What the session holds right now. */
+  get usage(): SessionUsage {
+    return { pendingUrbs: this.#pending.size, bufferedBytes: this.#heldOut + this.#out.pending };
+  }
+
   /** Serves the connection until it ends; never rejects. */
   run(): Promise<void> {
     this.#done ??= this.#run();
@@ -144,11 +170,18 @@ export class Session {
   async #run(): Promise<void> {
     const peer = describePeer(this.conn.peer);
     audit.info("Session {id}: connection from {peer}", { id: this.id, peer });
+    const timeout = this.#host.sessionLimits.opPhaseTimeoutMs;
+    if (Number.isFinite(timeout) && !this.#ended) {
+      this.#opTimer = setTimeout(() => {
+        this.#opTimer = undefined;
+        this.#exceeded("opPhaseTimeoutMs", timeout, "no device imported in time");
+      }, timeout);
+    }
     let reason = "the peer closed the connection";
     try {
       if (await this.#opPhase()) await this.#urbPhase();
       // A peer that half-closes after its last request still gets the answers already made.
-      await this.#flushBounded();
+      if (!this.#ended) await this.#flushBounded();
     } catch (e) {
       if (this.#ended) {
         // The session was ended from outside (hang-up, device gone, server shutdown).
@@ -174,11 +207,31 @@ export class Session {
     clearTimeout(timer);
   }
 
+  /**
+   * Closes the session for exceeding `limit`, with an audit line that names the limit and its
+   * value (`detail` says by how much).
+   */
+  #exceeded(limit: keyof SessionLimits, value: number, detail: string): void {
+    if (this.#ended) return;
+    const reason = limitReason(limit, value, detail);
+    audit.warn("Session {id} ({peer}, device {busid}): closing: {reason}", {
+      id: this.id,
+      peer: describePeer(this.conn.peer),
+      busid: this.#exported?.busid ?? "-",
+      limit,
+      value,
+      reason,
+    });
+    this.end(reason);
+  }
+
   /** Ends the session at once: aborts every transfer, releases the device, closes the socket. */
   end(reason: string): void {
     if (this.#ended) return;
     this.#ended = true;
     this.#endReason = reason;
+    clearTimeout(this.#opTimer);
+    this.#opTimer = undefined;
     const aborted = this.#abortAll(new Deno.errors.ConnectionAborted(reason));
     const exported = this.#exported;
     if (exported) {
@@ -207,7 +260,20 @@ export class Session {
   }
 
   #send(bytes: Uint8Array): void {
-    if (!this.#ended) this.#out.write(bytes);
+    if (this.#ended) return;
+    this.#out.write(bytes);
+    if (this.#heldOut + this.#out.pending > this.#maxBufferedBytes) this.#overBuffered();
+  }
+
+  #overBuffered(): void {
+    const queued = this.#out.pending;
+    this.#exceeded(
+      "maxBufferedBytes",
+      this.#maxBufferedBytes,
+      `${
+        this.#heldOut + queued
+      } bytes held (${this.#heldOut} of OUT data in pending URBs, ${queued} of replies the peer has not read)`,
+    );
   }
 
   /** Returns true once a device is imported, false on a clean end of stream. */
@@ -234,6 +300,8 @@ export class Session {
       }
       this.#exported = device;
       this.#readOnly = decision?.effect === "read-only";
+      clearTimeout(this.#opTimer);
+      this.#opTimer = undefined;
       device.device.reset();
       this.#send(
         encodeOpRepImport({ kind: "op_rep_import", status: 0, device: deviceRecord(device) }),
@@ -275,6 +343,22 @@ export class Session {
         "seqnum",
         `is ${cmd.seqnum}, which is already pending`,
       );
+    }
+    if (this.#pending.size >= this.#maxPendingUrbs) {
+      this.#exceeded(
+        "maxPendingUrbs",
+        this.#maxPendingUrbs,
+        `URB ${cmd.seqnum} would be pending number ${this.#pending.size + 1}`,
+      );
+      return;
+    }
+    const held = cmd.data.length;
+    if (held > 0) {
+      this.#heldOut += held;
+      if (this.#heldOut + this.#out.pending > this.#maxBufferedBytes) {
+        this.#overBuffered();
+        return;
+      }
     }
     this.stats.submitted++;
     const dev = this.#exported!.device;
@@ -340,6 +424,7 @@ export class Session {
     const { cmd } = urb;
     if (this.#pending.get(cmd.seqnum) !== urb) return;
     this.#pending.delete(cmd.seqnum);
+    this.#heldOut -= cmd.data.length;
     this.stats.completed++;
     this.#send(encodeRetSubmit(retSubmitFor(cmd, urb.transfer, r)));
   }
@@ -349,6 +434,7 @@ export class Session {
     let status: number = UrbStatus.OK;
     if (urb !== undefined) {
       this.#pending.delete(cmd.unlinkSeqnum);
+      this.#heldOut -= urb.cmd.data.length;
       if (!urb.running) {
         const i = urb.queue.items.indexOf(urb);
         if (i >= 0) urb.queue.items.splice(i, 1);
@@ -371,6 +457,7 @@ export class Session {
     const n = this.#pending.size;
     for (const urb of this.#pending.values()) urb.controller.abort(reason);
     this.#pending.clear();
+    this.#heldOut = 0;
     for (const q of this.#queues.values()) q.items.length = 0;
     return n;
   }
