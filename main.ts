@@ -12,6 +12,7 @@ import { requestDeviceList } from "./lib/client/usbip_client.ts";
 import { loadConfig, LOG_LEVELS, type ServeConfig } from "./lib/cli/config.ts";
 import { type DeviceSpec, parseDeviceSpec } from "./lib/cli/device_spec.ts";
 import { checkPolicy, formatRules } from "./lib/cli/policy_command.ts";
+import { LIMIT_KEYS, type LimitKey, setLimit } from "./lib/cli/limits.ts";
 import { parseRule, RuleError } from "./lib/policy/rules.ts";
 import { DEVICE_TYPES } from "./lib/cli/device_types.ts";
 import { formatDeviceJson, formatDeviceTable } from "./lib/cli/list.ts";
@@ -52,6 +53,10 @@ Options:
   --rule RULE        an access rule, ACTION[:key=value,...]; repeatable, after the config's
   --seat-dir PATH    where logind publishes seat state (default /run/systemd/seats)
   --console-uid UID  the console user when logind is absent
+  --max-connections N, --max-connections-per-peer N, --op-timeout-ms N,
+  --max-pending-urbs N, --max-buffered BYTES, --max-transfer-length BYTES
+                     limits (defaults 256, 32, 10000, 1024, 64MiB, 16MiB; or "unlimited");
+                     exceeding one closes that connection alone
   --log-level LEVEL  trace, debug, info (default), warning, error or fatal
   -h, --help         show this help
 
@@ -172,7 +177,13 @@ async function loadInputs(a: Args): Promise<ServeConfig> {
   const configFile = one("config", a.config);
   const config: ServeConfig = configFile
     ? await loadConfig(configFile)
-    : { tcp: [], unix: [], devices: [], rules: [] };
+    : { tcp: [], unix: [], devices: [], rules: [], limits: { session: {} } };
+  for (const [key, { flag }] of Object.entries(LIMIT_KEYS)) {
+    const value = one(flag, a[flag]);
+    if (value === undefined) continue;
+    const problem = setLimit(config.limits, key as LimitKey, value);
+    if (problem !== undefined) throw new UsageError(`Invalid --${flag} ${value}: ${problem}`);
+  }
   config.devices.push(...many("device", a.device).map(parseDeviceSpec));
   config.rules.push(...many("rule", a.rule).map(parseRuleFlag));
   if (config.devices.length === 0) {
@@ -234,6 +245,7 @@ async function serve(args: string[]): Promise<number> {
     "--console-uid",
     "--log-level",
     "--help",
+    ...Object.values(LIMIT_KEYS).map((l) => `--${l.flag}`),
   ];
   const a = parseArgs(args, {
     string: [
@@ -248,6 +260,7 @@ async function serve(args: string[]): Promise<number> {
       "seat-dir",
       "console-uid",
       "log-level",
+      ...Object.values(LIMIT_KEYS).map((l) => l.flag),
     ],
     boolean: ["help"],
     collect: ["tcp", "unix", "device", "rule"],

@@ -23,6 +23,7 @@
 
 import { parse } from "@std/toml";
 import { parseRule, type Rule, RuleError } from "../policy/rules.ts";
+import { LIMIT_KEYS, type LimitKey, type LimitsConfig, setLimit } from "./limits.ts";
 import type { DeviceSpec } from "./device_spec.ts";
 import { checkDeviceSpec } from "./device_types.ts";
 import { UsageError } from "./usage_error.ts";
@@ -48,13 +49,24 @@ export interface ServeConfig {
   seatDir?: string;
   /** The console user's uid when logind is absent. */
   consoleUid?: number;
+  /** Limits on connections, sessions and frames. */
+  limits: LimitsConfig;
   logLevel?: string;
 }
 
 /** The log levels accepted by `log_level` and `--log-level`. */
 export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
 
-const TOP_KEYS = ["log_level", "tcp", "unix", "device", "rule", "seat_dir", "console_uid"];
+const TOP_KEYS = [
+  "log_level",
+  "tcp",
+  "unix",
+  "device",
+  "rule",
+  "seat_dir",
+  "console_uid",
+  "limits",
+];
 const UNIX_KEYS = ["path", "mode", "owner", "group"];
 
 /** Finds the line of `key` in the `index`-th `[[table]]` (or at top level), 1-based. */
@@ -102,15 +114,39 @@ export function parseConfig(text: string, file: string): ServeConfig {
     key: string | undefined,
     message: string,
   ): never => {
-    const where = table === undefined ? key : `${table}[${index + 1}]${key ? `.${key}` : ""}`;
-    throw new UsageError(`${file}:${lineOf(lines, table, index, key)}: ${where}: ${message}`);
+    // index -1: a single [table] rather than the index-th [[table]].
+    const where = table === undefined
+      ? key
+      : `${table}${index < 0 ? "" : `[${index + 1}]`}${key ? `.${key}` : ""}`;
+    throw new UsageError(
+      `${file}:${lineOf(lines, table, Math.max(index, 0), key)}: ${where}: ${message}`,
+    );
   };
   for (const key of Object.keys(doc)) {
     if (!TOP_KEYS.includes(key)) {
       fail(undefined, 0, key, `unknown key; valid keys: ${TOP_KEYS.join(", ")}`);
     }
   }
-  const config: ServeConfig = { tcp: [], unix: [], devices: [], rules: [] };
+  const config: ServeConfig = {
+    tcp: [],
+    unix: [],
+    devices: [],
+    rules: [],
+    limits: { session: {} },
+  };
+  if (doc.limits !== undefined) {
+    const t = doc.limits;
+    if (typeof t !== "object" || t === null || Array.isArray(t)) {
+      fail(undefined, 0, "limits", "expected a [limits] table");
+    }
+    for (const [key, value] of Object.entries(t as Table)) {
+      if (!(key in LIMIT_KEYS)) {
+        fail("limits", -1, key, `unknown key; valid keys: ${Object.keys(LIMIT_KEYS).join(", ")}`);
+      }
+      const problem = setLimit(config.limits, key as LimitKey, value);
+      if (problem !== undefined) fail("limits", -1, key, problem);
+    }
+  }
   const logLevel = doc.log_level;
   if (logLevel !== undefined) {
     if (typeof logLevel !== "string" || !(LOG_LEVELS as readonly string[]).includes(logLevel)) {

@@ -9,7 +9,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { USBIP_PORT } from "../protocol/constants.ts";
+import { DEFAULT_LIMITS, USBIP_PORT } from "../protocol/constants.ts";
 import { RulePolicy } from "../policy/rules.ts";
 import { SeatWatcher } from "../policy/seat.ts";
 import { UsbipServer } from "../server/server.ts";
@@ -83,7 +83,25 @@ export async function startGateway(config: ServeConfig): Promise<Gateway> {
     ...(config.consoleUid !== undefined ? { fallbackUid: config.consoleUid } : {}),
   });
   const policy = new RulePolicy({ rules: config.rules, consoleUid: () => seat.consoleUid });
-  const server = new UsbipServer({ policy });
+  let server: UsbipServer;
+  try {
+    server = new UsbipServer({
+      policy,
+      sessionLimits: config.limits.session,
+      ...(config.limits.maxTransferBufferLength !== undefined
+        ? {
+          limits: {
+            ...DEFAULT_LIMITS,
+            maxTransferBufferLength: config.limits.maxTransferBufferLength,
+          },
+        }
+        : {}),
+    });
+  } catch (e) {
+    await seat.close();
+    if (e instanceof RangeError) throw new UsageError(`Invalid limits: ${e.message}`);
+    throw e;
+  }
   const created: CreatedDevice[] = [];
   const listeners: Listener[] = [];
   const following: UnixListener[] = [];

@@ -58,7 +58,7 @@ Deno.test("parseConfig() names the line of an unknown device type", () => {
 Deno.test("parseConfig() names the line of an unknown top-level key and of a bad unix mode", () => {
   assertEquals(
     error("listen = 1\n"),
-    "gw.toml:1: listen: unknown key; valid keys: log_level, tcp, unix, device, rule, seat_dir, console_uid",
+    "gw.toml:1: listen: unknown key; valid keys: log_level, tcp, unix, device, rule, seat_dir, console_uid, limits",
   );
   assertEquals(
     error(GOOD.replace('mode = "0660"', 'mode = "rw"')),
@@ -115,6 +115,32 @@ class = 8
   assertEquals(
     error(text.replace("class = 8", "klass = 8")).startsWith(
       "gw.toml:13: rule[2].klass: unknown key",
+    ),
+    true,
+  );
+});
+
+Deno.test("parseConfig() reads [limits] with sizes and unlimited, and names a bad limit's line", () => {
+  const text = `[limits]
+max_connections = 64
+max_connections_per_peer = "unlimited"
+max_buffered_bytes = "8MiB"
+max_transfer_length = "1MiB"
+`;
+  const c = parseConfig(text, "gw.toml");
+  assertEquals(c.limits.session, {
+    maxConnections: 64,
+    maxConnectionsPerPeer: Infinity,
+    maxBufferedBytes: 8 * 1024 * 1024,
+  });
+  assertEquals(c.limits.maxTransferBufferLength, 1024 * 1024);
+  assertEquals(
+    error(text.replace("max_connections = 64", "max_connections = -3")),
+    'gw.toml:2: limits.max_connections: expected a positive whole number or "unlimited"',
+  );
+  assertEquals(
+    error(text.replace("max_connections = 64", "max_sessions = 3")).startsWith(
+      "gw.toml:2: limits.max_sessions: unknown key",
     ),
     true,
   );

@@ -297,3 +297,51 @@ Deno.test("a TCP peer that no rule allows sees nothing and is refused with the r
     await gw.stop();
   }
 });
+
+Deno.test("a limit set on the command line closes only the connection that exceeds it", async () => {
+  const gw = await startGateway([
+    "--tcp",
+    "127.0.0.1:0",
+    "--device",
+    "gadget-zero:busid=1-1",
+    "--rule",
+    "allow:transport=tcp",
+    "--max-connections-per-peer",
+    "1",
+  ]);
+  try {
+    const first = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
+    const second = await Deno.connect({ hostname: "127.0.0.1", port: gw.port });
+    const refused = await second.read(new Uint8Array(8)).catch(() => null);
+    assertEquals(refused, null, "the second connection from the same peer is closed at once");
+    second.close();
+    assertStringIncludes(await gw.waitFor(/maxConnectionsPerPeer/), "maxConnectionsPerPeer=1");
+    const r = await first.control({
+      bmRequestType: 0x80,
+      bRequest: 8,
+      wValue: 0,
+      wIndex: 0,
+      wLength: 1,
+    });
+    assertEquals(r.status, 0, "the first connection goes on");
+    await first.close();
+  } finally {
+    await gw.stop();
+  }
+  const bad = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../../main.ts", import.meta.url).pathname,
+      "serve",
+      "--max-buffered",
+      "lots",
+    ],
+    stdin: "null",
+  }).output();
+  assertEquals(bad.code, 2);
+  assertStringIncludes(
+    new TextDecoder().decode(bad.stderr),
+    'Invalid --max-buffered lots: expected a positive whole number (KiB, MiB or GiB allowed) or "unlimited"',
+  );
+});
