@@ -92,7 +92,7 @@ async function runAs(uid: number, socket: string): Promise<ClientRun> {
             reject(
               new Error(`No "${step}" from the uid ${uid} client; saw ${JSON.stringify(seen)}`),
             ),
-          15000,
+          30000,
         );
         waiters.push({ step, resolve: (o) => (clearTimeout(timer), resolve(o)) });
       });
