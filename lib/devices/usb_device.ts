@@ -212,6 +212,23 @@ export abstract class UsbDevice {
     this.#gone.abort(new Deno.errors.NotConnected(reason));
   }
 
+  /**
+   * Called when a session imports the device, before the import is answered. A device that
+   * must take hold of something first (passthrough claims the host's interfaces) does it
+   * here; throwing refuses the import (the client gets ST_DEV_ERR). The default resets.
+   */
+  imported(): void | Promise<void> {
+    this.reset();
+  }
+
+  /**
+   * Called when the importing session has ended and every transfer was aborted. The default
+   * resets the device for the next import; passthrough hands the interfaces back.
+   */
+  released(): void | Promise<void> {
+    this.reset();
+  }
+
   /** A USB bus reset: back to the unconfigured state, halts cleared. */
   reset(): void {
     this.#applyConfiguration(0);
@@ -260,6 +277,19 @@ export abstract class UsbDevice {
       if (r.status === "stall") this.setHalt(address, true);
       return r;
     });
+  }
+
+  /**
+   * Records a configuration the device itself switched to (passthrough forwards the request
+   * and then records it), so that the active endpoints stay known. False if it is unknown.
+   */
+  protected applyConfiguration(value: number): boolean {
+    return this.#applyConfiguration(value);
+  }
+
+  /** Records an alternate setting the device itself switched to. False if it is unknown. */
+  protected applyInterface(ifnum: number, alt: number): boolean {
+    return this.#setInterface(ifnum, alt);
   }
 
   /** Sets or clears the halt of an active endpoint, as SET/CLEAR_FEATURE(ENDPOINT_HALT) do. */

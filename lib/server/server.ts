@@ -296,6 +296,17 @@ export class UsbipServer implements SessionHost {
   releaseDevice(exported: ExportedDevice, session: Session): void {
     if (this.#holders.get(exported.busid) !== session) return;
     this.#holders.delete(exported.busid);
-    if (!exported.device.disconnected.aborted) exported.device.reset();
+    if (exported.device.disconnected.aborted) return;
+    const failed = (e: unknown) =>
+      log.error("Device {busid} failed to release: {error}", {
+        busid: exported.busid,
+        error: e instanceof Error ? e.message : String(e),
+      });
+    try {
+      const done = exported.device.released();
+      if (done instanceof Promise) done.catch(failed);
+    } catch (e) {
+      failed(e);
+    }
   }
 }

@@ -298,11 +298,23 @@ export class Session {
         this.#send(encodeOpRepImport({ kind: "op_rep_import", status }));
         continue;
       }
+      try {
+        await device.device.imported();
+      } catch (e) {
+        this.#host.releaseDevice(device, this);
+        audit.warn("Session {id} ({peer}): {busid} could not be taken for import: {error}", {
+          id: this.id,
+          peer: describePeer(peer),
+          busid: device.busid,
+          error: e instanceof Error ? e.message : String(e),
+        });
+        this.#send(encodeOpRepImport({ kind: "op_rep_import", status: OpStatus.ST_DEV_ERR }));
+        continue;
+      }
       this.#exported = device;
       this.#readOnly = decision?.effect === "read-only";
       clearTimeout(this.#opTimer);
       this.#opTimer = undefined;
-      device.device.reset();
       this.#send(
         encodeOpRepImport({ kind: "op_rep_import", status: 0, device: deviceRecord(device) }),
       );

@@ -426,3 +426,30 @@ Deno.test("a peer that half-closes after its request still gets the whole answer
   assertEquals(closedAfter, written, "the socket closed only after the answer was written");
   await server.close();
 });
+
+Deno.test("a device that cannot be taken refuses the import with DEV_ERR and stays importable", async () => {
+  class Stubborn extends ProbeDevice {
+    refuse = true;
+    releases = 0;
+    override imported() {
+      if (this.refuse) throw new Error("busy elsewhere");
+      super.imported();
+    }
+    override released() {
+      this.releases++;
+      super.released();
+    }
+  }
+  const server = new UsbipServer();
+  const dev = new Stubborn();
+  server.addDevice(dev);
+  const e = await assertRejects(() => importOver(server, "1-1"), ImportRefusedError);
+  assertEquals(e.status, OpStatus.ST_DEV_ERR);
+  assertEquals(server.holderOf("1-1"), undefined);
+  dev.refuse = false;
+  const ok = await importOver(server, "1-1");
+  await ok.channel.close();
+  await ok.done;
+  assertEquals(dev.releases >= 1, true, "released() runs when the session ends");
+  await server.close();
+});
