@@ -1,5 +1,5 @@
 /**
- * The usbipgw command line: `serve`, `list`, `version`, `help`. The only module that reads
+ * The usbipgw command line: `serve`, `list`, `host`, `policy`, `version`, `help`. The only module that reads
  * `Deno.args` and `Deno.env`, configures logging and exits.
  *
  * @module
@@ -14,7 +14,13 @@ import { type DeviceSpec, parseDeviceSpec } from "./lib/cli/device_spec.ts";
 import { checkPolicy, formatRules } from "./lib/cli/policy_command.ts";
 import { LIMIT_KEYS, type LimitKey, setLimit } from "./lib/cli/limits.ts";
 import { parseRule, RuleError } from "./lib/policy/rules.ts";
-import { DEVICE_TYPES } from "./lib/cli/device_types.ts";
+import { DEVICE_TYPES, hostSelector } from "./lib/cli/device_types.ts";
+import { listHostDevices, matchesHostDevice } from "./lib/devices/passthrough/host_devices.ts";
+import {
+  formatHostJson,
+  formatHostTable,
+  hostDeviceRow,
+} from "./lib/devices/passthrough/host_table.ts";
 import { formatDeviceJson, formatDeviceTable } from "./lib/cli/list.ts";
 import { startGateway } from "./lib/cli/serve.ts";
 import { UsageError } from "./lib/cli/usage_error.ts";
@@ -31,6 +37,7 @@ Usage: usbipgw COMMAND [OPTIONS]
 Commands:
   serve     serve devices over TCP and unix sockets
   list      show the devices a USB/IP server exports
+  host      show this host's USB devices, for host:... device specs
   policy    show the access rules, or check a decision
   version   print the version
   help      show help for a command
@@ -78,6 +85,27 @@ ${
 Examples:
   usbipgw serve --tcp 0.0.0.0:3240 --device gadget-zero:pattern=1 --rule allow:source=10.0.0.0/8
   usbipgw serve --device keyboard:busid=1-2,text=hello
+  usbipgw serve --device host:busid=2-1 --device host:vid=46f4,pid=0001
+
+A host device (type "host") is named by its host bus id (busid=2-1, as "usbipgw host" shows)
+and then exported under that same bus id, as usbipd does, or by vid/pid[/serial] and then
+exported under the bus id it has on the host; export_busid=BUS-PORT overrides. It must be
+plugged in when serve starts.
+`,
+  host: `Usage: usbipgw host [--json] [--config FILE] [--device SPEC]... [--sysfs PATH]
+
+Lists the USB devices of this host from sysfs (not root hubs, not interfaces): bus id,
+VID:PID, speed, class, drivers, whether the device is exported, and its strings. EXPORTED is
+"usbip-host" when the kernel's usbip-host holds it, "usbfs" when a program (usbipgw while a
+client has imported it) holds its interfaces, "configured" when a host device of --config or
+--device names it.
+
+Options:
+  --json           print JSON instead of a table
+  --config FILE    mark the devices this configuration exports
+  --device SPEC    mark the devices this host:... spec names; repeatable
+  --sysfs PATH     read this sysfs mount instead of /sys
+  -h, --help       show this help
 `,
   list: `Usage: usbipgw list (-r|--remote) HOST[:PORT] [--json]
        usbipgw list --unix PATH [--json]
@@ -360,6 +388,31 @@ async function list(args: string[]): Promise<number> {
   return 0;
 }
 
+async function host(args: string[]): Promise<number> {
+  const a = parseArgs(args, {
+    string: ["config", "device", "sysfs"],
+    boolean: ["json", "help"],
+    collect: ["device"],
+    alias: { h: "help" },
+    unknown: checkUnknown("host", ["--json", "--config", "--device", "--sysfs", "--help"]),
+  });
+  if (a.help) {
+    await write(HELP.host!);
+    return 0;
+  }
+  if (a._.length > 0) throw new UsageError(`Unexpected argument "${a._[0]}" for "host"`);
+  const configFile = one("config", a.config);
+  const specs = [
+    ...(configFile ? (await loadConfig(configFile)).devices : []),
+    ...many("device", a.device).map(parseDeviceSpec),
+  ].filter((s) => s.type === "host").map(hostSelector);
+  const sysfsRoot = one("sysfs", a.sysfs);
+  const devices = await listHostDevices(sysfsRoot !== undefined ? { sysfsRoot } : {});
+  const rows = devices.map((d) => hostDeviceRow(d, specs.some((s) => matchesHostDevice(d, s))));
+  await write(a.json ? formatHostJson(rows) : formatHostTable(rows));
+  return 0;
+}
+
 async function write(text: string): Promise<void> {
   const bytes = encoder.encode(text);
   let off = 0;
@@ -375,6 +428,8 @@ export async function main(args: string[]): Promise<number> {
         return await serve(rest);
       case "list":
         return await list(rest);
+      case "host":
+        return await host(rest);
       case "policy":
         return await policy(rest);
       case "version":
@@ -388,7 +443,7 @@ export async function main(args: string[]): Promise<number> {
         const topic = command === "help" ? rest[0] : undefined;
         if (topic !== undefined && !(topic in HELP)) {
           throw new UsageError(
-            `Unknown command "${topic}"; commands: serve, list, policy, version, help`,
+            `Unknown command "${topic}"; commands: serve, list, host, policy, version, help`,
           );
         }
         await write(HELP[topic ?? "main"]!);
@@ -396,7 +451,7 @@ export async function main(args: string[]): Promise<number> {
       }
       default:
         throw new UsageError(
-          `Unknown command "${command}"; commands: serve, list, policy, version, help`,
+          `Unknown command "${command}"; commands: serve, list, host, policy, version, help`,
         );
     }
   } catch (e) {

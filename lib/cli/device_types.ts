@@ -1,7 +1,9 @@
 /**
  * The device types the CLI and the configuration file can create, with the keys each one
- * accepts. Every type also accepts `busid`. Unknown types, keys and values are usage errors
- * that list what is valid.
+ * accepts. Every type also accepts `busid`: the bus id to export under, except for `host`,
+ * where it selects the host device (`host:busid=2-1`), which is then exported under that same
+ * bus id as usbipd does (`export_busid` overrides). Unknown types, keys and values are usage
+ * errors that list what is valid.
  *
  * @module
  */
@@ -10,12 +12,23 @@ import type { UsbDevice } from "../devices/usb_device.ts";
 import { GadgetZero } from "../devices/gadget_zero.ts";
 import { HidKeyboard } from "../devices/keyboard.ts";
 import { openTextSocket } from "../backends/text_socket.ts";
+import { UsbfsDevice } from "../devices/passthrough/usbfs_device.ts";
+import {
+  describeSelector,
+  findHostDevice,
+  type HostDeviceOptions,
+  type HostDeviceSelector,
+} from "../devices/passthrough/host_devices.ts";
 import type { DeviceSpec } from "./device_spec.ts";
 import { UsageError } from "./usage_error.ts";
 
 /** A created device and what must be closed with it. */
 export interface CreatedDevice {
   device: UsbDevice;
+  /** "passthrough" for a real host device; emulated when absent. */
+  origin?: "passthrough";
+  /** The bus id to export under when the spec's `busid` does not say it (host devices). */
+  busid?: string;
   /** Releases back-ends the device uses (sockets, files). */
   close?(): Promise<void>;
 }
@@ -43,6 +56,83 @@ function choice<T extends string>(
     );
   }
   return v as T;
+}
+
+const BUSID = /^\d+-\d+(\.\d+)*$/;
+const ID16 = /^(0x)?[0-9a-fA-F]{1,4}$/;
+
+/**
+ * The host device a `host` spec names: `busid=2-1` (the host's bus id), or `vid=46f4,pid=0001`
+ * with an optional `serial`. Throws {@linkcode UsageError} for a spec that names none or
+ * both, or a malformed value.
+ *
+ * @example
+ * ```ts
+ * import { hostSelector } from "./device_types.ts";
+ * import { parseDeviceSpec } from "./device_spec.ts";
+ * const s = hostSelector(parseDeviceSpec("host:vid=46f4,pid=0001"));
+ * console.assert("idVendor" in s && s.idVendor === 0x46f4 && s.idProduct === 1);
+ * ```
+ */
+export function hostSelector(spec: DeviceSpec): HostDeviceSelector {
+  const { busid, vid, pid, serial, export_busid: exportBusid } = spec.options;
+  const invalid = (why: string) => new UsageError(`Invalid host device in ${spec.origin}: ${why}`);
+  if (exportBusid !== undefined && !BUSID.test(exportBusid)) {
+    throw invalid(`export_busid="${exportBusid}" is not a bus id such as 1-1`);
+  }
+  if (busid !== undefined) {
+    if (vid !== undefined || pid !== undefined || serial !== undefined) {
+      throw invalid("give either busid or vid and pid (with serial), not both");
+    }
+    if (!BUSID.test(busid)) throw invalid(`busid="${busid}" is not a bus id such as 2-1 or 1-1.4`);
+    return { busid };
+  }
+  if (vid === undefined || pid === undefined) {
+    throw invalid("name the device with busid=BUS-PORT, or with vid=VVVV,pid=PPPP");
+  }
+  for (const [key, v] of [["vid", vid], ["pid", pid]] as const) {
+    if (!ID16.test(v)) throw invalid(`${key}="${v}" is not a 16-bit hex number such as 46f4`);
+  }
+  if (serial === "") throw invalid("serial is empty");
+  return {
+    idVendor: parseInt(vid, 16),
+    idProduct: parseInt(pid, 16),
+    ...(serial !== undefined ? { serial } : {}),
+  };
+}
+
+/**
+ * Opens the host device a `host` spec names. A device that is not plugged in is an `Error`
+ * (not a usage error) that names the spec. `options` points at another sysfs (tests).
+ */
+export async function createHostDevice(
+  spec: DeviceSpec,
+  options: HostDeviceOptions = {},
+): Promise<CreatedDevice> {
+  const selector = hostSelector(spec);
+  const host = await findHostDevice(selector, options);
+  if (host === undefined) {
+    throw new Error(
+      `No host USB device matches ${spec.origin} (${
+        describeSelector(selector)
+      }); "usbipgw host" lists them`,
+    );
+  }
+  let device: UsbfsDevice;
+  try {
+    device = await UsbfsDevice.fromHost(host);
+  } catch (e) {
+    throw new Error(
+      `Cannot open ${host.devnode} for ${spec.origin}: ${e instanceof Error ? e.message : e}`,
+      { cause: e },
+    );
+  }
+  return {
+    device,
+    origin: "passthrough",
+    busid: spec.options.export_busid ?? host.busid,
+    close: () => device.close(),
+  };
 }
 
 /** Every device type, by name. */
@@ -83,6 +173,17 @@ export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map<string, Dev
       const input = await openTextSocket({ path: socket, mode: 0o600 }, (t) => keyboard.type(t));
       return { device: keyboard, close: () => input.close() };
     },
+  }],
+  ["host", {
+    name: "host",
+    summary: "a real USB device of this host, through usbfs (root or access to its node)",
+    keys: {
+      vid: "vendor id in hex; with pid, names the device instead of busid",
+      pid: "product id in hex",
+      serial: "with vid and pid: only the device with this serial number",
+      export_busid: "bus id to export under; default the host bus id, as usbipd does",
+    },
+    create: (spec) => createHostDevice(spec),
   }],
 ]);
 

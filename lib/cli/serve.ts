@@ -117,11 +117,12 @@ export async function startGateway(config: ServeConfig): Promise<Gateway> {
     for (const spec of config.devices) {
       const made = await checkDeviceSpec(spec).create(spec);
       created.push(made);
-      const busid = spec.options.busid;
+      const busid = made.busid ?? spec.options.busid;
       try {
         server.addDevice(made.device, {
           name: spec.type,
           ...(busid !== undefined ? { busid } : {}),
+          ...(made.origin !== undefined ? { origin: made.origin } : {}),
         });
       } catch (e) {
         throw new UsageError(`Invalid device ${spec.origin}: ${(e as Error).message}`);

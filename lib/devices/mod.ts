@@ -11,3 +11,4 @@ export * from "./usb_device.ts";
 export * from "./gadget_zero.ts";
 export * from "./keyboard.ts";
 export * from "./hid_keymap.ts";
+export * from "./passthrough/mod.ts";

@@ -1,0 +1,123 @@
+/**
+ * Hot-plug of host USB devices, seen by polling sysfs (`/sys/bus/usb/devices`, see
+ * host_devices.ts): which devices that match a selector arrive and leave. A re-plugged device
+ * comes back with a new device number, so it is told apart from one that stayed.
+ *
+ * @module
+ */
+
+import {
+  type HostDevice,
+  type HostDeviceOptions,
+  type HostDeviceSelector,
+  listHostDevices,
+  matchesHostDevice,
+} from "./host_devices.ts";
+
+/** Options of {@linkcode HostDeviceWatcher}. */
+export interface HostDeviceWatcherOptions extends HostDeviceOptions {
+  /** How often sysfs is read, in ms; default 1000. */
+  intervalMs?: number;
+}
+
+/** What the watcher reports. */
+export interface HostDeviceEvents {
+  /** A matching device appeared (also called for those present at the first scan). */
+  added(device: HostDevice): void | Promise<void>;
+  /** A device reported by `added` is gone. */
+  removed(device: HostDevice): void | Promise<void>;
+}
+
+function key(d: HostDevice): string {
+  return `${d.busid}/${d.devnum}`;
+}
+
+/**
+ * Watches sysfs for devices that match `selector`. Reading sysfs every second costs little
+ * and works where inotify on sysfs does not; a netlink uevent socket would be the
+ * event-driven alternative.
+ *
+ * @example Scanning a fake tree once
+ * ```ts
+ * import { HostDeviceWatcher } from "./host_watcher.ts";
+ * const root = await Deno.makeTempDir();
+ * const seen: string[] = [];
+ * const w = new HostDeviceWatcher({ busid: "1-1" }, {
+ *   added: (d) => void seen.push(d.busid),
+ *   removed: () => {},
+ * }, { sysfsRoot: root });
+ * await w.scan();
+ * console.assert(seen.length === 0);
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
+export class HostDeviceWatcher {
+  readonly #selector: HostDeviceSelector;
+  readonly #events: HostDeviceEvents;
+  readonly #options: HostDeviceWatcherOptions;
+  readonly #present = new Map<string, HostDevice>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #running: Promise<void> | undefined;
+  #stopped = false;
+
+  /** Builds a watcher; nothing is read until {@linkcode start} or {@linkcode scan}. */
+  constructor(
+    selector: HostDeviceSelector,
+    events: HostDeviceEvents,
+    options: HostDeviceWatcherOptions = {},
+  ) {
+    this.#selector = selector;
+    this.#events = events;
+    this.#options = options;
+  }
+
+  /** The matching devices seen at the last scan. */
+  get present(): HostDevice[] {
+    return [...this.#present.values()];
+  }
+
+  /** Reads sysfs once and reports the changes since the last scan (removals first). */
+  async scan(): Promise<void> {
+    const now = new Map(
+      (await listHostDevices(this.#options))
+        .filter((d) => matchesHostDevice(d, this.#selector))
+        .map((d) => [key(d), d]),
+    );
+    for (const [k, d] of this.#present) {
+      if (!now.has(k)) {
+        this.#present.delete(k);
+        await this.#events.removed(d);
+      }
+    }
+    for (const [k, d] of now) {
+      if (!this.#present.has(k)) {
+        this.#present.set(k, d);
+        await this.#events.added(d);
+      }
+    }
+  }
+
+  /** Scans now and then every `intervalMs` until {@linkcode stop}. Scan errors are retried. */
+  start(onError: (e: unknown) => void = () => {}): void {
+    if (this.#running !== undefined || this.#stopped) return;
+    const tick = async () => {
+      try {
+        await this.scan();
+      } catch (e) {
+        onError(e);
+      }
+      if (!this.#stopped) this.#timer = setTimeout(run, this.#options.intervalMs ?? 1000);
+    };
+    const run = () => {
+      this.#running = tick();
+    };
+    run();
+  }
+
+  /** Stops watching; resolves when a scan under way has finished. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#running;
+  }
+}
