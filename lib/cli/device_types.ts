@@ -20,6 +20,14 @@ import {
   type HostDeviceSelector,
 } from "../devices/passthrough/host_devices.ts";
 import type { DeviceSpec } from "./device_spec.ts";
+import {
+  type BackendSpec,
+  type CharBackend,
+  openCharBackend,
+  parseBackendSpec,
+} from "../backends/char_backend.ts";
+import { CdcAcm } from "../devices/cdc_acm.ts";
+import { FtdiSerial } from "../devices/ftdi.ts";
 import { UsageError } from "./usage_error.ts";
 
 /** A created device and what must be closed with it. */
@@ -135,6 +143,38 @@ export async function createHostDevice(
   };
 }
 
+const BACKEND_FORMS =
+  "stdio, tcp:HOST:PORT, tcp-connect:HOST:PORT, unix:PATH, pty, file:PATH or loopback";
+
+/** Checks the required `backend` key of a serial device without opening anything. */
+function backendOption(spec: DeviceSpec): BackendSpec {
+  const text = spec.options.backend;
+  if (text === undefined) {
+    throw new UsageError(
+      `Missing backend=... for ${spec.type} in ${spec.origin}: expected ${BACKEND_FORMS}`,
+    );
+  }
+  try {
+    return parseBackendSpec(text);
+  } catch (e) {
+    throw new UsageError(
+      `Invalid backend for ${spec.type} in ${spec.origin}: ${(e as Error).message}`,
+    );
+  }
+}
+
+/** A 16-bit USB ID given in hex (`0x1209` or `1209`); `undefined` when absent. */
+function usbId(spec: DeviceSpec, key: string): number | undefined {
+  const v = spec.options[key];
+  if (v === undefined) return undefined;
+  if (!/^(0x)?[0-9a-f]{1,4}$/i.test(v)) {
+    throw new UsageError(
+      `Invalid ${key}="${v}" for ${spec.type} in ${spec.origin}: expected a hex number 0..ffff`,
+    );
+  }
+  return parseInt(v.replace(/^0x/i, ""), 16);
+}
+
 /** Every device type, by name. */
 export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map<string, DeviceType>([
   ["gadget-zero", {
@@ -184,6 +224,48 @@ export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map<string, Dev
       export_busid: "bus id to export under; default the host bus id, as usbipd does",
     },
     create: (spec) => createHostDevice(spec),
+  }],
+  ["cdc-acm", {
+    name: "cdc-acm",
+    summary: "CDC-ACM serial port (Linux: /dev/ttyACM*) over a character back-end",
+    keys: {
+      backend: `where the serial data goes (required): ${BACKEND_FORMS}`,
+      vid: "vendor ID in hex (default 0x1209, pid.codes)",
+      pid: "product ID in hex (default 0x0006, a pid.codes test PID)",
+      serial: "serial number string",
+      speed: "high (default) or full",
+    },
+    async create(spec) {
+      const backendSpec = backendOption(spec);
+      const vendorId = usbId(spec, "vid");
+      const productId = usbId(spec, "pid");
+      const speed = choice(spec, "speed", ["high", "full"], "high");
+      const { serial } = spec.options;
+      const backend: CharBackend = await openCharBackend(backendSpec);
+      const device = new CdcAcm({
+        backend,
+        speed,
+        ...(vendorId !== undefined ? { vendorId } : {}),
+        ...(productId !== undefined ? { productId } : {}),
+        ...(serial !== undefined ? { serial } : {}),
+      });
+      return { device, close: () => backend.close() };
+    },
+  }],
+  ["ftdi", {
+    name: "ftdi",
+    summary: "FTDI FT232R USB serial converter (0403:6001; Linux: /dev/ttyUSB*)",
+    keys: {
+      backend: `where the serial data goes (required): ${BACKEND_FORMS}`,
+      serial: "serial number string (default USBIPGW1)",
+    },
+    async create(spec) {
+      const backendSpec = backendOption(spec);
+      const { serial } = spec.options;
+      const backend = await openCharBackend(backendSpec);
+      const device = new FtdiSerial({ backend, ...(serial !== undefined ? { serial } : {}) });
+      return { device, close: () => backend.close() };
+    },
   }],
 ]);
 

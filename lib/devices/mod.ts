@@ -12,3 +12,5 @@ export * from "./gadget_zero.ts";
 export * from "./keyboard.ts";
 export * from "./hid_keymap.ts";
 export * from "./passthrough/mod.ts";
+export * from "./cdc_acm.ts";
+export * from "./ftdi.ts";

@@ -261,3 +261,39 @@ Deno.test("a removed device's pending URBs complete with -ENODEV", async () => {
   await ch.close();
   await server.close();
 });
+
+Deno.test("serial devices echo through a loopback back-end over TCP", async () => {
+  const gw = await startGateway([
+    "--tcp",
+    "127.0.0.1:0",
+    "--device",
+    "ftdi:busid=1-1,backend=loopback",
+    "--device",
+    "cdc-acm:busid=1-2,backend=loopback",
+    ...ALLOW_TCP,
+  ]);
+  try {
+    const listed = await requestDeviceList(await connectTcp("127.0.0.1", gw.port));
+    assertEquals(
+      listed.map((d) => `${d.busid} ${d.idVendor.toString(16)}:${d.idProduct.toString(16)}`),
+      [
+        "1-1 403:6001",
+        "1-2 1209:6",
+      ],
+    );
+    const ftdi = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
+    await ftdi.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+    const sent = new TextEncoder().encode("hello ftdi");
+    assertEquals((await ftdi.submit({ ep: 2, dirIn: false, data: sent }).done).status, 0);
+    let echoed = "";
+    for (let i = 0; i < 20 && echoed.length < sent.length; i++) {
+      const r = await ftdi.submit({ ep: 1, dirIn: true, length: 64 }).done;
+      assertEquals(r.status, 0);
+      echoed += new TextDecoder().decode(r.data.subarray(2));
+    }
+    assertEquals(echoed, "hello ftdi", "2 status bytes, then the echoed data");
+    await ftdi.close();
+  } finally {
+    await gw.stop();
+  }
+});
