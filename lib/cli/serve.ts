@@ -23,7 +23,10 @@ import {
 } from "../transport/mod.ts";
 import { groupId, userId } from "./accounts.ts";
 import type { ServeConfig } from "./config.ts";
-import { checkDeviceSpec, type CreatedDevice } from "./device_types.ts";
+import { checkDeviceSpec, type CreatedDevice, hostSelector } from "./device_types.ts";
+import type { DeviceSpec } from "./device_spec.ts";
+import { HostDeviceWatcher } from "../devices/passthrough/host_watcher.ts";
+import { UsbfsDevice } from "../devices/passthrough/usbfs_device.ts";
 import { UsageError } from "./usage_error.ts";
 
 const log = getLogger(["usbipgw", "cli"]);
@@ -68,6 +71,64 @@ function admitting(inner: Listener, admit: (conn: Connection) => string | undefi
   };
 }
 
+/**
+ * Exports the host device a `host` spec names while it is plugged in: sysfs is watched, the
+ * device is exported when it appears (also after a re-plug, under the same bus id: the
+ * spec's `export_busid`, else the bus id it had when first seen) and removed when it goes.
+ */
+async function watchHostDevice(spec: DeviceSpec, server: UsbipServer): Promise<HostDeviceWatcher> {
+  const selector = hostSelector(spec);
+  let exportBusid = spec.options.export_busid;
+  const open = new Map<string, UsbfsDevice>();
+  const watcher = new HostDeviceWatcher(selector, {
+    async added(host) {
+      exportBusid ??= host.busid;
+      if (server.devices.some((d) => d.busid === exportBusid)) {
+        log.warn("{spec}: {busid} is already exported; {devnode} is not", {
+          spec: spec.origin,
+          busid: exportBusid,
+          devnode: host.devnode,
+        });
+        return;
+      }
+      try {
+        const device = await UsbfsDevice.fromHost(host);
+        open.set(host.devnode, device);
+        server.addDevice(device, {
+          busid: exportBusid,
+          name: `host ${host.busid}`,
+          origin: "passthrough",
+        });
+      } catch (e) {
+        log.error("{spec}: cannot open {devnode}: {error}", {
+          spec: spec.origin,
+          devnode: host.devnode,
+          error: e instanceof Error ? e.message : String(e),
+        });
+      }
+    },
+    async removed(host) {
+      const device = open.get(host.devnode);
+      if (device === undefined) return;
+      open.delete(host.devnode);
+      const exported = server.devices.find((d) => d.device === device);
+      if (exported) server.removeDevice(exported.busid);
+      await device.close();
+    },
+  });
+  // The first scan before serving, so that devices already plugged in are exported at once.
+  await watcher.scan();
+  if (watcher.present.length === 0) {
+    log.warn("{spec}: no matching host USB device yet; it will be exported when plugged in", {
+      spec: spec.origin,
+    });
+  }
+  watcher.start((e) =>
+    log.warn("{spec}: reading sysfs failed: {error}", { spec: spec.origin, error: String(e) })
+  );
+  return watcher;
+}
+
 /** Starts the gateway described by `config`. Usage mistakes throw {@linkcode UsageError}. */
 export async function startGateway(config: ServeConfig): Promise<Gateway> {
   for (const spec of config.devices) checkDeviceSpec(spec);
@@ -106,8 +167,10 @@ export async function startGateway(config: ServeConfig): Promise<Gateway> {
   const listeners: Listener[] = [];
   const following: UnixListener[] = [];
   let unsubscribe = () => {};
+  const watchers: HostDeviceWatcher[] = [];
   const close = async () => {
     unsubscribe();
+    await Promise.all(watchers.map((w) => w.stop()));
     await server.close();
     for (const l of listeners) l.close();
     await seat.close();
@@ -115,6 +178,10 @@ export async function startGateway(config: ServeConfig): Promise<Gateway> {
   };
   try {
     for (const spec of config.devices) {
+      if (spec.type === "host") {
+        watchers.push(await watchHostDevice(spec, server));
+        continue;
+      }
       const made = await checkDeviceSpec(spec).create(spec);
       created.push(made);
       const busid = made.busid ?? spec.options.busid;
