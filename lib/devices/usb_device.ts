@@ -158,6 +158,12 @@ const PORT_RESET = 4;
  * ```
  */
 export abstract class UsbDevice {
+  /**
+   * Whether the device takes many transfers per endpoint at once and completes each
+   * endpoint's transfers in order itself, as a host controller does (passthrough). Otherwise
+   * the session hands it one transfer per endpoint at a time (ep0 always in FIFO order).
+   */
+  readonly pipelined: boolean = false;
   /** The encoded descriptors. */
   readonly descriptors: DescriptorSet;
   /** The speed the device runs at. */

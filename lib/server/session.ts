@@ -399,8 +399,35 @@ export class Session {
     }
     const urb: PendingUrb = { cmd, transfer, controller, queue, running: false };
     this.#pending.set(cmd.seqnum, urb);
+    if (dev.pipelined && cmd.ep !== 0) {
+      // The device orders each endpoint's completions itself (a host controller does).
+      urb.running = true;
+      this.#transfer(urb).then((result) => this.#complete(urb, result));
+      return;
+    }
     queue.items.push(urb);
     if (!queue.busy) this.#pump(queue);
+  }
+
+  /** Runs one transfer on the device; a handler that throws fails only that URB. */
+  async #transfer(urb: PendingUrb): Promise<TransferResult> {
+    try {
+      const r = this.#exported!.device.submit(urb.transfer);
+      return r instanceof Promise ? await r : r;
+    } catch (e) {
+      return this.#failed(urb, e);
+    }
+  }
+
+  /** Logs a handler that threw and fails its URB with -EPROTO. */
+  #failed(urb: PendingUrb, e: unknown): TransferResult {
+    log.error("Session {id}: device {busid} failed a transfer on ep {ep}: {error}", {
+      id: this.id,
+      busid: this.#exported?.busid,
+      ep: urb.cmd.ep,
+      error: e instanceof Error ? e.message : String(e),
+    });
+    return { status: "error" };
   }
 
   /** Runs an endpoint's transfers one after another; synchronous handlers finish in-line. */
@@ -411,18 +438,13 @@ export class Session {
       while (queue.items.length > 0 && !this.#ended) {
         const urb = queue.items[0]!;
         urb.running = true;
+        // Synchronous handlers complete in-line, without a promise turn.
         let result: TransferResult;
         try {
           const r = dev.submit(urb.transfer);
           result = r instanceof Promise ? await r : r;
         } catch (e) {
-          log.error("Session {id}: device {busid} failed a transfer on ep {ep}: {error}", {
-            id: this.id,
-            busid: this.#exported?.busid,
-            ep: urb.cmd.ep,
-            error: e instanceof Error ? e.message : String(e),
-          });
-          result = { status: "error" };
+          result = this.#failed(urb, e);
         }
         if (queue.items[0] === urb) queue.items.shift();
         this.#complete(urb, result);

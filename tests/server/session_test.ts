@@ -453,3 +453,37 @@ Deno.test("a device that cannot be taken refuses the import with DEV_ERR and sta
   assertEquals(dev.releases >= 1, true, "released() runs when the session ends");
   await server.close();
 });
+
+Deno.test("a pipelined device gets every URB of an endpoint at once; ep0 stays FIFO", async () => {
+  class Pipelined extends ProbeDevice {
+    override readonly pipelined = true;
+  }
+  const server = new UsbipServer();
+  const probe = new Pipelined();
+  server.addDevice(probe);
+  const { channel, done } = await importOver(server, "1-1");
+  await setConfiguration(channel, 1);
+  const urbs = [1, 2, 3].map(() => channel.submit({ ep: 1, dirIn: true, length: 4 }));
+  await probe.waitHeld(3);
+  assertEquals(probe.held.length, 3, "all three are with the device at once");
+  // Unlinking the middle one cancels it at the device, as DISCARDURB would.
+  assertEquals((await channel.unlink(urbs[1]!.seqnum)).status, UrbStatus.ECONNRESET);
+  await assertRejects(() => urbs[1]!.done, DOMException);
+  assertEquals(probe.aborted.length, 1);
+  probe.held[0]!.complete({ status: "ok", data: new Uint8Array([1]) });
+  probe.held[2]!.complete({ status: "ok", data: new Uint8Array([3]) });
+  assertEquals([...(await urbs[0]!.done).data, ...(await urbs[2]!.done).data], [1, 3]);
+  const order: number[] = [];
+  await Promise.all(
+    [30, 1].map((ms) =>
+      channel.control({ bmRequestType: 0xc0, bRequest: 0x01, wValue: ms, wIndex: 0, wLength: 1 })
+        .then((r) => {
+          order.push(r.data[0]!);
+        })
+    ),
+  );
+  assertEquals(order, [30, 1]);
+  await channel.close();
+  await done;
+  await server.close();
+});

@@ -94,6 +94,8 @@ interface PendingUrb {
  * closed. Needs `--allow-ffi` and read-write access to the node (root, or a udev rule).
  */
 export class UsbfsDevice extends UsbDevice {
+  /** The host controller completes each endpoint's URBs in order: many may be in flight. */
+  override readonly pipelined = true;
   /** The device node, e.g. `/dev/bus/usb/002/003`. */
   readonly devnode: string;
   /** A name for messages. */
