@@ -89,8 +89,9 @@ Examples:
 
 A host device (type "host") is named by its host bus id (busid=2-1, as "usbipgw host" shows)
 and then exported under that same bus id, as usbipd does, or by vid/pid[/serial] and then
-exported under the bus id it has on the host; export_busid=BUS-PORT overrides. It must be
-plugged in when serve starts.
+exported under the bus id it has on the host; export_busid=BUS-PORT overrides. It is exported
+while it is plugged in, and again under the same bus id after a re-plug; devices imported
+through this machine's own vhci_hcd are never exported.
 `,
   host: `Usage: usbipgw host [--json] [--config FILE] [--device SPEC]... [--sysfs PATH]
 

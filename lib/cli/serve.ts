@@ -82,6 +82,10 @@ async function watchHostDevice(spec: DeviceSpec, server: UsbipServer): Promise<H
   const open = new Map<string, UsbfsDevice>();
   const watcher = new HostDeviceWatcher(selector, {
     async added(host) {
+      // A device this machine imported over USB/IP sits under vhci_hcd: serving it again would
+      // loop it back to its own server.
+      const real = await Deno.realPath(host.sysfsPath).catch(() => host.sysfsPath);
+      if (real.includes("/vhci_hcd")) return;
       exportBusid ??= host.busid;
       if (server.devices.some((d) => d.busid === exportBusid)) {
         log.warn("{spec}: {busid} is already exported; {devnode} is not", {

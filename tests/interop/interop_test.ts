@@ -7,6 +7,8 @@ import {
   buildImage,
   describeRun,
   GATEWAY_SCENARIOS,
+  QEMU_USB_SCENARIOS,
+  qemuUsbMissingReason,
   type RigImage,
   rigMissingReason,
   runScenario,
@@ -19,6 +21,11 @@ import {
 const missing = rigMissingReason();
 if (missing !== null) {
   console.warn(`interop tests SKIPPED: ${missing}`);
+}
+
+const usbMissing = missing ?? qemuUsbMissingReason();
+if (missing === null && usbMissing !== null) {
+  console.warn(`interop passthrough tests SKIPPED: ${usbMissing}`);
 }
 
 let image: Promise<RigImage> | undefined;
@@ -85,7 +92,101 @@ function _table(run: ScenarioRun, r: ScenarioResult, fields: string[]): string {
   return rows.join("\n");
 }
 
-const checks: Partial<Record<ScenarioName, (run: ScenarioRun, r: ScenarioResult) => void>> = {
+/**
+ * Gaps of the gateway that the passthrough scenario records instead of failing on, each with
+ * why it is known. Such a check runs as a test step marked ignored, named after the gap, with a
+ * warning; remove the entry once the gateway closes the gap (the step then has to pass). A gap
+ * the guest reports that is not listed here fails the test.
+ */
+const KNOWN_GAPS: Record<string, string> = {
+  // e.g. replug: "issue 5: the gateway does not export a re-plugged host device again yet",
+};
+
+function _sha(run: ScenarioRun, r: ScenarioResult, field: string): void {
+  const want = run.stick?.sha256;
+  if (!want) throw new Error(describeRun(run, "the host recorded no stick checksum"));
+  if (r[field] !== want) {
+    throw new Error(describeRun(run, `${field} is ${r[field]}, the host's stick file is ${want}`));
+  }
+}
+
+/** Host-side checks of passthrough and passthrough_kernel (guest/passthrough.sh). */
+async function _passthrough(run: ScenarioRun, r: ScenarioResult, t: Deno.TestContext) {
+  _sha(run, r, "native_sha256");
+  _sha(run, r, "vhci_sha256");
+  _number(run, r, "kbd_attach_to_input_s", (v) => v <= 20, "at most 20");
+  _number(run, r, "ftdi_attach_to_tty_s", (v) => v <= 20, "at most 20");
+  const line = r["ftdi_line"];
+  if (typeof line !== "string" || !run.serialOut.includes(line)) {
+    throw new Error(
+      describeRun(run, `QEMU's FTDI chardev did not receive "${line}" (got "${run.serialOut}")`),
+    );
+  }
+  _number(run, r, "unplug_port_freed_s", (v) => v <= 5, "at most 5");
+  _number(run, r, "unplug_dd_ended_s", (v) => v <= 20, "at most 20");
+  _number(run, r, "native_rebound_s", (v) => v <= 10, "at most 10");
+  if (run.scenario === "passthrough") {
+    _number(run, r, "unplug_session_end_s", (v) => v <= 10, "at most 10");
+    if (!/ended/.test(String(r["unplug_session_end_log"]))) {
+      throw new Error(describeRun(run, `no session end logged: ${r["unplug_session_end_log"]}`));
+    }
+  }
+  const replug = () => {
+    if (r["replug_listed"] !== true) {
+      throw new Error(describeRun(run, `re-plug: ${r["replug_gap"] ?? "not listed again"}`));
+    }
+    _sha(run, r, "replug_sha256");
+  };
+  const gap = run.scenario === "passthrough" ? KNOWN_GAPS["replug"] : undefined;
+  if (r["replug_listed"] === false && gap !== undefined) {
+    console.warn(`KNOWN GAP (${run.scenario}): ${r["replug_gap"]}; ${gap}`);
+    await t.step({ name: `re-plug re-export: KNOWN GAP, ${gap}`, ignore: true, fn: replug });
+  } else {
+    if (gap !== undefined) console.warn(`known gap "replug" is closed: remove it from KNOWN_GAPS`);
+    await t.step("re-plug re-export", replug);
+  }
+  console.log(
+    `${run.scenario}: stick attach->disk ${r["stick_attach_to_disk_s"]} s, checksum ok; ` +
+      `kbd ${r["kbd_attach_to_input_s"]} s; FTDI ${r["ftdi_tty"]} ${
+        r["ftdi_attach_to_tty_s"]
+      } s; ` +
+      `unplug: port freed ${r["unplug_port_freed_s"]} s, dd ended ${r["unplug_dd_ended_s"]} s` +
+      (r["unplug_session_end_s"] !== undefined
+        ? `, session end logged ${r["unplug_session_end_s"]} s`
+        : "") +
+      `; re-plug listed: ${r["replug_listed"]}`,
+  );
+}
+
+type Check = (
+  run: ScenarioRun,
+  r: ScenarioResult,
+  t: Deno.TestContext,
+) => void | Promise<void>;
+
+const checks: Partial<Record<ScenarioName, Check>> = {
+  passthrough_kernel: _passthrough,
+  passthrough: _passthrough,
+  passthrough_baseline(_run, r) {
+    const fmt = (v: unknown) => Array.isArray(v) ? v.join(", ") : "-";
+    const rows = [
+      ["direct (usb-storage on xhci)", "direct"],
+      ["kernel usbip-host + vhci", "kernel"],
+      ["usbipgw host: + vhci", "gateway"],
+    ].map(([label, k]) =>
+      `${label!.padEnd(30)} | ${String(r[`${k}_median_mbs`] ?? "-").padStart(8)} | ${
+        String(r[`${k}_best_mbs`] ?? "-").padStart(8)
+      } | ${fmt(r[`${k}_mbs`])}`
+    );
+    console.log(
+      [
+        `read MB/s (${r["dd_args"]})`,
+        `${"path".padEnd(30)} | ${"median".padStart(8)} | ${"best".padStart(8)} | runs`,
+      ]
+        .concat(rows).join("\n"),
+    );
+    if (r["gateway_note"]) console.warn(`passthrough_baseline: ${r["gateway_note"]}`);
+  },
   testusb(run, r) {
     _requirePassed(run, r, "tests", [..._range(0, 14), ..._range(17, 21), 24, ..._range(27, 29)]);
     _requirePassed(run, r, "iso_tests", [15, 16, 22, 23]);
@@ -165,14 +266,14 @@ function _number(
 for (const scenario of SCENARIOS) {
   Deno.test({
     name: `interop ${scenario}`,
-    ignore: missing !== null,
-    async fn() {
+    ignore: QEMU_USB_SCENARIOS.includes(scenario) ? usbMissing !== null : missing !== null,
+    async fn(t) {
       if (GATEWAY_SCENARIOS.includes(scenario) && !gatewayPresent) {
         throw new Error(`interop scenario ${scenario} failed: main.ts does not exist (no gateway)`);
       }
       const run = await runScenario(await getImage(), scenario);
       const r = assertScenarioPassed(run);
-      checks[scenario]?.(run, r);
+      await checks[scenario]?.(run, r, t);
       console.log(
         `${scenario}: passed in ${run.wallSeconds} s wall (guest ready at ${r.ready_uptime_s} s ` +
           `uptime, scenario ${r.scenario_seconds} s); results in ${run.runDir}`,

@@ -10,6 +10,9 @@ export const SCENARIOS = [
   "keyboard",
   "hangup",
   "kernel_baseline",
+  "passthrough_kernel",
+  "passthrough",
+  "passthrough_baseline",
 ] as const;
 
 /** A scenario name. */
@@ -22,6 +25,18 @@ export const GATEWAY_SCENARIOS: readonly ScenarioName[] = [
   "unix_attach",
   "keyboard",
   "hangup",
+  "passthrough",
+];
+
+/**
+ * Scenarios whose guest gets QEMU's own USB devices on a qemu-xhci (a usb-storage stick backed
+ * by an ext4 image built at test time, a usb-kbd, an FTDI usb-serial) and a QMP socket that the
+ * host drives on the guest's request ({@linkcode QEMU_USB_DEVICES}).
+ */
+export const QEMU_USB_SCENARIOS: readonly ScenarioName[] = [
+  "passthrough_kernel",
+  "passthrough",
+  "passthrough_baseline",
 ];
 
 /** Kernel modules put into the initramfs, with everything they depend on. */
@@ -41,6 +56,12 @@ export const MODULES = [
   "evdev",
   "configfs",
   "usbmon",
+  "xhci-pci",
+  "usb-storage",
+  "sd_mod",
+  "ext4",
+  "crc32c_generic",
+  "ftdi_sio",
 ] as const;
 
 /** Host binaries copied into the initramfs together with the libraries `ldd` lists. */
@@ -100,6 +121,12 @@ export interface ScenarioRun {
   gatewayLog: string;
   scenarioLog: string;
   qemuStderr: string;
+  /** The stick image of a {@linkcode QEMU_USB_SCENARIOS} run (its file's checksum), or null. */
+  stick: StickImage | null;
+  /** The host's QMP log (requests of the guest), empty when none. */
+  qmpLog: string;
+  /** What the guest wrote to QEMU's FTDI usb-serial (its chardev file), empty when none. */
+  serialOut: string;
 }
 
 /** Options for {@linkcode runScenario}. */
@@ -132,6 +159,13 @@ export function rigMissingReason(): string | null {
     }
   }
   return null;
+}
+
+/** Why the QEMU USB scenarios cannot run here (beyond {@linkcode rigMissingReason}), or null. */
+export function qemuUsbMissingReason(): string | null {
+  return _which("mke2fs") === null
+    ? "mke2fs is not installed (e2fsprogs; apt-get install $(cat tests/interop/packages.txt))"
+    : null;
 }
 
 function _which(tool: string): string | null {
@@ -589,6 +623,227 @@ async function _readText(path: string): Promise<string> {
   }
 }
 
+/**
+ * QEMU's own USB devices on the qemu-xhci of {@linkcode QEMU_USB_SCENARIOS}, by QMP id: the
+ * properties of `-device` and of QMP `device_add` (the guest re-plugs them by id). Fixed ports
+ * keep their guest busids across a re-plug. IDs: stick 46f4:0001, kbd 0627:0001, serial
+ * 0403:6001 (FTDI).
+ */
+export const QEMU_USB_DEVICES: Record<string, Record<string, string>> = {
+  stick: { driver: "usb-storage", id: "stick", bus: "xhci.0", port: "1", drive: "stick0" },
+  kbd: { driver: "usb-kbd", id: "kbd", bus: "xhci.0", port: "2" },
+  serial: { driver: "usb-serial", id: "serial", bus: "xhci.0", port: "3", chardev: "ser0" },
+};
+
+/** The stick's image: an ext4 file system holding one file of random bytes. */
+export interface StickImage {
+  image: string;
+  /** The file's name in the image's root directory. */
+  file: string;
+  bytes: number;
+  sha256: string;
+  buildSeconds: number;
+}
+
+/** Size of the stick image (the benchmark reads 64 MiB of the raw disk). */
+const STICK_IMAGE_SIZE = "96M";
+/** Size of the random file on the stick. */
+const STICK_FILE_BYTES = 8 * 1024 * 1024;
+
+/** Builds the stick's ext4 image in `dir` with `mke2fs -d` (e2fsprogs). */
+export async function buildStickImage(dir: string): Promise<StickImage> {
+  const t0 = performance.now();
+  const src = `${dir}/stick-src`;
+  await Deno.remove(src, { recursive: true }).catch(() => {});
+  await Deno.mkdir(src, { recursive: true });
+  const data = new Uint8Array(STICK_FILE_BYTES);
+  for (let off = 0; off < data.length; off += 65536) {
+    crypto.getRandomValues(data.subarray(off, Math.min(off + 65536, data.length)));
+  }
+  const file = "payload.bin";
+  await Deno.writeFile(`${src}/${file}`, data);
+  const digest = await crypto.subtle.digest("SHA-256", data);
+  const sha256 = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const image = `${dir}/stick.ext4`;
+  await Deno.remove(image).catch(() => {});
+  const mke2fs = _which("mke2fs");
+  if (mke2fs === null) throw new Error("mke2fs is not installed (package e2fsprogs)");
+  await _run([
+    mke2fs,
+    "-q",
+    "-F",
+    "-t",
+    "ext4",
+    "-L",
+    "RIGSTICK",
+    "-d",
+    src,
+    image,
+    STICK_IMAGE_SIZE,
+  ]);
+  await Deno.remove(src, { recursive: true });
+  return {
+    image,
+    file,
+    bytes: data.length,
+    sha256,
+    buildSeconds: Math.round(performance.now() - t0) / 1000,
+  };
+}
+
+/** A minimal QMP client (one command at a time; events are kept for waitEvent). */
+class Qmp {
+  #conn: Deno.UnixConn;
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #pending: Promise<ReadableStreamReadResult<Uint8Array>> | null = null;
+  #buf = "";
+  #events: Record<string, unknown>[] = [];
+
+  private constructor(conn: Deno.UnixConn) {
+    this.#conn = conn;
+    this.#reader = conn.readable.getReader();
+  }
+
+  /** Connects (retrying until the socket exists) and leaves capabilities negotiation mode. */
+  static async connect(path: string, timeoutMs: number): Promise<Qmp> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      try {
+        const q = new Qmp(await Deno.connect({ transport: "unix", path }));
+        await q.#message(deadline - performance.now()); // greeting
+        await q.command("qmp_capabilities", undefined, deadline - performance.now());
+        return q;
+      } catch (e) {
+        if (performance.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  async #message(timeoutMs: number): Promise<Record<string, unknown>> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const nl = this.#buf.indexOf("\n");
+      if (nl >= 0) {
+        const line = this.#buf.slice(0, nl).trim();
+        this.#buf = this.#buf.slice(nl + 1);
+        if (line) return JSON.parse(line) as Record<string, unknown>;
+        continue;
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) throw new Error(`QMP: no answer within ${timeoutMs} ms`);
+      this.#pending ??= this.#reader.read();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const r = await Promise.race([
+        this.#pending,
+        new Promise<null>((res) => timer = setTimeout(() => res(null), left)),
+      ]);
+      clearTimeout(timer);
+      if (r === null) continue;
+      this.#pending = null;
+      if (r.done) throw new Error("QMP: QEMU closed the socket");
+      this.#buf += decoder.decode(r.value, { stream: true });
+    }
+  }
+
+  /** Runs one command; throws QMP's error. */
+  async command(execute: string, args?: unknown, timeoutMs = 10000): Promise<unknown> {
+    const msg = JSON.stringify(args === undefined ? { execute } : { execute, arguments: args });
+    await this.#conn.write(new TextEncoder().encode(msg + "\n"));
+    for (;;) {
+      const m = await this.#message(timeoutMs);
+      if ("event" in m) {
+        this.#events.push(m);
+      } else if ("error" in m) {
+        throw new Error(`QMP ${execute}: ${JSON.stringify(m["error"])}`);
+      } else if ("return" in m) {
+        return m["return"];
+      }
+    }
+  }
+
+  /** Waits for an event named `name` whose data matches `match`. */
+  async waitEvent(
+    name: string,
+    match: (data: Record<string, unknown>) => boolean,
+    timeoutMs: number,
+  ): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    const hit = (m: Record<string, unknown>) =>
+      m["event"] === name && match((m["data"] ?? {}) as Record<string, unknown>);
+    for (;;) {
+      const i = this.#events.findIndex(hit);
+      if (i >= 0) {
+        this.#events.splice(i, 1);
+        return;
+      }
+      const m = await this.#message(Math.max(1, deadline - performance.now()));
+      if ("event" in m) this.#events.push(m);
+    }
+  }
+
+  close(): void {
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/**
+ * Serves the guest's requests to the host while QEMU runs: the guest writes a file
+ * `host-req/N` (one line, `device_del ID` or `device_add ID`, ID a key of
+ * {@linkcode QEMU_USB_DEVICES}) into the results share; the host runs it over QMP and writes
+ * `host-req/N.done` (`ok SECONDS` or `error MESSAGE`). Each step is logged to `qmp.log`.
+ */
+async function _serveHostRequests(
+  share: string,
+  qmpPath: string,
+  stop: { stopped: boolean },
+): Promise<void> {
+  const dir = `${share}/host-req`;
+  const logPath = `${share}/qmp.log`;
+  const t0 = performance.now();
+  const note = async (m: string) => {
+    const line = `[${((performance.now() - t0) / 1000).toFixed(2)}] ${m}\n`;
+    await Deno.writeTextFile(logPath, line, { append: true }).catch(() => {});
+  };
+  let qmp: Qmp | null = null;
+  const handled = new Set<string>();
+  while (!stop.stopped) {
+    for (const name of _sortedEntries(dir)) {
+      if (!/^\d+$/.test(name) || handled.has(name)) continue;
+      handled.add(name);
+      const req = (await _readText(`${dir}/${name}`)).trim();
+      const started = performance.now();
+      let answer: string;
+      try {
+        qmp ??= await Qmp.connect(qmpPath, 10000);
+        const [verb, id] = req.split(/\s+/);
+        const props = QEMU_USB_DEVICES[id ?? ""];
+        if (props === undefined) throw new Error(`unknown device id ${id}`);
+        if (verb === "device_del") {
+          await qmp.command("device_del", { id });
+          await qmp.waitEvent("DEVICE_DELETED", (d) => d["device"] === id, 10000);
+        } else if (verb === "device_add") {
+          await qmp.command("device_add", props);
+        } else {
+          throw new Error(`unknown request ${verb}`);
+        }
+        answer = `ok ${((performance.now() - started) / 1000).toFixed(3)}`;
+      } catch (e) {
+        answer = `error ${e instanceof Error ? e.message : String(e)}`.replaceAll("\n", " ");
+      }
+      await note(`request ${name}: ${req} -> ${answer}`);
+      await Deno.writeTextFile(`${dir}/${name}.tmp`, answer + "\n");
+      await Deno.rename(`${dir}/${name}.tmp`, `${dir}/${name}.done`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  qmp?.close();
+}
+
 /** QEMU's exit code when the guest writes 0x10 to isa-debug-exit: (0x10 << 1) | 1. */
 const QEMU_GUEST_DONE = 33;
 
@@ -611,6 +866,9 @@ export const DEFAULT_TIMEOUTS: Record<ScenarioName, number> = {
   keyboard: 240,
   hangup: 480,
   kernel_baseline: 600,
+  passthrough_kernel: 420,
+  passthrough: 480,
+  passthrough_baseline: 480,
 };
 
 /**
@@ -648,6 +906,40 @@ export async function runScenario(
     ...(opts.extraArgs ?? []).map((a) => `rig.${a}`),
   ].join(" ");
   const kvm = kvmUsable();
+  const qemuUsb = QEMU_USB_SCENARIOS.includes(scenario);
+  const qmpPath = `${runDir}/qmp.sock`;
+  let stick: StickImage | null = null;
+  const usbArgs: string[] = [];
+  if (qemuUsb) {
+    stick = await buildStickImage(runDir);
+    await Deno.writeTextFile(
+      `${share}/stick.json`,
+      JSON.stringify({ file: stick.file, bytes: stick.bytes, sha256: stick.sha256 }) + "\n",
+    );
+    await Deno.mkdir(`${share}/host-req`);
+    const dev = (p: Record<string, string>) => {
+      const { driver, ...rest } = p;
+      return [driver, ...Object.entries(rest).map(([k, v]) => `${k}=${v}`)].join(",");
+    };
+    usbArgs.push(
+      "-qmp",
+      `unix:${qmpPath},server=on,wait=off`,
+      "-blockdev",
+      JSON.stringify({
+        driver: "raw",
+        "node-name": "stick0",
+        "read-only": true,
+        file: { driver: "file", filename: stick.image, "read-only": true },
+      }),
+      // QEMU attaches a usb-serial only once its chardev is open (a null one never is); what
+      // the guest writes to the FTDI's ttyUSB lands in this file.
+      "-chardev",
+      `file,id=ser0,path=${runDir}/serial.out`,
+      "-device",
+      "qemu-xhci,id=xhci",
+      ...Object.values(QEMU_USB_DEVICES).flatMap((p) => ["-device", dev(p)]),
+    );
+  }
   const virtfs = (path: string, tag: string, ro: boolean) => [
     "-virtfs",
     `local,path=${path},mount_tag=${tag},security_model=none,${
@@ -691,6 +983,7 @@ export async function runScenario(
     ...virtfs(image.paths.root, "host", true),
     ...virtfs(share, "results", false),
     ...virtfs(denoDir, "deno", true),
+    ...usbArgs,
   ];
   log(`booting ${scenario} (${kvm ? "kvm" : "tcg"}, limit ${timeoutSeconds} s)`);
   const t0 = performance.now();
@@ -709,8 +1002,12 @@ export async function runScenario(
       // already gone
     }
   }, timeoutSeconds * 1000);
+  const stop = { stopped: false };
+  const requests = qemuUsb ? _serveHostRequests(share, qmpPath, stop) : Promise.resolve();
   const out = await child.output();
   clearTimeout(timer);
+  stop.stopped = true;
+  await requests;
   const wallSeconds = Math.round(performance.now() - t0) / 1000;
   const qemuStderr = decoder.decode(out.stderr) + decoder.decode(out.stdout);
 
@@ -752,6 +1049,9 @@ export async function runScenario(
     gatewayLog: await _readText(`${share}/gateway.log`),
     scenarioLog: await _readText(`${share}/scenario.log`),
     qemuStderr,
+    stick,
+    qmpLog: await _readText(`${share}/qmp.log`),
+    serialOut: await _readText(`${runDir}/serial.out`),
   };
   await Deno.writeTextFile(
     `${runDir}/summary.json`,
@@ -778,6 +1078,7 @@ export function describeRun(run: ScenarioRun, reason: string): string {
   };
   section("scenario log", run.scenarioLog, 60);
   section("gateway log", run.gatewayLog, 40);
+  section("host QMP log", run.qmpLog, 20);
   section("dmesg", run.dmesg, 40);
   section("console", run.consoleLog, 40);
   section("qemu", run.qemuStderr, 10);

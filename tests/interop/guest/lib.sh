@@ -219,9 +219,10 @@ rig_usbtest_bound() {
 	ls /sys/bus/usb/drivers/usbtest/ 2>/dev/null | grep -q "^$(basename "$1"):"
 }
 
-# rig_vhci_port DEVNAME: the vhci port that holds the device DEVNAME (e.g. 3-1).
+# rig_vhci_port DEVNAME: the vhci port that holds the device DEVNAME (e.g. 3-1). The status
+# file prints ports as 0015: busybox awk reads a leading 0 as octal, so zeros are stripped.
 rig_vhci_port() {
-	awk -v n="$1" '$7 == n { print $2 + 0; found = 1 } END { exit !found }' "$VHCI/status"
+	awk -v n="$1" '$7 == n { sub(/^0+/, "", $2); print $2 + 0; found = 1 } END { exit !found }' "$VHCI/status"
 }
 
 # rig_vhci_used: number of vhci ports in use.
@@ -235,7 +236,7 @@ rig_vhci_free() {
 
 # rig_vhci_port_free PORT: that vhci port is free (status 004, VDEV_ST_NULL).
 rig_vhci_port_free() {
-	awk -v p="$1" 'NR > 1 && $2 + 0 == p { found = 1; free = $3 == "004" } END { exit !(found && free) }' \
+	awk -v p="$1" 'NR > 1 { sub(/^0+/, "", $2) } NR > 1 && $2 + 0 == p { found = 1; free = $3 == "004" } END { exit !(found && free) }' \
 		"$VHCI/status"
 }
 
@@ -348,7 +349,7 @@ rig_usbtest_alt() {
 
 # rig_vhci_first_used: the first vhci port in use.
 rig_vhci_first_used() {
-	awk 'NR > 1 && $3 != "004" { print $2 + 0; found = 1; exit } END { exit !found }' "$VHCI/status"
+	awk 'NR > 1 && $3 != "004" { sub(/^0+/, "", $2); print $2 + 0; found = 1; exit } END { exit !found }' "$VHCI/status"
 }
 
 # --- the kernel's own Gadget Zero (kernel_baseline, and the developer stand-in) ------------
@@ -412,4 +413,145 @@ _rig_start_standin() {
 	_RIG_SOCAT_PID=$!
 	rig_wait 20 rig_gateway_listening || fail "stand-in: usbipd/socat not listening"
 	GW_START_S=0
+}
+
+# --- QEMU's own USB devices and requests to the host (passthrough scenarios) ---------------
+
+# QEMU's usb-storage stick, usb-kbd and FTDI usb-serial on the qemu-xhci (rig.ts
+# QEMU_USB_DEVICES); their QMP ids are stick, kbd and serial.
+STICK_ID=46f4:0001
+QKBD_ID=0627:0001
+FTDI_ID=0403:6001
+
+# rig_qemu_usb_modules: the host controller and the drivers of QEMU's devices.
+rig_qemu_usb_modules() {
+	for _m in xhci-pci usb-storage sd_mod crc32c_generic ext4 usbhid hid-generic evdev ftdi_sio; do
+		rig_modprobe "$_m"
+	done
+}
+
+# rig_host_request LINE: asks the host to run LINE over QMP (`device_del ID` or
+# `device_add ID`) through the results share (rig.ts _serveHostRequests). Prints the host's
+# answer (`ok SECONDS` or `error MESSAGE`); succeeds on ok. Waits at most 20 s.
+rig_host_request() {
+	_n=$(($(cat "$W/host-req-n" 2>/dev/null || echo 0) + 1))
+	echo "$_n" >"$W/host-req-n"
+	_rq=$R/host-req/$_n
+	{ echo "$*" >"$_rq.tmp" && mv "$_rq.tmp" "$_rq"; } || {
+		echo "error cannot write $_rq"
+		return 1
+	}
+	rig_wait 20 test -f "$_rq.done" || {
+		echo "error the host did not answer within 20 s"
+		return 1
+	}
+	_ans=$(cat "$_rq.done")
+	echo "$_ans"
+	case $_ans in ok*) return 0 ;; esac
+	return 1
+}
+
+# rig_native_device VID:PID: prints the sysfs dir of that device when it is NOT under vhci.
+rig_native_device() {
+	for _d in /sys/bus/usb/devices/*; do
+		[ -f "$_d/idVendor" ] || continue
+		[ "$(cat "$_d/idVendor"):$(cat "$_d/idProduct")" = "$1" ] || continue
+		case "$(readlink -f "$_d")" in *vhci_hcd*) continue ;; esac
+		echo "$_d"
+		return 0
+	done
+	return 1
+}
+
+# rig_disk_under PATTERN: /dev/sdX whose sysfs path matches the case PATTERN (e.g. *vhci_hcd*).
+rig_disk_under() {
+	for _b in /sys/block/sd*; do
+		[ -e "$_b" ] || continue
+		case "$(readlink -f "$_b")" in
+		$1)
+			[ -b "/dev/$(basename "$_b")" ] || continue
+			[ "$(cat "$_b/size" 2>/dev/null || echo 0)" -gt 0 ] || continue
+			echo "/dev/$(basename "$_b")"
+			return 0
+			;;
+		esac
+	done
+	return 1
+}
+
+# rig_native_disk: a disk NOT attached through vhci_hcd (the guest has no other sd disks).
+rig_native_disk() {
+	for _b in /sys/block/sd*; do
+		[ -e "$_b" ] || continue
+		case "$(readlink -f "$_b")" in *vhci_hcd*) continue ;; esac
+		[ -b "/dev/$(basename "$_b")" ] || continue
+		[ "$(cat "$_b/size" 2>/dev/null || echo 0)" -gt 0 ] || continue
+		echo "/dev/$(basename "$_b")"
+		return 0
+	done
+	return 1
+}
+
+# rig_vhci_disk: the disk attached through vhci_hcd.
+rig_vhci_disk() {
+	rig_disk_under '*vhci_hcd*'
+}
+
+# rig_vhci_input: /dev/input/eventN of an input device under vhci_hcd.
+rig_vhci_input() {
+	for _e in /sys/class/input/event*; do
+		[ -e "$_e" ] || continue
+		case "$(readlink -f "$_e/device")" in
+		*vhci_hcd*)
+			echo "/dev/input/$(basename "$_e")"
+			return 0
+			;;
+		esac
+	done
+	return 1
+}
+
+# rig_vhci_tty DRIVER: ttyUSBn under vhci_hcd whose USB serial port is bound to DRIVER.
+rig_vhci_tty() {
+	for _t in /sys/bus/usb-serial/devices/ttyUSB*; do
+		[ -e "$_t" ] || continue
+		case "$(readlink -f "$_t")" in *vhci_hcd*) ;; *) continue ;; esac
+		[ "$(basename "$(readlink -f "$_t/driver")")" = "$1" ] || continue
+		echo "$(basename "$_t")"
+		return 0
+	done
+	return 1
+}
+
+# rig_stick_expect: the random file's name and sha256 the host put on the stick
+# (share/stick.json); sets STICK_FILE, STICK_SHA.
+rig_stick_expect() {
+	STICK_FILE=$(sed -n 's/.*"file": *"\([^"]*\)".*/\1/p' "$R/stick.json")
+	STICK_SHA=$(sed -n 's/.*"sha256": *"\([0-9a-f]*\)".*/\1/p' "$R/stick.json")
+	[ -n "$STICK_FILE" ] && [ -n "$STICK_SHA" ] || fail "no stick.json from the host in the share"
+}
+
+# rig_stick_checksum DISK LABEL: mounts DISK read-only, sha256s the random file, compares it
+# with the host's; records LABEL_sha256 and LABEL_checksum_s.
+rig_stick_checksum() {
+	_t0=$(rig_uptime)
+	mkdir -p /mnt/stick
+	timeout -s KILL 30 mount -t ext4 -o ro,noload "$1" /mnt/stick || fail "$2: cannot mount $1 read-only"
+	_sum=$(timeout -s KILL 60 sha256sum "/mnt/stick/$STICK_FILE" | awk '{ print $1 }')
+	timeout -s KILL 30 umount /mnt/stick || fail "$2: cannot unmount $1"
+	rig_field_str "$2_sha256" "$_sum"
+	rig_field "$2_checksum_s" "$(rig_since "$_t0")"
+	log "$2: sha256 of $STICK_FILE on $1: $_sum (host: $STICK_SHA)"
+	[ "$_sum" = "$STICK_SHA" ] || fail "$2: checksum of $STICK_FILE on $1 is '$_sum', the host's is $STICK_SHA"
+}
+
+# rig_dd_mbs DISK LABEL: reads 64 MiB of DISK with O_DIRECT; prints MB/s (10^6 bytes/s) and
+# records LABEL_s.
+rig_dd_mbs() {
+	_t0=$(rig_uptime)
+	timeout -s KILL 120 dd if="$1" of=/dev/null bs=1M count=64 iflag=direct 2>"$W/dd.err" ||
+		fail "$2: dd of $1 failed: $(cat "$W/dd.err")"
+	_s=$(rig_since "$_t0")
+	echo "dd $1 ($2): $_s s; $(tail -n 1 "$W/dd.err")" >&2
+	awk -v s="$_s" 'BEGIN { printf "%.1f", 67108864 / s / 1e6 }'
 }
