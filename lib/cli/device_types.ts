@@ -28,6 +28,14 @@ import {
 } from "../backends/char_backend.ts";
 import { CdcAcm } from "../devices/cdc_acm.ts";
 import { FtdiSerial } from "../devices/ftdi.ts";
+import { GoTemp } from "../devices/gotemp.ts";
+import {
+  openTemperatureSource,
+  parseTemperatureSource,
+  type TemperatureSourceSpec,
+} from "../backends/temperature_source.ts";
+import { HidMouse, pointerCommandConsumer } from "../devices/mouse.ts";
+import { HidTablet } from "../devices/tablet.ts";
 import { UsageError } from "./usage_error.ts";
 
 /** A created device and what must be closed with it. */
@@ -265,6 +273,87 @@ export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map<string, Dev
       const backend = await openCharBackend(backendSpec);
       const device = new FtdiSerial({ backend, ...(serial !== undefined ? { serial } : {}) });
       return { device, close: () => backend.close() };
+    },
+  }],
+  ["gotemp", {
+    name: "gotemp",
+    summary: "Vernier Go!Temp USB thermometer (08f7:0002, HID; Linux: ldusb)",
+    keys: {
+      source:
+        "temperature source: constant:C (default constant:21.5), sine:MIN:MAX:PERIOD_S, file:PATH or unix:PATH",
+      rate: "samples per second, > 0 and <= 1000 (default 10)",
+      serial: "serial number string",
+    },
+    async create(spec) {
+      const { serial } = spec.options;
+      let sourceSpec: TemperatureSourceSpec;
+      try {
+        sourceSpec = parseTemperatureSource(spec.options.source ?? "constant:21.5");
+      } catch (e) {
+        throw new UsageError(
+          `Invalid source for gotemp in ${spec.origin}: ${(e as Error).message}`,
+        );
+      }
+      const rateText = spec.options.rate;
+      const rate = rateText === undefined ? undefined : Number(rateText);
+      if (rate !== undefined && !(rate > 0 && rate <= 1000)) {
+        throw new UsageError(
+          `Invalid rate="${rateText}" for gotemp in ${spec.origin}: expected samples per second in (0, 1000]`,
+        );
+      }
+      let source;
+      try {
+        source = await openTemperatureSource(sourceSpec);
+      } catch (e) {
+        if (e instanceof TypeError) {
+          throw new UsageError(`Invalid source for gotemp in ${spec.origin}: ${e.message}`);
+        }
+        throw e;
+      }
+      const device = new GoTemp({
+        source,
+        ...(rate !== undefined ? { rate } : {}),
+        ...(serial !== undefined ? { serial } : {}),
+      });
+      return { device, close: () => source.close() };
+    },
+  }],
+  ["mouse", {
+    name: "mouse",
+    summary: "HID boot mouse with 3 buttons and a wheel, moved by text commands",
+    keys: {
+      socket:
+        "unix socket path: lines such as 'move 10 -5', 'scroll -1', 'click left', 'press right', 'release'",
+      serial: "serial number string",
+    },
+    async create(spec) {
+      const { socket, serial } = spec.options;
+      const mouse = new HidMouse(serial !== undefined ? { serial } : {});
+      if (socket === undefined) return { device: mouse };
+      const input = await openTextSocket(
+        { path: socket, mode: 0o600 },
+        pointerCommandConsumer(mouse),
+      );
+      return { device: mouse, close: () => input.close() };
+    },
+  }],
+  ["tablet", {
+    name: "tablet",
+    summary: "HID absolute pointer (like QEMU's usb-tablet), positioned by text commands",
+    keys: {
+      socket:
+        "unix socket path: lines such as 'abs 0.5 0.25' (0..1 from top-left), 'click left', 'press right', 'release'",
+      serial: "serial number string",
+    },
+    async create(spec) {
+      const { socket, serial } = spec.options;
+      const tablet = new HidTablet(serial !== undefined ? { serial } : {});
+      if (socket === undefined) return { device: tablet };
+      const input = await openTextSocket(
+        { path: socket, mode: 0o600 },
+        pointerCommandConsumer(tablet),
+      );
+      return { device: tablet, close: () => input.close() };
     },
   }],
 ]);

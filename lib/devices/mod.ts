@@ -1,6 +1,6 @@
 /**
  * USB devices: the descriptor tree and its encoder, the device model with its standard-request
- * handler, and the emulated devices (Gadget Zero, HID keyboard).
+ * handler, and the emulated devices (Gadget Zero, HID keyboard, mouse and tablet, serial ports, Go!Temp).
  *
  * @module
  */
@@ -14,3 +14,6 @@ export * from "./hid_keymap.ts";
 export * from "./passthrough/mod.ts";
 export * from "./cdc_acm.ts";
 export * from "./ftdi.ts";
+export * from "./gotemp.ts";
+export * from "./mouse.ts";
+export * from "./tablet.ts";

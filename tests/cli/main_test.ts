@@ -23,7 +23,10 @@ Deno.test("usbipgw version prints the version and --help works everywhere", asyn
 Deno.test("usage errors exit with 2 and say what is valid", async () => {
   const cases: [string[], string][] = [
     [["bogus"], 'Unknown command "bogus"; commands: serve, list, host, policy, version, help'],
-    [["serve", "--device", "floppy"], "valid types: gadget-zero, keyboard, host, cdc-acm, ftdi"],
+    [
+      ["serve", "--device", "floppy"],
+      "valid types: gadget-zero, keyboard, host, cdc-acm, ftdi, gotemp, mouse, tablet",
+    ],
     [["serve", "--device", "keyboard:colour=red"], "valid keys: busid, text, socket, serial"],
     [["serve", "--frobnicate"], "Unknown option --frobnicate"],
     [

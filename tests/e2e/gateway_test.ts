@@ -297,3 +297,27 @@ Deno.test("serial devices echo through a loopback back-end over TCP", async () =
     await gw.stop();
   }
 });
+
+Deno.test("the Go!Temp thermometer reports its source's temperature", async () => {
+  const gw = await startGateway([
+    "--tcp",
+    "127.0.0.1:0",
+    "--device",
+    "gotemp:busid=1-1,source=constant:21.5,rate=100",
+    ...ALLOW_TCP,
+  ]);
+  try {
+    const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
+    assertEquals(ch.device.idVendor, 0x08f7);
+    await ch.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+    const r = await ch.submit({ ep: 1, dirIn: true, length: 8 }).done;
+    assertEquals(r.status, 0);
+    const samples = r.data[0]!;
+    assert(samples >= 1 && samples <= 3, `sample count ${samples}`);
+    // 21.5 °C is 21.5 * 128 = 2752 raw, little-endian c0 0a.
+    assertEquals([r.data[2], r.data[3]], [0xc0, 0x0a]);
+    await ch.close();
+  } finally {
+    await gw.stop();
+  }
+});
