@@ -35,6 +35,7 @@
  * @module
  */
 
+import { Wakeup } from "./wakeup.ts";
 import { Speed } from "../protocol/constants.ts";
 import { constantSource, type TemperatureSource } from "../backends/temperature_source.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
@@ -220,7 +221,7 @@ export class GoTemp extends UsbDevice {
   #lastOutput: Uint8Array = new Uint8Array(GOTEMP_REPORT_LENGTH);
   #commands: Uint8Array[] = [];
   #idleRate = 0;
-  #waiters = new Set<() => void>();
+  #wakeup = new Wakeup();
 
   /**
    * Creates a Go!Temp.
@@ -332,16 +333,12 @@ export class GoTemp extends UsbDevice {
     if (this.#sampling) return;
     this.#sampling = true;
     this.#nextDue = this.#now() + this.#period;
-    this.#wake();
+    this.#wakeup.wake();
   }
 
   #stop(): void {
     this.#sampling = false;
-    this.#wake();
-  }
-
-  #wake(): void {
-    for (const w of [...this.#waiters]) w();
+    this.#wakeup.wake();
   }
 
   /** Gives the interrupt IN transfer the next report, or keeps it pending until one is due. */
@@ -373,32 +370,10 @@ export class GoTemp extends UsbDevice {
   async #waitForReport(t: UsbTransfer): Promise<TransferResult> {
     while (true) {
       const delay = this.#sampling ? Math.max(0, this.#nextDue - this.#now()) : undefined;
-      if (await this.#wait(t.signal, delay)) return CANCELLED;
+      if (await this.#wakeup.wait(t.signal, delay)) return CANCELLED;
       const r = this.#poll(t.length);
       if (r !== undefined) return r;
     }
-  }
-
-  /**
-   * Waits for a start/stop/reset, `ms` milliseconds or the abort of `signal`; resolves `true`
-   * for the abort. Leaves no listener or timer behind.
-   */
-  #wait(signal: AbortSignal, ms: number | undefined): Promise<boolean> {
-    if (signal.aborted) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const finish = (aborted: boolean) => {
-        this.#waiters.delete(wake);
-        signal.removeEventListener("abort", onAbort);
-        if (timer !== undefined) clearTimeout(timer);
-        resolve(aborted);
-      };
-      const wake = () => finish(false);
-      const onAbort = () => finish(true);
-      this.#waiters.add(wake);
-      signal.addEventListener("abort", onAbort, { once: true });
-      if (ms !== undefined) timer = setTimeout(wake, ms);
-    });
   }
 
   #restart(): void {
@@ -406,7 +381,7 @@ export class GoTemp extends UsbDevice {
     this.#sequence = 0;
     this.#idleRate = 0;
     this.#nextDue = this.#now() + this.#period;
-    this.#wake();
+    this.#wakeup.wake();
   }
 
   /** SET_CONFIGURATION: sampling starts over, sequence 0. */

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { Wakeup } from "./wakeup.ts";
 import { Speed } from "../protocol/constants.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
 import {
@@ -277,7 +278,7 @@ export class HidKeyboard extends UsbDevice {
   #leds = 0;
   #onLeds: ((leds: KeyboardLeds) => void) | undefined;
   #startupText: string | undefined;
-  #waiters = new Set<() => void>();
+  #wakeup = new Wakeup();
 
   /**
    * Creates a keyboard.
@@ -373,12 +374,8 @@ export class HidKeyboard extends UsbDevice {
         if (i === reports.length - 1) q.settle = { resolve, reject };
         this.#queue.push(q);
       });
-      this.#wake();
+      this.#wakeup.wake();
     });
-  }
-
-  #wake(): void {
-    for (const w of [...this.#waiters]) w();
   }
 
   /**
@@ -404,7 +401,7 @@ export class HidKeyboard extends UsbDevice {
       case HidRequest.SET_IDLE:
         if (dirIn || reportId !== 0) return STALL;
         this.#idleRate = s.wValue >> 8;
-        this.#wake(); // waiting transfers recompute their deadline from the last report
+        this.#wakeup.wake(); // waiting transfers recompute their deadline from the last report
         return OK;
       case HidRequest.GET_PROTOCOL:
         return dirIn && s.wValue === 0 ? dataResult(new Uint8Array([this.#protocol])) : STALL;
@@ -490,32 +487,10 @@ export class HidKeyboard extends UsbDevice {
 
   async #waitForReport(t: UsbTransfer): Promise<TransferResult> {
     while (true) {
-      if (await this.#wait(t.signal, this.#idleDelay())) return CANCELLED;
+      if (await this.#wakeup.wait(t.signal, this.#idleDelay())) return CANCELLED;
       const r = this.#poll(t.length);
       if (r !== undefined) return r;
     }
-  }
-
-  /**
-   * Waits for a queued report, an idle-rate change, `ms` milliseconds or the abort of
-   * `signal`; resolves `true` for the abort. Leaves no listener or timer behind.
-   */
-  #wait(signal: AbortSignal, ms: number | undefined): Promise<boolean> {
-    if (signal.aborted) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const finish = (aborted: boolean) => {
-        this.#waiters.delete(wake);
-        signal.removeEventListener("abort", onAbort);
-        if (timer !== undefined) clearTimeout(timer);
-        resolve(aborted);
-      };
-      const wake = () => finish(false);
-      const onAbort = () => finish(true);
-      this.#waiters.add(wake);
-      signal.addEventListener("abort", onAbort, { once: true });
-      if (ms !== undefined) timer = setTimeout(wake, ms);
-    });
   }
 
   /** The host's driver starts over: it holds no keys, and the class state is initial. */
@@ -524,7 +499,7 @@ export class HidKeyboard extends UsbDevice {
     this.#currentAt = performance.now();
     this.#idleRate = DEFAULT_IDLE_RATE;
     this.#protocol = HidProtocol.REPORT;
-    this.#wake();
+    this.#wakeup.wake();
   }
 
   /** The host's driver starts over after SET_CONFIGURATION. */

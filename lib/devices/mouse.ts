@@ -6,6 +6,7 @@
  * @module
  */
 
+import { Wakeup } from "./wakeup.ts";
 import { getLogger } from "@logtape/logtape";
 import { Speed, type SpeedValue } from "../protocol/constants.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
@@ -256,7 +257,7 @@ export abstract class HidPointer<S> extends UsbDevice {
   #protocol: number = HidProtocol.REPORT;
   #boot: boolean;
   #reportDescriptor: Uint8Array;
-  #waiters = new Set<() => void>();
+  #wakeup = new Wakeup();
 
   /**
    * Builds the device. `boot` says whether the interface is a boot device, which answers
@@ -323,12 +324,8 @@ export abstract class HidPointer<S> extends UsbDevice {
         if (i === states.length - 1) q.settle = { resolve, reject };
         this.#queue.push(q);
       });
-      this.#wake();
+      this.#wakeup.wake();
     });
-  }
-
-  #wake(): void {
-    for (const w of [...this.#waiters]) w();
   }
 
   /**
@@ -354,7 +351,7 @@ export abstract class HidPointer<S> extends UsbDevice {
       case HidRequest.SET_IDLE:
         if (dirIn || reportId !== 0) return STALL;
         this.#idleRate = s.wValue >> 8;
-        this.#wake(); // waiting transfers recompute their deadline from the last report
+        this.#wakeup.wake(); // waiting transfers recompute their deadline from the last report
         return OK;
       case HidRequest.GET_PROTOCOL:
         return this.#boot && dirIn && s.wValue === 0
@@ -422,32 +419,10 @@ export abstract class HidPointer<S> extends UsbDevice {
 
   async #waitForReport(t: UsbTransfer): Promise<TransferResult> {
     while (true) {
-      if (await this.#wait(t.signal, this.#idleDelay())) return CANCELLED;
+      if (await this.#wakeup.wait(t.signal, this.#idleDelay())) return CANCELLED;
       const r = this.#poll(t.length);
       if (r !== undefined) return r;
     }
-  }
-
-  /**
-   * Waits for a queued state, an idle-rate change, `ms` milliseconds or the abort of
-   * `signal`; resolves `true` for the abort. Leaves no listener or timer behind.
-   */
-  #wait(signal: AbortSignal, ms: number | undefined): Promise<boolean> {
-    if (signal.aborted) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const finish = (aborted: boolean) => {
-        this.#waiters.delete(wake);
-        signal.removeEventListener("abort", onAbort);
-        if (timer !== undefined) clearTimeout(timer);
-        resolve(aborted);
-      };
-      const wake = () => finish(false);
-      const onAbort = () => finish(true);
-      this.#waiters.add(wake);
-      signal.addEventListener("abort", onAbort, { once: true });
-      if (ms !== undefined) timer = setTimeout(wake, ms);
-    });
   }
 
   /** The host's driver starts over: buttons up, class state initial. */
@@ -456,7 +431,7 @@ export abstract class HidPointer<S> extends UsbDevice {
     this.#currentAt = performance.now();
     this.#idleRate = 0;
     this.#protocol = HidProtocol.REPORT;
-    this.#wake();
+    this.#wakeup.wake();
   }
 
   /** The host's driver starts over after SET_CONFIGURATION. */
