@@ -23,7 +23,8 @@ try { conn = await Deno.connect({ transport: "unix", path }); }
 catch (e) { say({ step: "connect", error: e.name }); Deno.exit(0); }
 say({ step: "connected" });
 const req = new Uint8Array(40); req.set([0x01, 0x11, 0x80, 0x03]); req.set([0x31, 0x2d, 0x31], 8);
-await conn.write(req);
+// The gateway may refuse (close) before the request is written: that is a hang-up too.
+try { await conn.write(req); } catch { say({ step: "import", closed: true }); Deno.exit(0); }
 const buf = new Uint8Array(320); let got = 0;
 const read = async (b) => { try { return await conn.read(b); } catch { return null; } };
 while (got < 8) { const n = await read(buf.subarray(got)); if (n === null) break; got += n; }
