@@ -39,7 +39,7 @@ import { Wakeup } from "./wakeup.ts";
 import { Speed } from "../protocol/constants.ts";
 import { constantSource, type TemperatureSource } from "../backends/temperature_source.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
-import { hidDescriptor, HidDescriptorType, HidReportType, HidRequest } from "./keyboard.ts";
+import { hidClassDescriptor, hidDeviceDescriptors, HidReportType, HidRequest } from "./keyboard.ts";
 import { Request, RequestType } from "./setup_packet.ts";
 import {
   CANCELLED,
@@ -142,46 +142,20 @@ export function encodeGoTempReport(sequence: number, celsius: readonly number[])
 
 /** The Go!Temp's descriptor tree (see {@linkcode GoTemp}). */
 export function goTempDescriptors(options: Pick<GoTempOptions, "serial"> = {}): UsbDescriptors {
-  const device: UsbDescriptors["device"] = {
-    bcdUSB: 0x0200,
-    bDeviceClass: 0,
-    bDeviceSubClass: 0,
-    bDeviceProtocol: 0,
-    bMaxPacketSize0: 64,
+  return hidDeviceDescriptors({
     idVendor: GOTEMP_IDS.idVendor,
     idProduct: GOTEMP_IDS.idProduct,
-    bcdDevice: 0x0100,
-    iManufacturer: "Vernier Software & Technology",
-    iProduct: "Go! Temp",
-  };
-  if (options.serial !== undefined) device.iSerialNumber = options.serial;
-  return {
-    device,
-    configurations: [{
-      bConfigurationValue: 1,
-      bmAttributes: 0x80,
-      bMaxPower: 50,
-      interfaces: [{
-        bInterfaceNumber: INTERFACE,
-        bAlternateSetting: 0,
-        bInterfaceClass: 3,
-        bInterfaceSubClass: 0,
-        bInterfaceProtocol: 0,
-        extra: [hidDescriptor(GOTEMP_REPORT_DESCRIPTOR.length)],
-        endpoints: [{
-          bEndpointAddress: ENDPOINT_IN,
-          bmAttributes: INTERRUPT,
-          wMaxPacketSize: GOTEMP_REPORT_LENGTH,
-          bInterval: 10,
-        }],
-      }],
-    }],
-  };
+    manufacturer: "Vernier Software & Technology",
+    product: "Go! Temp",
+    ...(options.serial !== undefined ? { serial: options.serial } : {}),
+    bInterfaceSubClass: 0,
+    bInterfaceProtocol: 0,
+    reportDescriptor: GOTEMP_REPORT_DESCRIPTOR,
+    maxPacketSize: GOTEMP_REPORT_LENGTH,
+  });
 }
 
 const INTERFACE = 0;
-const ENDPOINT_IN = 0x81;
-const INTERRUPT = 3;
 const COMMAND_LOG = 64;
 const CLASS_IN = RequestType.DIR_IN | RequestType.TYPE_CLASS | RequestType.RECIPIENT_INTERFACE;
 const CLASS_OUT = RequestType.TYPE_CLASS | RequestType.RECIPIENT_INTERFACE;
@@ -272,7 +246,7 @@ export class GoTemp extends UsbDevice {
   protected override handleControl(c: ControlTransfer): TransferResult {
     const s = c.setup;
     if (s.bmRequestType === STANDARD_INTERFACE_IN && s.bRequest === Request.GET_DESCRIPTOR) {
-      return this.#classDescriptor(s.wValue, s.wIndex);
+      return hidClassDescriptor(GOTEMP_REPORT_DESCRIPTOR, s.wValue, s.wIndex);
     }
     const isClass = s.bmRequestType === CLASS_IN || s.bmRequestType === CLASS_OUT;
     if (!isClass || s.wIndex !== INTERFACE || this.configurationValue === 0) return STALL;
@@ -289,18 +263,6 @@ export class GoTemp extends UsbDevice {
         if (dirIn || reportId !== 0) return STALL;
         this.#idleRate = s.wValue >> 8;
         return OK;
-      default:
-        return STALL;
-    }
-  }
-
-  #classDescriptor(wValue: number, wIndex: number): TransferResult {
-    if (wIndex !== INTERFACE || (wValue & 0xff) !== 0) return STALL;
-    switch (wValue >> 8) {
-      case HidDescriptorType.HID:
-        return dataResult(hidDescriptor(GOTEMP_REPORT_DESCRIPTOR.length));
-      case HidDescriptorType.REPORT:
-        return dataResult(GOTEMP_REPORT_DESCRIPTOR.slice());
       default:
         return STALL;
     }

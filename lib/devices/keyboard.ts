@@ -120,6 +120,85 @@ export function hidDescriptor(reportLength: number): Uint8Array {
   return b;
 }
 
+/** What tells one single-interface HID device's descriptors from another's. */
+export interface HidDeviceShape {
+  idVendor: number;
+  idProduct: number;
+  manufacturer: string;
+  product: string;
+  serial?: string;
+  /** 1 for a boot interface, else 0 (HID 1.11 §4.2). */
+  bInterfaceSubClass: number;
+  /** With subclass 1: 1 keyboard, 2 mouse (HID 1.11 §4.3). */
+  bInterfaceProtocol: number;
+  reportDescriptor: Uint8Array;
+  /** The interrupt IN endpoint's packet size. */
+  maxPacketSize: number;
+}
+
+/**
+ * The descriptors of a full-speed device with one HID interface (interface 0) and one
+ * interrupt IN endpoint 0x81 polled every 10 ms: the shape of the keyboard, mouse, tablet and
+ * Go!Temp.
+ */
+export function hidDeviceDescriptors(shape: HidDeviceShape): UsbDescriptors {
+  const device: UsbDescriptors["device"] = {
+    bcdUSB: 0x0200,
+    bDeviceClass: 0,
+    bDeviceSubClass: 0,
+    bDeviceProtocol: 0,
+    bMaxPacketSize0: 64,
+    idVendor: shape.idVendor,
+    idProduct: shape.idProduct,
+    bcdDevice: 0x0100,
+    iManufacturer: shape.manufacturer,
+    iProduct: shape.product,
+  };
+  if (shape.serial !== undefined) device.iSerialNumber = shape.serial;
+  return {
+    device,
+    configurations: [{
+      bConfigurationValue: 1,
+      bmAttributes: 0x80,
+      bMaxPower: 50,
+      interfaces: [{
+        bInterfaceNumber: INTERFACE,
+        bAlternateSetting: 0,
+        bInterfaceClass: 3,
+        bInterfaceSubClass: shape.bInterfaceSubClass,
+        bInterfaceProtocol: shape.bInterfaceProtocol,
+        extra: [hidDescriptor(shape.reportDescriptor.length)],
+        endpoints: [{
+          bEndpointAddress: ENDPOINT_IN,
+          bmAttributes: INTERRUPT,
+          wMaxPacketSize: shape.maxPacketSize,
+          bInterval: 10,
+        }],
+      }],
+    }],
+  };
+}
+
+/**
+ * Answers GET_DESCRIPTOR with interface recipient for the HID descriptor (0x21) and the report
+ * descriptor (0x22) of interface 0; everything else stalls.
+ */
+export function hidClassDescriptor(
+  reportDescriptor: Uint8Array,
+  wValue: number,
+  wIndex: number,
+): TransferResult {
+  if (wIndex !== INTERFACE || (wValue & 0xff) !== 0) return STALL;
+  switch (wValue >> 8) {
+    case HidDescriptorType.HID:
+      return dataResult(hidDescriptor(reportDescriptor.length));
+    case HidDescriptorType.REPORT:
+      return dataResult(reportDescriptor.slice());
+    default:
+      return STALL;
+  }
+}
+
 /** The LED state the host last set, as bits and as flags. */
 export interface KeyboardLeds {
   /** The LED byte of the output report (bits of {@linkcode Led}; padding bits cleared). */
@@ -176,41 +255,17 @@ const STANDARD_INTERFACE_IN = RequestType.DIR_IN | RequestType.RECIPIENT_INTERFA
 
 /** The keyboard's descriptor tree (a full-speed device; see {@linkcode HidKeyboard}). */
 export function hidKeyboardDescriptors(options: HidKeyboardOptions = {}): UsbDescriptors {
-  const device: UsbDescriptors["device"] = {
-    bcdUSB: 0x0200,
-    bDeviceClass: 0,
-    bDeviceSubClass: 0,
-    bDeviceProtocol: 0,
-    bMaxPacketSize0: 64,
+  return hidDeviceDescriptors({
     idVendor: options.vendorId ?? HID_KEYBOARD_IDS.idVendor,
     idProduct: options.productId ?? HID_KEYBOARD_IDS.idProduct,
-    bcdDevice: 0x0100,
-    iManufacturer: "usbipgw",
-    iProduct: "usbipgw keyboard",
-  };
-  if (options.serial !== undefined) device.iSerialNumber = options.serial;
-  return {
-    device,
-    configurations: [{
-      bConfigurationValue: 1,
-      bmAttributes: 0x80,
-      bMaxPower: 50,
-      interfaces: [{
-        bInterfaceNumber: INTERFACE,
-        bAlternateSetting: 0,
-        bInterfaceClass: 3,
-        bInterfaceSubClass: 1,
-        bInterfaceProtocol: 1,
-        extra: [hidDescriptor(BOOT_KEYBOARD_REPORT_DESCRIPTOR.length)],
-        endpoints: [{
-          bEndpointAddress: ENDPOINT_IN,
-          bmAttributes: INTERRUPT,
-          wMaxPacketSize: BOOT_REPORT_LENGTH,
-          bInterval: 10,
-        }],
-      }],
-    }],
-  };
+    manufacturer: "usbipgw",
+    product: "usbipgw keyboard",
+    ...(options.serial !== undefined ? { serial: options.serial } : {}),
+    bInterfaceSubClass: 1,
+    bInterfaceProtocol: 1,
+    reportDescriptor: BOOT_KEYBOARD_REPORT_DESCRIPTOR,
+    maxPacketSize: BOOT_REPORT_LENGTH,
+  });
 }
 
 function _ledsOf(raw: number): KeyboardLeds {
@@ -385,7 +440,7 @@ export class HidKeyboard extends UsbDevice {
   protected override handleControl(c: ControlTransfer): TransferResult {
     const s = c.setup;
     if (s.bmRequestType === STANDARD_INTERFACE_IN && s.bRequest === Request.GET_DESCRIPTOR) {
-      return this.#classDescriptor(s.wValue, s.wIndex);
+      return hidClassDescriptor(BOOT_KEYBOARD_REPORT_DESCRIPTOR, s.wValue, s.wIndex);
     }
     const isClass = s.bmRequestType === CLASS_IN || s.bmRequestType === CLASS_OUT;
     if (!isClass || s.wIndex !== INTERFACE || this.configurationValue === 0) return STALL;
@@ -411,18 +466,6 @@ export class HidKeyboard extends UsbDevice {
         }
         this.#protocol = s.wValue;
         return OK;
-      default:
-        return STALL;
-    }
-  }
-
-  #classDescriptor(wValue: number, wIndex: number): TransferResult {
-    if (wIndex !== INTERFACE || (wValue & 0xff) !== 0) return STALL;
-    switch (wValue >> 8) {
-      case HidDescriptorType.HID:
-        return dataResult(hidDescriptor(BOOT_KEYBOARD_REPORT_DESCRIPTOR.length));
-      case HidDescriptorType.REPORT:
-        return dataResult(BOOT_KEYBOARD_REPORT_DESCRIPTOR.slice());
       default:
         return STALL;
     }

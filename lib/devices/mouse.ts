@@ -11,8 +11,8 @@ import { getLogger } from "@logtape/logtape";
 import { Speed, type SpeedValue } from "../protocol/constants.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
 import {
-  hidDescriptor,
-  HidDescriptorType,
+  hidClassDescriptor,
+  hidDeviceDescriptors,
   HidProtocol,
   HidReportType,
   HidRequest,
@@ -335,7 +335,7 @@ export abstract class HidPointer<S> extends UsbDevice {
   protected override handleControl(c: ControlTransfer): TransferResult {
     const s = c.setup;
     if (s.bmRequestType === STANDARD_INTERFACE_IN && s.bRequest === Request.GET_DESCRIPTOR) {
-      return this.#classDescriptor(s.wValue, s.wIndex);
+      return hidClassDescriptor(this.#reportDescriptor, s.wValue, s.wIndex);
     }
     const isClass = s.bmRequestType === CLASS_IN || s.bmRequestType === CLASS_OUT;
     if (!isClass || s.wIndex !== INTERFACE || this.configurationValue === 0) return STALL;
@@ -368,18 +368,6 @@ export abstract class HidPointer<S> extends UsbDevice {
         return OK;
       default:
         return STALL; // SET_REPORT too: there are no output or feature reports
-    }
-  }
-
-  #classDescriptor(wValue: number, wIndex: number): TransferResult {
-    if (wIndex !== INTERFACE || (wValue & 0xff) !== 0) return STALL;
-    switch (wValue >> 8) {
-      case HidDescriptorType.HID:
-        return dataResult(hidDescriptor(this.#reportDescriptor.length));
-      case HidDescriptorType.REPORT:
-        return dataResult(this.#reportDescriptor.slice());
-      default:
-        return STALL;
     }
   }
 
@@ -465,41 +453,17 @@ export interface HidMouseOptions {
 
 /** The mouse's descriptor tree (a full-speed device; see {@linkcode HidMouse}). */
 export function hidMouseDescriptors(options: HidMouseOptions = {}): UsbDescriptors {
-  const device: UsbDescriptors["device"] = {
-    bcdUSB: 0x0200,
-    bDeviceClass: 0,
-    bDeviceSubClass: 0,
-    bDeviceProtocol: 0,
-    bMaxPacketSize0: 64,
+  return hidDeviceDescriptors({
     idVendor: options.vendorId ?? HID_MOUSE_IDS.idVendor,
     idProduct: options.productId ?? HID_MOUSE_IDS.idProduct,
-    bcdDevice: 0x0100,
-    iManufacturer: "usbipgw",
-    iProduct: "usbipgw mouse",
-  };
-  if (options.serial !== undefined) device.iSerialNumber = options.serial;
-  return {
-    device,
-    configurations: [{
-      bConfigurationValue: 1,
-      bmAttributes: 0x80,
-      bMaxPower: 50,
-      interfaces: [{
-        bInterfaceNumber: INTERFACE,
-        bAlternateSetting: 0,
-        bInterfaceClass: 3,
-        bInterfaceSubClass: 1,
-        bInterfaceProtocol: 2,
-        extra: [hidDescriptor(MOUSE_REPORT_DESCRIPTOR.length)],
-        endpoints: [{
-          bEndpointAddress: 0x81,
-          bmAttributes: 3,
-          wMaxPacketSize: MOUSE_REPORT_LENGTH,
-          bInterval: 10,
-        }],
-      }],
-    }],
-  };
+    manufacturer: "usbipgw",
+    product: "usbipgw mouse",
+    ...(options.serial !== undefined ? { serial: options.serial } : {}),
+    bInterfaceSubClass: 1,
+    bInterfaceProtocol: 2,
+    reportDescriptor: MOUSE_REPORT_DESCRIPTOR,
+    maxPacketSize: MOUSE_REPORT_LENGTH,
+  });
 }
 
 function _checkButtons(buttons: number): void {

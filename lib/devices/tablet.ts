@@ -8,7 +8,7 @@
 
 import { Speed } from "../protocol/constants.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
-import { hidDescriptor } from "./keyboard.ts";
+import { hidDeviceDescriptors } from "./keyboard.ts";
 import { ALL_BUTTONS, HidPointer, PointerButton, type PointerCommand } from "./mouse.ts";
 
 /** The largest coordinate: X and Y run from 0 (left, top) to this (right, bottom). */
@@ -74,41 +74,17 @@ export interface HidTabletOptions {
 
 /** The tablet's descriptor tree (a full-speed device; see {@linkcode HidTablet}). */
 export function hidTabletDescriptors(options: HidTabletOptions = {}): UsbDescriptors {
-  const device: UsbDescriptors["device"] = {
-    bcdUSB: 0x0200,
-    bDeviceClass: 0,
-    bDeviceSubClass: 0,
-    bDeviceProtocol: 0,
-    bMaxPacketSize0: 64,
+  return hidDeviceDescriptors({
     idVendor: options.vendorId ?? HID_TABLET_IDS.idVendor,
     idProduct: options.productId ?? HID_TABLET_IDS.idProduct,
-    bcdDevice: 0x0100,
-    iManufacturer: "usbipgw",
-    iProduct: "usbipgw tablet",
-  };
-  if (options.serial !== undefined) device.iSerialNumber = options.serial;
-  return {
-    device,
-    configurations: [{
-      bConfigurationValue: 1,
-      bmAttributes: 0x80,
-      bMaxPower: 50,
-      interfaces: [{
-        bInterfaceNumber: 0,
-        bAlternateSetting: 0,
-        bInterfaceClass: 3,
-        bInterfaceSubClass: 0,
-        bInterfaceProtocol: 0,
-        extra: [hidDescriptor(TABLET_REPORT_DESCRIPTOR.length)],
-        endpoints: [{
-          bEndpointAddress: 0x81,
-          bmAttributes: 3,
-          wMaxPacketSize: 8,
-          bInterval: 10,
-        }],
-      }],
-    }],
-  };
+    manufacturer: "usbipgw",
+    product: "usbipgw tablet",
+    ...(options.serial !== undefined ? { serial: options.serial } : {}),
+    bInterfaceSubClass: 0,
+    bInterfaceProtocol: 0,
+    reportDescriptor: TABLET_REPORT_DESCRIPTOR,
+    maxPacketSize: 8,
+  });
 }
 
 function _checkButtons(buttons: number): void {
