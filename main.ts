@@ -6,9 +6,16 @@
  */
 
 import { type Args, parseArgs } from "@std/cli/parse-args";
-import { configureSync, getTextFormatter, type LogLevel, type LogRecord } from "@logtape/logtape";
+import {
+  configureSync,
+  getLogger,
+  getTextFormatter,
+  type LogLevel,
+  type LogRecord,
+} from "@logtape/logtape";
 import denoJson from "./deno.json" with { type: "json" };
-import { requestDeviceList } from "./lib/client/usbip_client.ts";
+import { requestDeviceList, requestStatus } from "./lib/client/usbip_client.ts";
+import { asServerStatus, formatStatus } from "./lib/cli/status.ts";
 import { loadConfig, LOG_LEVELS, type ServeConfig } from "./lib/cli/config.ts";
 import { type DeviceSpec, parseDeviceSpec } from "./lib/cli/device_spec.ts";
 import { checkPolicy, formatRules } from "./lib/cli/policy_command.ts";
@@ -22,7 +29,7 @@ import {
   hostDeviceRow,
 } from "./lib/devices/passthrough/host_table.ts";
 import { formatDeviceJson, formatDeviceTable } from "./lib/cli/list.ts";
-import { startGateway } from "./lib/cli/serve.ts";
+import { type Gateway, startGateway } from "./lib/cli/serve.ts";
 import { UsageError } from "./lib/cli/usage_error.ts";
 import { USBIP_PORT } from "./lib/protocol/constants.ts";
 import { connectTcp, connectUnix, parseHostPort } from "./lib/transport/mod.ts";
@@ -39,6 +46,8 @@ Commands:
   list      show the devices a USB/IP server exports
   host      show this host's USB devices, for host:... device specs
   policy    show the access rules, or check a decision
+  status    show a running gateway's devices, sessions and counters
+  config    check a configuration file without serving
   version   print the version
   help      show help for a command
 
@@ -92,6 +101,11 @@ and then exported under that same bus id, as usbipd does, or by vid/pid[/serial]
 exported under the bus id it has on the host; export_busid=BUS-PORT overrides. It is exported
 while it is plugged in, and again under the same bus id after a re-plug; devices imported
 through this machine's own vhci_hcd are never exported.
+
+SIGHUP reloads --config (and the flags, which stay as given): added devices appear, removed
+ones are detached and their sessions closed, changed rules apply to the next import, and
+unchanged devices and their sessions are untouched. Listeners, limits and the seat settings
+take effect at a restart. An invalid configuration is logged and the running one is kept.
 `,
   host: `Usage: usbipgw host [--json] [--config FILE] [--device SPEC]... [--sysfs PATH]
 
@@ -130,6 +144,24 @@ decision for one peer and one device and the rule (or default) behind it.
   --config FILE    the configuration whose rules and devices to use
   --rule RULE      an extra rule, ACTION[:key=value,...]; repeatable
   -h, --help       show this help
+`,
+  status: `Usage: usbipgw status [--unix PATH] [--json]
+
+Asks a running gateway, over its unix socket, for its listeners, devices (and who holds
+them), sessions (peer, device, URBs, bytes in and out, errors), peers and totals since start.
+Root, the console user and the gateway's own user may read it.
+
+Options:
+  --unix PATH  the gateway's socket (default $XDG_RUNTIME_DIR/usbipgw.sock, or
+               /run/usbipgw.sock as root)
+  --json       print the status as JSON
+  -h, --help   show this help
+`,
+  config: `Usage: usbipgw config check FILE
+
+Reads FILE as "serve --config" would (listeners, devices, rules, limits, logging) and reports
+the first error with its file, line and key (exit 1), or a summary (exit 0). Nothing is
+opened or served.
 `,
   version: `Usage: usbipgw version\n\nPrints the version.\n`,
   help: `Usage: usbipgw help [COMMAND]\n\nShows help for a command.\n`,
@@ -260,6 +292,83 @@ async function policy(args: string[]): Promise<number> {
   throw new UsageError(`"policy" needs a subcommand: show or check`);
 }
 
+/**
+ * The configuration `serve` runs with: `--config` and the device and rule flags
+ * ({@linkcode loadInputs}), then the seat and listener flags. Called again at SIGHUP.
+ */
+async function serveConfig(a: Args): Promise<ServeConfig> {
+  const config = await loadInputs(a);
+  const seatDir = one("seat-dir", a["seat-dir"]);
+  if (seatDir !== undefined) config.seatDir = seatDir;
+  const consoleUid = one("console-uid", a["console-uid"]);
+  if (consoleUid !== undefined) {
+    if (!/^\d+$/.test(consoleUid)) {
+      throw new UsageError(`Invalid --console-uid ${consoleUid}: expected a number`);
+    }
+    config.consoleUid = Number(consoleUid);
+  }
+  const tcp = many("tcp", a.tcp);
+  const unix = many("unix", a.unix);
+  const modeText = one("unix-mode", a["unix-mode"]);
+  if (modeText !== undefined && !/^0?[0-7]{3,4}$/.test(modeText)) {
+    throw new UsageError(`Invalid --unix-mode ${modeText}: expected an octal mode such as 0660`);
+  }
+  const owner = one("unix-owner", a["unix-owner"]);
+  const group = one("unix-group", a["unix-group"]);
+  if (tcp.length > 0 || unix.length > 0) {
+    config.tcp = tcp;
+    config.unix = unix.map((path) => ({ path }));
+  } else if (config.tcp.length === 0 && config.unix.length === 0) {
+    config.tcp = [`127.0.0.1:${USBIP_PORT}`];
+    const path = defaultUnixPath();
+    if (path) {
+      config.unix = [{ path }];
+    } else {
+      Deno.stderr.writeSync(encoder.encode(
+        "usbipgw: no unix socket by default: XDG_RUNTIME_DIR is not set and this is not root (use --unix PATH)\n",
+      ));
+    }
+  }
+  for (const u of config.unix) {
+    if (modeText !== undefined) u.mode = parseInt(modeText, 8);
+    if (owner !== undefined) u.owner = owner;
+    if (group !== undefined) u.group = group;
+  }
+  return config;
+}
+
+/** Reloads the configuration at SIGHUP; a bad one is logged and the running one kept. */
+async function reloadGateway(gateway: Gateway, a: Args): Promise<void> {
+  const log = getLogger(["usbipgw", "cli"]);
+  log.info("SIGHUP: reloading the configuration");
+  try {
+    const s = await gateway.reload(await serveConfig(a));
+    log.info(
+      "Reloaded: {added} added, {removed} removed, {unchanged} unchanged; rules {rules}",
+      {
+        added: s.added.length,
+        removed: s.removed.length,
+        unchanged: s.unchanged.length,
+        rules: s.rulesChanged ? "replaced" : "unchanged",
+        addedSpecs: s.added,
+        removedSpecs: s.removed,
+      },
+    );
+    for (const f of s.failed) {
+      log.error("Reload: a device could not be served: {failed}", { failed: f });
+    }
+    if (s.needsRestart.length > 0) {
+      log.warn("Reload: {settings} changed; they take effect at a restart", {
+        settings: s.needsRestart.join(", "),
+      });
+    }
+  } catch (e) {
+    log.error("Reload failed, the running configuration stays: {error}", {
+      error: e instanceof Error ? e.message : String(e),
+    });
+  }
+}
+
 async function serve(args: string[]): Promise<number> {
   const flags = [
     "--tcp",
@@ -301,55 +410,22 @@ async function serve(args: string[]): Promise<number> {
     return 0;
   }
   if (a._.length > 0) throw new UsageError(`Unexpected argument "${a._[0]}" for "serve"`);
-  const config = await loadInputs(a);
-  const seatDir = one("seat-dir", a["seat-dir"]);
-  if (seatDir !== undefined) config.seatDir = seatDir;
-  const consoleUid = one("console-uid", a["console-uid"]);
-  if (consoleUid !== undefined) {
-    if (!/^\d+$/.test(consoleUid)) {
-      throw new UsageError(`Invalid --console-uid ${consoleUid}: expected a number`);
-    }
-    config.consoleUid = Number(consoleUid);
-  }
+  const config = await serveConfig(a);
   const level = one("log-level", a["log-level"]) ?? config.logLevel ?? "info";
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
     throw new UsageError(`Invalid --log-level ${level}; valid levels: ${LOG_LEVELS.join(", ")}`);
   }
   configureLogging(level as LogLevel);
-  const tcp = many("tcp", a.tcp);
-  const unix = many("unix", a.unix);
-  const modeText = one("unix-mode", a["unix-mode"]);
-  if (modeText !== undefined && !/^0?[0-7]{3,4}$/.test(modeText)) {
-    throw new UsageError(`Invalid --unix-mode ${modeText}: expected an octal mode such as 0660`);
-  }
-  const owner = one("unix-owner", a["unix-owner"]);
-  const group = one("unix-group", a["unix-group"]);
-  if (tcp.length > 0 || unix.length > 0) {
-    config.tcp = tcp;
-    config.unix = unix.map((path) => ({ path }));
-  } else if (config.tcp.length === 0 && config.unix.length === 0) {
-    config.tcp = [`127.0.0.1:${USBIP_PORT}`];
-    const path = defaultUnixPath();
-    if (path) {
-      config.unix = [{ path }];
-    } else {
-      Deno.stderr.writeSync(encoder.encode(
-        "usbipgw: no unix socket by default: XDG_RUNTIME_DIR is not set and this is not root (use --unix PATH)\n",
-      ));
-    }
-  }
-  for (const u of config.unix) {
-    if (modeText !== undefined) u.mode = parseInt(modeText, 8);
-    if (owner !== undefined) u.owner = owner;
-    if (group !== undefined) u.group = group;
-  }
   const gateway = await startGateway(config);
+  const onHangup = () => reloadGateway(gateway, a);
+  Deno.addSignalListener("SIGHUP", onHangup);
   const stopped = Promise.withResolvers<string>();
   const signals = ["SIGINT", "SIGTERM"] as const;
   const handlers = signals.map((s) => [s, () => stopped.resolve(s)] as const);
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
   const signal = await stopped.promise;
   for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  Deno.removeSignalListener("SIGHUP", onHangup);
   const timeout = setTimeout(() => Deno.exit(0), 5000);
   await gateway.close();
   clearTimeout(timeout);
@@ -414,6 +490,58 @@ async function host(args: string[]): Promise<number> {
   return 0;
 }
 
+async function status(args: string[]): Promise<number> {
+  const a = parseArgs(args, {
+    string: ["unix"],
+    boolean: ["json", "help"],
+    alias: { h: "help" },
+    unknown: checkUnknown("status", ["--unix", "--json", "--help"]),
+  });
+  if (a.help) {
+    await write(HELP.status!);
+    return 0;
+  }
+  if (a._.length > 0) throw new UsageError(`Unexpected argument "${a._[0]}" for "status"`);
+  const path = one("unix", a.unix) ?? defaultUnixPath();
+  if (path === undefined) {
+    throw new UsageError(`"status" needs --unix PATH: XDG_RUNTIME_DIR is not set`);
+  }
+  const conn = await connectUnix(path).catch((e) => {
+    throw new Error(`Cannot reach a gateway at ${path}: ${(e as Error).message}`);
+  });
+  const report = asServerStatus(await requestStatus(conn));
+  await write(a.json ? JSON.stringify(report, null, 2) + "\n" : formatStatus(report));
+  return 0;
+}
+
+async function config(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === "--help" || sub === "-h" || rest.includes("--help") || rest.includes("-h")) {
+    await write(HELP.config!);
+    return 0;
+  }
+  if (sub !== "check") throw new UsageError(`"config" needs a subcommand: check FILE`);
+  if (rest.length !== 1) throw new UsageError(`"config check" needs exactly one FILE`);
+  const file = rest[0]!;
+  let loaded: ServeConfig;
+  try {
+    loaded = await loadConfig(file);
+  } catch (e) {
+    // An invalid file is the answer to the question, not a misuse of the command.
+    Deno.stderr.writeSync(encoder.encode(`usbipgw: ${(e as Error).message}\n`));
+    return 1;
+  }
+  const listeners = [...loaded.tcp, ...loaded.unix.map((u) => u.path)];
+  await write(
+    `${file}: valid: ${loaded.devices.length} device(s)${
+      loaded.devices.length === 0 ? " (serve would use the demo set)" : ""
+    }, ${loaded.rules.length} rule(s), listeners: ${
+      listeners.length === 0 ? "the defaults" : listeners.join(", ")
+    }\n`,
+  );
+  return 0;
+}
+
 async function write(text: string): Promise<void> {
   const bytes = encoder.encode(text);
   let off = 0;
@@ -433,6 +561,10 @@ export async function main(args: string[]): Promise<number> {
         return await host(rest);
       case "policy":
         return await policy(rest);
+      case "status":
+        return await status(rest);
+      case "config":
+        return await config(rest);
       case "version":
       case "--version":
         await write(`usbipgw ${VERSION} (deno ${Deno.version.deno})\n`);
@@ -444,7 +576,7 @@ export async function main(args: string[]): Promise<number> {
         const topic = command === "help" ? rest[0] : undefined;
         if (topic !== undefined && !(topic in HELP)) {
           throw new UsageError(
-            `Unknown command "${topic}"; commands: serve, list, host, policy, version, help`,
+            `Unknown command "${topic}"; commands: serve, list, host, policy, status, config, version, help`,
           );
         }
         await write(HELP[topic ?? "main"]!);
@@ -452,7 +584,7 @@ export async function main(args: string[]): Promise<number> {
       }
       default:
         throw new UsageError(
-          `Unknown command "${command}"; commands: serve, list, host, policy, version, help`,
+          `Unknown command "${command}"; commands: serve, list, host, policy, status, config, version, help`,
         );
     }
   } catch (e) {

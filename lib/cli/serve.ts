@@ -23,7 +23,7 @@ import {
 } from "../transport/mod.ts";
 import { groupId, userId } from "./accounts.ts";
 import type { ServeConfig } from "./config.ts";
-import { checkDeviceSpec, type CreatedDevice, hostSelector } from "./device_types.ts";
+import { checkDeviceSpec, hostSelector } from "./device_types.ts";
 import type { DeviceSpec } from "./device_spec.ts";
 import { HostDeviceWatcher } from "../devices/passthrough/host_watcher.ts";
 import { UsbfsDevice } from "../devices/passthrough/usbfs_device.ts";
@@ -35,14 +35,69 @@ const audit = getLogger(["usbipgw", "audit"]);
 /** Where logind publishes seat state. */
 export const DEFAULT_SEAT_DIR = "/run/systemd/seats";
 
+/** What a configuration reload changed. */
+export interface ReloadSummary {
+  /** Specs of the devices added (`TYPE:key=value,...`). */
+  added: string[];
+  /** Specs of the devices removed; their sessions were closed. */
+  removed: string[];
+  /** Specs kept as they were; their sessions are untouched. */
+  unchanged: string[];
+  /** Devices that could not be created, with the reason; the rest of the reload stands. */
+  failed: string[];
+  /** Whether the rules changed (they apply to the next list and import). */
+  rulesChanged: boolean;
+  /** Settings that changed but only take effect at a restart (listeners, limits, seat). */
+  needsRestart: string[];
+}
+
 /** A running gateway, as `serve` starts it. */
 export interface Gateway {
   readonly server: UsbipServer;
   readonly listeners: Listener[];
   readonly policy: RulePolicy;
   readonly seat: SeatWatcher;
+  /**
+   * Applies a new configuration (SIGHUP): devices whose spec is gone are removed (their
+   * sessions end), new specs are exported, unchanged ones and their sessions are untouched,
+   * and the rules are replaced. Listeners, limits and the seat settings need a restart; they
+   * are named in the summary. Throws {@linkcode UsageError} for an invalid device spec, before
+   * anything changes.
+   */
+  reload(config: ServeConfig): Promise<ReloadSummary>;
   /** Closes listeners, sessions, the seat watcher and device back-ends. */
   close(): Promise<void>;
+}
+
+/**
+ * The identity of a device spec for a reload: its type and options, whatever their order
+ * and wherever the spec was written.
+ */
+export function specKey(spec: DeviceSpec): string {
+  const options = Object.keys(spec.options).sort().map((k) => `${k}=${spec.options[k]}`);
+  return options.length === 0 ? spec.type : `${spec.type}:${options.join(",")}`;
+}
+
+/**
+ * The specs by {@linkcode specKey}; a spec given twice (two identical Gadget Zeros on the next
+ * free bus ids, say) is told apart by its occurrence: `KEY #2`.
+ */
+function keyedSpecs(specs: DeviceSpec[]): Map<string, DeviceSpec> {
+  const keyed = new Map<string, DeviceSpec>();
+  for (const spec of specs) {
+    const key = specKey(spec);
+    let unique = key;
+    for (let n = 2; keyed.has(unique); n++) unique = `${key} #${n}`;
+    keyed.set(unique, spec);
+  }
+  return keyed;
+}
+
+/** A device a spec put on the server, and how to take it off again. */
+interface ServedSpec {
+  spec: DeviceSpec;
+  /** Removes the device (its session answers -ENODEV and hangs up) and frees its back-ends. */
+  remove(): Promise<void>;
 }
 
 /**
@@ -76,7 +131,7 @@ function admitting(inner: Listener, admit: (conn: Connection) => string | undefi
  * device is exported when it appears (also after a re-plug, under the same bus id: the
  * spec's `export_busid`, else the bus id it had when first seen) and removed when it goes.
  */
-async function watchHostDevice(spec: DeviceSpec, server: UsbipServer): Promise<HostDeviceWatcher> {
+async function watchHostDevice(spec: DeviceSpec, server: UsbipServer): Promise<ServedSpec> {
   const selector = hostSelector(spec);
   let exportBusid = spec.options.export_busid;
   const open = new Map<string, UsbfsDevice>();
@@ -130,7 +185,52 @@ async function watchHostDevice(spec: DeviceSpec, server: UsbipServer): Promise<H
   watcher.start((e) =>
     log.warn("{spec}: reading sysfs failed: {error}", { spec: spec.origin, error: String(e) })
   );
-  return watcher;
+  return {
+    spec,
+    async remove() {
+      await watcher.stop();
+      for (const device of open.values()) {
+        const exported = server.devices.find((d) => d.device === device);
+        if (exported) server.removeDevice(exported.busid);
+        await device.close();
+      }
+      open.clear();
+    },
+  };
+}
+
+/** Creates the device of an emulated spec and exports it. */
+async function serveSpec(spec: DeviceSpec, server: UsbipServer): Promise<ServedSpec> {
+  if (spec.type === "host") return await watchHostDevice(spec, server);
+  const made = await checkDeviceSpec(spec).create(spec);
+  const busid = made.busid ?? spec.options.busid;
+  let exported;
+  try {
+    exported = server.addDevice(made.device, {
+      name: spec.type,
+      ...(busid !== undefined ? { busid } : {}),
+      ...(made.origin !== undefined ? { origin: made.origin } : {}),
+    });
+  } catch (e) {
+    await made.close?.();
+    throw new UsageError(`Invalid device ${spec.origin}: ${(e as Error).message}`);
+  }
+  return {
+    spec,
+    async remove() {
+      server.removeDevice(exported.busid);
+      await made.close?.();
+    },
+  };
+}
+
+/** The settings a reload cannot change, as comparable text. */
+function restartOnly(config: ServeConfig): Record<string, string> {
+  return {
+    listeners: JSON.stringify([config.tcp, config.unix]),
+    limits: JSON.stringify(config.limits),
+    seat: JSON.stringify([config.seatDir, config.consoleUid]),
+  };
 }
 
 /** Starts the gateway described by `config`. Usage mistakes throw {@linkcode UsageError}. */
@@ -148,10 +248,16 @@ export async function startGateway(config: ServeConfig): Promise<Gateway> {
     ...(config.consoleUid !== undefined ? { fallbackUid: config.consoleUid } : {}),
   });
   const policy = new RulePolicy({ rules: config.rules, consoleUid: () => seat.consoleUid });
+  const ownUid = Deno.uid();
   let server: UsbipServer;
   try {
     server = new UsbipServer({
       policy,
+      // The status names peers and devices: root, the console user and the gateway's own user
+      // may read it, over a unix socket only.
+      statusAccess: (peer) =>
+        peer.transport === "unix" && peer.uid !== undefined &&
+        (peer.uid === 0 || peer.uid === ownUid || peer.uid === seat.consoleUid),
       sessionLimits: config.limits.session,
       ...(config.limits.maxTransferBufferLength !== undefined
         ? {
@@ -167,37 +273,62 @@ export async function startGateway(config: ServeConfig): Promise<Gateway> {
     if (e instanceof RangeError) throw new UsageError(`Invalid limits: ${e.message}`);
     throw e;
   }
-  const created: CreatedDevice[] = [];
+  /** What each device spec put on the server, by {@linkcode specKey}. */
+  const served = new Map<string, ServedSpec>();
   const listeners: Listener[] = [];
   const following: UnixListener[] = [];
   let unsubscribe = () => {};
-  const watchers: HostDeviceWatcher[] = [];
+  let current = restartOnly(config);
+  let reloading: Promise<unknown> = Promise.resolve();
   const close = async () => {
     unsubscribe();
-    await Promise.all(watchers.map((w) => w.stop()));
+    await reloading.catch(() => {});
+    const removals = [...served.values()].map((s) => s.remove());
+    served.clear();
     await server.close();
     for (const l of listeners) l.close();
     await seat.close();
-    await Promise.all(created.map((c) => c.close?.()));
+    await Promise.all(removals);
   };
-  try {
-    for (const spec of config.devices) {
-      if (spec.type === "host") {
-        watchers.push(await watchHostDevice(spec, server));
+  const reload = async (next: ServeConfig): Promise<ReloadSummary> => {
+    for (const spec of next.devices) checkDeviceSpec(spec);
+    const wanted = keyedSpecs(next.devices);
+    const summary: ReloadSummary = {
+      added: [],
+      removed: [],
+      unchanged: [],
+      failed: [],
+      rulesChanged: JSON.stringify(next.rules) !== JSON.stringify(policy.rules),
+      needsRestart: [],
+    };
+    // Removed first, so that a spec changed in place can take the same bus id again.
+    for (const [key, entry] of served) {
+      if (wanted.has(key)) {
+        summary.unchanged.push(key);
         continue;
       }
-      const made = await checkDeviceSpec(spec).create(spec);
-      created.push(made);
-      const busid = made.busid ?? spec.options.busid;
+      served.delete(key);
+      await entry.remove();
+      summary.removed.push(key);
+    }
+    policy.setRules(next.rules);
+    for (const [key, spec] of wanted) {
+      if (served.has(key)) continue;
       try {
-        server.addDevice(made.device, {
-          name: spec.type,
-          ...(busid !== undefined ? { busid } : {}),
-          ...(made.origin !== undefined ? { origin: made.origin } : {}),
-        });
+        served.set(key, await serveSpec(spec, server));
+        summary.added.push(key);
       } catch (e) {
-        throw new UsageError(`Invalid device ${spec.origin}: ${(e as Error).message}`);
+        summary.failed.push(`${spec.origin}: ${e instanceof Error ? e.message : String(e)}`);
       }
+    }
+    const restart = restartOnly(next);
+    summary.needsRestart = Object.keys(restart).filter((k) => restart[k] !== current[k]);
+    current = restart;
+    return summary;
+  };
+  try {
+    for (const [key, spec] of keyedSpecs(config.devices)) {
+      served.set(key, await serveSpec(spec, server));
     }
     for (const t of tcp) listeners.push(new TcpListener(t));
     for (const u of config.unix) {
@@ -258,5 +389,17 @@ export async function startGateway(config: ServeConfig): Promise<Gateway> {
     count: server.devices.length,
     listeners: listeners.map((l) => l.description).join(", "),
   });
-  return { server, listeners, policy, seat, close };
+  return {
+    server,
+    listeners,
+    policy,
+    seat,
+    reload(next) {
+      // One reload at a time, in the order the signals came.
+      const run = reloading.catch(() => {}).then(() => reload(next));
+      reloading = run;
+      return run;
+    },
+    close,
+  };
 }

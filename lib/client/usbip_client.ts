@@ -17,6 +17,7 @@ import { FrameReader } from "../protocol/frame_reader.ts";
 import {
   encodeOpReqDevlist,
   encodeOpReqImport,
+  encodeOpReqStatus,
   type UsbipDeviceRecord,
   type UsbipExportedDevice,
 } from "../protocol/op_messages.ts";
@@ -79,6 +80,31 @@ export async function requestDeviceList(
       throw new Error(`Cannot list devices: the server answered status ${rep.status}`);
     }
     return rep.devices;
+  } finally {
+    await reader.cancel();
+    conn.close();
+  }
+}
+
+/**
+ * Asks a usbipgw gateway for its status (OP_REQ_STATUS, usbipgw's extension) on a fresh
+ * connection and closes it; returns the parsed JSON. Throws when the gateway refuses (only
+ * root, the console user and the gateway's own user may read it, over a unix socket).
+ */
+export async function requestStatus(conn: Connection): Promise<unknown> {
+  const reader = new FrameReader(conn.readable);
+  try {
+    await writeAll(conn, encodeOpReqStatus());
+    const rep = await reader.readOpRepStatus();
+    if (rep.status === OpStatus.ST_NA) {
+      throw new Error(
+        "Cannot read the status: the gateway refused (only root, the console user and the gateway's own user may, over its unix socket)",
+      );
+    }
+    if (rep.status !== OpStatus.ST_OK) {
+      throw new Error(`Cannot read the status: the gateway answered status ${rep.status}`);
+    }
+    return JSON.parse(rep.json);
   } finally {
     await reader.cancel();
     conn.close();

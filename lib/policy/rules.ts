@@ -227,13 +227,26 @@ export interface RulePolicyOptions {
  * ```
  */
 export class RulePolicy implements Policy {
-  readonly rules: readonly Rule[];
+  #rules: readonly Rule[];
   #consoleUid: () => number | undefined;
 
   /** Builds the policy from its rules. */
   constructor(options: RulePolicyOptions) {
-    this.rules = options.rules;
+    this.#rules = options.rules;
     this.#consoleUid = options.consoleUid ?? (() => undefined);
+  }
+
+  /** The rules in force, first match wins. */
+  get rules(): readonly Rule[] {
+    return this.#rules;
+  }
+
+  /**
+   * Replaces the rules (a configuration reload). Decisions made before stand: sessions keep
+   * what they imported; the new rules apply to the next list and import.
+   */
+  setRules(rules: readonly Rule[]): void {
+    this.#rules = rules;
   }
 
   /** Whether `peer` is the console user: a unix peer whose uid is the active seat's. */

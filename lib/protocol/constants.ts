@@ -17,7 +17,17 @@ export const OpCode = {
   OP_REP_DEVLIST: 0x0005,
   OP_REQ_IMPORT: 0x8003,
   OP_REP_IMPORT: 0x0003,
+  /**
+   * usbipgw's own extension, never sent by the kernel or the usbip tool: asks a gateway for
+   * its status (sessions, devices, counters) as JSON. Answered only to local administrators.
+   */
+  OP_REQ_STATUS: 0x80f0,
+  /** The answer to {@linkcode OpCode.OP_REQ_STATUS}: a 4-byte length, then UTF-8 JSON. */
+  OP_REP_STATUS: 0x00f0,
 } as const;
+
+/** Largest OP_REP_STATUS body a client accepts (the JSON is the gateway's own). */
+export const MAX_STATUS_BYTES = 4 * 1024 * 1024;
 
 /** Op-phase status values (`ST_*` in usbip_common.h). */
 export const OpStatus = {

@@ -5,7 +5,14 @@
  * @module
  */
 
-import { DEFAULT_LIMITS, OpCode, UrbCommandCode, type UsbipLimits, WireSize } from "./constants.ts";
+import {
+  DEFAULT_LIMITS,
+  MAX_STATUS_BYTES,
+  OpCode,
+  UrbCommandCode,
+  type UsbipLimits,
+  WireSize,
+} from "./constants.ts";
 import {
   checkDeviceCount,
   checkInterfaceCount,
@@ -311,6 +318,32 @@ export class FrameReader {
     if (header.status !== 0) return { kind: "op_rep_import", status: header.status };
     const device = decodeDeviceRecord(await this.#readRequired(WireSize.DEVICE_RECORD, frame));
     return { kind: "op_rep_import", status: 0, device };
+  }
+
+  /**
+   * Reads OP_REP_STATUS (client side): the status, and the JSON text when it is 0. A body over
+   * `maxBytes` is a protocol error, read no further.
+   */
+  async readOpRepStatus(
+    maxBytes: number = MAX_STATUS_BYTES,
+  ): Promise<{ status: number; json: string }> {
+    const frame = "OP_REP_STATUS";
+    const head = await this.#readRequired(WireSize.OP_HEADER + 4, frame);
+    const header = decodeOpHeader(head);
+    if (header.code !== OpCode.OP_REP_STATUS) {
+      throw new UsbipProtocolError(
+        frame,
+        "code",
+        `is 0x${header.code.toString(16)}, expected 0x00f0 (is this a usbipgw gateway?)`,
+      );
+    }
+    const length = new DataView(head.buffer, head.byteOffset, head.byteLength)
+      .getUint32(WireSize.OP_HEADER);
+    if (length > maxBytes) {
+      throw new UsbipProtocolError(frame, "length", `is ${length} bytes, limit is ${maxBytes}`);
+    }
+    const body = await this.#readRequired(length, frame);
+    return { status: header.status, json: new TextDecoder().decode(body) };
   }
 
   /** Cancels the underlying stream and releases it. */

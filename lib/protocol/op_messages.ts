@@ -66,8 +66,13 @@ export interface OpReqImport {
   busid: string;
 }
 
+/** OP_REQ_STATUS (usbipgw's extension): asks for the gateway's status. */
+export interface OpReqStatus {
+  kind: "op_req_status";
+}
+
 /** A request a server reads in the op phase. */
-export type OpRequest = OpReqDevlist | OpReqImport;
+export type OpRequest = OpReqDevlist | OpReqImport | OpReqStatus;
 
 /** OP_REP_DEVLIST: the status and the exported devices. */
 export interface OpRepDevlist {
@@ -145,6 +150,7 @@ export function decodeOpHeader(b: Uint8Array): OpHeader {
 export function opRequestBodyLength(code: number): number {
   switch (code) {
     case OpCode.OP_REQ_DEVLIST:
+    case OpCode.OP_REQ_STATUS:
       return 0;
     case OpCode.OP_REQ_IMPORT:
       return WireSize.BUSID;
@@ -152,7 +158,9 @@ export function opRequestBodyLength(code: number): number {
       throw new UsbipProtocolError(
         "op request",
         "code",
-        `is 0x${code.toString(16).padStart(4, "0")}, expected OP_REQ_DEVLIST or OP_REQ_IMPORT`,
+        `is 0x${
+          code.toString(16).padStart(4, "0")
+        }, expected OP_REQ_DEVLIST, OP_REQ_IMPORT or OP_REQ_STATUS`,
       );
   }
 }
@@ -172,6 +180,32 @@ export function encodeOpReqImport(busid: string): Uint8Array {
   return out;
 }
 
+/** Encodes OP_REQ_STATUS (8 bytes; usbipgw's extension). */
+export function encodeOpReqStatus(): Uint8Array {
+  const out = new Uint8Array(WireSize.OP_HEADER);
+  putOpHeader(out, OpCode.OP_REQ_STATUS, 0);
+  return out;
+}
+
+/**
+ * Encodes OP_REP_STATUS: the header with `status`, a 4-byte length, then `json` as UTF-8 (empty
+ * unless the status is 0).
+ *
+ * @example A refusal carries no body
+ * ```ts
+ * import { encodeOpRepStatus } from "./op_messages.ts";
+ * console.assert(encodeOpRepStatus(1).length === 12);
+ * ```
+ */
+export function encodeOpRepStatus(status: number, json = ""): Uint8Array {
+  const body = encoder.encode(status === 0 ? json : "");
+  const out = new Uint8Array(WireSize.OP_HEADER + 4 + body.length);
+  putOpHeader(out, OpCode.OP_REP_STATUS, status);
+  view(out).setUint32(WireSize.OP_HEADER, body.length);
+  out.set(body, WireSize.OP_HEADER + 4);
+  return out;
+}
+
 /**
  * Decodes a whole op request (header and body).
  *
@@ -187,6 +221,7 @@ export function decodeOpRequest(b: Uint8Array): OpRequest {
   const bodyLength = opRequestBodyLength(header.code);
   expectLength(b, "op request", WireSize.OP_HEADER + bodyLength);
   if (header.code === OpCode.OP_REQ_DEVLIST) return { kind: "op_req_devlist" };
+  if (header.code === OpCode.OP_REQ_STATUS) return { kind: "op_req_status" };
   return { kind: "op_req_import", busid: readFixedString(b, WireSize.OP_HEADER, WireSize.BUSID) };
 }
 

@@ -19,7 +19,7 @@ import {
   type PeerInfo,
 } from "../transport/connection.ts";
 import { busnumOf, deviceFacts, type ExportedDevice } from "./exported_device.ts";
-import { type ClaimResult, Session, type SessionHost } from "./session.ts";
+import { type ClaimResult, Session, type SessionHost, type SessionStats } from "./session.ts";
 import { peerKey, resolveSessionLimits, type SessionLimits } from "./session_limits.ts";
 
 const log = getLogger(["usbipgw", "server"]);
@@ -40,6 +40,55 @@ export interface UsbipServerOptions {
    * value that is not a positive integer or `Infinity`.
    */
   sessionLimits?: Partial<SessionLimits>;
+  /**
+   * Who may read the server's status ({@linkcode UsbipServer.status}) with OP_REQ_STATUS;
+   * nobody when absent.
+   */
+  statusAccess?: (peer: PeerInfo) => boolean;
+}
+
+/** One session as {@linkcode UsbipServer.status} reports it. */
+export interface SessionStatus extends SessionStats {
+  id: number;
+  peer: string;
+  transport: PeerInfo["transport"];
+  uid?: number;
+  /** The imported device, or null while in the op phase. */
+  busid: string | null;
+  /** ISO 8601 time of the connection. */
+  since: string;
+  pendingUrbs: number;
+}
+
+/** One exported device as {@linkcode UsbipServer.status} reports it. */
+export interface DeviceStatus {
+  busid: string;
+  name: string;
+  origin: ExportedDevice["origin"];
+  idVendor: number;
+  idProduct: number;
+  /** The id of the session holding it, or null. */
+  session: number | null;
+}
+
+/** What `usbipgw status` shows: the server's devices, sessions, peers and counters. */
+export interface ServerStatus {
+  /** ISO 8601 time the server started. */
+  started: string;
+  listeners: string[];
+  devices: DeviceStatus[];
+  sessions: SessionStatus[];
+  /** Open connections per peer (a unix uid or a TCP address). */
+  peers: Record<string, number>;
+  totals: {
+    /** Sessions served since start, open ones included. */
+    sessions: number;
+    urbs: number;
+    bytesIn: number;
+    bytesOut: number;
+    errors: number;
+    refusedConnections: number;
+  };
 }
 
 /** Options of {@linkcode UsbipServer.addDevice}. */
@@ -85,9 +134,14 @@ export class UsbipServer implements SessionHost {
   #listeners = new Set<Listener>();
   #loops = new Set<Promise<void>>();
   #closed = false;
+  #statusAccess: (peer: PeerInfo) => boolean;
+  #started = new Date();
+  /** Counters of the sessions that have ended. */
+  #ended = { sessions: 0, urbs: 0, bytesIn: 0, bytesOut: 0, errors: 0 };
 
   /** Creates a server with no devices and no listeners. */
   constructor(options: UsbipServerOptions = {}) {
+    this.#statusAccess = options.statusAccess ?? (() => false);
     this.#policy = options.policy ?? allowAll;
     this.limits = options.limits ?? DEFAULT_LIMITS;
     this.sessionLimits = Object.freeze(resolveSessionLimits(options.sessionLimits));
@@ -219,6 +273,12 @@ export class UsbipServer implements SessionHost {
     this.#sessions.add(session);
     return session.run().finally(() => {
       this.#sessions.delete(session);
+      const e = this.#ended;
+      e.sessions++;
+      e.urbs += session.stats.completed;
+      e.bytesIn += session.stats.bytesIn;
+      e.bytesOut += session.stats.bytesOut;
+      e.errors += session.stats.errors;
       const n = (this.#perPeer.get(key) ?? 1) - 1;
       if (n > 0) this.#perPeer.set(key, n);
       else this.#perPeer.delete(key);
@@ -264,7 +324,53 @@ export class UsbipServer implements SessionHost {
     await Promise.all([...runs, ...this.#loops]);
   }
 
+  /** A snapshot of devices, sessions, peers and counters (`usbipgw status`). */
+  status(): ServerStatus {
+    const holders = new Map([...this.#holders].map(([busid, s]) => [busid, s.id]));
+    const sessions = [...this.#sessions].map((s): SessionStatus => ({
+      id: s.id,
+      peer: describePeer(s.conn.peer),
+      transport: s.conn.peer.transport,
+      ...(s.conn.peer.uid !== undefined ? { uid: s.conn.peer.uid } : {}),
+      busid: s.device?.busid ?? null,
+      since: new Date(s.since).toISOString(),
+      pendingUrbs: s.usage.pendingUrbs,
+      ...s.stats,
+    }));
+    const totals = { ...this.#ended, refusedConnections: this.#refused };
+    totals.sessions += sessions.length;
+    for (const s of sessions) {
+      totals.urbs += s.completed;
+      totals.bytesIn += s.bytesIn;
+      totals.bytesOut += s.bytesOut;
+      totals.errors += s.errors;
+    }
+    return {
+      started: this.#started.toISOString(),
+      listeners: [...this.#listeners].map((l) => l.description),
+      devices: this.devices.map((d) => {
+        const summary = d.device.summary();
+        return {
+          busid: d.busid,
+          name: d.name,
+          origin: d.origin,
+          idVendor: summary.idVendor,
+          idProduct: summary.idProduct,
+          session: holders.get(d.busid) ?? null,
+        };
+      }),
+      sessions,
+      peers: Object.fromEntries(this.#perPeer),
+      totals,
+    };
+  }
+
   // SessionHost
+
+  /** The status as JSON for a peer that {@linkcode UsbipServerOptions.statusAccess} admits. */
+  statusFor(peer: PeerInfo): string | undefined {
+    return this.#statusAccess(peer) ? JSON.stringify(this.status()) : undefined;
+  }
 
   /** The devices the policy lets `peer` see. */
   visibleDevices(peer: PeerInfo): ExportedDevice[] {

@@ -14,7 +14,11 @@
 import { getLogger } from "@logtape/logtape";
 import { OpStatus, TransferFlags, UrbStatus, type UsbipLimits } from "../protocol/constants.ts";
 import { FrameReader } from "../protocol/frame_reader.ts";
-import { encodeOpRepDevlist, encodeOpRepImport } from "../protocol/op_messages.ts";
+import {
+  encodeOpRepDevlist,
+  encodeOpRepImport,
+  encodeOpRepStatus,
+} from "../protocol/op_messages.ts";
 import { UsbipProtocolError } from "../protocol/protocol_error.ts";
 import {
   type CmdSubmit,
@@ -46,6 +50,11 @@ export interface SessionHost {
   claimDevice(busid: string, session: Session): ClaimResult;
   /** Gives a claimed device back. */
   releaseDevice(device: ExportedDevice, session: Session): void;
+  /**
+   * The gateway's status as JSON for OP_REQ_STATUS, or `undefined` when this peer may not see
+   * it (answered with ST_NA).
+   */
+  statusFor?(peer: PeerInfo): string | undefined;
 }
 
 /** The outcome of an import request. */
@@ -87,11 +96,17 @@ interface EndpointQueue {
   busy: boolean;
 }
 
-/** Counters kept per session, for logs and tests. */
+/** Counters kept per session, for logs, `usbipgw status` and tests. */
 export interface SessionStats {
   submitted: number;
   completed: number;
   unlinked: number;
+  /** Bytes of IN data sent to the peer (RET_SUBMIT `actual_length` of IN URBs). */
+  bytesIn: number;
+  /** Bytes of OUT data the device took (RET_SUBMIT `actual_length` of OUT URBs). */
+  bytesOut: number;
+  /** URBs completed with a non-zero status other than an unlink (stalls included). */
+  errors: number;
 }
 
 /** How much a session holds right now, for tests and diagnostics. */
@@ -112,7 +127,16 @@ export class Session {
   /** A number for logs. */
   readonly id: number = nextSessionId++;
   readonly conn: Connection;
-  readonly stats: SessionStats = { submitted: 0, completed: 0, unlinked: 0 };
+  readonly stats: SessionStats = {
+    submitted: 0,
+    completed: 0,
+    unlinked: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    errors: 0,
+  };
+  /** When the connection was accepted (ms since the epoch). */
+  readonly since: number = Date.now();
   #host: SessionHost;
   #maxPendingUrbs: number;
   #maxBufferedBytes: number;
@@ -282,6 +306,17 @@ export class Session {
     while (true) {
       const req = await this.#reader.readOpRequest();
       if (req === null || this.#ended) return false;
+      if (req.kind === "op_req_status") {
+        const json = this.#host.statusFor?.(peer);
+        this.#send(encodeOpRepStatus(json === undefined ? OpStatus.ST_NA : OpStatus.ST_OK, json));
+        if (json === undefined) {
+          audit.info("Session {id} ({peer}): status request refused", {
+            id: this.id,
+            peer: describePeer(peer),
+          });
+        }
+        continue;
+      }
       if (req.kind === "op_req_devlist") {
         const devices = this.#host.visibleDevices(peer).map(deviceRecord);
         this.#send(encodeOpRepDevlist({ kind: "op_rep_devlist", status: OpStatus.ST_OK, devices }));
@@ -460,7 +495,11 @@ export class Session {
     this.#pending.delete(cmd.seqnum);
     this.#heldOut -= cmd.data.length;
     this.stats.completed++;
-    this.#send(encodeRetSubmit(retSubmitFor(cmd, urb.transfer, r)));
+    const ret = retSubmitFor(cmd, urb.transfer, r);
+    if (urb.transfer.dirIn) this.stats.bytesIn += ret.actualLength;
+    else this.stats.bytesOut += ret.actualLength;
+    if (ret.status !== 0 && ret.status !== UrbStatus.ECONNRESET) this.stats.errors++;
+    this.#send(encodeRetSubmit(ret));
   }
 
   #unlink(cmd: CmdUnlink): void {

@@ -22,7 +22,7 @@ Deno.test("usbipgw version prints the version and --help works everywhere", asyn
 
 Deno.test("usage errors exit with 2 and say what is valid", async () => {
   const cases: [string[], string][] = [
-    [["bogus"], 'Unknown command "bogus"; commands: serve, list, host, policy, version, help'],
+    [["bogus"], 'Unknown command "bogus"; commands: serve, list, host, policy, status, config,'],
     [
       ["serve", "--device", "floppy"],
       "valid types: gadget-zero, keyboard, host, cdc-acm, ftdi, gotemp, mouse, tablet",

@@ -5,8 +5,10 @@ import {
   encodeCmdUnlink,
   encodeOpRepDevlist,
   encodeOpRepImport,
+  encodeOpRepStatus,
   encodeOpReqDevlist,
   encodeOpReqImport,
+  encodeOpReqStatus,
   encodeRetSubmit,
   encodeRetUnlink,
   FrameReader,
@@ -207,4 +209,34 @@ Deno.test("FrameReader hands out a large frame split over many chunks intact", a
   });
   const cmd = await new FrameReader(chunked(bytes, 1000)).readUrbCommand(isoEp2);
   assertEquals(cmd?.kind === "cmd_submit" ? cmd.data : undefined, data);
+});
+
+Deno.test("OP_REQ_STATUS and OP_REP_STATUS: round trip, refusal, and a body over the limit", async () => {
+  assertEquals(await new FrameReader(chunked(encodeOpReqStatus(), 3)).readOpRequest(), {
+    kind: "op_req_status",
+  });
+  const json = JSON.stringify({ devices: ["1-1"], note: "é" });
+  const rep = encodeOpRepStatus(0, json);
+  assertEquals(rep.length, 12 + new TextEncoder().encode(json).length);
+  assertEquals(await new FrameReader(chunked(rep, 5)).readOpRepStatus(), { status: 0, json });
+  const refused = encodeOpRepStatus(1, json);
+  assertEquals(refused.length, 12, "a refusal carries no body");
+  assertEquals(await new FrameReader(ReadableStream.from([refused])).readOpRepStatus(), {
+    status: 1,
+    json: "",
+  });
+  const big = encodeOpRepStatus(0, "x".repeat(100));
+  const e = await assertRejects(
+    () => new FrameReader(ReadableStream.from([big])).readOpRepStatus(99),
+    UsbipProtocolError,
+  );
+  assertEquals(e.message.includes("is 100 bytes, limit is 99"), true, e.message);
+  await assertRejects(
+    () =>
+      new FrameReader(ReadableStream.from([
+        encodeOpRepDevlist({ kind: "op_rep_devlist", status: 0, devices: [] }),
+      ])).readOpRepStatus(),
+    UsbipProtocolError,
+    "expected 0x00f0",
+  );
 });
