@@ -80,6 +80,12 @@ const ERRNO: Record<TransferStatus, number> = {
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * Replies queued for the peer beyond this many bytes (or a quarter of maxBufferedBytes, if
+ * less) pause the reading of requests until half of them are written.
+ */
+const READ_PAUSE_BYTES = 1024 * 1024;
+
 /** How long a hanging-up session waits for its last answers to be written. */
 const FLUSH_TIMEOUT_MS = 2000;
 
@@ -140,6 +146,8 @@ export class Session {
   #host: SessionHost;
   #maxPendingUrbs: number;
   #maxBufferedBytes: number;
+  /** Unwritten replies over this many bytes pause reading requests (back-pressure). */
+  #pauseBytes: number;
   /** OUT data held by pending URBs, in bytes. */
   #heldOut = 0;
   /** Runs from accept until a successful import (opPhaseTimeoutMs). */
@@ -164,6 +172,7 @@ export class Session {
     this.#host = host;
     this.#maxPendingUrbs = host.sessionLimits.maxPendingUrbs;
     this.#maxBufferedBytes = host.sessionLimits.maxBufferedBytes;
+    this.#pauseBytes = Math.min(READ_PAUSE_BYTES, this.#maxBufferedBytes / 4);
     this.#reader = new FrameReader(conn.direct ?? conn.readable, host.limits);
     this.#out = new ReplyWriter(conn, (e) => {
       this.end(`write failed: ${e instanceof Error ? e.message : String(e)}`);
@@ -375,6 +384,12 @@ export class Session {
     const isochronous = (ep: number, direction: number) =>
       ep !== 0 && dev.transferType(ep, direction === 1) === "isochronous";
     while (!this.#ended) {
+      if (this.#out.pending > this.#pauseBytes) {
+        // Back-pressure: a peer that does not read its replies gets no more requests read
+        // until it does; its socket buffers fill and its writes block.
+        await this.#out.drained(this.#pauseBytes / 2);
+        if (this.#ended) return;
+      }
       const cmd = await this.#reader.readUrbCommand(isochronous);
       if (cmd === null || this.#ended) return;
       if (this.#closing) continue;

@@ -36,6 +36,9 @@ export class ReplyWriter {
   #busy = false;
   #failed = false;
   #idle: (() => void)[] = [];
+  /** Waiters of {@linkcode ReplyWriter.drained}: each resolves once `#queued <= bytes`. */
+  #draining: { bytes: number; resolve(): void }[] = [];
+  #released = false;
   #onError: (e: unknown) => void;
 
   /** Writes to `conn`; `onError` hears of the first failed write, after which writes are dropped. */
@@ -68,6 +71,7 @@ export class ReplyWriter {
       while (next !== undefined && !this.#failed) {
         await this.#writeAll(next);
         next = this.#take();
+        if (this.#draining.length > 0) this.#wakeDrained();
       }
     } catch (e) {
       this.#failed = true;
@@ -77,7 +81,27 @@ export class ReplyWriter {
     } finally {
       this.#busy = false;
       for (const r of this.#idle.splice(0)) r();
+      this.#wakeDrained();
     }
+  }
+
+  #wakeDrained(): void {
+    const done = this.#failed || this.#released;
+    this.#draining = this.#draining.filter((w) => {
+      if (!done && this.#queued > w.bytes) return true;
+      w.resolve();
+      return false;
+    });
+  }
+
+  /**
+   * Resolves once at most `bytes` are queued, or writing failed, or the writer is released:
+   * a reader of requests waits on it to apply back-pressure to a peer that does not read its
+   * replies.
+   */
+  drained(bytes: number): Promise<void> {
+    if (this.#queued <= bytes || this.#failed || this.#released) return Promise.resolve();
+    return new Promise((resolve) => this.#draining.push({ bytes, resolve }));
   }
 
   /**
@@ -121,8 +145,10 @@ export class ReplyWriter {
     return new Promise((r) => this.#idle.push(r));
   }
 
-  /** Releases the stream writer, if one was taken. */
+  /** Releases the stream writer, if one was taken; waiters of `drained` resolve. */
   release(): void {
+    this.#released = true;
+    this.#wakeDrained();
     try {
       this.#writer?.releaseLock();
     } catch {

@@ -695,8 +695,16 @@ Deno.test({
       await unlinkStorm(gw.port, r, stats, 500, 3000);
       assert(await pendingFlood(gw.port, r, stats, DEFAULT_SESSION_LIMITS.maxPendingUrbs + 100));
       await gw.waitFor(/closing: limit maxPendingUrbs=1024 exceeded/);
+      // 120 MiB of IN replies to a peer that reads none: the gateway stops reading its
+      // requests once about 1 MiB is queued (back-pressure) and keeps the session.
       const flood = await replyFlood(gw.port, r, stats, 120, 1024 * 1024);
-      await gw.waitFor(/closing: limit maxBufferedBytes=67108864 exceeded/, 10000);
+      await sleep(1000);
+      assert(!flood.closed, "a peer that does not read is held back, not disconnected");
+      assert(
+        !gw.lines.some((l) => /maxBufferedBytes/.test(l)),
+        "no buffer limit was hit: back-pressure kept the queue small",
+      );
+      const flooded = vm(pid);
       flood.close();
       const perPeer = DEFAULT_SESSION_LIMITS.maxConnectionsPerPeer;
       const { opened, refused } = await connectionFlood(gw.port, stats, 2 * perPeer);
@@ -738,6 +746,11 @@ Deno.test({
         `control session: ${control.transfers} transfers, ${
           mb(control.bytes)
         } MB verified, slowest round trip ${control.maxLatencyMs.toFixed(0)} ms`,
+      );
+      console.log(`gateway VmRSS while 120 MiB of replies were unread: ${mb(flooded.rss)} MB`);
+      assert(
+        flooded.rss - before.rss < 64 * 1024 * 1024,
+        `held back, the flood grew the gateway by ${mb(flooded.rss - before.rss)} MB`,
       );
       console.log(
         `gateway memory: VmRSS ${mb(before.rss)} MB -> ${mb(after.rss)} MB, VmHWM ${
