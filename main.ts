@@ -6,13 +6,7 @@
  */
 
 import { type Args, parseArgs } from "@std/cli/parse-args";
-import {
-  configureSync,
-  getLogger,
-  getTextFormatter,
-  type LogLevel,
-  type LogRecord,
-} from "@logtape/logtape";
+import { getLogger, type LogLevel } from "@logtape/logtape";
 import denoJson from "./deno.json" with { type: "json" };
 import { requestDeviceList, requestStatus } from "./lib/client/usbip_client.ts";
 import { asServerStatus, formatStatus } from "./lib/cli/status.ts";
@@ -31,6 +25,25 @@ import {
 import { formatDeviceJson, formatDeviceTable } from "./lib/cli/list.ts";
 import { type Gateway, startGateway } from "./lib/cli/serve.ts";
 import { UsageError } from "./lib/cli/usage_error.ts";
+import {
+  ATTACH_HELP,
+  attachCommand,
+  DETACH_HELP,
+  detachCommand,
+  PORT_HELP,
+  portCommand,
+} from "./lib/cli/attach_command.ts";
+import {
+  configureLogging,
+  isLogFormat,
+  LOG_FORMATS,
+  resolveLogFormat,
+  stderrIdentity,
+} from "./lib/cli/logging.ts";
+import { INSTALL_SERVICE_HELP, installServiceCommand } from "./lib/cli/install_service.ts";
+import { adoptListeners, parseListenFds } from "./lib/systemd/socket_activation.ts";
+import { ServiceNotifications } from "./lib/systemd/service.ts";
+import { formatStatusLine, statusCounts } from "./lib/systemd/status.ts";
 import { USBIP_PORT } from "./lib/protocol/constants.ts";
 import { connectTcp, connectUnix, parseHostPort } from "./lib/transport/mod.ts";
 
@@ -48,6 +61,11 @@ Commands:
   policy    show the access rules, or check a decision
   status    show a running gateway's devices, sessions and counters
   config    check a configuration file without serving
+  attach    attach a remote device to this machine (vhci_hcd); --persist re-attaches
+  detach    detach a device from a vhci_hcd port
+  port      show the devices attached through vhci_hcd
+  install-service
+            install (or --uninstall) the systemd service and socket units
   version   print the version
   help      show help for a command
 
@@ -74,6 +92,8 @@ Options:
                      limits (defaults 256, 32, 10000, 1024, 64MiB, 16MiB; or "unlimited");
                      exceeding one closes that connection alone
   --log-level LEVEL  trace, debug, info (default), warning, error or fatal
+  --log-format FMT   auto (default: journal under systemd, else text), text, journal
+                     (<N> syslog priority prefixes) or json (JSON lines)
   -h, --help         show this help
 
 Without --device or a config file that names devices, serves the demo set: gadget-zero on 1-1
@@ -106,6 +126,10 @@ SIGHUP reloads --config (and the flags, which stay as given): added devices appe
 ones are detached and their sessions closed, changed rules apply to the next import, and
 unchanged devices and their sessions are untouched. Listeners, limits and the seat settings
 take effect at a restart. An invalid configuration is logged and the running one is kept.
+
+Under systemd (Type=notify), it reports READY=1, a STATUS= line, RELOADING=1, STOPPING=1 and
+WATCHDOG=1 pings to $NOTIFY_SOCKET; sockets passed by socket activation ($LISTEN_FDS) replace
+the configured listeners. "usbipgw install-service" installs the units.
 `,
   host: `Usage: usbipgw host [--json] [--config FILE] [--device SPEC]... [--sysfs PATH]
 
@@ -163,28 +187,15 @@ Reads FILE as "serve --config" would (listeners, devices, rules, limits, logging
 the first error with its file, line and key (exit 1), or a summary (exit 0). Nothing is
 opened or served.
 `,
+  attach: ATTACH_HELP,
+  detach: DETACH_HELP,
+  port: PORT_HELP,
+  "install-service": INSTALL_SERVICE_HELP,
   version: `Usage: usbipgw version\n\nPrints the version.\n`,
   help: `Usage: usbipgw help [COMMAND]\n\nShows help for a command.\n`,
 };
 
 const encoder = new TextEncoder();
-
-function configureLogging(level: LogLevel): void {
-  const format = getTextFormatter({
-    value: (v: unknown) => typeof v === "string" ? v : Deno.inspect(v),
-  });
-  const sink = (record: LogRecord) => {
-    Deno.stderr.writeSync(encoder.encode(format(record)));
-  };
-  configureSync({
-    reset: true,
-    sinks: { stderr: sink },
-    loggers: [
-      { category: ["usbipgw"], lowestLevel: level, sinks: ["stderr"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
-    ],
-  });
-}
 
 function checkUnknown(command: string, known: string[]): (arg: string) => boolean {
   return (arg: string) => {
@@ -382,6 +393,7 @@ async function serve(args: string[]): Promise<number> {
     "--seat-dir",
     "--console-uid",
     "--log-level",
+    "--log-format",
     "--help",
     ...Object.values(LIMIT_KEYS).map((l) => `--${l.flag}`),
   ];
@@ -398,6 +410,7 @@ async function serve(args: string[]): Promise<number> {
       "seat-dir",
       "console-uid",
       "log-level",
+      "log-format",
       ...Object.values(LIMIT_KEYS).map((l) => l.flag),
     ],
     boolean: ["help"],
@@ -415,17 +428,53 @@ async function serve(args: string[]): Promise<number> {
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
     throw new UsageError(`Invalid --log-level ${level}; valid levels: ${LOG_LEVELS.join(", ")}`);
   }
-  configureLogging(level as LogLevel);
-  const gateway = await startGateway(config);
-  const onHangup = () => reloadGateway(gateway, a);
+  const formatChoice = one("log-format", a["log-format"]) ?? config.logFormat ?? "auto";
+  if (!isLogFormat(formatChoice)) {
+    throw new UsageError(
+      `Invalid --log-format ${formatChoice}; valid formats: ${LOG_FORMATS.join(", ")}`,
+    );
+  }
+  configureLogging({
+    level: level as LogLevel,
+    format: resolveLogFormat(formatChoice, {
+      journalStream: Deno.env.get("JOURNAL_STREAM"),
+      stderr: stderrIdentity(),
+    }),
+    color: Deno.stderr.isTerminal() && Deno.env.get("NO_COLOR") === undefined,
+  });
+  // systemd socket activation: adopt the sockets, then unset LISTEN_* as sd_listen_fds(1) does.
+  const inherited = parseListenFds({
+    LISTEN_PID: Deno.env.get("LISTEN_PID"),
+    LISTEN_FDS: Deno.env.get("LISTEN_FDS"),
+    LISTEN_FDNAMES: Deno.env.get("LISTEN_FDNAMES"),
+  }, Deno.pid);
+  for (const name of ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]) Deno.env.delete(name);
+  const gateway = await startGateway(config, { activated: await adoptListeners(inherited) });
+  // Set once READY=1 is out; the SIGHUP handler may run before that.
+  // deno-lint-ignore prefer-const
+  let systemd: ServiceNotifications | undefined;
+  const onHangup = async () => {
+    await systemd?.reloading();
+    await reloadGateway(gateway, a);
+    await systemd?.ready();
+  };
   Deno.addSignalListener("SIGHUP", onHangup);
   const stopped = Promise.withResolvers<string>();
   const signals = ["SIGINT", "SIGTERM"] as const;
   const handlers = signals.map((s) => [s, () => stopped.resolve(s)] as const);
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  // READY=1 only once the signals are handled: systemd may send SIGHUP or SIGTERM right after.
+  systemd = await ServiceNotifications.start({
+    notifySocket: Deno.env.get("NOTIFY_SOCKET"),
+    watchdogUsec: Deno.env.get("WATCHDOG_USEC"),
+    watchdogPid: Deno.env.get("WATCHDOG_PID"),
+    pid: Deno.pid,
+    status: () => formatStatusLine(statusCounts(gateway.server, gateway.listeners)),
+  });
   const signal = await stopped.promise;
   for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
   Deno.removeSignalListener("SIGHUP", onHangup);
+  await systemd?.stopping(signal);
   const timeout = setTimeout(() => Deno.exit(0), 5000);
   await gateway.close();
   clearTimeout(timeout);
@@ -548,6 +597,10 @@ async function write(text: string): Promise<void> {
   while (off < bytes.length) off += await Deno.stdout.write(bytes.subarray(off));
 }
 
+function writeErr(text: string): void {
+  Deno.stderr.writeSync(encoder.encode(text));
+}
+
 /** Runs the CLI with `args`; returns the exit status. */
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
@@ -565,6 +618,26 @@ export async function main(args: string[]): Promise<number> {
         return await status(rest);
       case "config":
         return await config(rest);
+      case "attach":
+        configureLogging({
+          level: "info",
+          format: resolveLogFormat("auto", {
+            journalStream: Deno.env.get("JOURNAL_STREAM"),
+            stderr: stderrIdentity(),
+          }),
+          color: Deno.stderr.isTerminal() && Deno.env.get("NO_COLOR") === undefined,
+        });
+        return await attachCommand(rest, { out: write, err: (t) => void writeErr(t) });
+      case "detach":
+        return await detachCommand(rest, { out: write, err: (t) => void writeErr(t) });
+      case "port":
+        return await portCommand(rest, { out: write, err: (t) => void writeErr(t) });
+      case "install-service":
+        return await installServiceCommand(rest, {
+          out: write,
+          err: (t) => void writeErr(t),
+          execPath: Deno.execPath(),
+        });
       case "version":
       case "--version":
         await write(`usbipgw ${VERSION} (deno ${Deno.version.deno})\n`);
@@ -576,7 +649,7 @@ export async function main(args: string[]): Promise<number> {
         const topic = command === "help" ? rest[0] : undefined;
         if (topic !== undefined && !(topic in HELP)) {
           throw new UsageError(
-            `Unknown command "${topic}"; commands: serve, list, host, policy, status, config, version, help`,
+            `Unknown command "${topic}"; commands: serve, list, host, policy, status, config, attach, detach, port, install-service, version, help`,
           );
         }
         await write(HELP[topic ?? "main"]!);
@@ -584,7 +657,7 @@ export async function main(args: string[]): Promise<number> {
       }
       default:
         throw new UsageError(
-          `Unknown command "${command}"; commands: serve, list, host, policy, status, config, version, help`,
+          `Unknown command "${command}"; commands: serve, list, host, policy, status, config, attach, detach, port, install-service, version, help`,
         );
     }
   } catch (e) {

@@ -1,7 +1,7 @@
 /**
  * The libc symbols the pty back-end needs through FFI (posix_openpt(3), grantpt(3),
- * unlockpt(3), ptsname(3), termios(3) cfmakeraw, poll(2), pipe2(2), read(2), write(2)),
- * and a small non-blocking master-side pty built on them. Opened lazily, so FFI permission is
+ * unlockpt(3), ptsname(3), termios(3) cfmakeraw and the speed functions, poll(2), pipe2(2),
+ * read(2), write(2)), and a small non-blocking master-side pty built on them. Opened lazily, so FFI permission is
  * only needed when a `pty` back-end is used.
  *
  * @module
@@ -22,6 +22,12 @@ const SYMBOLS = {
   cfmakeraw: { parameters: ["buffer"], result: "void" },
   // int tcsetattr(int fd, int optional_actions, const struct termios *t);
   tcsetattr: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  // int cfsetispeed(struct termios *t, speed_t speed);
+  cfsetispeed: { parameters: ["buffer", "u32"], result: "i32" },
+  // int cfsetospeed(struct termios *t, speed_t speed);
+  cfsetospeed: { parameters: ["buffer", "u32"], result: "i32" },
+  // speed_t cfgetospeed(const struct termios *t);
+  cfgetospeed: { parameters: ["buffer"], result: "u32" },
   // int pipe2(int fds[2], int flags);
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   // int poll(struct pollfd *fds, nfds_t nfds, int timeout); run off the main thread
@@ -44,6 +50,63 @@ const TCSANOW = 0;
 const EAGAIN = 11;
 const EINTR = 4;
 const EIO = 5;
+
+/** Offset of c_cflag in struct termios (after c_iflag and c_oflag, two 32-bit words). */
+const C_CFLAG = 8;
+/** c_cflag bits (Linux asm-generic/termbits.h, octal as there). */
+const CSIZE = 0o60;
+const CSTOPB = 0o100;
+const PARENB = 0o400;
+const PARODD = 0o1000;
+const CMSPAR = 0o10000000000;
+const CS_BY_BITS: Readonly<Record<number, number>> = { 5: 0, 6: 0o20, 7: 0o40, 8: 0o60 };
+
+/**
+ * The termios speed codes (Linux `B50` .. `B4000000`) by bits per second: the rates a tty
+ * can be set to by name (what `stty SPEED` and cfsetospeed(3) take).
+ */
+export const TERMIOS_SPEEDS: ReadonlyMap<number, number> = new Map([
+  [50, 0o1],
+  [75, 0o2],
+  [110, 0o3],
+  [134, 0o4],
+  [150, 0o5],
+  [200, 0o6],
+  [300, 0o7],
+  [600, 0o10],
+  [1200, 0o11],
+  [1800, 0o12],
+  [2400, 0o13],
+  [4800, 0o14],
+  [9600, 0o15],
+  [19200, 0o16],
+  [38400, 0o17],
+  [57600, 0o10001],
+  [115200, 0o10002],
+  [230400, 0o10003],
+  [460800, 0o10004],
+  [500000, 0o10005],
+  [576000, 0o10006],
+  [921600, 0o10007],
+  [1000000, 0o10010],
+  [1152000, 0o10011],
+  [1500000, 0o10012],
+  [2000000, 0o10013],
+  [2500000, 0o10014],
+  [3000000, 0o10015],
+  [3500000, 0o10016],
+  [4000000, 0o10017],
+]);
+
+/** A serial line's settings as a pty's termios holds them. */
+export interface PtyLineSettings {
+  /** Bits per second; `undefined` when the speed code is not one of {@linkcode TERMIOS_SPEEDS}. */
+  baudRate: number | undefined;
+  /** 5..8. */
+  dataBits: number;
+  parity: "none" | "odd" | "even" | "mark" | "space";
+  stopBits: 1 | 2;
+}
 
 /** poll(2) event bits. */
 export const PollEvent = { POLLIN: 0x1, POLLOUT: 0x4, POLLERR: 0x8, POLLHUP: 0x10 } as const;
@@ -115,6 +178,77 @@ export class PtyMaster {
       s.close(fd);
       throw e;
     }
+  }
+
+  /**
+   * Sets the slave's termios (through the master, as the tty layer allows) to a line's
+   * settings: data bits (16 is set as 8), parity (mark and space with CMSPAR), stop bits (1.5
+   * is set as 2, CSTOPB) and, when `baudRate` is one of {@linkcode TERMIOS_SPEEDS}, the
+   * input and output speed. The other flags (raw mode) stay. Linux's pty driver keeps every
+   * pty at CS8 without parity, so there only the speed and the stop bits show. Returns whether
+   * the speed was set.
+   *
+   * @throws {Error} If tcgetattr or tcsetattr fails.
+   */
+  setLineSettings(s: {
+    baudRate: number;
+    dataBits: number;
+    parity: PtyLineSettings["parity"];
+    stopBits: number;
+  }): boolean {
+    const lib = open().symbols;
+    const termios = new Uint8Array(128);
+    const fail = (what: string) =>
+      new Error(
+        `Cannot set the line settings of the pty ${this.path}: ${what} failed with errno ${errno()}`,
+      );
+    if (lib.tcgetattr(this.#fd, termios) < 0) throw fail("tcgetattr");
+    const v = new DataView(termios.buffer);
+    let cflag = v.getUint32(C_CFLAG, true) & ~(CSIZE | CSTOPB | PARENB | PARODD | CMSPAR);
+    cflag |= CS_BY_BITS[s.dataBits] ?? CS_BY_BITS[8]!;
+    if (s.stopBits !== 1) cflag |= CSTOPB;
+    if (s.parity === "odd") cflag |= PARENB | PARODD;
+    else if (s.parity === "even") cflag |= PARENB;
+    else if (s.parity === "mark") cflag |= PARENB | CMSPAR | PARODD;
+    else if (s.parity === "space") cflag |= PARENB | CMSPAR;
+    v.setUint32(C_CFLAG, cflag >>> 0, true);
+    const code = TERMIOS_SPEEDS.get(s.baudRate);
+    if (code !== undefined) {
+      if (lib.cfsetispeed(termios, code) < 0) throw fail("cfsetispeed");
+      if (lib.cfsetospeed(termios, code) < 0) throw fail("cfsetospeed");
+    }
+    if (lib.tcsetattr(this.#fd, TCSANOW, termios) < 0) throw fail("tcsetattr");
+    return code !== undefined;
+  }
+
+  /**
+   * The slave's line settings as its termios holds them now (whoever set them: the back-end
+   * or a program on the slave).
+   *
+   * @throws {Error} If tcgetattr fails.
+   */
+  lineSettings(): PtyLineSettings {
+    const lib = open().symbols;
+    const termios = new Uint8Array(128);
+    if (lib.tcgetattr(this.#fd, termios) < 0) {
+      throw new Error(`Cannot read the termios of the pty ${this.path}: errno ${errno()}`);
+    }
+    const cflag = new DataView(termios.buffer).getUint32(C_CFLAG, true);
+    const code = lib.cfgetospeed(termios);
+    const size = cflag & CSIZE;
+    const parity = (cflag & PARENB) === 0
+      ? "none"
+      : (cflag & CMSPAR) !== 0
+      ? (cflag & PARODD) !== 0 ? "mark" : "space"
+      : (cflag & PARODD) !== 0
+      ? "odd"
+      : "even";
+    return {
+      baudRate: [...TERMIOS_SPEEDS].find(([, c]) => c === code)?.[0],
+      dataBits: Number(Object.keys(CS_BY_BITS).find((b) => CS_BY_BITS[Number(b)] === size)),
+      parity,
+      stopBits: (cflag & CSTOPB) !== 0 ? 2 : 1,
+    };
   }
 
   /**

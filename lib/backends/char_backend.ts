@@ -786,9 +786,31 @@ class _PtyBackend extends CharBackend {
     const wake = () => {
       if (this.#polling) pty.wake();
     };
-    const unsubscribe = [this.input.changed.listen(wake), this.output.changed.listen(wake)];
+    const unsubscribe = [
+      this.input.changed.listen(wake),
+      this.output.changed.listen(wake),
+      this.onLineSettings((s) => this.#applyLine(s)),
+    ];
     this.#running = this.#run().finally(() => unsubscribe.forEach((u) => u()));
     log.info("pty back-end at {path}", { path: pty.path });
+  }
+
+  /** Shows the line settings on the slave's termios, where `stty -F` and programs see them. */
+  #applyLine(s: LineSettings): void {
+    if (this.closed) return;
+    try {
+      if (!this.#pty.setLineSettings(s)) {
+        log.info("{backend}: {baud} baud is not a termios speed; the pty keeps its speed", {
+          backend: this.description,
+          baud: s.baudRate,
+        });
+      }
+    } catch (e) {
+      log.warn("{backend}: {error}", {
+        backend: this.description,
+        error: e instanceof Error ? e.message : String(e),
+      });
+    }
   }
 
   async #poll(events: number, timeoutMs: number, watchMaster: boolean): Promise<number> {
@@ -846,8 +868,10 @@ class _PtyBackend extends CharBackend {
  * second client is accepted and closed straight away (and logged) while one is connected.
  * `tcp-connect` connects in the background and reconnects with a backoff doubling from
  * {@linkcode CharBackendOptions.reconnectMinMs} to `reconnectMaxMs`. `pty` logs the slave's
- * path (also in {@linkcode CharBackend.address}); its slave starts in raw mode. `file`
- * appends output and never has input.
+ * path (also in {@linkcode CharBackend.address}); its slave starts in raw mode, and each
+ * {@linkcode CharBackend.setLineSettings} change is set on the slave's termios (the speed when
+ * it is a termios rate such as 115200, and the stop bits; Linux keeps a pty at 8 bits without
+ * parity), where `stty -F PATH` and programs on the slave see it. `file` appends output and never has input.
  *
  * @throws {TypeError} For a malformed description.
  * @throws {Deno.errors.AddrInUse} And the like, when a server cannot listen.

@@ -27,6 +27,7 @@ import { LIMIT_KEYS, type LimitKey, type LimitsConfig, setLimit } from "./limits
 import type { DeviceSpec } from "./device_spec.ts";
 import { checkDeviceSpec } from "./device_types.ts";
 import { UsageError } from "./usage_error.ts";
+import { isLogFormat, LOG_FORMATS, type LogFormatChoice } from "./logging.ts";
 
 /** A unix listener as configured. */
 export interface UnixListenerConfig {
@@ -52,6 +53,8 @@ export interface ServeConfig {
   /** Limits on connections, sessions and frames. */
   limits: LimitsConfig;
   logLevel?: string;
+  /** `[logging] format`: how log lines look (see `lib/cli/logging.ts`). */
+  logFormat?: LogFormatChoice;
 }
 
 /** The log levels accepted by `log_level` and `--log-level`. */
@@ -66,7 +69,9 @@ const TOP_KEYS = [
   "seat_dir",
   "console_uid",
   "limits",
+  "logging",
 ];
+const LOGGING_KEYS = ["level", "format"];
 const UNIX_KEYS = ["path", "mode", "owner", "group"];
 
 /** Finds the line of `key` in the `index`-th `[[table]]` (or at top level), 1-based. */
@@ -153,6 +158,31 @@ export function parseConfig(text: string, file: string): ServeConfig {
       fail(undefined, 0, "log_level", `expected one of ${LOG_LEVELS.join(", ")}`);
     }
     config.logLevel = logLevel as string;
+  }
+  if (doc.logging !== undefined) {
+    const t = doc.logging;
+    if (typeof t !== "object" || t === null || Array.isArray(t)) {
+      fail(undefined, 0, "logging", "expected a [logging] table");
+    }
+    for (const [key, value] of Object.entries(t as Table)) {
+      if (!LOGGING_KEYS.includes(key)) {
+        fail("logging", -1, key, `unknown key; valid keys: ${LOGGING_KEYS.join(", ")}`);
+      }
+      if (key === "level") {
+        if (typeof value !== "string" || !(LOG_LEVELS as readonly string[]).includes(value)) {
+          fail("logging", -1, key, `expected one of ${LOG_LEVELS.join(", ")}`);
+        }
+        if (logLevel !== undefined) {
+          fail("logging", -1, key, "the level is already set by log_level; keep one of them");
+        }
+        config.logLevel = value as string;
+      } else {
+        if (typeof value !== "string" || !isLogFormat(value)) {
+          fail("logging", -1, key, `expected one of ${LOG_FORMATS.join(", ")}`);
+        }
+        config.logFormat = value as LogFormatChoice;
+      }
+    }
   }
   if (doc.seat_dir !== undefined) {
     if (typeof doc.seat_dir !== "string" || doc.seat_dir === "") {

@@ -13,11 +13,17 @@ export interface DeviceSpec {
   options: Record<string, string>;
   /** Where the spec came from, for messages: `--device gadget-zero:...` or `file:12`. */
   origin: string;
+  /**
+   * Keys written alone, without `=value` (`storage:image=a.img,ro`); their value is empty.
+   * Only the keys a device type lists as flags may be (`checkDeviceSpec` says so).
+   */
+  flags?: string[];
 }
 
 /**
  * Parses `TYPE[:key=value,...]`. A value may contain `=`; a comma inside a value can be
- * written as `\,`. Repeated keys and empty keys are errors.
+ * written as `\,`. A key alone (`ro`) has an empty value and is listed in `flags`. Repeated
+ * keys and empty keys are errors.
  *
  * @example
  * ```ts
@@ -32,6 +38,7 @@ export function parseDeviceSpec(text: string): DeviceSpec {
   const type = (colon < 0 ? text : text.slice(0, colon)).trim();
   if (type === "") throw new UsageError(`Invalid device spec "${text}": the type is empty`);
   const options: Record<string, string> = {};
+  const flags: string[] = [];
   if (colon >= 0) {
     const parts: string[] = [];
     let current = "";
@@ -53,14 +60,15 @@ export function parseDeviceSpec(text: string): DeviceSpec {
       if (part === "") continue;
       const eq = part.indexOf("=");
       const key = (eq < 0 ? part : part.slice(0, eq)).trim();
-      if (eq < 0 || key === "") {
+      if (key === "") {
         throw new UsageError(`Invalid device spec "${text}": "${part}" is not key=value`);
       }
       if (key in options) {
         throw new UsageError(`Invalid device spec "${text}": ${key} is given twice`);
       }
-      options[key] = part.slice(eq + 1);
+      options[key] = eq < 0 ? "" : part.slice(eq + 1);
+      if (eq < 0) flags.push(key);
     }
   }
-  return { type, options, origin };
+  return flags.length > 0 ? { type, options, origin, flags } : { type, options, origin };
 }

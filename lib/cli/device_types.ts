@@ -36,6 +36,9 @@ import {
 } from "../backends/temperature_source.ts";
 import { HidMouse, pointerCommandConsumer } from "../devices/mouse.ts";
 import { HidTablet } from "../devices/tablet.ts";
+import { DiskImage, parseSize } from "../devices/storage/image.ts";
+import { checkMassStorageOptions, MassStorage } from "../devices/storage/storage.ts";
+import { MAX_LUNS } from "../devices/storage/bot.ts";
 import { UsageError } from "./usage_error.ts";
 
 /** A created device and what must be closed with it. */
@@ -55,6 +58,8 @@ export interface DeviceType {
   readonly summary: string;
   /** Accepted keys (besides `busid`) and what each means. */
   readonly keys: Readonly<Record<string, string>>;
+  /** Keys that may be given alone, without `=value` (`ro`). */
+  readonly flags?: readonly string[];
   create(spec: DeviceSpec): Promise<CreatedDevice>;
 }
 
@@ -181,6 +186,78 @@ function usbId(spec: DeviceSpec, key: string): number | undefined {
     );
   }
   return parseInt(v.replace(/^0x/i, ""), 16);
+}
+
+/** A yes/no key: alone or empty, `1`/`true`/`yes`, or `0`/`false`/`no`; `fallback` if absent. */
+function yesNo(spec: DeviceSpec, key: string, fallback: boolean): boolean {
+  const v = spec.options[key];
+  if (v === undefined) return fallback;
+  const t = v.trim().toLowerCase();
+  if (t === "" || t === "1" || t === "true" || t === "yes") return true;
+  if (t === "0" || t === "false" || t === "no") return false;
+  throw new UsageError(
+    `Invalid ${key}="${v}" for ${spec.type} in ${spec.origin}: expected ${key} alone, ${key}=1 or ${key}=0`,
+  );
+}
+
+/**
+ * Opens the images of a `storage` spec (`image=a.img;b.img` gives one LUN per image; the
+ * other keys apply to each) and builds the thumb drive. Malformed keys are usage errors; an
+ * image that cannot be opened (missing without `size`, locked by another device or process,
+ * of another size than `size`) is an `Error` naming the image.
+ */
+export async function createStorageDevice(spec: DeviceSpec): Promise<CreatedDevice> {
+  const invalid = (why: string) =>
+    new UsageError(`Invalid storage device in ${spec.origin}: ${why}`);
+  const paths = (spec.options.image ?? "").split(";").map((p) => p.trim());
+  if (paths.some((p) => p === "")) {
+    throw invalid("image=PATH is required (image=a.img;b.img serves one LUN per image)");
+  }
+  if (paths.length > MAX_LUNS) throw invalid(`${paths.length} images; a drive has at most 16 LUNs`);
+  const readOnly = yesNo(spec, "ro", false);
+  const removable = yesNo(spec, "removable", true);
+  const blockSize = choice(spec, "block", ["512", "4096"], "512") === "4096" ? 4096 : 512;
+  const speed = choice(spec, "speed", ["high", "super", "full"], "high");
+  let size: number | undefined;
+  if (spec.options.size !== undefined) {
+    try {
+      size = parseSize(spec.options.size);
+    } catch (e) {
+      throw invalid((e as Error).message);
+    }
+    if (size % blockSize !== 0) {
+      throw invalid(`size=${spec.options.size} is not a whole number of ${blockSize}-byte blocks`);
+    }
+  }
+  const { vendor, product, revision, serial } = spec.options;
+  const options = {
+    blockSize,
+    removable,
+    speed,
+    ...(vendor !== undefined ? { vendor } : {}),
+    ...(product !== undefined ? { product } : {}),
+    ...(revision !== undefined ? { revision } : {}),
+    ...(serial !== undefined ? { serial } : {}),
+  } as const;
+  try {
+    // Every value is checked before an image is opened, let alone created.
+    checkMassStorageOptions(options);
+  } catch (e) {
+    throw e instanceof RangeError ? invalid(e.message) : e;
+  }
+  const images: DiskImage[] = [];
+  try {
+    for (const path of paths) {
+      images.push(
+        await DiskImage.open({ path, readOnly, ...(size !== undefined ? { size } : {}) }),
+      );
+    }
+    const device = new MassStorage({ ...options, units: images });
+    return { device, close: () => device.close() };
+  } catch (e) {
+    await Promise.allSettled(images.map((i) => i.close()));
+    throw e;
+  }
 }
 
 /** Every device type, by name. */
@@ -356,6 +433,25 @@ export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map<string, Dev
       return { device: tablet, close: () => input.close() };
     },
   }],
+  ["storage", {
+    name: "storage",
+    summary: "USB thumb drive (mass storage, SCSI over bulk-only transport) backed by image files",
+    keys: {
+      image: "image file (required); a;b serves one LUN per file, with the other keys for each",
+      ro: "read-only: the image is opened O_RDONLY and writes fail (ro, ro=1 or ro=0)",
+      size:
+        "create a missing (or empty) image sparse with this size: bytes or K/M/G/T (powers of 1024), whole blocks; an existing image of another size is refused, never resized",
+      removable: "1 (default: a thumb drive that can be ejected) or 0 (a fixed disk)",
+      vendor: "SCSI vendor and USB manufacturer, up to 8 ASCII characters (default usbipgw)",
+      product: "SCSI product and USB product, up to 16 ASCII characters (default Thumb Drive)",
+      revision: "SCSI revision, up to 4 characters (default 1.00)",
+      serial: "USB and SCSI serial number (default: 24 hex digits derived from the image path)",
+      block: "logical block size: 512 (default) or 4096",
+      speed: "high (default, 512-byte bulk packets), super (SuperSpeed, 1024) or full (64)",
+    },
+    flags: ["ro", "removable"],
+    create: (spec) => createStorageDevice(spec),
+  }],
 ]);
 
 /** Checks a spec's type and keys; returns its type. */
@@ -373,6 +469,15 @@ export function checkDeviceSpec(spec: DeviceSpec): DeviceType {
       throw new UsageError(
         `Unknown key "${key}" for ${spec.type} in ${spec.origin}; valid keys: ${
           ["busid", ...Object.keys(type.keys)].join(", ")
+        }`,
+      );
+    }
+  }
+  for (const key of spec.flags ?? []) {
+    if (!(type.flags ?? []).includes(key)) {
+      throw new UsageError(
+        `Invalid device spec in ${spec.origin}: "${key}" is not key=value${
+          type.flags ? `; only ${type.flags.join(", ")} may be given alone` : ""
         }`,
       );
     }

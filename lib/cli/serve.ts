@@ -233,8 +233,20 @@ function restartOnly(config: ServeConfig): Record<string, string> {
   };
 }
 
+/** Options of {@linkcode startGateway} beyond the configuration. */
+export interface GatewayOptions {
+  /**
+   * Listeners inherited from the service manager (systemd socket activation). When there are
+   * any, they replace the configured TCP and unix listeners.
+   */
+  activated?: Listener[];
+}
+
 /** Starts the gateway described by `config`. Usage mistakes throw {@linkcode UsageError}. */
-export async function startGateway(config: ServeConfig): Promise<Gateway> {
+export async function startGateway(
+  config: ServeConfig,
+  options: GatewayOptions = {},
+): Promise<Gateway> {
   for (const spec of config.devices) checkDeviceSpec(spec);
   const tcp = config.tcp.map((a) => {
     try {
@@ -330,8 +342,13 @@ export async function startGateway(config: ServeConfig): Promise<Gateway> {
     for (const [key, spec] of keyedSpecs(config.devices)) {
       served.set(key, await serveSpec(spec, server));
     }
-    for (const t of tcp) listeners.push(new TcpListener(t));
-    for (const u of config.unix) {
+    const activated = options.activated ?? [];
+    listeners.push(...activated);
+    if (activated.length > 0 && (tcp.length > 0 || config.unix.length > 0)) {
+      log.info("Serving on the sockets systemd passed; the configured listeners are not opened");
+    }
+    for (const t of activated.length > 0 ? [] : tcp) listeners.push(new TcpListener(t));
+    for (const u of activated.length > 0 ? [] : config.unix) {
       const follows = u.owner === undefined && u.mode === undefined;
       const listener = await UnixListener.listen({
         path: u.path,

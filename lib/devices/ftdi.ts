@@ -83,12 +83,64 @@ const EIGHTHS_OF_CODE = [0, 4, 2, 1, 3, 5, 6, 7] as const;
  * ```
  */
 export function decodeFtdiBaudRate(wValue: number, wIndex: number): number {
+  return Math.round(24_000_000 / _divisorEighths(wValue, wIndex));
+}
+
+/** The divisor of SET_BAUD_RATE in eighths (see {@linkcode decodeFtdiBaudRate}). */
+function _divisorEighths(wValue: number, wIndex: number): number {
   const integer = wValue & 0x3fff;
   const code = ((wValue >> 14) & 0x3) | ((wIndex & 0x1) << 2);
-  let eighths = integer * 8 + EIGHTHS_OF_CODE[code]!;
-  if (integer === 0 && code === 0) eighths = 8;
-  else if (integer === 1 && code === 0) eighths = 12;
-  return Math.round(24_000_000 / eighths);
+  if (integer === 0 && code === 0) return 8;
+  if (integer === 1 && code === 0) return 12;
+  return integer * 8 + EIGHTHS_OF_CODE[code]!;
+}
+
+/**
+ * The termios rates (Linux `B300` .. `B3000000`) an FT232R can be set to: what a host tty
+ * asks for by name (`stty 115200`).
+ */
+export const FTDI_TERMIOS_RATES: readonly number[] = [
+  300,
+  600,
+  1200,
+  1800,
+  2400,
+  4800,
+  9600,
+  19200,
+  38400,
+  57600,
+  115200,
+  230400,
+  460800,
+  500000,
+  576000,
+  921600,
+  1000000,
+  1152000,
+  1500000,
+  2000000,
+  2500000,
+  3000000,
+];
+
+/**
+ * The rate the host asked for with SET_BAUD_RATE: the termios rate of
+ * {@linkcode FTDI_TERMIOS_RATES} whose divisor this is (the host's driver rounds 3 MHz / rate
+ * to the nearest eighth, as ftdi_sio does), else the chip's own rate
+ * ({@linkcode decodeFtdiBaudRate}). The chip cannot run at most rates exactly: 115200 baud
+ * becomes divisor 26, which runs at 115385 baud.
+ *
+ * @example 115200 baud (divisor 26)
+ * ```ts
+ * import { requestedFtdiBaudRate } from "./ftdi.ts";
+ * console.assert(requestedFtdiBaudRate(0x001a, 0) === 115200);
+ * ```
+ */
+export function requestedFtdiBaudRate(wValue: number, wIndex: number): number {
+  const eighths = _divisorEighths(wValue, wIndex);
+  return FTDI_TERMIOS_RATES.find((rate) => Math.round(24_000_000 / rate) === eighths) ??
+    Math.round(24_000_000 / eighths);
 }
 
 /** The data characteristics of SET_DATA (ftdi_sio.h `FTDI_SIO_SET_DATA_*`). */
@@ -223,7 +275,9 @@ export function ftdiDataCapacity(length: number): number {
  * 64-byte packets, full speed, bcdDevice 0x0600 (which ftdi_sio reads as an FT232R).
  *
  * SET_BAUD_RATE and SET_DATA are also reported to the back-end
- * ({@linkcode CharBackend.setLineSettings}). Bulk OUT data goes to the back-end (see
+ * ({@linkcode CharBackend.setLineSettings}), with the rate the host asked for
+ * ({@linkcode FtdiSerial.requestedBaudRate}: 115200, not the chip's 115385). Bulk OUT data
+ * goes to the back-end (see
  * {@linkcode CharBackend.write}). A bulk IN transfer
  * completes as soon as the back-end has input, with 62 data bytes per 64-byte packet after
  * the status bytes; when there is none, it completes after the latency timer (16 ms unless
@@ -257,6 +311,7 @@ export class FtdiSerial extends UsbDevice {
   readonly backend: CharBackend;
   #latency = DEFAULT_LATENCY_MS;
   #baudRate = 9600;
+  #requestedBaudRate = 9600;
   #data: FtdiDataCharacteristics = { ...DEFAULT_DATA };
   #modem: FtdiModemControl = { dtr: false, rts: false };
   #flow: FtdiFlowControl = { mode: "none", xon: 0x11, xoff: 0x13 };
@@ -271,9 +326,18 @@ export class FtdiSerial extends UsbDevice {
     this.#options = options;
   }
 
-  /** The baud rate the host last set (9600 until then). */
+  /** The baud rate the chip runs at as the host last set it (9600 until then). */
   get baudRate(): number {
     return this.#baudRate;
+  }
+
+  /**
+   * The baud rate the host asked for when it last set one (9600 until then): the termios
+   * rate whose divisor it sent ({@linkcode requestedFtdiBaudRate}), e.g. 115200 where the
+   * chip runs at 115385. The back-end is told this one.
+   */
+  get requestedBaudRate(): number {
+    return this.#requestedBaudRate;
   }
 
   /** The data characteristics the host last set (8N1 until then). */
@@ -331,6 +395,7 @@ export class FtdiSerial extends UsbDevice {
         return this.#setFlow(s.wValue, s.wIndex);
       case FtdiRequest.SET_BAUD_RATE:
         this.#baudRate = decodeFtdiBaudRate(s.wValue, s.wIndex);
+        this.#requestedBaudRate = requestedFtdiBaudRate(s.wValue, s.wIndex);
         this.#reportLine();
         this.#options.onBaudRate?.(this.#baudRate);
         return OK;
@@ -361,7 +426,7 @@ export class FtdiSerial extends UsbDevice {
   /** Tells the back-end the line settings (codes out of range are reported as the default). */
   #reportLine(): void {
     this.backend.setLineSettings({
-      baudRate: this.#baudRate,
+      baudRate: this.#requestedBaudRate,
       dataBits: this.#data.dataBits,
       parity: PARITY_NAMES[this.#data.parity] ?? "none",
       stopBits: STOP_BITS[this.#data.stopBits] ?? 1,
@@ -441,6 +506,7 @@ export class FtdiSerial extends UsbDevice {
   protected override onReset(): void {
     this.#resetChip();
     this.#baudRate = 9600;
+    this.#requestedBaudRate = 9600;
     this.#data = { ...DEFAULT_DATA };
     this.#modem = { dtr: false, rts: false };
   }

@@ -1,6 +1,6 @@
 /**
  * USB devices: the descriptor tree and its encoder, the device model with its standard-request
- * handler, and the emulated devices (Gadget Zero, HID keyboard, mouse and tablet, serial ports, Go!Temp).
+ * handler, and the emulated devices (Gadget Zero, HID keyboard, mouse and tablet, serial ports, Go!Temp, a thumb drive).
  *
  * @module
  */
@@ -17,3 +17,4 @@ export * from "./ftdi.ts";
 export * from "./gotemp.ts";
 export * from "./mouse.ts";
 export * from "./tablet.ts";
+export * from "./storage/mod.ts";

@@ -1,10 +1,12 @@
 /**
  * TCP transport on IPv4 and IPv6, with TCP_NODELAY and keep-alive on every connection so that
- * a request/response round trip is not held back by Nagle's algorithm (USBIP.md).
+ * a request/response round trip is not held back by Nagle's algorithm (USBIP.md), and a
+ * client that vanished is given up in seconds rather than hours.
  *
  * @module
  */
 
+import { getLogger } from "@logtape/logtape";
 import {
   type Connection,
   formatHostPort,
@@ -12,6 +14,13 @@ import {
   type PeerInfo,
   wrapDenoConn,
 } from "./connection.ts";
+import {
+  DEFAULT_KEEPALIVE,
+  type KeepaliveOptions,
+  tuneListenerKeepalive,
+} from "./_tcp_keepalive.ts";
+
+const log = getLogger(["usbipgw", "transport"]);
 
 /** Where to listen for TCP. */
 export interface TcpListenOptions {
@@ -19,6 +28,11 @@ export interface TcpListenOptions {
   hostname: string;
   /** Port; 0 picks a free one. */
   port: number;
+  /**
+   * Keep-alive for the accepted connections, so that a vanished client frees its device
+   * ({@linkcode DEFAULT_KEEPALIVE} when absent); false keeps the system's defaults.
+   */
+  keepalive?: KeepaliveOptions | false;
 }
 
 /** Wraps a Deno TCP connection, turning on TCP_NODELAY and keep-alive. */
@@ -37,6 +51,8 @@ export function wrapTcpConn(conn: Deno.TcpConn): Connection {
 export class TcpListener implements Listener {
   #listener: Deno.TcpListener;
   readonly description: string;
+  /** Why keep-alive tuning failed, when it did (the system's defaults apply then). */
+  readonly keepaliveProblem: string | undefined;
 
   /** Binds at once; throws `Deno.errors.AddrInUse` and the like. */
   constructor(options: TcpListenOptions) {
@@ -46,6 +62,16 @@ export class TcpListener implements Listener {
       port: options.port,
     });
     this.description = `tcp ${formatHostPort(options.hostname, this.port)}`;
+    const keepalive = options.keepalive ?? DEFAULT_KEEPALIVE;
+    this.keepaliveProblem = keepalive === false
+      ? undefined
+      : tuneListenerKeepalive(this.port, keepalive);
+    if (this.keepaliveProblem !== undefined) {
+      log.warn("{listener}: keep-alive not tuned ({problem}); a vanished client is noticed late", {
+        listener: this.description,
+        problem: this.keepaliveProblem,
+      });
+    }
   }
 
   /** The bound port (useful after binding port 0). */
@@ -105,3 +131,5 @@ export function parseHostPort(text: string, defaultPort: number): TcpListenOptio
   }
   return { hostname, port };
 }
+
+export { DEFAULT_KEEPALIVE, type KeepaliveOptions } from "./_tcp_keepalive.ts";

@@ -177,8 +177,11 @@ function socketStreams(sock: net.Socket): Pick<Connection, "readable" | "writabl
   return { readable, writable };
 }
 
-/** Wraps an accepted or connected `node:net` unix socket with its peer credentials. */
-function wrapUnixSocket(sock: net.Socket, path: string): Connection {
+/**
+ * Wraps an accepted or connected `node:net` unix socket with its peer credentials
+ * (SO_PEERCRED); `path` is the listening socket's path, for the peer's `address`.
+ */
+export function wrapUnixSocket(sock: net.Socket, path: string): Connection {
   const peer: PeerInfo = { transport: "unix", address: path };
   // deno-lint-ignore no-explicit-any
   const fd: unknown = (sock as any)._handle?.fd;
@@ -190,6 +193,14 @@ function wrapUnixSocket(sock: net.Socket, path: string): Connection {
       peer.pid = cred.pid;
     }
   }
+  return wrapNodeSocket(sock, peer);
+}
+
+/**
+ * Wraps any connected `node:net` stream socket (unix, or TCP from an inherited listener) as a
+ * {@linkcode Connection} with the given `peer`.
+ */
+export function wrapNodeSocket(sock: net.Socket, peer: PeerInfo): Connection {
   // Streams or direct I/O, made on first use: a connection is used one way or the other.
   let streams: Pick<Connection, "readable" | "writable"> | undefined;
   let direct: DirectIo | undefined;

@@ -58,7 +58,7 @@ Deno.test("parseConfig() names the line of an unknown device type", () => {
 Deno.test("parseConfig() names the line of an unknown top-level key and of a bad unix mode", () => {
   assertEquals(
     error("listen = 1\n"),
-    "gw.toml:1: listen: unknown key; valid keys: log_level, tcp, unix, device, rule, seat_dir, console_uid, limits",
+    "gw.toml:1: listen: unknown key; valid keys: log_level, tcp, unix, device, rule, seat_dir, console_uid, limits, logging",
   );
   assertEquals(
     error(GOOD.replace('mode = "0660"', 'mode = "rw"')),

@@ -11,10 +11,36 @@ Deno.test("parseDeviceSpec() reads TYPE alone and TYPE:key=value,...", () => {
   assertEquals(spec.options, { busid: "1-2", text: "a=b,c" });
 });
 
-Deno.test("parseDeviceSpec() rejects an empty type, a bare word and a repeated key", () => {
+Deno.test("parseDeviceSpec() rejects an empty type and a repeated key; a bare word must be a flag", () => {
   assertThrows(() => parseDeviceSpec(":busid=1-1"), UsageError, "type is empty");
-  assertThrows(() => parseDeviceSpec("keyboard:busid"), UsageError, "not key=value");
+  assertThrows(
+    () => checkDeviceSpec(parseDeviceSpec("keyboard:busid")),
+    UsageError,
+    "not key=value",
+  );
   assertThrows(() => parseDeviceSpec("keyboard:text=a,text=b"), UsageError, "text is given twice");
+});
+
+Deno.test("parseDeviceSpec() reads a key alone as a flag with an empty value", () => {
+  const spec = parseDeviceSpec("storage:image=a.img,ro,removable=0");
+  assertEquals(spec.options, { image: "a.img", ro: "", removable: "0" });
+  assertEquals(spec.flags, ["ro"]);
+  assertEquals(parseDeviceSpec("storage:image=a.img").flags, undefined);
+  assertThrows(() => parseDeviceSpec("storage:ro,ro=1"), UsageError, "ro is given twice");
+});
+
+Deno.test("checkDeviceSpec() accepts only the flags a type lists alone", () => {
+  assertEquals(checkDeviceSpec(parseDeviceSpec("storage:image=a.img,ro")).name, "storage");
+  assertThrows(
+    () => checkDeviceSpec(parseDeviceSpec("storage:image=a.img,busid")),
+    UsageError,
+    '"busid" is not key=value; only ro, removable may be given alone',
+  );
+  assertThrows(
+    () => checkDeviceSpec(parseDeviceSpec("gadget-zero:pattern")),
+    UsageError,
+    '--device gadget-zero:pattern: "pattern" is not key=value',
+  );
 });
 
 Deno.test("checkDeviceSpec() lists the valid types and keys", () => {

@@ -4,10 +4,12 @@ import { assert, assertEquals } from "@std/assert";
 import { openCharBackend } from "../../lib/backends/char_backend.ts";
 import {
   decodeFtdiBaudRate,
+  FTDI_TERMIOS_RATES,
   type FtdiDataCharacteristics,
   type FtdiFlowControl,
   type FtdiModemControl,
   FtdiSerial,
+  requestedFtdiBaudRate,
 } from "../../lib/devices/ftdi.ts";
 import { Speed } from "../../lib/protocol/constants.ts";
 import { control, data, getDescriptor, setConfiguration } from "./_transfers.ts";
@@ -91,6 +93,18 @@ Deno.test("decodeFtdiBaudRate() inverts ftdi_sio's divisor for common rates", ()
   assertEquals(decodeFtdiBaudRate(0x400a, 1), Math.round(24_000_000 / 85));
 });
 
+Deno.test("requestedFtdiBaudRate() gives back every termios rate ftdi_sio encodes", () => {
+  for (const baud of FTDI_TERMIOS_RATES) {
+    const divisor = ftdiSioDivisor(baud);
+    assertEquals(requestedFtdiBaudRate(divisor & 0xffff, divisor >>> 16), baud, `baud ${baud}`);
+  }
+  // Rates no termios name maps to are the chip's: divisor 25 and 10.625.
+  assertEquals(requestedFtdiBaudRate(25, 0), 120000);
+  assertEquals(requestedFtdiBaudRate(0x400a, 1), Math.round(24_000_000 / 85));
+  // A divisor near a termios rate but not its own is not taken for it (115200 is 26).
+  assertEquals(requestedFtdiBaudRate(0xc019, 1), Math.round(24_000_000 / 207));
+});
+
 Deno.test("FtdiSerial answers the vendor requests ftdi_sio sends", async () => {
   const bauds: number[] = [];
   const chars: FtdiDataCharacteristics[] = [];
@@ -110,12 +124,14 @@ Deno.test("FtdiSerial answers the vendor requests ftdi_sio sends", async () => {
   assertEquals((await vendorOut(dev, 3, ftdiSioDivisor(115200))).status, "ok");
   assertEquals(bauds, [115385]);
   assertEquals(dev.baudRate, 115385);
+  assertEquals(dev.requestedBaudRate, 115200);
 
   // 7 data bits, even parity, 2 stop bits, then break on.
   assertEquals((await vendorOut(dev, 4, 7 | (2 << 8) | (2 << 11))).status, "ok");
   assertEquals((await vendorOut(dev, 4, 7 | (2 << 8) | (2 << 11) | (1 << 14))).status, "ok");
+  // The back-end is told the rate the host asked for (stty 115200), not the chip's.
   assertEquals(backend.lineSettings, {
-    baudRate: 115385,
+    baudRate: 115200,
     dataBits: 7,
     parity: "even",
     stopBits: 2,

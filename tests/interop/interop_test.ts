@@ -164,9 +164,124 @@ type Check = (
   t: Deno.TestContext,
 ) => void | Promise<void>;
 
+/** A string result field that must equal `want` (or match it). */
+function _text(run: ScenarioRun, r: ScenarioResult, field: string, want: string | RegExp) {
+  const v = r[field];
+  const ok = typeof v === "string" && (typeof want === "string" ? v === want : want.test(v));
+  if (!ok) {
+    throw new Error(describeRun(run, `${field} is ${JSON.stringify(v)}, expected ${want}`));
+  }
+  return v as string;
+}
+
+/** A field holding numbers separated by blanks, as numbers. */
+function _numbers(run: ScenarioRun, r: ScenarioResult, field: string): number[] {
+  const v = r[field];
+  const words = typeof v === "string" ? v.trim().split(/\s+/).filter((w) => w !== "") : [];
+  const nums = words.map(Number);
+  if (words.length === 0 || nums.some((n) => !Number.isFinite(n))) {
+    throw new Error(describeRun(run, `${field} is ${JSON.stringify(v)}, expected numbers`));
+  }
+  return nums;
+}
+
+/** Host-side checks of the serial scenario (issue 7: echo and line settings). */
+function _serial(run: ScenarioRun, r: ScenarioResult) {
+  _text(run, r, "acm_driver", "cdc_acm");
+  _text(run, r, "ftdi_driver", "ftdi_sio");
+  const bytes = _number(run, r, "random_bytes", (v) => v === 1048576, "1 MiB");
+  const sha = _text(run, r, "random_sha256", /^[0-9a-f]{64}$/);
+  const line = _text(run, r, "line", /./);
+  const rows: string[] = [];
+  for (const l of ["acm_loopback", "acm_tcp", "ftdi_loopback", "ftdi_tcp"]) {
+    _text(run, r, `${l}_line`, line);
+    _number(run, r, `${l}_bytes`, (v) => v === bytes, `${bytes} (all bytes back)`);
+    _text(run, r, `${l}_sha256`, sha);
+    rows.push(`${l} ${r[`${l}_s`]} s (${r[`${l}_kib_per_s`]} KiB/s)`);
+  }
+  _number(run, r, "drops_logged", (v) => v === 0, "0");
+  for (const l of ["ftdi_line", "acm_line"]) {
+    _number(run, r, `${l}_pty_speed`, (v) => v === 115200, "115200 on the back-end's pty");
+    _text(run, r, `${l}_log`, / line settings 115200 8N1$/);
+    _number(run, r, `${l}_pty_speed2`, (v) => v === 57600, "57600 on the back-end's pty");
+    _text(run, r, `${l}_pty_cstopb2`, "cstopb");
+    _text(run, r, `${l}_log2`, / line settings 57600 8N2$/);
+  }
+  console.log(`serial: 1 MiB echoed: ${rows.join("; ")}; stty 115200 reached both ptys`);
+}
+
+/** Host-side checks of the gotemp scenario (issue 7: readings through hidraw and ldusb). */
+function _gotemp(run: ScenarioRun, r: ScenarioResult) {
+  _text(run, r, "hidraw_info", "hidraw 3 08f7 0002");
+  _text(run, r, "hid_driver", "hid-generic");
+  _text(run, r, "ldusb_driver", "ldusb");
+  const near = (raw: number, celsius: number) => Math.abs(raw / 128 - celsius) <= 1 / 256;
+  const constant = Number(_text(run, r, "const_value", /^-?[\d.]+$/));
+  const values = _numbers(run, r, "file_values");
+  for (const via of ["hidraw", "ldusb"]) {
+    const c = _numbers(run, r, `${via}_const_raw`);
+    if (c.length < 12 || !c.every((raw) => near(raw, constant))) {
+      throw new Error(describeRun(run, `${via}: readings ${c} are not ${constant} degC`));
+    }
+    const f = _numbers(run, r, `${via}_file_raw`);
+    const start = values.findIndex((_, s) =>
+      f.every((raw, i) => near(raw, values[(s + i) % values.length]!))
+    );
+    if (f.length < 12 || start < 0) {
+      throw new Error(
+        describeRun(run, `${via}: readings ${f} are not the file's values ${values} in order`),
+      );
+    }
+    _number(run, r, `${via}_file_start_index`, (v) => v === start, `${start}`);
+    for (const k of ["const", "file"]) {
+      _number(run, r, `${via}_${k}_seq_gaps`, (v) => v === 0, "0 (no report lost)");
+    }
+  }
+  // The unix source: 30.25 degC until the second line, then -1.5 degC.
+  const u = _numbers(run, r, "hidraw_unix_raw");
+  const turn = u.indexOf(-192);
+  if (
+    turn < 1 || !u.slice(0, turn).every((raw) => raw === 3872) ||
+    !u.slice(turn).every((raw) => raw === -192)
+  ) {
+    throw new Error(describeRun(run, `unix source readings ${u}: expected 3872s then -192s`));
+  }
+  console.log(
+    `gotemp: hidraw and ldusb readings match constant ${constant}, the file from index ` +
+      `${r["hidraw_file_start_index"]} / ${r["ldusb_file_start_index"]}, and the unix source`,
+  );
+}
+
+/** Host-side checks of the pointer scenario (issue 7: mouse and tablet on evdev). */
+function _pointer(run: ScenarioRun, r: ScenarioResult) {
+  const x = _numbers(run, r, "mouse_rel_x");
+  const y = _numbers(run, r, "mouse_rel_y");
+  if (x[0] !== 10 || y[0] !== -5) {
+    throw new Error(describeRun(run, `first mouse move ${x[0]},${y[0]}: expected 10,-5`));
+  }
+  const sum = (a: number[]) => a.reduce((s, v) => s + v, 0);
+  if (sum(x) !== 310 || sum(y) !== -205 || [...x, ...y].some((v) => Math.abs(v) > 127)) {
+    throw new Error(describeRun(run, `mouse REL_X ${x}, REL_Y ${y}: expected sums 310, -205`));
+  }
+  _number(run, r, "mouse_rel_x_sum", (v) => v === 310, "310");
+  _number(run, r, "mouse_rel_y_sum", (v) => v === -205, "-205");
+  _number(run, r, "mouse_wheel_sum", (v) => v === -2, "-2");
+  _text(run, r, "mouse_btn_left", "1 0");
+  _text(run, r, "mouse_btn_right", "1 0");
+  _text(run, r, "tablet_absinfo", "absinfo 0 0 32767;absinfo 1 0 32767;");
+  const scale = (vs: number[]) => vs.map((v) => Math.round(v * 32767)).join(" ");
+  _text(run, r, "tablet_abs_x", scale([0.5, 1, 0]));
+  _text(run, r, "tablet_abs_y", scale([0.25, 1, 0]));
+  _text(run, r, "tablet_btn_left", "1 0");
+  console.log(`pointer: mouse REL_X ${x}, REL_Y ${y}; tablet ABS_X ${r["tablet_abs_x"]}`);
+}
+
 const checks: Partial<Record<ScenarioName, Check>> = {
   passthrough_kernel: _passthrough,
   passthrough: _passthrough,
+  serial: _serial,
+  gotemp: _gotemp,
+  pointer: _pointer,
   passthrough_baseline(_run, r) {
     const fmt = (v: unknown) => Array.isArray(v) ? v.join(", ") : "-";
     const rows = [
@@ -204,6 +319,45 @@ const checks: Partial<Record<ScenarioName, Check>> = {
   },
   unix_attach(run, r) {
     _requirePassed(run, r, "tests", [1]);
+  },
+  client_attach(run, r) {
+    // main.ts attach over TCP and the unix socket: test 1 through each, then through the
+    // device persist re-attached; both port commands showed our record.
+    for (const f of ["tests_tcp", "tests_unix", "tests_persist"]) _requirePassed(run, r, f, [1]);
+    const shown: [string, string][] = [
+      ["tcp_own_port", "usbip://127.0.0.1:3240/"],
+      ["tcp_usbip_port", "usbip://127.0.0.1:3240/"],
+      ["unix_own_port", "usbip://unix:/run/usbipgw.sock:-/"],
+      ["unix_usbip_port", "usbip://unix:/run/usbipgw.sock:-/"],
+    ];
+    for (const [f, uri] of shown) {
+      if (!String(r[f]).includes(uri)) {
+        throw new Error(describeRun(run, `${f} does not show ${uri}: ${r[f]}`));
+      }
+    }
+    _number(run, r, "tcp_detach_free_exit", (v) => v === 9, "9 (the port is free)");
+    // kill -9 of the gateway: port freed at once, re-attached by persist once it is back (the
+    // retry delay is at most 10 s, plus an attach and the enumeration under TCG).
+    _number(run, r, "persist_port_freed_s", (v) => v <= 5, "at most 5");
+    _number(run, r, "persist_lost_logged_s", (v) => v <= 10, "at most 10");
+    _number(run, r, "persist_reattach_s", (v) => v <= 30, "at most 30");
+    // A server gone silent: keep-alive (10 s dead-peer time) frees the port.
+    _number(run, r, "keepalive_port_freed_s", (v) => v >= 5 && v <= 30, "5 to 30");
+    _number(run, r, "keepalive_reattach_s", (v) => v >= 0, "a duration");
+    _number(run, r, "persist_exit", (v) => v === 0, "0 after SIGTERM");
+    _number(run, r, "persist_attaches", (v) => v === 3, "3 attaches");
+    console.log(
+      `client_attach: attach tcp ${r["tcp_attach_s"]} s, unix ${r["unix_attach_s"]} s; ` +
+        `persist: kill -9 -> port freed ${r["persist_port_freed_s"]} s, re-attached ${
+          r["persist_reattach_s"]
+        } s after the gateway listened (${r["persist_reattach_from_kill_s"]} s after the kill); ` +
+        `silent server: port freed ${r["keepalive_port_freed_s"]} s after loopback down, ` +
+        `re-attached ${
+          r["keepalive_reattach_s"]
+        } s after loopback up; SIGTERM -> detached and exit ${r["persist_exit"]} in ${
+          r["persist_stop_s"]
+        } s`,
+    );
   },
   hangup(run, r) {
     // (a), (b) through sysfs and (c): ports freed within the guest's 5 s limits.

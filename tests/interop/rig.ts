@@ -13,6 +13,10 @@ export const SCENARIOS = [
   "passthrough_kernel",
   "passthrough",
   "passthrough_baseline",
+  "serial",
+  "gotemp",
+  "pointer",
+  "client_attach",
 ] as const;
 
 /** A scenario name. */
@@ -26,6 +30,10 @@ export const GATEWAY_SCENARIOS: readonly ScenarioName[] = [
   "keyboard",
   "hangup",
   "passthrough",
+  "serial",
+  "gotemp",
+  "pointer",
+  "client_attach",
 ];
 
 /**
@@ -62,13 +70,20 @@ export const MODULES = [
   "ext4",
   "crc32c_generic",
   "ftdi_sio",
+  "cdc-acm",
+  "ldusb",
 ] as const;
 
 /** Host binaries copied into the initramfs together with the libraries `ldd` lists. */
 const DYNAMIC_BINARIES = ["/usr/sbin/usbip", "/usr/sbin/usbipd", "/usr/bin/socat"] as const;
 
 /** C helpers under guest/, built with `gcc -static` into the cache. */
-const HELPERS = ["rig_unix_attach", "rig_evdev_read"] as const;
+const HELPERS = [
+  "rig_unix_attach",
+  "rig_evdev_read",
+  "rig_input_events",
+  "rig_gotemp_read",
+] as const;
 
 /** Paths the rig works with; all derived from the checkout unless given. */
 export interface RigPaths {
@@ -869,6 +884,10 @@ export const DEFAULT_TIMEOUTS: Record<ScenarioName, number> = {
   passthrough_kernel: 420,
   passthrough: 480,
   passthrough_baseline: 480,
+  serial: 600,
+  gotemp: 300,
+  pointer: 240,
+  client_attach: 600,
 };
 
 /**

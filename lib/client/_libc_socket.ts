@@ -1,0 +1,161 @@
+/**
+ * The libc symbols the kernel client needs through FFI: BSD sockets (socket(2), connect(2),
+ * poll(2), recv(2), send(2), setsockopt(2), fcntl(2)) for a socket whose fd this process owns,
+ * as vhci_hcd's sysfs `attach` requires, and open(2)/write(2) for sysfs attributes, so that
+ * the kernel's errno reaches the caller unchanged. Private to lib/client. Constants are the
+ * Linux values (asm-generic, identical on x86_64 and aarch64).
+ *
+ * @module
+ */
+
+const SYMBOLS = {
+  // int socket(int domain, int type, int protocol);
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int connect(int sockfd, const struct sockaddr *addr, socklen_t addrlen);
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  blocks: runs on a worker thread
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  // ssize_t recv(int sockfd, void *buf, size_t len, int flags);
+  recv: { parameters: ["i32", "buffer", "u64", "i32"], result: "i64" },
+  // ssize_t send(int sockfd, const void *buf, size_t len, int flags);
+  send: { parameters: ["i32", "buffer", "u64", "i32"], result: "i64" },
+  // int setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen);
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  // int getsockopt(int sockfd, int level, int optname, void *optval, socklen_t *optlen);
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  // int fcntl(int fd, int cmd, ... /* int arg */);  variadic; an int travels as in a plain call
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int open(const char *pathname, int flags, mode_t mode);
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  // ssize_t write(int fd, const void *buf, size_t count);
+  write: { parameters: ["i32", "buffer", "u64"], result: "i64" },
+  // int close(int fd);
+  close: { parameters: ["i32"], result: "i32" },
+  // char *strerror(int errnum);
+  strerror: { parameters: ["i32"], result: "pointer" },
+  // int *__errno_location(void);  the calling thread's errno
+  __errno_location: { parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+let libc: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+
+/** The libc symbols, opened on first use so that FFI permission is needed only here. */
+export function lib(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
+  libc ??= Deno.dlopen("libc.so.6", SYMBOLS);
+  return libc.symbols;
+}
+
+/** Socket and file constants (Linux). */
+export const C = {
+  AF_UNIX: 1,
+  AF_INET: 2,
+  AF_INET6: 10,
+  SOCK_STREAM: 1,
+  SOCK_NONBLOCK: 0o4000,
+  SOCK_CLOEXEC: 0o2000000,
+  SOL_SOCKET: 1,
+  SO_ERROR: 4,
+  SO_KEEPALIVE: 9,
+  IPPROTO_TCP: 6,
+  TCP_NODELAY: 1,
+  TCP_KEEPIDLE: 4,
+  TCP_KEEPINTVL: 5,
+  TCP_KEEPCNT: 6,
+  TCP_USER_TIMEOUT: 18,
+  F_GETFL: 3,
+  F_SETFL: 4,
+  O_WRONLY: 1,
+  O_NONBLOCK: 0o4000,
+  O_CLOEXEC: 0o2000000,
+  POLLIN: 0x1,
+  POLLOUT: 0x4,
+  POLLERR: 0x8,
+  POLLHUP: 0x10,
+  MSG_DONTWAIT: 0x40,
+  MSG_NOSIGNAL: 0x4000,
+} as const;
+
+/** errno values the client tells apart (asm-generic/errno-base.h, errno.h). */
+export const Errno = {
+  EPERM: 1,
+  ENOENT: 2,
+  EINTR: 4,
+  EBADF: 9,
+  EAGAIN: 11,
+  EACCES: 13,
+  EBUSY: 16,
+  ENODEV: 19,
+  EINVAL: 22,
+  EPIPE: 32,
+  ENOTSOCK: 88,
+  EADDRNOTAVAIL: 99,
+  ENETUNREACH: 101,
+  ECONNABORTED: 103,
+  ECONNRESET: 104,
+  ENOTCONN: 107,
+  ETIMEDOUT: 110,
+  ECONNREFUSED: 111,
+  EHOSTUNREACH: 113,
+  EINPROGRESS: 115,
+} as const;
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(Errno).map(([k, v]) => [v, k]));
+
+/** The calling thread's errno; read it right after the synchronous call that failed. */
+export function errno(): number {
+  const p = lib().__errno_location();
+  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
+}
+
+/** `ECONNREFUSED (Connection refused)`: the errno's name and libc's text for it. */
+export function describeErrno(code: number): string {
+  const p = lib().strerror(code);
+  const text = p === null ? "" : Deno.UnsafePointerView.getCString(p);
+  const name = ERRNO_NAMES.get(code) ?? `errno ${code}`;
+  return text ? `${name} (${text})` : name;
+}
+
+/** A failed system call: `errno` is the kernel's answer. */
+export class OsError extends Error {
+  /** The errno value. */
+  readonly errno: number;
+  /** Builds the error; the message ends with the errno's name and text. */
+  constructor(what: string, code: number) {
+    super(`${what}: ${describeErrno(code)}`);
+    this.name = "OsError";
+    this.errno = code;
+  }
+}
+
+const encoder = new TextEncoder();
+
+/** A NUL-terminated C string. */
+export function cString(s: string): Uint8Array {
+  const b = encoder.encode(s);
+  const out = new Uint8Array(b.length + 1);
+  out.set(b);
+  return out;
+}
+
+/**
+ * Writes `text` to an existing file (a sysfs attribute) in one write(2), as the kernel wants
+ * an attribute store: `O_WRONLY`, no create, no truncate. Throws {@linkcode OsError} with the
+ * kernel's errno (EBUSY, EINVAL, EACCES, ENOENT, ...).
+ */
+export function writeAttribute(path: string, text: string): void {
+  const l = lib();
+  const fd = l.open(cString(path), C.O_WRONLY | C.O_CLOEXEC, 0);
+  if (fd < 0) throw new OsError(`Cannot open ${path}`, errno());
+  try {
+    const bytes = encoder.encode(text);
+    const n = l.write(fd, bytes, BigInt(bytes.length));
+    if (n < 0n) throw new OsError(`Cannot write "${text}" to ${path}`, errno());
+    if (Number(n) !== bytes.length) {
+      throw new Error(
+        `Cannot write "${text}" to ${path}: only ${n} of ${bytes.length} bytes taken`,
+      );
+    }
+  } finally {
+    l.close(fd);
+  }
+}

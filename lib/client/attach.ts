@@ -1,0 +1,375 @@
+/**
+ * Attaching a remote device to this machine's kernel, as `usbip attach` does
+ * (tools/usb/usbip/src/usbip_attach.c): connect, OP_REQ_IMPORT, then hand the connected socket
+ * to vhci_hcd with `"port sockfd devid speed"`; detaching a port; listing what is attached.
+ * TCP connections get TCP_NODELAY and, unless turned off, keep-alive with a short dead-peer
+ * timeout, so that vhci frees the port of a server that vanished without a FIN.
+ *
+ * @module
+ */
+
+import { OpCode, OpStatus, Speed, WireSize } from "../protocol/constants.ts";
+import {
+  decodeDeviceRecord,
+  decodeOpHeader,
+  encodeOpReqImport,
+  type UsbipDeviceRecord,
+} from "../protocol/op_messages.ts";
+import { UsbipProtocolError } from "../protocol/protocol_error.ts";
+import { ImportRefusedError } from "./usbip_client.ts";
+import { Errno } from "./_libc_socket.ts";
+import {
+  DEFAULT_DEAD_PEER_TIMEOUT_S,
+  FdSocket,
+  formatRemote,
+  keepaliveFor,
+  OsError,
+  type RemoteAddress,
+} from "./fd_socket.ts";
+import {
+  type AttributeWriter,
+  chooseFreePort,
+  hubForSpeed,
+  type PortRecord,
+  readPortRecord,
+  readVhciPorts,
+  removePortRecord,
+  VdevStatus,
+  VHCI_STATE_DIR,
+  type VhciHub,
+  type VhciPort,
+  writeAttribute,
+  writePortRecord,
+  writeVhciAttach,
+  writeVhciDetach,
+} from "./vhci.ts";
+
+export { ImportRefusedError } from "./usbip_client.ts";
+export { VhciMissingError } from "./vhci.ts";
+
+/** Why an attach or detach failed, for exit codes and retry decisions. */
+export type ClientErrorReason =
+  | "connect"
+  | "protocol"
+  | "no_free_port"
+  | "attach_failed"
+  | "no_such_port"
+  | "port_free"
+  | "detach_failed";
+
+/** A client-side failure that is not the server's refusal nor a missing vhci_hcd. */
+export class ClientError extends Error {
+  readonly reason: ClientErrorReason;
+  /** The errno behind it, when a system call failed. */
+  readonly errno: number | undefined;
+  /** Builds the error. */
+  constructor(reason: ClientErrorReason, message: string, errno?: number) {
+    super(message);
+    this.name = "ClientError";
+    this.reason = reason;
+    this.errno = errno;
+  }
+}
+
+/** What {@linkcode attachDevice} needs. */
+export interface AttachOptions {
+  remote: RemoteAddress;
+  busid: string;
+  /** The sysfs mount (default `/sys`); tests point it at a folder of plain files. */
+  sysfsRoot?: string;
+  /** Where the port record goes (default `/var/run/vhci_hcd`); null writes none. */
+  stateDir?: string | null;
+  /**
+   * TCP only: seconds after which a silent server is declared dead (keep-alive probes and
+   * TCP_USER_TIMEOUT); 0 keeps the kernel's defaults (plain SO_KEEPALIVE, 2 h). Default 10.
+   */
+  deadPeerTimeoutS?: number;
+  /** Time limit of the connect and of the import handshake, each (default 10000 ms). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** The sysfs attribute writer (tests substitute one). */
+  writeAttribute?: AttributeWriter;
+}
+
+/** A device attached to a vhci port. */
+export interface AttachResult {
+  port: number;
+  hub: VhciHub;
+  /** `busnum << 16 | devnum` on the server, as vhci's status shows it. */
+  devid: number;
+  /** The speed written to vhci. */
+  speed: number;
+  /** The fd number written to vhci (now closed in this process; vhci's status shows it). */
+  sockfd: number;
+  /** The record the server sent in OP_REP_IMPORT. */
+  device: UsbipDeviceRecord;
+  remote: RemoteAddress;
+  /** The port record written, if any. */
+  record: PortRecord | undefined;
+  /** Why no port record was written although one was asked for. */
+  recordError?: string;
+}
+
+/** The port record for `remote` and `busid`: the usbip tool's `host service busid`. */
+export function recordFor(remote: RemoteAddress, busid: string): PortRecord {
+  return remote.transport === "unix"
+    ? { host: `unix:${remote.path}`, service: "-", busid }
+    : { host: remote.host, service: String(remote.port), busid };
+}
+
+/**
+ * OP_REQ_IMPORT over a socket this process owns, reading exactly the reply and nothing of
+ * what follows (the URB phase belongs to the kernel).
+ *
+ * @throws {ImportRefusedError} When the server answers a non-zero status.
+ * @throws {ClientError} reason "protocol" for a malformed reply or another busid.
+ */
+export async function importOverSocket(
+  sock: FdSocket,
+  busid: string,
+  options: { timeoutMs?: number; signal?: AbortSignal } = {},
+): Promise<UsbipDeviceRecord> {
+  const where = formatRemote(sock.remote);
+  try {
+    await sock.writeAll(encodeOpReqImport(busid), options);
+    const header = decodeOpHeader(await sock.readExactly(WireSize.OP_HEADER, options));
+    if (header.code !== OpCode.OP_REP_IMPORT) {
+      throw new ClientError(
+        "protocol",
+        `Cannot import ${busid} from ${where}: the reply's code is 0x${
+          header.code.toString(16).padStart(4, "0")
+        }, expected OP_REP_IMPORT 0x0003`,
+      );
+    }
+    if (header.status !== OpStatus.ST_OK) throw new ImportRefusedError(busid, header.status);
+    const device = decodeDeviceRecord(await sock.readExactly(WireSize.DEVICE_RECORD, options));
+    if (device.busid !== busid) {
+      throw new ClientError(
+        "protocol",
+        `Cannot import ${busid} from ${where}: the server answered for ${device.busid}`,
+      );
+    }
+    return device;
+  } catch (e) {
+    if (e instanceof UsbipProtocolError) {
+      throw new ClientError("protocol", `Cannot import ${busid} from ${where}: ${e.message}`);
+    }
+    if (e instanceof Deno.errors.UnexpectedEof) {
+      throw new ClientError("protocol", `Cannot import ${busid}: ${e.message}`);
+    }
+    if (e instanceof OsError) {
+      throw new ClientError("connect", `Cannot import ${busid}: ${e.message}`, e.errno);
+    }
+    throw e;
+  }
+}
+
+/** The speed vhci accepts for a device of `speed`; vhci has no SuperSpeed Plus hub. */
+function vhciSpeed(speed: number, busid: string): number {
+  if (speed === Speed.SUPER_PLUS) return Speed.SUPER;
+  if (speed < Speed.LOW || speed > Speed.SUPER) {
+    throw new ClientError(
+      "protocol",
+      `Cannot attach ${busid}: the server reports speed ${speed}, which vhci_hcd cannot take`,
+    );
+  }
+  return speed;
+}
+
+/**
+ * Imports `busid` from the server and attaches it to a free vhci port of the right hub.
+ * Another process taking the chosen port first (EBUSY) makes it try the next free one.
+ *
+ * @throws {VhciMissingError} When vhci_hcd is not loaded (checked before connecting).
+ * @throws {ImportRefusedError} When the server refuses (busy, no such device, policy).
+ * @throws {ClientError} connect, protocol, no_free_port or attach_failed.
+ */
+export async function attachDevice(o: AttachOptions): Promise<AttachResult> {
+  const sysfsRoot = o.sysfsRoot ?? "/sys";
+  const write = o.writeAttribute ?? writeAttribute;
+  // Fails early, before the server hands the device to a connection vhci cannot take.
+  await readVhciPorts(sysfsRoot);
+  const wait = { timeoutMs: o.timeoutMs ?? 10000, ...(o.signal ? { signal: o.signal } : {}) };
+  let sock: FdSocket;
+  try {
+    sock = await FdSocket.connect(o.remote, wait);
+  } catch (e) {
+    if (e instanceof OsError) throw new ClientError("connect", e.message, e.errno);
+    throw e;
+  }
+  try {
+    if (o.remote.transport === "tcp") {
+      const timeout = o.deadPeerTimeoutS ?? DEFAULT_DEAD_PEER_TIMEOUT_S;
+      sock.setTcpOptions(timeout > 0 ? keepaliveFor(timeout) : undefined);
+    }
+    const device = await importOverSocket(sock, o.busid, wait);
+    const speed = vhciSpeed(device.speed, o.busid);
+    const devid = ((device.busnum & 0xffff) << 16 | (device.devnum & 0xffff)) >>> 0;
+    sock.setBlocking();
+    const tried = new Set<number>();
+    while (true) {
+      const free = chooseFreePort(await readVhciPorts(sysfsRoot), speed, tried);
+      if (free === undefined) {
+        const hub = hubForSpeed(speed) === "ss" ? "SuperSpeed" : "high-speed";
+        throw new ClientError(
+          "no_free_port",
+          `Cannot attach ${o.busid}: no free ${hub} port on vhci_hcd` +
+            (tried.size > 0 ? ` (ports ${[...tried].join(", ")} were taken meanwhile)` : "") +
+            `; detach one ("usbipgw port" lists them) or load vhci-hcd with more controllers (nr_hcs=N)`,
+        );
+      }
+      tried.add(free.port);
+      try {
+        writeVhciAttach({ port: free.port, sockfd: sock.fd, devid, speed }, sysfsRoot, write);
+      } catch (e) {
+        const errno = (e as { errno?: number }).errno;
+        // EBUSY: another attach took the port between the status read and the write.
+        if (errno === Errno.EBUSY) continue;
+        const hint = errno === Errno.EACCES || errno === Errno.EPERM
+          ? " (attaching needs root)"
+          : errno === Errno.EINVAL
+          ? " (the kernel log says why: dmesg)"
+          : "";
+        throw new ClientError(
+          "attach_failed",
+          `Cannot attach ${o.busid} to vhci port ${free.port}: ${
+            e instanceof Error ? e.message : String(e)
+          }${hint}`,
+          errno,
+        );
+      }
+      const result: AttachResult = {
+        port: free.port,
+        hub: free.hub,
+        devid,
+        speed,
+        sockfd: sock.fd,
+        device,
+        remote: o.remote,
+        record: undefined,
+      };
+      const stateDir = o.stateDir === undefined ? VHCI_STATE_DIR : o.stateDir;
+      if (stateDir !== null) {
+        const record = recordFor(o.remote, o.busid);
+        try {
+          await writePortRecord(stateDir, free.port, record);
+          result.record = record;
+        } catch (e) {
+          result.recordError = `Cannot record port ${free.port} in ${stateDir}: ${
+            e instanceof Error ? e.message : String(e)
+          }`;
+        }
+      }
+      return result;
+    }
+  } finally {
+    // vhci holds its own reference to the socket; the usbip tool closes its fd the same way.
+    sock.close();
+  }
+}
+
+/** Options of {@linkcode detachPort} and {@linkcode listAttached}. */
+export interface VhciOptions {
+  sysfsRoot?: string;
+  /** The record folder (default `/var/run/vhci_hcd`); null: none. */
+  stateDir?: string | null;
+  writeAttribute?: AttributeWriter;
+}
+
+/**
+ * Detaches `port`: writes it to vhci's `detach` and removes its record. Resolves once the
+ * port shows free, or after `waitMs` (default 5000) with `freed: false`.
+ *
+ * @throws {VhciMissingError} When vhci_hcd is not loaded.
+ * @throws {ClientError} no_such_port, port_free, detach_failed.
+ */
+export async function detachPort(
+  port: number,
+  o: VhciOptions & { waitMs?: number } = {},
+): Promise<{ freed: boolean }> {
+  const sysfsRoot = o.sysfsRoot ?? "/sys";
+  const ports = await readVhciPorts(sysfsRoot);
+  const p = ports.find((x) => x.port === port);
+  if (p === undefined) {
+    const last = ports.at(-1)?.port ?? -1;
+    throw new ClientError(
+      "no_such_port",
+      `Cannot detach port ${port}: vhci_hcd has ports 0 to ${last}`,
+    );
+  }
+  const stateDir = o.stateDir === undefined ? VHCI_STATE_DIR : o.stateDir;
+  if (p.status === VdevStatus.VDEV_ST_NULL) {
+    if (stateDir !== null) await removePortRecord(stateDir, port);
+    throw new ClientError("port_free", `Cannot detach port ${port}: it is free (nothing attached)`);
+  }
+  try {
+    writeVhciDetach(port, sysfsRoot, o.writeAttribute ?? writeAttribute);
+  } catch (e) {
+    const errno = (e as { errno?: number }).errno;
+    throw new ClientError(
+      errno === Errno.EINVAL ? "port_free" : "detach_failed",
+      `Cannot detach port ${port}: ${e instanceof Error ? e.message : String(e)}${
+        errno === Errno.EACCES || errno === Errno.EPERM ? " (detaching needs root)" : ""
+      }`,
+      errno,
+    );
+  }
+  if (stateDir !== null) await removePortRecord(stateDir, port);
+  const deadline = performance.now() + (o.waitMs ?? 5000);
+  while (true) {
+    const now = (await readVhciPorts(sysfsRoot)).find((x) => x.port === port);
+    if (now?.status === VdevStatus.VDEV_ST_NULL) return { freed: true };
+    if (performance.now() >= deadline) return { freed: false };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A port that is not free, with what is known about its device. */
+export interface AttachedPort extends VhciPort {
+  /** The port record (usbip tool or usbipgw), if there is one. */
+  record: PortRecord | undefined;
+  /** `idVendor`/`idProduct` of the local device, when sysfs has them. */
+  idVendor?: number;
+  idProduct?: number;
+  /** The local device's product string, when it has one. */
+  product?: string;
+}
+
+async function readHex(path: string): Promise<number | undefined> {
+  try {
+    const t = (await Deno.readTextFile(path)).trim();
+    return /^[0-9a-fA-F]{1,4}$/.test(t) ? parseInt(t, 16) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The ports in use (any state but free), with their records and local device ids. */
+export async function listAttached(o: VhciOptions = {}): Promise<AttachedPort[]> {
+  const sysfsRoot = o.sysfsRoot ?? "/sys";
+  const stateDir = o.stateDir === undefined ? VHCI_STATE_DIR : o.stateDir;
+  const out: AttachedPort[] = [];
+  for (const p of await readVhciPorts(sysfsRoot)) {
+    if (p.status === VdevStatus.VDEV_ST_NULL) continue;
+    const a: AttachedPort = {
+      ...p,
+      record: stateDir === null ? undefined : await readPortRecord(stateDir, p.port),
+    };
+    if (p.localBusid !== null && /^[0-9.-]+$/.test(p.localBusid)) {
+      const dev = `${sysfsRoot}/bus/usb/devices/${p.localBusid}`;
+      const vid = await readHex(`${dev}/idVendor`);
+      const pid = await readHex(`${dev}/idProduct`);
+      if (vid !== undefined && pid !== undefined) {
+        a.idVendor = vid;
+        a.idProduct = pid;
+      }
+      try {
+        a.product = (await Deno.readTextFile(`${dev}/product`)).trim();
+      } catch {
+        // No product string.
+      }
+    }
+    out.push(a);
+  }
+  return out;
+}

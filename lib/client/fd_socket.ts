@@ -1,0 +1,367 @@
+/**
+ * A stream socket whose file descriptor this process owns (socket(7), tcp(7), unix(7)), made
+ * through libc FFI: Deno's own sockets and `node:net` keep their fds to themselves, and vhci's
+ * sysfs `attach` looks the fd up in the writing process. The socket stays non-blocking while
+ * this process uses it (waits happen in poll(2) on a worker thread) and is made blocking again
+ * before the kernel takes it over.
+ *
+ * @module
+ */
+
+import { lookup } from "node:dns/promises";
+import { C, Errno, errno, lib, OsError } from "./_libc_socket.ts";
+
+export { OsError } from "./_libc_socket.ts";
+
+/** Where a USB/IP server is: TCP host and port, or a unix socket path (`@name`: abstract). */
+export type RemoteAddress =
+  | { transport: "tcp"; host: string; port: number }
+  | { transport: "unix"; path: string };
+
+/** A printable form: `127.0.0.1:3240`, `[::1]:3240` or `unix:/run/usbipgw.sock`. */
+export function formatRemote(r: RemoteAddress): string {
+  if (r.transport === "unix") return `unix:${r.path}`;
+  return r.host.includes(":") ? `[${r.host}]:${r.port}` : `${r.host}:${r.port}`;
+}
+
+/**
+ * TCP keep-alive and user timeout (tcp(7)) that make the kernel drop a connection whose peer
+ * vanished without a FIN: an idle connection is probed after `idleSeconds`, then every
+ * `intervalSeconds`, and given up after `count` unanswered probes; data left unacknowledged
+ * for `userTimeoutMs` ends it as well.
+ */
+export interface KeepaliveOptions {
+  idleSeconds: number;
+  intervalSeconds: number;
+  count: number;
+  userTimeoutMs: number;
+}
+
+/** The default dead-peer timeout of `usbipgw attach`, in seconds. */
+export const DEFAULT_DEAD_PEER_TIMEOUT_S = 10;
+
+/**
+ * Keep-alive settings that declare a silent peer dead after about `seconds`: probes start at
+ * half of it, three probes, and TCP_USER_TIMEOUT is `seconds` (it also bounds the probing).
+ *
+ * @example Ten seconds
+ * ```ts
+ * import { keepaliveFor } from "./fd_socket.ts";
+ * const k = keepaliveFor(10);
+ * console.assert(k.idleSeconds === 5 && k.intervalSeconds === 1 && k.count === 3);
+ * console.assert(k.userTimeoutMs === 10000);
+ * ```
+ */
+export function keepaliveFor(seconds: number): KeepaliveOptions {
+  if (!(seconds >= 1) || !Number.isFinite(seconds)) {
+    throw new RangeError(`Invalid dead-peer timeout ${seconds}: expected at least 1 second`);
+  }
+  const idleSeconds = Math.max(1, Math.floor(seconds / 2));
+  return {
+    idleSeconds,
+    intervalSeconds: Math.max(1, Math.floor((seconds - idleSeconds) / 3)),
+    count: 3,
+    userTimeoutMs: Math.round(seconds * 1000),
+  };
+}
+
+/** Options of a blocking-style operation: a time limit and a cancel signal. */
+export interface WaitOptions {
+  /** Gives up after this many milliseconds (default 10000). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** How long one poll(2) on the worker thread may block, so that an abort is seen soon. */
+const POLL_SLICE_MS = 200;
+
+function parseIpv4(s: string): number[] | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (!m) return undefined;
+  const parts = m.slice(1).map(Number);
+  return parts.every((p) => p <= 255) ? parts : undefined;
+}
+
+function parseIpv6(s: string): Uint8Array | undefined {
+  if (!/^[0-9a-fA-F:.]+$/.test(s) || !s.includes(":")) return undefined;
+  let text = s;
+  // A trailing dotted IPv4 part (::ffff:192.0.2.1) becomes two hex groups.
+  const lastColon = text.lastIndexOf(":");
+  const tail = text.slice(lastColon + 1);
+  if (tail.includes(".")) {
+    const v4 = parseIpv4(tail);
+    if (!v4) return undefined;
+    const hex = (a: number, b: number) => ((a << 8) | b).toString(16);
+    text = `${text.slice(0, lastColon + 1)}${hex(v4[0]!, v4[1]!)}:${hex(v4[2]!, v4[3]!)}`;
+  }
+  const halves = text.split("::");
+  if (halves.length > 2) return undefined;
+  const groups = (h: string) => h === "" ? [] : h.split(":");
+  const head = groups(halves[0]!);
+  const rest = halves.length === 2 ? groups(halves[1]!) : [];
+  const given = head.length + rest.length;
+  if (halves.length === 1 ? given !== 8 : given > 7) return undefined;
+  const all = [...head, ...Array<string>(8 - given).fill("0"), ...rest];
+  if (!all.every((g) => /^[0-9a-fA-F]{1,4}$/.test(g))) return undefined;
+  const out = new Uint8Array(16);
+  all.forEach((g, i) => {
+    const w = parseInt(g, 16);
+    out[2 * i] = w >> 8;
+    out[2 * i + 1] = w & 0xff;
+  });
+  return out;
+}
+
+/** Builds a `struct sockaddr_in`/`sockaddr_in6` for an IP literal, or undefined. */
+export function inetSockaddr(
+  address: string,
+  port: number,
+): { family: number; bytes: Uint8Array } | undefined {
+  const v4 = parseIpv4(address);
+  if (v4) {
+    const b = new Uint8Array(16);
+    const v = new DataView(b.buffer);
+    v.setUint16(0, C.AF_INET, true);
+    v.setUint16(2, port);
+    b.set(v4, 4);
+    return { family: C.AF_INET, bytes: b };
+  }
+  const v6 = parseIpv6(address);
+  if (v6) {
+    const b = new Uint8Array(28);
+    const v = new DataView(b.buffer);
+    v.setUint16(0, C.AF_INET6, true);
+    v.setUint16(2, port);
+    b.set(v6, 8);
+    return { family: C.AF_INET6, bytes: b };
+  }
+  return undefined;
+}
+
+/** Builds a `struct sockaddr_un` (a leading `@` names an abstract socket). */
+export function unixSockaddr(path: string): Uint8Array {
+  const name = new TextEncoder().encode(path.startsWith("@") ? "\0" + path.slice(1) : path);
+  if (name.length === 0 || name.length > 107) {
+    throw new RangeError(`Invalid unix socket path "${path}": 1 to 107 bytes`);
+  }
+  const abstract = path.startsWith("@");
+  const b = new Uint8Array(2 + name.length + (abstract ? 0 : 1));
+  new DataView(b.buffer).setUint16(0, C.AF_UNIX, true);
+  b.set(name, 2);
+  return b;
+}
+
+async function addressesOf(host: string): Promise<string[]> {
+  if (inetSockaddr(host, 0)) return [host];
+  try {
+    const found = await lookup(host, { all: true });
+    return found.map((a) => a.address);
+  } catch (e) {
+    throw new OsError(
+      `Cannot resolve ${host}: ${e instanceof Error ? e.message : String(e)}`,
+      Errno.EADDRNOTAVAIL,
+    );
+  }
+}
+
+/** A connected stream socket with its own fd. */
+export class FdSocket {
+  #fd: number;
+  /** What it is connected to, for messages. */
+  readonly remote: RemoteAddress;
+
+  private constructor(fd: number, remote: RemoteAddress) {
+    this.#fd = fd;
+    this.remote = remote;
+  }
+
+  /** The file descriptor, or -1 once closed. */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /**
+   * Connects to `remote`: every address of a TCP host in turn until one accepts.
+   *
+   * @throws {OsError} With the last errno (ECONNREFUSED, ETIMEDOUT, ENOENT, ...).
+   */
+  static async connect(remote: RemoteAddress, options: WaitOptions = {}): Promise<FdSocket> {
+    if (remote.transport === "unix") {
+      return await FdSocket.#connectOne(C.AF_UNIX, unixSockaddr(remote.path), remote, options);
+    }
+    let last: unknown;
+    for (const address of await addressesOf(remote.host)) {
+      const sa = inetSockaddr(address, remote.port);
+      if (!sa) continue;
+      try {
+        return await FdSocket.#connectOne(sa.family, sa.bytes, remote, options);
+      } catch (e) {
+        if (options.signal?.aborted) throw e;
+        last = e;
+      }
+    }
+    throw last ?? new OsError(`Cannot connect to ${formatRemote(remote)}`, Errno.EADDRNOTAVAIL);
+  }
+
+  static async #connectOne(
+    family: number,
+    sockaddr: Uint8Array,
+    remote: RemoteAddress,
+    options: WaitOptions,
+  ): Promise<FdSocket> {
+    const l = lib();
+    const what = `Cannot connect to ${formatRemote(remote)}`;
+    const fd = l.socket(family, C.SOCK_STREAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0);
+    if (fd < 0) throw new OsError(what, errno());
+    const sock = new FdSocket(fd, remote);
+    try {
+      if (l.connect(fd, sockaddr, sockaddr.length) !== 0) {
+        const e = errno();
+        // A unix socket may also answer EAGAIN when its backlog is full.
+        if (e !== Errno.EINPROGRESS && e !== Errno.EAGAIN) throw new OsError(what, e);
+        await sock.#wait(C.POLLOUT, options, what);
+        const err = sock.getIntOption(C.SOL_SOCKET, C.SO_ERROR);
+        if (err !== 0) throw new OsError(what, err);
+      }
+      return sock;
+    } catch (e) {
+      sock.close();
+      throw e;
+    }
+  }
+
+  /** Waits until the socket is ready for `events`, within the time limit. */
+  async #wait(events: number, options: WaitOptions, what: string): Promise<void> {
+    const deadline = performance.now() + (options.timeoutMs ?? 10000);
+    const pfd = new Uint8Array(8);
+    const v = new DataView(pfd.buffer);
+    while (true) {
+      if (options.signal?.aborted) {
+        throw options.signal.reason ?? new DOMException("Aborted", "AbortError");
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) throw new OsError(what, Errno.ETIMEDOUT);
+      if (this.#fd < 0) throw new OsError(what, Errno.EBADF);
+      v.setInt32(0, this.#fd, true);
+      v.setInt16(4, events, true);
+      v.setInt16(6, 0, true);
+      const n = await lib().poll(pfd, 1n, Math.ceil(Math.min(left, POLL_SLICE_MS)));
+      if (n > 0) return;
+      // n < 0 is EINTR at worst (errno of the worker thread is not ours to read): poll again.
+    }
+  }
+
+  /** Sets an int socket option. */
+  setIntOption(level: number, name: number, value: number, what = "setsockopt"): void {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setInt32(0, value, true);
+    if (lib().setsockopt(this.#fd, level, name, b, 4) !== 0) throw new OsError(what, errno());
+  }
+
+  /** Reads an int socket option. */
+  getIntOption(level: number, name: number): number {
+    return socketOption(this.#fd, level, name);
+  }
+
+  /**
+   * Sets TCP_NODELAY, as the usbip tool does, and with `keepalive` SO_KEEPALIVE,
+   * TCP_KEEPIDLE/INTVL/CNT and TCP_USER_TIMEOUT. Only for TCP sockets.
+   */
+  setTcpOptions(keepalive: KeepaliveOptions | undefined): void {
+    const what = `Cannot set TCP options on the connection to ${formatRemote(this.remote)}`;
+    this.setIntOption(C.IPPROTO_TCP, C.TCP_NODELAY, 1, what);
+    this.setIntOption(C.SOL_SOCKET, C.SO_KEEPALIVE, 1, what);
+    if (keepalive === undefined) return;
+    this.setIntOption(C.IPPROTO_TCP, C.TCP_KEEPIDLE, keepalive.idleSeconds, what);
+    this.setIntOption(C.IPPROTO_TCP, C.TCP_KEEPINTVL, keepalive.intervalSeconds, what);
+    this.setIntOption(C.IPPROTO_TCP, C.TCP_KEEPCNT, keepalive.count, what);
+    this.setIntOption(C.IPPROTO_TCP, C.TCP_USER_TIMEOUT, keepalive.userTimeoutMs, what);
+  }
+
+  /** Writes all of `bytes`. */
+  async writeAll(bytes: Uint8Array, options: WaitOptions = {}): Promise<void> {
+    const what = `Cannot send to ${formatRemote(this.remote)}`;
+    let off = 0;
+    while (off < bytes.length) {
+      const chunk = bytes.subarray(off);
+      const n = lib().send(
+        this.#fd,
+        chunk,
+        BigInt(chunk.length),
+        C.MSG_DONTWAIT | C.MSG_NOSIGNAL,
+      );
+      if (n < 0n) {
+        const e = errno();
+        if (e !== Errno.EAGAIN && e !== Errno.EINTR) throw new OsError(what, e);
+        await this.#wait(C.POLLOUT, options, what);
+        continue;
+      }
+      off += Number(n);
+    }
+  }
+
+  /**
+   * Reads exactly `length` bytes, never more: what follows belongs to whoever reads next.
+   *
+   * @throws {Deno.errors.UnexpectedEof} When the peer closes first.
+   */
+  async readExactly(length: number, options: WaitOptions = {}): Promise<Uint8Array> {
+    const what = `Cannot receive from ${formatRemote(this.remote)}`;
+    const out = new Uint8Array(length);
+    let off = 0;
+    while (off < length) {
+      const rest = out.subarray(off);
+      const n = lib().recv(this.#fd, rest, BigInt(rest.length), C.MSG_DONTWAIT);
+      if (n < 0n) {
+        const e = errno();
+        if (e !== Errno.EAGAIN && e !== Errno.EINTR) throw new OsError(what, e);
+        await this.#wait(C.POLLIN, options, what);
+        continue;
+      }
+      if (n === 0n) {
+        throw new Deno.errors.UnexpectedEof(
+          `${what}: the server closed the connection after ${off} of ${length} bytes`,
+        );
+      }
+      off += Number(n);
+    }
+    return out;
+  }
+
+  /** Clears O_NONBLOCK, so that the kernel gets a socket like the usbip tool's. */
+  setBlocking(): void {
+    const l = lib();
+    const flags = l.fcntl(this.#fd, C.F_GETFL, 0);
+    if (flags < 0 || l.fcntl(this.#fd, C.F_SETFL, flags & ~C.O_NONBLOCK) < 0) {
+      throw new OsError("Cannot make the socket blocking", errno());
+    }
+  }
+
+  /** Closes this process's fd (a kernel that took the socket over keeps its own reference). */
+  close(): void {
+    if (this.#fd < 0) return;
+    lib().close(this.#fd);
+    this.#fd = -1;
+  }
+}
+
+/** Reads an int socket option of any socket fd of this process (for checks and tests). */
+export function socketOption(fd: number, level: number, name: number): number {
+  const b = new Uint8Array(4);
+  const len = new Uint8Array(4);
+  new DataView(len.buffer).setUint32(0, 4, true);
+  if (lib().getsockopt(fd, level, name, b, len) !== 0) throw new OsError("getsockopt", errno());
+  return new DataView(b.buffer).getInt32(0, true);
+}
+
+/** The TCP option constants, for tests that read them back. */
+export const TcpOption = {
+  SOL_SOCKET: C.SOL_SOCKET,
+  SO_KEEPALIVE: C.SO_KEEPALIVE,
+  IPPROTO_TCP: C.IPPROTO_TCP,
+  TCP_NODELAY: C.TCP_NODELAY,
+  TCP_KEEPIDLE: C.TCP_KEEPIDLE,
+  TCP_KEEPINTVL: C.TCP_KEEPINTVL,
+  TCP_KEEPCNT: C.TCP_KEEPCNT,
+  TCP_USER_TIMEOUT: C.TCP_USER_TIMEOUT,
+} as const;

@@ -1,0 +1,400 @@
+/**
+ * An emulated USB thumb drive: a USB Mass Storage Class device (interface class 0x08,
+ * subclass 0x06 SCSI transparent command set, protocol 0x50 Bulk-Only Transport) with one
+ * logical unit per backing store, at full, high (the default) or SuperSpeed, as Linux's
+ * usb-storage, Windows' usbstor and macOS expect a USB stick to be. Nothing written is lost
+ * to a hang-up: a WRITE's data is in the image before its CSW says GOOD, and SYNCHRONIZE
+ * CACHE, FUA, an eject, the end of a session and `close()` flush with fdatasync.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { Speed } from "../../protocol/constants.ts";
+import {
+  type EndpointDescriptor,
+  superSpeedCapability,
+  usb2ExtensionCapability,
+  type UsbDescriptors,
+} from "../descriptors.ts";
+import { RequestType } from "../setup_packet.ts";
+import {
+  type ControlTransfer,
+  dataResult,
+  type MaybePromise,
+  OK,
+  STALL,
+  type TransferResult,
+  UsbDevice,
+  type UsbTransfer,
+} from "../usb_device.ts";
+import { BotRequest, type BotState, BulkOnlyTransport, MAX_LUNS } from "./bot.ts";
+import type { StorageBacking } from "./image.ts";
+import { ScsiLogicalUnit } from "./scsi.ts";
+
+const log = getLogger(["usbipgw", "storage"]);
+
+/** The drive's default IDs: pid.codes' test VID with a test PID, as the other emulations. */
+export const MASS_STORAGE_IDS = { idVendor: 0x1209, idProduct: 0x0004 } as const;
+
+/** The drive's endpoints: bulk IN 0x81 and bulk OUT 0x02, on interface 0. */
+export const MassStorageEndpoint = { BULK_IN: 0x81, BULK_OUT: 0x02 } as const;
+
+/** The mass-storage interface triple: class, subclass (SCSI), protocol (Bulk-Only). */
+export const MASS_STORAGE_CLASS = {
+  bInterfaceClass: 0x08,
+  bInterfaceSubClass: 0x06,
+  bInterfaceProtocol: 0x50,
+} as const;
+
+/** The speeds the drive can run at. */
+export type MassStorageSpeed = "full" | "high" | "super";
+
+/** Options of {@linkcode MassStorage}. */
+export interface MassStorageOptions {
+  /** One backing per logical unit, LUN 0 first; 1 to 16 of them. */
+  units: StorageBacking[];
+  /** Logical block size: 512 (the default) or 4096. */
+  blockSize?: 512 | 4096;
+  /** The RMB bit: a removable medium that can be ejected. Default true, as a thumb drive. */
+  removable?: boolean;
+  /** T10 vendor identification and USB manufacturer string, up to 8 characters; default "usbipgw". */
+  vendor?: string;
+  /** Product identification and USB product string, up to 16 characters; default "Thumb Drive". */
+  product?: string;
+  /** Product revision, up to 4 characters; default "1.00". */
+  revision?: string;
+  /**
+   * USB serial number string and unit serial number (VPD 0x80; a LUN suffix `-N` from LUN 1
+   * on), 1 to 126 printable ASCII characters. Default: 24 hex digits derived from the backing
+   * names, so the same image keeps the same serial.
+   */
+  serial?: string;
+  /** "high" (the default, 512-byte bulk packets), "super" (1024, SuperSpeed) or "full" (64). */
+  speed?: MassStorageSpeed;
+}
+
+const PRINTABLE = /^[\x20-\x7e]*$/;
+
+function checkText(what: string, text: string, max: number, min = 0): string {
+  if (!PRINTABLE.test(text) || text.length > max || text.length < min) {
+    throw new RangeError(
+      `Cannot create the mass-storage device: ${what} "${text}" must be ${min}..${max} printable ASCII characters`,
+    );
+  }
+  return text;
+}
+
+/** FNV-1a, 64 bits: a stable default serial number from the backing names. */
+function fnv64(text: string, seed: bigint): string {
+  let h = seed;
+  for (const byte of new TextEncoder().encode(text)) {
+    h ^= BigInt(byte);
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return h.toString(16).toUpperCase().padStart(16, "0");
+}
+
+/**
+ * A serial number from `names` (the images' paths): 24 hex digits, the form the Bulk-Only
+ * Transport asks for (at least 12 of 0-9, A-F).
+ *
+ * @example
+ * ```ts
+ * import { defaultSerial } from "./storage.ts";
+ * console.assert(/^[0-9A-F]{24}$/.test(defaultSerial(["/srv/stick.img"])));
+ * console.assert(defaultSerial(["/a"]) !== defaultSerial(["/b"]));
+ * ```
+ */
+export function defaultSerial(names: readonly string[]): string {
+  const text = names.join("\n");
+  return (fnv64(text, 0xcbf29ce484222325n) + fnv64(text, 0x84222325cbf29ce4n)).slice(0, 24);
+}
+
+/** The drive's descriptors at `speed`, with the other speed's for a USB 2.0 speed. */
+export function massStorageDescriptors(
+  speed: MassStorageSpeed,
+  strings: { vendor: string; product: string; serial: string },
+): UsbDescriptors {
+  const endpoints = (s: MassStorageSpeed): EndpointDescriptor[] => {
+    const wMaxPacketSize = s === "super" ? 1024 : s === "high" ? 512 : 64;
+    const companion = s === "super"
+      ? { superSpeedCompanion: { bMaxBurst: 15, bmAttributes: 0, wBytesPerInterval: 0 } }
+      : {};
+    return [
+      {
+        bEndpointAddress: MassStorageEndpoint.BULK_IN,
+        bmAttributes: 2,
+        wMaxPacketSize,
+        bInterval: 0,
+        ...companion,
+      },
+      {
+        bEndpointAddress: MassStorageEndpoint.BULK_OUT,
+        bmAttributes: 2,
+        wMaxPacketSize,
+        bInterval: 0,
+        ...companion,
+      },
+    ];
+  };
+  const configuration = (s: MassStorageSpeed) => [{
+    bConfigurationValue: 1,
+    bmAttributes: 0x80,
+    // 100 mA in 2 mA units; SuperSpeed counts in 8 mA units (96 mA).
+    bMaxPower: s === "super" ? 12 : 50,
+    interfaces: [{
+      bInterfaceNumber: 0,
+      bAlternateSetting: 0,
+      ...MASS_STORAGE_CLASS,
+      endpoints: endpoints(s),
+    }],
+  }];
+  const device = {
+    bcdUSB: speed === "super" ? 0x0300 : 0x0200,
+    bDeviceClass: 0,
+    bDeviceSubClass: 0,
+    bDeviceProtocol: 0,
+    // SuperSpeed gives ep0's packet size as a power of two: 2^9 = 512.
+    bMaxPacketSize0: speed === "super" ? 9 : 64,
+    idVendor: MASS_STORAGE_IDS.idVendor,
+    idProduct: MASS_STORAGE_IDS.idProduct,
+    bcdDevice: 0x0100,
+    iManufacturer: strings.vendor,
+    iProduct: strings.product,
+    iSerialNumber: strings.serial,
+  };
+  if (speed === "super") {
+    return {
+      device,
+      configurations: configuration("super"),
+      capabilities: [usb2ExtensionCapability(0x02), superSpeedCapability()],
+    };
+  }
+  return {
+    device,
+    configurations: configuration(speed),
+    otherSpeedConfigurations: configuration(speed === "high" ? "full" : "high"),
+  };
+}
+
+const SPEED_VALUES = { full: Speed.FULL, high: Speed.HIGH, super: Speed.SUPER } as const;
+
+/** The options of a drive with their defaults applied; the serial still may be absent. */
+export interface CheckedMassStorageOptions {
+  blockSize: 512 | 4096;
+  removable: boolean;
+  vendor: string;
+  product: string;
+  revision: string;
+  serial: string | undefined;
+  speed: MassStorageSpeed;
+}
+
+/**
+ * Checks every option of a drive but its units and applies the defaults; throws `RangeError`
+ * for a value out of range. The CLI calls it before it opens (or creates) any image.
+ *
+ * @example
+ * ```ts
+ * import { checkMassStorageOptions } from "./storage.ts";
+ * console.assert(checkMassStorageOptions({}).product === "Thumb Drive");
+ * let refused = false;
+ * try {
+ *   checkMassStorageOptions({ vendor: "FAR TOO LONG" });
+ * } catch (e) {
+ *   refused = e instanceof RangeError;
+ * }
+ * console.assert(refused);
+ * ```
+ */
+export function checkMassStorageOptions(
+  options: Omit<MassStorageOptions, "units">,
+): CheckedMassStorageOptions {
+  const blockSize = options.blockSize ?? 512;
+  if (blockSize !== 512 && blockSize !== 4096) {
+    throw new RangeError(
+      `Cannot create the mass-storage device: block size ${blockSize}, expected 512 or 4096`,
+    );
+  }
+  const speed = options.speed ?? "high";
+  if (!(speed in SPEED_VALUES)) {
+    throw new RangeError(
+      `Cannot create the mass-storage device: speed "${speed}", expected full, high or super`,
+    );
+  }
+  return {
+    blockSize,
+    removable: options.removable ?? true,
+    vendor: checkText("vendor", options.vendor ?? "usbipgw", 8, 1),
+    product: checkText("product", options.product ?? "Thumb Drive", 16, 1),
+    revision: checkText("revision", options.revision ?? "1.00", 4),
+    serial: options.serial === undefined ? undefined : checkText("serial", options.serial, 126, 1),
+    speed,
+  };
+}
+const CLASS_INTERFACE_OUT = RequestType.TYPE_CLASS | RequestType.RECIPIENT_INTERFACE;
+const CLASS_INTERFACE_IN = RequestType.DIR_IN | CLASS_INTERFACE_OUT;
+
+/**
+ * The thumb drive. The images are opened by the caller ({@linkcode DiskImage.open}) and
+ * closed by {@linkcode MassStorage.close}; every import finds the medium loaded and unlocked,
+ * and the end of a session flushes the images.
+ *
+ * @example A 1 MiB drive on a sparse temporary image
+ * ```ts
+ * import { DiskImage } from "./image.ts";
+ * import { MassStorage } from "./storage.ts";
+ * const path = await Deno.makeTempFile();
+ * const drive = new MassStorage({ units: [await DiskImage.open({ path, size: 1 << 20 })] });
+ * console.assert(drive.summary().interfaces[0]?.bInterfaceClass === 0x08);
+ * console.assert(drive.units[0]?.blocks === 2048);
+ * await drive.close();
+ * await Deno.remove(path);
+ * ```
+ */
+export class MassStorage extends UsbDevice {
+  /** The logical units, LUN 0 first. */
+  readonly units: readonly ScsiLogicalUnit[];
+  readonly #bot: BulkOnlyTransport;
+  #closing: Promise<void> | undefined;
+
+  /** Builds the drive; throws `RangeError` for an option out of range. */
+  constructor(options: MassStorageOptions) {
+    const { units } = options;
+    if (units.length < 1 || units.length > MAX_LUNS) {
+      throw new RangeError(
+        `Cannot create the mass-storage device: ${units.length} logical units, expected 1..16`,
+      );
+    }
+    const checked = checkMassStorageOptions(options);
+    const { blockSize, vendor, product, revision, speed } = checked;
+    const serial = checked.serial ?? defaultSerial(units.map((u) => u.name));
+    super(massStorageDescriptors(speed, { vendor, product, serial }), SPEED_VALUES[speed]);
+    this.units = units.map((backing, lun) => {
+      if (backing.size % blockSize !== 0) {
+        log.warn(
+          "{name}: {size} bytes is not a whole number of {block}-byte blocks; the last {rest} bytes are not served",
+          {
+            name: backing.name,
+            size: backing.size,
+            block: blockSize,
+            rest: backing.size % blockSize,
+          },
+        );
+      }
+      return new ScsiLogicalUnit({
+        backing,
+        blockSize,
+        removable: checked.removable,
+        vendor,
+        product,
+        revision,
+        serial: lun === 0 ? serial : `${serial}-${lun}`,
+      });
+    });
+    this.#bot = new BulkOnlyTransport({
+      lunCount: this.units.length,
+      command: (lun, cdb, readOnly) =>
+        this.units[lun]!.command(cdb, { readOnly, lunCount: this.units.length }),
+      halt: (dirIn) =>
+        this.setHalt(dirIn ? MassStorageEndpoint.BULK_IN : MassStorageEndpoint.BULK_OUT, true),
+    });
+  }
+
+  /** The Bulk-Only Transport's phase. */
+  get transportState(): BotState {
+    return this.#bot.state;
+  }
+
+  /** Each import finds every medium loaded and unlocked, with no old sense data. */
+  override imported(): void {
+    super.imported();
+    for (const unit of this.units) unit.powerOn();
+  }
+
+  /** The end of a session: work under way finishes, then every image is flushed. */
+  override async released(): Promise<void> {
+    await this.#bot.idle();
+    this.reset();
+    await this.flush();
+  }
+
+  /** Flushes every image (fdatasync); a failure is logged and rethrown. */
+  async flush(): Promise<void> {
+    const results = await Promise.allSettled(this.units.map((u) => u.backing.sync()));
+    const failed = results.find((r) => r.status === "rejected");
+    for (const [i, r] of results.entries()) {
+      if (r.status === "rejected") {
+        log.error("Cannot flush {name}: {error}", {
+          name: this.units[i]!.backing.name,
+          error: r.reason instanceof Error ? r.reason.message : String(r.reason),
+        });
+      }
+    }
+    if (failed) throw failed.reason;
+  }
+
+  /**
+   * Takes the drive away for good: its session ends (the device is gone), work under way
+   * finishes, and every image is flushed, unlocked and closed.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.disconnect("The mass-storage device was closed");
+      await this.#bot.idle();
+      const results = await Promise.allSettled(this.units.map((u) => u.backing.close()));
+      const failed = results.find((r) => r.status === "rejected");
+      if (failed) throw failed.reason;
+    })();
+    return this.#closing;
+  }
+
+  protected override handleData(
+    t: UsbTransfer,
+    ep: EndpointDescriptor,
+  ): MaybePromise<TransferResult> {
+    if (ep.bEndpointAddress === MassStorageEndpoint.BULK_IN) return this.#bot.handleIn(t);
+    if (ep.bEndpointAddress === MassStorageEndpoint.BULK_OUT) return this.#bot.handleOut(t);
+    return STALL;
+  }
+
+  protected override handleControl(c: ControlTransfer): MaybePromise<TransferResult> {
+    const s = c.setup;
+    // The class requests go to interface 0 of the active configuration (BOT §3.1, §3.2).
+    if (this.configurationValue === 0 || s.wIndex !== 0 || s.wValue !== 0) return STALL;
+    if (s.bRequest === BotRequest.BULK_ONLY_MASS_STORAGE_RESET) {
+      if (s.bmRequestType !== CLASS_INTERFACE_OUT || s.wLength !== 0) return STALL;
+      this.#bot.reset();
+      return OK;
+    }
+    if (s.bRequest === BotRequest.GET_MAX_LUN) {
+      if (s.bmRequestType !== CLASS_INTERFACE_IN || s.wLength < 1) return STALL;
+      return dataResult(new Uint8Array([this.units.length - 1]));
+    }
+    return STALL;
+  }
+
+  /**
+   * After an invalid CBW both bulk endpoints stay halted, whatever CLEAR_FEATURE says, until
+   * the Bulk-Only Mass Storage Reset (BOT §6.6.1; the Reset Recovery of §5.3.4).
+   */
+  protected override setHalt(address: number, halted: boolean): void {
+    const bulk = address === MassStorageEndpoint.BULK_IN ||
+      address === MassStorageEndpoint.BULK_OUT;
+    if (!halted && bulk && this.#bot.state === "needs_reset") return;
+    super.setHalt(address, halted);
+  }
+
+  protected override onReset(): void {
+    this.#bot.reset();
+  }
+
+  protected override onConfigurationChanged(_value: number): void {
+    this.#bot.reset();
+  }
+
+  protected override onInterfaceChanged(_ifnum: number, _alt: number): void {
+    this.#bot.reset();
+  }
+}

@@ -1,0 +1,200 @@
+// Tests of the image files behind the thumb drive: size parsing, sparse creation, refusing
+// to resize, exclusive and shared locks (in this process and against another), O_RDONLY.
+import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import { DiskImage, parseSize } from "../../../mod.ts";
+import { pattern, tempImage } from "./_host.ts";
+
+/** The open flags (octal) of this process's descriptors for `path`, from /proc. */
+async function openFlags(path: string): Promise<number[]> {
+  const real = await Deno.realPath(path);
+  const flags: number[] = [];
+  for await (const e of Deno.readDir("/proc/self/fd")) {
+    let target: string;
+    try {
+      target = await Deno.readLink(`/proc/self/fd/${e.name}`);
+    } catch {
+      continue;
+    }
+    if (target !== real) continue;
+    const info = await Deno.readTextFile(`/proc/self/fdinfo/${e.name}`);
+    flags.push(parseInt(/flags:\s*([0-7]+)/.exec(info)![1]!, 8));
+  }
+  return flags;
+}
+
+Deno.test("parseSize() reads bytes and K/M/G/T suffixes and rejects the rest", () => {
+  assertEquals(parseSize("512"), 512);
+  assertEquals(parseSize("64M"), 64 * 2 ** 20);
+  assertEquals(parseSize("2k"), 2048);
+  assertEquals(parseSize("1G"), 2 ** 30);
+  assertEquals(parseSize("3T"), 3 * 2 ** 40);
+  for (const bad of ["", "M", "1.5M", "-1", "64MB", "0", "0x10", "1P"]) {
+    assertThrows(() => parseSize(bad), RangeError, "Cannot parse size");
+  }
+  assertThrows(() => parseSize("99999999T"), RangeError, "above");
+});
+
+Deno.test("DiskImage.open() with size creates a missing image sparse", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/stick.img`;
+  try {
+    const image = await DiskImage.open({ path, size: 64 * 2 ** 20 });
+    const info = await Deno.stat(path);
+    assertEquals([image.size, info.size], [64 * 2 ** 20, 64 * 2 ** 20]);
+    // Sparse: almost no blocks allocated for 64 MiB.
+    assert((info.blocks ?? 0) * 512 < 1024 * 1024, `${info.blocks} blocks allocated`);
+    assertEquals(info.mode! & 0o777, 0o600);
+    await image.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("DiskImage.open() with size grows an existing empty file (Deno.makeTempFile)", async () => {
+  const t = await tempImage();
+  try {
+    const image = await DiskImage.open({ path: t.path, size: 1 << 20 });
+    assertEquals((await Deno.stat(t.path)).size, 1 << 20);
+    await image.close();
+  } finally {
+    await t.remove();
+  }
+});
+
+Deno.test("DiskImage.open() never resizes an existing image of another size", async () => {
+  const t = await tempImage(pattern(4096));
+  try {
+    await assertRejects(
+      () => DiskImage.open({ path: t.path, size: 8192 }),
+      Error,
+      "it is 4096 bytes but size=8192; an existing image is never resized",
+    );
+    assertEquals(await Deno.readFile(t.path), pattern(4096));
+    // The same size is fine.
+    await (await DiskImage.open({ path: t.path, size: 4096 })).close();
+  } finally {
+    await t.remove();
+  }
+});
+
+Deno.test("DiskImage.open() refuses a missing image without size, and an empty one", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await assertRejects(
+      () => DiskImage.open({ path: `${dir}/none.img` }),
+      Error,
+      `Cannot open image ${dir}/none.img: it does not exist`,
+    );
+    await assertRejects(
+      () => DiskImage.open({ path: `${dir}/none.img`, readOnly: true, size: 4096 }),
+      Error,
+      "it does not exist",
+    );
+    await Deno.writeFile(`${dir}/empty.img`, new Uint8Array(0));
+    await assertRejects(() => DiskImage.open({ path: `${dir}/empty.img` }), Error, "it is empty");
+    await assertRejects(() => DiskImage.open({ path: dir }), Error, `Cannot open image ${dir}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("DiskImage reads and writes at offsets and refuses to go past the end", async () => {
+  const t = await tempImage(new Uint8Array(8192));
+  try {
+    const image = await DiskImage.open({ path: t.path });
+    await image.write(1000, pattern(3000));
+    assertEquals(await image.read(1000, 3000), pattern(3000));
+    assertThrows(() => image.read(8000, 500), RangeError, "outside");
+    assertThrows(() => image.write(-1, new Uint8Array(1)), RangeError);
+    await image.sync();
+    await image.close();
+    await image.close();
+    await assertRejects(() => image.read(0, 1), Error, "closed");
+    const bytes = await Deno.readFile(t.path);
+    assertEquals(bytes.subarray(1000, 4000), pattern(3000));
+    assertEquals(bytes[999], 0);
+  } finally {
+    await t.remove();
+  }
+});
+
+Deno.test("two writable opens of one image: the second fails at once (exclusive flock)", async () => {
+  const t = await tempImage(new Uint8Array(4096));
+  try {
+    const first = await DiskImage.open({ path: t.path });
+    await assertRejects(
+      () => DiskImage.open({ path: t.path }),
+      Error,
+      "another device or process has it open (it is locked)",
+    );
+    await assertRejects(
+      () => DiskImage.open({ path: t.path, readOnly: true }),
+      Error,
+      "has it open for writing",
+    );
+    await first.close();
+    // Closing releases the lock.
+    await (await DiskImage.open({ path: t.path })).close();
+  } finally {
+    await t.remove();
+  }
+});
+
+Deno.test("read-only opens share the image; a writer is then refused", async () => {
+  const t = await tempImage(new Uint8Array(4096));
+  try {
+    const a = await DiskImage.open({ path: t.path, readOnly: true });
+    const b = await DiskImage.open({ path: t.path, readOnly: true });
+    await assertRejects(() => DiskImage.open({ path: t.path }), Error, "locked");
+    await a.close();
+    await b.close();
+  } finally {
+    await t.remove();
+  }
+});
+
+Deno.test("the image lock is a flock another process sees", async () => {
+  const t = await tempImage(new Uint8Array(4096));
+  try {
+    const image = await DiskImage.open({ path: t.path });
+    let out;
+    try {
+      out = await new Deno.Command("flock", { args: ["-n", "-s", t.path, "true"] }).output();
+    } catch (e) {
+      console.log("skipped: the flock tool is not available:", String(e));
+      await image.close();
+      return;
+    }
+    assertEquals(out.code, 1, "flock -n -s got the lock a writable image holds");
+    await image.close();
+    const after = await new Deno.Command("flock", { args: ["-n", t.path, "true"] }).output();
+    assertEquals(after.code, 0);
+  } finally {
+    await t.remove();
+  }
+});
+
+Deno.test("a read-only image is opened O_RDONLY, even a file without write permission", async () => {
+  const t = await tempImage(pattern(4096));
+  try {
+    await Deno.chmod(t.path, 0o444);
+    const image = await DiskImage.open({ path: t.path, readOnly: true });
+    const flags = await openFlags(t.path);
+    assertEquals(flags.length, 1);
+    assertEquals(flags[0]! & 0o3, 0, `O_ACCMODE of ${flags[0]!.toString(8)} is not O_RDONLY`);
+    await assertRejects(() => image.write(0, new Uint8Array(1)), Error, "read-only");
+    assertEquals(await image.read(0, 4096), pattern(4096));
+    await image.close();
+    if (Deno.uid() !== 0) {
+      await assertRejects(() => DiskImage.open({ path: t.path }), Error, "use ro");
+    }
+    const rw = await DiskImage.open({ path: t.path, readOnly: false }).catch(() => undefined);
+    if (rw) {
+      // Root may open it for writing anyway: then it is O_RDWR.
+      assertEquals((await openFlags(t.path))[0]! & 0o3, 2);
+      await rw.close();
+    }
+  } finally {
+    await t.remove();
+  }
+});
