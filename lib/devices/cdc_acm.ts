@@ -271,7 +271,7 @@ export function cdcAcmDescriptors(
     idProduct: options.productId ?? CDC_ACM_IDS.idProduct,
     bcdDevice: 0x0100,
     iManufacturer: "usbipgw",
-    iProduct: "usbipgw CDC-ACM serial",
+    iProduct: "CDC-ACM serial",
   };
   if (options.serial !== undefined) device.iSerialNumber = options.serial;
   const tree: UsbDescriptors = { device, configurations: [_configuration(speed)] };

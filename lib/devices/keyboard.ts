@@ -259,7 +259,7 @@ export function hidKeyboardDescriptors(options: HidKeyboardOptions = {}): UsbDes
     idVendor: options.vendorId ?? HID_KEYBOARD_IDS.idVendor,
     idProduct: options.productId ?? HID_KEYBOARD_IDS.idProduct,
     manufacturer: "usbipgw",
-    product: "usbipgw keyboard",
+    product: "Keyboard",
     ...(options.serial !== undefined ? { serial: options.serial } : {}),
     bInterfaceSubClass: 1,
     bInterfaceProtocol: 1,

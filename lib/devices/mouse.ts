@@ -457,7 +457,7 @@ export function hidMouseDescriptors(options: HidMouseOptions = {}): UsbDescripto
     idVendor: options.vendorId ?? HID_MOUSE_IDS.idVendor,
     idProduct: options.productId ?? HID_MOUSE_IDS.idProduct,
     manufacturer: "usbipgw",
-    product: "usbipgw mouse",
+    product: "Mouse",
     ...(options.serial !== undefined ? { serial: options.serial } : {}),
     bInterfaceSubClass: 1,
     bInterfaceProtocol: 2,

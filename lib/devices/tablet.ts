@@ -78,7 +78,7 @@ export function hidTabletDescriptors(options: HidTabletOptions = {}): UsbDescrip
     idVendor: options.vendorId ?? HID_TABLET_IDS.idVendor,
     idProduct: options.productId ?? HID_TABLET_IDS.idProduct,
     manufacturer: "usbipgw",
-    product: "usbipgw tablet",
+    product: "Tablet",
     ...(options.serial !== undefined ? { serial: options.serial } : {}),
     bInterfaceSubClass: 0,
     bInterfaceProtocol: 0,

@@ -160,7 +160,7 @@ Deno.test("HidKeyboard is a full-speed device with the pid.codes test IDs", asyn
   const product = await getDescriptor(dev, 0x80, 0x0302);
   assertEquals(
     new TextDecoder("utf-16le").decode(product.data!.subarray(2)),
-    "usbipgw keyboard",
+    "Keyboard",
   );
   const manufacturer = await getDescriptor(dev, 0x80, 0x0301);
   assertEquals(new TextDecoder("utf-16le").decode(manufacturer.data!.subarray(2)), "usbipgw");
