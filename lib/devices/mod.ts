@@ -1,6 +1,7 @@
 /**
  * USB devices: the descriptor tree and its encoder, the device model with its standard-request
- * handler, and the emulated devices (Gadget Zero, HID keyboard, mouse and tablet, serial ports, Go!Temp, a thumb drive).
+ * handler, and the emulated devices (Gadget Zero, HID keyboard, mouse and tablet, serial ports,
+ * Go!Temp, a thumb drive).
  *
  * @module
  */

@@ -268,7 +268,7 @@ export class BulkOnlyTransport {
       this.#state === "cbw" || this.#state === "data_out" ||
       this.#state === "needs_reset";
     if (ready()) return this.#out(t);
-    return this.#until(ready, t.signal).then((ok) => ok ? this.#out(t) : CANCELLED);
+    return this.#until(ready, t.signal).then((ok) => ok ? this.handleOut(t) : CANCELLED);
   }
 
   /** A transfer on the bulk IN endpoint: data of a data-in phase, or the CSW. */
@@ -277,7 +277,7 @@ export class BulkOnlyTransport {
       this.#state === "data_in" || this.#state === "csw" ||
       this.#state === "needs_reset";
     if (ready()) return this.#in(t);
-    return this.#until(ready, t.signal).then((ok) => ok ? this.#in(t) : CANCELLED);
+    return this.#until(ready, t.signal).then((ok) => ok ? this.handleIn(t) : CANCELLED);
   }
 
   #out(t: UsbTransfer): MaybePromise<TransferResult> {

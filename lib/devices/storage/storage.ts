@@ -272,18 +272,7 @@ export class MassStorage extends UsbDevice {
     const serial = checked.serial ?? defaultSerial(units.map((u) => u.name));
     super(massStorageDescriptors(speed, { vendor, product, serial }), SPEED_VALUES[speed]);
     this.units = units.map((backing, lun) => {
-      if (backing.size % blockSize !== 0) {
-        log.warn(
-          "{name}: {size} bytes is not a whole number of {block}-byte blocks; the last {rest} bytes are not served",
-          {
-            name: backing.name,
-            size: backing.size,
-            block: blockSize,
-            rest: backing.size % blockSize,
-          },
-        );
-      }
-      return new ScsiLogicalUnit({
+      const unit = new ScsiLogicalUnit({
         backing,
         blockSize,
         removable: checked.removable,
@@ -292,6 +281,21 @@ export class MassStorage extends UsbDevice {
         revision,
         serial: lun === 0 ? serial : `${serial}-${lun}`,
       });
+      const rest = backing.size % blockSize;
+      if (rest !== 0) {
+        log.warn(
+          "{name}: {size} bytes is not a whole number of {block}-byte blocks; the last {rest} bytes are not served",
+          { name: backing.name, size: backing.size, block: blockSize, rest },
+        );
+      }
+      log.info("LUN {lun}: {name}, {blocks} blocks of {block} bytes, {access}", {
+        lun,
+        name: backing.name,
+        blocks: unit.blocks,
+        block: blockSize,
+        access: backing.readOnly ? "read-only" : "read-write",
+      });
+      return unit;
     });
     this.#bot = new BulkOnlyTransport({
       lunCount: this.units.length,
