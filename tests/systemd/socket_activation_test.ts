@@ -120,11 +120,10 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "usbipgw-activate-" });
     const port = freePort();
     const trace = `${dir}/trace`;
+    // strace outermost: systemd-socket-activate must exec the gateway itself, since the
+    // sockets are for LISTEN_PID alone.
     const gw = spawnService(["serve", "--device", "gadget-zero"], {
       wrapper: [
-        ACTIVATE,
-        "-l",
-        `127.0.0.1:${port}`,
         "strace",
         "-f",
         "-qq",
@@ -132,6 +131,9 @@ Deno.test({
         "trace=setsockopt",
         "-o",
         trace,
+        ACTIVATE,
+        "-l",
+        `127.0.0.1:${port}`,
       ],
     });
     try {
@@ -139,9 +141,15 @@ Deno.test({
       // Without a rule TCP peers see nothing; the connection is what counts here.
       assertEquals(await requestDeviceList(await connectTcp("127.0.0.1", port)), []);
       await gw.waitFor(/connection from tcp 127\.0\.0\.1:/);
-      assertEquals((await gw.stop("SIGTERM")).code, 0);
-      // Only the gateway's own calls are traced (systemd-socket-activate made the listener).
+      // The gateway is strace's child (systemd-socket-activate became it).
+      const children = await Deno.readTextFile(
+        `/proc/${gw.process.pid}/task/${gw.process.pid}/children`,
+      );
+      const gateway = Number(children.trim().split(" ")[0]);
+      Deno.kill(gateway, "SIGTERM");
+      assertEquals((await gw.process.status).code, 0);
       const text = await Deno.readTextFile(trace);
+      // Only the gateway sets these: systemd-socket-activate made a plain listener.
       assertStringIncludes(text, "TCP_NODELAY, [1]");
       assertStringIncludes(text, "SO_KEEPALIVE, [1]");
     } finally {
