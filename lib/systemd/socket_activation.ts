@@ -12,8 +12,10 @@
 import * as net from "node:net";
 import {
   type Connection,
+  DEFAULT_KEEPALIVE,
   formatHostPort,
   type Listener,
+  tuneKeepaliveFd,
   wrapNodeSocket,
   wrapUnixSocket,
 } from "../transport/mod.ts";
@@ -169,6 +171,11 @@ export class ActivatedListener implements Listener {
       );
     }
     setCloseOnExec(inherited.fd);
+    if (facts.domain !== AF.AF_UNIX) {
+      // The gateway's keep-alive timings, which accepted connections inherit, as TcpListener
+      // does: a vanished client frees its device in seconds, not hours.
+      tuneKeepaliveFd(inherited.fd, DEFAULT_KEEPALIVE);
+    }
     const server = net.createServer({ pauseOnConnect: false });
     await new Promise<void>((resolve, reject) => {
       const failed = (e: Error) => reject(new TypeError(`Cannot adopt ${what}: ${e.message}`));

@@ -114,6 +114,14 @@ export function tuneListenerKeepalive(port: number, options: KeepaliveOptions): 
     return `cannot read /proc: ${e instanceof Error ? e.message : String(e)}`;
   }
   if (fd === undefined) return `no listening socket on port ${port} in /proc/self/fd`;
+  return tuneKeepaliveFd(fd, options);
+}
+
+/**
+ * Applies `options` to TCP socket `fd` (a listener, whose accepted sockets inherit them, or one
+ * connection). Returns why it could not, or `undefined` when done.
+ */
+export function tuneKeepaliveFd(fd: number, options: KeepaliveOptions): string | undefined {
   try {
     const ok = setIntOption(fd, SOL_SOCKET, SO_KEEPALIVE, 1) &&
       setIntOption(fd, IPPROTO_TCP, TCP_KEEPIDLE, options.idleSeconds) &&

@@ -132,4 +132,4 @@ export function parseHostPort(text: string, defaultPort: number): TcpListenOptio
   return { hostname, port };
 }
 
-export { DEFAULT_KEEPALIVE, type KeepaliveOptions } from "./_tcp_keepalive.ts";
+export { DEFAULT_KEEPALIVE, type KeepaliveOptions, tuneKeepaliveFd } from "./_tcp_keepalive.ts";

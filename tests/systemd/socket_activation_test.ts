@@ -152,6 +152,9 @@ Deno.test({
       // Only the gateway sets these: systemd-socket-activate made a plain listener.
       assertStringIncludes(text, "TCP_NODELAY, [1]");
       assertStringIncludes(text, "SO_KEEPALIVE, [1]");
+      // ... and the keep-alive timings on the listener, which its connections inherit.
+      assertStringIncludes(text, "setsockopt(3, SOL_TCP, TCP_USER_TIMEOUT, [30000], 4) = 0");
+      assertStringIncludes(text, "setsockopt(3, SOL_TCP, TCP_KEEPIDLE, [10], 4) = 0");
     } finally {
       await gw.stop("SIGKILL");
       await Deno.remove(dir, { recursive: true });
