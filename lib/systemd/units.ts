@@ -105,7 +105,8 @@ DeviceAllow=/dev/ptmx rw
 DeviceAllow=char-pts rw
 # The only port the gateway binds. This keeps Deno's inspector (SIGUSR1, 127.0.0.1:9229) shut;
 # add SocketBindAllow= lines in a drop-in for tcp: back-ends. Device sockets (socket=) belong
-# in /run/usbipgw/; for other paths (file: back-ends), add ReadWritePaths= lines.
+# in /run/usbipgw/; for other paths (file: back-ends, storage images), add ReadWritePaths=
+# lines (a storage image with ro may use ReadOnlyPaths= instead).
 SocketBindDeny=any
 SocketBindAllow=tcp:${USBIP_PORT}
 
