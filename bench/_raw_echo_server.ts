@@ -1,7 +1,8 @@
-// The baseline for bench/urb_bench.ts: a raw Deno socket server with the same frame shape as
-// USB/IP (a 48-byte header, then a payload), no USB in it. The header's u32 at 0x18 is the
-// payload length that follows the request; the u32 at 0x1c is the payload length of the reply.
-// The reply (header + payload) is written as one buffer. Usage: _raw_echo_server.ts PORT PATH
+// The baseline for the URB and scale benchmarks (bench/_urb.ts, bench/_scale.ts): a raw Deno
+// socket server with the same frame shape as USB/IP (a 48-byte header, then a payload), no USB
+// in it. The header's u32 at 0x18 is the payload length that follows the request; the u32 at
+// 0x1c is the payload length of the reply. The reply (header + payload) is written as one
+// buffer. Usage: _raw_echo_server.ts PORT PATH
 
 const [portText, path] = Deno.args;
 const HEADER = 48;

@@ -45,10 +45,18 @@ import {
 
 const EMPTY = new Uint8Array(0);
 
-/** The read-ahead buffer's initial size: many small frames arrive in one read. */
-const SCRATCH_SIZE = 64 * 1024;
-/** Bodies from this size on are read straight into their own buffer. */
-const DIRECT_READ_SIZE = 16 * 1024;
+/**
+ * The read-ahead buffer's initial size: dozens of small frames arrive in one read, and an idle
+ * connection (which always has a read pending into it) holds only this much. It was 64 KiB,
+ * which made an idle session cost over 64 KiB of RSS, and made a header read pull most of a
+ * large OUT payload into it, to be copied out again.
+ */
+const SCRATCH_SIZE = 4 * 1024;
+/**
+ * Bodies from this size on are read straight into their own buffer (what the read-ahead
+ * already holds of them is copied over), so the read-ahead never grows for them.
+ */
+const DIRECT_READ_SIZE = SCRATCH_SIZE;
 
 /** A source of bytes read into the caller's buffer, such as a Deno socket. */
 export interface ByteSource {

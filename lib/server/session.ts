@@ -86,6 +86,15 @@ const EMPTY = new Uint8Array(0);
  */
 const READ_PAUSE_BYTES = 1024 * 1024;
 
+/**
+ * IN data from this size on is written after its RET_SUBMIT header as a second write, straight
+ * from the device's buffer, instead of being copied behind the header into one buffer. Below
+ * it the copy costs less than the second write (measured on loopback: 32 KiB replies were
+ * faster as one buffer, 64 KiB replies as two writes). The device must not change the buffer
+ * it returned; none does (each returns a fresh buffer or one it never writes again).
+ */
+const SPLIT_REPLY_BYTES = 64 * 1024;
+
 /** How long a hanging-up session waits for its last answers to be written. */
 const FLUSH_TIMEOUT_MS = 2000;
 
@@ -514,7 +523,13 @@ export class Session {
     if (urb.transfer.dirIn) this.stats.bytesIn += ret.actualLength;
     else this.stats.bytesOut += ret.actualLength;
     if (ret.status !== 0 && ret.status !== UrbStatus.ECONNRESET) this.stats.errors++;
-    this.#send(encodeRetSubmit(ret));
+    if (ret.data.length >= SPLIT_REPLY_BYTES && ret.isoPackets.length === 0) {
+      // The header alone, then the device's buffer as it is: two writes, no copy of the data.
+      this.#send(encodeRetSubmit({ ...ret, data: EMPTY }));
+      this.#send(ret.data);
+    } else {
+      this.#send(encodeRetSubmit(ret));
+    }
   }
 
   #unlink(cmd: CmdUnlink): void {

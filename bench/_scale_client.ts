@@ -1,0 +1,107 @@
+// A client process of the scale benchmark (bench/_scale.ts): opens one session per bus id
+// (importing the Gadget Zero there, or a plain connection to the raw baseline), prints "ready",
+// waits for "go" on stdin, then has every session alternate bulk OUT and bulk IN transfers of
+// `size` bytes, one in flight, for `seconds`. Prints one JSON line: URBs, payload bytes, the
+// elapsed time, its CPU time and a latency histogram.
+import {
+  connectTo,
+  cpuSeconds,
+  Histogram,
+  importGadgetZero,
+  rawRequest,
+  readFull,
+  type Request,
+  urbRequest,
+  withSeqnum,
+  writeAll,
+} from "./_common.ts";
+
+/** What the parent asks for. */
+export interface ScaleClientJob {
+  transport: "tcp" | "unix";
+  tcpPort: number;
+  unixPath: string;
+  /** "gateway": import each bus id; "raw": the raw echo server, no import. */
+  mode: "gateway" | "raw";
+  busids: string[];
+  size: number;
+  seconds: number;
+}
+
+/** What the client reports. */
+export interface ScaleClientResult {
+  urbs: number;
+  bytes: number;
+  seconds: number;
+  /** CPU seconds this process used during the run. */
+  cpu: number;
+  histogram: number[];
+}
+
+const job: ScaleClientJob = JSON.parse(Deno.args[0]!);
+
+interface Sess {
+  conn: Deno.Conn;
+  out: Request;
+  in: Request;
+  reply: Uint8Array;
+}
+
+async function open(busid: string): Promise<Sess> {
+  const conn = await connectTo(job, job.transport);
+  let out: Request;
+  let inReq: Request;
+  if (job.mode === "gateway") {
+    const devid = await importGadgetZero(conn, busid);
+    out = urbRequest(devid, false, job.size);
+    inReq = urbRequest(devid, true, job.size);
+  } else {
+    out = rawRequest(false, job.size);
+    inReq = rawRequest(true, job.size);
+  }
+  return { conn, out, in: inReq, reply: new Uint8Array(inReq.replyLength) };
+}
+
+const sessions: Sess[] = [];
+for (let i = 0; i < job.busids.length; i += 32) {
+  sessions.push(...await Promise.all(job.busids.slice(i, i + 32).map(open)));
+}
+
+const stdin = Deno.stdin.readable.getReader();
+const encoder = new TextEncoder();
+await Deno.stdout.write(encoder.encode("ready\n"));
+await stdin.read();
+
+const histogram = new Histogram();
+let urbs = 0;
+let stop = false;
+const start = performance.now();
+const cpu0 = cpuSeconds(Deno.pid);
+setTimeout(() => stop = true, job.seconds * 1000);
+
+async function run(s: Sess): Promise<void> {
+  let seq = 1;
+  while (!stop) {
+    for (const r of [s.out, s.in]) {
+      const t0 = performance.now();
+      await writeAll(s.conn, withSeqnum(r, seq++));
+      await readFull(s.conn, s.reply.subarray(0, r.replyLength));
+      histogram.add((performance.now() - t0) * 1000);
+      urbs++;
+    }
+  }
+}
+
+await Promise.all(sessions.map(run));
+const seconds = (performance.now() - start) / 1000;
+const cpu = cpuSeconds(Deno.pid) - cpu0;
+for (const s of sessions) s.conn.close();
+const result: ScaleClientResult = {
+  urbs,
+  bytes: urbs * job.size,
+  seconds,
+  cpu,
+  histogram: histogram.counts,
+};
+await Deno.stdout.write(encoder.encode(JSON.stringify(result) + "\n"));
+stdin.releaseLock();

@@ -1,0 +1,149 @@
+// The copies a payload goes through between a real TCP socket and a device (BENCHMARKS.md,
+// "Data path"): the session's connection is wrapped so that every buffer the socket reads into
+// or writes from is recorded, and the device is the probe, which holds each transfer so that
+// the test can look at the buffer it was handed.
+import { assert, assertEquals } from "@std/assert";
+import {
+  type Connection,
+  connectTcp,
+  type DirectIo,
+  importDevice,
+  UsbipServer,
+  wrapTcpConn,
+} from "../../mod.ts";
+import { ProbeDevice } from "./_probe_device.ts";
+import { setConfiguration } from "./_session_helpers.ts";
+
+interface Recorded {
+  /** Each read: the buffer handed to the socket and how many bytes landed in it. */
+  reads: { view: Uint8Array; got: number }[];
+  /** Each buffer handed to the socket to write. */
+  writes: Uint8Array[];
+}
+
+/** `conn` with its direct I/O recorded. */
+function recording(conn: Connection): { conn: Connection; log: Recorded } {
+  const direct = conn.direct!;
+  const log: Recorded = { reads: [], writes: [] };
+  const io: DirectIo = {
+    async read(view) {
+      const got = await direct.read(view);
+      log.reads.push({ view, got: got ?? 0 });
+      return got;
+    },
+    write(view) {
+      log.writes.push(view);
+      return direct.write(view);
+    },
+  };
+  return {
+    log,
+    conn: {
+      get readable() {
+        return conn.readable;
+      },
+      get writable() {
+        return conn.writable;
+      },
+      peer: conn.peer,
+      direct: io,
+      close: () => conn.close(),
+    },
+  };
+}
+
+/** A gateway with the probe on 1-1 behind a recorded TCP connection, and a client of it. */
+async function setUp() {
+  const server = new UsbipServer();
+  const probe = new ProbeDevice();
+  server.addDevice(probe);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = listener.accept();
+  const client = await connectTcp("127.0.0.1", listener.addr.port);
+  const { conn, log } = recording(wrapTcpConn(await accepted));
+  listener.close();
+  const done = server.accept(conn);
+  const channel = await importDevice(client, "1-1");
+  await setConfiguration(channel, 1);
+  return {
+    probe,
+    log,
+    channel,
+    async tearDown() {
+      await channel.close();
+      await done;
+      await server.close();
+    },
+  };
+}
+
+function pattern(n: number): Uint8Array {
+  return new Uint8Array(n).map((_, i) => (i * 7) & 0xff);
+}
+
+Deno.test("64 KiB of OUT data reach the device in the buffer the socket read them into", async () => {
+  const { probe, log, channel, tearDown } = await setUp();
+  const sent = pattern(65536);
+  const urb = channel.submit({ ep: 1, dirIn: false, data: sent });
+  await probe.waitHeld(1);
+  const data = probe.held[0]!.transfer.data;
+  assertEquals(data, sent);
+  // The socket read straight into the device's buffer; only what the frame reader's read-ahead
+  // took in with the header (at most its 4 KiB) was copied over.
+  const direct = log.reads.filter((r) => r.view.buffer === data.buffer);
+  assert(direct.length > 0, "the socket never read into the buffer the device got");
+  const readDirectly = direct.reduce((sum, r) => sum + r.got, 0);
+  assert(
+    readDirectly >= 65536 - 4096,
+    `only ${readDirectly} of 65536 bytes were read into the device's buffer`,
+  );
+  probe.held[0]!.complete({ status: "ok" });
+  assertEquals((await urb.done).actualLength, 65536);
+  await tearDown();
+});
+
+Deno.test("small OUT data are copied once out of the read-ahead buffer", async () => {
+  const { probe, log, channel, tearDown } = await setUp();
+  const sent = pattern(64);
+  const urb = channel.submit({ ep: 1, dirIn: false, data: sent });
+  await probe.waitHeld(1);
+  const data = probe.held[0]!.transfer.data;
+  assertEquals(data, sent);
+  // The deliberate copy: the read-ahead buffer is reused, and the URB may outlive the next read.
+  assert(log.reads.every((r) => r.view.buffer !== data.buffer));
+  probe.held[0]!.complete({ status: "ok" });
+  await urb.done;
+  await tearDown();
+});
+
+Deno.test("64 KiB of IN data go from the device's buffer to the socket without a copy", async () => {
+  const { probe, log, channel, tearDown } = await setUp();
+  const urb = channel.submit({ ep: 1, dirIn: true, length: 65536 });
+  await probe.waitHeld(1);
+  const mine = pattern(65536);
+  probe.held[0]!.complete({ status: "ok", data: mine });
+  const ret = await urb.done;
+  assertEquals(ret.actualLength, 65536);
+  assertEquals(ret.data, mine);
+  assert(
+    log.writes.some((w) => w.buffer === mine.buffer && w.byteOffset === 0),
+    "the device's buffer was not handed to the socket",
+  );
+  await tearDown();
+});
+
+Deno.test("small IN data are written in one buffer with their RET_SUBMIT header", async () => {
+  const { probe, log, channel, tearDown } = await setUp();
+  const urb = channel.submit({ ep: 1, dirIn: true, length: 1024 });
+  await probe.waitHeld(1);
+  const mine = pattern(1024);
+  const before = log.writes.length;
+  probe.held[0]!.complete({ status: "ok", data: mine });
+  const ret = await urb.done;
+  assertEquals(ret.data, mine);
+  // The deliberate copy: one write of header + data costs less than two writes.
+  const writes = log.writes.slice(before);
+  assertEquals(writes.map((w) => w.length), [48 + 1024]);
+  assert(writes[0]!.buffer !== mine.buffer);
+  await tearDown();
+});
