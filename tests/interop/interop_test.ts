@@ -16,7 +16,10 @@ import {
   type ScenarioResult,
   type ScenarioRun,
   SCENARIOS,
+  STORAGE_SCENARIOS,
+  storageMissingReason,
 } from "./rig.ts";
+import { checkStorage, printStorageBaseline } from "./storage_checks.ts";
 
 const missing = rigMissingReason();
 if (missing !== null) {
@@ -26,6 +29,11 @@ if (missing !== null) {
 const usbMissing = missing ?? qemuUsbMissingReason();
 if (missing === null && usbMissing !== null) {
   console.warn(`interop passthrough tests SKIPPED: ${usbMissing}`);
+}
+
+const storageMissing = missing ?? storageMissingReason();
+if (missing === null && storageMissing !== null) {
+  console.warn(`interop storage tests SKIPPED: ${storageMissing}`);
 }
 
 let image: Promise<RigImage> | undefined;
@@ -277,6 +285,8 @@ function _pointer(run: ScenarioRun, r: ScenarioResult) {
 }
 
 const checks: Partial<Record<ScenarioName, Check>> = {
+  storage: checkStorage,
+  storage_baseline: printStorageBaseline,
   passthrough_kernel: _passthrough,
   passthrough: _passthrough,
   serial: _serial,
@@ -420,7 +430,11 @@ function _number(
 for (const scenario of SCENARIOS) {
   Deno.test({
     name: `interop ${scenario}`,
-    ignore: QEMU_USB_SCENARIOS.includes(scenario) ? usbMissing !== null : missing !== null,
+    ignore: QEMU_USB_SCENARIOS.includes(scenario)
+      ? usbMissing !== null
+      : STORAGE_SCENARIOS.includes(scenario)
+      ? storageMissing !== null
+      : missing !== null,
     async fn(t) {
       if (GATEWAY_SCENARIOS.includes(scenario) && !gatewayPresent) {
         throw new Error(`interop scenario ${scenario} failed: main.ts does not exist (no gateway)`);

@@ -17,6 +17,8 @@ export const SCENARIOS = [
   "gotemp",
   "pointer",
   "client_attach",
+  "storage",
+  "storage_baseline",
 ] as const;
 
 /** A scenario name. */
@@ -34,7 +36,15 @@ export const GATEWAY_SCENARIOS: readonly ScenarioName[] = [
   "gotemp",
   "pointer",
   "client_attach",
+  "storage",
+  "storage_baseline",
 ];
+
+/**
+ * Scenarios of the thumb drive (issue 6): the guest formats, checks and benchmarks disks, and
+ * the host checks the images afterwards ({@linkcode storageMissingReason}).
+ */
+export const STORAGE_SCENARIOS: readonly ScenarioName[] = ["storage", "storage_baseline"];
 
 /**
  * Scenarios whose guest gets QEMU's own USB devices on a qemu-xhci (a usb-storage stick backed
@@ -72,10 +82,26 @@ export const MODULES = [
   "ftdi_sio",
   "cdc-acm",
   "ldusb",
+  "vfat",
+  "nls_cp437",
+  "nls_ascii",
+  "nls_utf8",
+  "usb_f_mass_storage",
 ] as const;
 
 /** Host binaries copied into the initramfs together with the libraries `ldd` lists. */
 const DYNAMIC_BINARIES = ["/usr/sbin/usbip", "/usr/sbin/usbipd", "/usr/bin/socat"] as const;
+
+/**
+ * File system tools for the storage scenarios (e2fsprogs, dosfstools), copied with their
+ * libraries when the host has them ({@linkcode storageMissingReason} says when not).
+ */
+const STORAGE_BINARIES = [
+  "/usr/sbin/mkfs.ext4",
+  "/usr/sbin/e2fsck",
+  "/usr/sbin/mkfs.vfat",
+  "/usr/sbin/fsck.vfat",
+] as const;
 
 /** C helpers under guest/, built with `gcc -static` into the cache. */
 const HELPERS = [
@@ -83,6 +109,7 @@ const HELPERS = [
   "rig_evdev_read",
   "rig_input_events",
   "rig_gotemp_read",
+  "rig_sg_write",
 ] as const;
 
 /** Paths the rig works with; all derived from the checkout unless given. */
@@ -171,6 +198,28 @@ export function rigMissingReason(): string | null {
   for (const tool of ["qemu-system-x86_64", "cpio", "busybox", "depmod", "gcc", "usbip"]) {
     if (_which(tool) === null) {
       return `${tool} is not installed (apt-get install $(cat tests/interop/packages.txt))`;
+    }
+  }
+  return null;
+}
+
+/**
+ * Why the storage scenarios cannot run here (beyond {@linkcode rigMissingReason}), or null: the
+ * guest needs mkfs and fsck for ext4 and FAT, the host checks the images with e2fsck, debugfs,
+ * fsck.vfat and mtools' mcopy.
+ */
+export function storageMissingReason(): string | null {
+  const tools: [string, string][] = [
+    ["mkfs.ext4", "e2fsprogs"],
+    ["e2fsck", "e2fsprogs"],
+    ["debugfs", "e2fsprogs"],
+    ["mkfs.vfat", "dosfstools"],
+    ["fsck.vfat", "dosfstools"],
+    ["mcopy", "mtools"],
+  ];
+  for (const [tool, pkg] of tools) {
+    if (_which(tool) === null) {
+      return `${tool} is not installed (${pkg}; apt-get install $(cat tests/interop/packages.txt))`;
     }
   }
   return null;
@@ -505,6 +554,14 @@ async function _initramfs(
   for (const b of DYNAMIC_BINARIES) {
     await _copyFile(b, `${root}${b}`, 0o755);
     for (const l of await _lddLibs(b)) libs.add(l);
+  }
+  for (const b of STORAGE_BINARIES) {
+    if (!_exists(b)) continue;
+    await _copyFile(b, `${root}${b}`, 0o755);
+    for (const l of await _lddLibs(b)) libs.add(l);
+  }
+  if (_exists("/etc/mke2fs.conf")) {
+    await _copyFile("/etc/mke2fs.conf", `${root}/etc/mke2fs.conf`, 0o644);
   }
   for (const l of await _lddLibs(Deno.execPath())) libs.add(l);
   for (const l of libs) {
@@ -888,6 +945,8 @@ export const DEFAULT_TIMEOUTS: Record<ScenarioName, number> = {
   gotemp: 300,
   pointer: 240,
   client_attach: 600,
+  storage: 600,
+  storage_baseline: 600,
 };
 
 /**
