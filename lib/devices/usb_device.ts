@@ -52,7 +52,11 @@ export interface UsbTransfer {
   setup?: SetupPacket;
   /** Bytes the host's buffer holds (`transfer_buffer_length`). */
   length: number;
-  /** OUT data; empty for IN. */
+  /**
+   * OUT data; empty for IN. Valid until the transfer completes: the session may read the next
+   * request into the same buffer afterwards, so a device that keeps OUT data longer (a queue, a
+   * loopback) must copy it.
+   */
   data: Uint8Array;
   /** The host wants a short IN transfer to be an error. */
   shortNotOk: boolean;

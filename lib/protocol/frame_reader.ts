@@ -58,6 +58,14 @@ const SCRATCH_SIZE = 4 * 1024;
  */
 const DIRECT_READ_SIZE = SCRATCH_SIZE;
 
+/**
+ * Payload buffers handed back with {@linkcode FrameReader.recycle} are kept for the next
+ * payload of the same size, up to this many bytes in all per reader: a fresh 64 KiB buffer per
+ * OUT transfer costs page faults, zeroing and garbage collection, while an idle session holds
+ * at most this much.
+ */
+const POOL_BYTES = 256 * 1024;
+
 /** A source of bytes read into the caller's buffer, such as a Deno socket. */
 export interface ByteSource {
   /** Reads into `buffer`; the number of bytes read, or `null` at end of stream. */
@@ -90,6 +98,9 @@ export class FrameReader {
   #buf = new Uint8Array(SCRATCH_SIZE);
   #start = 0;
   #end = 0;
+  /** Recycled payload buffers by length, and their total size. */
+  #pool = new Map<number, Uint8Array[]>();
+  #pooled = 0;
 
   /**
    * Takes a reader of `readable`: a BYOB reader for byte streams (socket streams are), so
@@ -203,7 +214,7 @@ export class FrameReader {
       if (this.#start === this.#end) this.#start = this.#end = 0;
       return out;
     }
-    let out = new Uint8Array(n);
+    let out = this.#fromPool(n) ?? new Uint8Array(n);
     out.set(this.#buf.subarray(this.#start, this.#end));
     this.#start = this.#end = 0;
     let filled = have;
@@ -218,6 +229,32 @@ export class FrameReader {
       filled += got;
     }
     return out;
+  }
+
+  #fromPool(n: number): Uint8Array | undefined {
+    const b = this.#pool.get(n)?.pop();
+    if (b !== undefined) this.#pooled -= n;
+    return b;
+  }
+
+  /**
+   * Hands back a buffer that {@linkcode FrameReader.readExact} returned (a CMD_SUBMIT's OUT
+   * data) once nothing uses it any more, so that the next payload of its size is read into it
+   * instead of a fresh one. Anything else (a view into a larger buffer, a small buffer, more
+   * than the pool keeps) is left to the garbage collector.
+   */
+  recycle(buffer: Uint8Array): void {
+    const n = buffer.length;
+    if (
+      n < DIRECT_READ_SIZE || buffer.byteOffset !== 0 || buffer.buffer.byteLength !== n ||
+      this.#pooled + n > POOL_BYTES
+    ) {
+      return;
+    }
+    let list = this.#pool.get(n);
+    if (list === undefined) this.#pool.set(n, list = []);
+    list.push(buffer);
+    this.#pooled += n;
   }
 
   async #readRequired(n: number, frame: string): Promise<Uint8Array> {

@@ -520,6 +520,11 @@ export class Session {
     this.#heldOut -= cmd.data.length;
     this.stats.completed++;
     const ret = retSubmitFor(cmd, urb.transfer, r);
+    // The device is done with the OUT data (UsbTransfer.data is valid until completion): its
+    // buffer takes the next payload of its size.
+    if (!urb.transfer.dirIn && cmd.ep !== 0 && cmd.isoPackets.length === 0) {
+      this.#reader.recycle(cmd.data);
+    }
     if (urb.transfer.dirIn) this.stats.bytesIn += ret.actualLength;
     else this.stats.bytesOut += ret.actualLength;
     if (ret.status !== 0 && ret.status !== UrbStatus.ECONNRESET) this.stats.errors++;

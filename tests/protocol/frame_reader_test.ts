@@ -240,3 +240,61 @@ Deno.test("OP_REQ_STATUS and OP_REP_STATUS: round trip, refusal, and a body over
     "expected 0x00f0",
   );
 });
+
+/** A ByteSource (direct reads, as Deno sockets give) over `bytes`, at most `chunk` per read. */
+function byteSource(bytes: Uint8Array, chunk = 1 << 20) {
+  let off = 0;
+  return {
+    read(buffer: Uint8Array): Promise<number | null> {
+      if (off >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(buffer.length, chunk, bytes.length - off);
+      buffer.set(bytes.subarray(off, off + n));
+      off += n;
+      return Promise.resolve(n);
+    },
+  };
+}
+
+Deno.test("FrameReader.recycle: a payload buffer handed back takes the next payload of its size", async () => {
+  const out = (seqnum: number, fill: number, length = 64 * 1024) =>
+    encodeCmdSubmit({
+      kind: "cmd_submit",
+      seqnum,
+      devid: 0x10002,
+      direction: 0,
+      ep: 1,
+      transferFlags: 0,
+      transferBufferLength: length,
+      startFrame: 0,
+      numberOfPackets: 0,
+      interval: 0,
+      setup: new Uint8Array(8),
+      data: new Uint8Array(length).fill(fill),
+      isoPackets: [],
+    });
+  const reader = new FrameReader(
+    byteSource(concat(out(1, 1), out(2, 2), out(3, 3), out(4, 4), out(5, 5, 8192)), 5000),
+  );
+  const read = async () => {
+    const cmd = await reader.readUrbCommand(() => false);
+    if (cmd?.kind !== "cmd_submit") throw new Error("expected a CMD_SUBMIT");
+    return cmd.data;
+  };
+  const first = await read();
+  assertEquals([first.length, first[0], first[65535]], [65536, 1, 1]);
+  reader.recycle(first);
+  const second = await read();
+  assertEquals(second.buffer, first.buffer, "the recycled buffer was reused");
+  assertEquals([second[0], second[65535]], [2, 2], "and holds the new payload whole");
+  // Not recycled: a fresh buffer, so the second payload stays intact.
+  const third = await read();
+  assertEquals(third.buffer === second.buffer, false);
+  assertEquals([second[0], third[0]], [2, 3]);
+  // A view into a larger buffer is never pooled.
+  reader.recycle(third.subarray(0, 8192));
+  const fourth = await read();
+  assertEquals(fourth[0], 4);
+  const fifth = await read();
+  assertEquals(fifth.buffer === third.buffer, false, "a view was not taken for a smaller size");
+  assertEquals([fifth.length, fifth[8191]], [8192, 5]);
+});
