@@ -7,6 +7,8 @@
  * @module
  */
 
+import { ERRNO_LOCATION, errnoAt, lazyLibc } from "../ffi/libc.ts";
+
 const SYMBOLS = {
   // int posix_openpt(int flags);
   posix_openpt: { parameters: ["i32"], result: "i32" },
@@ -38,8 +40,7 @@ const SYMBOLS = {
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   // int close(int fd);
   close: { parameters: ["i32"], result: "i32" },
-  // int *__errno_location(void);
-  __errno_location: { parameters: [], result: "pointer" },
+  ...ERRNO_LOCATION,
 } as const satisfies Deno.ForeignLibraryInterface;
 
 const O_RDWR = 0o2;
@@ -111,16 +112,10 @@ export interface PtyLineSettings {
 /** poll(2) event bits. */
 export const PollEvent = { POLLIN: 0x1, POLLOUT: 0x4, POLLERR: 0x8, POLLHUP: 0x10 } as const;
 
-let libc: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
-
-function open(): Deno.DynamicLibrary<typeof SYMBOLS> {
-  libc ??= Deno.dlopen("libc.so.6", SYMBOLS);
-  return libc;
-}
+const lib = lazyLibc(SYMBOLS);
 
 function errno(): number {
-  const p = open().symbols.__errno_location();
-  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
+  return errnoAt(lib().__errno_location());
 }
 
 function check(what: string, result: number): void {
@@ -157,7 +152,7 @@ export class PtyMaster {
    * @throws {Error} If libc cannot be loaded or a call fails.
    */
   static open(): PtyMaster {
-    const s = open().symbols;
+    const s = lib();
     const fd = s.posix_openpt(O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
     check("posix_openpt", fd);
     try {
@@ -196,13 +191,13 @@ export class PtyMaster {
     parity: PtyLineSettings["parity"];
     stopBits: number;
   }): boolean {
-    const lib = open().symbols;
+    const c = lib();
     const termios = new Uint8Array(128);
     const fail = (what: string) =>
       new Error(
         `Cannot set the line settings of the pty ${this.path}: ${what} failed with errno ${errno()}`,
       );
-    if (lib.tcgetattr(this.#fd, termios) < 0) throw fail("tcgetattr");
+    if (c.tcgetattr(this.#fd, termios) < 0) throw fail("tcgetattr");
     const v = new DataView(termios.buffer);
     let cflag = v.getUint32(C_CFLAG, true) & ~(CSIZE | CSTOPB | PARENB | PARODD | CMSPAR);
     cflag |= CS_BY_BITS[s.dataBits] ?? CS_BY_BITS[8]!;
@@ -214,10 +209,10 @@ export class PtyMaster {
     v.setUint32(C_CFLAG, cflag >>> 0, true);
     const code = TERMIOS_SPEEDS.get(s.baudRate);
     if (code !== undefined) {
-      if (lib.cfsetispeed(termios, code) < 0) throw fail("cfsetispeed");
-      if (lib.cfsetospeed(termios, code) < 0) throw fail("cfsetospeed");
+      if (c.cfsetispeed(termios, code) < 0) throw fail("cfsetispeed");
+      if (c.cfsetospeed(termios, code) < 0) throw fail("cfsetospeed");
     }
-    if (lib.tcsetattr(this.#fd, TCSANOW, termios) < 0) throw fail("tcsetattr");
+    if (c.tcsetattr(this.#fd, TCSANOW, termios) < 0) throw fail("tcsetattr");
     return code !== undefined;
   }
 
@@ -228,13 +223,13 @@ export class PtyMaster {
    * @throws {Error} If tcgetattr fails.
    */
   lineSettings(): PtyLineSettings {
-    const lib = open().symbols;
+    const c = lib();
     const termios = new Uint8Array(128);
-    if (lib.tcgetattr(this.#fd, termios) < 0) {
+    if (c.tcgetattr(this.#fd, termios) < 0) {
       throw new Error(`Cannot read the termios of the pty ${this.path}: errno ${errno()}`);
     }
     const cflag = new DataView(termios.buffer).getUint32(C_CFLAG, true);
-    const code = lib.cfgetospeed(termios);
+    const code = c.cfgetospeed(termios);
     const size = cflag & CSIZE;
     const parity = (cflag & PARENB) === 0
       ? "none"
@@ -264,10 +259,10 @@ export class PtyMaster {
     v.setInt32(8, this.#wakeRead, true);
     v.setInt16(12, PollEvent.POLLIN, true);
     v.setInt16(14, 0, true);
-    await open().symbols.poll(this.#pollfds, 2n, timeoutMs);
+    await lib().poll(this.#pollfds, 2n, timeoutMs);
     if ((v.getInt16(14, true) & PollEvent.POLLIN) !== 0) {
       const drain = new Uint8Array(64);
-      while (Number(open().symbols.read(this.#wakeRead, drain, BigInt(drain.length))) > 0) {
+      while (Number(lib().read(this.#wakeRead, drain, BigInt(drain.length))) > 0) {
         // Emptying the wake pipe.
       }
     }
@@ -277,17 +272,17 @@ export class PtyMaster {
   /** Makes a pending or the next {@linkcode PtyMaster.poll} return. */
   wake(): void {
     if (this.#closed) return;
-    open().symbols.write(this.#wakeWrite, new Uint8Array(1), 1n);
+    lib().write(this.#wakeWrite, new Uint8Array(1), 1n);
   }
 
   /** Reads what the slave side wrote, without blocking. */
   read(buffer: Uint8Array): IoResult {
-    return this.#io(Number(open().symbols.read(this.#fd, buffer, BigInt(buffer.length))));
+    return this.#io(Number(lib().read(this.#fd, buffer, BigInt(buffer.length))));
   }
 
   /** Writes towards the slave side, without blocking. */
   write(buffer: Uint8Array): IoResult {
-    return this.#io(Number(open().symbols.write(this.#fd, buffer, BigInt(buffer.length))));
+    return this.#io(Number(lib().write(this.#fd, buffer, BigInt(buffer.length))));
   }
 
   #io(n: number): IoResult {
@@ -302,7 +297,7 @@ export class PtyMaster {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    const s = open().symbols;
+    const s = lib();
     s.close(this.#fd);
     s.close(this.#wakeRead);
     s.close(this.#wakeWrite);

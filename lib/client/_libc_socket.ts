@@ -8,6 +8,8 @@
  * @module
  */
 
+import { ERRNO_LOCATION, errnoAt, lazyLibc } from "../ffi/libc.ts";
+
 const SYMBOLS = {
   // int socket(int domain, int type, int protocol);
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -33,17 +35,11 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   // char *strerror(int errnum);
   strerror: { parameters: ["i32"], result: "pointer" },
-  // int *__errno_location(void);  the calling thread's errno
-  __errno_location: { parameters: [], result: "pointer" },
+  ...ERRNO_LOCATION,
 } as const satisfies Deno.ForeignLibraryInterface;
 
-let libc: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
-
 /** The libc symbols, opened on first use so that FFI permission is needed only here. */
-export function lib(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
-  libc ??= Deno.dlopen("libc.so.6", SYMBOLS);
-  return libc.symbols;
-}
+export const lib: () => Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] = lazyLibc(SYMBOLS);
 
 /** Socket and file constants (Linux). */
 export const C = {
@@ -103,8 +99,7 @@ const ERRNO_NAMES = new Map<number, string>(Object.entries(Errno).map(([k, v]) =
 
 /** The calling thread's errno; read it right after the synchronous call that failed. */
 export function errno(): number {
-  const p = lib().__errno_location();
-  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
+  return errnoAt(lib().__errno_location());
 }
 
 /** `ECONNREFUSED (Connection refused)`: the errno's name and libc's text for it. */

@@ -1,15 +1,16 @@
 /**
- * The libc symbols socket activation needs through FFI: getsockopt(2) for SO_TYPE, SO_DOMAIN
- * and SO_ACCEPTCONN, getsockname(2) for a unix socket's path (socket(7), unix(7)), and
+ * The libc calls socket activation needs through FFI: getsockopt(2) for SO_TYPE, SO_DOMAIN
+ * and SO_ACCEPTCONN (the transports' own), getsockname(2) for a unix socket's path (socket(7), unix(7)), and
  * fcntl(2) to mark an inherited descriptor close-on-exec as sd_listen_fds(3) does.
  * Opened lazily so that FFI permission is only needed where sockets are inherited.
  *
  * @module
  */
 
+import { lazyLibc } from "../ffi/libc.ts";
+import { getIntOption } from "../transport/_libc.ts";
+
 const SYMBOLS = {
-  // int getsockopt(int sockfd, int level, int optname, void *optval, socklen_t *optlen);
-  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   // int getsockname(int sockfd, struct sockaddr *addr, socklen_t *addrlen);
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // int fcntl(int fd, int cmd, ... /* int arg */);
@@ -29,19 +30,10 @@ export const AF = { AF_UNIX: 1, AF_INET: 2, AF_INET6: 10 } as const;
 /** Socket types of `<sys/socket.h>`. */
 export const SOCK = { SOCK_STREAM: 1, SOCK_DGRAM: 2, SOCK_SEQPACKET: 5 } as const;
 
-let libc: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
-
-function open(): Deno.DynamicLibrary<typeof SYMBOLS> {
-  libc ??= Deno.dlopen("libc.so.6", SYMBOLS);
-  return libc;
-}
+const lib = lazyLibc(SYMBOLS);
 
 function intOption(fd: number, option: number): number | undefined {
-  const value = new Uint8Array(4);
-  const len = new Uint8Array(4);
-  new DataView(len.buffer).setUint32(0, value.length, true);
-  if (open().symbols.getsockopt(fd, SOL_SOCKET, option, value, len) !== 0) return undefined;
-  return new DataView(value.buffer).getInt32(0, true);
+  return getIntOption(fd, SOL_SOCKET, option);
 }
 
 /** What a file descriptor is, as far as socket activation cares; `undefined`: not a socket. */
@@ -67,7 +59,7 @@ export function socketFacts(fd: number): SocketFacts | undefined {
     const addr = new Uint8Array(110);
     const len = new Uint8Array(4);
     new DataView(len.buffer).setUint32(0, addr.length, true);
-    if (open().symbols.getsockname(fd, addr, len) === 0) {
+    if (lib().getsockname(fd, addr, len) === 0) {
       const n = Math.min(new DataView(len.buffer).getUint32(0, true), addr.length);
       const path = addr.subarray(2, n);
       if (path.length > 0 && path[0] === 0) {
@@ -83,7 +75,7 @@ export function socketFacts(fd: number): SocketFacts | undefined {
 
 /** Sets FD_CLOEXEC on `fd`, so that programs the gateway starts do not inherit it. */
 export function setCloseOnExec(fd: number): boolean {
-  const { fcntl } = open().symbols;
+  const { fcntl } = lib();
   const flags = fcntl(fd, F_GETFD, 0);
   if (flags < 0) return false;
   return fcntl(fd, F_SETFD, flags | FD_CLOEXEC) === 0;

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { lazyLibc } from "../ffi/libc.ts";
+
 const SYMBOLS = {
   // int getsockopt(int sockfd, int level, int optname, void *optval, socklen_t *optlen);
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
@@ -16,12 +18,7 @@ const SYMBOLS = {
 const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
 
-let libc: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
-
-function open(): Deno.DynamicLibrary<typeof SYMBOLS> {
-  libc ??= Deno.dlopen("libc.so.6", SYMBOLS);
-  return libc;
-}
+const lib = lazyLibc(SYMBOLS);
 
 /** The credentials of a unix socket peer (`struct ucred`). */
 export interface PeerCredentials {
@@ -35,7 +32,7 @@ export function getPeerCredentials(fd: number): PeerCredentials | undefined {
   const cred = new Uint8Array(12);
   const len = new Uint8Array(4);
   new DataView(len.buffer).setUint32(0, cred.length, true);
-  if (open().symbols.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, len) !== 0) return undefined;
+  if (lib().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, len) !== 0) return undefined;
   const v = new DataView(cred.buffer);
   return { pid: v.getInt32(0, true), uid: v.getUint32(4, true), gid: v.getUint32(8, true) };
 }
@@ -45,7 +42,7 @@ export function getIntOption(fd: number, level: number, name: number): number | 
   const value = new Uint8Array(4);
   const len = new Uint8Array(4);
   new DataView(len.buffer).setUint32(0, 4, true);
-  if (open().symbols.getsockopt(fd, level, name, value, len) !== 0) return undefined;
+  if (lib().getsockopt(fd, level, name, value, len) !== 0) return undefined;
   return new DataView(value.buffer).getInt32(0, true);
 }
 
@@ -53,5 +50,5 @@ export function getIntOption(fd: number, level: number, name: number): number | 
 export function setIntOption(fd: number, level: number, name: number, value: number): boolean {
   const v = new Uint8Array(4);
   new DataView(v.buffer).setInt32(0, value, true);
-  return open().symbols.setsockopt(fd, level, name, v, 4) === 0;
+  return lib().setsockopt(fd, level, name, v, 4) === 0;
 }

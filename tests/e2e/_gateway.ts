@@ -2,25 +2,37 @@
 // collects its log lines.
 import { TextLineStream } from "@std/streams";
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+export const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
-/** A running gateway process. */
-export interface GatewayProcess {
-  /** The TCP port of the first `--tcp` listener (port 0 is resolved from the log). */
-  port: number;
+/** A running process of `main.ts` and its stderr lines. */
+export interface MainProcess {
+  process: Deno.ChildProcess;
   /** Every stderr line so far. */
   lines: string[];
   /** Resolves with the first log line matching `pattern`, or rejects after `ms`. */
   waitFor(pattern: RegExp, ms?: number): Promise<string>;
-  /** Sends a signal and waits for the exit status. */
+  /** Sends a signal and waits for the exit status and the end of stderr. */
   stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
-  process: Deno.ChildProcess;
 }
 
-/** Runs `main.ts` with `args` and waits until it listens. */
-export async function startGateway(args: string[]): Promise<GatewayProcess> {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "serve", ...args],
+/** A running gateway process. */
+export interface GatewayProcess extends MainProcess {
+  /** The TCP port of the first `--tcp` listener (port 0 is resolved from the log). */
+  port: number;
+}
+
+/**
+ * Starts `[...wrapper, deno, run, -A, main.ts, ...args]` (with `env` added to the environment
+ * when given) and collects its stderr lines.
+ */
+export function spawnMain(
+  args: string[],
+  options: { env?: Record<string, string>; wrapper?: string[]; waitMs?: number } = {},
+): MainProcess {
+  const argv = [...(options.wrapper ?? []), Deno.execPath(), "run", "-A", MAIN, ...args];
+  const process = new Deno.Command(argv[0]!, {
+    args: argv.slice(1),
+    ...(options.env !== undefined ? { env: options.env } : {}),
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -41,7 +53,7 @@ export async function startGateway(args: string[]): Promise<GatewayProcess> {
       }
     }
   })();
-  const waitFor = (pattern: RegExp, ms = 15000) => {
+  const waitFor = (pattern: RegExp, ms = options.waitMs ?? 15000) => {
     const seen = lines.find((l) => pattern.test(l));
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise<string>((resolve, reject) => {
@@ -63,25 +75,10 @@ export async function startGateway(args: string[]): Promise<GatewayProcess> {
       watchers.push(entry);
     });
   };
-  let port = 0;
-  try {
-    const ready = await waitFor(/usbipgw serving/);
-    port = Number(/tcp [^ ,]*:(\d+)/.exec(ready)?.[1] ?? 0);
-  } catch (e) {
-    try {
-      process.kill("SIGKILL");
-    } catch {
-      // It has already exited: its log says why.
-    }
-    await process.status;
-    await pump;
-    throw e;
-  }
   return {
-    port,
+    process,
     lines,
     waitFor,
-    process,
     async stop(signal: Deno.Signal = "SIGTERM") {
       try {
         process.kill(signal);
@@ -93,6 +90,18 @@ export async function startGateway(args: string[]): Promise<GatewayProcess> {
       return status;
     },
   };
+}
+
+/** Runs `main.ts serve` with `args` and waits until it listens. */
+export async function startGateway(args: string[]): Promise<GatewayProcess> {
+  const main = spawnMain(["serve", ...args]);
+  try {
+    const ready = await main.waitFor(/usbipgw serving/);
+    return { ...main, port: Number(/tcp [^ ,]*:(\d+)/.exec(ready)?.[1] ?? 0) };
+  } catch (e) {
+    await main.stop("SIGKILL");
+    throw e;
+  }
 }
 
 /** Runs `main.ts` with `args` to completion and returns its status and output. */

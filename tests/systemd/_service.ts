@@ -1,85 +1,23 @@
 // Helpers for the systemd tests: the real gateway process started with a chosen environment
 // (and optionally behind a wrapper such as systemd-socket-activate), and a notify socket that
 // plays the service manager's side of sd_notify(3).
-import { TextLineStream } from "@std/streams";
+import { MAIN, type MainProcess, spawnMain } from "../e2e/_gateway.ts";
 
-export const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+export { MAIN };
 
 /** A running gateway process and its stderr lines. */
-export interface ServiceProcess {
-  process: Deno.ChildProcess;
-  lines: string[];
-  /** Resolves with the first stderr line matching `pattern`; rejects after `ms`. */
-  waitFor(pattern: RegExp, ms?: number): Promise<string>;
-  /** Sends `signal` and waits for the exit status and the end of stderr. */
-  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
-}
+export type ServiceProcess = MainProcess;
 
-/** Starts `[...wrapper, deno, run, -A, main.ts, ...args]` with `env` added. */
+/** Starts `[...wrapper, deno, run, -A, main.ts, ...args]` with `env` added to the environment. */
 export function spawnService(
   args: string[],
   options: { env?: Record<string, string>; wrapper?: string[] } = {},
 ): ServiceProcess {
-  const wrapper = options.wrapper ?? [];
-  const argv = [...wrapper, Deno.execPath(), "run", "-A", MAIN, ...args];
-  const process = new Deno.Command(argv[0]!, {
-    args: argv.slice(1),
+  return spawnMain(args, {
     env: options.env ?? {},
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const lines: string[] = [];
-  const watchers: { pattern: RegExp; resolve(line: string): void }[] = [];
-  const pump = (async () => {
-    const stream = process.stderr.pipeThrough(new TextDecoderStream()).pipeThrough(
-      new TextLineStream(),
-    );
-    for await (const line of stream) {
-      lines.push(line);
-      for (const w of [...watchers]) {
-        if (w.pattern.test(line)) {
-          watchers.splice(watchers.indexOf(w), 1);
-          w.resolve(line);
-        }
-      }
-    }
-  })();
-  const waitFor = (pattern: RegExp, ms = 20000) => {
-    const seen = lines.find((l) => pattern.test(l));
-    if (seen !== undefined) return Promise.resolve(seen);
-    return new Promise<string>((resolve, reject) => {
-      const entry = {
-        pattern,
-        resolve: (line: string) => {
-          clearTimeout(timer);
-          resolve(line);
-        },
-      };
-      const timer = setTimeout(() => {
-        watchers.splice(watchers.indexOf(entry), 1);
-        reject(
-          new Error(`The gateway did not log ${pattern} within ${ms} ms:\n${lines.join("\n")}`),
-        );
-      }, ms);
-      watchers.push(entry);
-    });
-  };
-  return {
-    process,
-    lines,
-    waitFor,
-    async stop(signal: Deno.Signal = "SIGTERM") {
-      try {
-        process.kill(signal);
-      } catch {
-        // Already exited.
-      }
-      const status = await process.status;
-      await pump;
-      return status;
-    },
-  };
+    waitMs: 20000,
+    ...(options.wrapper !== undefined ? { wrapper: options.wrapper } : {}),
+  });
 }
 
 /** One received notification: its fields, in order, and when it came. */

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { ERRNO_LOCATION, errnoAt, lazyLibc } from "../../ffi/libc.ts";
 import type { TransferStatus } from "../usb_device.ts";
 
 const SYMBOLS = {
@@ -23,17 +24,11 @@ const SYMBOLS = {
   read: { parameters: ["i32", "buffer", "u64"], result: "i64" },
   // ssize_t write(int fd, const void *buf, size_t count);
   write: { parameters: ["i32", "buffer", "u64"], result: "i64" },
-  // int *__errno_location(void);  the calling thread's errno
-  __errno_location: { parameters: [], result: "pointer" },
+  ...ERRNO_LOCATION,
 } as const satisfies Deno.ForeignLibraryInterface;
 
-let libc: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
-
 /** The libc symbols, opened on first use so that FFI permission is needed only here. */
-export function lib(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
-  libc ??= Deno.dlopen("libc.so.6", SYMBOLS);
-  return libc.symbols;
-}
+export const lib: () => Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] = lazyLibc(SYMBOLS);
 
 /** errno values used here (asm-generic/errno-base.h, errno.h). */
 export const Errno = {
@@ -392,8 +387,7 @@ export class UsbfsError extends Error {
 
 /** The calling thread's errno, read right after a synchronous call. */
 export function errno(): number {
-  const p = lib().__errno_location();
-  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32(0);
+  return errnoAt(lib().__errno_location());
 }
 
 /** Calls ioctl(2) synchronously; returns its result, or `-errno` when it failed. */
