@@ -10,6 +10,7 @@
  */
 
 import * as net from "node:net";
+import { AcceptQueue } from "../transport/accept_queue.ts";
 import {
   type Connection,
   DEFAULT_KEEPALIVE,
@@ -98,9 +99,7 @@ export class ActivatedListener implements Listener {
   /** `HOST:PORT` for TCP, the socket path for unix (`@name` when abstract). */
   readonly address: string;
   #server: net.Server;
-  #queue: Connection[] = [];
-  #waiter: ((c: Connection | null) => void) | undefined;
-  #closed = false;
+  #accepted = new AcceptQueue();
 
   private constructor(
     server: net.Server,
@@ -129,14 +128,7 @@ export class ActivatedListener implements Listener {
           address: formatHostPort(sock.remoteAddress ?? "unknown", sock.remotePort ?? 0),
         });
       }
-      if (this.#closed) {
-        conn.close();
-        return;
-      }
-      const w = this.#waiter;
-      this.#waiter = undefined;
-      if (w) w(conn);
-      else this.#queue.push(conn);
+      this.#accepted.push(conn);
     });
     server.on("error", () => {
       // An accept error on a listening socket: the next accept is tried by node:net itself.
@@ -195,13 +187,8 @@ export class ActivatedListener implements Listener {
     return new ActivatedListener(server, inherited, "tcp", address);
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<Connection> {
-    while (true) {
-      const next = this.#queue.shift() ??
-        (this.#closed ? null : await new Promise<Connection | null>((r) => this.#waiter = r));
-      if (next === null) return;
-      yield next;
-    }
+  [Symbol.asyncIterator](): AsyncIterator<Connection> {
+    return this.#accepted[Symbol.asyncIterator]();
   }
 
   /**
@@ -209,12 +196,9 @@ export class ActivatedListener implements Listener {
    * systemd holds the socket, and queues connections until the service runs again.
    */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#accepted.closed) return;
+    this.#accepted.close();
     this.#server.close();
-    for (const c of this.#queue.splice(0)) c.close();
-    this.#waiter?.(null);
-    this.#waiter = undefined;
   }
 }
 

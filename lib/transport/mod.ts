@@ -10,3 +10,4 @@ export * from "./tcp.ts";
 export * from "./unix.ts";
 export * from "./memory.ts";
 export * from "./reply_writer.ts";
+export * from "./accept_queue.ts";

@@ -15,6 +15,7 @@ import {
   type PeerInfo,
   wrapDenoConn,
 } from "./connection.ts";
+import { AcceptQueue } from "./accept_queue.ts";
 
 /** Received bytes held before the socket is paused, and the level at which it resumes. */
 const HIGH_WATER = 1024 * 1024;
@@ -250,24 +251,13 @@ export class UnixListener implements Listener {
   readonly description: string;
   readonly path: string;
   #server: net.Server;
-  #queue: Connection[] = [];
-  #waiter: ((c: Connection | null) => void) | undefined;
-  #closed = false;
+  #accepted = new AcceptQueue();
 
   private constructor(server: net.Server, path: string) {
     this.#server = server;
     this.path = path;
     this.description = `unix ${path}`;
-    server.on("connection", (sock: net.Socket) => {
-      const conn = wrapUnixSocket(sock, path);
-      if (this.#waiter) {
-        const w = this.#waiter;
-        this.#waiter = undefined;
-        w(conn);
-      } else {
-        this.#queue.push(conn);
-      }
-    });
+    server.on("connection", (sock: net.Socket) => this.#accepted.push(wrapUnixSocket(sock, path)));
   }
 
   /** Creates the socket file (replacing a stale one), then applies mode and owner. */
@@ -293,13 +283,8 @@ export class UnixListener implements Listener {
     return new UnixListener(server, options.path);
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<Connection> {
-    while (true) {
-      const next = this.#queue.shift() ??
-        (this.#closed ? null : await new Promise<Connection | null>((r) => this.#waiter = r));
-      if (next === null) return;
-      yield next;
-    }
+  [Symbol.asyncIterator](): AsyncIterator<Connection> {
+    return this.#accepted[Symbol.asyncIterator]();
   }
 
   /**
@@ -334,7 +319,7 @@ export class UnixListener implements Listener {
   }
 
   async #checkSocketFile(what: string): Promise<void> {
-    if (this.#closed) {
+    if (this.#accepted.closed) {
       throw new Deno.errors.BadResource(`Cannot ${what} ${this.path}: the listener is closed`);
     }
     const info = await Deno.lstat(this.path);
@@ -345,12 +330,9 @@ export class UnixListener implements Listener {
 
   /** Stops accepting and removes the socket file. */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#accepted.closed) return;
+    this.#accepted.close();
     this.#server.close();
-    for (const c of this.#queue.splice(0)) c.close();
-    this.#waiter?.(null);
-    this.#waiter = undefined;
     try {
       Deno.removeSync(this.path);
     } catch {
