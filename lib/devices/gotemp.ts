@@ -39,7 +39,7 @@ import { Wakeup } from "./wakeup.ts";
 import { Speed } from "../protocol/constants.ts";
 import { constantSource, type TemperatureSource } from "../backends/temperature_source.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
-import { hidClassDescriptor, hidDeviceDescriptors, HidReportType, HidRequest } from "./keyboard.ts";
+import { hidClassDescriptor, hidDeviceDescriptors, HidReportType, HidRequest } from "./hid.ts";
 import { Request, RequestType } from "./setup_packet.ts";
 import {
   CANCELLED,

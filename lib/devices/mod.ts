@@ -10,6 +10,7 @@ export * from "./setup_packet.ts";
 export * from "./descriptors.ts";
 export * from "./usb_device.ts";
 export * from "./gadget_zero.ts";
+export * from "./hid.ts";
 export * from "./keyboard.ts";
 export * from "./hid_keymap.ts";
 export * from "./passthrough/mod.ts";

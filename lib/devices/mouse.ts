@@ -6,29 +6,10 @@
  * @module
  */
 
-import { Wakeup } from "./wakeup.ts";
 import { getLogger } from "@logtape/logtape";
 import { Speed, type SpeedValue } from "../protocol/constants.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
-import {
-  hidClassDescriptor,
-  hidDeviceDescriptors,
-  HidProtocol,
-  HidReportType,
-  HidRequest,
-} from "./keyboard.ts";
-import { Request, RequestType } from "./setup_packet.ts";
-import {
-  CANCELLED,
-  type ControlTransfer,
-  dataResult,
-  type MaybePromise,
-  OK,
-  STALL,
-  type TransferResult,
-  UsbDevice,
-  type UsbTransfer,
-} from "./usb_device.ts";
+import { hidDeviceDescriptors, HidInputDevice, HidProtocol } from "./hid.ts";
 
 const log = getLogger(["usbipgw", "device"]);
 
@@ -39,12 +20,11 @@ export const PointerButton = { LEFT: 0x01, RIGHT: 0x02, MIDDLE: 0x04 } as const;
 export const ALL_BUTTONS = 0x07;
 
 /**
- * The mouse report descriptor: HID 1.11 Appendix E.10 (3 buttons, 5 bits of padding, relative
- * X and Y from -127 to 127) with a Wheel usage added to the X/Y main item, so a report-protocol
- * report is 4 bytes: buttons, X, Y, wheel. Its first 3 bytes are the boot report of
- * Appendix B.2.
+ * The start the mouse's and the tablet's report descriptors share: a Generic Desktop Mouse
+ * application holding a Pointer with 3 buttons and 5 bits of padding, then the Generic Desktop
+ * usage page for the axes that follow.
  */
-export const MOUSE_REPORT_DESCRIPTOR: Uint8Array = new Uint8Array([
+export const POINTER_REPORT_HEAD: readonly number[] = [
   ...[0x05, 0x01], // Usage Page (Generic Desktop)
   ...[0x09, 0x02], // Usage (Mouse)
   ...[0xa1, 0x01], // Collection (Application)
@@ -62,6 +42,16 @@ export const MOUSE_REPORT_DESCRIPTOR: Uint8Array = new Uint8Array([
   ...[0x75, 0x05], //     Report Size (5)
   ...[0x81, 0x01], //     Input (Constant): padding
   ...[0x05, 0x01], //     Usage Page (Generic Desktop)
+];
+
+/**
+ * The mouse report descriptor: HID 1.11 Appendix E.10 (3 buttons, 5 bits of padding, relative
+ * X and Y from -127 to 127) with a Wheel usage added to the X/Y main item, so a report-protocol
+ * report is 4 bytes: buttons, X, Y, wheel. Its first 3 bytes are the boot report of
+ * Appendix B.2.
+ */
+export const MOUSE_REPORT_DESCRIPTOR: Uint8Array = new Uint8Array([
+  ...POINTER_REPORT_HEAD,
   ...[0x09, 0x30], //     Usage (X)
   ...[0x09, 0x31], //     Usage (Y)
   ...[0x09, 0x38], //     Usage (Wheel)
@@ -225,40 +215,12 @@ export function pointerCommandConsumer(
   };
 }
 
-/** A report waiting for the host, and the caller to tell once the host has it. */
-interface _Queued<S> {
-  state: S;
-  settle?: { resolve: () => void; reject: (e: unknown) => void };
-}
-
-const INTERFACE = 0;
-const CLASS_IN = RequestType.DIR_IN | RequestType.TYPE_CLASS | RequestType.RECIPIENT_INTERFACE;
-const CLASS_OUT = RequestType.TYPE_CLASS | RequestType.RECIPIENT_INTERFACE;
-const STANDARD_INTERFACE_IN = RequestType.DIR_IN | RequestType.RECIPIENT_INTERFACE;
-
 /**
- * What the mouse and the tablet share: one HID interface (0) with one interrupt IN endpoint,
- * report ID 0, no output or feature reports. Input states of type `S` are queued and encoded
- * when the host reads them (so a SET_PROTOCOL between queueing and reading is honoured), one
- * per interrupt IN transfer, in order; a state that would tell the host nothing new is
- * dropped. With idle rate 0 (the default HID 1.11 §7.2.4 recommends for pointers, and what
- * Linux sets) an IN transfer with nothing new stays pending until a state is queued or its
- * signal aborts; with idle rate N the current state is repeated every N×4 ms, with no
- * relative motion. A bus reset or SET_CONFIGURATION puts the idle rate back to 0 and the
- * protocol to report and forgets the host's view (its driver starts with buttons up); queued
- * states survive them. Class requests need the configured state.
+ * What the mouse and the tablet share: a {@linkcode HidInputDevice} with no output or feature
+ * reports and idle rate 0 by default (what HID 1.11 §7.2.4 recommends for pointers, and what
+ * Linux sets), fed by {@linkcode PointerCommand}s.
  */
-export abstract class HidPointer<S> extends UsbDevice {
-  #queue: _Queued<S>[] = [];
-  /** The state the host was last given. */
-  #current: S;
-  #currentAt = performance.now();
-  #idleRate = 0;
-  #protocol: number = HidProtocol.REPORT;
-  #boot: boolean;
-  #reportDescriptor: Uint8Array;
-  #wakeup = new Wakeup();
-
+export abstract class HidPointer<S> extends HidInputDevice<S> {
   /**
    * Builds the device. `boot` says whether the interface is a boot device, which answers
    * GET/SET_PROTOCOL (HID 1.11 §7.2.5); others stall them.
@@ -269,168 +231,11 @@ export abstract class HidPointer<S> extends UsbDevice {
     reportDescriptor: Uint8Array,
     boot: boolean,
   ) {
-    super(descriptors, speed);
-    this.#reportDescriptor = reportDescriptor;
-    this.#boot = boot;
-    this.#current = this.initialState();
-    this.disconnected.addEventListener("abort", () => {
-      for (const q of this.#queue.splice(0)) q.settle?.reject(this.disconnected.reason);
-    }, { once: true });
+    super(descriptors, speed, { reportDescriptor, boot, defaultIdleRate: 0 });
   }
 
-  /** The state a driver assumes when it starts: buttons up. */
-  protected abstract initialState(): S;
-  /** The input report for `state` in the current {@linkcode protocol}. */
-  protected abstract encode(state: S): Uint8Array;
-  /** Whether `next` would tell a host that has `current` nothing new. */
-  protected abstract unchanged(next: S, current: S): boolean;
-  /** `state` as sent again by the idle rate or GET_REPORT: relative motion removed. */
-  protected abstract settled(state: S): S;
   /** Carries out a pointer command. */
   abstract apply(command: PointerCommand): Promise<void>;
-
-  /** The idle rate in units of 4 ms; 0 means reports are sent only on change. */
-  get idleRate(): number {
-    return this.#idleRate;
-  }
-
-  /** The protocol the host chose: {@linkcode HidProtocol.BOOT} or `REPORT`. */
-  get protocol(): number {
-    return this.#protocol;
-  }
-
-  /** The input report of the state the host has, as GET_REPORT gives it. */
-  get report(): Uint8Array {
-    return this.encode(this.settled(this.#current));
-  }
-
-  /** The state of the last queued report, or the host's if none is queued. */
-  protected get tail(): S {
-    return this.#queue.at(-1)?.state ?? this.#current;
-  }
-
-  /**
-   * Queues states for the host.
-   *
-   * @returns A promise that resolves when the host has read the last, or rejects if the
-   * device is disconnected first.
-   */
-  protected enqueue(states: S[]): Promise<void> {
-    if (this.disconnected.aborted) return Promise.reject(this.disconnected.reason);
-    if (states.length === 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      states.forEach((state, i) => {
-        const q: _Queued<S> = { state };
-        if (i === states.length - 1) q.settle = { resolve, reject };
-        this.#queue.push(q);
-      });
-      this.#wakeup.wake();
-    });
-  }
-
-  /**
-   * Answers GET_DESCRIPTOR(HID or REPORT) to interface 0 and the HID class requests
-   * (HID 1.11 §7.2) for report ID 0 while configured; stalls everything else.
-   */
-  protected override handleControl(c: ControlTransfer): TransferResult {
-    const s = c.setup;
-    if (s.bmRequestType === STANDARD_INTERFACE_IN && s.bRequest === Request.GET_DESCRIPTOR) {
-      return hidClassDescriptor(this.#reportDescriptor, s.wValue, s.wIndex);
-    }
-    const isClass = s.bmRequestType === CLASS_IN || s.bmRequestType === CLASS_OUT;
-    if (!isClass || s.wIndex !== INTERFACE || this.configurationValue === 0) return STALL;
-    const dirIn = s.bmRequestType === CLASS_IN;
-    const reportId = s.wValue & 0xff;
-    switch (s.bRequest) {
-      case HidRequest.GET_REPORT:
-        return dirIn && reportId === 0 && s.wValue >> 8 === HidReportType.INPUT
-          ? dataResult(this.report)
-          : STALL;
-      case HidRequest.GET_IDLE:
-        return dirIn && s.wValue === 0 ? dataResult(new Uint8Array([this.#idleRate])) : STALL;
-      case HidRequest.SET_IDLE:
-        if (dirIn || reportId !== 0) return STALL;
-        this.#idleRate = s.wValue >> 8;
-        this.#wakeup.wake(); // waiting transfers recompute their deadline from the last report
-        return OK;
-      case HidRequest.GET_PROTOCOL:
-        return this.#boot && dirIn && s.wValue === 0
-          ? dataResult(new Uint8Array([this.#protocol]))
-          : STALL;
-      case HidRequest.SET_PROTOCOL:
-        if (
-          !this.#boot || dirIn ||
-          (s.wValue !== HidProtocol.BOOT && s.wValue !== HidProtocol.REPORT)
-        ) {
-          return STALL;
-        }
-        this.#protocol = s.wValue;
-        return OK;
-      default:
-        return STALL; // SET_REPORT too: there are no output or feature reports
-    }
-  }
-
-  /** Gives the interrupt IN transfer the next report, or keeps it pending until one is due. */
-  protected override handleData(t: UsbTransfer): MaybePromise<TransferResult> {
-    if (!t.dirIn) return STALL;
-    if (t.signal.aborted) return CANCELLED;
-    return this.#poll(t.length) ?? this.#waitForReport(t);
-  }
-
-  /** The next report due now, or `undefined` if there is none. */
-  #poll(length: number): TransferResult | undefined {
-    let next = this.#queue.shift();
-    while (next !== undefined && this.unchanged(next.state, this.#current)) {
-      next.settle?.resolve();
-      next = this.#queue.shift();
-    }
-    if (next !== undefined) {
-      this.#current = next.state;
-      this.#currentAt = performance.now();
-      next.settle?.resolve();
-      return dataResult(this.encode(next.state).slice(0, length));
-    }
-    if (this.#idleRate !== 0 && this.#idleDelay() === 0) {
-      this.#current = this.settled(this.#current);
-      this.#currentAt = performance.now();
-      return dataResult(this.encode(this.#current).slice(0, length));
-    }
-    return undefined;
-  }
-
-  /** Milliseconds until the idle rate repeats the current report; `undefined` for never. */
-  #idleDelay(): number | undefined {
-    if (this.#idleRate === 0) return undefined;
-    return Math.max(0, this.#currentAt + this.#idleRate * 4 - performance.now());
-  }
-
-  async #waitForReport(t: UsbTransfer): Promise<TransferResult> {
-    while (true) {
-      if (await this.#wakeup.wait(t.signal, this.#idleDelay())) return CANCELLED;
-      const r = this.#poll(t.length);
-      if (r !== undefined) return r;
-    }
-  }
-
-  /** The host's driver starts over: buttons up, class state initial. */
-  #restart(): void {
-    this.#current = this.initialState();
-    this.#currentAt = performance.now();
-    this.#idleRate = 0;
-    this.#protocol = HidProtocol.REPORT;
-    this.#wakeup.wake();
-  }
-
-  /** The host's driver starts over after SET_CONFIGURATION. */
-  protected override onConfigurationChanged(): void {
-    this.#restart();
-  }
-
-  /** A bus reset: as SET_CONFIGURATION. */
-  protected override onReset(): void {
-    this.#restart();
-  }
 }
 
 /** The state behind one mouse report: held buttons and the motion since the last report. */

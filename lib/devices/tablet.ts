@@ -8,8 +8,14 @@
 
 import { Speed } from "../protocol/constants.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
-import { hidDeviceDescriptors } from "./keyboard.ts";
-import { ALL_BUTTONS, HidPointer, PointerButton, type PointerCommand } from "./mouse.ts";
+import { hidDeviceDescriptors } from "./hid.ts";
+import {
+  ALL_BUTTONS,
+  HidPointer,
+  POINTER_REPORT_HEAD,
+  PointerButton,
+  type PointerCommand,
+} from "./mouse.ts";
 
 /** The largest coordinate: X and Y run from 0 (left, top) to this (right, bottom). */
 export const TABLET_MAX = 0x7fff;
@@ -21,23 +27,7 @@ export const TABLET_MAX = 0x7fff;
  * little-endian.
  */
 export const TABLET_REPORT_DESCRIPTOR: Uint8Array = new Uint8Array([
-  ...[0x05, 0x01], // Usage Page (Generic Desktop)
-  ...[0x09, 0x02], // Usage (Mouse)
-  ...[0xa1, 0x01], // Collection (Application)
-  ...[0x09, 0x01], //   Usage (Pointer)
-  ...[0xa1, 0x00], //   Collection (Physical)
-  ...[0x05, 0x09], //     Usage Page (Button)
-  ...[0x19, 0x01], //     Usage Minimum (Button 1)
-  ...[0x29, 0x03], //     Usage Maximum (Button 3)
-  ...[0x15, 0x00], //     Logical Minimum (0)
-  ...[0x25, 0x01], //     Logical Maximum (1)
-  ...[0x95, 0x03], //     Report Count (3)
-  ...[0x75, 0x01], //     Report Size (1)
-  ...[0x81, 0x02], //     Input (Data, Variable, Absolute): buttons
-  ...[0x95, 0x01], //     Report Count (1)
-  ...[0x75, 0x05], //     Report Size (5)
-  ...[0x81, 0x01], //     Input (Constant): padding
-  ...[0x05, 0x01], //     Usage Page (Generic Desktop)
+  ...POINTER_REPORT_HEAD,
   ...[0x09, 0x30], //     Usage (X)
   ...[0x09, 0x31], //     Usage (Y)
   ...[0x15, 0x00], //     Logical Minimum (0)
