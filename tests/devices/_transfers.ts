@@ -68,3 +68,19 @@ export async function data(
     data: payload,
   });
 }
+
+/** A class request to interface 0, IN (bmRequestType 0xa1), as the HID tests send them. */
+export function classIn(dev: UsbDevice, bRequest: number, wValue: number, wLength: number) {
+  return control(dev, { bmRequestType: 0xa1, bRequest, wValue, wIndex: 0, wLength });
+}
+
+/** A class request to interface 0, OUT (bmRequestType 0x21), with `data` as its data stage. */
+export function classOut(dev: UsbDevice, bRequest: number, wValue: number, data?: Uint8Array) {
+  return control(dev, {
+    bmRequestType: 0x21,
+    bRequest,
+    wValue,
+    wIndex: 0,
+    wLength: data?.length ?? 0,
+  }, data);
+}

@@ -8,7 +8,7 @@ import {
   pointerCommandConsumer,
 } from "../../lib/devices/mouse.ts";
 import type { TransferResult } from "../../lib/devices/usb_device.ts";
-import { control, data, getDescriptor, setConfiguration } from "./_transfers.ts";
+import { classIn, classOut, control, data, getDescriptor, setConfiguration } from "./_transfers.ts";
 
 /** HID 1.11 Appendix E.10 written out, with Wheel added to the X/Y item (count 3). */
 const SPEC_MOUSE_REPORT_DESCRIPTOR = [
@@ -22,17 +22,6 @@ const SPEC_MOUSE_REPORT_DESCRIPTOR = [
   0xc0,
   0xc0,
 ];
-
-const classIn = (dev: HidMouse, bRequest: number, wValue: number, wLength: number) =>
-  control(dev, { bmRequestType: 0xa1, bRequest, wValue, wIndex: 0, wLength });
-const classOut = (dev: HidMouse, bRequest: number, wValue: number, payload?: Uint8Array) =>
-  control(dev, {
-    bmRequestType: 0x21,
-    bRequest,
-    wValue,
-    wIndex: 0,
-    wLength: payload?.length ?? 0,
-  }, payload);
 
 const read = (dev: HidMouse, signal?: AbortSignal): Promise<TransferResult> =>
   data(dev, 1, true, { length: 4, ...(signal ? { signal } : {}) });

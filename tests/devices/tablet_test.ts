@@ -4,7 +4,7 @@ import { assertEquals, assertThrows } from "@std/assert";
 import { HidTablet } from "../../lib/devices/tablet.ts";
 import { parsePointerCommand } from "../../lib/devices/mouse.ts";
 import type { TransferResult } from "../../lib/devices/usb_device.ts";
-import { control, data, getDescriptor, setConfiguration } from "./_transfers.ts";
+import { classIn, classOut, control, data, getDescriptor, setConfiguration } from "./_transfers.ts";
 
 /** The tablet report descriptor written out item by item (QEMU usb-tablet layout, no wheel). */
 const TABLET_DESCRIPTOR = [
@@ -19,10 +19,6 @@ const TABLET_DESCRIPTOR = [
   0xc0,
 ];
 
-const classIn = (dev: HidTablet, bRequest: number, wValue: number, wLength: number) =>
-  control(dev, { bmRequestType: 0xa1, bRequest, wValue, wIndex: 0, wLength });
-const classOut = (dev: HidTablet, bRequest: number, wValue: number) =>
-  control(dev, { bmRequestType: 0x21, bRequest, wValue, wIndex: 0, wLength: 0 });
 const read = (dev: HidTablet, signal?: AbortSignal): Promise<TransferResult> =>
   data(dev, 1, true, { length: 8, ...(signal ? { signal } : {}) });
 
