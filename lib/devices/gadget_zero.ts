@@ -143,6 +143,27 @@ export function gadgetZeroDescriptors(options: GadgetZeroOptions = {}): UsbDescr
   };
 }
 
+/**
+ * Pattern buffers shared by every Gadget Zero, keyed by `maxPacket` for pattern 1 and 0 for
+ * pattern 0 (zeros); each grows to the longest transfer seen. Nothing writes to them: IN
+ * transfers return views of them, OUT data is compared against them. One copy for all devices
+ * keeps a gateway of hundreds of Gadget Zeros from holding (and streaming through the CPU
+ * caches) hundreds of identical buffers.
+ */
+const PATTERNS = new Map<number, Uint8Array>();
+
+/** The first `length` bytes of `pattern` for `maxPacket`, from {@linkcode PATTERNS}. */
+function patternBytes(pattern: 0 | 1, length: number, maxPacket: number): Uint8Array {
+  const key = pattern === 0 ? 0 : maxPacket;
+  let b = PATTERNS.get(key);
+  if (b === undefined || b.length < length) {
+    const size = Math.max(length, b?.length ?? 0, 4096);
+    b = pattern === 0 ? new Uint8Array(size) : pattern1(size, maxPacket);
+    PATTERNS.set(key, b);
+  }
+  return b.subarray(0, length);
+}
+
 /** Fills `length` bytes with pattern 1, `(i % maxPacket) % 63`. */
 function pattern1(length: number, maxPacket: number): Uint8Array {
   const b = new Uint8Array(length);
@@ -185,7 +206,6 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 export class GadgetZero extends UsbDevice {
   readonly pattern: 0 | 1;
   #control: Uint8Array;
-  #patternCache = new Map<number, Uint8Array>();
   #loop: Uint8Array[] = [];
   #loopWaiters: (() => void)[] = [];
   #loopQueueLength: number;
@@ -201,14 +221,7 @@ export class GadgetZero extends UsbDevice {
 
   /** Pattern bytes for an IN transfer: a view of a cached buffer, grown as needed. */
   #source(length: number, maxPacket: number): Uint8Array {
-    const key = this.pattern === 0 ? 0 : maxPacket;
-    let b = this.#patternCache.get(key);
-    if (b === undefined || b.length < length) {
-      const size = Math.max(length, b?.length ?? 0, 4096);
-      b = this.pattern === 0 ? new Uint8Array(size) : pattern1(size, maxPacket);
-      this.#patternCache.set(key, b);
-    }
-    return b.subarray(0, length);
+    return patternBytes(this.pattern, length, maxPacket);
   }
 
   /** Whether OUT data matches the pattern (compared four bytes at a time where aligned). */

@@ -26,6 +26,7 @@ import {
   opRequestBodyLength,
   type UsbipExportedDevice,
 } from "./op_messages.ts";
+import { BufferPool } from "./buffer_pool.ts";
 import { UsbipProtocolError } from "./protocol_error.ts";
 import {
   cmdSubmitBodyLength,
@@ -59,12 +60,11 @@ const SCRATCH_SIZE = 4 * 1024;
 const DIRECT_READ_SIZE = SCRATCH_SIZE;
 
 /**
- * Payload buffers handed back with {@linkcode FrameReader.recycle} are kept for the next
- * payload of the same size, up to this many bytes in all per reader: a fresh 64 KiB buffer per
- * OUT transfer costs page faults, zeroing and garbage collection, while an idle session holds
- * at most this much.
+ * The pool of a reader given none: payload buffers handed back with
+ * {@linkcode FrameReader.recycle} are kept for the next payload of the same size, up to this
+ * many bytes in all.
  */
-const POOL_BYTES = 256 * 1024;
+const OWN_POOL_BYTES = 256 * 1024;
 
 /** A source of bytes read into the caller's buffer, such as a Deno socket. */
 export interface ByteSource {
@@ -98,19 +98,22 @@ export class FrameReader {
   #buf = new Uint8Array(SCRATCH_SIZE);
   #start = 0;
   #end = 0;
-  /** Recycled payload buffers by length, and their total size. */
-  #pool = new Map<number, Uint8Array[]>();
-  #pooled = 0;
+  /** Where payload buffers come from and go back to. */
+  #pool: BufferPool;
 
   /**
    * Takes a reader of `readable`: a BYOB reader for byte streams (socket streams are), so
    * that bytes land in buffers this reader owns, else a default reader.
-   * {@linkcode FrameReader.cancel} gives the stream back.
+   * {@linkcode FrameReader.cancel} gives the stream back. Payload buffers of
+   * {@linkcode FrameReader.readExact} come from `pool` when it has one of the size (a server
+   * shares one pool among its sessions); without one the reader keeps a small pool of its own.
    */
   constructor(
     source: ReadableStream<Uint8Array> | ByteSource,
     limits: UsbipLimits = DEFAULT_LIMITS,
+    pool: BufferPool = new BufferPool(OWN_POOL_BYTES, DIRECT_READ_SIZE),
   ) {
+    this.#pool = pool;
     if (!("getReader" in source)) {
       this.#source = source;
     } else {
@@ -214,7 +217,7 @@ export class FrameReader {
       if (this.#start === this.#end) this.#start = this.#end = 0;
       return out;
     }
-    let out = this.#fromPool(n) ?? new Uint8Array(n);
+    let out = this.#pool.take(n) ?? new Uint8Array(n);
     out.set(this.#buf.subarray(this.#start, this.#end));
     this.#start = this.#end = 0;
     let filled = have;
@@ -231,30 +234,14 @@ export class FrameReader {
     return out;
   }
 
-  #fromPool(n: number): Uint8Array | undefined {
-    const b = this.#pool.get(n)?.pop();
-    if (b !== undefined) this.#pooled -= n;
-    return b;
-  }
-
   /**
    * Hands back a buffer that {@linkcode FrameReader.readExact} returned (a CMD_SUBMIT's OUT
    * data) once nothing uses it any more, so that the next payload of its size is read into it
-   * instead of a fresh one. Anything else (a view into a larger buffer, a small buffer, more
-   * than the pool keeps) is left to the garbage collector.
+   * instead of a fresh one. What the pool does not take (a view into a larger buffer, a small
+   * buffer, more than it keeps) is left to the garbage collector.
    */
   recycle(buffer: Uint8Array): void {
-    const n = buffer.length;
-    if (
-      n < DIRECT_READ_SIZE || buffer.byteOffset !== 0 || buffer.buffer.byteLength !== n ||
-      this.#pooled + n > POOL_BYTES
-    ) {
-      return;
-    }
-    let list = this.#pool.get(n);
-    if (list === undefined) this.#pool.set(n, list = []);
-    list.push(buffer);
-    this.#pooled += n;
+    this.#pool.give(buffer);
   }
 
   async #readRequired(n: number, frame: string): Promise<Uint8Array> {

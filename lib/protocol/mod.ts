@@ -10,3 +10,4 @@ export * from "./protocol_error.ts";
 export * from "./op_messages.ts";
 export * from "./urb_messages.ts";
 export * from "./frame_reader.ts";
+export * from "./buffer_pool.ts";

@@ -21,6 +21,14 @@ import {
 import { busnumOf, deviceFacts, type ExportedDevice } from "./exported_device.ts";
 import { type ClaimResult, Session, type SessionHost, type SessionStats } from "./session.ts";
 import { peerKey, resolveSessionLimits, type SessionLimits } from "./session_limits.ts";
+import { BufferPool } from "../protocol/buffer_pool.ts";
+
+/**
+ * The most OUT payload buffers, in bytes, kept for reuse between transfers, for all sessions
+ * together: enough for 64 KiB transfers 8 deep on several sessions at once, while hundreds of
+ * sessions share the same few warm buffers.
+ */
+const SHARED_POOL_BYTES = 4 * 1024 * 1024;
 
 const log = getLogger(["usbipgw", "server"]);
 const audit = getLogger(["usbipgw", "audit"]);
@@ -122,6 +130,8 @@ export class UsbipServer implements SessionHost {
   readonly limits: UsbipLimits;
   /** The limits in force, defaults filled in. */
   readonly sessionLimits: Readonly<SessionLimits>;
+  /** OUT payload buffers, shared by every session (see {@linkcode BufferPool}). */
+  readonly bufferPool: BufferPool = new BufferPool(SHARED_POOL_BYTES);
   #policy: Policy;
   /** Open connections per {@linkcode peerKey}. */
   #perPeer = new Map<string, number>();

@@ -13,6 +13,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { OpStatus, TransferFlags, UrbStatus, type UsbipLimits } from "../protocol/constants.ts";
+import type { BufferPool } from "../protocol/buffer_pool.ts";
 import { FrameReader } from "../protocol/frame_reader.ts";
 import {
   encodeOpRepDevlist,
@@ -44,6 +45,8 @@ export interface SessionHost {
   readonly limits: UsbipLimits;
   /** Limits on what one connection may make the server hold. */
   readonly sessionLimits: SessionLimits;
+  /** Where OUT payload buffers come from and go back to; each session keeps its own if absent. */
+  readonly bufferPool?: BufferPool;
   /** The devices this peer may see. */
   visibleDevices(peer: PeerInfo): ExportedDevice[];
   /** Claims `busid` for `session`. */
@@ -182,7 +185,7 @@ export class Session {
     this.#maxPendingUrbs = host.sessionLimits.maxPendingUrbs;
     this.#maxBufferedBytes = host.sessionLimits.maxBufferedBytes;
     this.#pauseBytes = Math.min(READ_PAUSE_BYTES, this.#maxBufferedBytes / 4);
-    this.#reader = new FrameReader(conn.direct ?? conn.readable, host.limits);
+    this.#reader = new FrameReader(conn.direct ?? conn.readable, host.limits, host.bufferPool);
     this.#out = new ReplyWriter(conn, (e) => {
       this.end(`write failed: ${e instanceof Error ? e.message : String(e)}`);
     });

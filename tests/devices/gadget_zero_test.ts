@@ -59,6 +59,30 @@ Deno.test("pattern 1 sources (i % maxpacket) % 63 and sinks only matching data",
   assertEquals(gz.isHalted(0x01), true, "a bad OUT byte halts the sink like f_sourcesink");
 });
 
+Deno.test("Gadget Zeros of both speeds and patterns share pattern buffers without mixing them", async () => {
+  const high = new GadgetZero({ pattern: 1 });
+  const full = new GadgetZero({ pattern: 1, speed: "full" });
+  const zeros = new GadgetZero();
+  for (const gz of [high, full, zeros]) await setConfiguration(gz, 3);
+  let last: Uint8Array = new Uint8Array(0);
+  // Interleaved, and growing past the first buffer of each kind.
+  for (const length of [100, 5000, 20000]) {
+    const h = (await data(high, 1, true, { length })).data!;
+    const f = (await data(full, 1, true, { length })).data!;
+    const z = (await data(zeros, 1, true, { length })).data!;
+    assertEquals([h.length, f.length, z.length], [length, length, length]);
+    assert(h.every((b, i) => b === (i % 512) % 63), "high speed: maxpacket 512");
+    assert(f.every((b, i) => b === (i % 64) % 63), "full speed: maxpacket 64");
+    assert(z.every((b) => b === 0), "pattern 0: zeros");
+    // What a device sources, its sink takes.
+    assertEquals((await data(high, 1, false, { data: h })).status, "ok");
+    assertEquals((await data(full, 1, false, { data: f })).status, "ok");
+    assertEquals((await data(zeros, 1, false, { data: z })).status, "ok");
+    last = f;
+  }
+  assertEquals((await data(high, 1, false, { data: last })).status, "stall", "64 != 512");
+});
+
 Deno.test("pattern 0 sources zeros and sinks only zeros", async () => {
   const gz = new GadgetZero();
   await setConfiguration(gz, 3);

@@ -1,6 +1,8 @@
 // Tests of FrameReader: whole frames from any chunking, clean and unclean ends, and limits.
-import { assertEquals, assertRejects } from "@std/assert";
+import { assertEquals, assertRejects, assertStrictEquals } from "@std/assert";
 import {
+  BufferPool,
+  DEFAULT_LIMITS,
   encodeCmdSubmit,
   encodeCmdUnlink,
   encodeOpRepDevlist,
@@ -297,4 +299,38 @@ Deno.test("FrameReader.recycle: a payload buffer handed back takes the next payl
   const fifth = await read();
   assertEquals(fifth.buffer === third.buffer, false, "a view was not taken for a smaller size");
   assertEquals([fifth.length, fifth[8191]], [8192, 5]);
+});
+
+Deno.test("FrameReader: readers sharing a BufferPool reuse each other's payload buffers", async () => {
+  const out = (fill: number) =>
+    encodeCmdSubmit({
+      kind: "cmd_submit",
+      seqnum: fill,
+      devid: 0x10002,
+      direction: 0,
+      ep: 1,
+      transferFlags: 0,
+      transferBufferLength: 16384,
+      startFrame: 0,
+      numberOfPackets: 0,
+      interval: 0,
+      setup: new Uint8Array(8),
+      data: new Uint8Array(16384).fill(fill),
+      isoPackets: [],
+    });
+  const pool = new BufferPool(1 << 20);
+  const a = new FrameReader(byteSource(out(1), 3000), DEFAULT_LIMITS, pool);
+  const b = new FrameReader(byteSource(out(2), 3000), DEFAULT_LIMITS, pool);
+  const first = await a.readUrbCommand(() => false);
+  if (first?.kind !== "cmd_submit") throw new Error("expected a CMD_SUBMIT");
+  a.recycle(first.data);
+  assertEquals(pool.bytes, 16384);
+  const second = await b.readUrbCommand(() => false);
+  if (second?.kind !== "cmd_submit") throw new Error("expected a CMD_SUBMIT");
+  assertStrictEquals(
+    second.data.buffer,
+    first.data.buffer,
+    "reader b read into the buffer reader a gave back",
+  );
+  assertEquals([second.data[0], second.data[16383], pool.bytes], [2, 2, 0]);
 });

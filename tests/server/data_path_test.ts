@@ -147,3 +147,58 @@ Deno.test("small IN data are written in one buffer with their RET_SUBMIT header"
   assert(writes[0]!.buffer !== mine.buffer);
   await tearDown();
 });
+
+Deno.test("sessions share one pool: an OUT buffer freed by one session takes the next session's data", async () => {
+  const server = new UsbipServer();
+  const probes = [new ProbeDevice(1), new ProbeDevice(2)];
+  for (const p of probes) server.addDevice(p);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const sessions = [];
+  for (const busid of ["1-1", "1-2"]) {
+    const accepted = listener.accept();
+    const client = await connectTcp("127.0.0.1", listener.addr.port);
+    const done = server.accept(wrapTcpConn(await accepted));
+    const channel = await importDevice(client, busid);
+    await setConfiguration(channel, 1);
+    sessions.push({ channel, done });
+  }
+  listener.close();
+  const [a, b] = sessions;
+  const first = a!.channel.submit({ ep: 1, dirIn: false, data: pattern(16384) });
+  await probes[0]!.waitHeld(1);
+  const buffer = probes[0]!.held[0]!.transfer.data.buffer;
+  assertEquals(server.bufferPool.bytes, 0, "a pending URB's buffer is not in the pool");
+  probes[0]!.held[0]!.complete({ status: "ok" });
+  await first.done;
+  assertEquals(server.bufferPool.bytes, 16384, "completed: its buffer went back to the pool");
+  const sent = pattern(16384).reverse();
+  const second = b!.channel.submit({ ep: 1, dirIn: false, data: sent });
+  await probes[1]!.waitHeld(1);
+  const data = probes[1]!.held[0]!.transfer.data;
+  assert(data.buffer === buffer, "the other session read into the pooled buffer");
+  assertEquals(data, sent);
+  probes[1]!.held[0]!.complete({ status: "ok" });
+  await second.done;
+  for (const s of sessions) {
+    await s.channel.close();
+    await s.done;
+  }
+  await server.close();
+});
+
+Deno.test("an unlinked OUT URB's buffer is not reused: the device may still hold it", async () => {
+  const { probe, channel, tearDown } = await setUp();
+  const sent = pattern(16384);
+  const urb = channel.submit({ ep: 1, dirIn: false, data: sent });
+  await probe.waitHeld(1);
+  const held = probe.held[0]!.transfer.data;
+  urb.done.catch(() => {});
+  assertEquals((await channel.unlink(urb.seqnum)).status, -104);
+  const next = channel.submit({ ep: 1, dirIn: false, data: pattern(16384).reverse() });
+  await probe.waitHeld(2);
+  assert(probe.held[1]!.transfer.data.buffer !== held.buffer);
+  assertEquals(held, sent, "the unlinked transfer's data are intact");
+  probe.held[1]!.complete({ status: "ok" });
+  await next.done;
+  await tearDown();
+});

@@ -1,0 +1,91 @@
+/**
+ * A pool of payload buffers, reused by exact size, most recently returned first.
+ *
+ * @module
+ */
+
+/**
+ * Reuses payload buffers (the OUT data of CMD_SUBMITs) by exact size. A fresh 16 or 64 KiB
+ * buffer per transfer costs an allocation, zeroing and garbage collection; a reused one costs
+ * none of that, and the one handed out is the one returned last, still warm in the CPU caches.
+ * A server shares one pool among all its sessions, so hundreds of sessions keep a few warm
+ * buffers rather than a cold set each, and idle sessions hold none.
+ *
+ * The pool keeps at most `maxBytes` of buffers; to make room for a size in use it drops
+ * buffers of other sizes. Only whole buffers of `minSize` bytes or more are taken back, and a
+ * buffer already in the pool is never taken twice (that would hand it to two readers at once).
+ *
+ * @example
+ * ```ts
+ * import { BufferPool } from "./buffer_pool.ts";
+ * const pool = new BufferPool(1 << 20);
+ * const a = new Uint8Array(16384);
+ * pool.give(a);
+ * console.assert(pool.take(16384) === a);
+ * console.assert(pool.take(16384) === undefined);
+ * ```
+ */
+export class BufferPool {
+  /** Most pooled bytes in all. */
+  readonly maxBytes: number;
+  /** Smaller buffers are not pooled (allocating them is cheap). */
+  readonly minSize: number;
+  #lists = new Map<number, Uint8Array[]>();
+  #members = new WeakSet<ArrayBufferLike>();
+  #bytes = 0;
+
+  /** A pool of at most `maxBytes`, of buffers of at least `minSize` bytes. */
+  constructor(maxBytes: number, minSize = 4096) {
+    this.maxBytes = maxBytes;
+    this.minSize = minSize;
+  }
+
+  /** Bytes held in the pool now. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** A pooled buffer of exactly `n` bytes, the last one returned; `undefined` if none. */
+  take(n: number): Uint8Array | undefined {
+    const b = this.#lists.get(n)?.pop();
+    if (b === undefined) return undefined;
+    this.#bytes -= n;
+    this.#members.delete(b.buffer);
+    return b;
+  }
+
+  /**
+   * Returns `buffer` for reuse; its owner must not touch it afterwards. Views into a larger
+   * buffer, buffers under `minSize` or over `maxBytes`, and a buffer already pooled are left
+   * alone (to the garbage collector, or where they are).
+   */
+  give(buffer: Uint8Array): void {
+    const n = buffer.length;
+    if (
+      n < this.minSize || n > this.maxBytes || buffer.byteOffset !== 0 ||
+      buffer.buffer.byteLength !== n || this.#members.has(buffer.buffer)
+    ) {
+      return;
+    }
+    if (this.#bytes + n > this.maxBytes) this.#evictFor(n);
+    if (this.#bytes + n > this.maxBytes) return;
+    let list = this.#lists.get(n);
+    if (list === undefined) this.#lists.set(n, list = []);
+    list.push(buffer);
+    this.#members.add(buffer.buffer);
+    this.#bytes += n;
+  }
+
+  /** Drops buffers of sizes other than `n`, oldest size first, until `n` bytes fit. */
+  #evictFor(n: number): void {
+    for (const [size, list] of this.#lists) {
+      if (size === n) continue;
+      while (list.length > 0 && this.#bytes + n > this.maxBytes) {
+        this.#members.delete(list.pop()!.buffer);
+        this.#bytes -= size;
+      }
+      if (list.length === 0) this.#lists.delete(size);
+      if (this.#bytes + n <= this.maxBytes) return;
+    }
+  }
+}
