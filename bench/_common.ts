@@ -8,6 +8,12 @@ export const HEADER = 48;
 export const ROOT: string = new URL("..", import.meta.url).pathname;
 /** Seconds each measured case runs (BENCH_SECONDS, default 2). */
 export const SECONDS: number = Number(Deno.env.get("BENCH_SECONDS") ?? 2);
+/**
+ * Seconds of the same traffic before each measured case, not counted (BENCH_WARMUP, default
+ * 1): the figures are the steady state, after the JIT compiled the data path of every session
+ * and the heap grew to its working size, for the gateway and the baseline alike.
+ */
+export const WARMUP_SECONDS: number = Number(Deno.env.get("BENCH_WARMUP") ?? 1);
 
 /** A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after). */
 export function freePort(): number {

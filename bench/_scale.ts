@@ -14,6 +14,7 @@ import {
   type ServerProcess,
   startBaseline,
   startGateway,
+  WARMUP_SECONDS,
 } from "./_common.ts";
 import type { ScaleClientJob, ScaleClientResult } from "./_scale_client.ts";
 import { num, ratio, type Row, verdict } from "./_table.ts";
@@ -97,6 +98,7 @@ async function run(
       mode,
       busids: busids.filter((_, i) => i % count === c),
       size: SIZE,
+      warmup: WARMUP_SECONDS,
       seconds: SECONDS,
     }));
   }
@@ -105,12 +107,14 @@ async function run(
       const line = await nextLine(c, "open the sessions");
       if (line !== "ready") throw new Error(`Cannot open the sessions: a client said ${line}`);
     }
+    const go = new TextEncoder().encode("go\n");
+    await Promise.all(clients.map((c) => c.stdin.write(go)));
+    // The clients warm up for as long, then measure.
+    await new Promise((resolve) => setTimeout(resolve, WARMUP_SECONDS * 1000));
     const serverCpu0 = cpuSeconds(server.pid);
     const t0 = performance.now();
     let rss = rssKiB(server.pid);
     const sampler = setInterval(() => rss = Math.max(rss, rssKiB(server.pid)), 100);
-    const go = new TextEncoder().encode("go\n");
-    await Promise.all(clients.map((c) => c.stdin.write(go)));
     let results: ScaleClientResult[];
     let clientCpu: number;
     let serverCpu: number;

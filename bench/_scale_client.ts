@@ -1,8 +1,8 @@
 // A client process of the scale benchmark (bench/_scale.ts): opens one session per bus id
 // (importing the Gadget Zero there, or a plain connection to the raw baseline), prints "ready",
 // waits for "go" on stdin, then has every session alternate bulk OUT and bulk IN transfers of
-// `size` bytes, one in flight, for `seconds`. Prints one JSON line: URBs, payload bytes, the
-// elapsed time, its CPU time and a latency histogram.
+// `size` bytes, one in flight: `warmup` seconds not counted, then `seconds` measured. Prints
+// one JSON line: URBs, payload bytes, the measured time, its CPU time and a latency histogram.
 import {
   connectTo,
   cpuSeconds,
@@ -25,6 +25,8 @@ export interface ScaleClientJob {
   mode: "gateway" | "raw";
   busids: string[];
   size: number;
+  /** Seconds of traffic before the measurement starts. */
+  warmup: number;
   seconds: number;
 }
 
@@ -75,9 +77,15 @@ await stdin.read();
 const histogram = new Histogram();
 let urbs = 0;
 let stop = false;
-const start = performance.now();
-const cpu0 = cpuSeconds(Deno.pid);
-setTimeout(() => stop = true, job.seconds * 1000);
+let measuring = false;
+let start = 0;
+let cpu0 = 0;
+setTimeout(() => {
+  measuring = true;
+  start = performance.now();
+  cpu0 = cpuSeconds(Deno.pid);
+  setTimeout(() => stop = true, job.seconds * 1000);
+}, job.warmup * 1000);
 
 async function run(s: Sess): Promise<void> {
   let seq = 1;
@@ -86,6 +94,7 @@ async function run(s: Sess): Promise<void> {
       const t0 = performance.now();
       await writeAll(s.conn, withSeqnum(r, seq++));
       await readFull(s.conn, s.reply.subarray(0, r.replyLength));
+      if (!measuring) continue;
       histogram.add((performance.now() - t0) * 1000);
       urbs++;
     }

@@ -12,6 +12,7 @@ import {
   startBaseline,
   startGateway,
   urbRequest,
+  WARMUP_SECONDS,
   withSeqnum,
   writeAll,
 } from "./_common.ts";
@@ -40,6 +41,11 @@ async function drive(conn: Deno.Conn, request: Request, depth: number): Promise<
   let seq = 1;
   // Each request is written before the next one reuses the buffer.
   for (let i = 0; i < depth; i++) await writeAll(conn, withSeqnum(request, seq++));
+  const warm = performance.now() + WARMUP_SECONDS * 1000;
+  while (performance.now() < warm) {
+    await readFull(conn, reply);
+    await writeAll(conn, withSeqnum(request, seq++));
+  }
   let done = 0;
   const start = performance.now();
   const end = start + SECONDS * 1000;
