@@ -1,8 +1,9 @@
 // A client process of the scale benchmark (bench/_scale.ts): opens one session per bus id
 // (importing the Gadget Zero there, or a plain connection to the raw baseline), prints "ready",
 // waits for "go" on stdin, then has every session alternate bulk OUT and bulk IN transfers of
-// `size` bytes, one in flight: `warmup` seconds not counted, then `seconds` measured. Prints
-// one JSON line: URBs, payload bytes, the measured time, its CPU time and a latency histogram.
+// `size` bytes, one in flight: `warmup` seconds not counted, then `windows` windows of
+// `seconds` each. Prints one JSON line: URBs and time per window, its CPU time and a latency
+// histogram.
 import {
   connectTo,
   cpuSeconds,
@@ -27,14 +28,15 @@ export interface ScaleClientJob {
   size: number;
   /** Seconds of traffic before the measurement starts. */
   warmup: number;
+  /** Measured windows, each `seconds` long. */
+  windows: number;
   seconds: number;
 }
 
 /** What the client reports. */
 export interface ScaleClientResult {
-  urbs: number;
-  bytes: number;
-  seconds: number;
+  /** URBs completed in each window, and the window's length in seconds. */
+  windows: { urbs: number; seconds: number }[];
   /** CPU seconds this process used during the run. */
   cpu: number;
   histogram: number[];
@@ -78,13 +80,20 @@ const histogram = new Histogram();
 let urbs = 0;
 let stop = false;
 let measuring = false;
-let start = 0;
 let cpu0 = 0;
+/** The URB count at the start of each window and at the end of the last. */
+const marks: { t: number; urbs: number }[] = [];
 setTimeout(() => {
   measuring = true;
-  start = performance.now();
   cpu0 = cpuSeconds(Deno.pid);
-  setTimeout(() => stop = true, job.seconds * 1000);
+  marks.push({ t: performance.now(), urbs: 0 });
+  const tick = setInterval(() => {
+    marks.push({ t: performance.now(), urbs });
+    if (marks.length > job.windows) {
+      clearInterval(tick);
+      stop = true;
+    }
+  }, job.seconds * 1000);
 }, job.warmup * 1000);
 
 async function run(s: Sess): Promise<void> {
@@ -102,13 +111,13 @@ async function run(s: Sess): Promise<void> {
 }
 
 await Promise.all(sessions.map(run));
-const seconds = (performance.now() - start) / 1000;
 const cpu = cpuSeconds(Deno.pid) - cpu0;
 for (const s of sessions) s.conn.close();
 const result: ScaleClientResult = {
-  urbs,
-  bytes: urbs * job.size,
-  seconds,
+  windows: marks.slice(1).map((m, i) => ({
+    urbs: m.urbs - marks[i]!.urbs,
+    seconds: (m.t - marks[i]!.t) / 1000,
+  })),
   cpu,
   histogram: histogram.counts,
 };

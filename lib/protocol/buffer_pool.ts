@@ -31,7 +31,8 @@ export class BufferPool {
   /** Smaller buffers are not pooled (allocating them is cheap). */
   readonly minSize: number;
   #lists = new Map<number, Uint8Array[]>();
-  #members = new WeakSet<ArrayBufferLike>();
+  /** The buffers in the lists, to refuse one given twice (a Set: a WeakSet costs the GC more). */
+  #members = new Set<ArrayBufferLike>();
   #bytes = 0;
 
   /** A pool of at most `maxBytes`, of buffers of at least `minSize` bytes. */
