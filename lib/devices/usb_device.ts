@@ -53,9 +53,10 @@ export interface UsbTransfer {
   /** Bytes the host's buffer holds (`transfer_buffer_length`). */
   length: number;
   /**
-   * OUT data; empty for IN. Valid until the transfer completes: the session may read the next
-   * request into the same buffer afterwards, so a device that keeps OUT data longer (a queue, a
-   * loopback) must copy it.
+   * OUT data; empty for IN. Valid until the transfer completes: the server then reads the next
+   * request of that size, of this session or another, into the same buffer, so a device that
+   * keeps OUT data longer (a queue, a loopback) must copy it. (An unlinked transfer's buffer is
+   * never reused.)
    */
   data: Uint8Array;
   /** The host wants a short IN transfer to be an error. */
