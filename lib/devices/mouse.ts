@@ -220,7 +220,7 @@ export function pointerCommandConsumer(
  * reports and idle rate 0 by default (what HID 1.11 §7.2.4 recommends for pointers, and what
  * Linux sets), fed by {@linkcode PointerCommand}s.
  */
-export abstract class HidPointer<S> extends HidInputDevice<S> {
+export abstract class HidPointer<S extends { buttons: number }> extends HidInputDevice<S> {
   /**
    * Builds the device. `boot` says whether the interface is a boot device, which answers
    * GET/SET_PROTOCOL (HID 1.11 §7.2.5); others stall them.
@@ -234,8 +234,73 @@ export abstract class HidPointer<S> extends HidInputDevice<S> {
     super(descriptors, speed, { reportDescriptor, boot, defaultIdleRate: 0 });
   }
 
-  /** Carries out a pointer command. */
-  abstract apply(command: PointerCommand): Promise<void>;
+  /** The buttons held once the queued reports are read. */
+  get buttons(): number {
+    return this.tail.buttons;
+  }
+
+  /** The state with `buttons` held where the pointer is, with no motion. */
+  #withButtons(buttons: number): S {
+    return this.settled({ ...this.tail, buttons });
+  }
+
+  /**
+   * Holds `buttons` (bits of {@linkcode PointerButton}) down, with those already held.
+   *
+   * @throws {RangeError} If `buttons` is not made of the 3 button bits.
+   * @returns A promise that resolves when the host has read the report.
+   */
+  press(buttons: number): Promise<void> {
+    _checkButtons(buttons);
+    return this.enqueue([this.#withButtons(this.buttons | buttons)]);
+  }
+
+  /**
+   * Lets go of `buttons`, all of them by default.
+   *
+   * @throws {RangeError} If `buttons` is not made of the 3 button bits.
+   * @returns A promise that resolves when the host has read the report.
+   */
+  release(buttons: number = ALL_BUTTONS): Promise<void> {
+    _checkButtons(buttons);
+    return this.enqueue([this.#withButtons(this.buttons & ~buttons)]);
+  }
+
+  /**
+   * Presses and releases `button` (default left) where the pointer is: two reports.
+   *
+   * @throws {RangeError} If `button` is not made of the 3 button bits.
+   * @returns A promise that resolves when the host has read both reports.
+   */
+  click(button: number = PointerButton.LEFT): Promise<void> {
+    _checkButtons(button);
+    const held = this.buttons;
+    return this.enqueue([this.#withButtons(held | button), this.#withButtons(held & ~button)]);
+  }
+
+  /**
+   * Carries out a pointer command.
+   *
+   * @throws {TypeError} For a motion the device cannot make: `abs` on a mouse, `move` on a
+   * tablet.
+   */
+  apply(command: PointerCommand): Promise<void> {
+    switch (command.kind) {
+      case "press":
+        return this.press(command.buttons);
+      case "release":
+        return this.release(command.buttons);
+      case "click":
+        return this.click(command.buttons);
+      default:
+        return this.applyMotion(command);
+    }
+  }
+
+  /** Carries out a `move` or `abs` command, or throws `TypeError` for the one it cannot do. */
+  protected abstract applyMotion(
+    command: Extract<PointerCommand, { kind: "move" | "abs" }>,
+  ): Promise<void>;
 }
 
 /** The state behind one mouse report: held buttons and the motion since the last report. */
@@ -333,11 +398,6 @@ export class HidMouse extends HidPointer<MouseState> {
     return { buttons: s.buttons, dx: 0, dy: 0, wheel: 0 };
   }
 
-  /** The buttons held once the queued reports are read. */
-  get buttons(): number {
-    return this.tail.buttons;
-  }
-
   /**
    * Moves by `dx`, `dy` (Y grows downwards) and turns the wheel by `wheel` detents, in as
    * many reports as it takes to keep each step within -127..127, with the held buttons.
@@ -362,60 +422,13 @@ export class HidMouse extends HidPointer<MouseState> {
     return this.enqueue(states);
   }
 
-  /**
-   * Holds `buttons` (bits of {@linkcode PointerButton}) down, with those already held.
-   *
-   * @throws {RangeError} If `buttons` is not made of the 3 button bits.
-   * @returns A promise that resolves when the host has read the report.
-   */
-  press(buttons: number): Promise<void> {
-    _checkButtons(buttons);
-    return this.enqueue([{ buttons: this.buttons | buttons, dx: 0, dy: 0, wheel: 0 }]);
-  }
-
-  /**
-   * Lets go of `buttons`, all of them by default.
-   *
-   * @throws {RangeError} If `buttons` is not made of the 3 button bits.
-   * @returns A promise that resolves when the host has read the report.
-   */
-  release(buttons: number = ALL_BUTTONS): Promise<void> {
-    _checkButtons(buttons);
-    return this.enqueue([{ buttons: this.buttons & ~buttons, dx: 0, dy: 0, wheel: 0 }]);
-  }
-
-  /**
-   * Presses and releases `button` (default left): two reports.
-   *
-   * @throws {RangeError} If `button` is not made of the 3 button bits.
-   * @returns A promise that resolves when the host has read both reports.
-   */
-  click(button: number = PointerButton.LEFT): Promise<void> {
-    _checkButtons(button);
-    const held = this.buttons;
-    return this.enqueue([
-      { buttons: held | button, dx: 0, dy: 0, wheel: 0 },
-      { buttons: held & ~button, dx: 0, dy: 0, wheel: 0 },
-    ]);
-  }
-
-  /**
-   * Carries out a pointer command.
-   *
-   * @throws {TypeError} For `abs`, which a relative mouse cannot do (use a tablet).
-   */
-  apply(command: PointerCommand): Promise<void> {
-    switch (command.kind) {
-      case "move":
-        return this.move(command.dx, command.dy, command.wheel);
-      case "press":
-        return this.press(command.buttons);
-      case "release":
-        return this.release(command.buttons);
-      case "click":
-        return this.click(command.buttons);
-      case "abs":
-        throw new TypeError('The mouse moves only relatively: "abs" needs a tablet');
+  /** A relative move; `abs` throws `TypeError` (a mouse cannot, use a tablet). */
+  protected override applyMotion(
+    command: Extract<PointerCommand, { kind: "move" | "abs" }>,
+  ): Promise<void> {
+    if (command.kind === "abs") {
+      throw new TypeError('The mouse moves only relatively: "abs" needs a tablet');
     }
+    return this.move(command.dx, command.dy, command.wheel);
   }
 }

@@ -9,13 +9,7 @@
 import { Speed } from "../protocol/constants.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
 import { hidDeviceDescriptors } from "./hid.ts";
-import {
-  ALL_BUTTONS,
-  HidPointer,
-  POINTER_REPORT_HEAD,
-  PointerButton,
-  type PointerCommand,
-} from "./mouse.ts";
+import { HidPointer, POINTER_REPORT_HEAD, type PointerCommand } from "./mouse.ts";
 
 /** The largest coordinate: X and Y run from 0 (left, top) to this (right, bottom). */
 export const TABLET_MAX = 0x7fff;
@@ -77,12 +71,6 @@ export function hidTabletDescriptors(options: HidTabletOptions = {}): UsbDescrip
   });
 }
 
-function _checkButtons(buttons: number): void {
-  if (!Number.isInteger(buttons) || buttons < 0 || buttons > ALL_BUTTONS) {
-    throw new RangeError(`Buttons must be bits of 0..${ALL_BUTTONS}, got ${buttons}`);
-  }
-}
-
 function _coordinate(n: number): number {
   if (!Number.isInteger(n) || n < 0 || n > TABLET_MAX) {
     throw new RangeError(`Tablet coordinates are integers in 0..${TABLET_MAX}, got ${n}`);
@@ -142,11 +130,6 @@ export class HidTablet extends HidPointer<TabletState> {
     return s;
   }
 
-  /** The buttons held once the queued reports are read. */
-  get buttons(): number {
-    return this.tail.buttons;
-  }
-
   /** The position, in 0..32767, once the queued reports are read. */
   get position(): { x: number; y: number } {
     const { x, y } = this.tail;
@@ -178,60 +161,13 @@ export class HidTablet extends HidPointer<TabletState> {
     return this.enqueue([s]);
   }
 
-  /**
-   * Holds `buttons` (bits of {@linkcode PointerButton}) down, with those already held.
-   *
-   * @throws {RangeError} If `buttons` is not made of the 3 button bits.
-   * @returns A promise that resolves when the host has read the report.
-   */
-  press(buttons: number): Promise<void> {
-    _checkButtons(buttons);
-    return this.enqueue([{ ...this.tail, buttons: this.buttons | buttons }]);
-  }
-
-  /**
-   * Lets go of `buttons`, all of them by default.
-   *
-   * @throws {RangeError} If `buttons` is not made of the 3 button bits.
-   * @returns A promise that resolves when the host has read the report.
-   */
-  release(buttons: number = ALL_BUTTONS): Promise<void> {
-    _checkButtons(buttons);
-    return this.enqueue([{ ...this.tail, buttons: this.buttons & ~buttons }]);
-  }
-
-  /**
-   * Presses and releases `button` (default left) where the pointer is: two reports.
-   *
-   * @throws {RangeError} If `button` is not made of the 3 button bits.
-   * @returns A promise that resolves when the host has read both reports.
-   */
-  click(button: number = PointerButton.LEFT): Promise<void> {
-    _checkButtons(button);
-    const tail = this.tail;
-    return this.enqueue([
-      { ...tail, buttons: tail.buttons | button },
-      { ...tail, buttons: tail.buttons & ~button },
-    ]);
-  }
-
-  /**
-   * Carries out a pointer command.
-   *
-   * @throws {TypeError} For `move`, which an absolute pointer cannot do (use a mouse).
-   */
-  apply(command: PointerCommand): Promise<void> {
-    switch (command.kind) {
-      case "abs":
-        return this.moveTo(command.x, command.y);
-      case "press":
-        return this.press(command.buttons);
-      case "release":
-        return this.release(command.buttons);
-      case "click":
-        return this.click(command.buttons);
-      case "move":
-        throw new TypeError('The tablet takes absolute positions: "move" needs a mouse');
+  /** An absolute position; `move` throws `TypeError` (a tablet cannot, use a mouse). */
+  protected override applyMotion(
+    command: Extract<PointerCommand, { kind: "move" | "abs" }>,
+  ): Promise<void> {
+    if (command.kind === "move") {
+      throw new TypeError('The tablet takes absolute positions: "move" needs a mouse');
     }
+    return this.moveTo(command.x, command.y);
   }
 }
