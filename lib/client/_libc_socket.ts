@@ -1,6 +1,6 @@
 /**
  * The libc symbols the kernel client needs through FFI: BSD sockets (socket(2), connect(2),
- * poll(2), recv(2), send(2), setsockopt(2), fcntl(2)) for a socket whose fd this process owns,
+ * poll(2), recv(2), send(2), fcntl(2); socket options are lib/ffi/sockopt.ts's) for a socket whose fd this process owns,
  * as vhci_hcd's sysfs `attach` requires, and open(2)/write(2) for sysfs attributes, so that
  * the kernel's errno reaches the caller unchanged. Private to lib/client. Constants are the
  * Linux values (asm-generic, identical on x86_64 and aarch64).
@@ -21,10 +21,6 @@ const SYMBOLS = {
   recv: { parameters: ["i32", "buffer", "u64", "i32"], result: "i64" },
   // ssize_t send(int sockfd, const void *buf, size_t len, int flags);
   send: { parameters: ["i32", "buffer", "u64", "i32"], result: "i64" },
-  // int setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen);
-  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
-  // int getsockopt(int sockfd, int level, int optname, void *optval, socklen_t *optlen);
-  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   // int fcntl(int fd, int cmd, ... /* int arg */);  variadic; an int travels as in a plain call
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   // int open(const char *pathname, int flags, mode_t mode);
@@ -49,15 +45,6 @@ export const C = {
   SOCK_STREAM: 1,
   SOCK_NONBLOCK: 0o4000,
   SOCK_CLOEXEC: 0o2000000,
-  SOL_SOCKET: 1,
-  SO_ERROR: 4,
-  SO_KEEPALIVE: 9,
-  IPPROTO_TCP: 6,
-  TCP_NODELAY: 1,
-  TCP_KEEPIDLE: 4,
-  TCP_KEEPINTVL: 5,
-  TCP_KEEPCNT: 6,
-  TCP_USER_TIMEOUT: 18,
   F_GETFL: 3,
   F_SETFL: 4,
   O_WRONLY: 1,

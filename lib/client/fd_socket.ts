@@ -10,6 +10,15 @@
 
 import { lookup } from "node:dns/promises";
 import { C, Errno, errno, lib, OsError } from "./_libc_socket.ts";
+import {
+  getIntOption,
+  type KeepaliveOptions,
+  setIntOption,
+  setKeepalive,
+  SockOpt,
+} from "../ffi/sockopt.ts";
+
+export type { KeepaliveOptions } from "../ffi/sockopt.ts";
 
 export { OsError } from "./_libc_socket.ts";
 
@@ -22,19 +31,6 @@ export type RemoteAddress =
 export function formatRemote(r: RemoteAddress): string {
   if (r.transport === "unix") return `unix:${r.path}`;
   return r.host.includes(":") ? `[${r.host}]:${r.port}` : `${r.host}:${r.port}`;
-}
-
-/**
- * TCP keep-alive and user timeout (tcp(7)) that make the kernel drop a connection whose peer
- * vanished without a FIN: an idle connection is probed after `idleSeconds`, then every
- * `intervalSeconds`, and given up after `count` unanswered probes; data left unacknowledged
- * for `userTimeoutMs` ends it as well.
- */
-export interface KeepaliveOptions {
-  idleSeconds: number;
-  intervalSeconds: number;
-  count: number;
-  userTimeoutMs: number;
 }
 
 /** The default dead-peer timeout of `usbipgw attach`, in seconds. */
@@ -220,7 +216,7 @@ export class FdSocket {
         // A unix socket may also answer EAGAIN when its backlog is full.
         if (e !== Errno.EINPROGRESS && e !== Errno.EAGAIN) throw new OsError(what, e);
         await sock.#wait(C.POLLOUT, options, what);
-        const err = sock.getIntOption(C.SOL_SOCKET, C.SO_ERROR);
+        const err = sock.getIntOption(SockOpt.SOL_SOCKET, SockOpt.SO_ERROR);
         if (err !== 0) throw new OsError(what, err);
       }
       return sock;
@@ -253,9 +249,7 @@ export class FdSocket {
 
   /** Sets an int socket option. */
   setIntOption(level: number, name: number, value: number, what = "setsockopt"): void {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setInt32(0, value, true);
-    if (lib().setsockopt(this.#fd, level, name, b, 4) !== 0) throw new OsError(what, errno());
+    if (!setIntOption(this.#fd, level, name, value)) throw new OsError(what, errno());
   }
 
   /** Reads an int socket option. */
@@ -269,13 +263,8 @@ export class FdSocket {
    */
   setTcpOptions(keepalive: KeepaliveOptions | undefined): void {
     const what = `Cannot set TCP options on the connection to ${formatRemote(this.remote)}`;
-    this.setIntOption(C.IPPROTO_TCP, C.TCP_NODELAY, 1, what);
-    this.setIntOption(C.SOL_SOCKET, C.SO_KEEPALIVE, 1, what);
-    if (keepalive === undefined) return;
-    this.setIntOption(C.IPPROTO_TCP, C.TCP_KEEPIDLE, keepalive.idleSeconds, what);
-    this.setIntOption(C.IPPROTO_TCP, C.TCP_KEEPINTVL, keepalive.intervalSeconds, what);
-    this.setIntOption(C.IPPROTO_TCP, C.TCP_KEEPCNT, keepalive.count, what);
-    this.setIntOption(C.IPPROTO_TCP, C.TCP_USER_TIMEOUT, keepalive.userTimeoutMs, what);
+    this.setIntOption(SockOpt.IPPROTO_TCP, SockOpt.TCP_NODELAY, 1, what);
+    if (!setKeepalive(this.#fd, keepalive)) throw new OsError(what, errno());
   }
 
   /** Writes all of `bytes`. */
@@ -347,21 +336,7 @@ export class FdSocket {
 
 /** Reads an int socket option of any socket fd of this process (for checks and tests). */
 export function socketOption(fd: number, level: number, name: number): number {
-  const b = new Uint8Array(4);
-  const len = new Uint8Array(4);
-  new DataView(len.buffer).setUint32(0, 4, true);
-  if (lib().getsockopt(fd, level, name, b, len) !== 0) throw new OsError("getsockopt", errno());
-  return new DataView(b.buffer).getInt32(0, true);
+  const value = getIntOption(fd, level, name);
+  if (value === undefined) throw new OsError("getsockopt", errno());
+  return value;
 }
-
-/** The TCP option constants, for tests that read them back. */
-export const TcpOption = {
-  SOL_SOCKET: C.SOL_SOCKET,
-  SO_KEEPALIVE: C.SO_KEEPALIVE,
-  IPPROTO_TCP: C.IPPROTO_TCP,
-  TCP_NODELAY: C.TCP_NODELAY,
-  TCP_KEEPIDLE: C.TCP_KEEPIDLE,
-  TCP_KEEPINTVL: C.TCP_KEEPINTVL,
-  TCP_KEEPCNT: C.TCP_KEEPCNT,
-  TCP_USER_TIMEOUT: C.TCP_USER_TIMEOUT,
-} as const;

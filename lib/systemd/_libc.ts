@@ -1,6 +1,6 @@
 /**
  * The libc calls socket activation needs through FFI: getsockopt(2) for SO_TYPE, SO_DOMAIN
- * and SO_ACCEPTCONN (the transports' own), getsockname(2) for a unix socket's path (socket(7), unix(7)), and
+ * and SO_ACCEPTCONN (through lib/ffi/sockopt.ts), getsockname(2) for a unix socket's path (socket(7), unix(7)), and
  * fcntl(2) to mark an inherited descriptor close-on-exec as sd_listen_fds(3) does.
  * Opened lazily so that FFI permission is only needed where sockets are inherited.
  *
@@ -8,7 +8,7 @@
  */
 
 import { lazyLibc } from "../ffi/libc.ts";
-import { getIntOption } from "../transport/_libc.ts";
+import { getIntOption, SockOpt } from "../ffi/sockopt.ts";
 
 const SYMBOLS = {
   // int getsockname(int sockfd, struct sockaddr *addr, socklen_t *addrlen);
@@ -17,10 +17,6 @@ const SYMBOLS = {
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-const SOL_SOCKET = 1;
-const SO_TYPE = 3;
-const SO_ACCEPTCONN = 30;
-const SO_DOMAIN = 39;
 const F_GETFD = 1;
 const F_SETFD = 2;
 const FD_CLOEXEC = 1;
@@ -33,7 +29,7 @@ export const SOCK = { SOCK_STREAM: 1, SOCK_DGRAM: 2, SOCK_SEQPACKET: 5 } as cons
 const lib = lazyLibc(SYMBOLS);
 
 function intOption(fd: number, option: number): number | undefined {
-  return getIntOption(fd, SOL_SOCKET, option);
+  return getIntOption(fd, SockOpt.SOL_SOCKET, option);
 }
 
 /** What a file descriptor is, as far as socket activation cares; `undefined`: not a socket. */
@@ -50,10 +46,14 @@ export interface SocketFacts {
 
 /** Reads the domain, type, listening state and (unix) path of socket `fd`. */
 export function socketFacts(fd: number): SocketFacts | undefined {
-  const type = intOption(fd, SO_TYPE);
-  const domain = intOption(fd, SO_DOMAIN);
+  const type = intOption(fd, SockOpt.SO_TYPE);
+  const domain = intOption(fd, SockOpt.SO_DOMAIN);
   if (type === undefined || domain === undefined) return undefined;
-  const facts: SocketFacts = { domain, type, listening: intOption(fd, SO_ACCEPTCONN) === 1 };
+  const facts: SocketFacts = {
+    domain,
+    type,
+    listening: intOption(fd, SockOpt.SO_ACCEPTCONN) === 1,
+  };
   if (domain === AF.AF_UNIX) {
     // struct sockaddr_un: sa_family_t sun_family; char sun_path[108];
     const addr = new Uint8Array(110);

@@ -13,28 +13,11 @@
  * @module
  */
 
-import { getIntOption, setIntOption } from "./_libc.ts";
+import { getIntOption, type KeepaliveOptions, setKeepalive, SockOpt } from "../ffi/sockopt.ts";
 
-const SOL_SOCKET = 1;
-const SO_KEEPALIVE = 9;
-const IPPROTO_TCP = 6;
-const TCP_KEEPIDLE = 4;
-const TCP_KEEPINTVL = 5;
-const TCP_KEEPCNT = 6;
-const TCP_USER_TIMEOUT = 18;
+export type { KeepaliveOptions } from "../ffi/sockopt.ts";
+
 const TCP_LISTEN = "0A";
-
-/** How soon a silent or vanished TCP peer is given up. */
-export interface KeepaliveOptions {
-  /** Seconds of silence before the first probe. */
-  idleSeconds: number;
-  /** Seconds between probes. */
-  intervalSeconds: number;
-  /** Unanswered probes before the connection is dropped. */
-  count: number;
-  /** Milliseconds that sent data may stay unacknowledged (TCP_USER_TIMEOUT). */
-  userTimeoutMs: number;
-}
 
 /**
  * The gateway's default: a vanished client is noticed within about 25 s of silence, or 30 s of
@@ -86,17 +69,18 @@ export function fdOfSocket(inodes: Set<string>): number | undefined {
 
 /** Reads the keep-alive settings of a TCP socket descriptor (for tests and diagnostics). */
 export function readKeepalive(fd: number): Partial<KeepaliveOptions> & { enabled?: boolean } {
+  const { SOL_SOCKET, SO_KEEPALIVE, IPPROTO_TCP } = SockOpt;
   const opt = (level: number, name: number) => getIntOption(fd, level, name);
   const enabled = opt(SOL_SOCKET, SO_KEEPALIVE);
   const out: Partial<KeepaliveOptions> & { enabled?: boolean } = {};
   if (enabled !== undefined) out.enabled = enabled !== 0;
-  const idle = opt(IPPROTO_TCP, TCP_KEEPIDLE);
+  const idle = opt(IPPROTO_TCP, SockOpt.TCP_KEEPIDLE);
   if (idle !== undefined) out.idleSeconds = idle;
-  const interval = opt(IPPROTO_TCP, TCP_KEEPINTVL);
+  const interval = opt(IPPROTO_TCP, SockOpt.TCP_KEEPINTVL);
   if (interval !== undefined) out.intervalSeconds = interval;
-  const count = opt(IPPROTO_TCP, TCP_KEEPCNT);
+  const count = opt(IPPROTO_TCP, SockOpt.TCP_KEEPCNT);
   if (count !== undefined) out.count = count;
-  const user = opt(IPPROTO_TCP, TCP_USER_TIMEOUT);
+  const user = opt(IPPROTO_TCP, SockOpt.TCP_USER_TIMEOUT);
   if (user !== undefined) out.userTimeoutMs = user;
   return out;
 }
@@ -123,11 +107,7 @@ export function tuneListenerKeepalive(port: number, options: KeepaliveOptions): 
  */
 export function tuneKeepaliveFd(fd: number, options: KeepaliveOptions): string | undefined {
   try {
-    const ok = setIntOption(fd, SOL_SOCKET, SO_KEEPALIVE, 1) &&
-      setIntOption(fd, IPPROTO_TCP, TCP_KEEPIDLE, options.idleSeconds) &&
-      setIntOption(fd, IPPROTO_TCP, TCP_KEEPINTVL, options.intervalSeconds) &&
-      setIntOption(fd, IPPROTO_TCP, TCP_KEEPCNT, options.count) &&
-      setIntOption(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, options.userTimeoutMs);
+    const ok = setKeepalive(fd, options);
     return ok ? undefined : `setsockopt failed on fd ${fd}`;
   } catch (e) {
     return `cannot call setsockopt: ${e instanceof Error ? e.message : String(e)}`;

@@ -11,7 +11,8 @@ import {
   listAttached,
   VhciMissingError,
 } from "../../lib/client/attach.ts";
-import { socketOption, TcpOption } from "../../lib/client/fd_socket.ts";
+import { socketOption } from "../../lib/client/fd_socket.ts";
+import { SockOpt } from "../../lib/ffi/sockopt.ts";
 import { readPortRecord, writeAttribute } from "../../lib/client/vhci.ts";
 import { encodeOpRepImport, type UsbipDeviceRecord } from "../../lib/protocol/op_messages.ts";
 import { controllerPorts, type FakePort, fakeSysfs } from "./_vhci_tree.ts";
@@ -93,8 +94,8 @@ function watchingWriter(writes: Write[], failFirst?: number) {
     let userTimeout = -1;
     try {
       isSocket = Deno.readLinkSync(`/proc/self/fd/${fd}`).startsWith("socket:[");
-      keepalive = socketOption(fd, TcpOption.SOL_SOCKET, TcpOption.SO_KEEPALIVE);
-      userTimeout = socketOption(fd, TcpOption.IPPROTO_TCP, TcpOption.TCP_USER_TIMEOUT);
+      keepalive = socketOption(fd, SockOpt.SOL_SOCKET, SockOpt.SO_KEEPALIVE);
+      userTimeout = socketOption(fd, SockOpt.IPPROTO_TCP, SockOpt.TCP_USER_TIMEOUT);
     } catch {
       // A unix socket has no TCP options.
     }

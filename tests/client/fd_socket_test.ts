@@ -6,9 +6,9 @@ import {
   keepaliveFor,
   OsError,
   socketOption,
-  TcpOption,
   unixSockaddr,
 } from "../../lib/client/fd_socket.ts";
+import { SockOpt } from "../../lib/ffi/sockopt.ts";
 
 Deno.test("inetSockaddr() builds sockaddr_in and sockaddr_in6 for literals only", () => {
   const v4 = inetSockaddr("192.168.1.7", 3240)!;
@@ -68,12 +68,12 @@ Deno.test("an FdSocket over TCP writes, reads exactly what it asks for and carri
     assert(Deno.readLinkSync(`/proc/self/fd/${sock.fd}`).startsWith("socket:["));
     sock.setTcpOptions(keepaliveFor(10));
     const opt = (level: number, name: number) => socketOption(sock.fd, level, name);
-    assertEquals(opt(TcpOption.SOL_SOCKET, TcpOption.SO_KEEPALIVE), 1);
-    assertEquals(opt(TcpOption.IPPROTO_TCP, TcpOption.TCP_NODELAY), 1);
-    assertEquals(opt(TcpOption.IPPROTO_TCP, TcpOption.TCP_KEEPIDLE), 5);
-    assertEquals(opt(TcpOption.IPPROTO_TCP, TcpOption.TCP_KEEPINTVL), 1);
-    assertEquals(opt(TcpOption.IPPROTO_TCP, TcpOption.TCP_KEEPCNT), 3);
-    assertEquals(opt(TcpOption.IPPROTO_TCP, TcpOption.TCP_USER_TIMEOUT), 10000);
+    assertEquals(opt(SockOpt.SOL_SOCKET, SockOpt.SO_KEEPALIVE), 1);
+    assertEquals(opt(SockOpt.IPPROTO_TCP, SockOpt.TCP_NODELAY), 1);
+    assertEquals(opt(SockOpt.IPPROTO_TCP, SockOpt.TCP_KEEPIDLE), 5);
+    assertEquals(opt(SockOpt.IPPROTO_TCP, SockOpt.TCP_KEEPINTVL), 1);
+    assertEquals(opt(SockOpt.IPPROTO_TCP, SockOpt.TCP_KEEPCNT), 3);
+    assertEquals(opt(SockOpt.IPPROTO_TCP, SockOpt.TCP_USER_TIMEOUT), 10000);
 
     await sock.writeAll(new Uint8Array([1, 2, 3]));
     const got = new Uint8Array(3);
