@@ -69,6 +69,15 @@ export async function data(
   });
 }
 
+/** An interrupt IN transfer of `length` bytes on endpoint 1, as a HID driver polls it. */
+export function interruptIn(
+  dev: UsbDevice,
+  length: number,
+  signal?: AbortSignal,
+): Promise<TransferResult> {
+  return data(dev, 1, true, { type: "interrupt", length, ...(signal ? { signal } : {}) });
+}
+
 /** A class request to interface 0, IN (bmRequestType 0xa1), as the HID tests send them. */
 export function classIn(dev: UsbDevice, bRequest: number, wValue: number, wLength: number) {
   return control(dev, { bmRequestType: 0xa1, bRequest, wValue, wIndex: 0, wLength });

@@ -12,20 +12,15 @@ import {
 } from "../../lib/devices/gotemp.ts";
 import { sequenceSource } from "../../lib/backends/temperature_source.ts";
 import type { TransferResult } from "../../lib/devices/usb_device.ts";
-import { control, getDescriptor, setConfiguration } from "./_transfers.ts";
+import {
+  control,
+  getDescriptor,
+  interruptIn as interruptInOf,
+  setConfiguration,
+} from "./_transfers.ts";
 
-function interruptIn(dev: GoTemp, signal = new AbortController().signal) {
-  return Promise.resolve(dev.submit({
-    endpoint: 1,
-    dirIn: true,
-    type: "interrupt",
-    length: 8,
-    data: new Uint8Array(0),
-    shortNotOk: false,
-    zeroPacket: false,
-    isoPackets: [],
-    signal,
-  }));
+function interruptIn(dev: GoTemp, signal?: AbortSignal) {
+  return interruptInOf(dev, 8, signal);
 }
 
 function setReport(dev: GoTemp, bytes: number[], type = 2) {

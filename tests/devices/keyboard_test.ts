@@ -3,8 +3,8 @@
 import { assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { Speed } from "../../lib/protocol/constants.ts";
 import { HidKeyboard, type KeyboardLeds } from "../../lib/devices/keyboard.ts";
-import type { SetupPacket } from "../../lib/devices/setup_packet.ts";
-import type { MaybePromise, TransferResult } from "../../lib/devices/usb_device.ts";
+import type { TransferResult } from "../../lib/devices/usb_device.ts";
+import { classIn, classOut, control, interruptIn as interruptInOf } from "./_transfers.ts";
 
 const NEVER = new AbortController().signal;
 
@@ -44,41 +44,8 @@ const SPEC_BOOT_KEYBOARD_REPORT_DESCRIPTOR = [
   0xc0, // End Collection
 ];
 
-function control(
-  dev: HidKeyboard,
-  setup: SetupPacket,
-  data: Uint8Array = new Uint8Array(0),
-): MaybePromise<TransferResult> {
-  return dev.submit({
-    endpoint: 0,
-    dirIn: (setup.bmRequestType & 0x80) !== 0,
-    type: "control",
-    setup,
-    length: setup.bmRequestType & 0x80 ? setup.wLength : data.length,
-    data,
-    shortNotOk: false,
-    zeroPacket: false,
-    isoPackets: [],
-    signal: NEVER,
-  });
-}
-
 function getDescriptor(dev: HidKeyboard, bmRequestType: number, wValue: number, wLength = 255) {
   return control(dev, { bmRequestType, bRequest: 6, wValue, wIndex: 0, wLength });
-}
-
-function classIn(dev: HidKeyboard, bRequest: number, wValue: number, wLength: number) {
-  return control(dev, { bmRequestType: 0xa1, bRequest, wValue, wIndex: 0, wLength });
-}
-
-function classOut(dev: HidKeyboard, bRequest: number, wValue: number, data = new Uint8Array(0)) {
-  return control(dev, {
-    bmRequestType: 0x21,
-    bRequest,
-    wValue,
-    wIndex: 0,
-    wLength: data.length,
-  }, data);
 }
 
 const GET_REPORT = 0x01;
@@ -93,17 +60,7 @@ function setLeds(dev: HidKeyboard, leds: number) {
 }
 
 function interruptIn(dev: HidKeyboard, signal = NEVER): Promise<TransferResult> {
-  return Promise.resolve(dev.submit({
-    endpoint: 1,
-    dirIn: true,
-    type: "interrupt",
-    length: 8,
-    data: new Uint8Array(0),
-    shortNotOk: false,
-    zeroPacket: false,
-    isoPackets: [],
-    signal,
-  }));
+  return interruptInOf(dev, 8, signal);
 }
 
 /** A keyboard configured the way Linux's usbhid leaves it: configuration 1, idle rate 0. */

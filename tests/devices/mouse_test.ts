@@ -8,7 +8,14 @@ import {
   pointerCommandConsumer,
 } from "../../lib/devices/mouse.ts";
 import type { TransferResult } from "../../lib/devices/usb_device.ts";
-import { classIn, classOut, control, data, getDescriptor, setConfiguration } from "./_transfers.ts";
+import {
+  classIn,
+  classOut,
+  control,
+  getDescriptor,
+  interruptIn,
+  setConfiguration,
+} from "./_transfers.ts";
 
 /** HID 1.11 Appendix E.10 written out, with Wheel added to the X/Y item (count 3). */
 const SPEC_MOUSE_REPORT_DESCRIPTOR = [
@@ -24,7 +31,7 @@ const SPEC_MOUSE_REPORT_DESCRIPTOR = [
 ];
 
 const read = (dev: HidMouse, signal?: AbortSignal): Promise<TransferResult> =>
-  data(dev, 1, true, { length: 4, ...(signal ? { signal } : {}) });
+  interruptIn(dev, 4, signal);
 
 async function configured(): Promise<HidMouse> {
   const dev = new HidMouse();

@@ -4,7 +4,14 @@ import { assertEquals, assertThrows } from "@std/assert";
 import { HidTablet } from "../../lib/devices/tablet.ts";
 import { parsePointerCommand } from "../../lib/devices/mouse.ts";
 import type { TransferResult } from "../../lib/devices/usb_device.ts";
-import { classIn, classOut, control, data, getDescriptor, setConfiguration } from "./_transfers.ts";
+import {
+  classIn,
+  classOut,
+  control,
+  getDescriptor,
+  interruptIn,
+  setConfiguration,
+} from "./_transfers.ts";
 
 /** The tablet report descriptor written out item by item (QEMU usb-tablet layout, no wheel). */
 const TABLET_DESCRIPTOR = [
@@ -20,7 +27,7 @@ const TABLET_DESCRIPTOR = [
 ];
 
 const read = (dev: HidTablet, signal?: AbortSignal): Promise<TransferResult> =>
-  data(dev, 1, true, { length: 8, ...(signal ? { signal } : {}) });
+  interruptIn(dev, 8, signal);
 
 async function configured(): Promise<HidTablet> {
   const dev = new HidTablet();
