@@ -154,8 +154,17 @@ export async function waitForSocket(connect: () => Promise<Deno.Conn>): Promise<
   throw new Error("The server did not start");
 }
 
-function serverProcess(child: Deno.ChildProcess, ep: Endpoints): ServerProcess {
-  return {
+/**
+ * Runs `deno run -A ARGS` as a server on `ep`; resolves once it accepts connections on both
+ * endpoints, or stops it and throws.
+ */
+async function startServer(
+  args: string[],
+  cpu: number | undefined,
+  ep: Endpoints,
+): Promise<ServerProcess> {
+  const child = denoCommand(args, cpu, { stdin: "null", stdout: "null" }).spawn();
+  const server: ServerProcess = {
     ...ep,
     pid: child.pid,
     async stop() {
@@ -167,6 +176,14 @@ function serverProcess(child: Deno.ChildProcess, ep: Endpoints): ServerProcess {
       await child.status;
     },
   };
+  try {
+    await waitForSocket(() => connectTo(ep, "tcp"));
+    await waitForSocket(() => connectTo(ep, "unix"));
+  } catch (e) {
+    await server.stop();
+    throw e;
+  }
+  return server;
 }
 
 /**
@@ -197,16 +214,7 @@ export async function startGateway(
     "unlimited",
   ];
   for (let i = 0; i < devices; i++) args.push("--device", `gadget-zero:busid=${busidOf(i)}`);
-  const child = denoCommand(args, cpu, { stdin: "null", stdout: "null" }).spawn();
-  const server = serverProcess(child, ep);
-  try {
-    await waitForSocket(() => connectTo(ep, "tcp"));
-    await waitForSocket(() => connectTo(ep, "unix"));
-  } catch (e) {
-    await server.stop();
-    throw e;
-  }
-  return server;
+  return await startServer(args, cpu, ep);
 }
 
 /** Starts a baseline server script from bench/ with a TCP port and a unix path, as the gateway. */
@@ -216,20 +224,7 @@ export async function startBaseline(
   cpu?: number,
 ): Promise<ServerProcess> {
   const ep = { tcpPort: freePort(), unixPath: `${dir}/base-${crypto.randomUUID()}.sock` };
-  const child = denoCommand(
-    [`${ROOT}bench/${script}`, String(ep.tcpPort), ep.unixPath],
-    cpu,
-    { stdin: "null", stdout: "null" },
-  ).spawn();
-  const server = serverProcess(child, ep);
-  try {
-    await waitForSocket(() => connectTo(ep, "tcp"));
-    await waitForSocket(() => connectTo(ep, "unix"));
-  } catch (e) {
-    await server.stop();
-    throw e;
-  }
-  return server;
+  return await startServer([`${ROOT}bench/${script}`, String(ep.tcpPort), ep.unixPath], cpu, ep);
 }
 
 /** SET_CONFIGURATION(`value`) as a CMD_SUBMIT on ep0. */
