@@ -4,7 +4,13 @@ import { assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { Speed } from "../../lib/protocol/constants.ts";
 import { HidKeyboard, type KeyboardLeds } from "../../lib/devices/keyboard.ts";
 import type { TransferResult } from "../../lib/devices/usb_device.ts";
-import { classIn, classOut, control, interruptIn as interruptInOf } from "./_transfers.ts";
+import {
+  classIn,
+  classOut,
+  control,
+  interruptIn as interruptInOf,
+  setConfiguration,
+} from "./_transfers.ts";
 
 const NEVER = new AbortController().signal;
 
@@ -67,7 +73,7 @@ function interruptIn(dev: HidKeyboard, signal = NEVER): Promise<TransferResult> 
 async function configured(options: ConstructorParameters<typeof HidKeyboard>[0] = {}) {
   const dev = new HidKeyboard(options);
   assertEquals(
-    (await control(dev, { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 }))
+    (await setConfiguration(dev, 1))
       .status,
     "ok",
   );
@@ -218,7 +224,7 @@ Deno.test("Unknown class requests, vendor requests and wrong interfaces stall", 
 
 Deno.test("GET_IDLE starts at 500 ms and follows SET_IDLE", async () => {
   const dev = new HidKeyboard();
-  await control(dev, { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+  await setConfiguration(dev, 1);
   assertEquals((await classIn(dev, GET_IDLE, 0, 1)).data, new Uint8Array([125]));
   assertEquals((await classOut(dev, SET_IDLE, 0x0000)).status, "ok");
   assertEquals((await classIn(dev, GET_IDLE, 0, 1)).data, new Uint8Array([0]));
@@ -540,7 +546,7 @@ Deno.test("The text option is typed once, when the host first polls after config
     signal: NEVER,
   });
   assertEquals(early, { status: "stall" });
-  await control(dev, { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+  await setConfiguration(dev, 1);
   await classOut(dev, SET_IDLE, 0);
   assertEquals(await readReports(dev, 4), [press(2, 0x12), RELEASED, press(0, 0x0e), RELEASED]);
   const controller = new AbortController();
@@ -549,7 +555,7 @@ Deno.test("The text option is typed once, when the host first polls after config
   controller.abort();
   await after;
   dev.reset();
-  await control(dev, { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+  await setConfiguration(dev, 1);
   await classOut(dev, SET_IDLE, 0);
   const again = new AbortController();
   const second = interruptIn(dev, again.signal);
@@ -565,7 +571,7 @@ Deno.test("The text option rejects characters with no key", () => {
 Deno.test("Text typed before the host configures is delivered once it polls", async () => {
   const dev = new HidKeyboard();
   const typed = dev.type("1");
-  await control(dev, { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+  await setConfiguration(dev, 1);
   await classOut(dev, SET_IDLE, 0);
   assertEquals(await readReports(dev, 2), [press(0, 0x1e), RELEASED]);
   assertEquals(await typed, { typed: 1, unmapped: [] });
@@ -576,7 +582,7 @@ Deno.test("SET_CONFIGURATION forgets the key state the host had", async () => {
   const held = dev.press([0x04]);
   await readReports(dev, 1);
   await held;
-  await control(dev, { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+  await setConfiguration(dev, 1);
   await classOut(dev, SET_IDLE, 0);
   assertEquals((await classIn(dev, GET_REPORT, 0x0100, 8)).data, new Uint8Array(RELEASED));
   const again = dev.press([0x04]);

@@ -6,6 +6,7 @@ import {
 } from "../../../lib/devices/passthrough/descriptor_parser.ts";
 import { DescriptorSet } from "../../../lib/devices/descriptors.ts";
 import { UsbDevice } from "../../../lib/devices/usb_device.ts";
+import { setConfiguration } from "../_transfers.ts";
 import { KEYBOARD_FS, STORAGE_HS } from "./_descriptors.ts";
 
 /** A SuperSpeed audio-like function: IAD, alternate settings, companions, class extras. */
@@ -168,7 +169,7 @@ Deno.test("parseConfiguration() reads IADs, alternate settings, SS companions an
   assertEquals(set.configurations[0], SUPERSPEED_AUDIO);
 });
 
-Deno.test("a device built from parsed descriptors knows its endpoint types", () => {
+Deno.test("a device built from parsed descriptors knows its endpoint types", async () => {
   const storage = new Parsed(parseDescriptors(STORAGE_HS), 3);
   storage.reset();
   assertEquals(storage.transferType(1, true), undefined); // unconfigured
@@ -178,20 +179,7 @@ Deno.test("a device built from parsed descriptors knows its endpoint types", () 
   );
   const keyboard = new Parsed(parseDescriptors(KEYBOARD_FS), 2);
   // SET_CONFIGURATION through the standard handler, as a base-class device would answer it.
-  for (const d of [device, keyboard]) {
-    d.submit({
-      endpoint: 0,
-      dirIn: false,
-      type: "control",
-      setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 },
-      length: 0,
-      data: new Uint8Array(0),
-      shortNotOk: false,
-      zeroPacket: false,
-      isoPackets: [],
-      signal: new AbortController().signal,
-    });
-  }
+  for (const d of [device, keyboard]) await setConfiguration(d, 1);
   assertEquals(keyboard.transferType(1, true), "interrupt");
   assertEquals(device.transferType(1, true), undefined); // alt 0 has no endpoint
   assertEquals(keyboard.summary().interfaces, [

@@ -12,7 +12,7 @@ import {
   massStorageDescriptors,
   Speed,
 } from "../../../mod.ts";
-import { getDescriptor } from "../_transfers.ts";
+import { getDescriptor, setConfiguration } from "../_transfers.ts";
 import { BotHost, cdb10, MemoryBacking, pattern, ramDrive, tempImage } from "./_host.ts";
 
 const BLOCK = 512;
@@ -149,18 +149,7 @@ Deno.test("a hang-up in the middle of a multi-URB WRITE leaves only whole blocks
     const drive = new MassStorage({ units: [image] });
     drive.imported();
     const host = new BotHost(drive);
-    await host.drive.submit({
-      endpoint: 0,
-      dirIn: false,
-      type: "control",
-      setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 },
-      length: 0,
-      data: new Uint8Array(0),
-      shortNotOk: false,
-      zeroPacket: false,
-      isoPackets: [],
-      signal: new AbortController().signal,
-    });
+    await setConfiguration(host.drive, 1);
     const fresh = pattern(16 * BLOCK, 77).map((b) => b & 0x7f);
     assertEquals((await host.cbw(cdb10(0x2a, 8, 16), 16 * BLOCK, false)).status, "ok");
     // Five URBs of 1.5 blocks each: 7.5 blocks; the half block waits for the rest.
