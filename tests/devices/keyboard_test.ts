@@ -72,11 +72,7 @@ function interruptIn(dev: HidKeyboard, signal = NEVER): Promise<TransferResult> 
 /** A keyboard configured the way Linux's usbhid leaves it: configuration 1, idle rate 0. */
 async function configured(options: ConstructorParameters<typeof HidKeyboard>[0] = {}) {
   const dev = new HidKeyboard(options);
-  assertEquals(
-    (await setConfiguration(dev, 1))
-      .status,
-    "ok",
-  );
+  assertEquals((await setConfiguration(dev, 1)).status, "ok");
   assertEquals((await classOut(dev, SET_IDLE, 0)).status, "ok");
   return dev;
 }
