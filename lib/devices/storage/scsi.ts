@@ -345,10 +345,21 @@ export class ScsiLogicalUnit {
     return this.backing.readOnly || ctx.readOnly;
   }
 
-  #fail(sense: Sense): ScsiStatus {
+  #fail(sense: Sense): "check_condition" {
     this.#sense = sense;
     if (sense === this.#unitAttention) this.#unitAttention = undefined;
     return "check_condition";
+  }
+
+  /** Logs a failed read or write of the backing store at `offset`; fails with `sense`. */
+  #ioFailed(op: "read" | "write", offset: number, e: unknown, sense: Sense): "check_condition" {
+    log.error("Cannot {op} {name} at {offset}: {error}", {
+      op,
+      name: this.backing.name,
+      offset,
+      error: e instanceof Error ? e.message : String(e),
+    });
+    return this.#fail(sense);
   }
 
   /** A command that does nothing but end in CHECK CONDITION with `sense`. */
@@ -537,13 +548,7 @@ export class ScsiLogicalUnit {
         try {
           return await this.backing.read(base + offset, length);
         } catch (e) {
-          log.error("Cannot read {name} at {offset}: {error}", {
-            name: this.backing.name,
-            offset: base + offset,
-            error: e instanceof Error ? e.message : String(e),
-          });
-          this.#sense = SENSE.UNRECOVERED_READ_ERROR;
-          return "check_condition";
+          return this.#ioFailed("read", base + offset, e, SENSE.UNRECOVERED_READ_ERROR);
         }
       },
       finish: () => "good",
@@ -567,12 +572,7 @@ export class ScsiLogicalUnit {
           await this.backing.write(base + offset, bytes);
           return "good";
         } catch (e) {
-          log.error("Cannot write {name} at {offset}: {error}", {
-            name: this.backing.name,
-            offset: base + offset,
-            error: e instanceof Error ? e.message : String(e),
-          });
-          return this.#fail(SENSE.WRITE_ERROR);
+          return this.#ioFailed("write", base + offset, e, SENSE.WRITE_ERROR);
         }
       }),
       finish: () => fua ? this.#sync() : "good",
@@ -595,12 +595,7 @@ export class ScsiLogicalUnit {
         try {
           stored = await this.backing.read(base + offset, bytes.length);
         } catch (e) {
-          log.error("Cannot read {name} at {offset}: {error}", {
-            name: this.backing.name,
-            offset: base + offset,
-            error: e instanceof Error ? e.message : String(e),
-          });
-          return this.#fail(SENSE.UNRECOVERED_READ_ERROR);
+          return this.#ioFailed("read", base + offset, e, SENSE.UNRECOVERED_READ_ERROR);
         }
         for (let i = 0; i < bytes.length; i++) {
           if (stored[i] !== bytes[i]) return this.#fail(SENSE.MISCOMPARE_DURING_VERIFY);
