@@ -240,12 +240,22 @@ rig_vhci_port_free() {
 		"$VHCI/status"
 }
 
-# rig_attach BUSID [HOST]: usbip attach; fails the scenario when the tool fails.
+# rig_attach BUSID [HOST]: usbip attach; fails the scenario when the tool fails. The tool's
+# "open vhci_driver" error is retried (up to 5 tries, 1 s apart): libusbip reads every used
+# vhci port's device from sysfs, and a device attached just before that is still being
+# enumerated (slow under TCG) is not there yet. The gateway has already ended that try's
+# session and freed the device when the tool hangs up.
 rig_attach() {
 	_t0=$(rig_uptime)
-	_out=$(timeout -s KILL 60 usbip attach -r "${2:-127.0.0.1}" -b "$1" 2>&1)
-	_rc=$?
-	echo "usbip attach -r ${2:-127.0.0.1} -b $1 (exit $_rc, $(rig_since "$_t0") s): $_out"
+	_try=1
+	while :; do
+		_out=$(timeout -s KILL 60 usbip attach -r "${2:-127.0.0.1}" -b "$1" 2>&1)
+		_rc=$?
+		echo "usbip attach -r ${2:-127.0.0.1} -b $1 (try $_try, exit $_rc, $(rig_since "$_t0") s): $_out"
+		case "$_out" in *"open vhci_driver"*) [ "$_rc" -ne 0 ] && [ "$_try" -lt 5 ] || break ;; *) break ;; esac
+		_try=$((_try + 1))
+		sleep 1
+	done
 	[ "$_rc" -eq 0 ] || fail "usbip attach -b $1 failed (exit $_rc): $_out"
 }
 
