@@ -8,7 +8,6 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
 import {
   type Connection,
   type DirectIo,
@@ -17,10 +16,12 @@ import {
 } from "../transport/connection.ts";
 import { parseHostPort, TcpListener, wrapTcpConn } from "../transport/tcp.ts";
 import { UnixListener } from "../transport/unix.ts";
+import { ConnectError, connectError } from "../transport/connect_error.ts";
+import { describePathError } from "../transport/listen_error.ts";
 import { PollEvent, PtyMaster } from "./_pty.ts";
 import { ByteQueue } from "./byte_queue.ts";
-
-const log = getLogger(["usbipgw", "backend"]);
+import { BackendOpenError, listenFailed } from "./backend_error.ts";
+import { type BackendLogger, backendLogger } from "./_backend_log.ts";
 
 /** A parsed back-end description (the `backend=` option of the serial devices). */
 export type BackendSpec =
@@ -74,12 +75,11 @@ export function parseBackendSpec(text: string): BackendSpec {
     let hostname: string;
     let port: number;
     try {
-      ({ hostname, port } = parseHostPort(rest, 0));
+      ({ hostname, port } = parseHostPort(rest, 0, {
+        role: k === "tcp" ? "listen" : "connect",
+      }));
     } catch (e) {
       throw new TypeError(`Invalid back-end "${text}": ${(e as Error).message}`);
-    }
-    if (k === "tcp-connect" && port === 0) {
-      throw new TypeError(`Invalid back-end "${text}": the port must be 1..65535`);
     }
     return { kind: k, hostname, port };
   };
@@ -124,6 +124,11 @@ export interface CharBackendOptions {
   reconnectMaxMs?: number;
   /** `unix`: the socket file's mode (default `0o600`). */
   unixMode?: number;
+  /**
+   * The device the back-end serves, e.g. `cdc-acm 1-3`: every log line of the back-end then
+   * starts with it (and carries it as the `label` property), and so does an open error.
+   */
+  label?: string;
 }
 
 /** Byte counts of a {@linkcode CharBackend}. */
@@ -268,6 +273,10 @@ function _streamIo(conn: Connection): DirectIo {
 export abstract class CharBackend {
   /** Which kind of back-end this is. */
   readonly kind: BackendSpec["kind"];
+  /** The device it serves ({@linkcode CharBackendOptions.label}), if given. */
+  readonly label: string | undefined;
+  /** Logs with the label (see {@linkcode CharBackendOptions.label}). */
+  protected readonly log: BackendLogger;
   /** Bytes from the peer, waiting for the device. */
   protected readonly input: ByteQueue;
   /** Bytes from the device, waiting for the peer. */
@@ -294,6 +303,8 @@ export abstract class CharBackend {
     loop = false,
   ) {
     this.kind = kind;
+    this.label = options.label;
+    this.log = backendLogger(options.label);
     const size = options.queueBytes ?? DEFAULT_QUEUE_BYTES;
     this.input = new ByteQueue(size);
     this.output = loop ? this.input : new ByteQueue(size);
@@ -369,7 +380,7 @@ export abstract class CharBackend {
       old.stopBits === settings.stopBits
     ) return;
     this.#line = { ...settings };
-    log.info("{backend}: line settings {settings}", {
+    this.log.info("{backend}: line settings {settings}", {
       backend: this.description,
       settings: formatLineSettings(settings),
     });
@@ -467,14 +478,17 @@ export abstract class CharBackend {
     if (this.#dropReason !== reason) {
       this.#endDrops();
       this.#dropReason = reason;
-      log.warn("Dropping output for {backend}: {reason}", { backend: this.description, reason });
+      this.log.warn("Dropping output for {backend}: {reason}", {
+        backend: this.description,
+        reason,
+      });
     }
     this.#dropBytes += n;
   }
 
   #endDrops(): void {
     if (this.#dropReason === undefined) return;
-    log.warn("Dropped {count} output bytes for {backend}: {reason}", {
+    this.log.warn("Dropped {count} output bytes for {backend}: {reason}", {
       count: this.#dropBytes,
       backend: this.description,
       reason: this.#dropReason,
@@ -493,7 +507,7 @@ export abstract class CharBackend {
       this.#endDrops();
     }
     this.#stalled = false;
-    log.info(connected ? "{backend}: a peer connected" : "{backend}: the peer went away", {
+    this.log.info(connected ? "{backend}: a peer connected" : "{backend}: the peer went away", {
       backend: this.description,
     });
     this.input.changed.notify();
@@ -502,7 +516,7 @@ export abstract class CharBackend {
       try {
         l(connected);
       } catch (e) {
-        log.error("A state listener of {backend} failed: {error}", {
+        this.log.error("A state listener of {backend} failed: {error}", {
           backend: this.description,
           error: e instanceof Error ? e.message : String(e),
         });
@@ -615,13 +629,13 @@ class _ServerBackend extends CharBackend {
     this.#listener = listener;
     this.address = address;
     this.#accepting = this.#accept();
-    log.info("{backend}: waiting for a client", { backend: this.description });
+    this.log.info("{backend}: waiting for a client", { backend: this.description });
   }
 
   async #accept(): Promise<void> {
     for await (const conn of this.#listener) {
       if (this.#client !== undefined || this.closed) {
-        log.warn("{backend}: refused {peer}, a client is already connected", {
+        this.log.warn("{backend}: refused {peer}, a client is already connected", {
           backend: this.description,
           peer: conn.peer.address,
         });
@@ -665,13 +679,14 @@ class _TcpConnectBackend extends CharBackend {
       } catch (e) {
         if (this.closed) break;
         failures++;
+        const why = connectError(this.address, "tcp", e);
         const fields = {
           backend: this.description,
-          error: e instanceof Error ? e.message : String(e),
+          error: why instanceof ConnectError ? why.detail : why.message,
           delay,
         };
-        if (failures === 1) log.warn("{backend}: cannot connect ({error}); retrying", fields);
-        else log.debug("{backend}: cannot connect ({error}); retrying in {delay} ms", fields);
+        if (failures === 1) this.log.warn("{backend}: cannot connect: {error}; retrying", fields);
+        else this.log.debug("{backend}: cannot connect: {error}; retrying in {delay} ms", fields);
         await _sleep(delay, this.closing);
         delay = Math.min(max, delay * 2);
         continue;
@@ -710,7 +725,7 @@ class _FileBackend extends CharBackend {
         this.output.consume(await this.#file.write(this.output.peek(CHUNK)));
       }
     } catch (e) {
-      log.error("{backend}: cannot write: {error}", {
+      this.log.error("{backend}: cannot write: {error}", {
         backend: this.description,
         error: e instanceof Error ? e.message : String(e),
       });
@@ -792,7 +807,7 @@ class _PtyBackend extends CharBackend {
       this.onLineSettings((s) => this.#applyLine(s)),
     ];
     this.#running = this.#run().finally(() => unsubscribe.forEach((u) => u()));
-    log.info("pty back-end at {path}", { path: pty.path });
+    this.log.info("pty back-end at {path}", { path: pty.path });
   }
 
   /** Shows the line settings on the slave's termios, where `stty -F` and programs see them. */
@@ -800,13 +815,13 @@ class _PtyBackend extends CharBackend {
     if (this.closed) return;
     try {
       if (!this.#pty.setLineSettings(s)) {
-        log.info("{backend}: {baud} baud is not a termios speed; the pty keeps its speed", {
+        this.log.info("{backend}: {baud} baud is not a termios speed; the pty keeps its speed", {
           backend: this.description,
           baud: s.baudRate,
         });
       }
     } catch (e) {
-      log.warn("{backend}: {error}", {
+      this.log.warn("{backend}: {error}", {
         backend: this.description,
         error: e instanceof Error ? e.message : String(e),
       });
@@ -874,21 +889,29 @@ class _PtyBackend extends CharBackend {
  * parity), where `stty -F PATH` and programs on the slave see it. `file` appends output and never has input.
  *
  * @throws {TypeError} For a malformed description.
- * @throws {Deno.errors.AddrInUse} And the like, when a server cannot listen.
- * @throws {Error} For `pty`, when libc cannot be loaded through FFI or a call fails.
+ * @throws {BackendOpenError} When it cannot open: a server cannot listen (the address is in
+ * use, the socket's folder is missing or read-only, ...), the file cannot be created, no pty
+ * can be had. The message starts with {@linkcode CharBackendOptions.label} when given, then
+ * names the back-end, its address or path and the reason.
  */
 export async function openCharBackend(
   spec: BackendSpec | string,
   options: CharBackendOptions = {},
 ): Promise<CharBackend> {
   const s = typeof spec === "string" ? parseBackendSpec(spec) : spec;
+  const label = options.label;
   switch (s.kind) {
     case "loopback":
       return new _LoopbackBackend(options);
     case "stdio":
       return new _StdioBackend(options);
     case "tcp": {
-      const listener = new TcpListener({ hostname: s.hostname, port: s.port });
+      let listener: TcpListener;
+      try {
+        listener = new TcpListener({ hostname: s.hostname, port: s.port });
+      } catch (e) {
+        throw listenFailed("tcp back-end", `on ${formatHostPort(s.hostname, s.port)}`, e, label);
+      }
       return new _ServerBackend(
         "tcp",
         listener,
@@ -897,16 +920,45 @@ export async function openCharBackend(
       );
     }
     case "unix": {
-      const listener = await UnixListener.listen({ path: s.path, mode: options.unixMode ?? 0o600 });
+      let listener: UnixListener;
+      try {
+        listener = await UnixListener.listen({ path: s.path, mode: options.unixMode ?? 0o600 });
+      } catch (e) {
+        throw listenFailed("unix back-end", `on ${s.path}`, e, label);
+      }
       return new _ServerBackend("unix", listener, s.path, options);
     }
     case "tcp-connect":
       return new _TcpConnectBackend(s.hostname, s.port, options);
     case "file": {
-      const file = await Deno.open(s.path, { write: true, append: true, create: true });
+      let file: Deno.FsFile;
+      try {
+        file = await Deno.open(s.path, { write: true, append: true, create: true });
+      } catch (e) {
+        if (e instanceof Deno.errors.NotCapable) throw e;
+        const { detail } = await describePathError(s.path, e, "create");
+        throw new BackendOpenError({
+          what: "file back-end",
+          where: s.path,
+          detail,
+          label,
+          cause: e,
+        });
+      }
       return new _FileBackend(s.path, file, options);
     }
-    case "pty":
-      return new _PtyBackend(PtyMaster.open(), options);
+    case "pty": {
+      let pty: PtyMaster;
+      try {
+        pty = PtyMaster.open();
+      } catch (e) {
+        const detail = (e instanceof Error ? e.message : String(e)).replace(
+          /^Cannot open a pty: /,
+          "",
+        );
+        throw new BackendOpenError({ what: "pty back-end", detail, label, cause: e });
+      }
+      return new _PtyBackend(pty, options);
+    }
   }
 }

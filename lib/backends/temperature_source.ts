@@ -18,10 +18,10 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
+import { describePathError } from "../transport/listen_error.ts";
+import { backendLogger } from "./_backend_log.ts";
+import { BackendOpenError } from "./backend_error.ts";
 import { openTextSocket } from "./text_socket.ts";
-
-const log = getLogger(["usbipgw", "backend"]);
 
 /** A parsed `source=` option. */
 export type TemperatureSourceSpec =
@@ -160,7 +160,10 @@ export function sequenceSource(values: readonly number[]): TemperatureSource {
  * A source fed with text (what a `unix:` socket receives): every complete line is the next
  * reading; the last reading repeats while no new one is queued. `push` takes text in pieces.
  */
-export function lineSource(): TemperatureSource & { push(text: string): void } {
+export function lineSource(
+  options: { label?: string } = {},
+): TemperatureSource & { push(text: string): void } {
+  const log = backendLogger(options.label);
   const queue: number[] = [];
   let partial = "";
   let last: number | undefined;
@@ -199,26 +202,75 @@ export function lineSource(): TemperatureSource & { push(text: string): void } {
   };
 }
 
+/** Options of {@linkcode openTemperatureSource}. */
+export interface TemperatureSourceOptions {
+  /**
+   * The device the source feeds, e.g. `gotemp 1-4`: every log line of the source then starts
+   * with it (and carries it as the `label` property), and so does an open error.
+   */
+  label?: string;
+}
+
 /**
  * Opens the source `spec` describes: reads a `file:` (once), or listens on a `unix:` socket
  * (mode 0600; closing the source closes the socket).
  *
- * @throws {TypeError} If a file holds no numbers or a line that is not one.
- * @throws {Deno.errors.NotFound} If a file does not exist (and other I/O errors).
+ * @throws {TypeError} If a file holds no numbers or a line that is not one (the message
+ * starts with the label when given).
+ * @throws {BackendOpenError} If the file cannot be read (missing, not readable, ...) or the
+ * socket cannot be made (its folder is missing or read-only, ...): the message starts with
+ * the label when given, then names the file or socket and the reason.
  */
 export async function openTemperatureSource(
   spec: TemperatureSourceSpec,
+  options: TemperatureSourceOptions = {},
 ): Promise<TemperatureSource> {
+  const label = options.label;
   switch (spec.kind) {
     case "constant":
       return constantSource(spec.celsius);
     case "sine":
       return sineSource(spec.min, spec.max, spec.periodS);
-    case "file":
-      return sequenceSource(parseReadings(await Deno.readTextFile(spec.path), spec.path));
+    case "file": {
+      let text: string;
+      try {
+        text = await Deno.readTextFile(spec.path);
+      } catch (e) {
+        if (e instanceof Deno.errors.NotCapable) throw e;
+        const { detail } = await describePathError(spec.path, e, "read");
+        throw new BackendOpenError({
+          what: "temperature file",
+          where: spec.path,
+          detail,
+          label,
+          cause: e,
+        });
+      }
+      try {
+        return sequenceSource(parseReadings(text, spec.path));
+      } catch (e) {
+        if (label === undefined || !(e instanceof TypeError)) throw e;
+        throw new TypeError(`${label}: ${e.message}`, { cause: e });
+      }
+    }
     case "unix": {
-      const lines = lineSource();
-      const socket = await openTextSocket({ path: spec.path, mode: 0o600 }, (t) => lines.push(t));
+      const lines = lineSource(label === undefined ? {} : { label });
+      let socket;
+      try {
+        socket = await openTextSocket(
+          { path: spec.path, mode: 0o600, ...(label === undefined ? {} : { label }) },
+          (t) => lines.push(t),
+        );
+      } catch (e) {
+        if (!(e instanceof BackendOpenError)) throw e;
+        throw new BackendOpenError({
+          what: "temperature socket",
+          where: `on ${spec.path}`,
+          detail: e.detail,
+          label,
+          cause: e.cause,
+        });
+      }
       let closing: Promise<void> | undefined;
       return { read: (t) => lines.read(t), close: () => closing ??= socket.close() };
     }

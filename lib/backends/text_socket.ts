@@ -6,10 +6,9 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
 import { UnixListener, type UnixListenOptions } from "../transport/unix.ts";
-
-const log = getLogger(["usbipgw", "backend"]);
+import { backendLogger } from "./_backend_log.ts";
+import { listenFailed } from "./backend_error.ts";
 
 /** Receives text; the next text is delivered only after the returned promise settles. */
 export type TextConsumer = (text: string) => Promise<unknown> | void;
@@ -21,12 +20,34 @@ export interface TextSocket {
   close(): Promise<void>;
 }
 
-/** Opens a text socket at `options.path` feeding `consume`. */
+/** Where and how to open a text socket. */
+export interface TextSocketOptions extends UnixListenOptions {
+  /**
+   * The device the socket feeds, e.g. `keyboard 1-2`: every log line of the socket then
+   * starts with it (and carries it as the `label` property), and so does an open error.
+   */
+  label?: string;
+}
+
+/**
+ * Opens a text socket at `options.path` feeding `consume`.
+ *
+ * @throws {BackendOpenError} When the socket cannot be made (its folder is missing, read-only
+ * or not writable, a server accepts there already, ...); the message starts with the label
+ * when given, then names the path and the reason.
+ */
 export async function openTextSocket(
-  options: UnixListenOptions,
+  options: TextSocketOptions,
   consume: TextConsumer,
 ): Promise<TextSocket> {
-  const listener = await UnixListener.listen(options);
+  const { label, ...listen } = options;
+  const log = backendLogger(label);
+  let listener: UnixListener;
+  try {
+    listener = await UnixListener.listen(listen);
+  } catch (e) {
+    throw listenFailed("text socket", `on ${options.path}`, e, label);
+  }
   const open = new Set<() => void>();
   let chain: Promise<unknown> = Promise.resolve();
   const deliver = (text: string) => {

@@ -1,5 +1,8 @@
 /**
- * The `--config FILE` format: TOML (v1.0) with the same listeners and devices as the flags.
+ * The gateway's configuration: a TOML (v1.0) file and the `serve` flags, merged into one
+ * {@linkcode ConfigInput} in which every value remembers where it was written, then checked by
+ * one function, {@linkcode validateConfig}, before anything is opened. `serve`, its reload at
+ * SIGHUP, `config check` and `policy check` all go through it, so they accept the same things.
  *
  * ```toml
  * log_level = "info"
@@ -16,45 +19,162 @@
  * pattern = 1
  * ```
  *
- * Every error names the file, the line and the key.
+ * An error in the file names `file:line: key` with the line of the key itself; an error in a
+ * flag names the flag and its value.
  *
  * @module
  */
 
+import type { LogLevel } from "@logtape/logtape";
 import { parse } from "@std/toml";
 import { parseRule, type Rule, RuleError } from "../policy/rules.ts";
+import { USBIP_PORT } from "../protocol/constants.ts";
+import { parseHostPort } from "../transport/tcp.ts";
+import { type ParsedDevice, parseDevice, pathsRelativeTo } from "../devices/registry.ts";
+import { groupId, userId } from "./accounts.ts";
 import { LIMIT_KEYS, type LimitKey, type LimitsConfig, setLimit } from "./limits.ts";
-import type { DeviceSpec } from "./device_spec.ts";
-import { checkDeviceSpec } from "./device_types.ts";
-import { UsageError } from "./usage_error.ts";
 import { isLogFormat, LOG_FORMATS, type LogFormatChoice } from "./logging.ts";
+import { keyLines } from "./toml_lines.ts";
+import { UsageError } from "./usage_error.ts";
 
-/** A unix listener as configured. */
-export interface UnixListenerConfig {
-  path: string;
-  mode?: number;
-  /** A user name or a numeric uid. */
-  owner?: string;
-  /** A group name or a numeric gid. */
-  group?: string;
+/** Where a value was written. */
+export type Origin =
+  | { readonly kind: "file"; readonly file: string; readonly line: number; readonly path: string }
+  | { readonly kind: "flag"; readonly flag: string; readonly text: string }
+  | { readonly kind: "builtin"; readonly what: string };
+
+/** Where `origin` is, for logs and rule origins: `gw.toml:12`, `--device keyboard`. */
+export function describeOrigin(origin: Origin): string {
+  switch (origin.kind) {
+    case "file":
+      return `${origin.file}:${origin.line}`;
+    case "flag":
+      return `${origin.flag} ${origin.text}`;
+    case "builtin":
+      return origin.what;
+  }
 }
 
-/** Listeners, devices, rules and logging as a config file (or the flags) give them. */
-export interface ServeConfig {
-  tcp: string[];
-  unix: UnixListenerConfig[];
-  devices: DeviceSpec[];
+/** A value of the configuration that is wrong, with where it was written. */
+export class ConfigError extends UsageError {
+  readonly origin: Origin;
+  readonly problem: string;
+  /** `gw.toml:12: device[2].pattern: PROBLEM` or `Invalid --device SPEC: PROBLEM`. */
+  constructor(origin: Origin, problem: string) {
+    super(
+      origin.kind === "file"
+        ? `${origin.file}:${origin.line}: ${origin.path}: ${problem}`
+        : origin.kind === "flag"
+        ? `Invalid ${origin.flag} ${origin.text}: ${problem}`
+        : `${origin.what}: ${problem}`,
+    );
+    this.name = "ConfigError";
+    this.origin = origin;
+    this.problem = problem;
+  }
+}
+
+/** Several wrong values, each with where it was written: one line each, file lines in order. */
+export class ConfigErrors extends UsageError {
+  readonly problems: readonly ConfigError[];
+  /** Lists `problems`: those in files by line, then those in flags. */
+  constructor(problems: readonly ConfigError[]) {
+    const line = (e: ConfigError) => e.origin.kind === "file" ? e.origin.line : Infinity;
+    const sorted = [...problems].sort((a, b) => line(a) - line(b));
+    super(sorted.map((e) => e.message).join("\n"));
+    this.name = "ConfigErrors";
+    this.problems = sorted;
+  }
+}
+
+/** A value as written, and where. */
+export interface Given<T = unknown> {
+  readonly value: T;
+  readonly origin: Origin;
+}
+
+/** A table of key/value pairs as written: a `[[device]]`, a `[[rule]]`, a `--device SPEC`. */
+export interface TableInput {
+  readonly fields: Readonly<Record<string, unknown>>;
+  /** Where the table (or flag) starts. */
+  readonly origin: Origin;
+  /** Where each key is written; keys not listed are at {@linkcode origin}. */
+  readonly keyOrigins: Readonly<Record<string, Origin>>;
+  /** Keys written alone, without `=value` (`storage:image=a.img,ro`). */
+  readonly alone?: readonly string[];
+  /** The folder relative paths resolve against (the config file's); the working folder if absent. */
+  readonly baseDir?: string;
+}
+
+/** The configuration as written, before it is checked. */
+export interface ConfigInput {
+  /** The configuration file, if there is one. */
+  file?: string;
+  tcp: Given[];
+  unix: TableInput[];
+  devices: TableInput[];
+  rules: TableInput[];
+  limits: Partial<Record<LimitKey, Given>>;
+  logLevel?: Given;
+  logFormat?: Given;
+  seatDir?: Given;
+  consoleUid?: Given;
+  /** Whether the demo set was added because nothing named a device. */
+  demo?: boolean;
+}
+
+/** A TCP listener. */
+export interface TcpListenerConfig {
+  readonly hostname: string;
+  readonly port: number;
+}
+
+/** How a TCP listener's address is written: `127.0.0.1:3240`, `[::1]:3240`. */
+export function formatAddress(t: TcpListenerConfig): string {
+  return t.hostname.includes(":") ? `[${t.hostname}]:${t.port}` : `${t.hostname}:${t.port}`;
+}
+
+/** A unix listener. Without `uid` and `mode` the socket follows the console user. */
+export interface UnixListenerConfig {
+  readonly path: string;
+  readonly mode?: number;
+  readonly uid?: number;
+  readonly gid?: number;
+}
+
+/** A device to serve, checked. */
+export interface DeviceConfig {
+  /** The type and its typed options, as the registry parsed them. */
+  readonly device: ParsedDevice;
+  /**
+   * The bus id: as given (`busid=`, a host device's), or assigned in order (1-1, 1-2, ...)
+   * around the given ones; absent for a host device named by vid/pid until it is plugged in.
+   */
+  readonly busid?: string;
+  /** Whether {@linkcode busid} was assigned rather than given. */
+  readonly assigned: boolean;
+  /** Its identity across reloads: the type and its options as written, sorted. */
+  readonly key: string;
+  /** Where it was written, for logs: `gw.toml:15`, `--device keyboard`. */
+  readonly origin: string;
+}
+
+/** The configuration `serve` runs with: every value checked and typed. */
+export interface GatewayConfig {
+  readonly tcp: readonly TcpListenerConfig[];
+  readonly unix: readonly UnixListenerConfig[];
+  readonly devices: readonly DeviceConfig[];
   /** Access rules, first match wins. */
-  rules: Rule[];
-  /** Where logind publishes seat state (default /run/systemd/seats). */
-  seatDir?: string;
+  readonly rules: readonly Rule[];
+  readonly limits: LimitsConfig;
+  readonly logLevel: LogLevel;
+  readonly logFormat: LogFormatChoice;
+  /** Where logind publishes seat state. */
+  readonly seatDir?: string;
   /** The console user's uid when logind is absent. */
-  consoleUid?: number;
-  /** Limits on connections, sessions and frames. */
-  limits: LimitsConfig;
-  logLevel?: string;
-  /** `[logging] format`: how log lines look (see `lib/cli/logging.ts`). */
-  logFormat?: LogFormatChoice;
+  readonly consoleUid?: number;
+  /** Whether these are the demo devices (nothing named a device). */
+  readonly demo: boolean;
 }
 
 /** The log levels accepted by `log_level` and `--log-level`. */
@@ -74,222 +194,144 @@ const TOP_KEYS = [
 const LOGGING_KEYS = ["level", "format"];
 const UNIX_KEYS = ["path", "mode", "owner", "group"];
 
-/** Finds the line of `key` in the `index`-th `[[table]]` (or at top level), 1-based. */
-function lineOf(lines: string[], table: string | undefined, index: number, key?: string): number {
-  let seen = -1;
-  let inTarget = table === undefined;
-  let headerLine = 1;
-  const keyPattern = key === undefined
-    ? undefined
-    : new RegExp(`^\\s*["']?${key.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}["']?\\s*=`);
-  for (const [i, line] of lines.entries()) {
-    const header = /^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?/.exec(line);
-    if (header) {
-      if (inTarget && table !== undefined) break;
-      inTarget = false;
-      if (header[1] === table && ++seen === index) {
-        inTarget = true;
-        headerLine = i + 1;
-        if (keyPattern === undefined) return headerLine;
-      }
-      if (table === undefined) break;
-      continue;
-    }
-    if (inTarget && keyPattern?.test(line)) return i + 1;
-  }
-  return headerLine;
-}
-
 type Table = Record<string, unknown>;
 
-/** Parses and checks a configuration; `file` is used in messages. */
-export function parseConfig(text: string, file: string): ServeConfig {
+function isTable(v: unknown): v is Table {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}
+
+/** The folder of `path`; "" for a bare file name (the working folder). */
+function parentOf(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i < 0 ? "" : i === 0 ? "/" : path.slice(0, i);
+}
+
+/**
+ * The line of the TOML syntax error in `text`: the line after the longest prefix that still
+ * parses (a value that spans lines fails only once it is cut off for good).
+ */
+function syntaxErrorLine(lines: string[]): number {
+  let good = 0;
+  for (let n = 1; n <= Math.min(lines.length, 2000); n++) {
+    try {
+      parse(lines.slice(0, n).join("\n"));
+      good = n;
+    } catch {
+      // Not yet (or no longer) a document.
+    }
+  }
+  return Math.min(good + 1, lines.length);
+}
+
+/**
+ * Reads a configuration file's text into a {@linkcode ConfigInput}: TOML syntax, the known
+ * tables and keys, and the shape of each value. The values themselves are checked by
+ * {@linkcode validateConfig}.
+ */
+export function readConfigText(text: string, file: string): ConfigInput {
+  const lines = text.split("\n");
   let doc: Table;
   try {
     doc = parse(text) as Table;
   } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    const m = /line (\d+)/.exec(message);
-    throw new UsageError(`${file}:${m ? m[1] : "?"}: invalid TOML: ${message}`);
-  }
-  const lines = text.split("\n");
-  const fail = (
-    table: string | undefined,
-    index: number,
-    key: string | undefined,
-    message: string,
-  ): never => {
-    // index -1: a single [table] rather than the index-th [[table]].
-    const where = table === undefined
-      ? key
-      : `${table}${index < 0 ? "" : `[${index + 1}]`}${key ? `.${key}` : ""}`;
     throw new UsageError(
-      `${file}:${lineOf(lines, table, Math.max(index, 0), key)}: ${where}: ${message}`,
+      `${file}:${syntaxErrorLine(lines)}: invalid TOML: ${
+        e instanceof Error ? e.message : String(e)
+      }`,
     );
+  }
+  const positions = keyLines(text);
+  const at = (path: string, fallback?: string): Origin => ({
+    kind: "file",
+    file,
+    line: positions.lines.get(path) ?? positions.lines.get(fallback ?? "") ?? 1,
+    path,
+  });
+  const fail = (path: string, problem: string, fallback?: string): never => {
+    throw new ConfigError(at(path, fallback), problem);
   };
+  const duplicate = positions.duplicates[0];
+  if (duplicate !== undefined) {
+    throw new ConfigError(
+      { kind: "file", file, line: duplicate.line, path: duplicate.path },
+      `given twice (first on line ${positions.lines.get(duplicate.path)})`,
+    );
+  }
   for (const key of Object.keys(doc)) {
-    if (!TOP_KEYS.includes(key)) {
-      fail(undefined, 0, key, `unknown key; valid keys: ${TOP_KEYS.join(", ")}`);
-    }
+    if (!TOP_KEYS.includes(key)) fail(key, `unknown key; valid keys: ${TOP_KEYS.join(", ")}`);
   }
-  const config: ServeConfig = {
-    tcp: [],
-    unix: [],
-    devices: [],
-    rules: [],
-    limits: { session: {} },
+  const baseDir = parentOf(file);
+  const input: ConfigInput = { file, tcp: [], unix: [], devices: [], rules: [], limits: {} };
+  const given = (path: string, value: unknown): Given => ({ value, origin: at(path) });
+  const table = (name: string): Table | undefined => {
+    const t = doc[name];
+    if (t === undefined) return undefined;
+    if (!isTable(t)) fail(name, `expected a [${name}] table`);
+    return t as Table;
   };
-  if (doc.limits !== undefined) {
-    const t = doc.limits;
-    if (typeof t !== "object" || t === null || Array.isArray(t)) {
-      fail(undefined, 0, "limits", "expected a [limits] table");
+  const limits = table("limits");
+  for (const [key, value] of Object.entries(limits ?? {})) {
+    if (!(key in LIMIT_KEYS)) {
+      fail(`limits.${key}`, `unknown key; valid keys: ${Object.keys(LIMIT_KEYS).join(", ")}`);
     }
-    for (const [key, value] of Object.entries(t as Table)) {
-      if (!(key in LIMIT_KEYS)) {
-        fail("limits", -1, key, `unknown key; valid keys: ${Object.keys(LIMIT_KEYS).join(", ")}`);
-      }
-      const problem = setLimit(config.limits, key as LimitKey, value);
-      if (problem !== undefined) fail("limits", -1, key, problem);
-    }
+    input.limits[key as LimitKey] = given(`limits.${key}`, value);
   }
-  const logLevel = doc.log_level;
-  if (logLevel !== undefined) {
-    if (typeof logLevel !== "string" || !(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-      fail(undefined, 0, "log_level", `expected one of ${LOG_LEVELS.join(", ")}`);
+  if (doc.log_level !== undefined) input.logLevel = given("log_level", doc.log_level);
+  for (const [key, value] of Object.entries(table("logging") ?? {})) {
+    if (!LOGGING_KEYS.includes(key)) {
+      fail(`logging.${key}`, `unknown key; valid keys: ${LOGGING_KEYS.join(", ")}`);
     }
-    config.logLevel = logLevel as string;
-  }
-  if (doc.logging !== undefined) {
-    const t = doc.logging;
-    if (typeof t !== "object" || t === null || Array.isArray(t)) {
-      fail(undefined, 0, "logging", "expected a [logging] table");
-    }
-    for (const [key, value] of Object.entries(t as Table)) {
-      if (!LOGGING_KEYS.includes(key)) {
-        fail("logging", -1, key, `unknown key; valid keys: ${LOGGING_KEYS.join(", ")}`);
+    if (key === "level") {
+      if (input.logLevel !== undefined) {
+        fail("logging.level", "the level is already set by log_level; keep one of them");
       }
-      if (key === "level") {
-        if (typeof value !== "string" || !(LOG_LEVELS as readonly string[]).includes(value)) {
-          fail("logging", -1, key, `expected one of ${LOG_LEVELS.join(", ")}`);
-        }
-        if (logLevel !== undefined) {
-          fail("logging", -1, key, "the level is already set by log_level; keep one of them");
-        }
-        config.logLevel = value as string;
-      } else {
-        if (typeof value !== "string" || !isLogFormat(value)) {
-          fail("logging", -1, key, `expected one of ${LOG_FORMATS.join(", ")}`);
-        }
-        config.logFormat = value as LogFormatChoice;
-      }
+      input.logLevel = given("logging.level", value);
+    } else {
+      input.logFormat = given("logging.format", value);
     }
   }
   if (doc.seat_dir !== undefined) {
-    if (typeof doc.seat_dir !== "string" || doc.seat_dir === "") {
-      fail(undefined, 0, "seat_dir", "expected a folder path");
-    }
-    config.seatDir = doc.seat_dir as string;
+    const v = doc.seat_dir;
+    input.seatDir = given(
+      "seat_dir",
+      typeof v === "string" && v !== "" ? pathsOf({ baseDir }).resolvePath(v) : v,
+    );
   }
-  if (doc.console_uid !== undefined) {
-    const uid = doc.console_uid;
-    if (typeof uid !== "number" || !Number.isInteger(uid) || uid < 0) {
-      fail(undefined, 0, "console_uid", "expected a numeric uid");
-    }
-    config.consoleUid = uid as number;
-  }
-  const tcp = doc.tcp;
-  if (tcp !== undefined) {
-    const list = typeof tcp === "string" ? [tcp] : tcp;
-    if (!Array.isArray(list) || !list.every((x) => typeof x === "string")) {
-      fail(undefined, 0, "tcp", `expected an address "HOST:PORT" or a list of them`);
-    }
-    config.tcp = list as string[];
+  if (doc.console_uid !== undefined) input.consoleUid = given("console_uid", doc.console_uid);
+  if (doc.tcp !== undefined) {
+    const list = Array.isArray(doc.tcp) ? doc.tcp : [doc.tcp];
+    input.tcp = list.map((address) => given("tcp", address));
   }
   const tables = (name: string): Table[] => {
     const v = doc[name];
     if (v === undefined) return [];
-    if (
-      !Array.isArray(v) || !v.every((x) => typeof x === "object" && x !== null && !Array.isArray(x))
-    ) {
-      return fail(undefined, 0, name, `expected [[${name}]] tables`);
-    }
+    if (!Array.isArray(v) || !v.every(isTable)) fail(name, `expected [[${name}]] tables`);
     return v as Table[];
+  };
+  const tableInput = (name: string, t: Table, i: number): TableInput => {
+    const path = `${name}[${i + 1}]`;
+    return {
+      fields: t,
+      origin: at(path),
+      keyOrigins: Object.fromEntries(Object.keys(t).map((k) => [k, at(`${path}.${k}`, path)])),
+      baseDir,
+    };
   };
   tables("unix").forEach((t, i) => {
     for (const key of Object.keys(t)) {
       if (!UNIX_KEYS.includes(key)) {
-        fail("unix", i, key, `unknown key; valid keys: ${UNIX_KEYS.join(", ")}`);
+        fail(`unix[${i + 1}].${key}`, `unknown key; valid keys: ${UNIX_KEYS.join(", ")}`);
       }
     }
-    if (typeof t.path !== "string" || t.path === "") {
-      fail("unix", i, t.path === undefined ? undefined : "path", "path must be a non-empty string");
-    }
-    const u: UnixListenerConfig = { path: t.path as string };
-    if (t.mode !== undefined) {
-      const mode = typeof t.mode === "number"
-        ? t.mode
-        : typeof t.mode === "string" && /^0?[0-7]{3,4}$/.test(t.mode)
-        ? parseInt(t.mode, 8)
-        : NaN;
-      if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
-        fail("unix", i, "mode", `expected an octal mode such as "0660"`);
-      }
-      u.mode = mode;
-    }
-    for (const key of ["owner", "group"] as const) {
-      const v = t[key];
-      if (v === undefined) continue;
-      if (typeof v !== "string" && !(typeof v === "number" && Number.isInteger(v) && v >= 0)) {
-        fail("unix", i, key, "expected a name or a numeric id");
-      }
-      u[key] = String(v);
-    }
-    config.unix.push(u);
+    input.unix.push(tableInput("unix", t, i));
   });
-  tables("device").forEach((t, i) => {
-    if (typeof t.type !== "string") {
-      fail(
-        "device",
-        i,
-        t.type === undefined ? undefined : "type",
-        "type must be a string naming the device type",
-      );
-    }
-    const options: Record<string, string> = {};
-    for (const [key, v] of Object.entries(t)) {
-      if (key === "type") continue;
-      if (typeof v !== "string" && typeof v !== "number" && typeof v !== "boolean") {
-        fail("device", i, key, "expected a string, a number or a boolean");
-      }
-      options[key] = String(v);
-    }
-    const spec: DeviceSpec = {
-      type: t.type as string,
-      options,
-      origin: `${file}:${lineOf(lines, "device", i)}`,
-    };
-    try {
-      checkDeviceSpec(spec);
-    } catch (e) {
-      if (!(e instanceof UsageError)) throw e;
-      const bad = /Unknown key "([^"]+)"/.exec(e.message)?.[1] ?? "type";
-      fail("device", i, bad, e.message.replace(/ in \S+:\d+/, ""));
-    }
-    config.devices.push(spec);
-  });
-  tables("rule").forEach((t, i) => {
-    try {
-      config.rules.push(parseRule(t, `${file}:${lineOf(lines, "rule", i)}`));
-    } catch (e) {
-      if (!(e instanceof RuleError)) throw e;
-      fail("rule", i, e.key in t ? e.key : undefined, e.message);
-    }
-  });
-  return config;
+  input.devices = tables("device").map((t, i) => tableInput("device", t, i));
+  input.rules = tables("rule").map((t, i) => tableInput("rule", t, i));
+  return input;
 }
 
-/** Reads and parses a configuration file. */
-export async function loadConfig(file: string): Promise<ServeConfig> {
+/** Reads a configuration file into a {@linkcode ConfigInput}. */
+export async function readConfigFile(file: string): Promise<ConfigInput> {
   let text: string;
   try {
     text = await Deno.readTextFile(file);
@@ -298,5 +340,251 @@ export async function loadConfig(file: string): Promise<ServeConfig> {
       `Cannot read the configuration file ${file}: ${e instanceof Error ? e.message : String(e)}`,
     );
   }
-  return parseConfig(text, file);
+  return readConfigText(text, file);
+}
+
+/** How the paths of table `t` resolve: against its file's folder, or as given (flags). */
+function pathsOf(t: { readonly baseDir?: string }) {
+  return pathsRelativeTo(t.baseDir ?? "");
+}
+
+/**
+ * The origin of `key` of a table: the key's own line; for a key that is missing, the table's
+ * line with the key's path (`device[1].image`).
+ */
+function keyOrigin(t: TableInput, key: string): Origin {
+  const own = t.keyOrigins[key];
+  if (own !== undefined) return own;
+  return t.origin.kind === "file" ? { ...t.origin, path: `${t.origin.path}.${key}` } : t.origin;
+}
+
+/** A device's identity across reloads: its type and its options as written, sorted. */
+export function deviceKey(t: TableInput): string {
+  const { type, ...options } = t.fields;
+  const pairs = Object.keys(options).sort().map((k) => `${k}=${String(options[k])}`);
+  return pairs.length === 0 ? String(type) : `${String(type)}:${pairs.join(",")}`;
+}
+
+function checkDevice(t: TableInput): DeviceConfig {
+  const { type, ...rest } = t.fields;
+  if (typeof type !== "string" || type === "") {
+    throw new ConfigError(
+      keyOrigin(t, "type"),
+      "type must be a string naming the device type",
+    );
+  }
+  const options: Record<string, string> = {};
+  for (const [key, v] of Object.entries(rest)) {
+    if (typeof v !== "string" && typeof v !== "number" && typeof v !== "boolean") {
+      throw new ConfigError(keyOrigin(t, key), "expected a string, a number or a boolean");
+    }
+    options[key] = String(v);
+  }
+  const parsed = parseDevice(type, options, t.alone ?? [], pathsOf(t));
+  if (!parsed.ok) throw new ConfigError(keyOrigin(t, parsed.key), parsed.message);
+  const { ok: _ok, ...device } = parsed;
+  return {
+    device,
+    ...(parsed.busid !== undefined ? { busid: parsed.busid } : {}),
+    assigned: false,
+    key: deviceKey(t),
+    origin: describeOrigin(t.origin),
+  };
+}
+
+function checkUnix(t: TableInput): Promise<UnixListenerConfig> {
+  const { path, mode, owner, group } = t.fields;
+  if (typeof path !== "string" || path === "") {
+    throw new ConfigError(keyOrigin(t, "path"), "path must be a non-empty string");
+  }
+  let modeValue: number | undefined;
+  if (mode !== undefined) {
+    modeValue = typeof mode === "number"
+      ? mode
+      : typeof mode === "string" && /^0?[0-7]{3,4}$/.test(mode)
+      ? parseInt(mode, 8)
+      : NaN;
+    if (!Number.isInteger(modeValue) || modeValue < 0 || modeValue > 0o7777) {
+      throw new ConfigError(keyOrigin(t, "mode"), `expected an octal mode such as "0660"`);
+    }
+  }
+  const id = async (key: "owner" | "group", v: unknown) => {
+    if (v === undefined) return undefined;
+    if (typeof v === "number" && Number.isInteger(v) && v >= 0) return v;
+    if (typeof v !== "string" || v === "") {
+      throw new ConfigError(keyOrigin(t, key), "expected a name or a numeric id");
+    }
+    try {
+      return await (key === "owner" ? userId(v) : groupId(v));
+    } catch (e) {
+      throw new ConfigError(keyOrigin(t, key), (e as Error).message);
+    }
+  };
+  return (async () => {
+    const uid = await id("owner", owner);
+    const gid = await id("group", group);
+    return {
+      path: pathsOf(t).resolvePath(path),
+      ...(modeValue !== undefined ? { mode: modeValue } : {}),
+      ...(uid !== undefined ? { uid } : {}),
+      ...(gid !== undefined ? { gid } : {}),
+    };
+  })();
+}
+
+/**
+ * Checks every value of `input` and returns the typed configuration, or throws
+ * {@linkcode ConfigError} naming the wrong value and where it was written
+ * ({@linkcode ConfigErrors} when there are several: every one is reported). Opens nothing;
+ * it reads only the user and group databases (for unix socket owners).
+ */
+export async function validateConfig(input: ConfigInput): Promise<GatewayConfig> {
+  const problems: ConfigError[] = [];
+  /** Runs one check; a wrong value is noted and the next check goes on. */
+  const check = async <T>(f: () => T | Promise<T>): Promise<T | undefined> => {
+    try {
+      return await f();
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      problems.push(e);
+      return undefined;
+    }
+  };
+  let logLevel: LogLevel = "info";
+  const level = input.logLevel;
+  if (level !== undefined) {
+    await check(() => {
+      const v = level.value;
+      if (typeof v !== "string" || !(LOG_LEVELS as readonly string[]).includes(v)) {
+        throw new ConfigError(level.origin, `expected one of ${LOG_LEVELS.join(", ")}`);
+      }
+      logLevel = v as LogLevel;
+    });
+  }
+  let logFormat: LogFormatChoice = "auto";
+  const format = input.logFormat;
+  if (format !== undefined) {
+    await check(() => {
+      const v = format.value;
+      if (typeof v !== "string" || !isLogFormat(v)) {
+        throw new ConfigError(format.origin, `expected one of ${LOG_FORMATS.join(", ")}`);
+      }
+      logFormat = v;
+    });
+  }
+  const limits: LimitsConfig = { session: {} };
+  for (const [key, given] of Object.entries(input.limits)) {
+    const problem = setLimit(limits, key as LimitKey, given.value);
+    if (problem !== undefined) problems.push(new ConfigError(given.origin, problem));
+  }
+  let seatDir: string | undefined;
+  const seat = input.seatDir;
+  if (seat !== undefined) {
+    if (typeof seat.value === "string" && seat.value !== "") seatDir = seat.value;
+    else problems.push(new ConfigError(seat.origin, "expected a folder path"));
+  }
+  let consoleUid: number | undefined;
+  if (input.consoleUid !== undefined) {
+    const v = input.consoleUid.value;
+    const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
+    if (typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 0xfffffffe) {
+      consoleUid = n;
+    } else {
+      problems.push(new ConfigError(input.consoleUid.origin, "expected a numeric uid"));
+    }
+  }
+  const tcp: TcpListenerConfig[] = [];
+  const addresses = new Map<string, Origin>();
+  for (const { value, origin } of input.tcp) {
+    await check(() => {
+      if (typeof value !== "string") {
+        throw new ConfigError(origin, `expected an address "HOST:PORT" or a list of them`);
+      }
+      let address: TcpListenerConfig;
+      try {
+        address = parseHostPort(value, USBIP_PORT);
+      } catch (e) {
+        throw new ConfigError(origin, (e as Error).message);
+      }
+      const text = `${address.hostname}:${address.port}`;
+      const first = addresses.get(text);
+      if (first !== undefined && address.port !== 0) {
+        throw new ConfigError(origin, `${value} is already a listener (${describeOrigin(first)})`);
+      }
+      addresses.set(text, origin);
+      tcp.push(address);
+    });
+  }
+  const unix: UnixListenerConfig[] = [];
+  for (const t of input.unix) {
+    await check(async () => {
+      const u = await checkUnix(t);
+      if (unix.some((other) => other.path === u.path)) {
+        throw new ConfigError(keyOrigin(t, "path"), `${u.path} is already a listener`);
+      }
+      unix.push(u);
+    });
+  }
+  const devices: DeviceConfig[] = [];
+  const busids = new Map<string, TableInput>();
+  for (const t of input.devices) {
+    await check(() => {
+      const device = checkDevice(t);
+      if (device.busid !== undefined) {
+        const first = busids.get(device.busid);
+        if (first !== undefined) {
+          const key = "busid" in t.fields
+            ? "busid"
+            : "export_busid" in t.fields
+            ? "export_busid"
+            : "type";
+          throw new ConfigError(
+            keyOrigin(t, key),
+            `bus id ${device.busid} is already taken by the device of ${
+              describeOrigin(first.origin)
+            }`,
+          );
+        }
+        busids.set(device.busid, t);
+      }
+      devices.push(device);
+    });
+  }
+  const taken = new Set(busids.keys());
+  let port = 1;
+  const assigned = devices.map((d): DeviceConfig => {
+    // A host device named by vid/pid is exported under its host bus id once plugged in.
+    if (d.busid !== undefined || d.device.name === "host") return d;
+    while (taken.has(`1-${port}`)) port++;
+    taken.add(`1-${port}`);
+    return { ...d, busid: `1-${port}`, assigned: true };
+  });
+  const rules: Rule[] = [];
+  for (const t of input.rules) {
+    try {
+      rules.push(parseRule(t.fields as Record<string, unknown>, describeOrigin(t.origin)));
+    } catch (e) {
+      if (!(e instanceof RuleError)) throw e;
+      problems.push(new ConfigError(keyOrigin(t, e.key), e.message));
+    }
+  }
+  if (problems.length === 1) throw problems[0]!;
+  if (problems.length > 1) throw new ConfigErrors(problems);
+  return {
+    tcp,
+    unix,
+    devices: assigned,
+    rules,
+    limits,
+    logLevel,
+    logFormat,
+    ...(seatDir !== undefined ? { seatDir } : {}),
+    ...(consoleUid !== undefined ? { consoleUid } : {}),
+    demo: input.demo ?? false,
+  };
+}
+
+/** Reads and checks a configuration text: what `config check` does for a file alone. */
+export async function checkConfigText(text: string, file: string): Promise<GatewayConfig> {
+  return await validateConfig(readConfigText(text, file));
 }

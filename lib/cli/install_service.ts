@@ -1,17 +1,15 @@
 /**
- * `usbipgw install-service`: installs the compiled binary, the systemd units of
- * `lib/systemd/units.ts` and a first configuration, then enables the service (or, with
+ * `usbipgw install-service`: installs the compiled binary, its manual page, the systemd units
+ * of `lib/systemd/units.ts` and a first configuration, then enables the service (or, with
  * `--socket`, its socket unit) through systemctl(1); `--uninstall` undoes it and keeps the
  * configuration. `--root DIR` installs into an image instead (like `systemctl --root`).
  *
  * @module
  */
 
-import { parseArgs } from "@std/cli/parse-args";
 import {
   DEFAULT_UNIT_PATHS,
   defaultConfig,
-  SERVICE_SOCKET,
   SERVICE_UNIT,
   serviceUnit,
   SOCKET_LINK,
@@ -23,27 +21,36 @@ import { UsageError } from "./usage_error.ts";
 /** Where unit files go. */
 export const UNIT_DIR = "/etc/systemd/system";
 
-/** The help of `usbipgw install-service`. */
-export const INSTALL_SERVICE_HELP =
-  `Usage: usbipgw install-service [--socket] [--prefix DIR] [--root DIR] [--no-enable]
-       usbipgw install-service --uninstall [--prefix DIR] [--root DIR]
+/** Where the binary and the manual page go without `--prefix`. */
+export const DEFAULT_PREFIX = "/usr/local";
 
-Installs usbipgw as a systemd service: this binary as PREFIX/bin/usbipgw, ${SERVICE_UNIT}
-(and with --socket ${SOCKET_UNIT}) in ${UNIT_DIR}, and ${DEFAULT_UNIT_PATHS.config}
-when there is none yet. Then reloads systemd and enables and starts the service, or with
---socket the socket unit, which starts the service at the first connection on
-127.0.0.1:3240 or ${SERVICE_SOCKET} (also reached as ${SOCKET_LINK}).
-Run it from the compiled binary (deno task compile); as root.
+/**
+ * Where the manual page goes under `prefix` (man-db finds `/usr/local/share/man`).
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { manPagePath } from "./install_service.ts";
+ * assertEquals(manPagePath("/opt/gw"), "/opt/gw/share/man/man1/usbipgw.1");
+ * ```
+ */
+export function manPagePath(prefix: string): string {
+  return `${prefix}/share/man/man1/usbipgw.1`;
+}
 
-Options:
-  --socket      install and enable ${SOCKET_UNIT} (socket activation)
-  --prefix DIR  where the binary goes, DIR/bin/usbipgw (default /usr/local)
-  --root DIR    install into the file system image at DIR; systemctl only enables there
-  --no-enable   install the files without enabling or starting anything
-  --uninstall   stop and disable the units, remove them and the binary; the configuration
-                stays
-  -h, --help    show this help
-`;
+/** What to install or uninstall, as the `install-service` flags say. */
+export interface InstallOptions {
+  /** Install and enable the socket unit (socket activation). */
+  socket?: boolean;
+  /** Install the files without enabling or starting anything. */
+  noEnable?: boolean;
+  /** Stop, disable and remove instead; the configuration stays. */
+  uninstall?: boolean;
+  /** Where the binary and the manual page go (default {@linkcode DEFAULT_PREFIX}). */
+  prefix?: string;
+  /** A file system image to install into instead of `/`. */
+  root?: string;
+}
 
 /** Output channels and facts of the running program. */
 export interface InstallIo {
@@ -51,6 +58,11 @@ export interface InstallIo {
   err(text: string): void;
   /** `Deno.execPath()`: the compiled usbipgw binary, or `deno` under `deno run`. */
   execPath: string;
+  /**
+   * The manual page to install (roff), made from the command table: `manPage(COMMANDS, ...)`
+   * of `man_page.ts`. A function, so that the table is read when the page is installed.
+   */
+  manPage(): string;
 }
 
 function parentOf(path: string): string {
@@ -92,44 +104,31 @@ async function systemctl(args: string[]): Promise<string> {
   return text;
 }
 
-/** Runs `usbipgw install-service ARGS`; returns the exit status. */
-export async function installServiceCommand(args: string[], io: InstallIo): Promise<number> {
-  const a = parseArgs(args, {
-    string: ["prefix", "root"],
-    boolean: ["socket", "no-enable", "uninstall", "help"],
-    alias: { h: "help" },
-    unknown: (arg: string) => {
-      if (arg.startsWith("-")) {
-        throw new UsageError(
-          `Unknown option ${arg} for "install-service"; valid options: --socket, --prefix, --root, --no-enable, --uninstall, --help`,
-        );
-      }
-      return true;
-    },
-  });
-  if (a.help) {
-    await io.out(INSTALL_SERVICE_HELP);
-    return 0;
-  }
-  if (a._.length > 0) throw new UsageError(`Unexpected argument "${a._[0]}" for "install-service"`);
+/**
+ * Installs (or with `uninstall` removes) the binary, the manual page and the units; returns the
+ * exit status. Throws {@linkcode UsageError} for options that do not go together.
+ */
+export async function installService(o: InstallOptions, io: InstallIo): Promise<number> {
   const absolute = (flag: "prefix" | "root"): string | undefined => {
-    const v: unknown = a[flag];
+    const v = o[flag];
     if (v === undefined) return undefined;
-    if (typeof v !== "string" || !v.startsWith("/")) {
-      throw new UsageError(`--${flag} needs an absolute path, given once`);
-    }
+    if (!v.startsWith("/")) throw new UsageError(`--${flag} needs an absolute path`);
     return v.replace(/\/+$/, "");
   };
-  const prefix = absolute("prefix") ?? "/usr/local";
+  const prefix = absolute("prefix") ?? DEFAULT_PREFIX;
   const root = absolute("root") ?? "";
   const at = (path: string) => `${root}${path}`;
-  const paths = { binary: `${prefix}/bin/usbipgw`, config: DEFAULT_UNIT_PATHS.config };
+  const paths = {
+    binary: `${prefix}/bin/usbipgw`,
+    manPage: manPagePath(prefix),
+    config: DEFAULT_UNIT_PATHS.config,
+  };
   const units = [SOCKET_UNIT, SERVICE_UNIT];
   const say = (text: string) => io.out(`${text}\n`);
   const systemctlRoot = root === "" ? [] : [`--root=${root}`];
 
-  if (a.uninstall) {
-    if (a.socket || a["no-enable"]) {
+  if (o.uninstall) {
+    if (o.socket || o.noEnable) {
       throw new UsageError(`--uninstall takes only --prefix and --root`);
     }
     const present: string[] = [];
@@ -144,7 +143,7 @@ export async function installServiceCommand(args: string[], io: InstallIo): Prom
       await say(`removed ${at(`${UNIT_DIR}/${u}`)}`);
     }
     if (root === "" && present.length > 0) await systemctl(["daemon-reload"]);
-    for (const path of [at(paths.binary), at(SOCKET_LINK)]) {
+    for (const path of [at(paths.binary), at(paths.manPage), at(SOCKET_LINK)]) {
       const info = await Deno.lstat(path).catch(() => undefined);
       if (info === undefined) continue;
       if (path === at(SOCKET_LINK) && !info.isSymlink) continue;
@@ -180,10 +179,13 @@ export async function installServiceCommand(args: string[], io: InstallIo): Prom
     );
   }
 
+  await writeFileAtomic(at(paths.manPage), io.manPage(), 0o644);
+  await say(`wrote ${at(paths.manPage)}`);
+
   await writeFileAtomic(at(`${UNIT_DIR}/${SERVICE_UNIT}`), serviceUnit(paths), 0o644);
   await say(`wrote ${at(`${UNIT_DIR}/${SERVICE_UNIT}`)}`);
   const socketPath = at(`${UNIT_DIR}/${SOCKET_UNIT}`);
-  if (a.socket) {
+  if (o.socket) {
     await writeFileAtomic(socketPath, socketUnit(), 0o644);
     await say(`wrote ${socketPath}`);
   } else if (await exists(socketPath)) {
@@ -199,9 +201,9 @@ export async function installServiceCommand(args: string[], io: InstallIo): Prom
     await say(`wrote ${at(paths.config)}`);
   }
 
-  const unit = a.socket ? SOCKET_UNIT : SERVICE_UNIT;
+  const unit = o.socket ? SOCKET_UNIT : SERVICE_UNIT;
   if (root === "") await systemctl(["daemon-reload"]);
-  if (!a["no-enable"]) {
+  if (!o.noEnable) {
     const command = [...systemctlRoot, "enable", ...(root === "" ? ["--now"] : []), unit];
     await systemctl(command);
     await say(`systemctl ${command.join(" ")}`);

@@ -9,19 +9,42 @@ import type { SessionLimits } from "../server/session_limits.ts";
 
 /** Config keys and flags, with the session limit or protocol limit each one sets. */
 export const LIMIT_KEYS = {
-  max_connections: { flag: "max-connections", field: "maxConnections", unit: "count" },
+  max_connections: {
+    flag: "max-connections",
+    field: "maxConnections",
+    unit: "count",
+    help: "connections open at once, in all (default 256)",
+  },
   max_connections_per_peer: {
     flag: "max-connections-per-peer",
     field: "maxConnectionsPerPeer",
     unit: "count",
+    help: "connections open at once from one peer (default 32)",
   },
-  op_phase_timeout_ms: { flag: "op-timeout-ms", field: "opPhaseTimeoutMs", unit: "count" },
-  max_pending_urbs: { flag: "max-pending-urbs", field: "maxPendingUrbs", unit: "count" },
-  max_buffered_bytes: { flag: "max-buffered", field: "maxBufferedBytes", unit: "bytes" },
+  op_phase_timeout_ms: {
+    flag: "op-timeout-ms",
+    field: "opPhaseTimeoutMs",
+    unit: "count",
+    help: "milliseconds a connection may take to import a device (default 10000)",
+  },
+  max_pending_urbs: {
+    flag: "max-pending-urbs",
+    field: "maxPendingUrbs",
+    unit: "count",
+    help: "URBs a session may have pending (default 1024)",
+  },
+  max_buffered_bytes: {
+    flag: "max-buffered",
+    field: "maxBufferedBytes",
+    unit: "bytes",
+    help: "bytes a session may hold in pending URBs and unread replies (default 64MiB)",
+  },
   max_transfer_length: {
     flag: "max-transfer-length",
     field: "maxTransferBufferLength",
     unit: "bytes",
+    help: `the largest transfer_buffer_length accepted (default 16MiB); every limit takes
+"unlimited", and exceeding one closes that connection alone`,
   },
 } as const;
 

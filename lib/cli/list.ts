@@ -53,7 +53,11 @@ export function formatDeviceTable(host: string, devices: UsbipExportedDevice[]):
   return `Exportable devices on ${host}\n${lines.join("\n")}\n`;
 }
 
-/** The JSON form of a device list. */
+/** The JSON form of a device list; VID and PID as four hex digits, as USB tools write them. */
 export function formatDeviceJson(devices: UsbipExportedDevice[]): string {
-  return JSON.stringify(devices, null, 2) + "\n";
+  return JSON.stringify(
+    devices.map((d) => ({ ...d, idVendor: hex(d.idVendor, 4), idProduct: hex(d.idProduct, 4) })),
+    null,
+    2,
+  ) + "\n";
 }

@@ -11,6 +11,10 @@
  * `auto` picks `journal` when stderr is the journal stream systemd names in
  * `$JOURNAL_STREAM` (its `device:inode`), `text` otherwise.
  *
+ * The program's last words (`stopped on SIGINT`, the error it exits with) go through
+ * {@linkcode logFinal}, so that with `json` every line on stderr is JSON and with `journal`
+ * every line has its priority.
+ *
  * @module
  */
 
@@ -188,18 +192,30 @@ export interface LoggingOptions {
 
 const encoder = new TextEncoder();
 
-/** Configures LogTape: the `usbipgw` categories at `level`, LogTape's own from warnings. */
+function _writeStderr(text: string): void {
+  const bytes = encoder.encode(text);
+  let off = 0;
+  while (off < bytes.length) off += Deno.stderr.writeSync(bytes.subarray(off));
+}
+
+/** The format and destination {@linkcode configureLogging} set last, for {@linkcode logFinal}. */
+let _configured: {
+  format: LogFormat;
+  write: (text: string) => void;
+  line: (r: LogRecord) => string;
+} | undefined;
+
+/**
+ * Configures LogTape: the `usbipgw` categories at `level`, LogTape's own from warnings. The
+ * sink writes each line synchronously, so nothing is left to flush when the program exits.
+ */
 export function configureLogging(options: LoggingOptions): void {
   const format = options.format === "journal"
     ? journalFormatter
     : options.format === "json"
     ? jsonFormatter
     : textFormatter(options.color ?? false);
-  const write = options.write ?? ((text: string) => {
-    const bytes = encoder.encode(text);
-    let off = 0;
-    while (off < bytes.length) off += Deno.stderr.writeSync(bytes.subarray(off));
-  });
+  const write = options.write ?? _writeStderr;
   configureSync({
     reset: true,
     sinks: { stderr: (record: LogRecord) => write(format(record)) },
@@ -208,4 +224,51 @@ export function configureLogging(options: LoggingOptions): void {
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
     ],
   });
+  _configured = { format: options.format, write, line: format };
+}
+
+/** Options of {@linkcode logFinal}. */
+export interface FinalOptions {
+  /** The record's level (default `info`; `error` for the error the program exits with). */
+  level?: LogLevel;
+  /** Properties of the record (json: `properties`), e.g. `{ signal: "SIGINT" }`. */
+  properties?: Record<string, unknown>;
+  /** Where the line goes when logging is not configured (default stderr). */
+  write?: (text: string) => void;
+}
+
+/**
+ * Writes one of the program's last messages (`stopped on SIGINT`, the error it exits with)
+ * in the format {@linkcode configureLogging} set, whatever the level: a JSON line (category
+ * `usbipgw.cli`) with `json`, `<N>usbipgw.cli: MESSAGE` with `journal`. With `text`, and
+ * before logging is configured, it is the plain line `usbipgw: MESSAGE`, as a person at a
+ * terminal expects it. The write is synchronous: the line is out when this returns.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { resetSync } from "@logtape/logtape";
+ * import { configureLogging, logFinal } from "./logging.ts";
+ * const lines: string[] = [];
+ * configureLogging({ level: "warning", format: "json", write: (t) => lines.push(t) });
+ * logFinal("stopped on SIGINT", { properties: { signal: "SIGINT" } });
+ * resetSync();
+ * const o = JSON.parse(lines[0]!);
+ * assertEquals([o.level, o.category, o.message], ["info", "usbipgw.cli", "stopped on SIGINT"]);
+ * ```
+ */
+export function logFinal(message: string, options: FinalOptions = {}): void {
+  const c = _configured;
+  if (c === undefined || c.format === "text") {
+    (c?.write ?? options.write ?? _writeStderr)(`usbipgw: ${message}\n`);
+    return;
+  }
+  c.write(c.line({
+    category: ["usbipgw", "cli"],
+    level: options.level ?? "info",
+    message: [message],
+    rawMessage: message,
+    timestamp: Date.now(),
+    properties: options.properties ?? {},
+  }));
 }

@@ -40,6 +40,16 @@ export function asServerStatus(value: unknown): ServerStatus {
   return v as ServerStatus;
 }
 
+/** The status as JSON; VID and PID as four hex digits, as USB tools write them. */
+export function statusJson(s: ServerStatus): string {
+  const devices = s.devices.map((d) => ({
+    ...d,
+    idVendor: hex4(d.idVendor),
+    idProduct: hex4(d.idProduct),
+  }));
+  return JSON.stringify({ ...s, devices }, null, 2) + "\n";
+}
+
 /**
  * The status as text: listeners, devices with their holders, sessions with their counters,
  * and the totals since start.

@@ -19,6 +19,7 @@ import { UsbipProtocolError } from "../protocol/protocol_error.ts";
 import { ImportRefusedError } from "./usbip_client.ts";
 import { Errno } from "./_libc_socket.ts";
 import {
+  connectErrorFor,
   DEFAULT_DEAD_PEER_TIMEOUT_S,
   FdSocket,
   formatRemote,
@@ -57,14 +58,18 @@ export type ClientErrorReason =
   | "port_free"
   | "detach_failed";
 
-/** A client-side failure that is not the server's refusal nor a missing vhci_hcd. */
+/**
+ * A client-side failure that is not the server's refusal nor a missing vhci_hcd. A server
+ * that cannot be reached is reason `connect` with the message of the `ConnectError`
+ * (lib/transport) that `connectTcp` and `connectUnix` would throw, which is its `cause`.
+ */
 export class ClientError extends Error {
   readonly reason: ClientErrorReason;
   /** The errno behind it, when a system call failed. */
   readonly errno: number | undefined;
   /** Builds the error. */
-  constructor(reason: ClientErrorReason, message: string, errno?: number) {
-    super(message);
+  constructor(reason: ClientErrorReason, message: string, errno?: number, options?: ErrorOptions) {
+    super(message, options);
     this.name = "ClientError";
     this.reason = reason;
     this.errno = errno;
@@ -194,7 +199,10 @@ export async function attachDevice(o: AttachOptions): Promise<AttachResult> {
   try {
     sock = await FdSocket.connect(o.remote, wait);
   } catch (e) {
-    if (e instanceof OsError) throw new ClientError("connect", e.message, e.errno);
+    if (e instanceof OsError) {
+      const cause = connectErrorFor(o.remote, e);
+      throw new ClientError("connect", cause.message, e.errno, { cause });
+    }
     throw e;
   }
   try {

@@ -10,6 +10,8 @@
 
 import { lookup } from "node:dns/promises";
 import { C, Errno, errno, lib, OsError } from "./_libc_socket.ts";
+import { connectError } from "../transport/connect_error.ts";
+import { formatHostPort } from "../transport/connection.ts";
 import {
   getIntOption,
   type KeepaliveOptions,
@@ -31,6 +33,29 @@ export type RemoteAddress =
 export function formatRemote(r: RemoteAddress): string {
   if (r.transport === "unix") return `unix:${r.path}`;
   return r.host.includes(":") ? `[${r.host}]:${r.port}` : `${r.host}:${r.port}`;
+}
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(Errno).map(([k, v]) => [v, k]));
+
+/**
+ * The `ConnectError` (lib/transport) for a failed {@linkcode FdSocket.connect}, so that the
+ * kernel client words a server it cannot reach as `connectTcp` and `connectUnix` do: the
+ * target is `host:port` or the socket's path, the reason comes from the errno.
+ */
+export function connectErrorFor(remote: RemoteAddress, error: unknown): Error {
+  const target = remote.transport === "unix"
+    ? remote.path
+    : formatHostPort(remote.host, remote.port);
+  if (!(error instanceof OsError)) return connectError(target, remote.transport, error);
+  // A name that does not resolve is reported with EADDRNOTAVAIL, which is no connect errno.
+  const resolving = error.errno === Errno.EADDRNOTAVAIL &&
+    error.message.startsWith("Cannot resolve ");
+  return connectError(
+    target,
+    remote.transport,
+    error,
+    resolving ? undefined : ERRNO_NAMES.get(error.errno),
+  );
 }
 
 /** The default dead-peer timeout of `usbipgw attach`, in seconds. */

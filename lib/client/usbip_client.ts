@@ -1,8 +1,8 @@
 /**
- * A USB/IP client over any {@linkcode Connection}: the op phase (device list, import) and a
- * URB channel that keeps many URBs in flight and matches replies by seqnum, as Linux vhci
- * does. Used by `usbipgw list`, by the tests and benchmarks, and by anyone who wants to drive
- * a served device from a program.
+ * A USB/IP client over any {@linkcode Connection}: the op phase (device list, import, and
+ * usbipgw's own status, bind and unbind) and a URB channel that keeps many URBs in flight and
+ * matches replies by seqnum, as Linux vhci does. Used by `usbipgw list`, by the tests and
+ * benchmarks, and by anyone who wants to drive a served device from a program.
  *
  * @module
  */
@@ -15,9 +15,11 @@ import {
 } from "../protocol/constants.ts";
 import { FrameReader } from "../protocol/frame_reader.ts";
 import {
+  encodeOpReqBind,
   encodeOpReqDevlist,
   encodeOpReqImport,
   encodeOpReqStatus,
+  encodeOpReqUnbind,
   type UsbipDeviceRecord,
   type UsbipExportedDevice,
 } from "../protocol/op_messages.ts";
@@ -105,6 +107,68 @@ export async function requestStatus(conn: Connection): Promise<unknown> {
       throw new Error(`Cannot read the status: the gateway answered status ${rep.status}`);
     }
     return JSON.parse(rep.json);
+  } finally {
+    await reader.cancel();
+    conn.close();
+  }
+}
+
+/** A gateway's answer to a bind or unbind request. */
+export interface BindAnswer {
+  /** An `OpStatus`: ST_OK done, ST_NA not allowed for this peer, ST_ERROR failed. */
+  status: number;
+  /** The gateway's message for people (at most `MAX_BIND_MESSAGE_BYTES` bytes). */
+  message: string;
+}
+
+/**
+ * Asks a usbipgw gateway to export the host device with the host bus id `busid`, as
+ * `usbip bind` does on a Linux host (OP_REQ_BIND, usbipgw's extension), on a fresh connection,
+ * and closes it. Returns the gateway's status and message: only root, the console user and the
+ * gateway's own user may, over its unix socket; anyone else gets ST_NA. Throws `RangeError`
+ * for a bus id over 31 bytes and `UsbipProtocolError` for a malformed answer.
+ *
+ * @example Against a server without a host device handler
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { requestBind } from "./usbip_client.ts";
+ * import { UsbipServer } from "../server/server.ts";
+ * import { memoryConnectionPair } from "../transport/memory.ts";
+ * import { OpStatus } from "../protocol/constants.ts";
+ * const server = new UsbipServer({ statusAccess: () => true });
+ * const [client, end] = memoryConnectionPair();
+ * const done = server.accept(end);
+ * assertEquals(await requestBind(client, "1-1.2"), {
+ *   status: OpStatus.ST_ERROR,
+ *   message: "Not supported: this server cannot bind host devices",
+ * });
+ * await done;
+ * await server.close();
+ * ```
+ */
+export async function requestBind(conn: Connection, busid: string): Promise<BindAnswer> {
+  const reader = new FrameReader(conn.readable);
+  try {
+    await writeAll(conn, encodeOpReqBind(busid));
+    const { status, message } = await reader.readOpRepBind();
+    return { status, message };
+  } finally {
+    await reader.cancel();
+    conn.close();
+  }
+}
+
+/**
+ * Asks a usbipgw gateway to withdraw the host device with the host bus id `busid`, as
+ * `usbip unbind` does (OP_REQ_UNBIND, usbipgw's extension), on a fresh connection, and closes
+ * it. Returns the status and message, as {@linkcode requestBind}.
+ */
+export async function requestUnbind(conn: Connection, busid: string): Promise<BindAnswer> {
+  const reader = new FrameReader(conn.readable);
+  try {
+    await writeAll(conn, encodeOpReqUnbind(busid));
+    const { status, message } = await reader.readOpRepUnbind();
+    return { status, message };
   } finally {
     await reader.cancel();
     conn.close();

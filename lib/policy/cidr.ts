@@ -92,3 +92,63 @@ export function cidrContains(cidr: Cidr, address: string): boolean {
   }
   return true;
 }
+
+/** A prefix as bytes and bits alone: a {@linkcode Cidr} without its text. */
+export type Prefix = Pick<Cidr, "bytes" | "bits">;
+
+/** Every address: `::/0`, which holds the IPv4-mapped addresses too. */
+export const ALL_ADDRESSES: Prefix = Object.freeze({ bytes: new Uint8Array(16), bits: 0 });
+
+/** Bit `i` (0 = the most significant) of a 16-byte address. */
+function bitAt(bytes: Uint8Array, i: number): number {
+  return (bytes[i >> 3]! >> (7 - (i & 7))) & 1;
+}
+
+/** Whether the first `bits` bits of two addresses agree. */
+function samePrefix(a: Uint8Array, b: Uint8Array, bits: number): boolean {
+  for (let i = 0; i < bits; i++) if (bitAt(a, i) !== bitAt(b, i)) return false;
+  return true;
+}
+
+/** Whether every address of `inner` lies in `outer`. */
+export function prefixCovers(outer: Prefix, inner: Prefix): boolean {
+  return outer.bits <= inner.bits && samePrefix(outer.bytes, inner.bytes, outer.bits);
+}
+
+/** Whether two prefixes share an address (then one of them holds the other). */
+export function prefixesOverlap(a: Prefix, b: Prefix): boolean {
+  return samePrefix(a.bytes, b.bytes, Math.min(a.bits, b.bits));
+}
+
+/**
+ * The addresses of `set` (a list of prefixes) that are not in `cut`, as a list of prefixes.
+ *
+ * @example Taking IPv4 out of every address leaves all of IPv6 but no IPv4 address
+ * ```ts
+ * import { assert, assertEquals } from "@std/assert";
+ * import { ALL_ADDRESSES, parseCidr, prefixesOverlap, subtractPrefix } from "./cidr.ts";
+ * const rest = subtractPrefix([ALL_ADDRESSES], parseCidr("0.0.0.0/0"));
+ * assertEquals(rest.length, 96);
+ * assert(!rest.some((p) => prefixesOverlap(p, parseCidr("192.0.2.1"))));
+ * assert(rest.some((p) => prefixesOverlap(p, parseCidr("2001:db8::1"))));
+ * assertEquals(subtractPrefix(rest, parseCidr("::/0")), []);
+ * ```
+ */
+export function subtractPrefix(set: readonly Prefix[], cut: Prefix): Prefix[] {
+  const out: Prefix[] = [];
+  for (const p of set) {
+    if (prefixCovers(cut, p)) continue;
+    if (!prefixCovers(p, cut)) {
+      out.push(p);
+      continue;
+    }
+    // `cut` lies inside `p`: what is left is, at each bit between them, the half that `cut`
+    // does not take.
+    for (let bit = p.bits; bit < cut.bits; bit++) {
+      const bytes = cut.bytes.slice();
+      bytes[bit >> 3]! ^= 0x80 >> (bit & 7);
+      out.push({ bytes, bits: bit + 1 });
+    }
+  }
+  return out;
+}

@@ -5,12 +5,21 @@
  * "Denied by rule N" is told apart from "no rule matched", and built-in safe defaults apply:
  * TCP peers are denied unless a rule allows, the console user (and root) are allowed, and HID
  * keyboards and mice reach a TCP peer only through a rule that names them.
+ * {@linkcode tcpReachability} tells whether any TCP peer at all can reach a device.
  *
  * @module
  */
 
 import type { PeerInfo } from "../transport/connection.ts";
-import { type Cidr, cidrContains, parseCidr } from "./cidr.ts";
+import {
+  ALL_ADDRESSES,
+  type Cidr,
+  cidrContains,
+  parseCidr,
+  type Prefix,
+  prefixesOverlap,
+  subtractPrefix,
+} from "./cidr.ts";
 import type { DeviceFacts, Policy, PolicyDecision, PolicyEffect } from "./policy.ts";
 
 /** What a rule requires of the peer; an absent field matches anything. */
@@ -204,6 +213,28 @@ function namesDevice(d: DeviceMatch): boolean {
     (d.class?.includes(3) ?? false);
 }
 
+/** Whether the device part of a rule matches the device. */
+function deviceMatches(m: DeviceMatch, d: DeviceFacts): boolean {
+  if (m.busid && !m.busid.includes(d.busid)) return false;
+  if (m.vid !== undefined && m.vid !== d.idVendor) return false;
+  if (m.pid !== undefined && m.pid !== d.idProduct) return false;
+  if (
+    m.class &&
+    !m.class.some((c) => c === d.bDeviceClass || d.interfaces.some((i) => i.bInterfaceClass === c))
+  ) {
+    return false;
+  }
+  if (m.serial !== undefined && m.serial !== d.serial) return false;
+  if (m.origin !== undefined && m.origin !== d.origin) return false;
+  return true;
+}
+
+/** The reason a TCP peer is denied a keyboard or mouse when no rule decides. */
+const HID_DEFAULT =
+  "no rule matched: keyboards and mice reach TCP peers only through a rule that names them";
+/** The reason a TCP peer is denied when no rule decides. */
+const TCP_DEFAULT = "no rule matched: TCP peers are denied unless a rule allows";
+
 /** Options of {@linkcode RulePolicy}. */
 export interface RulePolicyOptions {
   rules: Rule[];
@@ -269,55 +300,111 @@ export class RulePolicy implements Policy {
     return true;
   }
 
-  #deviceMatches(m: DeviceMatch, d: DeviceFacts): boolean {
-    if (m.busid && !m.busid.includes(d.busid)) return false;
-    if (m.vid !== undefined && m.vid !== d.idVendor) return false;
-    if (m.pid !== undefined && m.pid !== d.idProduct) return false;
-    if (
-      m.class &&
-      !m.class.some((c) =>
-        c === d.bDeviceClass || d.interfaces.some((i) => i.bInterfaceClass === c)
-      )
-    ) {
-      return false;
-    }
-    if (m.serial !== undefined && m.serial !== d.serial) return false;
-    if (m.origin !== undefined && m.origin !== d.origin) return false;
-    return true;
-  }
-
   /** Decides what `peer` may do with `device`, naming the rule or the default that decided. */
   decide(peer: PeerInfo, device: DeviceFacts): PolicyDecision {
     const hid = peer.transport === "tcp" && isKeyboardOrMouse(device);
     for (const [i, rule] of this.rules.entries()) {
-      if (!this.#peerMatches(rule.peer, peer) || !this.#deviceMatches(rule.device, device)) {
+      if (!this.#peerMatches(rule.peer, peer) || !deviceMatches(rule.device, device)) {
         continue;
       }
       if (hid && rule.action !== "deny" && !namesDevice(rule.device)) continue;
       return { effect: rule.action, rule: i + 1, reason: `rule ${i + 1} (${describeRule(rule)})` };
     }
-    if (hid) {
-      return {
-        effect: "deny",
-        reason:
-          "no rule matched: keyboards and mice reach TCP peers only through a rule that names them",
-      };
-    }
+    if (hid) return { effect: "deny", reason: HID_DEFAULT };
     if (this.isConsole(peer)) {
       return { effect: "allow", reason: "no rule matched: the console user is allowed" };
     }
     if (peer.transport === "unix" && peer.uid === 0) {
       return { effect: "allow", reason: "no rule matched: root is allowed" };
     }
-    if (peer.transport === "tcp") {
-      return {
-        effect: "deny",
-        reason: "no rule matched: TCP peers are denied unless a rule allows",
-      };
-    }
+    if (peer.transport === "tcp") return { effect: "deny", reason: TCP_DEFAULT };
     return {
       effect: "deny",
       reason: "no rule matched: only the console user and root are allowed by default",
     };
   }
+}
+
+/** Whether some TCP peer can reach a device, and the rule or default that says so. */
+export interface TcpReachability {
+  /** True when at least one TCP peer may see and import the device (allow or read-only). */
+  reachable: boolean;
+  /**
+   * The 1-based number of the rule that decides: the first that lets a TCP peer in, or the
+   * deny that shuts out the last of them; absent when the defaults decide.
+   */
+  rule?: number;
+  /** For logs: `rule 2 (...)`, `rules 1 and 3 deny every TCP peer` or a default's reason. */
+  reason: string;
+}
+
+/**
+ * The TCP source addresses a rule's peer part matches: none when it asks for the console
+ * user, a uid or gid, or the unix transport (a TCP peer is never the console user and has no
+ * uid or gid); its source prefixes if it lists some; else every address.
+ */
+function tcpSources(m: PeerMatch): readonly Prefix[] {
+  if (m.console === true || m.uid || m.gid || m.transport === "unix") return [];
+  return m.source ?? [ALL_ADDRESSES];
+}
+
+/**
+ * Whether any TCP peer at all could see and import `device` under `rules` and the built-in
+ * defaults of {@linkcode RulePolicy}, whoever the console user is. The rules are walked in
+ * order, keeping the TCP source addresses no earlier rule has decided: a rule whose device part
+ * matches and whose peer part matches some of those addresses makes the device reachable if
+ * it allows or grants read-only access (for a keyboard or mouse, only if it names the device);
+ * a deny takes its addresses away, and the device is unreachable once none is left. When the
+ * walk ends undecided, the defaults deny every TCP peer. For a warning at start-up: a device no
+ * TCP peer can reach is served to local users only.
+ *
+ * @example A deny for one network leaves the rest of the world
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { parseRule, tcpReachability } from "./rules.ts";
+ * const gz = { busid: "1-1", idVendor: 0x0525, idProduct: 0xa4a0, bDeviceClass: 0xff,
+ *   interfaces: [], origin: "emulated" as const };
+ * const rules = [
+ *   parseRule({ action: "deny", source: "10.0.0.0/8" }),
+ *   parseRule({ action: "allow", transport: "tcp" }),
+ * ];
+ * assertEquals(tcpReachability(rules, gz), {
+ *   reachable: true,
+ *   rule: 2,
+ *   reason: "rule 2 (allow transport=tcp)",
+ * });
+ * // Without rule 2 the defaults deny the TCP peers rule 1 left.
+ * assertEquals(tcpReachability(rules.slice(0, 1), gz).reachable, false);
+ * ```
+ */
+export function tcpReachability(rules: readonly Rule[], device: DeviceFacts): TcpReachability {
+  const hid = isKeyboardOrMouse(device);
+  /** The TCP source addresses no rule so far has decided. */
+  let open: Prefix[] = [ALL_ADDRESSES];
+  const denies: number[] = [];
+  for (const [i, rule] of rules.entries()) {
+    if (!deviceMatches(rule.device, device)) continue;
+    const sources = tcpSources(rule.peer).filter((s) => open.some((o) => prefixesOverlap(o, s)));
+    if (sources.length === 0) continue;
+    if (rule.action === "deny") {
+      for (const s of sources) open = subtractPrefix(open, s);
+      denies.push(i + 1);
+      if (open.length > 0) continue;
+      const reason = denies.length === 1
+        ? `rule ${i + 1} (${describeRule(rule)}) denies every TCP peer`
+        : `rules ${denies.slice(0, -1).join(", ")} and ${i + 1} deny every TCP peer`;
+      return { reachable: false, rule: i + 1, reason };
+    }
+    // As in RulePolicy.decide: for a TCP peer such a rule does not decide.
+    if (hid && !namesDevice(rule.device)) continue;
+    return { reachable: true, rule: i + 1, reason: `rule ${i + 1} (${describeRule(rule)})` };
+  }
+  if (denies.length === 0) return { reachable: false, reason: hid ? HID_DEFAULT : TCP_DEFAULT };
+  const which = denies.length === 1
+    ? `rule ${denies[0]} denies`
+    : `rules ${denies.slice(0, -1).join(", ")} and ${denies.at(-1)} deny`;
+  return {
+    reachable: false,
+    reason: `${which} some TCP peers, and ${hid ? HID_DEFAULT : TCP_DEFAULT}`,
+  };
 }

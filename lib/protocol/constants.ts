@@ -24,10 +24,28 @@ export const OpCode = {
   OP_REQ_STATUS: 0x80f0,
   /** The answer to {@linkcode OpCode.OP_REQ_STATUS}: a 4-byte length, then UTF-8 JSON. */
   OP_REP_STATUS: 0x00f0,
+  /**
+   * usbipgw's own extension, as `usbip bind` on a Linux host: asks a gateway to export the host
+   * device with the bus id that follows (32 bytes, NUL-padded, as in OP_REQ_IMPORT). Answered
+   * only to local administrators, like OP_REQ_STATUS.
+   */
+  OP_REQ_BIND: 0x80f1,
+  /** The answer to {@linkcode OpCode.OP_REQ_BIND}: a 4-byte length, then a UTF-8 message. */
+  OP_REP_BIND: 0x00f1,
+  /** usbipgw's own extension, as `usbip unbind`: withdraws a host device bound before. */
+  OP_REQ_UNBIND: 0x80f2,
+  /** The answer to {@linkcode OpCode.OP_REQ_UNBIND}: a 4-byte length, then a UTF-8 message. */
+  OP_REP_UNBIND: 0x00f2,
 } as const;
 
 /** Largest OP_REP_STATUS body a client accepts (the JSON is the gateway's own). */
 export const MAX_STATUS_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Largest message in an OP_REP_BIND or OP_REP_UNBIND, in UTF-8 bytes: a server cuts a longer
+ * one, a client refuses it as a protocol error.
+ */
+export const MAX_BIND_MESSAGE_BYTES = 1024;
 
 /** Op-phase status values (`ST_*` in usbip_common.h). */
 export const OpStatus = {

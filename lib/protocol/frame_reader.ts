@@ -7,6 +7,7 @@
 
 import {
   DEFAULT_LIMITS,
+  MAX_BIND_MESSAGE_BYTES,
   MAX_STATUS_BYTES,
   OpCode,
   UrbCommandCode,
@@ -16,12 +17,15 @@ import {
 import {
   checkDeviceCount,
   checkInterfaceCount,
+  decodeBindReplyHead,
   decodeDeviceRecord,
   decodeInterfaceRecords,
   decodeOpHeader,
   decodeOpRequest,
+  type OpRepBind,
   type OpRepDevlist,
   type OpRepImport,
+  type OpRepUnbind,
   type OpRequest,
   opRequestBodyLength,
   type UsbipExportedDevice,
@@ -251,7 +255,7 @@ export class FrameReader {
     return b;
   }
 
-  /** Reads OP_REQ_DEVLIST or OP_REQ_IMPORT; `null` on a clean end of stream. */
+  /** Reads an op request (OP_REQ_DEVLIST, OP_REQ_IMPORT, ...); `null` on a clean end of stream. */
   async readOpRequest(): Promise<OpRequest | null> {
     const peeked = await this.#peek(WireSize.OP_HEADER, "op request");
     if (peeked === null) return null;
@@ -376,6 +380,28 @@ export class FrameReader {
     }
     const body = await this.#readRequired(length, frame);
     return { status: header.status, json: new TextDecoder().decode(body) };
+  }
+
+  /**
+   * Reads OP_REP_BIND (client side): the status and the message. A message over `maxBytes` is a
+   * protocol error, read no further.
+   */
+  async readOpRepBind(maxBytes: number = MAX_BIND_MESSAGE_BYTES): Promise<OpRepBind> {
+    const head = await this.#readRequired(WireSize.OP_HEADER + 4, "OP_REP_BIND");
+    const { status, length } = decodeBindReplyHead(head, OpCode.OP_REP_BIND, maxBytes);
+    const body = await this.#readRequired(length, "OP_REP_BIND");
+    return { kind: "op_rep_bind", status, message: new TextDecoder().decode(body) };
+  }
+
+  /**
+   * Reads OP_REP_UNBIND (client side): the status and the message. A message over `maxBytes`
+   * is a protocol error, read no further.
+   */
+  async readOpRepUnbind(maxBytes: number = MAX_BIND_MESSAGE_BYTES): Promise<OpRepUnbind> {
+    const head = await this.#readRequired(WireSize.OP_HEADER + 4, "OP_REP_UNBIND");
+    const { status, length } = decodeBindReplyHead(head, OpCode.OP_REP_UNBIND, maxBytes);
+    const body = await this.#readRequired(length, "OP_REP_UNBIND");
+    return { kind: "op_rep_unbind", status, message: new TextDecoder().decode(body) };
   }
 
   /** Cancels the underlying stream and releases it. */

@@ -1,11 +1,19 @@
 /**
  * Op-phase messages: OP_REQ/REP_DEVLIST and OP_REQ/REP_IMPORT with the 312-byte device record
- * and 4-byte interface records, big-endian as in usbip_protocol.rst and usbip_network.h.
+ * and 4-byte interface records, big-endian as in usbip_protocol.rst and usbip_network.h; and
+ * usbipgw's own OP_REQ/REP_STATUS, OP_REQ/REP_BIND and OP_REQ/REP_UNBIND in the same framing.
  *
  * @module
  */
 
-import { DEFAULT_LIMITS, OpCode, USBIP_VERSION, type UsbipLimits, WireSize } from "./constants.ts";
+import {
+  DEFAULT_LIMITS,
+  MAX_BIND_MESSAGE_BYTES,
+  OpCode,
+  USBIP_VERSION,
+  type UsbipLimits,
+  WireSize,
+} from "./constants.ts";
 import { UsbipProtocolError } from "./protocol_error.ts";
 
 const encoder = new TextEncoder();
@@ -71,8 +79,22 @@ export interface OpReqStatus {
   kind: "op_req_status";
 }
 
+/** OP_REQ_BIND (usbipgw's extension): asks to export the host device with `busid`. */
+export interface OpReqBind {
+  kind: "op_req_bind";
+  /** The host bus id, such as `1-1.2`; at most 31 bytes. */
+  busid: string;
+}
+
+/** OP_REQ_UNBIND (usbipgw's extension): asks to withdraw the host device with `busid`. */
+export interface OpReqUnbind {
+  kind: "op_req_unbind";
+  /** The host bus id, such as `1-1.2`; at most 31 bytes. */
+  busid: string;
+}
+
 /** A request a server reads in the op phase. */
-export type OpRequest = OpReqDevlist | OpReqImport | OpReqStatus;
+export type OpRequest = OpReqDevlist | OpReqImport | OpReqStatus | OpReqBind | OpReqUnbind;
 
 /** OP_REP_DEVLIST: the status and the exported devices. */
 export interface OpRepDevlist {
@@ -86,6 +108,22 @@ export interface OpRepImport {
   kind: "op_rep_import";
   status: number;
   device?: UsbipDeviceRecord;
+}
+
+/** OP_REP_BIND (usbipgw's extension): an `OpStatus` and a short message for people. */
+export interface OpRepBind {
+  kind: "op_rep_bind";
+  status: number;
+  /** At most {@linkcode MAX_BIND_MESSAGE_BYTES} bytes of UTF-8; may be empty. */
+  message: string;
+}
+
+/** OP_REP_UNBIND (usbipgw's extension): an `OpStatus` and a short message for people. */
+export interface OpRepUnbind {
+  kind: "op_rep_unbind";
+  status: number;
+  /** At most {@linkcode MAX_BIND_MESSAGE_BYTES} bytes of UTF-8; may be empty. */
+  message: string;
 }
 
 function view(b: Uint8Array): DataView {
@@ -153,6 +191,8 @@ export function opRequestBodyLength(code: number): number {
     case OpCode.OP_REQ_STATUS:
       return 0;
     case OpCode.OP_REQ_IMPORT:
+    case OpCode.OP_REQ_BIND:
+    case OpCode.OP_REQ_UNBIND:
       return WireSize.BUSID;
     default:
       throw new UsbipProtocolError(
@@ -160,7 +200,7 @@ export function opRequestBodyLength(code: number): number {
         "code",
         `is 0x${
           code.toString(16).padStart(4, "0")
-        }, expected OP_REQ_DEVLIST, OP_REQ_IMPORT or OP_REQ_STATUS`,
+        }, expected OP_REQ_DEVLIST, OP_REQ_IMPORT, OP_REQ_STATUS, OP_REQ_BIND or OP_REQ_UNBIND`,
       );
   }
 }
@@ -172,12 +212,42 @@ export function encodeOpReqDevlist(): Uint8Array {
   return out;
 }
 
-/** Encodes OP_REQ_IMPORT (40 bytes). */
-export function encodeOpReqImport(busid: string): Uint8Array {
+/** Encodes a request that is the header and a 32-byte, NUL-padded bus id (40 bytes). */
+function busidRequest(code: number, busid: string): Uint8Array {
   const out = new Uint8Array(WireSize.OP_HEADER + WireSize.BUSID);
-  putOpHeader(out, OpCode.OP_REQ_IMPORT, 0);
+  putOpHeader(out, code, 0);
   writeFixedString(out, WireSize.OP_HEADER, WireSize.BUSID, busid, "busid");
   return out;
+}
+
+/** Encodes OP_REQ_IMPORT (40 bytes). Throws `RangeError` for a bus id over 31 bytes. */
+export function encodeOpReqImport(busid: string): Uint8Array {
+  return busidRequest(OpCode.OP_REQ_IMPORT, busid);
+}
+
+/**
+ * Encodes OP_REQ_BIND (40 bytes; usbipgw's extension): the header and the host bus id, laid
+ * out as in OP_REQ_IMPORT. Throws `RangeError` for a bus id over 31 bytes.
+ *
+ * @example Round trip
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { decodeOpRequest, encodeOpReqBind } from "./op_messages.ts";
+ * const bytes = encodeOpReqBind("3-1.2");
+ * assertEquals(bytes.length, 40);
+ * assertEquals(decodeOpRequest(bytes), { kind: "op_req_bind", busid: "3-1.2" });
+ * ```
+ */
+export function encodeOpReqBind(busid: string): Uint8Array {
+  return busidRequest(OpCode.OP_REQ_BIND, busid);
+}
+
+/**
+ * Encodes OP_REQ_UNBIND (40 bytes; usbipgw's extension), laid out as OP_REQ_BIND. Throws
+ * `RangeError` for a bus id over 31 bytes.
+ */
+export function encodeOpReqUnbind(busid: string): Uint8Array {
+  return busidRequest(OpCode.OP_REQ_UNBIND, busid);
 }
 
 /** Encodes OP_REQ_STATUS (8 bytes; usbipgw's extension). */
@@ -222,7 +292,10 @@ export function decodeOpRequest(b: Uint8Array): OpRequest {
   expectLength(b, "op request", WireSize.OP_HEADER + bodyLength);
   if (header.code === OpCode.OP_REQ_DEVLIST) return { kind: "op_req_devlist" };
   if (header.code === OpCode.OP_REQ_STATUS) return { kind: "op_req_status" };
-  return { kind: "op_req_import", busid: readFixedString(b, WireSize.OP_HEADER, WireSize.BUSID) };
+  const busid = readFixedString(b, WireSize.OP_HEADER, WireSize.BUSID);
+  if (header.code === OpCode.OP_REQ_BIND) return { kind: "op_req_bind", busid };
+  if (header.code === OpCode.OP_REQ_UNBIND) return { kind: "op_req_unbind", busid };
+  return { kind: "op_req_import", busid };
 }
 
 /** Writes a 312-byte device record into `out` at `offset`. */
@@ -398,4 +471,107 @@ export function decodeOpRepImport(b: Uint8Array): OpRepImport {
     status: 0,
     device: decodeDeviceRecord(b.subarray(WireSize.OP_HEADER)),
   };
+}
+
+/** The name of a bind or unbind reply code, for messages. */
+function bindReplyName(code: number): string {
+  return code === OpCode.OP_REP_BIND ? "OP_REP_BIND" : "OP_REP_UNBIND";
+}
+
+/** Encodes a bind or unbind reply: the header with `status`, a 4-byte length, the message. */
+function bindReply(code: number, status: number, message: string): Uint8Array {
+  const body = encoder.encode(message);
+  if (body.length > MAX_BIND_MESSAGE_BYTES) {
+    throw new RangeError(
+      `Cannot encode ${
+        bindReplyName(code)
+      }: the message is ${body.length} bytes, limit is ${MAX_BIND_MESSAGE_BYTES}`,
+    );
+  }
+  const out = new Uint8Array(WireSize.OP_HEADER + 4 + body.length);
+  putOpHeader(out, code, status);
+  view(out).setUint32(WireSize.OP_HEADER, body.length);
+  out.set(body, WireSize.OP_HEADER + 4);
+  return out;
+}
+
+/**
+ * Encodes OP_REP_BIND (usbipgw's extension): the header with the status, a 4-byte length,
+ * then the message as UTF-8, for every status. Throws `RangeError` for a message over
+ * {@linkcode MAX_BIND_MESSAGE_BYTES} bytes.
+ *
+ * @example Round trip
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { decodeOpRepBind, encodeOpRepBind } from "./op_messages.ts";
+ * const rep = { kind: "op_rep_bind" as const, status: 0, message: "exported 3-1.2" };
+ * const bytes = encodeOpRepBind(rep);
+ * assertEquals(bytes.length, 12 + 14);
+ * assertEquals(decodeOpRepBind(bytes), rep);
+ * ```
+ */
+export function encodeOpRepBind(rep: OpRepBind): Uint8Array {
+  return bindReply(OpCode.OP_REP_BIND, rep.status, rep.message);
+}
+
+/** Encodes OP_REP_UNBIND (usbipgw's extension), laid out as OP_REP_BIND. */
+export function encodeOpRepUnbind(rep: OpRepUnbind): Uint8Array {
+  return bindReply(OpCode.OP_REP_UNBIND, rep.status, rep.message);
+}
+
+/**
+ * Decodes the first 12 bytes of an OP_REP_BIND or OP_REP_UNBIND (`code` says which): the
+ * status and the length of the message that follows, checked against `maxBytes` before any of
+ * it is read.
+ */
+export function decodeBindReplyHead(
+  head: Uint8Array,
+  code: typeof OpCode.OP_REP_BIND | typeof OpCode.OP_REP_UNBIND,
+  maxBytes: number = MAX_BIND_MESSAGE_BYTES,
+): { status: number; length: number } {
+  const frame = bindReplyName(code);
+  const header = decodeOpHeader(head);
+  if (header.code !== code) {
+    throw new UsbipProtocolError(
+      frame,
+      "code",
+      `is 0x${header.code.toString(16).padStart(4, "0")}, expected 0x${
+        code.toString(16).padStart(4, "0")
+      } (is this a usbipgw gateway?)`,
+    );
+  }
+  expectLength(head, frame, WireSize.OP_HEADER + 4);
+  const length = view(head).getUint32(WireSize.OP_HEADER);
+  if (length > maxBytes) {
+    throw new UsbipProtocolError(frame, "length", `is ${length} bytes, limit is ${maxBytes}`);
+  }
+  return { status: header.status, length };
+}
+
+/** Decodes a whole bind or unbind reply held in one buffer. */
+function decodeBindReply(
+  b: Uint8Array,
+  code: typeof OpCode.OP_REP_BIND | typeof OpCode.OP_REP_UNBIND,
+  maxBytes: number,
+): { status: number; message: string } {
+  const { status, length } = decodeBindReplyHead(b, code, maxBytes);
+  expectLength(b, bindReplyName(code), WireSize.OP_HEADER + 4 + length);
+  const start = WireSize.OP_HEADER + 4;
+  return { status, message: decoder.decode(b.subarray(start, start + length)) };
+}
+
+/** Decodes a whole OP_REP_BIND; a message over `maxBytes` is a protocol error. */
+export function decodeOpRepBind(
+  b: Uint8Array,
+  maxBytes: number = MAX_BIND_MESSAGE_BYTES,
+): OpRepBind {
+  return { kind: "op_rep_bind", ...decodeBindReply(b, OpCode.OP_REP_BIND, maxBytes) };
+}
+
+/** Decodes a whole OP_REP_UNBIND; a message over `maxBytes` is a protocol error. */
+export function decodeOpRepUnbind(
+  b: Uint8Array,
+  maxBytes: number = MAX_BIND_MESSAGE_BYTES,
+): OpRepUnbind {
+  return { kind: "op_rep_unbind", ...decodeBindReply(b, OpCode.OP_REP_UNBIND, maxBytes) };
 }

@@ -9,6 +9,7 @@
 import type { UsbipExportedDevice } from "../protocol/op_messages.ts";
 import type { DeviceFacts } from "../policy/policy.ts";
 import type { UsbDevice } from "../devices/usb_device.ts";
+import type { UsbDescriptors } from "../devices/descriptors.ts";
 
 /** The form of a bus id: bus number, a dash, and one or more dot-separated port numbers. */
 export const BUSID_PATTERN = /^([1-9]\d{0,2})-([1-9]\d{0,2})((?:\.[1-9]\d{0,2})*)$/;
@@ -71,5 +72,33 @@ export function deviceFacts(d: ExportedDevice): DeviceFacts {
     interfaces: s.interfaces,
     ...(serial !== undefined ? { serial } : {}),
     origin: d.origin,
+  };
+}
+
+/**
+ * What the policy sees of a device that is not exported yet, from its descriptors (as a device
+ * type describes it): the first configuration's interfaces, alternate setting 0, as an
+ * unconfigured device shows them at import.
+ */
+export function descriptorFacts(
+  busid: string,
+  description: { descriptors: UsbDescriptors; origin: "emulated" | "passthrough" },
+): DeviceFacts {
+  const d = description.descriptors.device;
+  const interfaces = (description.descriptors.configurations[0]?.interfaces ?? [])
+    .filter((i) => i.bAlternateSetting === 0)
+    .map(({ bInterfaceClass, bInterfaceSubClass, bInterfaceProtocol }) => ({
+      bInterfaceClass,
+      bInterfaceSubClass,
+      bInterfaceProtocol,
+    }));
+  return {
+    busid,
+    idVendor: d.idVendor,
+    idProduct: d.idProduct,
+    bDeviceClass: d.bDeviceClass,
+    interfaces,
+    ...(d.iSerialNumber !== undefined ? { serial: d.iSerialNumber } : {}),
+    origin: description.origin,
   };
 }

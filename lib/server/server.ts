@@ -1,7 +1,9 @@
 /**
  * The USB/IP server: a registry of exported devices, the listeners that feed it connections,
  * and the sessions that serve them. A device is held by at most one session; when that session
- * ends for any reason the device is reset and can be imported again at once. Connections over
+ * ends for any reason the device is reset and can be imported again at once. A bus id the
+ * server picked is never handed out again in its life, so that a client still holding it
+ * (a persistent attach) cannot reach another device under it. Connections over
  * {@linkcode SessionLimits.maxConnections} in all, or over
  * {@linkcode SessionLimits.maxConnectionsPerPeer} from one peer, are closed as they arrive.
  *
@@ -19,7 +21,15 @@ import {
   type PeerInfo,
 } from "../transport/connection.ts";
 import { busnumOf, deviceFacts, type ExportedDevice } from "./exported_device.ts";
-import { type ClaimResult, Session, type SessionHost, type SessionStats } from "./session.ts";
+import {
+  type ClaimResult,
+  type DeviceListing,
+  type HostDeviceAction,
+  type HostDeviceAnswer,
+  Session,
+  type SessionHost,
+  type SessionStats,
+} from "./session.ts";
 import { peerKey, resolveSessionLimits, type SessionLimits } from "./session_limits.ts";
 import { BufferPool } from "../protocol/buffer_pool.ts";
 
@@ -36,6 +46,27 @@ const audit = getLogger(["usbipgw", "audit"]);
 /** Refused connections are logged at most this often; each line carries the running total. */
 const REFUSAL_LOG_INTERVAL_MS = 1000;
 
+/** Ports per bus of the bus ids the server picks (`1-1` .. `1-999`, then `2-1`, ...). */
+const AUTO_PORTS_PER_BUS = 999;
+
+/** How a host device handler says it went: `ok`, and a short message for the requester. */
+export interface HostDeviceOutcome {
+  ok: boolean;
+  /** Sent to the requester; cut to `MAX_BIND_MESSAGE_BYTES` bytes of UTF-8. */
+  message: string;
+}
+
+/**
+ * Binds (exports) or unbinds (withdraws) the host USB device with the host bus id `busid`, as
+ * `usbip bind`/`usbip unbind` do; called only for a peer that
+ * {@linkcode UsbipServerOptions.statusAccess} admits. A rejection counts as a failure.
+ */
+export type HostDeviceHandler = (
+  action: HostDeviceAction,
+  busid: string,
+  peer: PeerInfo,
+) => Promise<HostDeviceOutcome>;
+
 /** Options of a {@linkcode UsbipServer}. */
 export interface UsbipServerOptions {
   /** Who may list and import what; everything is allowed by default. */
@@ -49,10 +80,15 @@ export interface UsbipServerOptions {
    */
   sessionLimits?: Partial<SessionLimits>;
   /**
-   * Who may read the server's status ({@linkcode UsbipServer.status}) with OP_REQ_STATUS;
-   * nobody when absent.
+   * Who may read the server's status ({@linkcode UsbipServer.status}) with OP_REQ_STATUS, and
+   * bind or unbind host devices with OP_REQ_BIND and OP_REQ_UNBIND; nobody when absent.
    */
   statusAccess?: (peer: PeerInfo) => boolean;
+  /**
+   * Acts on OP_REQ_BIND and OP_REQ_UNBIND from a peer that `statusAccess` admits. When absent,
+   * such requests are answered ST_ERROR, "not supported".
+   */
+  manageHostDevice?: HostDeviceHandler;
 }
 
 /** One session as {@linkcode UsbipServer.status} reports it. */
@@ -101,7 +137,10 @@ export interface ServerStatus {
 
 /** Options of {@linkcode UsbipServer.addDevice}. */
 export interface AddDeviceOptions {
-  /** The bus id to export under; the next free `1-N` when absent. */
+  /**
+   * The bus id to export under; it may be one a removed device had. When absent, the server
+   * picks the first `1-N` (then `2-N`, ...) it has never exported a device under.
+   */
   busid?: string;
   /** A short name for logs and lists; the class name when absent. */
   name?: string;
@@ -139,12 +178,19 @@ export class UsbipServer implements SessionHost {
   #refusalLoggedAt = -Infinity;
   #refusalsUnlogged = 0;
   #devices = new Map<string, ExportedDevice>();
+  /** Ends the `disconnected` listener of each exported device once it is forgotten. */
+  #unwatch = new Map<ExportedDevice, AbortController>();
+  /** Every bus id a device was ever exported under. */
+  #issued = new Set<string>();
+  /** Bus ids the server picked in order, by index: every one before this is issued. */
+  #autoIndex = 0;
   #holders = new Map<string, Session>();
   #sessions = new Set<Session>();
   #listeners = new Set<Listener>();
   #loops = new Set<Promise<void>>();
   #closed = false;
   #statusAccess: (peer: PeerInfo) => boolean;
+  #manageHostDevice: HostDeviceHandler | undefined;
   #started = new Date();
   /** Counters of the sessions that have ended. */
   #ended = { sessions: 0, urbs: 0, bytesIn: 0, bytesOut: 0, errors: 0 };
@@ -152,6 +198,7 @@ export class UsbipServer implements SessionHost {
   /** Creates a server with no devices and no listeners. */
   constructor(options: UsbipServerOptions = {}) {
     this.#statusAccess = options.statusAccess ?? (() => false);
+    this.#manageHostDevice = options.manageHostDevice;
     this.#policy = options.policy ?? allowAll;
     this.limits = options.limits ?? DEFAULT_LIMITS;
     this.sessionLimits = Object.freeze(resolveSessionLimits(options.sessionLimits));
@@ -198,7 +245,13 @@ export class UsbipServer implements SessionHost {
       name: options.name ?? device.constructor.name,
     };
     this.#devices.set(busid, exported);
-    device.disconnected.addEventListener("abort", () => this.#forget(exported), { once: true });
+    this.#issued.add(busid);
+    const unwatch = new AbortController();
+    this.#unwatch.set(exported, unwatch);
+    device.disconnected.addEventListener("abort", () => this.#forget(exported, "gone"), {
+      once: true,
+      signal: unwatch.signal,
+    });
     log.info("Exporting {name} on {busid}", { name: exported.name, busid });
     return exported;
   }
@@ -207,22 +260,34 @@ export class UsbipServer implements SessionHost {
   removeDevice(busid: string): boolean {
     const exported = this.#devices.get(busid);
     if (exported === undefined) return false;
+    this.#forget(exported, "removed");
     exported.device.disconnect(`The device ${busid} was removed from the server`);
-    this.#forget(exported);
     return true;
   }
 
-  #forget(exported: ExportedDevice): void {
-    if (this.#devices.get(exported.busid) === exported) {
-      this.#devices.delete(exported.busid);
-      log.info("Device {busid} ({name}) is gone", { busid: exported.busid, name: exported.name });
-    }
+  /**
+   * Drops a device from the registry, saying why: removed from the server, or gone on its own
+   * (unplugged). Once the server is closed this is routine and logged at debug level only.
+   */
+  #forget(exported: ExportedDevice, why: "removed" | "gone"): void {
+    if (this.#devices.get(exported.busid) !== exported) return;
+    this.#devices.delete(exported.busid);
+    this.#unwatch.get(exported)?.abort();
+    this.#unwatch.delete(exported);
+    const props = { busid: exported.busid, name: exported.name };
+    if (this.#closed) log.debug("Device {busid} ({name}) closed", props);
+    else if (why === "removed") log.info("Device {busid} ({name}) was removed", props);
+    else log.info("Device {busid} ({name}) is gone", props);
   }
 
+  /** The first bus id in `1-1`, `1-2`, ... `1-999`, `2-1`, ... never exported under. */
   #nextBusid(): string {
-    for (let port = 1;; port++) {
-      const busid = `1-${port}`;
-      if (!this.#devices.has(busid)) return busid;
+    while (true) {
+      const bus = Math.floor(this.#autoIndex / AUTO_PORTS_PER_BUS) + 1;
+      if (bus > 255) throw new Error("Cannot export: every bus id the server may pick was used");
+      const busid = `${bus}-${(this.#autoIndex % AUTO_PORTS_PER_BUS) + 1}`;
+      if (!this.#issued.has(busid)) return busid;
+      this.#autoIndex++;
     }
   }
 
@@ -384,7 +449,66 @@ export class UsbipServer implements SessionHost {
 
   /** The devices the policy lets `peer` see. */
   visibleDevices(peer: PeerInfo): ExportedDevice[] {
-    return this.devices.filter((d) => this.#policy.decide(peer, deviceFacts(d)).effect !== "deny");
+    return this.listDevices(peer).visible;
+  }
+
+  /** The devices the policy lets `peer` see, and those it hides, each with the reason. */
+  listDevices(peer: PeerInfo): DeviceListing {
+    const listing: DeviceListing = { visible: [], hidden: [] };
+    for (const d of this.#devices.values()) {
+      const decision = this.#policy.decide(peer, deviceFacts(d));
+      if (decision.effect === "deny") {
+        listing.hidden.push({ busid: d.busid, reason: decision.reason });
+      } else listing.visible.push(d);
+    }
+    return listing;
+  }
+
+  /**
+   * Answers OP_REQ_BIND or OP_REQ_UNBIND: ST_NA for a peer that
+   * {@linkcode UsbipServerOptions.statusAccess} does not admit; for one it admits, ST_ERROR when
+   * there is no {@linkcode UsbipServerOptions.manageHostDevice} or the bus id is malformed, else
+   * the handler's outcome (ST_OK or ST_ERROR) and message.
+   */
+  async answerHostDeviceRequest(
+    action: HostDeviceAction,
+    busid: string,
+    peer: PeerInfo,
+  ): Promise<HostDeviceAnswer> {
+    if (!this.#statusAccess(peer)) {
+      return {
+        status: OpStatus.ST_NA,
+        message: `Not allowed: this peer may not ${action} host devices`,
+      };
+    }
+    const handler = this.#manageHostDevice;
+    if (handler === undefined) {
+      return {
+        status: OpStatus.ST_ERROR,
+        message: `Not supported: this server cannot ${action} host devices`,
+      };
+    }
+    try {
+      busnumOf(busid);
+    } catch {
+      return {
+        status: OpStatus.ST_ERROR,
+        message: `Invalid busid ${
+          JSON.stringify(busid)
+        }: expected BUS-PORT[.PORT...] with numbers 1..255, e.g. 1-1 or 2-1.3`,
+      };
+    }
+    try {
+      const outcome = await handler(action, busid, peer);
+      return {
+        status: outcome.ok ? OpStatus.ST_OK : OpStatus.ST_ERROR,
+        message: outcome.message,
+      };
+    } catch (e) {
+      const error = e instanceof Error ? e.message : String(e);
+      log.error("Cannot {action} host device {busid}: {error}", { action, busid, error });
+      return { status: OpStatus.ST_ERROR, message: `Cannot ${action} ${busid}: ${error}` };
+    }
   }
 
   /** Claims a device for a session: NODEV, NA (denied by the policy), DEV_BUSY or OK. */

@@ -1,24 +1,36 @@
 /**
  * One USB/IP connection: the op phase (DEVLIST, IMPORT), then the URB phase for the imported
- * device. Many URBs may be pending at once; each endpoint completes in order, ep0 in FIFO
+ * device. As Linux usbipd (tools/usb/usbip/src/usbipd.c) does, the connection is closed once a
+ * device list is answered or an import refused; usbipgw's own OP_REQ_BIND and OP_REQ_UNBIND are
+ * answered the same way, while OP_REQ_STATUS leaves the connection open for another request.
+ * Many URBs may be pending at once; each endpoint completes in order, ep0 in FIFO
  * order, and an idle IN transfer blocks only its own endpoint. CMD_UNLINK follows
  * usbip_protocol.rst and Linux stub_rx.c: a cancelled URB gets RET_UNLINK(-ECONNRESET) and
- * never a RET_SUBMIT; an unknown or completed one gets RET_UNLINK(0). Every way a session
- * ends aborts every pending transfer and releases the device at once. A session that exceeds
- * one of its {@linkcode SessionLimits} (time to import, pending URBs, buffered bytes) is
+ * never a RET_SUBMIT; an unknown or completed one gets RET_UNLINK(0). RET_SUBMIT and
+ * RET_UNLINK carry devid, direction and ep 0, as Linux stub_tx.c sends them. Every way a
+ * session ends aborts every pending transfer and releases the device at once. A session that
+ * exceeds one of its {@linkcode SessionLimits} (time to import, pending URBs, buffered bytes) is
  * closed with an audit line naming the limit; other sessions are not touched.
  *
  * @module
  */
 
 import { getLogger } from "@logtape/logtape";
-import { OpStatus, TransferFlags, UrbStatus, type UsbipLimits } from "../protocol/constants.ts";
+import {
+  MAX_BIND_MESSAGE_BYTES,
+  OpStatus,
+  TransferFlags,
+  UrbStatus,
+  type UsbipLimits,
+} from "../protocol/constants.ts";
 import type { BufferPool } from "../protocol/buffer_pool.ts";
 import { FrameReader } from "../protocol/frame_reader.ts";
 import {
+  encodeOpRepBind,
   encodeOpRepDevlist,
   encodeOpRepImport,
   encodeOpRepStatus,
+  encodeOpRepUnbind,
 } from "../protocol/op_messages.ts";
 import { UsbipProtocolError } from "../protocol/protocol_error.ts";
 import {
@@ -33,12 +45,36 @@ import { decodeSetupPacket } from "../devices/setup_packet.ts";
 import type { TransferResult, TransferStatus, UsbTransfer } from "../devices/usb_device.ts";
 import { type Connection, describePeer, type PeerInfo } from "../transport/connection.ts";
 import { ReplyWriter } from "../transport/reply_writer.ts";
-import { deviceRecord, type ExportedDevice } from "./exported_device.ts";
+import { BUSID_PATTERN, deviceRecord, type ExportedDevice } from "./exported_device.ts";
 import { limitReason, type SessionLimits } from "./session_limits.ts";
 import type { PolicyDecision } from "../policy/policy.ts";
 
 const log = getLogger(["usbipgw", "session"]);
 const audit = getLogger(["usbipgw", "audit"]);
+
+/** A device the policy hides from a peer's device list, and why. */
+export interface HiddenDevice {
+  busid: string;
+  /** The policy decision's reason: `rule 2 (...)` or `no rule matched: ...`. */
+  reason: string;
+}
+
+/** What a device list shows a peer, and what it hides from it. */
+export interface DeviceListing {
+  /** The devices the peer may see, in bus id order of addition. */
+  visible: ExportedDevice[];
+  /** The devices the policy denies to the peer. */
+  hidden: HiddenDevice[];
+}
+
+/** What OP_REQ_BIND and OP_REQ_UNBIND act on: a host device, as `usbip bind`/`unbind` do. */
+export type HostDeviceAction = "bind" | "unbind";
+
+/** The answer to OP_REQ_BIND or OP_REQ_UNBIND: an `OpStatus` and a message for people. */
+export interface HostDeviceAnswer {
+  status: number;
+  message: string;
+}
 
 /** What a session needs from the server that owns it. */
 export interface SessionHost {
@@ -47,8 +83,8 @@ export interface SessionHost {
   readonly sessionLimits: SessionLimits;
   /** Where OUT payload buffers come from and go back to; each session keeps its own if absent. */
   readonly bufferPool?: BufferPool;
-  /** The devices this peer may see. */
-  visibleDevices(peer: PeerInfo): ExportedDevice[];
+  /** The devices this peer may see, and those the policy hides from it. */
+  listDevices(peer: PeerInfo): DeviceListing;
   /** Claims `busid` for `session`. */
   claimDevice(busid: string, session: Session): ClaimResult;
   /** Gives a claimed device back. */
@@ -58,6 +94,15 @@ export interface SessionHost {
    * it (answered with ST_NA).
    */
   statusFor?(peer: PeerInfo): string | undefined;
+  /**
+   * Answers OP_REQ_BIND or OP_REQ_UNBIND from `peer`: authorizes it, acts on the host device,
+   * and says how it went. Never rejects.
+   */
+  answerHostDeviceRequest(
+    action: HostDeviceAction,
+    busid: string,
+    peer: PeerInfo,
+  ): Promise<HostDeviceAnswer>;
 }
 
 /** The outcome of an import request. */
@@ -82,6 +127,10 @@ const ERRNO: Record<TransferStatus, number> = {
 };
 
 const EMPTY = new Uint8Array(0);
+const utf8 = new TextEncoder();
+
+/** How the op phase ended: with an import, or with the reason to end the session. */
+type OpPhaseEnd = { kind: "imported" } | { kind: "done"; reason: string };
 
 /**
  * Replies queued for the peer beyond this many bytes (or a quarter of maxBufferedBytes, if
@@ -224,7 +273,9 @@ export class Session {
     }
     let reason = "the peer closed the connection";
     try {
-      if (await this.#opPhase()) await this.#urbPhase();
+      const op = await this.#opPhase();
+      if (op.kind === "imported") await this.#urbPhase();
+      else reason = op.reason;
       // A peer that half-closes after its last request still gets the answers already made.
       if (!this.#ended) await this.#flushBounded();
     } catch (e) {
@@ -321,12 +372,18 @@ export class Session {
     );
   }
 
-  /** Returns true once a device is imported, false on a clean end of stream. */
-  async #opPhase(): Promise<boolean> {
+  /**
+   * Serves op requests until a device is imported or the op phase is over: at a clean end of
+   * stream, and after answering a device list, a refused import, a bind or an unbind (one such
+   * request per connection, as Linux usbipd). A status request leaves the connection open.
+   */
+  async #opPhase(): Promise<OpPhaseEnd> {
     const peer = this.conn.peer;
     while (true) {
       const req = await this.#reader.readOpRequest();
-      if (req === null || this.#ended) return false;
+      if (req === null || this.#ended) {
+        return { kind: "done", reason: "the peer closed the connection" };
+      }
       if (req.kind === "op_req_status") {
         const json = this.#host.statusFor?.(peer);
         this.#send(encodeOpRepStatus(json === undefined ? OpStatus.ST_NA : OpStatus.ST_OK, json));
@@ -339,20 +396,38 @@ export class Session {
         continue;
       }
       if (req.kind === "op_req_devlist") {
-        const devices = this.#host.visibleDevices(peer).map(deviceRecord);
+        const { visible, hidden } = this.#host.listDevices(peer);
+        const devices = visible.map(deviceRecord);
         this.#send(encodeOpRepDevlist({ kind: "op_rep_devlist", status: OpStatus.ST_OK, devices }));
-        continue;
+        if (hidden.length > 0) {
+          audit.info("Session {id} ({peer}): hidden from the device list: {hidden}", {
+            id: this.id,
+            peer: describePeer(peer),
+            hidden: hidden.map((h) => `${h.busid} (${h.reason})`).join("; "),
+            devices: hidden,
+          });
+        }
+        return { kind: "done", reason: "device list sent" };
+      }
+      if (req.kind === "op_req_bind" || req.kind === "op_req_unbind") {
+        return await this.#hostDeviceRequest(
+          req.kind === "op_req_bind" ? "bind" : "unbind",
+          req.busid,
+        );
       }
       const { status, device, decision } = this.#host.claimDevice(req.busid, this);
       if (status !== OpStatus.ST_OK || device === undefined) {
         audit.info("Session {id} ({peer}): import of {busid} refused with status {status}", {
           id: this.id,
           peer: describePeer(peer),
-          busid: req.busid,
+          busid: printable(req.busid),
           status,
         });
         this.#send(encodeOpRepImport({ kind: "op_rep_import", status }));
-        continue;
+        return {
+          kind: "done",
+          reason: `import of ${printable(req.busid)} refused (status ${status})`,
+        };
       }
       try {
         await device.device.imported();
@@ -365,7 +440,10 @@ export class Session {
           error: e instanceof Error ? e.message : String(e),
         });
         this.#send(encodeOpRepImport({ kind: "op_rep_import", status: OpStatus.ST_DEV_ERR }));
-        continue;
+        return {
+          kind: "done",
+          reason: `import of ${device.busid} refused (status ${OpStatus.ST_DEV_ERR})`,
+        };
       }
       this.#exported = device;
       this.#readOnly = decision?.effect === "read-only";
@@ -376,7 +454,7 @@ export class Session {
       );
       if (device.device.disconnected.aborted) {
         this.#deviceGone();
-        return false;
+        return { kind: "done", reason: "the device was disconnected" };
       }
       device.device.disconnected.addEventListener("abort", this.#onDeviceGone, { once: true });
       audit.info("Session {id} ({peer}) imported {busid} ({name}){access}: {reason}", {
@@ -387,8 +465,36 @@ export class Session {
         access: this.#readOnly ? " read-only" : "",
         reason: decision?.reason ?? "no policy",
       });
-      return true;
+      return { kind: "imported" };
     }
+  }
+
+  /** Answers OP_REQ_BIND or OP_REQ_UNBIND, with an audit line for every decision. */
+  async #hostDeviceRequest(action: HostDeviceAction, busid: string): Promise<OpPhaseEnd> {
+    const peer = this.conn.peer;
+    const answer = await this.#host.answerHostDeviceRequest(action, busid, peer);
+    const message = truncateUtf8(answer.message, MAX_BIND_MESSAGE_BYTES);
+    const rep = { status: answer.status, message };
+    this.#send(
+      action === "bind"
+        ? encodeOpRepBind({ kind: "op_rep_bind", ...rep })
+        : encodeOpRepUnbind({ kind: "op_rep_unbind", ...rep }),
+    );
+    const outcome = answer.status === OpStatus.ST_OK
+      ? "done"
+      : answer.status === OpStatus.ST_NA
+      ? "refused"
+      : `failed (status ${answer.status})`;
+    audit.info("Session {id} ({peer}): {action} of host device {busid} {outcome}: {message}", {
+      id: this.id,
+      peer: describePeer(peer),
+      action,
+      busid: printable(busid),
+      outcome,
+      status: answer.status,
+      message,
+    });
+    return { kind: "done", reason: `${action} of ${printable(busid)} answered` };
   }
 
   async #urbPhase(): Promise<void> {
@@ -554,12 +660,13 @@ export class Session {
       this.stats.unlinked++;
       status = UrbStatus.ECONNRESET;
     }
+    // devid, direction and ep are 0, as Linux stub_tx.c (setup_base_pdu) sends them.
     this.#send(encodeRetUnlink({
       kind: "ret_unlink",
       seqnum: cmd.seqnum,
-      devid: cmd.devid,
-      direction: cmd.direction,
-      ep: cmd.ep,
+      devid: 0,
+      direction: 0,
+      ep: 0,
       status,
     }));
   }
@@ -639,9 +746,10 @@ function retSubmitFor(
   return {
     kind: "ret_submit",
     seqnum: cmd.seqnum,
-    devid: cmd.devid,
-    direction: cmd.direction,
-    ep: cmd.ep,
+    // As Linux stub_tx.c (setup_base_pdu): vhci matches a reply on its seqnum alone.
+    devid: 0,
+    direction: 0,
+    ep: 0,
     status,
     actualLength,
     startFrame: 0,
@@ -650,4 +758,23 @@ function retSubmitFor(
     data,
     isoPackets,
   };
+}
+
+/** A bus id from the wire as it can go into a log line: quoted unless it has the usual form. */
+function printable(busid: string): string {
+  return BUSID_PATTERN.test(busid) ? busid : JSON.stringify(busid);
+}
+
+/** `text` cut to at most `maxBytes` bytes of UTF-8, never inside a character. */
+function truncateUtf8(text: string, maxBytes: number): string {
+  if (text.length <= maxBytes / 3 || utf8.encode(text).length <= maxBytes) return text;
+  let out = "";
+  let bytes = 0;
+  for (const ch of text) {
+    const n = utf8.encode(ch).length;
+    if (bytes + n > maxBytes) break;
+    out += ch;
+    bytes += n;
+  }
+  return out;
 }

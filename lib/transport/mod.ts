@@ -11,3 +11,5 @@ export * from "./unix.ts";
 export * from "./memory.ts";
 export * from "./reply_writer.ts";
 export * from "./accept_queue.ts";
+export * from "./listen_error.ts";
+export * from "./connect_error.ts";

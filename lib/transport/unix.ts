@@ -16,6 +16,8 @@ import {
   wrapDenoConn,
 } from "./connection.ts";
 import { AcceptQueue } from "./accept_queue.ts";
+import { connectError } from "./connect_error.ts";
+import { errorCode, folderOf, ListenError, unixListenError } from "./listen_error.ts";
 
 /** Received bytes held before the socket is paused, and the level at which it resumes. */
 const HIGH_WATER = 1024 * 1024;
@@ -225,6 +227,10 @@ export function wrapNodeSocket(sock: net.Socket, peer: PeerInfo): Connection {
   };
 }
 
+/**
+ * Removes a socket file nobody accepts on (a killed server leaves one behind). A live socket,
+ * or a file that is not a socket, is left alone and reported.
+ */
 async function removeStaleSocket(path: string): Promise<void> {
   let info: Deno.FileInfo;
   try {
@@ -234,16 +240,44 @@ async function removeStaleSocket(path: string): Promise<void> {
     throw e;
   }
   if (!info.isSocket) {
-    throw new Deno.errors.AlreadyExists(`Cannot listen on ${path}: it exists and is not a socket`);
+    throw new ListenError(path, "not_a_socket", "a file that is not a socket is in the way", {
+      hint: "remove it or choose another path",
+    });
   }
+  let probe: Deno.Conn;
   try {
-    const probe = await Deno.connect({ transport: "unix", path });
-    probe.close();
-    throw new Deno.errors.AddrInUse(`Cannot listen on ${path}: another server is accepting there`);
+    probe = await Deno.connect({ transport: "unix", path });
   } catch (e) {
-    if (e instanceof Deno.errors.AddrInUse) throw e;
-    await Deno.remove(path);
+    // Only a refusal means nobody is there; a socket this user may not connect to stays.
+    if (!(e instanceof Deno.errors.ConnectionRefused)) {
+      const code = errorCode(e);
+      throw new ListenError(
+        path,
+        "address_in_use",
+        `a socket this user cannot connect to is there${code === undefined ? "" : ` (${code})`}`,
+        { hint: "it may belong to a running server; remove it if not", cause: e },
+      );
+    }
+    try {
+      await Deno.remove(path);
+    } catch (e) {
+      const code = errorCode(e);
+      throw new ListenError(
+        path,
+        "folder_not_writable",
+        `a stale socket is there and this user cannot remove it from the folder ${folderOf(path)}${
+          code === undefined ? "" : ` (${code})`
+        }`,
+        { ...(code === undefined ? {} : { code }), cause: e },
+      );
+    }
+    return;
   }
+  probe.close();
+  throw new ListenError(path, "address_in_use", "a server is accepting on this socket already", {
+    hint: "is another usbipgw running?",
+    code: "EADDRINUSE",
+  });
 }
 
 /** A unix-socket listener yielding {@linkcode Connection}s that carry peer credentials. */
@@ -260,27 +294,44 @@ export class UnixListener implements Listener {
     server.on("connection", (sock: net.Socket) => this.#accepted.push(wrapUnixSocket(sock, path)));
   }
 
-  /** Creates the socket file (replacing a stale one), then applies mode and owner. */
+  /**
+   * Creates the socket file (replacing a stale one), then applies mode and owner.
+   *
+   * @throws {ListenError} When the folder is missing, read-only or not writable for this
+   * user, a server accepts on the path already, a file that is not a socket is in the way,
+   * or the mode or owner cannot be set; the message names the path (and the folder).
+   */
   static async listen(options: UnixListenOptions): Promise<UnixListener> {
-    await removeStaleSocket(options.path);
+    const path = options.path;
     const server = net.createServer({ pauseOnConnect: false });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(options.path, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
     try {
-      if (options.mode !== undefined) await Deno.chmod(options.path, options.mode);
+      await removeStaleSocket(path);
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(path, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+    } catch (e) {
+      throw await unixListenError(path, e);
+    }
+    try {
+      if (options.mode !== undefined) await Deno.chmod(path, options.mode);
       if (options.uid !== undefined || options.gid !== undefined) {
-        await Deno.chown(options.path, options.uid ?? null, options.gid ?? null);
+        await Deno.chown(path, options.uid ?? null, options.gid ?? null);
       }
     } catch (e) {
       server.close();
-      throw e;
+      if (e instanceof Deno.errors.NotCapable) throw e;
+      throw new ListenError(
+        path,
+        "permission_denied",
+        `cannot set the socket's mode or owner: ${e instanceof Error ? e.message : String(e)}`,
+        { cause: e },
+      );
     }
-    return new UnixListener(server, options.path);
+    return new UnixListener(server, path);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Connection> {
@@ -341,8 +392,18 @@ export class UnixListener implements Listener {
   }
 }
 
-/** Connects to a unix socket (the client side). */
+/**
+ * Connects to a unix socket (the client side).
+ *
+ * @throws {ConnectError} When there is no socket at `path`, nobody accepts on it, or this
+ * user may not connect; the message names the path and the reason.
+ */
 export async function connectUnix(path: string): Promise<Connection> {
-  const conn = await Deno.connect({ transport: "unix", path });
+  let conn: Deno.UnixConn;
+  try {
+    conn = await Deno.connect({ transport: "unix", path });
+  } catch (e) {
+    throw connectError(path, "unix", e);
+  }
   return wrapDenoConn(conn, { transport: "unix", address: path });
 }

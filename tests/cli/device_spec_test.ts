@@ -1,70 +1,114 @@
-// Tests of device specs and device-type checks.
-import { assertEquals, assertThrows } from "@std/assert";
-import { checkDeviceSpec, DEVICE_TYPES } from "../../lib/cli/device_types.ts";
-import { parseDeviceSpec } from "../../lib/cli/device_spec.ts";
+// Tests of the `--device` flag text: how readSpecFlag() reads it, and how the registry and the
+// configuration check then accept or refuse it, with messages that name the flag.
+import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import { ConfigError, type DeviceConfig, validateConfig } from "../../lib/cli/config.ts";
+import { readSpecFlag } from "../../lib/cli/spec_flag.ts";
 import { UsageError } from "../../lib/cli/usage_error.ts";
+import { type DeviceParseResult, parseDevice, PATHS_AS_GIVEN } from "../../lib/devices/registry.ts";
 
-Deno.test("parseDeviceSpec() reads TYPE alone and TYPE:key=value,...", () => {
-  assertEquals(parseDeviceSpec("gadget-zero").options, {});
-  const spec = parseDeviceSpec("keyboard:busid=1-2,text=a=b\\,c");
-  assertEquals(spec.type, "keyboard");
-  assertEquals(spec.options, { busid: "1-2", text: "a=b,c" });
+/** Reads `text` as a `--device` flag. */
+const read = (text: string) => readSpecFlag("--device", text, "type");
+
+/** Reads `text` as a `--device` flag and checks it through the registry. */
+function parseFlag(text: string): DeviceParseResult {
+  const t = read(text);
+  const { type, ...options } = t.fields as Record<string, string>;
+  return parseDevice(type!, options, t.alone ?? [], PATHS_AS_GIVEN);
+}
+
+/** Checks `text` as `serve` checks a `--device` flag; a wrong value is a ConfigError. */
+async function checkFlag(text: string): Promise<DeviceConfig> {
+  const config = await validateConfig({
+    tcp: [],
+    unix: [],
+    devices: [read(text)],
+    rules: [],
+    limits: {},
+  });
+  return config.devices[0]!;
+}
+
+Deno.test("readSpecFlag() reads TYPE alone and TYPE:key=value,...", () => {
+  assertEquals(read("gadget-zero").fields, { type: "gadget-zero" });
+  const spec = read("keyboard:busid=1-2,text=a=b\\,c");
+  assertEquals(spec.fields, { type: "keyboard", busid: "1-2", text: "a=b,c" });
+  assertEquals(spec.origin, {
+    kind: "flag",
+    flag: "--device",
+    text: "keyboard:busid=1-2,text=a=b\\,c",
+  });
+  const parsed = parseFlag("keyboard:busid=1-2,text=a=b\\,c");
+  assert(parsed.ok && parsed.name === "keyboard");
+  assertEquals(parsed.busid, "1-2");
+  assertEquals(parsed.options, { text: "a=b,c" });
 });
 
-Deno.test("parseDeviceSpec() rejects an empty type and a repeated key; a bare word must be a flag", () => {
-  assertThrows(() => parseDeviceSpec(":busid=1-1"), UsageError, "type is empty");
+Deno.test("readSpecFlag() rejects an empty type and a repeated key; a bare word must be a flag", () => {
   assertThrows(
-    () => checkDeviceSpec(parseDeviceSpec("keyboard:busid")),
-    UsageError,
-    "not key=value",
+    () => read(":busid=1-1"),
+    ConfigError,
+    "Invalid --device :busid=1-1: the type is empty",
   );
-  assertThrows(() => parseDeviceSpec("keyboard:text=a,text=b"), UsageError, "text is given twice");
-});
-
-Deno.test("parseDeviceSpec() reads a key alone as a flag with an empty value", () => {
-  const spec = parseDeviceSpec("storage:image=a.img,ro,removable=0");
-  assertEquals(spec.options, { image: "a.img", ro: "", removable: "0" });
-  assertEquals(spec.flags, ["ro"]);
-  assertEquals(parseDeviceSpec("storage:image=a.img").flags, undefined);
-  assertThrows(() => parseDeviceSpec("storage:ro,ro=1"), UsageError, "ro is given twice");
-});
-
-Deno.test("checkDeviceSpec() accepts only the flags a type lists alone", () => {
-  assertEquals(checkDeviceSpec(parseDeviceSpec("storage:image=a.img,ro")).name, "storage");
+  assertEquals(read("keyboard:busid").alone, ["busid"]);
+  assertEquals(parseFlag("keyboard:busid"), {
+    ok: false,
+    key: "busid",
+    message: '"busid" is not key=value; no keyboard key may be given alone',
+  });
   assertThrows(
-    () => checkDeviceSpec(parseDeviceSpec("storage:image=a.img,busid")),
+    () => read("keyboard:text=a,text=b"),
     UsageError,
-    '"busid" is not key=value; only ro, removable may be given alone',
-  );
-  assertThrows(
-    () => checkDeviceSpec(parseDeviceSpec("gadget-zero:pattern")),
-    UsageError,
-    '--device gadget-zero:pattern: "pattern" is not key=value',
+    "Invalid --device keyboard:text=a,text=b: text is given twice",
   );
 });
 
-Deno.test("checkDeviceSpec() lists the valid types and keys", () => {
-  const types = [...DEVICE_TYPES.keys()].join(", ");
-  assertThrows(
-    () => checkDeviceSpec(parseDeviceSpec("floppy")),
-    UsageError,
-    `valid types: ${types}`,
+Deno.test("readSpecFlag() reads a key alone as a flag with an empty value", () => {
+  const spec = read("storage:image=a.img,ro,removable=0");
+  assertEquals(spec.fields, { type: "storage", image: "a.img", ro: "", removable: "0" });
+  assertEquals(spec.alone, ["ro"]);
+  assertEquals(read("storage:image=a.img").alone, undefined);
+  assertThrows(() => read("storage:ro,ro=1"), UsageError, "ro is given twice");
+});
+
+Deno.test("a --device flag may give alone only the flags its type lists", async () => {
+  const ro = parseFlag("storage:image=a.img,ro");
+  assert(ro.ok && ro.name === "storage" && ro.options.readOnly);
+  assertEquals((await checkFlag("storage:image=a.img,ro")).device.name, "storage");
+  await assertRejects(
+    () => checkFlag("storage:image=a.img,busid"),
+    ConfigError,
+    'Invalid --device storage:image=a.img,busid: "busid" is not key=value; only ro, removable may be given alone',
   );
-  assertThrows(
-    () => checkDeviceSpec(parseDeviceSpec("gadget-zero:patern=1")),
-    UsageError,
-    'Unknown key "patern" for gadget-zero in --device gadget-zero:patern=1; valid keys: busid, pattern, speed',
+  await assertRejects(
+    () => checkFlag("gadget-zero:pattern"),
+    ConfigError,
+    'Invalid --device gadget-zero:pattern: "pattern" is not key=value; no gadget-zero key may be given alone',
   );
 });
 
-Deno.test("device types reject bad values with the accepted ones", async () => {
-  const type = checkDeviceSpec(parseDeviceSpec("gadget-zero:pattern=2"));
-  const e = await (async () => await type.create(parseDeviceSpec("gadget-zero:pattern=2")))().catch(
-    (e) => e,
+Deno.test("a --device flag with a wrong type or key lists the valid types and keys", async () => {
+  const types = "gadget-zero, keyboard, host, cdc-acm, ftdi, gotemp, mouse, tablet, storage";
+  await assertRejects(
+    () => checkFlag("floppy"),
+    ConfigError,
+    `Invalid --device floppy: Unknown device type "floppy"; valid types: ${types}`,
   );
-  assertEquals(e instanceof UsageError, true);
+  await assertRejects(
+    () => checkFlag("gadget-zero:patern=1"),
+    ConfigError,
+    'Invalid --device gadget-zero:patern=1: Unknown key "patern" for gadget-zero; valid keys: busid, pattern, speed',
+  );
+});
+
+Deno.test("a --device flag with a bad value is refused with the accepted ones", async () => {
+  const r = parseFlag("gadget-zero:pattern=2");
+  assert(!r.ok);
+  assertEquals(r.key, "pattern");
+  const e = await checkFlag("gadget-zero:pattern=2").catch((e) => e);
+  assert(e instanceof ConfigError && e instanceof UsageError);
+  assertEquals(e.problem, 'Invalid pattern="2" for gadget-zero: expected 0 or 1');
   assertEquals(
     e.message,
-    'Invalid pattern="2" for gadget-zero in --device gadget-zero:pattern=2: expected 0 or 1',
+    'Invalid --device gadget-zero:pattern=2: Invalid pattern="2" for gadget-zero: expected 0 or 1',
   );
 });

@@ -1,7 +1,10 @@
-// `usbipgw install-service` into a file system image (--root): binary, units, configuration,
-// the systemctl enable symlink; a second run keeps the configuration; --uninstall.
+// `usbipgw install-service` into a file system image (--root): binary, manual page, units,
+// configuration, the systemctl enable symlink; a second run keeps the configuration;
+// --uninstall.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
+import { type InstallIo, installService } from "../../lib/cli/install_service.ts";
 import { defaultConfig, serviceUnit, socketUnit } from "../../lib/systemd/units.ts";
+import { packagedManPage } from "../../packaging/man/generate.ts";
 import { runMain, tempDir } from "../e2e/_gateway.ts";
 import { hasCommand } from "../systemd/_service.ts";
 
@@ -56,6 +59,10 @@ Deno.test({
       assertEquals(await Deno.readTextFile(`${units}/usbipgw.socket`), socketUnit());
       assertEquals(await Deno.readTextFile(`${root}/etc/usbipgw/usbipgw.toml`), defaultConfig());
       assertStringIncludes(r.stdout, `kept ${root}/opt/gw/bin/usbipgw`);
+      // The manual page of the command table, as packaging/man/ has it.
+      const manPage = `${root}/opt/gw/share/man/man1/usbipgw.1`;
+      assertEquals(await Deno.readTextFile(manPage), packagedManPage());
+      assertStringIncludes(r.stdout, `wrote ${manPage}\n`);
       // systemctl --root enable made the link a boot would follow.
       assertEquals(
         await Deno.readLink(`${units}/sockets.target.wants/usbipgw.socket`),
@@ -92,8 +99,90 @@ Deno.test({
       assertEquals(gone.code, 0, gone.stderr);
       assertEquals(await exists(`${units}/usbipgw.service`), false);
       assertEquals(await exists(`${root}/opt/gw/bin/usbipgw`), false);
+      assertEquals(await exists(`${root}/opt/gw/share/man/man1/usbipgw.1`), false);
+      assertStringIncludes(gone.stdout, `removed ${root}/opt/gw/share/man/man1/usbipgw.1\n`);
       assert(await exists(`${root}/etc/usbipgw/usbipgw.toml`), "the configuration stays");
       assertStringIncludes(gone.stdout, `kept ${root}/etc/usbipgw`);
+    } finally {
+      await dir.remove();
+    }
+  },
+});
+
+/** An InstallIo run as the compiled binary `execPath`, collecting stdout; counts manPage(). */
+function fakeIo(execPath: string, page: string) {
+  const io = {
+    stdout: "",
+    pages: 0,
+    out(text: string) {
+      io.stdout += text;
+    },
+    err(text: string) {
+      throw new Error(`Unexpected stderr: ${text}`);
+    },
+    execPath,
+    manPage() {
+      io.pages++;
+      return page;
+    },
+  } satisfies InstallIo & { stdout: string; pages: number };
+  return io;
+}
+
+const PAGE = '.TH USBIPGW 1 "2026-11-21" "usbipgw 0.1.0"\n.SH NAME\nusbipgw \\- a test page\n';
+
+Deno.test("install-service writes the page io.manPage() makes to PREFIX/share/man/man1", async () => {
+  const dir = await tempDir();
+  const root = `${dir.path}/root`;
+  try {
+    // This program, as if compiled: any executable not named deno.
+    const binary = `${dir.path}/build/usbipgw`;
+    await Deno.mkdir(`${dir.path}/build`);
+    await Deno.writeTextFile(binary, "#!/bin/sh\n", { mode: 0o755 });
+    const io = fakeIo(binary, PAGE);
+    assertEquals(await installService({ root, noEnable: true }, io), 0);
+    const page = `${root}/usr/local/share/man/man1/usbipgw.1`;
+    assertEquals(await Deno.readTextFile(page), PAGE);
+    assertEquals((await Deno.stat(page)).mode! & 0o777, 0o644);
+    assertEquals(io.pages, 1);
+    assertStringIncludes(io.stdout, `installed ${root}/usr/local/bin/usbipgw\nwrote ${page}\n`);
+
+    // --prefix moves it with the binary; a reinstall replaces it.
+    const again = fakeIo(binary, `${PAGE}.PP\nnewer\n`);
+    assertEquals(await installService({ root, prefix: "/opt/gw", noEnable: true }, again), 0);
+    assertEquals(
+      await Deno.readTextFile(`${root}/opt/gw/share/man/man1/usbipgw.1`),
+      `${PAGE}.PP\nnewer\n`,
+    );
+  } finally {
+    await dir.remove();
+  }
+});
+
+Deno.test({
+  name: "install-service --uninstall removes the manual page with the binary",
+  ignore: !systemctl,
+  async fn() {
+    const dir = await tempDir();
+    const root = `${dir.path}/root`;
+    try {
+      const binary = `${dir.path}/build/usbipgw`;
+      await Deno.mkdir(`${dir.path}/build`);
+      await Deno.writeTextFile(binary, "#!/bin/sh\n", { mode: 0o755 });
+      const where = { root, prefix: "/opt/gw" };
+      assertEquals(await installService({ ...where, noEnable: true }, fakeIo(binary, PAGE)), 0);
+      const page = `${root}/opt/gw/share/man/man1/usbipgw.1`;
+      assert(await exists(page));
+      const io = fakeIo(binary, PAGE);
+      assertEquals(await installService({ ...where, uninstall: true }, io), 0);
+      assertEquals(await exists(page), false);
+      assertEquals(await exists(`${root}/opt/gw/bin/usbipgw`), false);
+      assertStringIncludes(io.stdout, `removed ${page}\n`);
+      assertEquals(io.pages, 0, "--uninstall does not make the page");
+      // A second --uninstall finds nothing to remove, and says nothing about the page.
+      const twice = fakeIo(binary, PAGE);
+      assertEquals(await installService({ ...where, uninstall: true }, twice), 0);
+      assert(!twice.stdout.includes("usbipgw.1"), twice.stdout);
     } finally {
       await dir.remove();
     }

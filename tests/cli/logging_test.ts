@@ -1,16 +1,17 @@
 // The log formats: text, journal (syslog priority prefixes) and JSON lines; how "auto" picks
 // one; the [logging] table of the configuration; and the real gateway logging each way.
-import { assert, assertEquals, assertMatch, assertThrows } from "@std/assert";
+import { assert, assertEquals, assertMatch, assertRejects } from "@std/assert";
 import { getLogger, type LogLevel, type LogRecord, resetSync } from "@logtape/logtape";
 import {
   configureLogging,
   JOURNAL_PRIORITY,
   journalFormatter,
   jsonFormatter,
+  logFinal,
   resolveLogFormat,
   textFormatter,
 } from "../../lib/cli/logging.ts";
-import { parseConfig } from "../../lib/cli/config.ts";
+import { checkConfigText } from "../../lib/cli/config.ts";
 import { UsageError } from "../../lib/cli/usage_error.ts";
 import { MAIN, spawnService } from "../systemd/_service.ts";
 
@@ -115,26 +116,75 @@ Deno.test("configureLogging() sends records at or above the level through the ch
   }
 });
 
-Deno.test("the [logging] table of a configuration sets the level and the format", () => {
-  const c = parseConfig('[logging]\nlevel = "debug"\nformat = "json"\n', "gw.toml");
+Deno.test("with the json format every line written, the last ones included, is one JSON object", () => {
+  const written: string[] = [];
+  configureLogging({ level: "debug", format: "json", write: (t) => written.push(t) });
+  try {
+    const log = getLogger(["usbipgw", "server"]);
+    log.info("Serving {count} devices", { count: 2 });
+    log.warn("Device {busid} failed:\nline two {brace}", { busid: "1-1", brace: "{x}" });
+    log.error("Broken: {error}", { error: new Error("multi\nline"), big: 12n });
+    getLogger(["usbipgw", "backend"]).with({ label: "cdc-acm 1-3" }).debug('quoted "text"');
+    logFinal("stopped on SIGINT", { properties: { signal: "SIGINT" } });
+    logFinal("Cannot listen on 127.0.0.1:3240: the address is in use", { level: "error" });
+  } finally {
+    resetSync();
+  }
+  const lines = written.join("").split("\n");
+  assertEquals(lines.pop(), "", "the text ends with a newline");
+  assertEquals(lines.length, 6, "one line per record");
+  const objects = lines.map((l) => JSON.parse(l));
+  assertEquals(objects.at(-2).message, "stopped on SIGINT");
+  assertEquals(objects.at(-2).properties, { signal: "SIGINT" });
+  assertEquals([objects.at(-2).level, objects.at(-2).category], ["info", "usbipgw.cli"]);
+  assertEquals(objects.at(-1).level, "error");
+  assertEquals(objects[1].message, "Device 1-1 failed:\nline two {x}");
+});
+
+Deno.test("logFinal() writes through the configured format whatever the level", () => {
+  const journal: string[] = [];
+  configureLogging({ level: "error", format: "journal", write: (t) => journal.push(t) });
+  try {
+    logFinal("stopped on SIGTERM");
+    logFinal("Cannot connect", { level: "error" });
+  } finally {
+    resetSync();
+  }
+  assertEquals(journal, [
+    "<6>usbipgw.cli: stopped on SIGTERM\n",
+    "<3>usbipgw.cli: Cannot connect\n",
+  ]);
+  // Text, as a person at a terminal reads it: the plain line the program always printed.
+  const text: string[] = [];
+  configureLogging({ level: "info", format: "text", write: (t) => text.push(t) });
+  try {
+    logFinal("stopped on SIGINT");
+  } finally {
+    resetSync();
+  }
+  assertEquals(text, ["usbipgw: stopped on SIGINT\n"]);
+});
+
+Deno.test("the [logging] table of a configuration sets the level and the format", async () => {
+  const c = await checkConfigText('[logging]\nlevel = "debug"\nformat = "json"\n', "gw.toml");
   assertEquals([c.logLevel, c.logFormat], ["debug", "json"]);
-  assertThrows(
-    () => parseConfig('tcp = []\n[logging]\nformat = "xml"\n', "gw.toml"),
+  await assertRejects(
+    () => checkConfigText('tcp = []\n[logging]\nformat = "xml"\n', "gw.toml"),
     UsageError,
     "gw.toml:3: logging.format: expected one of auto, text, journal, json",
   );
-  assertThrows(
-    () => parseConfig('[logging]\nlevel = "loud"\n', "gw.toml"),
+  await assertRejects(
+    () => checkConfigText('[logging]\nlevel = "loud"\n', "gw.toml"),
     UsageError,
     "gw.toml:2: logging.level: expected one of trace",
   );
-  assertThrows(
-    () => parseConfig("[logging]\ncolour = true\n", "gw.toml"),
+  await assertRejects(
+    () => checkConfigText("[logging]\ncolour = true\n", "gw.toml"),
     UsageError,
     "gw.toml:2: logging.colour: unknown key; valid keys: level, format",
   );
-  assertThrows(
-    () => parseConfig('log_level = "info"\n[logging]\nlevel = "debug"\n', "gw.toml"),
+  await assertRejects(
+    () => checkConfigText('log_level = "info"\n[logging]\nlevel = "debug"\n', "gw.toml"),
     UsageError,
     "already set by log_level",
   );

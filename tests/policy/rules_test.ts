@@ -1,7 +1,13 @@
 // Tests of the rule policy: first match wins, defaults, the keyboard safe default.
 import { assertEquals, assertThrows } from "@std/assert";
 import type { DeviceFacts, PeerInfo } from "../../mod.ts";
-import { describeRule, parseRule, RuleError, RulePolicy } from "../../lib/policy/rules.ts";
+import {
+  describeRule,
+  parseRule,
+  RuleError,
+  RulePolicy,
+  tcpReachability,
+} from "../../lib/policy/rules.ts";
 
 const GZ: DeviceFacts = {
   busid: "1-1",
@@ -175,4 +181,137 @@ Deno.test("describeRule() prints a rule the way it can be written", () => {
     describeRule(rule),
     "read-only transport=tcp source=10.0.0.0/8 vid=0525 pid=a4a0 class=08|03",
   );
+});
+
+Deno.test("tcpReachability() tells whether any TCP peer at all can reach a device", () => {
+  // [rules, device, reachable, deciding rule]
+  const cases: [Record<string, unknown>[], DeviceFacts, boolean, number | undefined][] = [
+    // The defaults deny every TCP peer.
+    [[], GZ, false, undefined],
+    // A rule whose peer part matches some TCP peer lets them in.
+    [[{ action: "allow", transport: "tcp" }], GZ, true, 1],
+    [[{ action: "allow" }], GZ, true, 1],
+    [[{ action: "allow", console: false }], GZ, true, 1],
+    [[{ action: "read-only", source: "10.0.0.0/8" }], GZ, true, 1],
+    // ... and one that can match no TCP peer does not.
+    [[{ action: "allow", console: true }], GZ, false, undefined],
+    [[{ action: "allow", uid: 1000 }], GZ, false, undefined],
+    [[{ action: "allow", gid: 100 }], GZ, false, undefined],
+    [[{ action: "allow", transport: "unix" }], GZ, false, undefined],
+    [[{ action: "allow", source: [] }], GZ, false, undefined],
+    // Only rules whose device part matches count.
+    [[{ action: "allow", transport: "tcp", class: 8 }], GZ, false, undefined],
+    [[{ action: "allow", transport: "tcp", class: 8 }], DISK, true, 1],
+    [[{ action: "deny", busid: "1-2" }, { action: "allow", transport: "tcp" }], GZ, true, 2],
+    // A deny for every TCP peer ends the walk.
+    [[{ action: "deny", transport: "tcp" }, { action: "allow" }], GZ, false, 1],
+    [[{ action: "deny" }, { action: "allow", transport: "tcp" }], GZ, false, 1],
+    [[{ action: "deny", source: "0.0.0.0/0|::/0" }, { action: "allow" }], GZ, false, 1],
+    [
+      [{ action: "deny", source: "0.0.0.0/0" }, { action: "deny", source: "::/0" }, {
+        action: "allow",
+      }],
+      GZ,
+      false,
+      2,
+    ],
+    [
+      [{ action: "deny", source: "::/1" }, { action: "deny", source: "8000::/1" }, {
+        action: "allow",
+      }],
+      GZ,
+      false,
+      2,
+    ],
+    // A deny for some sources does not.
+    [
+      [{ action: "deny", source: "10.0.0.0/8" }, { action: "allow", transport: "tcp" }],
+      GZ,
+      true,
+      2,
+    ],
+    [[{ action: "deny", source: "0.0.0.0/0" }, { action: "allow" }], GZ, true, 2],
+    // ... but an allow entirely inside what was denied lets nobody in.
+    [
+      [{ action: "deny", source: "10.0.0.0/8" }, { action: "allow", source: "10.1.0.0/16" }],
+      GZ,
+      false,
+      undefined,
+    ],
+    [
+      [{ action: "deny", source: "::ffff:0:0/96" }, { action: "allow", source: "10.0.0.0/8" }],
+      GZ,
+      false,
+      undefined,
+    ],
+    [
+      [{ action: "deny", source: "::ffff:0:0/96" }, { action: "allow", source: "2001:db8::/32" }],
+      GZ,
+      true,
+      2,
+    ],
+    // Denies that can match no TCP peer are passed over.
+    [[{ action: "deny", uid: 1000 }, { action: "allow", transport: "tcp" }], GZ, true, 2],
+    [[{ action: "deny", console: true }, { action: "allow", transport: "tcp" }], GZ, true, 2],
+    [[{ action: "deny", transport: "unix" }, { action: "allow", transport: "tcp" }], GZ, true, 2],
+    // Keyboards and mice: only a rule that names them lets a TCP peer in; a deny still decides.
+    [[{ action: "allow", transport: "tcp" }], KEYBOARD, false, undefined],
+    [[{ action: "allow", transport: "tcp", class: 3 }], KEYBOARD, true, 1],
+    [[{ action: "allow", transport: "tcp" }, { action: "allow", vid: "1209" }], KEYBOARD, true, 2],
+    [[{ action: "deny", busid: "1-2" }, { action: "allow", busid: "1-2" }], KEYBOARD, false, 1],
+  ];
+  // Peers to cross-check against RulePolicy.decide: a device some TCP peer can reach is
+  // reached by one of these in every case above, and one that none can is reached by none.
+  const samples = ["10.1.2.3:1", "192.0.2.1:1", "[2001:db8::1]:1", "[::1]:1"].map(tcp);
+  for (const [fields, device, reachable, rule] of cases) {
+    const rules = fields.map((f) => parseRule(f));
+    const label = `${rules.map(describeRule).join(", ") || "no rules"} / ${device.busid}`;
+    const r = tcpReachability(rules, device);
+    assertEquals([r.reachable, r.rule], [reachable, rule], label);
+    const policy = new RulePolicy({ rules, consoleUid: () => 1000 });
+    assertEquals(
+      samples.some((peer) => policy.decide(peer, device).effect !== "deny"),
+      reachable,
+      `RulePolicy disagrees: ${label}`,
+    );
+  }
+});
+
+Deno.test("tcpReachability() names the rules or the default behind its answer", () => {
+  const rules = (...fields: Record<string, unknown>[]) => fields.map((f) => parseRule(f));
+  assertEquals(tcpReachability(rules({ action: "read-only", source: "10.0.0.0/8" }), GZ), {
+    reachable: true,
+    rule: 1,
+    reason: "rule 1 (read-only source=10.0.0.0/8)",
+  });
+  assertEquals(tcpReachability([], GZ), {
+    reachable: false,
+    reason: "no rule matched: TCP peers are denied unless a rule allows",
+  });
+  assertEquals(tcpReachability(rules({ action: "allow", transport: "tcp" }), KEYBOARD), {
+    reachable: false,
+    reason:
+      "no rule matched: keyboards and mice reach TCP peers only through a rule that names them",
+  });
+  assertEquals(tcpReachability(rules({ action: "deny", transport: "tcp" }), GZ), {
+    reachable: false,
+    rule: 1,
+    reason: "rule 1 (deny transport=tcp) denies every TCP peer",
+  });
+  assertEquals(
+    tcpReachability(
+      rules(
+        { action: "deny", source: "0.0.0.0/0" },
+        { action: "deny", source: "fc00::/7" },
+        { action: "deny", source: "::/0" },
+      ),
+      GZ,
+    ),
+    { reachable: false, rule: 3, reason: "rules 1, 2 and 3 deny every TCP peer" },
+  );
+  assertEquals(tcpReachability(rules({ action: "deny", source: "10.0.0.0/8" }), GZ), {
+    reachable: false,
+    reason:
+      "rule 1 denies some TCP peers, and no rule matched: TCP peers are denied unless a rule allows",
+  });
 });

@@ -5,12 +5,16 @@ import {
   DEFAULT_LIMITS,
   encodeCmdSubmit,
   encodeCmdUnlink,
+  encodeOpRepBind,
   encodeOpRepDevlist,
   encodeOpRepImport,
   encodeOpRepStatus,
+  encodeOpRepUnbind,
+  encodeOpReqBind,
   encodeOpReqDevlist,
   encodeOpReqImport,
   encodeOpReqStatus,
+  encodeOpReqUnbind,
   encodeRetSubmit,
   encodeRetUnlink,
   FrameReader,
@@ -333,4 +337,40 @@ Deno.test("FrameReader: readers sharing a BufferPool reuse each other's payload 
     "reader b read into the buffer reader a gave back",
   );
   assertEquals([second.data[0], second.data[16383], pool.bytes], [2, 2, 0]);
+});
+
+Deno.test("OP_REQ_BIND, OP_REP_BIND and OP_REP_UNBIND from any chunking; a long message is refused unread", async () => {
+  const requests = concat(encodeOpReqBind("3-1.2"), encodeOpReqUnbind("3-1.2"));
+  const reqReader = new FrameReader(chunked(requests, 7));
+  assertEquals(await reqReader.readOpRequest(), { kind: "op_req_bind", busid: "3-1.2" });
+  assertEquals(await reqReader.readOpRequest(), { kind: "op_req_unbind", busid: "3-1.2" });
+  assertEquals(await reqReader.readOpRequest(), null);
+  const bind = { kind: "op_rep_bind" as const, status: 0, message: "Exported 3-1.2 (hôte)" };
+  const unbind = { kind: "op_rep_unbind" as const, status: 5, message: "3-1.2 is not bound" };
+  for (const size of [1, 5, 13, 1000]) {
+    const reader = new FrameReader(
+      chunked(concat(encodeOpRepBind(bind), encodeOpRepUnbind(unbind)), size),
+    );
+    assertEquals(await reader.readOpRepBind(), bind);
+    assertEquals(await reader.readOpRepUnbind(), unbind);
+  }
+  // The head alone, announcing 4 GiB: refused on the length, before any of it is read.
+  const head = encodeOpRepBind({ kind: "op_rep_bind", status: 0, message: "" });
+  new DataView(head.buffer).setUint32(8, 0xffffffff);
+  await assertRejects(
+    () => new FrameReader(ReadableStream.from([head])).readOpRepBind(),
+    UsbipProtocolError,
+    "is 4294967295 bytes, limit is 1024",
+  );
+  await assertRejects(
+    () => new FrameReader(ReadableStream.from([encodeOpRepBind(bind)])).readOpRepUnbind(),
+    UsbipProtocolError,
+    "expected 0x00f2",
+  );
+  await assertRejects(
+    () =>
+      new FrameReader(ReadableStream.from([encodeOpRepBind(bind).subarray(0, 15)])).readOpRepBind(),
+    UsbipProtocolError,
+    "ends after",
+  );
 });

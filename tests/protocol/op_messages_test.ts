@@ -2,13 +2,20 @@
 import { assertEquals, assertThrows } from "@std/assert";
 import {
   decodeOpHeader,
+  decodeOpRepBind,
   decodeOpRepDevlist,
   decodeOpRepImport,
+  decodeOpRepUnbind,
   decodeOpRequest,
+  encodeOpRepBind,
   encodeOpRepDevlist,
   encodeOpRepImport,
+  encodeOpRepUnbind,
+  encodeOpReqBind,
   encodeOpReqDevlist,
   encodeOpReqImport,
+  encodeOpReqUnbind,
+  MAX_BIND_MESSAGE_BYTES,
   OpStatus,
   type UsbipExportedDevice,
   UsbipProtocolError,
@@ -136,4 +143,67 @@ Deno.test("encodeOpRepDevlist() refuses an interface list that disagrees with bN
     () => encodeOpRepDevlist({ kind: "op_rep_devlist", status: 0, devices: [bad] }),
     RangeError,
   );
+});
+
+Deno.test("OP_REQ_BIND and OP_REQ_UNBIND: the header, then the bus id NUL-padded to 32 bytes", () => {
+  for (
+    const [encode, code, kind] of [[encodeOpReqBind, 0x80f1, "op_req_bind"], [
+      encodeOpReqUnbind,
+      0x80f2,
+      "op_req_unbind",
+    ]] as const
+  ) {
+    const bytes = encode("3-1.2");
+    assertEquals(bytes.length, 40);
+    assertEquals([...bytes.subarray(0, 8)], [0x01, 0x11, code >> 8, code & 0xff, 0, 0, 0, 0]);
+    assertEquals([...bytes.subarray(8, 13)], [...new TextEncoder().encode("3-1.2")]);
+    assertEquals(bytes.subarray(13).every((b) => b === 0), true, "NUL padding");
+    // Laid out as OP_REQ_IMPORT but for the code.
+    assertEquals(bytes.subarray(4), encodeOpReqImport("3-1.2").subarray(4));
+    assertEquals(decodeOpRequest(bytes), { kind, busid: "3-1.2" });
+    assertThrows(() => encode("1-" + "1".repeat(30)), RangeError, "busid");
+    assertEquals(
+      assertThrows(() => decodeOpRequest(bytes.subarray(0, 39)), UsbipProtocolError).field,
+      "length",
+    );
+  }
+});
+
+Deno.test("OP_REP_BIND and OP_REP_UNBIND round-trip every status with its message", () => {
+  for (const status of Object.values(OpStatus)) {
+    for (const message of ["", "Exported 3-1.2", "déjà exporté ✓"]) {
+      const bind = { kind: "op_rep_bind" as const, status, message };
+      const bytes = encodeOpRepBind(bind);
+      assertEquals(bytes.length, 12 + new TextEncoder().encode(message).length);
+      assertEquals([...bytes.subarray(0, 4)], [0x01, 0x11, 0x00, 0xf1]);
+      assertEquals(new DataView(bytes.buffer).getUint32(4), status);
+      assertEquals(decodeOpRepBind(bytes), bind);
+      const unbind = { kind: "op_rep_unbind" as const, status, message };
+      const unbindBytes = encodeOpRepUnbind(unbind);
+      assertEquals([...unbindBytes.subarray(0, 4)], [0x01, 0x11, 0x00, 0xf2]);
+      assertEquals(decodeOpRepUnbind(unbindBytes), unbind);
+    }
+  }
+});
+
+Deno.test("OP_REP_BIND: a message over the limit is refused on both sides, as is the other code", () => {
+  const most = "x".repeat(MAX_BIND_MESSAGE_BYTES);
+  assertEquals(encodeOpRepBind({ kind: "op_rep_bind", status: 0, message: most }).length, 1036);
+  assertThrows(
+    () => encodeOpRepBind({ kind: "op_rep_bind", status: 0, message: most + "x" }),
+    RangeError,
+    `limit is ${MAX_BIND_MESSAGE_BYTES}`,
+  );
+  const bytes = encodeOpRepBind({ kind: "op_rep_bind", status: 0, message: "x".repeat(100) });
+  const e = assertThrows(() => decodeOpRepBind(bytes, 99), UsbipProtocolError);
+  assertEquals([e.field, e.message.includes("is 100 bytes, limit is 99")], ["length", true]);
+  // A length that announces more than the frame holds is a short frame, not a read past it.
+  const huge = bytes.slice();
+  new DataView(huge.buffer).setUint32(8, 0xffffffff);
+  assertEquals(assertThrows(() => decodeOpRepBind(huge), UsbipProtocolError).field, "length");
+  assertEquals(
+    assertThrows(() => decodeOpRepBind(bytes.subarray(0, 50)), UsbipProtocolError).field,
+    "length",
+  );
+  assertEquals(assertThrows(() => decodeOpRepUnbind(bytes), UsbipProtocolError).field, "code");
 });

@@ -51,12 +51,13 @@ const ISO_OUT: CmdSubmit = {
   ],
 };
 
+// devid, direction and ep are 0 in replies, as the kernel's stub sends them (stub_tx.c).
 const ISO_IN_RET: RetSubmit = {
   kind: "ret_submit",
   seqnum: 11,
-  devid: 0x00010001,
-  direction: 1,
-  ep: 2,
+  devid: 0,
+  direction: 0,
+  ep: 0,
   status: 0,
   actualLength: 4,
   startFrame: 0,
@@ -115,7 +116,6 @@ Deno.test("encodeRetSubmit() writes a negative status as two's complement", () =
   const ret: RetSubmit = {
     ...ISO_IN_RET,
     seqnum: 5,
-    ep: 1,
     status: -32,
     actualLength: 0,
     numberOfPackets: 0,
@@ -147,9 +147,9 @@ Deno.test("CMD_UNLINK and RET_UNLINK match the kernel's layout and round-trip", 
   const ret = {
     kind: "ret_unlink" as const,
     seqnum: 43,
-    devid: 0x10002,
+    devid: 0,
     direction: 0,
-    ep: 1,
+    ep: 0,
     status: -104,
   };
   assertEquals(encodeRetUnlink(ret), golden("ret_unlink.hex"));

@@ -9,9 +9,11 @@ import {
   encodeCmdSubmit,
   encodeOpReqDevlist,
   encodeOpReqImport,
+  encodeOpReqStatus,
   FrameReader,
   GadgetZero,
   memoryConnectionPair,
+  OpStatus,
   type PeerInfo,
   peerKey,
   resolveSessionLimits,
@@ -254,25 +256,27 @@ Deno.test("a refused connection does not count against its peer", async () => {
   await server.close();
 });
 
-Deno.test("opPhaseTimeoutMs closes a silent and a DEVLIST-only connection, not an imported one", async () => {
+// A DEVLIST ends its connection at once (as Linux usbipd); OP_REQ_STATUS leaves it open, so a
+// peer asking only for the status is the one the timeout must close.
+Deno.test("opPhaseTimeoutMs closes a silent and a status-only connection, not an imported one", async () => {
   const { server } = serverWith({ opPhaseTimeoutMs: 150 });
   const good = await goodSession(server);
   const start = Date.now();
   const [silent, silentEnd] = memoryConnectionPair();
   const silentDone = server.accept(silentEnd);
   const silentSession = server.sessions.at(-1)!;
-  const [lister, listerEnd] = memoryConnectionPair();
-  const listerDone = server.accept(listerEnd);
-  const listerSession = server.sessions.at(-1)!;
-  const w = lister.writable.getWriter();
-  const reader = new FrameReader(lister.readable);
+  const [asker, askerEnd] = memoryConnectionPair();
+  const askerDone = server.accept(askerEnd);
+  const askerSession = server.sessions.at(-1)!;
+  const w = asker.writable.getWriter();
+  const reader = new FrameReader(asker.readable);
   for (let i = 0; i < 3; i++) {
-    await w.write(encodeOpReqDevlist());
-    assertEquals((await reader.readOpRepDevlist()).devices.length, 2);
+    await w.write(encodeOpReqStatus());
+    assertEquals((await reader.readOpRepStatus()).status, OpStatus.ST_NA);
   }
-  await Promise.all([silentDone, listerDone]);
+  await Promise.all([silentDone, askerDone]);
   assert(Date.now() - start >= 140, `closed after ${Date.now() - start} ms`);
-  for (const s of [silentSession, listerSession]) {
+  for (const s of [silentSession, askerSession]) {
     assertEquals(s.endReason, "limit opPhaseTimeoutMs=150 exceeded: no device imported in time");
   }
   assertMatch(

@@ -3,11 +3,15 @@
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import {
   type Connection,
+  decodeRetUnlink,
   encodeCmdSubmit,
+  encodeCmdUnlink,
   encodeOpReqDevlist,
   encodeOpReqImport,
+  encodeOpReqStatus,
   FrameReader,
   GadgetZero,
+  importDevice,
   ImportRefusedError,
   memoryConnectionPair,
   OpStatus,
@@ -485,5 +489,149 @@ Deno.test("a pipelined device gets every URB of an endpoint at once; ep0 stays F
   assertEquals(order, [30, 1]);
   await channel.close();
   await done;
+  await server.close();
+});
+
+/** Resolves true when the server has closed the connection `reader` reads: end of stream. */
+async function atEof(reader: FrameReader): Promise<boolean> {
+  return (await reader.readExact(1)) === null;
+}
+
+Deno.test("a device list ends the connection once it is written, as Linux usbipd does", async () => {
+  const server = new UsbipServer();
+  server.addDevice(new GadgetZero());
+  const [client, end] = memoryConnectionPair();
+  const start = Date.now();
+  const done = server.accept(end);
+  const session = server.sessions[0]!;
+  await client.writable.getWriter().write(encodeOpReqDevlist());
+  const reader = new FrameReader(client.readable);
+  assertEquals((await reader.readOpRepDevlist()).devices.map((d) => d.busid), ["1-1"]);
+  assert(await atEof(reader), "the server closed the connection");
+  await done;
+  // Well before the op-phase timeout (10 s): the list itself ended the session.
+  assert(Date.now() - start < 1000, `ended after ${Date.now() - start} ms`);
+  assertEquals(session.endReason, "device list sent");
+  await server.close();
+});
+
+Deno.test("a refused import ends the connection: NODEV, NA, DEV_BUSY and DEV_ERR", async () => {
+  class Refusing extends ProbeDevice {
+    override imported() {
+      throw new Error("held by a host driver");
+    }
+  }
+  const server = new UsbipServer({
+    policy: {
+      decide: (_peer, d) =>
+        d.busid === "1-3"
+          ? { effect: "deny" as const, rule: 1, reason: "rule 1 (deny busid=1-3)" }
+          : { effect: "allow" as const, reason: "test" },
+    },
+  });
+  server.addDevice(new GadgetZero(), { busid: "1-1" });
+  server.addDevice(new Refusing(), { busid: "1-2" });
+  server.addDevice(new ProbeDevice(), { busid: "1-3" });
+  const holder = await importOver(server, "1-1");
+  const cases: [string, number][] = [
+    ["9-9", OpStatus.ST_NODEV],
+    ["1-3", OpStatus.ST_NA],
+    ["1-1", OpStatus.ST_DEV_BUSY],
+    ["1-2", OpStatus.ST_DEV_ERR],
+  ];
+  for (const [busid, status] of cases) {
+    const [client, end] = memoryConnectionPair();
+    const start = Date.now();
+    const done = server.accept(end);
+    const session = server.sessions.at(-1)!;
+    await client.writable.getWriter().write(encodeOpReqImport(busid));
+    const reader = new FrameReader(client.readable);
+    assertEquals(await reader.readOpRepImport(), { kind: "op_rep_import", status });
+    assert(await atEof(reader), `the server closed the connection after refusing ${busid}`);
+    await done;
+    assert(Date.now() - start < 1000, `${busid}: ended after ${Date.now() - start} ms`);
+    assertEquals(session.endReason, `import of ${busid} refused (status ${status})`);
+  }
+  // The holder's session is untouched.
+  assertEquals((await setConfiguration(holder.channel, 3)).status, 0);
+  await holder.channel.close();
+  await server.close();
+});
+
+Deno.test("a status request, answered or refused, leaves the connection open for the next one", async () => {
+  for (const allowed of [true, false]) {
+    const server = new UsbipServer({ statusAccess: () => allowed });
+    server.addDevice(new GadgetZero());
+    const [client, end] = memoryConnectionPair();
+    const done = server.accept(end);
+    const writer = client.writable.getWriter();
+    await writer.write(encodeOpReqStatus());
+    const reader = new FrameReader(client.readable);
+    const status = await reader.readOpRepStatus();
+    assertEquals(status.status, allowed ? OpStatus.ST_OK : OpStatus.ST_NA);
+    if (allowed) assertEquals(JSON.parse(status.json).devices[0].busid, "1-1");
+    // Then an import on the same connection, and a transfer through it.
+    writer.releaseLock();
+    reader.releaseLock();
+    const channel = await importDevice(client, "1-1");
+    assertEquals((await setConfiguration(channel, 3)).status, 0);
+    await channel.close();
+    await done;
+    await server.close();
+  }
+});
+
+Deno.test("RET_SUBMIT and RET_UNLINK carry devid, direction and ep 0, as the kernel's stub", async () => {
+  const server = new UsbipServer();
+  server.addDevice(new GadgetZero({ pattern: 1 }), { busid: "1-2" });
+  const { channel, done } = await importOver(server, "1-2");
+  assert(channel.devid !== 0, "the client sends a non-zero devid");
+  const zeros = (r: { devid: number; direction: number; ep: number }) => [
+    r.devid,
+    r.direction,
+    r.ep,
+  ];
+  const control = await channel.control({
+    bmRequestType: 0x80,
+    bRequest: 6,
+    wValue: 0x0100,
+    wIndex: 0,
+    wLength: 18,
+  });
+  assertEquals([control.status, control.actualLength], [0, 18]);
+  assertEquals(zeros(control), [0, 0, 0]);
+  assertEquals((await setConfiguration(channel, 3)).status, 0);
+  const bulkIn = await channel.submit({ ep: 1, dirIn: true, length: 64 }).done;
+  assertEquals([bulkIn.status, bulkIn.actualLength], [0, 64]);
+  assertEquals(zeros(bulkIn), [0, 0, 0], "not the IN endpoint 1 the URB went to");
+  const bulkOut = await channel.submit({ ep: 1, dirIn: false, data: new Uint8Array(8) }).done;
+  assertEquals(zeros(bulkOut), [0, 0, 0]);
+  await channel.close();
+  await done;
+  // CMD_UNLINK with every field set, on a raw connection: the answer has them 0.
+  const [client, end] = memoryConnectionPair();
+  const rawDone = server.accept(end);
+  const writer = client.writable.getWriter();
+  await writer.write(encodeOpReqImport("1-2"));
+  const reader = new FrameReader(client.readable);
+  assertEquals((await reader.readOpRepImport()).status, 0);
+  await writer.write(encodeCmdUnlink({
+    kind: "cmd_unlink",
+    seqnum: 7,
+    devid: 0x10002,
+    direction: 1,
+    ep: 1,
+    unlinkSeqnum: 6,
+  }));
+  assertEquals(decodeRetUnlink((await reader.readExact(48))!), {
+    kind: "ret_unlink",
+    seqnum: 7,
+    devid: 0,
+    direction: 0,
+    ep: 0,
+    status: 0,
+  });
+  client.close();
+  await rawDone;
   await server.close();
 });

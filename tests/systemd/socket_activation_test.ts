@@ -3,6 +3,7 @@
 // LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES, as a socket unit does.
 import { assertEquals, assertRejects, assertStringIncludes, assertThrows } from "@std/assert";
 import { connectTcp, connectUnix, requestDeviceList } from "../../mod.ts";
+import { ConnectError } from "../../lib/transport/connect_error.ts";
 import { MAX_LISTEN_FDS, parseListenFds } from "../../lib/systemd/socket_activation.ts";
 import { hasCommand, spawnService } from "./_service.ts";
 
@@ -89,7 +90,11 @@ Deno.test({
       const ready = await gw.waitFor(/usbipgw serving/);
       assertStringIncludes(ready, `tcp 127.0.0.1:${port} (systemd), unix ${sock} (systemd)`);
       await gw.waitFor(/the configured listeners are not opened/);
-      await assertRejects(() => connectTcp("127.0.0.1", unused), Deno.errors.ConnectionRefused);
+      await assertRejects(
+        () => connectTcp("127.0.0.1", unused),
+        ConnectError,
+        "connection refused",
+      );
 
       const overUnix = await requestDeviceList(await connectUnix(sock));
       assertEquals(overUnix.map((d) => d.busid), ["1-1"]);

@@ -2,7 +2,7 @@
 // module graph, the default configuration is valid, and systemd-analyze accepts the units.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { PACKAGING_FILES } from "../../packaging/systemd/generate.ts";
-import { parseConfig } from "../../lib/cli/config.ts";
+import { checkConfigText, formatAddress } from "../../lib/cli/config.ts";
 import {
   defaultConfig,
   SERVICE_SOCKET,
@@ -74,9 +74,9 @@ Deno.test("the socket unit activates the service on port 3240 and on the service
   assertEquals(values(unit, "Service"), ["usbipgw.service"]);
 });
 
-Deno.test("the default configuration parses and names the service's socket", () => {
-  const config = parseConfig(defaultConfig(), "usbipgw.toml");
-  assertEquals(config.tcp, [`127.0.0.1:${USBIP_PORT}`]);
+Deno.test("the default configuration parses and names the service's socket", async () => {
+  const config = await checkConfigText(defaultConfig(), "usbipgw.toml");
+  assertEquals(config.tcp.map(formatAddress), [`127.0.0.1:${USBIP_PORT}`]);
   assertEquals(config.unix, [{ path: SERVICE_SOCKET }]);
   assertEquals(config.logFormat, "auto");
   assertEquals(config.devices, []);

@@ -1,15 +1,77 @@
 // Tests of the TCP and unix transports over real sockets.
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
-import { connectUnix, parseHostPort, TcpListener, UnixListener } from "../../mod.ts";
+import { connectUnix, ListenError, parseHostPort, TcpListener, UnixListener } from "../../mod.ts";
 
 Deno.test("parseHostPort() reads IPv4, IPv6 and bare hosts", () => {
   assertEquals(parseHostPort("127.0.0.1:3240", 1), { hostname: "127.0.0.1", port: 3240 });
   assertEquals(parseHostPort("[::1]:4000", 1), { hostname: "::1", port: 4000 });
   assertEquals(parseHostPort("[::1]", 3240), { hostname: "::1", port: 3240 });
   assertEquals(parseHostPort("::1", 3240), { hostname: "::1", port: 3240 });
+  assertEquals(parseHostPort("[fe80::1%eth0]:1", 2), { hostname: "fe80::1%eth0", port: 1 });
+  assertEquals(parseHostPort("[::ffff:192.0.2.1]:7", 2), {
+    hostname: "::ffff:192.0.2.1",
+    port: 7,
+  });
   assertEquals(parseHostPort("example", 3240), { hostname: "example", port: 3240 });
-  assertThrows(() => parseHostPort("host:70000", 1), TypeError, "0..65535");
-  assertThrows(() => parseHostPort(":80", 1), TypeError, "host is empty");
+  assertEquals(parseHostPort("gw.example.:80", 1), { hostname: "gw.example.", port: 80 });
+  assertEquals(parseHostPort("0.0.0.0:0", 1), { hostname: "0.0.0.0", port: 0 }, "any free port");
+});
+
+Deno.test("parseHostPort() takes a port alone as 127.0.0.1 for a listener, never for a client", () => {
+  assertEquals(parseHostPort("3240", 1), { hostname: "127.0.0.1", port: 3240 });
+  assertEquals(parseHostPort("4000", 1, { role: "listen" }), { hostname: "127.0.0.1", port: 4000 });
+  assertEquals(parseHostPort("0", 1), { hostname: "127.0.0.1", port: 0 });
+  const e = assertThrows(() => parseHostPort("3240", 1, { role: "connect" }), TypeError);
+  assertEquals(
+    e.message,
+    'Invalid address "3240": a number alone is not enough here: the host is missing; ' +
+      "expected HOST:PORT (IPv6 as [ADDR]:PORT)",
+  );
+  // A host alone still takes the default port on either side.
+  assertEquals(parseHostPort("gw", 3240, { role: "connect" }), { hostname: "gw", port: 3240 });
+});
+
+Deno.test("parseHostPort() refuses ports outside 1..65535 with a RangeError showing the form", () => {
+  const high = assertThrows(() => parseHostPort("host:70000", 1), RangeError);
+  assertEquals(
+    high.message,
+    'Invalid address "host:70000": the port must be 1..65535 (or 0 for any free port); ' +
+      "expected HOST:PORT (IPv6 as [ADDR]:PORT) or a port alone for 127.0.0.1",
+  );
+  assertThrows(() => parseHostPort("65536", 1), RangeError, "1..65535");
+  const zero = assertThrows(() => parseHostPort("[::1]:0", 1, { role: "connect" }), RangeError);
+  assertEquals(
+    zero.message,
+    'Invalid address "[::1]:0": the port must be 1..65535; expected HOST:PORT (IPv6 as [ADDR]:PORT)',
+  );
+  assertEquals(parseHostPort("h:65535", 1, { role: "connect" }).port, 65535);
+});
+
+Deno.test("parseHostPort() reports malformed addresses itself, naming no flag", () => {
+  const cases: [string, string][] = [
+    ["", "the host is empty"],
+    [":80", "the host is empty"],
+    ["host:", 'the port is missing after ":"'],
+    ["host:http", 'the port "http" is not a number'],
+    ["host:-1", 'the port "-1" is not a number'],
+    ["[::1", '"]" and then ":PORT" or nothing must follow'],
+    ["[::1]3240", '"]" and then ":PORT" or nothing must follow'],
+    ["[gw]:1", '"gw" is not an IPv6 address'],
+    ["a:b:c", '"a:b:c" is not an IPv6 address (with a port, write [ADDR]:PORT)'],
+    ["1.2.3:80", '"1.2.3" is not an IPv4 address (A.B.C.D, each 0..255)'],
+    ["256.1.1.1", '"256.1.1.1" is not an IPv4 address'],
+    ["my host:80", '"my host" is not a host name or an IP address'],
+    ["-gw:80", '"-gw" is not a host name or an IP address'],
+    ["gw/x:80", '"gw/x" is not a host name or an IP address'],
+  ];
+  for (const [text, why] of cases) {
+    for (const role of ["listen", "connect"] as const) {
+      const e = assertThrows(() => parseHostPort(text, 3240, { role }), TypeError);
+      assert(e.message.startsWith(`Invalid address "${text}": ${why}`), e.message);
+      assert(e.message.includes("HOST:PORT (IPv6 as [ADDR]:PORT)"), e.message);
+      assert(!/--|tcp|remote/.test(e.message), `names no flag: ${e.message}`);
+    }
+  }
 });
 
 Deno.test("a TCP connection offers direct I/O and describes its peer", async () => {
@@ -57,14 +119,28 @@ Deno.test("a unix listener replaces a stale socket file and refuses a live one o
     assert((await new Deno.Command(Deno.execPath(), { args: ["eval", leave] }).output()).success);
     assert((await Deno.lstat(path)).isSocket, "the stale socket file is there");
     const first = await UnixListener.listen({ path });
-    await assertRejects(() => UnixListener.listen({ path }), Deno.errors.AddrInUse);
+    const live = await assertRejects(() => UnixListener.listen({ path }), ListenError);
+    assertEquals(
+      [live.failure, live.message],
+      [
+        "address_in_use",
+        `Cannot listen on ${path}: a server is accepting on this socket already; ` +
+        "is another usbipgw running?",
+      ],
+    );
+    assert((await Deno.lstat(path)).isSocket, "the live socket is left alone");
     first.close();
     await Deno.writeTextFile(path, "not a socket");
-    await assertRejects(
-      () => UnixListener.listen({ path }),
-      Deno.errors.AlreadyExists,
-      "not a socket",
+    const file = await assertRejects(() => UnixListener.listen({ path }), ListenError);
+    assertEquals(
+      [file.failure, file.message],
+      [
+        "not_a_socket",
+        `Cannot listen on ${path}: a file that is not a socket is in the way; ` +
+        "remove it or choose another path",
+      ],
     );
+    assertEquals(await Deno.readTextFile(path), "not a socket", "the file is left alone");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,49 +1,31 @@
-// Tests of the `host` device type: spec validation, selection and startup errors, without USB
-// hardware (a fake sysfs tree, and a regular file standing in for the device node).
-import { assertEquals, assertRejects, assertThrows } from "@std/assert";
-import { checkDeviceSpec, createHostDevice, hostSelector } from "../../../lib/cli/device_types.ts";
-import { parseDeviceSpec } from "../../../lib/cli/device_spec.ts";
-import { UsageError } from "../../../lib/cli/usage_error.ts";
+// Tests of creating a `host` device from its `--device` spec: the startup errors, without USB
+// hardware (a fake sysfs tree, and a regular file standing in for the device node). The spec
+// checks of the host keys are in tests/devices/registry_test.ts and tests/devices/types/.
+import { assert, assertEquals, assertRejects } from "@std/assert";
+import { readSpecFlag } from "../../../lib/cli/spec_flag.ts";
+import type { HostDeviceOptions } from "../../../lib/devices/passthrough/host_devices.ts";
+import {
+  createDevice,
+  type ParsedDevice,
+  parseDevice,
+  PATHS_AS_GIVEN,
+} from "../../../lib/devices/registry.ts";
+import { hostDeviceType } from "../../../lib/devices/types/host.ts";
 import { fakeSysfs, STORAGE } from "./_fake_sysfs.ts";
 import { STORAGE_HS } from "./_descriptors.ts";
 
-const spec = (text: string) => parseDeviceSpec(text);
-
-Deno.test("checkDeviceSpec() accepts the host keys and lists them for a wrong one", () => {
-  assertEquals(checkDeviceSpec(spec("host:vid=46f4,pid=0001,serial=x")).name, "host");
-  assertEquals(checkDeviceSpec(spec("host:busid=2-1,export_busid=1-5")).name, "host");
-  assertThrows(
-    () => checkDeviceSpec(spec("host:vendor=46f4")),
-    UsageError,
-    "valid keys: busid, vid, pid, serial, export_busid",
-  );
-});
-
-Deno.test("hostSelector() reads busid or vid/pid/serial", () => {
-  assertEquals(hostSelector(spec("host:busid=1-1.4")), { busid: "1-1.4" });
-  assertEquals(hostSelector(spec("host:vid=0x46F4,pid=1")), { idVendor: 0x46f4, idProduct: 1 });
-  assertEquals(hostSelector(spec("host:vid=0403,pid=6001,serial=A50285BI")), {
-    idVendor: 0x0403,
-    idProduct: 0x6001,
-    serial: "A50285BI",
-  });
-});
-
-Deno.test("hostSelector() rejects specs that name no device, two, or malformed values", () => {
-  const cases: [string, string][] = [
-    ["host", "name the device with busid=BUS-PORT, or with vid=VVVV,pid=PPPP"],
-    ["host:vid=46f4", "name the device with busid"],
-    ["host:busid=1-1,vid=46f4,pid=1", "either busid or vid and pid"],
-    ["host:busid=usb1", 'busid="usb1" is not a bus id'],
-    ["host:vid=12345,pid=1", 'vid="12345" is not a 16-bit hex number'],
-    ["host:vid=1,pid=xyz", 'pid="xyz"'],
-    ["host:busid=1-1,export_busid=a", 'export_busid="a"'],
-    ["host:busid=1-1,serial=x", "not both"],
-  ];
-  for (const [text, message] of cases) {
-    assertThrows(() => hostSelector(spec(text)), UsageError, message);
-  }
-});
+/**
+ * Reads `text` as a `--device` flag, checks it through the registry, and gives the host
+ * device it names over the sysfs and device nodes `where` points at.
+ */
+function hostSpec(text: string, where: HostDeviceOptions): ParsedDevice {
+  const t = readSpecFlag("--device", text, "type");
+  const { type, ...options } = t.fields as Record<string, string>;
+  const r = parseDevice(type!, options, t.alone ?? [], PATHS_AS_GIVEN);
+  assert(r.ok, r.ok ? "" : `${text}: ${r.key}: ${r.message}`);
+  assert(r.name === "host", text);
+  return { ...r, type: hostDeviceType(where) };
+}
 
 function fdsOpenOn(path: string): number {
   // Only fds on this file: other test files run in this process at the same time.
@@ -58,29 +40,29 @@ function fdsOpenOn(path: string): number {
   return n;
 }
 
-Deno.test("createHostDevice() fails with a message naming the spec when no device matches", async () => {
+Deno.test("createDevice() of a host spec fails with a message naming the selector when no device matches", async () => {
   const fake = await fakeSysfs();
   try {
-    await assertRejects(
-      () => createHostDevice(spec("host:vid=dead,pid=beef"), { sysfsRoot: fake.root }),
-      Error,
-      'No host USB device matches --device host:vid=dead,pid=beef (dead:beef); "usbipgw host" lists them',
-    );
+    const spec = hostSpec("host:vid=dead,pid=beef", { sysfsRoot: fake.root });
+    const e = await createDevice(spec, { label: "host" }).catch((e) => e);
+    assert(e instanceof Error);
+    assertEquals(e.message, "No host USB device matches dead:beef");
   } finally {
     await fake.remove();
   }
 });
 
-Deno.test("createHostDevice() refuses a node that is not usbfs and leaks no fd", async () => {
+Deno.test("createDevice() of a host spec refuses a node that is not usbfs and leaks no fd", async () => {
   const fake = await fakeSysfs([STORAGE]);
   const dev = `${fake.root}/dev`;
   await Deno.mkdir(`${dev}/bus/usb/001`, { recursive: true });
   await Deno.writeFile(`${dev}/bus/usb/001/002`, STORAGE_HS);
   try {
+    const spec = hostSpec("host:busid=1-1", { sysfsRoot: fake.root, devRoot: dev });
     await assertRejects(
-      () => createHostDevice(spec("host:busid=1-1"), { sysfsRoot: fake.root, devRoot: dev }),
+      () => createDevice(spec, { label: "host 1-1" }),
       Error,
-      `Cannot open ${dev}/bus/usb/001/002 for --device host:busid=1-1: Cannot use ${dev}/bus/usb/001/002: it is not a usbfs device node: ENOTTY`,
+      `Cannot open ${dev}/bus/usb/001/002: Cannot use ${dev}/bus/usb/001/002: it is not a usbfs device node: ENOTTY`,
     );
     assertEquals(fdsOpenOn(`${dev}/bus/usb/001/002`), 0);
   } finally {

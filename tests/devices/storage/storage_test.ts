@@ -1,10 +1,16 @@
 // Tests of the thumb drive as a USB device: descriptors at each speed, flushing at the end of
 // a session, a hang-up in the middle of a write, and the `storage` device spec.
-import { assert, assertEquals, assertRejects } from "@std/assert";
-import { type CreatedDevice, DEVICE_TYPES } from "../../../lib/cli/device_types.ts";
-import { parseDeviceSpec } from "../../../lib/cli/device_spec.ts";
-import { parseConfig } from "../../../lib/cli/config.ts";
-import { UsageError } from "../../../lib/cli/usage_error.ts";
+import { assert, assertEquals, assertRejects, assertStringIncludes } from "@std/assert";
+import { checkConfigText } from "../../../lib/cli/config.ts";
+import { readSpecFlag } from "../../../lib/cli/spec_flag.ts";
+import type { CreatedDevice } from "../../../lib/devices/device_type.ts";
+import {
+  createDevice,
+  type DeviceParseResult,
+  type ParsedDevice,
+  parseDevice,
+  PATHS_AS_GIVEN,
+} from "../../../lib/devices/registry.ts";
 import {
   defaultSerial,
   DiskImage,
@@ -201,12 +207,28 @@ Deno.test("close() flushes, unlocks and closes the images; the device is gone", 
   }
 });
 
-const storageType = DEVICE_TYPES.get("storage")!;
+/** Reads `text` as a `--device` flag and checks it through the registry. */
+function parseFlag(text: string): DeviceParseResult {
+  const t = readSpecFlag("--device", text, "type");
+  const { type, ...options } = t.fields as Record<string, string>;
+  return parseDevice(type!, options, t.alone ?? [], PATHS_AS_GIVEN);
+}
 
-async function create(text: string): Promise<CreatedDevice & { device: MassStorage }> {
-  const made = await storageType.create(parseDeviceSpec(text));
+type CreatedDrive = CreatedDevice & { device: MassStorage };
+
+/** Creates the drive of a parsed storage spec. */
+async function createDrive(device: ParsedDevice): Promise<CreatedDrive> {
+  assertEquals(device.name, "storage");
+  const made = await createDevice(device, { label: "storage test" });
   assert(made.device instanceof MassStorage);
-  return made as CreatedDevice & { device: MassStorage };
+  return made as CreatedDrive;
+}
+
+/** Creates the drive of `--device TEXT`, which must be a valid spec. */
+function create(text: string): Promise<CreatedDrive> {
+  const r = parseFlag(text);
+  assert(r.ok, r.ok ? "" : `${text}: ${r.key}: ${r.message}`);
+  return createDrive(r);
 }
 
 Deno.test("storage:image=...,size=... creates the image sparse and serves it", async () => {
@@ -249,25 +271,62 @@ Deno.test("storage:image=a;b serves one LUN per image and closes what it opened 
   }
 });
 
-Deno.test("storage specs with bad values are usage errors that say what is valid", async () => {
+Deno.test("storage specs with bad values are refused, naming the key and what is valid", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const bad: [string, string][] = [
-      ["storage:size=1M", "image=PATH is required"],
-      [`storage:image=${dir}/x.img;,size=1M`, "image=PATH is required"],
-      [`storage:image=${dir}/x.img,size=1000`, "not a whole number of 512-byte blocks"],
-      [`storage:image=${dir}/x.img,size=6K,block=4096`, "4096-byte blocks"],
-      [`storage:image=${dir}/x.img,size=lots`, "Cannot parse size"],
-      [`storage:image=${dir}/x.img,size=1M,ro=maybe`, 'Invalid ro="maybe"'],
-      [`storage:image=${dir}/x.img,size=1M,block=1024`, "expected 512 or 4096"],
-      [`storage:image=${dir}/x.img,size=1M,speed=ludicrous`, "expected high or super or full"],
-      [`storage:image=${dir}/x.img,size=1M,vendor=TOOLONGVENDOR`, "vendor"],
+    const x = `${dir}/x.img`;
+    /** [the --device text, the key named, a part of the message]. */
+    const bad: [string, string, string][] = [
+      ["storage:size=1M", "image", "Missing image for storage: image=PATH is required"],
+      [
+        `storage:image=${x};,size=1M`,
+        "image",
+        `Invalid image="${x};" for storage: an empty path; image=PATH is required`,
+      ],
+      [
+        `storage:image=${x},size=1000`,
+        "size",
+        'Invalid size="1000" for storage: not a whole number of 512-byte blocks; expected a multiple of 512',
+      ],
+      [
+        `storage:image=${x},size=6K,block=4096`,
+        "size",
+        "not a whole number of 4096-byte blocks; expected a multiple of 4096",
+      ],
+      [
+        `storage:image=${x},size=lots`,
+        "size",
+        'Invalid size for storage: Cannot parse size "lots": expected bytes or a number with K, M, G or T',
+      ],
+      [
+        `storage:image=${x},size=1M,ro=maybe`,
+        "ro",
+        'Invalid ro="maybe" for storage: expected ro alone, ro=1 or ro=0',
+      ],
+      [
+        `storage:image=${x},size=1M,block=1024`,
+        "block",
+        'Invalid block="1024" for storage: expected 512 or 4096',
+      ],
+      [
+        `storage:image=${x},size=1M,speed=ludicrous`,
+        "speed",
+        'Invalid speed="ludicrous" for storage: expected high or super or full',
+      ],
+      [
+        `storage:image=${x},size=1M,vendor=TOOLONGVENDOR`,
+        "vendor",
+        'Invalid vendor for storage: vendor "TOOLONGVENDOR" must be 1..8 printable ASCII characters',
+      ],
     ];
-    for (const [text, message] of bad) {
-      await assertRejects(() => create(text), UsageError, message);
+    for (const [text, key, message] of bad) {
+      const r = parseFlag(text);
+      assert(!r.ok, `${text} was accepted`);
+      assertEquals(r.key, key, text);
+      assertStringIncludes(r.message, message, text);
     }
     // None of them created or locked anything.
-    await (await DiskImage.open({ path: `${dir}/x.img`, size: 4096 })).close();
+    await (await DiskImage.open({ path: x, size: 4096 })).close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -276,12 +335,11 @@ Deno.test("storage specs with bad values are usage errors that say what is valid
 Deno.test("a storage device in the TOML config takes ro = true and the same keys", async () => {
   const t = await tempImage(new Uint8Array(65536));
   try {
-    const config = parseConfig(
+    const config = await checkConfigText(
       `[[device]]\ntype = "storage"\nimage = "${t.path}"\nro = true\nremovable = false\n`,
       "gw.toml",
     );
-    const spec = config.devices[0]!;
-    const made = await storageType.create(spec) as CreatedDevice & { device: MassStorage };
+    const made = await createDrive(config.devices[0]!.device);
     assertEquals(made.device.units[0]!.backing.readOnly, true);
     assertEquals(made.device.units[0]!.removable, false);
     await made.close!();

@@ -171,6 +171,13 @@ rig_start_gateway() {
 }
 
 # rig_stop_gateway [SIGNAL]: stops the gateway and checks that SIGTERM/SIGINT exit 0.
+# gw_cli ARGS...: main.ts as a client (stdout and stderr as the command leaves them).
+gw_cli() {
+	# shellcheck disable=SC2086 # DENO_FLAGS is a word list
+	DENO_DIR=/deno_dir DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 NO_COLOR=1 \
+		timeout -s KILL 90 "$DENO" run -A $DENO_FLAGS "$ROOT/main.ts" "$@"
+}
+
 rig_stop_gateway() {
 	_sig=${1:-TERM}
 	[ -n "$GW_PID" ] || return 0

@@ -14,13 +14,6 @@ rig_client_modules
 rig_start_gateway
 rig_field gateway_start_s "$GW_START_S"
 
-# gw_cli ARGS...: main.ts as a client (stdout and stderr as the command leaves them).
-gw_cli() {
-	# shellcheck disable=SC2086 # DENO_FLAGS is a word list
-	DENO_DIR=/deno_dir DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 NO_COLOR=1 \
-		timeout -s KILL 90 "$DENO" run -A $DENO_FLAGS "$ROOT/main.ts" "$@"
-}
-
 # attach_once LABEL ARGS...: `main.ts attach ARGS`; sets PORT, records LABEL_attach_s.
 attach_once() {
 	_label=$1

@@ -1,6 +1,6 @@
 /**
- * `usbipgw serve`: creates the configured devices, listeners and access policy, serves until
- * told to stop, then closes every session and back-end. Unix sockets without an explicit owner
+ * The running gateway that `usbipgw serve` starts: creates the configured devices, listeners
+ * and access policy, serves until told to stop, then closes every session and back-end. Unix sockets without an explicit owner
  * follow the console user the way udev's `uaccess` tag hands device nodes to the active seat
  * user: owned by that user with mode 0600, re-owned at a seat switch, and the previous user's
  * unix sessions closed.
@@ -9,25 +9,24 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { DEFAULT_LIMITS, USBIP_PORT } from "../protocol/constants.ts";
-import { RulePolicy } from "../policy/rules.ts";
+import { DEFAULT_LIMITS } from "../protocol/constants.ts";
+import { RulePolicy, tcpReachability } from "../policy/rules.ts";
 import { SeatWatcher } from "../policy/seat.ts";
-import { UsbipServer } from "../server/server.ts";
+import { type HostDeviceHandler, UsbipServer } from "../server/server.ts";
+import { deviceFacts } from "../server/exported_device.ts";
 import {
   type Connection,
   describePeer,
   type Listener,
-  parseHostPort,
   TcpListener,
   UnixListener,
 } from "../transport/mod.ts";
-import { groupId, userId } from "./accounts.ts";
-import type { ServeConfig } from "./config.ts";
-import { checkDeviceSpec, hostSelector } from "./device_types.ts";
-import type { DeviceSpec } from "./device_spec.ts";
+import type { DeviceConfig, GatewayConfig } from "./config.ts";
+import { createDevice } from "../devices/registry.ts";
+import type { HostTypeOptions } from "../devices/types/host.ts";
 import { HostDeviceWatcher } from "../devices/passthrough/host_watcher.ts";
 import { UsbfsDevice } from "../devices/passthrough/usbfs_device.ts";
-import { UsageError } from "./usage_error.ts";
+import { findHostDevice } from "../devices/passthrough/host_devices.ts";
 
 const log = getLogger(["usbipgw", "cli"]);
 const audit = getLogger(["usbipgw", "audit"]);
@@ -37,7 +36,7 @@ export const DEFAULT_SEAT_DIR = "/run/systemd/seats";
 
 /** What a configuration reload changed. */
 export interface ReloadSummary {
-  /** Specs of the devices added (`TYPE:key=value,...`). */
+  /** The devices added (`TYPE:key=value,...`). */
   added: string[];
   /** Specs of the devices removed; their sessions were closed. */
   removed: string[];
@@ -61,41 +60,30 @@ export interface Gateway {
    * Applies a new configuration (SIGHUP): devices whose spec is gone are removed (their
    * sessions end), new specs are exported, unchanged ones and their sessions are untouched,
    * and the rules are replaced. Listeners, limits and the seat settings need a restart; they
-   * are named in the summary. Throws {@linkcode UsageError} for an invalid device spec, before
-   * anything changes.
+   * are named in the summary. The configuration is checked already (`validateConfig`).
    */
-  reload(config: ServeConfig): Promise<ReloadSummary>;
+  reload(config: GatewayConfig): Promise<ReloadSummary>;
   /** Closes listeners, sessions, the seat watcher and device back-ends. */
   close(): Promise<void>;
 }
 
 /**
- * The identity of a device spec for a reload: its type and options, whatever their order
- * and wherever the spec was written.
+ * The devices by their identity ({@linkcode DeviceConfig.key}); a device given twice (two
+ * identical Gadget Zeros on the next free bus ids, say) is told apart by its occurrence:
+ * `KEY #2`.
  */
-export function specKey(spec: DeviceSpec): string {
-  const options = Object.keys(spec.options).sort().map((k) => `${k}=${spec.options[k]}`);
-  return options.length === 0 ? spec.type : `${spec.type}:${options.join(",")}`;
-}
-
-/**
- * The specs by {@linkcode specKey}; a spec given twice (two identical Gadget Zeros on the next
- * free bus ids, say) is told apart by its occurrence: `KEY #2`.
- */
-function keyedSpecs(specs: DeviceSpec[]): Map<string, DeviceSpec> {
-  const keyed = new Map<string, DeviceSpec>();
-  for (const spec of specs) {
-    const key = specKey(spec);
-    let unique = key;
-    for (let n = 2; keyed.has(unique); n++) unique = `${key} #${n}`;
-    keyed.set(unique, spec);
+function keyedDevices(devices: readonly DeviceConfig[]): Map<string, DeviceConfig> {
+  const keyed = new Map<string, DeviceConfig>();
+  for (const device of devices) {
+    let unique = device.key;
+    for (let n = 2; keyed.has(unique); n++) unique = `${device.key} #${n}`;
+    keyed.set(unique, device);
   }
   return keyed;
 }
 
-/** A device a spec put on the server, and how to take it off again. */
-interface ServedSpec {
-  spec: DeviceSpec;
+/** A device a configuration entry put on the server, and how to take it off again. */
+interface ServedDevice {
   /** Removes the device (its session answers -ENODEV and hangs up) and frees its back-ends. */
   remove(): Promise<void>;
 }
@@ -131,9 +119,14 @@ function admitting(inner: Listener, admit: (conn: Connection) => string | undefi
  * device is exported when it appears (also after a re-plug, under the same bus id: the
  * spec's `export_busid`, else the bus id it had when first seen) and removed when it goes.
  */
-async function watchHostDevice(spec: DeviceSpec, server: UsbipServer): Promise<ServedSpec> {
-  const selector = hostSelector(spec);
-  let exportBusid = spec.options.export_busid;
+async function watchHostDevice(
+  config: { readonly origin: string },
+  options: HostTypeOptions,
+  server: UsbipServer,
+): Promise<ServedDevice> {
+  const { selector } = options;
+  const spec = { origin: config.origin };
+  let exportBusid = options.exportBusid;
   const open = new Map<string, UsbfsDevice>();
   const watcher = new HostDeviceWatcher(selector, {
     async added(host) {
@@ -186,7 +179,6 @@ async function watchHostDevice(spec: DeviceSpec, server: UsbipServer): Promise<S
     log.warn("{spec}: reading sysfs failed: {error}", { spec: spec.origin, error: String(e) })
   );
   return {
-    spec,
     async remove() {
       await watcher.stop();
       for (const device of open.values()) {
@@ -199,24 +191,30 @@ async function watchHostDevice(spec: DeviceSpec, server: UsbipServer): Promise<S
   };
 }
 
-/** Creates the device of an emulated spec and exports it. */
-async function serveSpec(spec: DeviceSpec, server: UsbipServer): Promise<ServedSpec> {
-  if (spec.type === "host") return await watchHostDevice(spec, server);
-  const made = await checkDeviceSpec(spec).create(spec);
-  const busid = made.busid ?? spec.options.busid;
+/** Creates the device of a configuration entry and exports it under `busid`. */
+async function serveDevice(
+  config: DeviceConfig,
+  busid: string | undefined,
+  server: UsbipServer,
+): Promise<ServedDevice> {
+  if (config.device.name === "host") {
+    return await watchHostDevice(config, config.device.options, server);
+  }
+  const made = await createDevice(config.device, {
+    label: `${config.device.name}${busid !== undefined ? ` ${busid}` : ""}`,
+  });
   let exported;
   try {
     exported = server.addDevice(made.device, {
-      name: spec.type,
+      name: config.device.name,
       ...(busid !== undefined ? { busid } : {}),
       ...(made.origin !== undefined ? { origin: made.origin } : {}),
     });
   } catch (e) {
     await made.close?.();
-    throw new UsageError(`Invalid device ${spec.origin}: ${(e as Error).message}`);
+    throw e;
   }
   return {
-    spec,
     async remove() {
       server.removeDevice(exported.busid);
       await made.close?.();
@@ -224,8 +222,34 @@ async function serveSpec(spec: DeviceSpec, server: UsbipServer): Promise<ServedS
   };
 }
 
+/**
+ * Warns about the devices no TCP peer may see while the gateway listens on TCP: the default
+ * policy serves them to local users only, which is the first surprise of an empty
+ * `usbip list -r`. Names each device, why, and the `--rule` that would let loopback in.
+ */
+function warnHiddenFromTcp(server: UsbipServer, policy: RulePolicy, listeners: Listener[]): void {
+  const tcp = listeners.filter((l) => l.description.startsWith("tcp "));
+  if (tcp.length === 0) return;
+  const hidden = server.devices.flatMap((d) => {
+    const r = tcpReachability(policy.rules, deviceFacts(d));
+    return r.reachable ? [] : [{ busid: d.busid, name: d.name, reason: r.reason }];
+  });
+  if (hidden.length === 0) return;
+  const busids = hidden.map((h) => h.busid);
+  log.warn(
+    "{count} device(s) are hidden from every TCP peer on {listeners}: {devices}; to let loopback clients use them: --rule 'allow:transport=tcp,source=127.0.0.0/8|::1,busid={busids}'",
+    {
+      count: hidden.length,
+      listeners: tcp.map((l) => l.description).join(", "),
+      devices: hidden.map((h) => `${h.busid} (${h.name}): ${h.reason}`).join("; "),
+      busids: busids.join("|"),
+      hidden,
+    },
+  );
+}
+
 /** The settings a reload cannot change, as comparable text. */
-function restartOnly(config: ServeConfig): Record<string, string> {
+function restartOnly(config: GatewayConfig): Record<string, string> {
   return {
     listeners: JSON.stringify([config.tcp, config.unix]),
     limits: JSON.stringify(config.limits),
@@ -244,24 +268,61 @@ export interface GatewayOptions {
 
 /** Starts the gateway described by `config`. Usage mistakes throw {@linkcode UsageError}. */
 export async function startGateway(
-  config: ServeConfig,
+  config: GatewayConfig,
   options: GatewayOptions = {},
 ): Promise<Gateway> {
-  for (const spec of config.devices) checkDeviceSpec(spec);
-  const tcp = config.tcp.map((a) => {
-    try {
-      return parseHostPort(a, USBIP_PORT);
-    } catch (e) {
-      throw new UsageError(`Invalid --tcp ${a}: ${(e as Error).message}`);
-    }
-  });
+  const tcp = config.tcp;
   const seat = await SeatWatcher.open({
     seatDir: config.seatDir ?? DEFAULT_SEAT_DIR,
     ...(config.consoleUid !== undefined ? { fallbackUid: config.consoleUid } : {}),
   });
-  const policy = new RulePolicy({ rules: config.rules, consoleUid: () => seat.consoleUid });
+  const policy = new RulePolicy({ rules: [...config.rules], consoleUid: () => seat.consoleUid });
   const ownUid = Deno.uid();
   let server: UsbipServer;
+  /** Host devices exported at run time (`usbipgw bind`), by host bus id; reloads keep them. */
+  const bound = new Map<string, ServedDevice>();
+  const manageHostDevice: HostDeviceHandler = async (action, busid, peer) => {
+    const who = describePeer(peer);
+    if (action === "bind") {
+      if (bound.has(busid) || server.devices.some((d) => d.busid === busid)) {
+        return { ok: false, message: `${busid} is exported already` };
+      }
+      if (await findHostDevice({ busid }) === undefined) {
+        return {
+          ok: false,
+          message: `No USB device ${busid} on this host ("usbipgw host" lists them)`,
+        };
+      }
+      const entry = await watchHostDevice(
+        { origin: `bind ${busid}` },
+        { selector: { busid } },
+        server,
+      );
+      if (!server.devices.some((d) => d.busid === busid)) {
+        await entry.remove();
+        return { ok: false, message: `Cannot export ${busid}: the gateway's log says why` };
+      }
+      bound.set(busid, entry);
+      audit.info("{peer} bound host device {busid}: exported until unbound or a restart", {
+        peer: who,
+        busid,
+      });
+      return { ok: true, message: `Exported ${busid}` };
+    }
+    const entry = bound.get(busid);
+    if (entry === undefined) {
+      return {
+        ok: false,
+        message: server.devices.some((d) => d.busid === busid)
+          ? `${busid} comes from the configuration: remove it there and reload`
+          : `${busid} is not bound`,
+      };
+    }
+    bound.delete(busid);
+    await entry.remove();
+    audit.info("{peer} unbound host device {busid}", { peer: who, busid });
+    return { ok: true, message: `Withdrew ${busid}` };
+  };
   try {
     server = new UsbipServer({
       policy,
@@ -271,6 +332,7 @@ export async function startGateway(
         peer.transport === "unix" && peer.uid !== undefined &&
         (peer.uid === 0 || peer.uid === ownUid || peer.uid === seat.consoleUid),
       sessionLimits: config.limits.session,
+      manageHostDevice,
       ...(config.limits.maxTransferBufferLength !== undefined
         ? {
           limits: {
@@ -282,11 +344,32 @@ export async function startGateway(
     });
   } catch (e) {
     await seat.close();
-    if (e instanceof RangeError) throw new UsageError(`Invalid limits: ${e.message}`);
     throw e;
   }
-  /** What each device spec put on the server, by {@linkcode specKey}. */
-  const served = new Map<string, ServedSpec>();
+  /** What each configured device put on the server, by its unique key. */
+  const served = new Map<string, ServedDevice>();
+  /** The bus id each device was exported under, by its key: it keeps it across reloads. */
+  const busids = new Map<string, string>();
+  /** Bus ids of devices that were removed: never assigned to another device again. */
+  const retired = new Set<string>();
+  /**
+   * The bus id for `device`: the one it had before, else the one it was given; an assigned
+   * one that another device holds or held moves on to the next free bus id.
+   */
+  const busidFor = (key: string, device: DeviceConfig): string | undefined => {
+    const before = busids.get(key);
+    if (before !== undefined) return before;
+    let busid = device.busid;
+    if (busid === undefined || !device.assigned) return busid;
+    const inUse = new Set([...busids.values(), ...retired]);
+    for (let port = 1; inUse.has(busid!); port++) busid = `1-${port}`;
+    return busid;
+  };
+  const serve = async (key: string, device: DeviceConfig) => {
+    const busid = busidFor(key, device);
+    served.set(key, await serveDevice(device, busid, server));
+    if (busid !== undefined) busids.set(key, busid);
+  };
   const listeners: Listener[] = [];
   const following: UnixListener[] = [];
   let unsubscribe = () => {};
@@ -295,16 +378,16 @@ export async function startGateway(
   const close = async () => {
     unsubscribe();
     await reloading.catch(() => {});
-    const removals = [...served.values()].map((s) => s.remove());
-    served.clear();
+    // Sessions end first, so that the devices leave a closed server (no "removed" lines).
     await server.close();
     for (const l of listeners) l.close();
     await seat.close();
-    await Promise.all(removals);
+    await Promise.all([...served.values(), ...bound.values()].map((s) => s.remove()));
+    served.clear();
+    bound.clear();
   };
-  const reload = async (next: ServeConfig): Promise<ReloadSummary> => {
-    for (const spec of next.devices) checkDeviceSpec(spec);
-    const wanted = keyedSpecs(next.devices);
+  const reload = async (next: GatewayConfig): Promise<ReloadSummary> => {
+    const wanted = keyedDevices(next.devices);
     const summary: ReloadSummary = {
       added: [],
       removed: [],
@@ -321,27 +404,29 @@ export async function startGateway(
       }
       served.delete(key);
       await entry.remove();
+      const busid = busids.get(key);
+      busids.delete(key);
+      if (busid !== undefined) retired.add(busid);
       summary.removed.push(key);
     }
-    policy.setRules(next.rules);
-    for (const [key, spec] of wanted) {
+    policy.setRules([...next.rules]);
+    for (const [key, device] of wanted) {
       if (served.has(key)) continue;
       try {
-        served.set(key, await serveSpec(spec, server));
+        await serve(key, device);
         summary.added.push(key);
       } catch (e) {
-        summary.failed.push(`${spec.origin}: ${e instanceof Error ? e.message : String(e)}`);
+        summary.failed.push(`${device.origin}: ${e instanceof Error ? e.message : String(e)}`);
       }
     }
+    warnHiddenFromTcp(server, policy, listeners);
     const restart = restartOnly(next);
     summary.needsRestart = Object.keys(restart).filter((k) => restart[k] !== current[k]);
     current = restart;
     return summary;
   };
   try {
-    for (const [key, spec] of keyedSpecs(config.devices)) {
-      served.set(key, await serveSpec(spec, server));
-    }
+    for (const [key, device] of keyedDevices(config.devices)) await serve(key, device);
     const activated = options.activated ?? [];
     listeners.push(...activated);
     if (activated.length > 0 && (tcp.length > 0 || config.unix.length > 0)) {
@@ -349,16 +434,12 @@ export async function startGateway(
     }
     for (const t of activated.length > 0 ? [] : tcp) listeners.push(new TcpListener(t));
     for (const u of activated.length > 0 ? [] : config.unix) {
-      const follows = u.owner === undefined && u.mode === undefined;
+      const follows = u.uid === undefined && u.mode === undefined;
       const listener = await UnixListener.listen({
         path: u.path,
         mode: follows ? 0o600 : (u.mode ?? 0o600),
-        ...(follows
-          ? { uid: seat.consoleUid ?? 0 }
-          : u.owner !== undefined
-          ? { uid: await userId(u.owner) }
-          : {}),
-        ...(u.group !== undefined ? { gid: await groupId(u.group) } : {}),
+        ...(follows ? { uid: seat.consoleUid ?? 0 } : u.uid !== undefined ? { uid: u.uid } : {}),
+        ...(u.gid !== undefined ? { gid: u.gid } : {}),
       });
       if (!follows) {
         listeners.push(listener);
@@ -402,6 +483,7 @@ export async function startGateway(
     }
   });
   for (const l of listeners) server.listen(l);
+  warnHiddenFromTcp(server, policy, listeners);
   log.info("usbipgw serving {count} device(s) on {listeners}", {
     count: server.devices.length,
     listeners: listeners.map((l) => l.description).join(", "),

@@ -1,0 +1,211 @@
+/**
+ * `usbipgw attach`: imports a device from a USB/IP server and attaches it to this machine's
+ * vhci_hcd, like `usbip attach`; `--persist` re-attaches after a hang-up.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { OpStatus, USBIP_PORT } from "../../protocol/constants.ts";
+import { ImportRefusedError } from "../../client/usbip_client.ts";
+import {
+  attachDevice,
+  type AttachOptions,
+  type AttachResult,
+  ClientError,
+  detachPort,
+} from "../../client/attach.ts";
+import {
+  DEFAULT_DEAD_PEER_TIMEOUT_S,
+  formatRemote,
+  keepaliveFor,
+  type RemoteAddress,
+} from "../../client/fd_socket.ts";
+import { runPersistent } from "../../client/persist.ts";
+import {
+  readVhciPorts,
+  removePortRecord,
+  speedName,
+  VHCI_STATE_DIR,
+  VhciMissingError,
+} from "../../client/vhci.ts";
+import { parseHostPort } from "../../transport/tcp.ts";
+import type { Command, CommandIo, ParsedFlags } from "../command.ts";
+import { ExitCode } from "../exit_codes.ts";
+import { setUpLogging } from "../log_setup.ts";
+import { UsageError } from "../usage_error.ts";
+import { VHCI_FLAGS, vhciOptions } from "./_vhci_flags.ts";
+
+const log = getLogger(["usbipgw", "client"]);
+const KEEPALIVE_EXAMPLE = keepaliveFor(DEFAULT_DEAD_PEER_TIMEOUT_S);
+
+/** Errors `--persist` does not retry: they will not go away by waiting. */
+function fatalForPersist(e: unknown): boolean {
+  if (e instanceof VhciMissingError) return true;
+  if (e instanceof ImportRefusedError) return e.status === OpStatus.ST_NA;
+  if (e instanceof ClientError) return e.reason === "attach_failed";
+  return !(e instanceof Error) || e instanceof TypeError || e instanceof RangeError;
+}
+
+function describeAttach(r: AttachResult): Record<string, unknown> {
+  const hex = (n: number) => n.toString(16).padStart(4, "0");
+  return {
+    busid: r.device.busid,
+    remote: formatRemote(r.remote),
+    port: r.port,
+    hub: r.hub,
+    speed: speedName(r.speed),
+    id: `${hex(r.device.idVendor)}:${hex(r.device.idProduct)}`,
+  };
+}
+
+function parseRemote(remote: string | undefined, unix: string | undefined): RemoteAddress {
+  if ((remote === undefined) === (unix === undefined)) {
+    throw new UsageError(`"attach" needs exactly one of -r HOST[:PORT] or --unix PATH`);
+  }
+  if (unix !== undefined) return { transport: "unix", path: unix };
+  try {
+    const { hostname, port } = parseHostPort(remote!, USBIP_PORT, { role: "connect" });
+    return { transport: "tcp", host: hostname, port };
+  } catch (e) {
+    if (e instanceof TypeError || e instanceof RangeError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+async function persist(options: AttachOptions, io: CommandIo): Promise<number> {
+  const controller = new AbortController();
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  const handlers = signals.map((s) =>
+    [s, () => {
+      log.info("Stopping on {signal}", { signal: s });
+      controller.abort();
+    }] as const
+  );
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const where = `${formatRemote(options.remote)}/${options.busid}`;
+  log.info("Keeping {where} attached until SIGINT or SIGTERM", { where });
+  try {
+    const outcome = await runPersistent({
+      signal: controller.signal,
+      attach: (signal) => attachDevice({ ...options, signal }),
+      readPorts: () => readVhciPorts(options.sysfsRoot),
+      detach: async (port) => {
+        await detachPort(port, {
+          ...(options.sysfsRoot !== undefined ? { sysfsRoot: options.sysfsRoot } : {}),
+          stateDir: options.stateDir ?? VHCI_STATE_DIR,
+        });
+      },
+      removeRecord: (port) => removePortRecord(options.stateDir ?? VHCI_STATE_DIR, port),
+      isFatal: fatalForPersist,
+      onAttached: async (r) => {
+        log.info("Attached {busid} from {remote} on vhci port {port} ({hub}, {speed}, {id})", {
+          ...describeAttach(r),
+        });
+        if (r.recordError) log.warn("{error}", { error: r.recordError });
+        await io.out(`${r.port}\n`);
+      },
+    });
+    log.info("Stopped after {attaches} attach(es) and {drops} drop(s)", { ...outcome });
+    return ExitCode.OK;
+  } finally {
+    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  }
+}
+
+async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
+  flags.noMorePositional();
+  setUpLogging(io, "info", "auto");
+  const remote = parseRemote(flags.one("remote"), flags.one("unix"));
+  const busid = flags.one("busid");
+  if (busid === undefined) throw new UsageError(`"attach" needs -b BUSID`);
+  if (new TextEncoder().encode(busid).length > 31 || /\s/.test(busid)) {
+    throw new UsageError(`Invalid bus id "${busid}": at most 31 bytes, no spaces`);
+  }
+  const keepaliveText = flags.one("keepalive");
+  let deadPeerTimeoutS = DEFAULT_DEAD_PEER_TIMEOUT_S;
+  if (keepaliveText !== undefined) {
+    if (!/^\d+$/.test(keepaliveText) || Number(keepaliveText) > 86400) {
+      throw new UsageError(
+        `Invalid --keepalive ${keepaliveText}: expected whole seconds, 0 (kernel defaults) to 86400`,
+      );
+    }
+    deadPeerTimeoutS = Number(keepaliveText);
+  }
+  const options: AttachOptions = { remote, busid, ...vhciOptions(flags), deadPeerTimeoutS };
+  if (flags.has("persist")) return await persist(options, io);
+  const r = await attachDevice(options);
+  if (r.recordError) io.err(`usbipgw: warning: ${r.recordError}\n`);
+  await io.out(`${r.port}\n`);
+  return ExitCode.OK;
+}
+
+/** `usbipgw attach`. */
+export const attachCommand: Command = {
+  name: "attach",
+  summary: "attach a remote device to this machine (vhci_hcd); --persist re-attaches",
+  usage: [
+    "attach (-r|--remote) HOST[:PORT] -b BUSID [--persist] [OPTIONS]",
+    "attach --unix PATH -b BUSID [--persist] [OPTIONS]",
+  ],
+  description:
+    `Imports a device from a USB/IP server (OP_REQ_IMPORT) and attaches it to this machine's
+vhci_hcd, like "usbip attach": the connected socket (TCP or unix) is handed to
+/sys/devices/platform/vhci_hcd.0/attach on a free port of the high-speed or SuperSpeed hub.
+Prints the vhci port number. Needs root and the vhci-hcd module ("modprobe vhci-hcd").
+The port is recorded in ${VHCI_STATE_DIR}/port<N> as the usbip tool does, so that
+"usbip port" and "usbipgw port" show where it came from.`,
+  flags: [
+    {
+      name: "remote",
+      short: "r",
+      value: "HOST[:PORT]",
+      help: `the server (port ${USBIP_PORT} by default; IPv6 as [ADDR]:PORT)`,
+    },
+    {
+      name: "unix",
+      value: "PATH",
+      help: "the server's unix socket (@NAME: an abstract socket)",
+      complete: "file",
+    },
+    {
+      name: "busid",
+      short: "b",
+      value: "BUSID",
+      help: `the device's bus id on the server ("usbipgw list" shows them)`,
+    },
+    {
+      name: "persist",
+      help: `stay in the foreground: when the connection drops (vhci frees
+the port), log it and attach again once the server is back,
+retrying after 1, 2, 4, ... seconds (at most 10); SIGINT or
+SIGTERM detaches the device and exits 0 (a "usbipgw
+detach" of its port counts as a drop: stop it instead)`,
+    },
+    {
+      name: "keepalive",
+      value: "SECONDS",
+      help: `TCP: declare a silent server dead after about SECONDS
+(default ${DEFAULT_DEAD_PEER_TIMEOUT_S}); 0 keeps the kernel's defaults (2 hours)`,
+    },
+    ...VHCI_FLAGS,
+  ],
+  epilogue: `A server that vanishes without closing the connection (power loss, a cable pulled, a
+network gone) would leave the device attached and hung. So the TCP socket gets
+SO_KEEPALIVE with TCP_KEEPIDLE ${KEEPALIVE_EXAMPLE.idleSeconds} s, TCP_KEEPINTVL ${KEEPALIVE_EXAMPLE.intervalSeconds} s, TCP_KEEPCNT ${KEEPALIVE_EXAMPLE.count} and
+TCP_USER_TIMEOUT ${
+    KEEPALIVE_EXAMPLE.userTimeoutMs / 1000
+  } s (for --keepalive ${DEFAULT_DEAD_PEER_TIMEOUT_S}) before vhci takes it: the kernel then drops the
+connection, vhci frees the port, and --persist attaches again when the server is back.
+
+Exit codes: 0 attached (or --persist stopped by a signal), 1 other error (protocol, the
+kernel refused, no permission), 2 usage, 3 cannot connect, 4 device busy, 5 no such
+device, 6 refused by the server (its policy) or another error status, 7 vhci-hcd not
+loaded, 8 no free vhci port.
+
+Examples:
+  usbipgw attach -r 192.168.1.7 -b 1-1
+  usbipgw attach --unix /run/usbipgw.sock -b 1-2
+  usbipgw attach -r gw.example:3240 -b 1-1 --persist`,
+  run,
+};
