@@ -29,8 +29,9 @@ pt_require_native_bound "after the gateway stopped"
 # usbipgw bind/unbind on a running gateway that was started without the usb-kbd: bind exports
 # it at run time (usbip list shows it, a second bind is refused), unbind withdraws it and the
 # kernel's usbhid has it back.
-GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK --device gadget-zero:busid=1-1 \
---rule allow:transport=tcp,source=127.0.0.0/8"
+# (A keyboard reaches TCP peers only through a rule that names it: vid=0627.)
+GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK --device gadget-zero:busid=9-1 \
+--rule allow:transport=tcp,source=127.0.0.0/8,vid=0627"
 rig_start_gateway
 t0=$(rig_uptime)
 out=$(gw_cli bind -b "$KBD_BUSID" --unix "$GW_SOCK" 2>&1) || fail "main.ts bind -b $KBD_BUSID failed: $out"
