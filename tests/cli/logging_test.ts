@@ -210,6 +210,9 @@ Deno.test("the gateway logs JSON lines with --log-format json", async () => {
     assertEquals((await gw.stop()).code, 0);
     // Every log line is JSON (the final "stopped" line is not a log record).
     for (const l of gw.lines.filter((l) => !l.startsWith("usbipgw: stopped"))) JSON.parse(l);
+    // And so is that final line: a record, the last one.
+    const records = gw.lines.map((l) => JSON.parse(l));
+    assertEquals(records.at(-1).message, "stopped on SIGTERM");
   } finally {
     await gw.stop("SIGKILL");
   }

@@ -78,6 +78,12 @@ Deno.test("a port already in use is a runtime error with exit status 1", async (
     ]);
     assertEquals(r.code, 1);
     assertMatch(r.stderr, /usbipgw: .*(in use|Address)/i);
+    // It names the address, and what may hold it.
+    assertStringIncludes(
+      r.stderr,
+      `Cannot listen on 127.0.0.1:${blocker.addr.port}: the address is in use`,
+    );
+    assertStringIncludes(r.stderr, "another usbipgw or usbipd");
   } finally {
     blocker.close();
   }

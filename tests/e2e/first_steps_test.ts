@@ -2,7 +2,7 @@
 // peers, runtime errors that name their object, JSON logs to the last line, stable bus ids
 // across a reload, policy check that opens nothing, and the command line's aliases.
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
-import { runMain, spawnMain, startGateway, tempDir } from "./_gateway.ts";
+import { runMain, startGateway, tempDir } from "./_gateway.ts";
 import { fakeSysfs as fakeUsbSysfs } from "../devices/passthrough/_fake_sysfs.ts";
 import { type FakePort, fakeSysfs as fakeVhciSysfs } from "../client/_vhci_tree.ts";
 
@@ -12,15 +12,20 @@ async function listing(path: string): Promise<string[]> {
   return names.sort();
 }
 
-Deno.test("devices hidden from every TCP peer are named at startup, with the rule that shows them", async () => {
-  const gw = await startGateway([
+/** A keyboard and a Gadget Zero on loopback TCP, with `extra` flags. */
+const twoDevices = (...extra: string[]) =>
+  startGateway([
     "--tcp",
     "127.0.0.1:0",
     "--device",
     "keyboard",
     "--device",
     "gadget-zero",
+    ...extra,
   ]);
+
+Deno.test("devices hidden from every TCP peer are named at startup, with the rule that shows them", async () => {
+  const gw = await twoDevices();
   try {
     const warning = await gw.waitFor(/hidden from every TCP peer/);
     assertStringIncludes(warning, "1-1 (keyboard)");
@@ -39,16 +44,10 @@ Deno.test("devices hidden from every TCP peer are named at startup, with the rul
     await gw.stop();
   }
   // The rule the warning shows lets loopback in: no warning, and the list shows both.
-  const allowed = await startGateway([
-    "--tcp",
-    "127.0.0.1:0",
-    "--device",
-    "keyboard",
-    "--device",
-    "gadget-zero",
+  const allowed = await twoDevices(
     "--rule",
     "allow:transport=tcp,source=127.0.0.0/8|::1,busid=1-1|1-2",
-  ]);
+  );
   try {
     const list = await runMain(["list", "-r", `127.0.0.1:${allowed.port}`, "--json"]);
     assertEquals(list.code, 0, list.stderr);
@@ -68,12 +67,8 @@ Deno.test("runtime errors name the address, folder or back-end that failed", asy
   const dir = await tempDir();
   const blocker = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
+    // (A TCP address in use: tests/cli/main_test.ts.)
     const port = blocker.addr.port;
-    const inUse = await runMain(["serve", "--tcp", `127.0.0.1:${port}`, "--device", "gadget-zero"]);
-    assertEquals(inUse.code, 1);
-    assertStringIncludes(inUse.stderr, `Cannot listen on 127.0.0.1:${port}: the address is in use`);
-    assertStringIncludes(inUse.stderr, "another usbipgw or usbipd");
-
     const noFolder = await runMain(["serve", "--unix", `${dir.path}/none/gw.sock`]);
     assertEquals(noFolder.code, 1);
     assertStringIncludes(noFolder.stderr, `the folder ${dir.path}/none does not exist`);
@@ -113,21 +108,7 @@ Deno.test("runtime errors name the address, folder or back-end that failed", asy
   }
 });
 
-Deno.test("with --log-format json every line is JSON, the last ones included", async () => {
-  const gw = spawnMain([
-    "serve",
-    "--tcp",
-    "127.0.0.1:0",
-    "--device",
-    "gadget-zero",
-    "--log-format",
-    "json",
-  ]);
-  await gw.waitFor(/usbipgw serving/);
-  assertEquals((await gw.stop("SIGTERM")).code, 0);
-  const records = gw.lines.map((l) => JSON.parse(l));
-  assertEquals(records.at(-1).message, "stopped on SIGTERM");
-  // A runtime error is the last record, at level error.
+Deno.test("with --log-format json a runtime error is the last line, and JSON", async () => {
   const blocker = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
     const r = await runMain([
