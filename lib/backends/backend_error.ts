@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ListenError } from "../transport/listen_error.ts";
+import { describePathError, ListenError } from "../transport/listen_error.ts";
 
 /**
  * A back-end that cannot open. Its message starts with the device's label when there is one,
@@ -80,4 +80,21 @@ export function listenFailed(
     ? error.message
     : String(error);
   return new BackendOpenError({ what, where, detail, label, cause: error });
+}
+
+/**
+ * The {@linkcode BackendOpenError} for a file at `path` that could not be made (`create`) or
+ * read (`read`), worded by `describePathError` (the folder is missing, read-only, ...). Deno's
+ * own permission errors (`Deno.errors.NotCapable`) are returned as they are.
+ */
+export async function pathFailed(
+  what: string,
+  path: string,
+  error: unknown,
+  mode: "create" | "read",
+  label: string | undefined,
+): Promise<Error> {
+  if (error instanceof Deno.errors.NotCapable) return error;
+  const { detail } = await describePathError(path, error, mode);
+  return new BackendOpenError({ what, where: path, detail, label, cause: error });
 }

@@ -17,10 +17,9 @@ import {
 import { parseHostPort, TcpListener, wrapTcpConn } from "../transport/tcp.ts";
 import { UnixListener } from "../transport/unix.ts";
 import { ConnectError, connectError } from "../transport/connect_error.ts";
-import { describePathError } from "../transport/listen_error.ts";
 import { PollEvent, PtyMaster } from "./_pty.ts";
 import { ByteQueue } from "./byte_queue.ts";
-import { BackendOpenError, listenFailed } from "./backend_error.ts";
+import { BackendOpenError, listenFailed, pathFailed } from "./backend_error.ts";
 import { type BackendLogger, backendLogger } from "./_backend_log.ts";
 
 /** A parsed back-end description (the `backend=` option of the serial devices). */
@@ -935,15 +934,7 @@ export async function openCharBackend(
       try {
         file = await Deno.open(s.path, { write: true, append: true, create: true });
       } catch (e) {
-        if (e instanceof Deno.errors.NotCapable) throw e;
-        const { detail } = await describePathError(s.path, e, "create");
-        throw new BackendOpenError({
-          what: "file back-end",
-          where: s.path,
-          detail,
-          label,
-          cause: e,
-        });
+        throw await pathFailed("file back-end", s.path, e, "create", label);
       }
       return new _FileBackend(s.path, file, options);
     }

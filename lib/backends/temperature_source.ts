@@ -18,9 +18,8 @@
  * @module
  */
 
-import { describePathError } from "../transport/listen_error.ts";
 import { backendLogger } from "./_backend_log.ts";
-import { BackendOpenError } from "./backend_error.ts";
+import { BackendOpenError, pathFailed } from "./backend_error.ts";
 import { openTextSocket } from "./text_socket.ts";
 
 /** A parsed `source=` option. */
@@ -236,15 +235,7 @@ export async function openTemperatureSource(
       try {
         text = await Deno.readTextFile(spec.path);
       } catch (e) {
-        if (e instanceof Deno.errors.NotCapable) throw e;
-        const { detail } = await describePathError(spec.path, e, "read");
-        throw new BackendOpenError({
-          what: "temperature file",
-          where: spec.path,
-          detail,
-          label,
-          cause: e,
-        });
+        throw await pathFailed("temperature file", spec.path, e, "read", label);
       }
       try {
         return sequenceSource(parseReadings(text, spec.path));

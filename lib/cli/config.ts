@@ -28,6 +28,7 @@
 import type { LogLevel } from "@logtape/logtape";
 import { parse } from "@std/toml";
 import { parseRule, type Rule, RuleError } from "../policy/rules.ts";
+import { type Cidr, parseAddress, parseCidr } from "../policy/cidr.ts";
 import { USBIP_PORT } from "../protocol/constants.ts";
 import { parseHostPort } from "../transport/tcp.ts";
 import { type ParsedDevice, parseDevice, pathsRelativeTo } from "../devices/registry.ts";
@@ -119,6 +120,8 @@ export interface ConfigInput {
   logFormat?: Given;
   seatDir?: Given;
   consoleUid?: Given;
+  /** The `[attach]` table, key by key. */
+  attach: Partial<Record<string, Given>>;
   /** Whether the demo set was added because nothing named a device. */
   demo?: boolean;
 }
@@ -133,6 +136,33 @@ export interface TcpListenerConfig {
 export function formatAddress(t: TcpListenerConfig): string {
   return t.hostname.includes(":") ? `[${t.hostname}]:${t.port}` : `${t.hostname}:${t.port}`;
 }
+
+/**
+ * What unprivileged users may put into this machine's kernel through the gateway
+ * (`usbipgw attach` without root), beyond the gateway's own devices.
+ */
+export interface AttachConfig {
+  /**
+   * The USB/IP servers a remote attach may reach: address prefixes (a remote given as an IP
+   * address must lie in one) and host names (a remote given by name must be one of them, as
+   * written). Empty: no remote attach.
+   */
+  readonly remotes: readonly { readonly cidr?: Cidr; readonly host?: string }[];
+  /** Whether a user's own program may hand over a socket to attach. */
+  readonly streams: boolean;
+  /** Ports one user may hold at once through the gateway. */
+  readonly maxPerUser: number;
+  /** Attach and detach requests one user may make per second. */
+  readonly requestsPerSecond: number;
+}
+
+/** The defaults of {@linkcode AttachConfig}. */
+export const DEFAULT_ATTACH: AttachConfig = Object.freeze({
+  remotes: [],
+  streams: false,
+  maxPerUser: 4,
+  requestsPerSecond: 10,
+});
 
 /** A unix listener. Without `uid` and `mode` the socket follows the console user. */
 export interface UnixListenerConfig {
@@ -173,6 +203,8 @@ export interface GatewayConfig {
   readonly seatDir?: string;
   /** The console user's uid when logind is absent. */
   readonly consoleUid?: number;
+  /** What unprivileged users may attach into this kernel through the gateway. */
+  readonly attach: AttachConfig;
   /** Whether these are the demo devices (nothing named a device). */
   readonly demo: boolean;
 }
@@ -190,8 +222,10 @@ const TOP_KEYS = [
   "console_uid",
   "limits",
   "logging",
+  "attach",
 ];
 const LOGGING_KEYS = ["level", "format"];
+const ATTACH_KEYS = ["remotes", "streams", "max_per_user", "requests_per_second"];
 const UNIX_KEYS = ["path", "mode", "owner", "group"];
 
 type Table = Record<string, unknown>;
@@ -261,7 +295,15 @@ export function readConfigText(text: string, file: string): ConfigInput {
     if (!TOP_KEYS.includes(key)) fail(key, `unknown key; valid keys: ${TOP_KEYS.join(", ")}`);
   }
   const baseDir = parentOf(file);
-  const input: ConfigInput = { file, tcp: [], unix: [], devices: [], rules: [], limits: {} };
+  const input: ConfigInput = {
+    file,
+    tcp: [],
+    unix: [],
+    devices: [],
+    rules: [],
+    limits: {},
+    attach: {},
+  };
   const given = (path: string, value: unknown): Given => ({ value, origin: at(path) });
   const table = (name: string): Table | undefined => {
     const t = doc[name];
@@ -277,6 +319,12 @@ export function readConfigText(text: string, file: string): ConfigInput {
     input.limits[key as LimitKey] = given(`limits.${key}`, value);
   }
   if (doc.log_level !== undefined) input.logLevel = given("log_level", doc.log_level);
+  for (const [key, value] of Object.entries(table("attach") ?? {})) {
+    if (!ATTACH_KEYS.includes(key)) {
+      fail(`attach.${key}`, `unknown key; valid keys: ${ATTACH_KEYS.join(", ")}`);
+    }
+    input.attach[key] = given(`attach.${key}`, value);
+  }
   for (const [key, value] of Object.entries(table("logging") ?? {})) {
     if (!LOGGING_KEYS.includes(key)) {
       fail(`logging.${key}`, `unknown key; valid keys: ${LOGGING_KEYS.join(", ")}`);
@@ -559,6 +607,7 @@ export async function validateConfig(input: ConfigInput): Promise<GatewayConfig>
     taken.add(`1-${port}`);
     return { ...d, busid: `1-${port}`, assigned: true };
   });
+  const attach = checkAttach(input.attach, problems);
   const rules: Rule[] = [];
   for (const t of input.rules) {
     try {
@@ -580,7 +629,58 @@ export async function validateConfig(input: ConfigInput): Promise<GatewayConfig>
     logFormat,
     ...(seatDir !== undefined ? { seatDir } : {}),
     ...(consoleUid !== undefined ? { consoleUid } : {}),
+    attach,
     demo: input.demo ?? false,
+  };
+}
+
+/** A host name as RFC 1123 allows it: labels of letters, digits and inner hyphens. */
+const HOST_NAME =
+  /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+/** Checks the `[attach]` table; wrong values go to `problems`. */
+function checkAttach(given: ConfigInput["attach"], problems: ConfigError[]): AttachConfig {
+  const remotes: { cidr?: Cidr; host?: string }[] = [];
+  const r = given.remotes;
+  if (r !== undefined) {
+    const list = Array.isArray(r.value) ? r.value : [r.value];
+    for (const entry of list) {
+      if (typeof entry !== "string") {
+        problems.push(new ConfigError(r.origin, "expected address prefixes or host names"));
+        continue;
+      }
+      if (parseAddress(entry.split("/")[0]!) !== undefined) {
+        try {
+          remotes.push({ cidr: parseCidr(entry) });
+        } catch (e) {
+          problems.push(new ConfigError(r.origin, (e as Error).message));
+        }
+      } else if (HOST_NAME.test(entry)) {
+        remotes.push({ host: entry.toLowerCase() });
+      } else {
+        problems.push(
+          new ConfigError(r.origin, `"${entry}" is neither an address prefix nor a host name`),
+        );
+      }
+    }
+  }
+  let streams = DEFAULT_ATTACH.streams;
+  if (given.streams !== undefined) {
+    if (typeof given.streams.value === "boolean") streams = given.streams.value;
+    else problems.push(new ConfigError(given.streams.origin, "expected true or false"));
+  }
+  const count = (key: string, fallback: number): number => {
+    const g = given[key];
+    if (g === undefined) return fallback;
+    if (typeof g.value === "number" && Number.isInteger(g.value) && g.value >= 1) return g.value;
+    problems.push(new ConfigError(g.origin, "expected a positive whole number"));
+    return fallback;
+  };
+  return {
+    remotes,
+    streams,
+    maxPerUser: count("max_per_user", DEFAULT_ATTACH.maxPerUser),
+    requestsPerSecond: count("requests_per_second", DEFAULT_ATTACH.requestsPerSecond),
   };
 }
 

@@ -35,16 +35,37 @@ export const ExitCode = {
   PORT_FREE: 9,
 } as const;
 
+/** A gateway's refusal of a request it answers with an op status (attach, detach, bind). */
+export class GatewayRefusal extends Error {
+  /** The `OpStatus` the gateway answered. */
+  readonly status: number;
+  /** Builds the error from the gateway's status and its message. */
+  constructor(status: number, message: string) {
+    super(message);
+    this.name = "GatewayRefusal";
+    this.status = status;
+  }
+}
+
+/** The exit code of an op status that is not ST_OK: busy, no such device, refused, error. */
+function statusExitCode(status: number): number {
+  if (status === OpStatus.ST_DEV_BUSY) return ExitCode.BUSY;
+  if (status === OpStatus.ST_NODEV) return ExitCode.NODEV;
+  if (status === OpStatus.ST_NA) return ExitCode.REFUSED;
+  return ExitCode.ERROR;
+}
+
 /** The exit code for an error thrown by a command. */
 export function exitCodeFor(e: unknown): number {
   if (e instanceof UsageError) return ExitCode.USAGE;
   if (e instanceof VhciMissingError) return ExitCode.VHCI_MISSING;
   if (e instanceof ConnectError) return ExitCode.CONNECT;
   if (e instanceof ImportRefusedError) {
-    if (e.status === OpStatus.ST_DEV_BUSY) return ExitCode.BUSY;
-    if (e.status === OpStatus.ST_NODEV) return ExitCode.NODEV;
-    return ExitCode.REFUSED;
+    // Any other refusal of an import is the server's to explain: 6, as "usbip attach" fails.
+    const code = statusExitCode(e.status);
+    return code === ExitCode.ERROR ? ExitCode.REFUSED : code;
   }
+  if (e instanceof GatewayRefusal) return statusExitCode(e.status);
   if (e instanceof ClientError) {
     switch (e.reason) {
       case "connect":

@@ -27,6 +27,13 @@ import type { HostTypeOptions } from "../devices/types/host.ts";
 import { HostDeviceWatcher } from "../devices/passthrough/host_watcher.ts";
 import { UsbfsDevice } from "../devices/passthrough/usbfs_device.ts";
 import { findHostDevice } from "../devices/passthrough/host_devices.ts";
+import { type AttachPlumbing, AttachService } from "./attach_service.ts";
+import { checkAuthorization } from "../policy/polkit.ts";
+import { socketPair } from "../ffi/socket_pair.ts";
+import { closeFd } from "../ffi/fd.ts";
+import { checkStreamFd } from "../ffi/scm_rights.ts";
+import { wrapSocketFd } from "../transport/unix.ts";
+import { FdSocket } from "../client/fd_socket.ts";
 
 const log = getLogger(["usbipgw", "cli"]);
 const audit = getLogger(["usbipgw", "audit"]);
@@ -257,8 +264,34 @@ function restartOnly(config: GatewayConfig): Record<string, string> {
   };
 }
 
+/** The sockets of local and stream attaches: a socketpair, and a socket handed over. */
+const LOCAL_PLUMBING: AttachPlumbing = {
+  localPair(peer) {
+    const [sessionEnd, kernelEnd] = socketPair();
+    return {
+      session: wrapSocketFd(sessionEnd, peer),
+      kernel: FdSocket.adopt(kernelEnd, { transport: "unix", path: "socketpair" }),
+    };
+  },
+  async receiveStream(requestSocket) {
+    const fd = await requestSocket(STREAM_TIMEOUT_MS);
+    try {
+      checkStreamFd(fd);
+    } catch (e) {
+      closeFd(fd);
+      throw e;
+    }
+    return FdSocket.adopt(fd, { transport: "unix", path: "a user's stream" });
+  },
+};
+
+/** How long the gateway waits for the socket of a stream attach once it asked for it. */
+const STREAM_TIMEOUT_MS = 5000;
+
 /** Options of {@linkcode startGateway} beyond the configuration. */
 export interface GatewayOptions {
+  /** Where vhci_hcd's files and the port records are (tests point them at plain files). */
+  vhci?: { sysfsRoot?: string; stateDir?: string | null };
   /**
    * Listeners inherited from the service manager (systemd socket activation). When there are
    * any, they replace the configured TCP and unix listeners.
@@ -279,6 +312,19 @@ export async function startGateway(
   const policy = new RulePolicy({ rules: [...config.rules], consoleUid: () => seat.consoleUid });
   const ownUid = Deno.uid();
   let server: UsbipServer;
+  let attachConfig = config.attach;
+  const attachService: AttachService = new AttachService({
+    get server() {
+      return server;
+    },
+    policy,
+    consoleUid: () => seat.consoleUid,
+    config: () => attachConfig,
+    polkit: (action, subject, details) => checkAuthorization({ action, ...subject, details }),
+    plumbing: LOCAL_PLUMBING,
+    socketPath: config.unix[0]?.path ?? "usbipgw",
+    ...(options.vhci ?? {}),
+  });
   /** Host devices exported at run time (`usbipgw bind`), by host bus id; reloads keep them. */
   const bound = new Map<string, ServedDevice>();
   const manageHostDevice: HostDeviceHandler = async (action, busid, peer) => {
@@ -333,6 +379,8 @@ export async function startGateway(
         (peer.uid === 0 || peer.uid === ownUid || peer.uid === seat.consoleUid),
       sessionLimits: config.limits.session,
       manageHostDevice,
+      localAttach: attachService,
+      statusExtras: () => ({ attachments: attachService.snapshot }),
       ...(config.limits.maxTransferBufferLength !== undefined
         ? {
           limits: {
@@ -378,7 +426,9 @@ export async function startGateway(
   const close = async () => {
     unsubscribe();
     await reloading.catch(() => {});
-    // Sessions end first, so that the devices leave a closed server (no "removed" lines).
+    // Ports attached for users that would outlive the gateway go first, then the sessions, so
+    // that the devices leave a closed server (no "removed" lines).
+    await attachService.close();
     await server.close();
     for (const l of listeners) l.close();
     await seat.close();
@@ -410,6 +460,7 @@ export async function startGateway(
       summary.removed.push(key);
     }
     policy.setRules([...next.rules]);
+    attachConfig = next.attach;
     for (const [key, device] of wanted) {
       if (served.has(key)) continue;
       try {
@@ -475,6 +526,9 @@ export async function startGateway(
         });
       }
     }
+    await attachService.revoke(
+      `the console user changed from ${previous ?? "none"} to ${uid ?? "none"}`,
+    );
     if (previous === undefined || previous === 0) return;
     for (const s of server.sessions) {
       if (s.conn.peer.transport === "unix" && s.conn.peer.uid === previous) {

@@ -1,15 +1,20 @@
 /**
  * `usbipgw install-service`: installs the compiled binary, its manual page, the systemd units
- * of `lib/systemd/units.ts` and a first configuration, then enables the service (or, with
- * `--socket`, its socket unit) through systemctl(1); `--uninstall` undoes it and keeps the
- * configuration. `--root DIR` installs into an image instead (like `systemctl --root`).
+ * of `lib/systemd/units.ts`, the modules-load.d(5) file that loads vhci-hcd at boot, the
+ * polkit actions of `lib/polkit/actions.ts` and a first configuration, then enables the
+ * service (or, with `--socket`, its socket unit) through systemctl(1); `--uninstall` undoes
+ * it and keeps the configuration. `--root DIR` installs into an image instead (like
+ * `systemctl --root`).
  *
  * @module
  */
 
+import { POLKIT_ACTIONS_FILE, polkitPolicyFile } from "../polkit/actions.ts";
 import {
   DEFAULT_UNIT_PATHS,
   defaultConfig,
+  MODULES_LOAD_FILE,
+  modulesLoadConf,
   SERVICE_UNIT,
   serviceUnit,
   SOCKET_LINK,
@@ -52,6 +57,9 @@ export interface InstallOptions {
   root?: string;
 }
 
+/** The kernel module that attaching for users needs ({@linkcode MODULES_LOAD_FILE}). */
+const VHCI_MODULE = "vhci-hcd";
+
 /** Output channels and facts of the running program. */
 export interface InstallIo {
   out(text: string): Promise<void> | void;
@@ -87,6 +95,17 @@ async function writeFileAtomic(path: string, data: string | Uint8Array, mode: nu
   else await Deno.writeFile(temp, data, { mode });
   await Deno.chmod(temp, mode);
   await Deno.rename(temp, path);
+}
+
+/** Loads `module` with modprobe(8); the reason when that fails. */
+async function modprobe(module: string): Promise<string | undefined> {
+  try {
+    const out = await new Deno.Command("modprobe", { args: [module], stdin: "null" }).output();
+    if (out.success) return undefined;
+    return new TextDecoder().decode(out.stderr).trim() || `modprobe exited with ${out.code}`;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
 }
 
 /** Runs systemctl; throws with its message when it fails. */
@@ -143,7 +162,14 @@ export async function installService(o: InstallOptions, io: InstallIo): Promise<
       await say(`removed ${at(`${UNIT_DIR}/${u}`)}`);
     }
     if (root === "" && present.length > 0) await systemctl(["daemon-reload"]);
-    for (const path of [at(paths.binary), at(paths.manPage), at(SOCKET_LINK)]) {
+    const files = [
+      at(paths.binary),
+      at(paths.manPage),
+      at(MODULES_LOAD_FILE),
+      at(POLKIT_ACTIONS_FILE),
+      at(SOCKET_LINK),
+    ];
+    for (const path of files) {
       const info = await Deno.lstat(path).catch(() => undefined);
       if (info === undefined) continue;
       if (path === at(SOCKET_LINK) && !info.isSymlink) continue;
@@ -182,6 +208,13 @@ export async function installService(o: InstallOptions, io: InstallIo): Promise<
   await writeFileAtomic(at(paths.manPage), io.manPage(), 0o644);
   await say(`wrote ${at(paths.manPage)}`);
 
+  // vhci-hcd at boot, and the polkit actions the gateway asks about (polkitd notices the
+  // new file by itself).
+  await writeFileAtomic(at(MODULES_LOAD_FILE), modulesLoadConf(), 0o644);
+  await say(`wrote ${at(MODULES_LOAD_FILE)}`);
+  await writeFileAtomic(at(POLKIT_ACTIONS_FILE), polkitPolicyFile(), 0o644);
+  await say(`wrote ${at(POLKIT_ACTIONS_FILE)}`);
+
   await writeFileAtomic(at(`${UNIT_DIR}/${SERVICE_UNIT}`), serviceUnit(paths), 0o644);
   await say(`wrote ${at(`${UNIT_DIR}/${SERVICE_UNIT}`)}`);
   const socketPath = at(`${UNIT_DIR}/${SOCKET_UNIT}`);
@@ -204,6 +237,17 @@ export async function installService(o: InstallOptions, io: InstallIo): Promise<
   const unit = o.socket ? SOCKET_UNIT : SERVICE_UNIT;
   if (root === "") await systemctl(["daemon-reload"]);
   if (!o.noEnable) {
+    if (root === "") {
+      // The sandbox forbids modprobe, and the module must be there when the service starts.
+      const failed = await modprobe(VHCI_MODULE);
+      if (failed === undefined) {
+        await say(`modprobe ${VHCI_MODULE}`);
+      } else {
+        io.err(
+          `usbipgw: warning: Cannot load ${VHCI_MODULE} now (${failed}); attaching for users needs it, and ${MODULES_LOAD_FILE} loads it at the next boot\n`,
+        );
+      }
+    }
     const command = [...systemctlRoot, "enable", ...(root === "" ? ["--now"] : []), unit];
     await systemctl(command);
     await say(`systemctl ${command.join(" ")}`);

@@ -1,14 +1,18 @@
 /**
  * The libc symbols the kernel client needs through FFI: BSD sockets (socket(2), connect(2),
- * poll(2), recv(2), send(2), fcntl(2); socket options are lib/ffi/sockopt.ts's) for a socket whose fd this process owns,
- * as vhci_hcd's sysfs `attach` requires, and open(2)/write(2) for sysfs attributes, so that
- * the kernel's errno reaches the caller unchanged. Private to lib/client. Constants are the
- * Linux values (asm-generic, identical on x86_64 and aarch64).
+ * poll(2), recv(2), send(2), fcntl(2); socket options are lib/ffi/sockopt.ts's) for a socket
+ * whose fd this process owns, as vhci_hcd's sysfs `attach` requires, and open(2)/write(2) for
+ * sysfs attributes, so that the kernel's errno reaches the caller unchanged (as
+ * lib/ffi/os_error.ts's `OsError`). Private to lib/client. Constants are the Linux values
+ * (asm-generic, identical on x86_64 and aarch64).
  *
  * @module
  */
 
 import { ERRNO_LOCATION, errnoAt, lazyLibc } from "../ffi/libc.ts";
+import { OsError } from "../ffi/os_error.ts";
+
+export { describeErrno, Errno, OsError } from "../ffi/os_error.ts";
 
 const SYMBOLS = {
   // int socket(int domain, int type, int protocol);
@@ -29,8 +33,6 @@ const SYMBOLS = {
   write: { parameters: ["i32", "buffer", "u64"], result: "i64" },
   // int close(int fd);
   close: { parameters: ["i32"], result: "i32" },
-  // char *strerror(int errnum);
-  strerror: { parameters: ["i32"], result: "pointer" },
   ...ERRNO_LOCATION,
 } as const satisfies Deno.ForeignLibraryInterface;
 
@@ -58,55 +60,9 @@ export const C = {
   MSG_NOSIGNAL: 0x4000,
 } as const;
 
-/** errno values the client tells apart (asm-generic/errno-base.h, errno.h). */
-export const Errno = {
-  EPERM: 1,
-  ENOENT: 2,
-  EINTR: 4,
-  EBADF: 9,
-  EAGAIN: 11,
-  EACCES: 13,
-  EBUSY: 16,
-  ENODEV: 19,
-  EINVAL: 22,
-  EPIPE: 32,
-  ENOTSOCK: 88,
-  EADDRNOTAVAIL: 99,
-  ENETUNREACH: 101,
-  ECONNABORTED: 103,
-  ECONNRESET: 104,
-  ENOTCONN: 107,
-  ETIMEDOUT: 110,
-  ECONNREFUSED: 111,
-  EHOSTUNREACH: 113,
-  EINPROGRESS: 115,
-} as const;
-
-const ERRNO_NAMES = new Map<number, string>(Object.entries(Errno).map(([k, v]) => [v, k]));
-
 /** The calling thread's errno; read it right after the synchronous call that failed. */
 export function errno(): number {
   return errnoAt(lib().__errno_location());
-}
-
-/** `ECONNREFUSED (Connection refused)`: the errno's name and libc's text for it. */
-export function describeErrno(code: number): string {
-  const p = lib().strerror(code);
-  const text = p === null ? "" : Deno.UnsafePointerView.getCString(p);
-  const name = ERRNO_NAMES.get(code) ?? `errno ${code}`;
-  return text ? `${name} (${text})` : name;
-}
-
-/** A failed system call: `errno` is the kernel's answer. */
-export class OsError extends Error {
-  /** The errno value. */
-  readonly errno: number;
-  /** Builds the error; the message ends with the errno's name and text. */
-  constructor(what: string, code: number) {
-    super(`${what}: ${describeErrno(code)}`);
-    this.name = "OsError";
-    this.errno = code;
-  }
 }
 
 const encoder = new TextEncoder();

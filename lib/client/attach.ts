@@ -190,10 +190,8 @@ function vhciSpeed(speed: number, busid: string): number {
  * @throws {ClientError} connect, protocol, no_free_port or attach_failed.
  */
 export async function attachDevice(o: AttachOptions): Promise<AttachResult> {
-  const sysfsRoot = o.sysfsRoot ?? "/sys";
-  const write = o.writeAttribute ?? writeAttribute;
   // Fails early, before the server hands the device to a connection vhci cannot take.
-  await readVhciPorts(sysfsRoot);
+  await readVhciPorts(o.sysfsRoot ?? "/sys");
   const wait = { timeoutMs: o.timeoutMs ?? 10000, ...(o.signal ? { signal: o.signal } : {}) };
   let sock: FdSocket;
   try {
@@ -210,69 +208,87 @@ export async function attachDevice(o: AttachOptions): Promise<AttachResult> {
       const timeout = o.deadPeerTimeoutS ?? DEFAULT_DEAD_PEER_TIMEOUT_S;
       sock.setTcpOptions(timeout > 0 ? keepaliveFor(timeout) : undefined);
     }
-    const device = await importOverSocket(sock, o.busid, wait);
-    const speed = vhciSpeed(device.speed, o.busid);
-    const devid = ((device.busnum & 0xffff) << 16 | (device.devnum & 0xffff)) >>> 0;
-    sock.setBlocking();
-    const tried = new Set<number>();
-    while (true) {
-      const free = chooseFreePort(await readVhciPorts(sysfsRoot), speed, tried);
-      if (free === undefined) {
-        const hub = hubForSpeed(speed) === "ss" ? "SuperSpeed" : "high-speed";
-        throw new ClientError(
-          "no_free_port",
-          `Cannot attach ${o.busid}: no free ${hub} port on vhci_hcd` +
-            (tried.size > 0 ? ` (ports ${[...tried].join(", ")} were taken meanwhile)` : "") +
-            `; detach one ("usbipgw port" lists them) or load vhci-hcd with more controllers (nr_hcs=N)`,
-        );
-      }
-      tried.add(free.port);
-      try {
-        writeVhciAttach({ port: free.port, sockfd: sock.fd, devid, speed }, sysfsRoot, write);
-      } catch (e) {
-        const errno = (e as { errno?: number }).errno;
-        // EBUSY: another attach took the port between the status read and the write.
-        if (errno === Errno.EBUSY) continue;
-        const hint = errno === Errno.EACCES || errno === Errno.EPERM
-          ? " (attaching needs root)"
-          : errno === Errno.EINVAL
-          ? " (the kernel log says why: dmesg)"
-          : "";
-        throw new ClientError(
-          "attach_failed",
-          `Cannot attach ${o.busid} to vhci port ${free.port}: ${
-            e instanceof Error ? e.message : String(e)
-          }${hint}`,
-          errno,
-        );
-      }
-      const result: AttachResult = {
-        port: free.port,
-        hub: free.hub,
-        devid,
-        speed,
-        sockfd: sock.fd,
-        device,
-        remote: o.remote,
-        record: undefined,
-      };
-      const stateDir = o.stateDir === undefined ? VHCI_STATE_DIR : o.stateDir;
-      if (stateDir !== null) {
-        const record = recordFor(o.remote, o.busid);
-        try {
-          await writePortRecord(stateDir, free.port, record);
-          result.record = record;
-        } catch (e) {
-          result.recordError = `Cannot record port ${free.port} in ${stateDir}: ${
-            e instanceof Error ? e.message : String(e)
-          }`;
-        }
-      }
-      return result;
-    }
+    return await attachOverSocket(sock, o);
   } finally {
     // vhci holds its own reference to the socket; the usbip tool closes its fd the same way.
     sock.close();
+  }
+}
+
+/**
+ * Imports `o.busid` over `sock`, a socket this process owns and has not read from (connected
+ * here, or handed over), then attaches it to a free vhci port; `o.remote` names the server in
+ * the port record. The caller closes `sock` afterwards: vhci holds its own reference.
+ *
+ * @throws {ImportRefusedError} When the server refuses (busy, no such device, policy).
+ * @throws {ClientError} protocol, no_free_port or attach_failed.
+ */
+export async function attachOverSocket(
+  sock: FdSocket,
+  o: Omit<AttachOptions, "deadPeerTimeoutS">,
+): Promise<AttachResult> {
+  const sysfsRoot = o.sysfsRoot ?? "/sys";
+  const write = o.writeAttribute ?? writeAttribute;
+  const wait = { timeoutMs: o.timeoutMs ?? 10000, ...(o.signal ? { signal: o.signal } : {}) };
+  const device = await importOverSocket(sock, o.busid, wait);
+  const speed = vhciSpeed(device.speed, o.busid);
+  const devid = ((device.busnum & 0xffff) << 16 | (device.devnum & 0xffff)) >>> 0;
+  sock.setBlocking();
+  const tried = new Set<number>();
+  while (true) {
+    const free = chooseFreePort(await readVhciPorts(sysfsRoot), speed, tried);
+    if (free === undefined) {
+      const hub = hubForSpeed(speed) === "ss" ? "SuperSpeed" : "high-speed";
+      throw new ClientError(
+        "no_free_port",
+        `Cannot attach ${o.busid}: no free ${hub} port on vhci_hcd` +
+          (tried.size > 0 ? ` (ports ${[...tried].join(", ")} were taken meanwhile)` : "") +
+          `; detach one ("usbipgw port" lists them) or load vhci-hcd with more controllers (nr_hcs=N)`,
+      );
+    }
+    tried.add(free.port);
+    try {
+      writeVhciAttach({ port: free.port, sockfd: sock.fd, devid, speed }, sysfsRoot, write);
+    } catch (e) {
+      const errno = (e as { errno?: number }).errno;
+      // EBUSY: another attach took the port between the status read and the write.
+      if (errno === Errno.EBUSY) continue;
+      const hint = errno === Errno.EACCES || errno === Errno.EPERM
+        ? " (attaching needs root)"
+        : errno === Errno.EINVAL
+        ? " (the kernel log says why: dmesg)"
+        : "";
+      throw new ClientError(
+        "attach_failed",
+        `Cannot attach ${o.busid} to vhci port ${free.port}: ${
+          e instanceof Error ? e.message : String(e)
+        }${hint}`,
+        errno,
+      );
+    }
+    const result: AttachResult = {
+      port: free.port,
+      hub: free.hub,
+      devid,
+      speed,
+      sockfd: sock.fd,
+      device,
+      remote: o.remote,
+      record: undefined,
+    };
+    const stateDir = o.stateDir === undefined ? VHCI_STATE_DIR : o.stateDir;
+    if (stateDir !== null) {
+      const record = recordFor(o.remote, o.busid);
+      try {
+        await writePortRecord(stateDir, free.port, record);
+        result.record = record;
+      } catch (e) {
+        result.recordError = `Cannot record port ${free.port} in ${stateDir}: ${
+          e instanceof Error ? e.message : String(e)
+        }`;
+      }
+    }
+    return result;
   }
 }
 

@@ -1,15 +1,18 @@
 /**
  * A stream socket whose file descriptor this process owns (socket(7), tcp(7), unix(7)), made
- * through libc FFI: Deno's own sockets and `node:net` keep their fds to themselves, and vhci's
- * sysfs `attach` looks the fd up in the writing process. The socket stays non-blocking while
- * this process uses it (waits happen in poll(2) on a worker thread) and is made blocking again
- * before the kernel takes it over.
+ * through libc FFI or adopted from a descriptor the process already has (one end of a
+ * socketpair(2), or one received with SCM_RIGHTS): Deno's own sockets and `node:net` keep their
+ * fds to themselves, and vhci's sysfs `attach` looks the fd up in the writing process. The
+ * socket stays non-blocking while this process uses it (waits happen in poll(2) on a worker
+ * thread) and is made blocking again before the kernel takes it over.
  *
  * @module
  */
 
 import { lookup } from "node:dns/promises";
 import { C, Errno, errno, lib, OsError } from "./_libc_socket.ts";
+import { checkStreamFd, sendFd } from "../ffi/scm_rights.ts";
+import { setNonBlocking } from "../ffi/fd.ts";
 import { connectError } from "../transport/connect_error.ts";
 import { formatHostPort } from "../transport/connection.ts";
 import {
@@ -23,6 +26,7 @@ import {
 export type { KeepaliveOptions } from "../ffi/sockopt.ts";
 
 export { OsError } from "./_libc_socket.ts";
+export { StreamFdError } from "../ffi/scm_rights.ts";
 
 /** Where a USB/IP server is: TCP host and port, or a unix socket path (`@name`: abstract). */
 export type RemoteAddress =
@@ -202,6 +206,40 @@ export class FdSocket {
   }
 
   /**
+   * Adopts `fd`, a connected stream socket this process already has (one end of
+   * `socketPair()`, or a descriptor received with `receiveFd()`, lib/ffi): the FdSocket owns it
+   * from now on and closes it in {@linkcode FdSocket.close}. It is made non-blocking, like a
+   * socket from {@linkcode FdSocket.connect}, so reads and writes wait in poll(2) within their
+   * time limits, and {@linkcode FdSocket.setBlocking} readies it for the kernel the same way
+   * (O_NONBLOCK belongs to the open file: a process that sent the socket and kept a copy sees
+   * the change too). `remote` describes the far end for messages (a socketpair has no address
+   * of its own: name what is on the other end, e.g.
+   * `{ transport: "unix", path: "socketpair:gateway" }`).
+   *
+   * @throws {StreamFdError} When `fd` is not a socket, not a stream, a listening socket or a
+   * socket never connected (lib/ffi `checkStreamFd`); the fd stays the caller's then.
+   * @throws {OsError} When its flags cannot be set.
+   *
+   * @example One end of a socket pair
+   * ```ts
+   * import { FdSocket } from "./fd_socket.ts";
+   * import { socketPair } from "../ffi/socket_pair.ts";
+   * const [a, b] = socketPair();
+   * const left = FdSocket.adopt(a, { transport: "unix", path: "socketpair:left" });
+   * const right = FdSocket.adopt(b, { transport: "unix", path: "socketpair:right" });
+   * await left.writeAll(new Uint8Array([1, 2]));
+   * console.assert((await right.readExactly(2))[1] === 2);
+   * left.close();
+   * right.close();
+   * ```
+   */
+  static adopt(fd: number, remote: RemoteAddress): FdSocket {
+    checkStreamFd(fd);
+    setNonBlocking(fd, true);
+    return new FdSocket(fd, remote);
+  }
+
+  /**
    * Connects to `remote`: every address of a TCP host in turn until one accepts.
    *
    * @throws {OsError} With the last errno (ECONNREFUSED, ETIMEDOUT, ENOENT, ...).
@@ -340,6 +378,20 @@ export class FdSocket {
       off += Number(n);
     }
     return out;
+  }
+
+  /**
+   * Sends descriptor `fd` with SCM_RIGHTS on `bytes` (default one zero byte), for a unix
+   * socket whose peer asked for it (the gateway's cue); the caller keeps its own `fd`.
+   *
+   * @throws {OsError} With sendmsg(2)'s errno, or ETIMEDOUT.
+   */
+  async sendFd(
+    fd: number,
+    bytes: Uint8Array = new Uint8Array(1),
+    options: WaitOptions = {},
+  ): Promise<void> {
+    await sendFd(this.#fd, fd, bytes, options);
   }
 
   /** Clears O_NONBLOCK, so that the kernel gets a socket like the usbip tool's. */

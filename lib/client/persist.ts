@@ -11,16 +11,21 @@
 
 import { getLogger, type Logger } from "@logtape/logtape";
 import type { AttachResult } from "./attach.ts";
-import { formatRemote } from "./fd_socket.ts";
 import { VdevStatus, type VhciPort } from "./vhci.ts";
 
 /** The persist loop's states. */
 export type PersistState = "attaching" | "attached" | "waiting" | "stopped";
 
-/** What {@linkcode runPersistent} does its work with. */
-export interface PersistOptions {
+/** What an attach made: the vhci port and what its status shows while it holds the device. */
+export type AttachedPortId = Pick<AttachResult, "port" | "devid" | "sockfd">;
+
+/**
+ * What {@linkcode runPersistent} does its work with; `R` is what one attach gives (an
+ * `AttachResult` when this process attaches, less when a gateway does it).
+ */
+export interface PersistOptions<R extends AttachedPortId = AttachResult> {
   /** One attach attempt. */
-  attach(signal: AbortSignal): Promise<AttachResult>;
+  attach(signal: AbortSignal): Promise<R>;
   /** vhci's ports now. */
   readPorts(): Promise<VhciPort[]>;
   /** Detaches a port (on stop). */
@@ -30,7 +35,9 @@ export interface PersistOptions {
   /** Errors that end the loop instead of being retried (vhci missing, policy refusal, ...). */
   isFatal(e: unknown): boolean;
   /** Called after every successful attach. */
-  onAttached?(r: AttachResult): void | Promise<void>;
+  onAttached?(r: R): void | Promise<void>;
+  /** What an attach holds, for the log (`127.0.0.1:3240/1-1`); default: its vhci port. */
+  describe?(r: R): string;
   /** Called at every state change, with the time from `now()`. */
   onState?(state: PersistState, at: number): void;
   /** Aborting ends the loop (SIGINT/SIGTERM). */
@@ -76,7 +83,7 @@ export interface PersistOutcome {
  */
 export function stillAttached(
   ports: readonly VhciPort[],
-  a: Pick<AttachResult, "port" | "devid" | "sockfd">,
+  a: AttachedPortId,
 ): boolean {
   const p = ports.find((x) => x.port === a.port);
   if (p === undefined) return false;
@@ -112,7 +119,9 @@ function message(e: unknown): string {
  * Runs the persist loop until `signal` aborts (then resolves) or a fatal error (then
  * rejects with it, after detaching what it attached).
  */
-export async function runPersistent(o: PersistOptions): Promise<PersistOutcome> {
+export async function runPersistent<R extends AttachedPortId = AttachResult>(
+  o: PersistOptions<R>,
+): Promise<PersistOutcome> {
   const log = o.logger ?? getLogger(["usbipgw", "client"]);
   const sleep = o.sleep ?? timerSleep;
   const now = o.now ?? (() => performance.now());
@@ -121,7 +130,7 @@ export async function runPersistent(o: PersistOptions): Promise<PersistOutcome> 
   const max = o.retryMaxMs ?? 10000;
   const signal = o.signal;
   const outcome: PersistOutcome = { attaches: 0, drops: 0, detachedPort: undefined };
-  let current: AttachResult | undefined;
+  let current: R | undefined;
   let delay = initial;
   let lastError = "";
   const state = (s: PersistState) => o.onState?.(s, now());
@@ -191,7 +200,7 @@ export async function runPersistent(o: PersistOptions): Promise<PersistOutcome> 
         log.warn(
           "Connection to {remote} lost: vhci port {port} was freed after {s} s; re-attaching",
           {
-            remote: `${formatRemote(current.remote)}/${current.device.busid}`,
+            remote: o.describe?.(current) ?? `vhci port ${current.port}`,
             port: current.port,
             s: ((now() - since) / 1000).toFixed(1),
           },

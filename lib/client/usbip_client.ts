@@ -146,16 +146,8 @@ export interface BindAnswer {
  * await server.close();
  * ```
  */
-export async function requestBind(conn: Connection, busid: string): Promise<BindAnswer> {
-  const reader = new FrameReader(conn.readable);
-  try {
-    await writeAll(conn, encodeOpReqBind(busid));
-    const { status, message } = await reader.readOpRepBind();
-    return { status, message };
-  } finally {
-    await reader.cancel();
-    conn.close();
-  }
+export function requestBind(conn: Connection, busid: string): Promise<BindAnswer> {
+  return _hostDeviceRequest(conn, () => encodeOpReqBind(busid), (r) => r.readOpRepBind());
 }
 
 /**
@@ -163,11 +155,23 @@ export async function requestBind(conn: Connection, busid: string): Promise<Bind
  * `usbip unbind` does (OP_REQ_UNBIND, usbipgw's extension), on a fresh connection, and closes
  * it. Returns the status and message, as {@linkcode requestBind}.
  */
-export async function requestUnbind(conn: Connection, busid: string): Promise<BindAnswer> {
+export function requestUnbind(conn: Connection, busid: string): Promise<BindAnswer> {
+  return _hostDeviceRequest(conn, () => encodeOpReqUnbind(busid), (r) => r.readOpRepUnbind());
+}
+
+/**
+ * Sends the request `encode` makes (it may throw, for a bus id over 31 bytes) on `conn`, reads
+ * the answer with `read`, and closes `conn` either way.
+ */
+async function _hostDeviceRequest(
+  conn: Connection,
+  encode: () => Uint8Array,
+  read: (reader: FrameReader) => Promise<BindAnswer>,
+): Promise<BindAnswer> {
   const reader = new FrameReader(conn.readable);
   try {
-    await writeAll(conn, encodeOpReqUnbind(busid));
-    const { status, message } = await reader.readOpRepUnbind();
+    await writeAll(conn, encode());
+    const { status, message } = await read(reader);
     return { status, message };
   } finally {
     await reader.cancel();

@@ -107,6 +107,46 @@ export function endpointType(ep: EndpointDescriptor): TransferTypeName {
   return TYPE_NAMES[ep.bmAttributes & 3]!;
 }
 
+/** An interface's class, subclass and protocol: what a device list and a policy see of it. */
+export type InterfaceClass = Pick<
+  InterfaceDescriptor,
+  "bInterfaceClass" | "bInterfaceSubClass" | "bInterfaceProtocol"
+>;
+
+/**
+ * The interfaces of `configuration` as a device list (and a policy's `InterfaceFacts`) shows
+ * them: alternate setting 0 of each, by class, subclass and protocol; none without a
+ * configuration.
+ *
+ * @example An alternate setting is not another interface
+ * ```ts
+ * import { interfaceClasses } from "./descriptors.ts";
+ * const i = { bInterfaceNumber: 0, bInterfaceSubClass: 0, bInterfaceProtocol: 0, endpoints: [] };
+ * const classes = interfaceClasses({
+ *   bConfigurationValue: 1,
+ *   bmAttributes: 0x80,
+ *   bMaxPower: 50,
+ *   interfaces: [
+ *     { ...i, bAlternateSetting: 0, bInterfaceClass: 0x08 },
+ *     { ...i, bAlternateSetting: 1, bInterfaceClass: 0x08 },
+ *   ],
+ * });
+ * console.assert(classes.length === 1 && classes[0]?.bInterfaceClass === 0x08);
+ * console.assert(interfaceClasses(undefined).length === 0);
+ * ```
+ */
+export function interfaceClasses(
+  configuration: ConfigurationDescriptor | undefined,
+): InterfaceClass[] {
+  return (configuration?.interfaces ?? [])
+    .filter((i) => i.bAlternateSetting === 0)
+    .map(({ bInterfaceClass, bInterfaceSubClass, bInterfaceProtocol }) => ({
+      bInterfaceClass,
+      bInterfaceSubClass,
+      bInterfaceProtocol,
+    }));
+}
+
 /** A USB 2.0 Extension capability (USB 3.2 §9.6.2.1); bit 1 of `bmAttributes` is LPM. */
 export function usb2ExtensionCapability(bmAttributes = 0): Uint8Array {
   const b = new Uint8Array(7);

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { busnumOf } from "../server/exported_device.ts";
+import { busidProblem } from "../server/exported_device.ts";
 import type {
   CreateContext,
   CreatedDevice,
@@ -210,13 +210,8 @@ export function parseDevice(
     }
   }
   const busid = options.busid;
-  if (busid !== undefined) {
-    try {
-      busnumOf(busid);
-    } catch (e) {
-      return _fail("busid", (e as Error).message);
-    }
-  }
+  const busidWrong = busid === undefined ? undefined : busidProblem(busid);
+  if (busidWrong !== undefined) return _fail("busid", busidWrong);
   const r = type.parse(options, context);
   if (!r.ok) return r;
   const exported = r.busid ?? busid;

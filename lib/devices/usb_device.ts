@@ -12,6 +12,8 @@ import {
   DescriptorSet,
   type EndpointDescriptor,
   endpointType,
+  type InterfaceClass,
+  interfaceClasses,
   type InterfaceDescriptor,
   type TransferTypeName,
   type UsbDescriptors,
@@ -107,7 +109,7 @@ export interface DeviceSummary {
   bDeviceProtocol: number;
   bConfigurationValue: number;
   bNumConfigurations: number;
-  interfaces: { bInterfaceClass: number; bInterfaceSubClass: number; bInterfaceProtocol: number }[];
+  interfaces: InterfaceClass[];
 }
 
 /** A stalled transfer. */
@@ -252,13 +254,7 @@ export abstract class UsbDevice {
     const d = this.descriptors.tree.device;
     const configs = this.descriptors.tree.configurations;
     const config = this.descriptors.configuration(this.#configuration) ?? configs[0];
-    const interfaces = (config?.interfaces ?? [])
-      .filter((i) => i.bAlternateSetting === 0)
-      .map(({ bInterfaceClass, bInterfaceSubClass, bInterfaceProtocol }) => ({
-        bInterfaceClass,
-        bInterfaceSubClass,
-        bInterfaceProtocol,
-      }));
+    const interfaces = interfaceClasses(config);
     return {
       speed: this.speed,
       idVendor: d.idVendor,

@@ -36,14 +36,66 @@ export const OpCode = {
   OP_REQ_UNBIND: 0x80f2,
   /** The answer to {@linkcode OpCode.OP_REQ_UNBIND}: a 4-byte length, then a UTF-8 message. */
   OP_REP_UNBIND: 0x00f2,
+  /**
+   * usbipgw's own extension, as `usbip attach` run by the gateway: asks a gateway running as
+   * root to attach a device into this machine's kernel (vhci_hcd). The body (292 bytes) is
+   * `kind` u8 (one of {@linkcode AttachKind}), a reserved u8 (0), `port` u16 (the remote TCP
+   * port, 0 for 3240; 0 unless remote), `busid[32]` and `host[256]` (remote only, all zeros
+   * otherwise), both NUL-padded. Only a unix peer with credentials is heard, and the gateway's
+   * handler decides. One request per connection, closed after the final answer.
+   *
+   * For {@linkcode AttachKind.ATTACH_STREAM} the socket travels after the request, in this
+   * order:
+   * 1. the requester sends OP_REQ_ATTACH and reads;
+   * 2. once the gateway agrees to take a socket, it answers OP_REP_ATTACH with status ST_OK and
+   *    `vhciPort` {@linkcode VHCI_PORT_SEND_SOCKET} ("send the socket now"; an empty message);
+   *    a gateway that refuses sends the final OP_REP_ATTACH at once instead;
+   * 3. the requester sends one byte (any value) whose ancillary data carries the connected
+   *    socket with SCM_RIGHTS, and reads again;
+   * 4. the gateway sends the final OP_REP_ATTACH and closes the connection.
+   */
+  OP_REQ_ATTACH: 0x80f3,
+  /**
+   * The answer to {@linkcode OpCode.OP_REQ_ATTACH}: `vhciPort` u32 (the vhci port the device
+   * was attached to, {@linkcode VHCI_PORT_NONE} when it was not, or
+   * {@linkcode VHCI_PORT_SEND_SOCKET} in the intermediate answer), then a 4-byte length and a
+   * UTF-8 message of at most {@linkcode MAX_BIND_MESSAGE_BYTES} bytes.
+   */
+  OP_REP_ATTACH: 0x00f3,
+  /**
+   * usbipgw's own extension, as `usbip detach`: asks the gateway to detach the device on the
+   * vhci port that follows (`vhciPort` u32). Heard from the same peers as OP_REQ_ATTACH.
+   */
+  OP_REQ_DETACH: 0x80f4,
+  /** The answer to {@linkcode OpCode.OP_REQ_DETACH}: a 4-byte length, then a UTF-8 message. */
+  OP_REP_DETACH: 0x00f4,
 } as const;
+
+/** What OP_REQ_ATTACH asks to attach: the `kind` field of its body. */
+export const AttachKind = {
+  /** A device of this gateway, by its bus id. */
+  ATTACH_LOCAL: 0,
+  /** A device of another USB/IP server: `host`, `port` and `busid`. */
+  ATTACH_REMOTE: 1,
+  /** A connected socket the requester hands over with SCM_RIGHTS, whose server exports `busid`. */
+  ATTACH_STREAM: 2,
+} as const;
+
+/** The `vhciPort` of an OP_REP_ATTACH that attached nothing. */
+export const VHCI_PORT_NONE = 0xffffffff;
+
+/**
+ * The `vhciPort` of the intermediate OP_REP_ATTACH (status ST_OK) of a stream attach: "send
+ * the socket now", see {@linkcode OpCode.OP_REQ_ATTACH}.
+ */
+export const VHCI_PORT_SEND_SOCKET = 0xfffffffe;
 
 /** Largest OP_REP_STATUS body a client accepts (the JSON is the gateway's own). */
 export const MAX_STATUS_BYTES = 4 * 1024 * 1024;
 
 /**
- * Largest message in an OP_REP_BIND or OP_REP_UNBIND, in UTF-8 bytes: a server cuts a longer
- * one, a client refuses it as a protocol error.
+ * Largest message in an OP_REP_BIND, OP_REP_UNBIND, OP_REP_ATTACH or OP_REP_DETACH, in UTF-8
+ * bytes: a server cuts a longer one, a client refuses it as a protocol error.
  */
 export const MAX_BIND_MESSAGE_BYTES = 1024;
 
@@ -118,6 +170,8 @@ export const WireSize = {
   OP_HEADER: 8,
   BUSID: 32,
   PATH: 256,
+  /** The `host` field of OP_REQ_ATTACH. */
+  HOST: 256,
   DEVICE_RECORD: 312,
   INTERFACE_RECORD: 4,
   URB_HEADER: 48,

@@ -21,8 +21,11 @@ import {
   decodeDeviceRecord,
   decodeInterfaceRecords,
   decodeOpHeader,
+  decodeOpRepAttachHead,
   decodeOpRequest,
+  type OpRepAttach,
   type OpRepBind,
+  type OpRepDetach,
   type OpRepDevlist,
   type OpRepImport,
   type OpRepUnbind,
@@ -402,6 +405,28 @@ export class FrameReader {
     const { status, length } = decodeBindReplyHead(head, OpCode.OP_REP_UNBIND, maxBytes);
     const body = await this.#readRequired(length, "OP_REP_UNBIND");
     return { kind: "op_rep_unbind", status, message: new TextDecoder().decode(body) };
+  }
+
+  /**
+   * Reads OP_REP_ATTACH (client side): the status, the vhci port and the message. A message
+   * over `maxBytes` is a protocol error, read no further.
+   */
+  async readOpRepAttach(maxBytes: number = MAX_BIND_MESSAGE_BYTES): Promise<OpRepAttach> {
+    const head = await this.#readRequired(WireSize.OP_HEADER + 8, "OP_REP_ATTACH");
+    const { status, vhciPort, length } = decodeOpRepAttachHead(head, maxBytes);
+    const body = await this.#readRequired(length, "OP_REP_ATTACH");
+    return { kind: "op_rep_attach", status, vhciPort, message: new TextDecoder().decode(body) };
+  }
+
+  /**
+   * Reads OP_REP_DETACH (client side): the status and the message. A message over `maxBytes`
+   * is a protocol error, read no further.
+   */
+  async readOpRepDetach(maxBytes: number = MAX_BIND_MESSAGE_BYTES): Promise<OpRepDetach> {
+    const head = await this.#readRequired(WireSize.OP_HEADER + 4, "OP_REP_DETACH");
+    const { status, length } = decodeBindReplyHead(head, OpCode.OP_REP_DETACH, maxBytes);
+    const body = await this.#readRequired(length, "OP_REP_DETACH");
+    return { kind: "op_rep_detach", status, message: new TextDecoder().decode(body) };
   }
 
   /** Cancels the underlying stream and releases it. */

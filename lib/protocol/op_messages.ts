@@ -1,15 +1,18 @@
 /**
  * Op-phase messages: OP_REQ/REP_DEVLIST and OP_REQ/REP_IMPORT with the 312-byte device record
  * and 4-byte interface records, big-endian as in usbip_protocol.rst and usbip_network.h; and
- * usbipgw's own OP_REQ/REP_STATUS, OP_REQ/REP_BIND and OP_REQ/REP_UNBIND in the same framing.
+ * usbipgw's own OP_REQ/REP_STATUS, OP_REQ/REP_BIND, OP_REQ/REP_UNBIND, OP_REQ/REP_ATTACH and
+ * OP_REQ/REP_DETACH in the same framing.
  *
  * @module
  */
 
 import {
+  AttachKind,
   DEFAULT_LIMITS,
   MAX_BIND_MESSAGE_BYTES,
   OpCode,
+  USBIP_PORT,
   USBIP_VERSION,
   type UsbipLimits,
   WireSize,
@@ -18,6 +21,8 @@ import { UsbipProtocolError } from "./protocol_error.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+/** Refuses bytes that are not UTF-8, for fields a decoder must not guess at. */
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** The 8-byte header of every op-phase message. */
 export interface OpHeader {
@@ -93,8 +98,40 @@ export interface OpReqUnbind {
   busid: string;
 }
 
+/**
+ * What OP_REQ_ATTACH (usbipgw's extension) asks a gateway to attach into this machine's kernel;
+ * `kind` is {@linkcode AttachKind} on the wire.
+ */
+export type AttachRequest =
+  /** A device of this gateway, by its bus id. */
+  | { kind: "local"; busid: string }
+  /** The device `busid` of the USB/IP server at `host` (a name or an address) and `port`. */
+  | { kind: "remote"; host: string; port: number; busid: string }
+  /** The device `busid` served over a connected socket the requester hands over. */
+  | { kind: "stream"; busid: string };
+
+/** OP_REQ_ATTACH (usbipgw's extension): asks to attach a device into the local kernel. */
+export interface OpReqAttach {
+  kind: "op_req_attach";
+  request: AttachRequest;
+}
+
+/** OP_REQ_DETACH (usbipgw's extension): asks to detach the device on a vhci port. */
+export interface OpReqDetach {
+  kind: "op_req_detach";
+  /** The vhci port, as OP_REP_ATTACH named it. */
+  vhciPort: number;
+}
+
 /** A request a server reads in the op phase. */
-export type OpRequest = OpReqDevlist | OpReqImport | OpReqStatus | OpReqBind | OpReqUnbind;
+export type OpRequest =
+  | OpReqDevlist
+  | OpReqImport
+  | OpReqStatus
+  | OpReqBind
+  | OpReqUnbind
+  | OpReqAttach
+  | OpReqDetach;
 
 /** OP_REP_DEVLIST: the status and the exported devices. */
 export interface OpRepDevlist {
@@ -121,6 +158,27 @@ export interface OpRepBind {
 /** OP_REP_UNBIND (usbipgw's extension): an `OpStatus` and a short message for people. */
 export interface OpRepUnbind {
   kind: "op_rep_unbind";
+  status: number;
+  /** At most {@linkcode MAX_BIND_MESSAGE_BYTES} bytes of UTF-8; may be empty. */
+  message: string;
+}
+
+/**
+ * OP_REP_ATTACH (usbipgw's extension): an `OpStatus`, the vhci port, and a short message for
+ * people. `vhciPort` is `VHCI_PORT_NONE` when nothing was attached, and
+ * `VHCI_PORT_SEND_SOCKET` (with ST_OK) in the intermediate answer of a stream attach.
+ */
+export interface OpRepAttach {
+  kind: "op_rep_attach";
+  status: number;
+  vhciPort: number;
+  /** At most {@linkcode MAX_BIND_MESSAGE_BYTES} bytes of UTF-8; may be empty. */
+  message: string;
+}
+
+/** OP_REP_DETACH (usbipgw's extension): an `OpStatus` and a short message for people. */
+export interface OpRepDetach {
+  kind: "op_rep_detach";
   status: number;
   /** At most {@linkcode MAX_BIND_MESSAGE_BYTES} bytes of UTF-8; may be empty. */
   message: string;
@@ -194,13 +252,17 @@ export function opRequestBodyLength(code: number): number {
     case OpCode.OP_REQ_BIND:
     case OpCode.OP_REQ_UNBIND:
       return WireSize.BUSID;
+    case OpCode.OP_REQ_ATTACH:
+      return ATTACH_BODY;
+    case OpCode.OP_REQ_DETACH:
+      return 4;
     default:
       throw new UsbipProtocolError(
         "op request",
         "code",
         `is 0x${
           code.toString(16).padStart(4, "0")
-        }, expected OP_REQ_DEVLIST, OP_REQ_IMPORT, OP_REQ_STATUS, OP_REQ_BIND or OP_REQ_UNBIND`,
+        }, expected OP_REQ_DEVLIST, OP_REQ_IMPORT, OP_REQ_STATUS, OP_REQ_BIND, OP_REQ_UNBIND, OP_REQ_ATTACH or OP_REQ_DETACH`,
       );
   }
 }
@@ -292,10 +354,176 @@ export function decodeOpRequest(b: Uint8Array): OpRequest {
   expectLength(b, "op request", WireSize.OP_HEADER + bodyLength);
   if (header.code === OpCode.OP_REQ_DEVLIST) return { kind: "op_req_devlist" };
   if (header.code === OpCode.OP_REQ_STATUS) return { kind: "op_req_status" };
+  if (header.code === OpCode.OP_REQ_ATTACH) return decodeOpReqAttachBody(b);
+  if (header.code === OpCode.OP_REQ_DETACH) {
+    return { kind: "op_req_detach", vhciPort: view(b).getUint32(WireSize.OP_HEADER) };
+  }
   const busid = readFixedString(b, WireSize.OP_HEADER, WireSize.BUSID);
   if (header.code === OpCode.OP_REQ_BIND) return { kind: "op_req_bind", busid };
   if (header.code === OpCode.OP_REQ_UNBIND) return { kind: "op_req_unbind", busid };
   return { kind: "op_req_import", busid };
+}
+
+/** Offsets in OP_REQ_ATTACH, from the start of the header. */
+const AttachOffset = {
+  KIND: 8,
+  RESERVED: 9,
+  PORT: 10,
+  BUSID: 12,
+  HOST: 12 + WireSize.BUSID,
+} as const;
+
+/** The bytes after OP_REQ_ATTACH's header: kind, reserved, port, busid[32], host[256]. */
+const ATTACH_BODY = 4 + WireSize.BUSID + WireSize.HOST;
+
+/** The wire value of each {@linkcode AttachRequest} kind. */
+const ATTACH_KIND_VALUES: Record<string, number> = {
+  local: AttachKind.ATTACH_LOCAL,
+  remote: AttachKind.ATTACH_REMOTE,
+  stream: AttachKind.ATTACH_STREAM,
+} satisfies Record<AttachRequest["kind"], number>;
+
+/** The {@linkcode AttachRequest} kind of each wire value. */
+const ATTACH_KIND_NAMES = ["local", "remote", "stream"] as const;
+
+/**
+ * Checks a string for a NUL-padded field of `size` bytes of OP_REQ_ATTACH: not empty, no NUL,
+ * at most `size - 1` bytes of UTF-8. Throws `RangeError`.
+ */
+function checkAttachString(s: string, size: number, field: string): void {
+  const length = encoder.encode(s).length;
+  if (length === 0 || length >= size || s.includes("\0")) {
+    throw new RangeError(
+      `Cannot encode OP_REQ_ATTACH: ${field} ${JSON.stringify(s)} must be 1 to ${
+        size - 1
+      } bytes of UTF-8 without NUL`,
+    );
+  }
+}
+
+/**
+ * Encodes OP_REQ_ATTACH (300 bytes; usbipgw's extension): the header, `kind` u8, a reserved
+ * u8 (0), `port` u16 (remote only), `busid[32]` and `host[256]` (remote only), NUL-padded.
+ * Throws `RangeError` for an unknown kind, an empty bus id or host, one over 31 or 255 bytes
+ * or holding a NUL, and a port outside 1..65535.
+ *
+ * @example A remote device
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { decodeOpRequest, encodeOpReqAttach } from "./op_messages.ts";
+ * const request = { kind: "remote" as const, host: "192.0.2.9", port: 3240, busid: "1-2" };
+ * const bytes = encodeOpReqAttach(request);
+ * assertEquals(bytes.length, 300);
+ * assertEquals(decodeOpRequest(bytes), { kind: "op_req_attach", request });
+ * ```
+ */
+export function encodeOpReqAttach(request: AttachRequest): Uint8Array {
+  const kind = Object.hasOwn(ATTACH_KIND_VALUES, request.kind)
+    ? ATTACH_KIND_VALUES[request.kind]
+    : undefined;
+  if (kind === undefined) {
+    throw new RangeError(
+      `Cannot encode OP_REQ_ATTACH: kind ${
+        JSON.stringify(request.kind)
+      } is not local, remote or stream`,
+    );
+  }
+  checkAttachString(request.busid, WireSize.BUSID, "busid");
+  const out = new Uint8Array(WireSize.OP_HEADER + ATTACH_BODY);
+  putOpHeader(out, OpCode.OP_REQ_ATTACH, 0);
+  out[AttachOffset.KIND] = kind;
+  writeFixedString(out, AttachOffset.BUSID, WireSize.BUSID, request.busid, "busid");
+  if (request.kind === "remote") {
+    const { host, port } = request;
+    checkAttachString(host, WireSize.HOST, "host");
+    if (!Number.isInteger(port) || port < 1 || port > 0xffff) {
+      throw new RangeError(`Cannot encode OP_REQ_ATTACH: port ${port} is not in 1..65535`);
+    }
+    view(out).setUint16(AttachOffset.PORT, port);
+    writeFixedString(out, AttachOffset.HOST, WireSize.HOST, host, "host");
+  }
+  return out;
+}
+
+/**
+ * Reads a NUL-padded string field of OP_REQ_ATTACH strictly: not empty, ended by a NUL within
+ * the field, only NULs after it, and UTF-8.
+ */
+function readAttachString(b: Uint8Array, offset: number, size: number, field: string): string {
+  const bytes = b.subarray(offset, offset + size);
+  const nul = bytes.indexOf(0);
+  if (nul < 0) {
+    throw new UsbipProtocolError("OP_REQ_ATTACH", field, `is not NUL-terminated in ${size} bytes`);
+  }
+  if (nul === 0) throw new UsbipProtocolError("OP_REQ_ATTACH", field, "is empty");
+  if (!bytes.subarray(nul).every((x) => x === 0)) {
+    throw new UsbipProtocolError("OP_REQ_ATTACH", field, "has bytes after its NUL terminator");
+  }
+  try {
+    return strictDecoder.decode(bytes.subarray(0, nul));
+  } catch {
+    throw new UsbipProtocolError("OP_REQ_ATTACH", field, "is not UTF-8");
+  }
+}
+
+/** Decodes and checks the body of a whole OP_REQ_ATTACH (`b` starts with the header). */
+function decodeOpReqAttachBody(b: Uint8Array): OpReqAttach {
+  const frame = "OP_REQ_ATTACH";
+  const v = view(b);
+  const wireKind = v.getUint8(AttachOffset.KIND);
+  const kind = ATTACH_KIND_NAMES[wireKind];
+  if (kind === undefined) {
+    throw new UsbipProtocolError(
+      frame,
+      "kind",
+      `is ${wireKind}, expected 0 (local), 1 (remote) or 2 (stream)`,
+    );
+  }
+  const reserved = v.getUint8(AttachOffset.RESERVED);
+  if (reserved !== 0) throw new UsbipProtocolError(frame, "reserved", `is ${reserved}, expected 0`);
+  const busid = readAttachString(b, AttachOffset.BUSID, WireSize.BUSID, "busid");
+  const port = v.getUint16(AttachOffset.PORT);
+  if (kind === "remote") {
+    const host = readAttachString(b, AttachOffset.HOST, WireSize.HOST, "host");
+    return {
+      kind: "op_req_attach",
+      request: { kind, host, port: port === 0 ? USBIP_PORT : port, busid },
+    };
+  }
+  if (port !== 0) {
+    throw new UsbipProtocolError(frame, "port", `is ${port}, expected 0 for kind ${kind}`);
+  }
+  const host = b.subarray(AttachOffset.HOST, AttachOffset.HOST + WireSize.HOST);
+  if (!host.every((x) => x === 0)) {
+    throw new UsbipProtocolError(frame, "host", `is given for kind ${kind}, expected all zeros`);
+  }
+  return { kind: "op_req_attach", request: { kind, busid } };
+}
+
+/**
+ * Encodes OP_REQ_DETACH (12 bytes; usbipgw's extension): the header and `vhciPort` u32.
+ * Throws `RangeError` for a port that is not a 32-bit unsigned integer.
+ *
+ * @example Round trip
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { decodeOpRequest, encodeOpReqDetach } from "./op_messages.ts";
+ * assertEquals(decodeOpRequest(encodeOpReqDetach(9)), { kind: "op_req_detach", vhciPort: 9 });
+ * ```
+ */
+export function encodeOpReqDetach(vhciPort: number): Uint8Array {
+  checkU32(vhciPort, "OP_REQ_DETACH", "vhciPort");
+  const out = new Uint8Array(WireSize.OP_HEADER + 4);
+  putOpHeader(out, OpCode.OP_REQ_DETACH, 0);
+  view(out).setUint32(WireSize.OP_HEADER, vhciPort);
+  return out;
+}
+
+/** Throws `RangeError` unless `n` is a 32-bit unsigned integer. */
+function checkU32(n: number, frame: string, field: string): void {
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
+    throw new RangeError(`Cannot encode ${frame}: ${field} ${n} is not a 32-bit unsigned integer`);
+  }
 }
 
 /** Writes a 312-byte device record into `out` at `offset`. */
@@ -473,26 +701,90 @@ export function decodeOpRepImport(b: Uint8Array): OpRepImport {
   };
 }
 
-/** The name of a bind or unbind reply code, for messages. */
-function bindReplyName(code: number): string {
-  return code === OpCode.OP_REP_BIND ? "OP_REP_BIND" : "OP_REP_UNBIND";
-}
+/** The replies that end in a 4-byte length and a message for people. */
+type MessageReplyCode =
+  | typeof OpCode.OP_REP_BIND
+  | typeof OpCode.OP_REP_UNBIND
+  | typeof OpCode.OP_REP_ATTACH
+  | typeof OpCode.OP_REP_DETACH;
 
-/** Encodes a bind or unbind reply: the header with `status`, a 4-byte length, the message. */
-function bindReply(code: number, status: number, message: string): Uint8Array {
+/** The name of each reply that ends in a message, for messages. */
+const MESSAGE_REPLY_NAMES: Record<MessageReplyCode, string> = {
+  [OpCode.OP_REP_BIND]: "OP_REP_BIND",
+  [OpCode.OP_REP_UNBIND]: "OP_REP_UNBIND",
+  [OpCode.OP_REP_ATTACH]: "OP_REP_ATTACH",
+  [OpCode.OP_REP_DETACH]: "OP_REP_DETACH",
+};
+
+/**
+ * Encodes a reply that ends in a message: the header with `status`, then `vhciPort` u32 when
+ * given (OP_REP_ATTACH), a 4-byte length, and the message as UTF-8.
+ */
+function messageReply(
+  code: MessageReplyCode,
+  status: number,
+  message: string,
+  vhciPort?: number,
+): Uint8Array {
+  const name = MESSAGE_REPLY_NAMES[code];
   const body = encoder.encode(message);
   if (body.length > MAX_BIND_MESSAGE_BYTES) {
     throw new RangeError(
-      `Cannot encode ${
-        bindReplyName(code)
-      }: the message is ${body.length} bytes, limit is ${MAX_BIND_MESSAGE_BYTES}`,
+      `Cannot encode ${name}: the message is ${body.length} bytes, limit is ${MAX_BIND_MESSAGE_BYTES}`,
     );
   }
-  const out = new Uint8Array(WireSize.OP_HEADER + 4 + body.length);
+  const extra = vhciPort === undefined ? 0 : 4;
+  if (vhciPort !== undefined) checkU32(vhciPort, name, "vhciPort");
+  const out = new Uint8Array(WireSize.OP_HEADER + extra + 4 + body.length);
   putOpHeader(out, code, status);
-  view(out).setUint32(WireSize.OP_HEADER, body.length);
-  out.set(body, WireSize.OP_HEADER + 4);
+  const v = view(out);
+  if (vhciPort !== undefined) v.setUint32(WireSize.OP_HEADER, vhciPort);
+  v.setUint32(WireSize.OP_HEADER + extra, body.length);
+  out.set(body, WireSize.OP_HEADER + extra + 4);
   return out;
+}
+
+/**
+ * Decodes the head of a reply that ends in a message: the header (its code must be `code`),
+ * `extra` bytes of fields (4 for OP_REP_ATTACH's `vhciPort`, else 0), and the length of the
+ * message, checked against `maxBytes` before any of the message is read.
+ */
+function decodeMessageReplyHead(
+  head: Uint8Array,
+  code: MessageReplyCode,
+  extra: 0 | 4,
+  maxBytes: number,
+): { status: number; length: number } {
+  const frame = MESSAGE_REPLY_NAMES[code];
+  const header = decodeOpHeader(head);
+  if (header.code !== code) {
+    throw new UsbipProtocolError(
+      frame,
+      "code",
+      `is 0x${header.code.toString(16).padStart(4, "0")}, expected 0x${
+        code.toString(16).padStart(4, "0")
+      } (is this a usbipgw gateway?)`,
+    );
+  }
+  expectLength(head, frame, WireSize.OP_HEADER + extra + 4);
+  const length = view(head).getUint32(WireSize.OP_HEADER + extra);
+  if (length > maxBytes) {
+    throw new UsbipProtocolError(frame, "length", `is ${length} bytes, limit is ${maxBytes}`);
+  }
+  return { status: header.status, length };
+}
+
+/** Decodes a whole reply that ends in a message, held in one buffer. */
+function decodeMessageReply(
+  b: Uint8Array,
+  code: MessageReplyCode,
+  extra: 0 | 4,
+  maxBytes: number,
+): { status: number; message: string } {
+  const { status, length } = decodeMessageReplyHead(b, code, extra, maxBytes);
+  const start = WireSize.OP_HEADER + extra + 4;
+  expectLength(b, MESSAGE_REPLY_NAMES[code], start + length);
+  return { status, message: decoder.decode(b.subarray(start, start + length)) };
 }
 
 /**
@@ -511,53 +803,25 @@ function bindReply(code: number, status: number, message: string): Uint8Array {
  * ```
  */
 export function encodeOpRepBind(rep: OpRepBind): Uint8Array {
-  return bindReply(OpCode.OP_REP_BIND, rep.status, rep.message);
+  return messageReply(OpCode.OP_REP_BIND, rep.status, rep.message);
 }
 
 /** Encodes OP_REP_UNBIND (usbipgw's extension), laid out as OP_REP_BIND. */
 export function encodeOpRepUnbind(rep: OpRepUnbind): Uint8Array {
-  return bindReply(OpCode.OP_REP_UNBIND, rep.status, rep.message);
+  return messageReply(OpCode.OP_REP_UNBIND, rep.status, rep.message);
 }
 
 /**
- * Decodes the first 12 bytes of an OP_REP_BIND or OP_REP_UNBIND (`code` says which): the
- * status and the length of the message that follows, checked against `maxBytes` before any of
- * it is read.
+ * Decodes the first 12 bytes of an OP_REP_BIND, OP_REP_UNBIND or OP_REP_DETACH (`code` says
+ * which): the status and the length of the message that follows, checked against `maxBytes`
+ * before any of it is read.
  */
 export function decodeBindReplyHead(
   head: Uint8Array,
-  code: typeof OpCode.OP_REP_BIND | typeof OpCode.OP_REP_UNBIND,
+  code: typeof OpCode.OP_REP_BIND | typeof OpCode.OP_REP_UNBIND | typeof OpCode.OP_REP_DETACH,
   maxBytes: number = MAX_BIND_MESSAGE_BYTES,
 ): { status: number; length: number } {
-  const frame = bindReplyName(code);
-  const header = decodeOpHeader(head);
-  if (header.code !== code) {
-    throw new UsbipProtocolError(
-      frame,
-      "code",
-      `is 0x${header.code.toString(16).padStart(4, "0")}, expected 0x${
-        code.toString(16).padStart(4, "0")
-      } (is this a usbipgw gateway?)`,
-    );
-  }
-  expectLength(head, frame, WireSize.OP_HEADER + 4);
-  const length = view(head).getUint32(WireSize.OP_HEADER);
-  if (length > maxBytes) {
-    throw new UsbipProtocolError(frame, "length", `is ${length} bytes, limit is ${maxBytes}`);
-  }
-  return { status: header.status, length };
-}
-
-/** Decodes a whole bind or unbind reply held in one buffer. */
-function decodeBindReply(
-  b: Uint8Array,
-  code: typeof OpCode.OP_REP_BIND | typeof OpCode.OP_REP_UNBIND,
-  maxBytes: number,
-): { status: number; message: string } {
-  const { status, length } = decodeBindReplyHead(b, code, maxBytes);
-  expectLength(b, bindReplyName(code), WireSize.OP_HEADER + 4 + length);
-  const start = WireSize.OP_HEADER + 4;
-  return { status, message: decoder.decode(b.subarray(start, start + length)) };
+  return decodeMessageReplyHead(head, code, 0, maxBytes);
 }
 
 /** Decodes a whole OP_REP_BIND; a message over `maxBytes` is a protocol error. */
@@ -565,7 +829,7 @@ export function decodeOpRepBind(
   b: Uint8Array,
   maxBytes: number = MAX_BIND_MESSAGE_BYTES,
 ): OpRepBind {
-  return { kind: "op_rep_bind", ...decodeBindReply(b, OpCode.OP_REP_BIND, maxBytes) };
+  return { kind: "op_rep_bind", ...decodeMessageReply(b, OpCode.OP_REP_BIND, 0, maxBytes) };
 }
 
 /** Decodes a whole OP_REP_UNBIND; a message over `maxBytes` is a protocol error. */
@@ -573,5 +837,63 @@ export function decodeOpRepUnbind(
   b: Uint8Array,
   maxBytes: number = MAX_BIND_MESSAGE_BYTES,
 ): OpRepUnbind {
-  return { kind: "op_rep_unbind", ...decodeBindReply(b, OpCode.OP_REP_UNBIND, maxBytes) };
+  return { kind: "op_rep_unbind", ...decodeMessageReply(b, OpCode.OP_REP_UNBIND, 0, maxBytes) };
+}
+
+/**
+ * Encodes OP_REP_ATTACH (usbipgw's extension): the header with the status, `vhciPort` u32, a
+ * 4-byte length, then the message as UTF-8 (16 bytes and the message). Throws `RangeError` for
+ * a message over {@linkcode MAX_BIND_MESSAGE_BYTES} bytes or a port that is not a u32.
+ *
+ * @example Attached on vhci port 2
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { decodeOpRepAttach, encodeOpRepAttach } from "./op_messages.ts";
+ * const rep = { kind: "op_rep_attach" as const, status: 0, vhciPort: 2, message: "attached" };
+ * const bytes = encodeOpRepAttach(rep);
+ * assertEquals(bytes.length, 16 + 8);
+ * assertEquals(decodeOpRepAttach(bytes), rep);
+ * ```
+ */
+export function encodeOpRepAttach(rep: OpRepAttach): Uint8Array {
+  return messageReply(OpCode.OP_REP_ATTACH, rep.status, rep.message, rep.vhciPort);
+}
+
+/**
+ * Decodes the first 16 bytes of an OP_REP_ATTACH: the status, the vhci port and the length of
+ * the message that follows, checked against `maxBytes` before any of it is read.
+ */
+export function decodeOpRepAttachHead(
+  head: Uint8Array,
+  maxBytes: number = MAX_BIND_MESSAGE_BYTES,
+): { status: number; vhciPort: number; length: number } {
+  const { status, length } = decodeMessageReplyHead(head, OpCode.OP_REP_ATTACH, 4, maxBytes);
+  return { status, vhciPort: view(head).getUint32(WireSize.OP_HEADER), length };
+}
+
+/** Decodes a whole OP_REP_ATTACH; a message over `maxBytes` is a protocol error. */
+export function decodeOpRepAttach(
+  b: Uint8Array,
+  maxBytes: number = MAX_BIND_MESSAGE_BYTES,
+): OpRepAttach {
+  const { status, message } = decodeMessageReply(b, OpCode.OP_REP_ATTACH, 4, maxBytes);
+  return {
+    kind: "op_rep_attach",
+    status,
+    vhciPort: view(b).getUint32(WireSize.OP_HEADER),
+    message,
+  };
+}
+
+/** Encodes OP_REP_DETACH (usbipgw's extension), laid out as OP_REP_BIND. */
+export function encodeOpRepDetach(rep: OpRepDetach): Uint8Array {
+  return messageReply(OpCode.OP_REP_DETACH, rep.status, rep.message);
+}
+
+/** Decodes a whole OP_REP_DETACH; a message over `maxBytes` is a protocol error. */
+export function decodeOpRepDetach(
+  b: Uint8Array,
+  maxBytes: number = MAX_BIND_MESSAGE_BYTES,
+): OpRepDetach {
+  return { kind: "op_rep_detach", ...decodeMessageReply(b, OpCode.OP_REP_DETACH, 0, maxBytes) };
 }

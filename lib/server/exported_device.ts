@@ -9,7 +9,7 @@
 import type { UsbipExportedDevice } from "../protocol/op_messages.ts";
 import type { DeviceFacts } from "../policy/policy.ts";
 import type { UsbDevice } from "../devices/usb_device.ts";
-import type { UsbDescriptors } from "../devices/descriptors.ts";
+import { interfaceClasses, type UsbDescriptors } from "../devices/descriptors.ts";
 
 /** The form of a bus id: bus number, a dash, and one or more dot-separated port numbers. */
 export const BUSID_PATTERN = /^([1-9]\d{0,2})-([1-9]\d{0,2})((?:\.[1-9]\d{0,2})*)$/;
@@ -27,15 +27,33 @@ export interface ExportedDevice {
   readonly name: string;
 }
 
-/** Parses a bus id into its bus number; throws `TypeError` naming the accepted form. */
-export function busnumOf(busid: string): number {
+/**
+ * What is wrong with `busid` as a bus id, the message naming it `key` (`busid`, or a device
+ * type's `export_busid`), or `undefined` when it has the form of {@linkcode BUSID_PATTERN}
+ * with a bus number up to 255. The bus id is quoted as JSON: one read from the wire or a file
+ * may hold any character.
+ *
+ * @example
+ * ```ts
+ * import { busidProblem } from "./exported_device.ts";
+ * console.assert(busidProblem("2-1.3") === undefined);
+ * const problem = busidProblem("usb1", "export_busid");
+ * console.assert(problem?.startsWith('Invalid export_busid "usb1": expected BUS-PORT'));
+ * ```
+ */
+export function busidProblem(busid: string, key = "busid"): string | undefined {
   const m = BUSID_PATTERN.exec(busid);
-  if (m === null || Number(m[1]) > 255) {
-    throw new TypeError(
-      `Invalid busid "${busid}": expected BUS-PORT[.PORT...] with numbers 1..255, e.g. 1-1 or 2-1.3`,
-    );
-  }
-  return Number(m[1]);
+  if (m !== null && Number(m[1]) <= 255) return undefined;
+  return `Invalid ${key} ${
+    JSON.stringify(busid)
+  }: expected BUS-PORT[.PORT...] with numbers 1..255, e.g. 1-1 or 2-1.3`;
+}
+
+/** Parses a bus id into its bus number; throws `TypeError` with its {@linkcode busidProblem}. */
+export function busnumOf(busid: string): number {
+  const problem = busidProblem(busid);
+  if (problem !== undefined) throw new TypeError(problem);
+  return Number(BUSID_PATTERN.exec(busid)![1]);
 }
 
 /** The OP_REP_DEVLIST/OP_REP_IMPORT record of an exported device. */
@@ -85,19 +103,12 @@ export function descriptorFacts(
   description: { descriptors: UsbDescriptors; origin: "emulated" | "passthrough" },
 ): DeviceFacts {
   const d = description.descriptors.device;
-  const interfaces = (description.descriptors.configurations[0]?.interfaces ?? [])
-    .filter((i) => i.bAlternateSetting === 0)
-    .map(({ bInterfaceClass, bInterfaceSubClass, bInterfaceProtocol }) => ({
-      bInterfaceClass,
-      bInterfaceSubClass,
-      bInterfaceProtocol,
-    }));
   return {
     busid,
     idVendor: d.idVendor,
     idProduct: d.idProduct,
     bDeviceClass: d.bDeviceClass,
-    interfaces,
+    interfaces: interfaceClasses(description.descriptors.configurations[0]),
     ...(d.iSerialNumber !== undefined ? { serial: d.iSerialNumber } : {}),
     origin: description.origin,
   };

@@ -6,13 +6,21 @@
  * (a persistent attach) cannot reach another device under it. Connections over
  * {@linkcode SessionLimits.maxConnections} in all, or over
  * {@linkcode SessionLimits.maxConnectionsPerPeer} from one peer, are closed as they arrive.
+ * usbipgw's own requests to bind host devices, and to attach devices into this machine's
+ * kernel, are passed to the handlers given as options, after the checks of who may ask.
  *
  * @module
  */
 
 import { getLogger } from "@logtape/logtape";
-import { DEFAULT_LIMITS, OpStatus, type UsbipLimits } from "../protocol/constants.ts";
+import {
+  DEFAULT_LIMITS,
+  OpStatus,
+  type UsbipLimits,
+  VHCI_PORT_SEND_SOCKET,
+} from "../protocol/constants.ts";
 import type { UsbDevice } from "../devices/usb_device.ts";
+import type { AttachRequest } from "../protocol/op_messages.ts";
 import { allowAll, type Policy } from "../policy/policy.ts";
 import {
   type Connection,
@@ -20,15 +28,19 @@ import {
   type Listener,
   type PeerInfo,
 } from "../transport/connection.ts";
-import { busnumOf, deviceFacts, type ExportedDevice } from "./exported_device.ts";
+import { busidProblem, busnumOf, deviceFacts, type ExportedDevice } from "./exported_device.ts";
 import {
+  type AttachAnswer,
   type ClaimResult,
+  describeAttachRequest,
+  type DetachAnswer,
   type DeviceListing,
   type HostDeviceAction,
   type HostDeviceAnswer,
   Session,
   type SessionHost,
   type SessionStats,
+  type SocketRequest,
 } from "./session.ts";
 import { peerKey, resolveSessionLimits, type SessionLimits } from "./session_limits.ts";
 import { BufferPool } from "../protocol/buffer_pool.ts";
@@ -67,6 +79,29 @@ export type HostDeviceHandler = (
   peer: PeerInfo,
 ) => Promise<HostDeviceOutcome>;
 
+/**
+ * Attaches devices into this machine's kernel (vhci_hcd) for OP_REQ_ATTACH, and detaches them
+ * for OP_REQ_DETACH, as `usbip attach`/`detach` run by root do. The server calls it only for a
+ * unix peer with credentials (SO_PEERCRED); the service decides who may (root, the console
+ * user, polkit) and what. A rejection is answered ST_ERROR and logged.
+ */
+export interface LocalAttachService {
+  /**
+   * Decides and carries out an attach asked for by `peer` over `conn`. A stream attach takes
+   * the requester's socket with `requestSocket` (once it has decided to accept one; a refusal
+   * need not ask for it), bounded by the timeout it gives. ST_OK must come with the vhci port,
+   * else the answer counts as a failure.
+   */
+  attach(
+    request: AttachRequest,
+    peer: PeerInfo,
+    conn: Connection,
+    requestSocket: SocketRequest,
+  ): Promise<AttachAnswer>;
+  /** Decides and carries out the detach of `vhciPort` asked for by `peer`. */
+  detach(vhciPort: number, peer: PeerInfo): Promise<DetachAnswer>;
+}
+
 /** Options of a {@linkcode UsbipServer}. */
 export interface UsbipServerOptions {
   /** Who may list and import what; everything is allowed by default. */
@@ -89,6 +124,17 @@ export interface UsbipServerOptions {
    * such requests are answered ST_ERROR, "not supported".
    */
   manageHostDevice?: HostDeviceHandler;
+  /**
+   * Acts on OP_REQ_ATTACH and OP_REQ_DETACH from a unix peer with credentials, whatever
+   * `statusAccess` says (the service decides who may); any other peer is answered ST_NA without
+   * calling it. When absent, such requests are answered ST_ERROR, "Not supported".
+   */
+  localAttach?: LocalAttachService;
+  /**
+   * More of the status for OP_REQ_STATUS, from whoever owns the server (the gateway's ports
+   * attached for users): merged into {@linkcode UsbipServer.status}'s JSON.
+   */
+  statusExtras?: () => Record<string, unknown>;
 }
 
 /** One session as {@linkcode UsbipServer.status} reports it. */
@@ -191,6 +237,8 @@ export class UsbipServer implements SessionHost {
   #closed = false;
   #statusAccess: (peer: PeerInfo) => boolean;
   #manageHostDevice: HostDeviceHandler | undefined;
+  #statusExtras: (() => Record<string, unknown>) | undefined;
+  #localAttach: LocalAttachService | undefined;
   #started = new Date();
   /** Counters of the sessions that have ended. */
   #ended = { sessions: 0, urbs: 0, bytesIn: 0, bytesOut: 0, errors: 0 };
@@ -199,6 +247,8 @@ export class UsbipServer implements SessionHost {
   constructor(options: UsbipServerOptions = {}) {
     this.#statusAccess = options.statusAccess ?? (() => false);
     this.#manageHostDevice = options.manageHostDevice;
+    this.#statusExtras = options.statusExtras;
+    this.#localAttach = options.localAttach;
     this.#policy = options.policy ?? allowAll;
     this.limits = options.limits ?? DEFAULT_LIMITS;
     this.sessionLimits = Object.freeze(resolveSessionLimits(options.sessionLimits));
@@ -444,7 +494,8 @@ export class UsbipServer implements SessionHost {
 
   /** The status as JSON for a peer that {@linkcode UsbipServerOptions.statusAccess} admits. */
   statusFor(peer: PeerInfo): string | undefined {
-    return this.#statusAccess(peer) ? JSON.stringify(this.status()) : undefined;
+    if (!this.#statusAccess(peer)) return undefined;
+    return JSON.stringify({ ...this.status(), ...this.#statusExtras?.() });
   }
 
   /** The devices the policy lets `peer` see. */
@@ -488,16 +539,8 @@ export class UsbipServer implements SessionHost {
         message: `Not supported: this server cannot ${action} host devices`,
       };
     }
-    try {
-      busnumOf(busid);
-    } catch {
-      return {
-        status: OpStatus.ST_ERROR,
-        message: `Invalid busid ${
-          JSON.stringify(busid)
-        }: expected BUS-PORT[.PORT...] with numbers 1..255, e.g. 1-1 or 2-1.3`,
-      };
-    }
+    const problem = busidProblem(busid);
+    if (problem !== undefined) return { status: OpStatus.ST_ERROR, message: problem };
     try {
       const outcome = await handler(action, busid, peer);
       return {
@@ -509,6 +552,102 @@ export class UsbipServer implements SessionHost {
       log.error("Cannot {action} host device {busid}: {error}", { action, busid, error });
       return { status: OpStatus.ST_ERROR, message: `Cannot ${action} ${busid}: ${error}` };
     }
+  }
+
+  /**
+   * Answers OP_REQ_ATTACH: ST_NA for a peer that is not a unix peer with a uid; for one that is,
+   * ST_ERROR when there is no {@linkcode UsbipServerOptions.localAttach} or the bus id of a local
+   * device is malformed, else the service's answer; ST_ERROR when the service rejects, answers
+   * an unknown status, or ST_OK without a valid vhci port.
+   */
+  async answerAttachRequest(
+    request: AttachRequest,
+    peer: PeerInfo,
+    conn: Connection,
+    requestSocket: SocketRequest,
+  ): Promise<AttachAnswer> {
+    const refusal = this.#localAttachRefusal("attach devices into", peer);
+    if (refusal !== undefined) return refusal;
+    if (request.kind === "local") {
+      // This server's own bus ids all have this form (addDevice checks it).
+      const malformed = busidProblem(request.busid);
+      if (malformed !== undefined) return { status: OpStatus.ST_ERROR, message: malformed };
+    }
+    const target = describeAttachRequest(request);
+    let answer: AttachAnswer;
+    try {
+      answer = await this.#localAttach!.attach(request, peer, conn, requestSocket);
+    } catch (e) {
+      const error = e instanceof Error ? e.message : String(e);
+      log.error("Cannot attach {target}: {error}", { target, error });
+      return { status: OpStatus.ST_ERROR, message: `Cannot attach ${target}: ${error}` };
+    }
+    const problem = answerProblem(answer.status) ??
+      (answer.status === OpStatus.ST_OK ? vhciPortProblem(answer.vhciPort) : undefined);
+    if (problem !== undefined) {
+      log.error("Cannot attach {target}: the attach service answered {problem}", {
+        target,
+        problem,
+      });
+      return {
+        status: OpStatus.ST_ERROR,
+        message: `Cannot attach ${target}: the gateway's attach service answered ${problem}`,
+      };
+    }
+    return answer;
+  }
+
+  /**
+   * Answers OP_REQ_DETACH: as {@linkcode UsbipServer.answerAttachRequest}, ST_NA for a peer that
+   * is not a unix peer with a uid, ST_ERROR without a service or when it rejects.
+   */
+  async answerDetachRequest(vhciPort: number, peer: PeerInfo): Promise<DetachAnswer> {
+    const refusal = this.#localAttachRefusal("detach devices from", peer);
+    if (refusal !== undefined) return refusal;
+    let answer: DetachAnswer;
+    try {
+      answer = await this.#localAttach!.detach(vhciPort, peer);
+    } catch (e) {
+      const error = e instanceof Error ? e.message : String(e);
+      log.error("Cannot detach vhci port {vhciPort}: {error}", { vhciPort, error });
+      return {
+        status: OpStatus.ST_ERROR,
+        message: `Cannot detach vhci port ${vhciPort}: ${error}`,
+      };
+    }
+    const problem = answerProblem(answer.status);
+    if (problem !== undefined) {
+      log.error("Cannot detach vhci port {vhciPort}: the attach service answered {problem}", {
+        vhciPort,
+        problem,
+      });
+      return {
+        status: OpStatus.ST_ERROR,
+        message:
+          `Cannot detach vhci port ${vhciPort}: the gateway's attach service answered ${problem}`,
+      };
+    }
+    return answer;
+  }
+
+  /**
+   * The answer to an attach or detach request that does not reach the service: ST_NA for a
+   * peer other than a unix peer with a uid, ST_ERROR without a service; `undefined` otherwise.
+   */
+  #localAttachRefusal(what: string, peer: PeerInfo): AttachAnswer | undefined {
+    if (peer.transport !== "unix" || peer.uid === undefined) {
+      return {
+        status: OpStatus.ST_NA,
+        message: `Not allowed: only a local user, over the unix socket, may ${what} this machine`,
+      };
+    }
+    if (this.#localAttach === undefined) {
+      return {
+        status: OpStatus.ST_ERROR,
+        message: `Not supported: this server cannot ${what} this machine's kernel`,
+      };
+    }
+    return undefined;
   }
 
   /** Claims a device for a session: NODEV, NA (denied by the policy), DEV_BUSY or OK. */
@@ -549,4 +688,19 @@ export class UsbipServer implements SessionHost {
       failed(e);
     }
   }
+}
+
+/** What is wrong with an `OpStatus` a handler answered, or `undefined`. */
+function answerProblem(status: number): string | undefined {
+  return (Object.values(OpStatus) as number[]).includes(status)
+    ? undefined
+    : `an unknown status ${JSON.stringify(status)}`;
+}
+
+/** What is wrong with the vhci port of an ST_OK attach answer, or `undefined`. */
+function vhciPortProblem(vhciPort: number | undefined): string | undefined {
+  return vhciPort !== undefined && Number.isInteger(vhciPort) && vhciPort >= 0 &&
+      vhciPort < VHCI_PORT_SEND_SOCKET
+    ? undefined
+    : `ST_OK without a valid vhci port (${String(vhciPort)})`;
 }

@@ -1,8 +1,9 @@
 /**
  * One USB/IP connection: the op phase (DEVLIST, IMPORT), then the URB phase for the imported
  * device. As Linux usbipd (tools/usb/usbip/src/usbipd.c) does, the connection is closed once a
- * device list is answered or an import refused; usbipgw's own OP_REQ_BIND and OP_REQ_UNBIND are
- * answered the same way, while OP_REQ_STATUS leaves the connection open for another request.
+ * device list is answered or an import refused; usbipgw's own OP_REQ_BIND, OP_REQ_UNBIND,
+ * OP_REQ_ATTACH and OP_REQ_DETACH are answered the same way, while OP_REQ_STATUS leaves the
+ * connection open for another request.
  * Many URBs may be pending at once; each endpoint completes in order, ep0 in FIFO
  * order, and an idle IN transfer blocks only its own endpoint. CMD_UNLINK follows
  * usbip_protocol.rst and Linux stub_rx.c: a cancelled URB gets RET_UNLINK(-ECONNRESET) and
@@ -22,11 +23,16 @@ import {
   TransferFlags,
   UrbStatus,
   type UsbipLimits,
+  VHCI_PORT_NONE,
+  VHCI_PORT_SEND_SOCKET,
 } from "../protocol/constants.ts";
 import type { BufferPool } from "../protocol/buffer_pool.ts";
 import { FrameReader } from "../protocol/frame_reader.ts";
 import {
+  type AttachRequest,
+  encodeOpRepAttach,
   encodeOpRepBind,
+  encodeOpRepDetach,
   encodeOpRepDevlist,
   encodeOpRepImport,
   encodeOpRepStatus,
@@ -43,7 +49,12 @@ import {
 } from "../protocol/urb_messages.ts";
 import { decodeSetupPacket } from "../devices/setup_packet.ts";
 import type { TransferResult, TransferStatus, UsbTransfer } from "../devices/usb_device.ts";
-import { type Connection, describePeer, type PeerInfo } from "../transport/connection.ts";
+import {
+  type Connection,
+  describePeer,
+  formatHostPort,
+  type PeerInfo,
+} from "../transport/connection.ts";
 import { ReplyWriter } from "../transport/reply_writer.ts";
 import { BUSID_PATTERN, deviceRecord, type ExportedDevice } from "./exported_device.ts";
 import { limitReason, type SessionLimits } from "./session_limits.ts";
@@ -76,6 +87,36 @@ export interface HostDeviceAnswer {
   message: string;
 }
 
+/** The answer to OP_REQ_ATTACH: an `OpStatus`, the vhci port when attached, a message. */
+export interface AttachAnswer {
+  /** An `OpStatus`: ST_OK attached, ST_NA not allowed, another value failed. */
+  status: number;
+  /** The vhci port the device is attached to: required with ST_OK, ignored otherwise. */
+  vhciPort?: number;
+  /** For the requester; cut to `MAX_BIND_MESSAGE_BYTES` bytes of UTF-8. */
+  message: string;
+}
+
+/** The answer to OP_REQ_DETACH: an `OpStatus` and a message for people. */
+export interface DetachAnswer {
+  /** An `OpStatus`: ST_OK detached, ST_NA not allowed, another value failed. */
+  status: number;
+  /** For the requester; cut to `MAX_BIND_MESSAGE_BYTES` bytes of UTF-8. */
+  message: string;
+}
+
+/**
+ * Asks the requester of a stream attach for its socket and receives it: sends the intermediate
+ * OP_REP_ATTACH (ST_OK, `VHCI_PORT_SEND_SOCKET`), then waits at most `timeoutMs` (the
+ * connection's default when absent) for the byte that carries the socket with SCM_RIGHTS, and
+ * resolves with the received file descriptor, which the caller then owns. Usable once, for a
+ * stream attach only; rejects when the connection cannot carry file descriptors (no
+ * `Connection.receiveFd`), when the requester sent bytes before it was asked (the socket they
+ * carried is lost), when the session has ended, and as `Connection.receiveFd` rejects (timeout,
+ * hang-up). A handler must use it rather than `receiveFd` itself, which would not ask.
+ */
+export type SocketRequest = (timeoutMs?: number) => Promise<number>;
+
 /** What a session needs from the server that owns it. */
 export interface SessionHost {
   readonly limits: UsbipLimits;
@@ -103,6 +144,19 @@ export interface SessionHost {
     busid: string,
     peer: PeerInfo,
   ): Promise<HostDeviceAnswer>;
+  /**
+   * Answers OP_REQ_ATTACH from `peer` on `conn`: authorizes it, attaches the device into the
+   * local kernel, and says how it went; a stream attach takes its socket with `requestSocket`.
+   * The vhci port is a valid one whenever the status is ST_OK. Never rejects.
+   */
+  answerAttachRequest(
+    request: AttachRequest,
+    peer: PeerInfo,
+    conn: Connection,
+    requestSocket: SocketRequest,
+  ): Promise<AttachAnswer>;
+  /** Answers OP_REQ_DETACH from `peer`: authorizes it, detaches, says how it went. Never rejects. */
+  answerDetachRequest(vhciPort: number, peer: PeerInfo): Promise<DetachAnswer>;
 }
 
 /** The outcome of an import request. */
@@ -415,6 +469,8 @@ export class Session {
           req.busid,
         );
       }
+      if (req.kind === "op_req_attach") return await this.#attachRequest(req.request);
+      if (req.kind === "op_req_detach") return await this.#detachRequest(req.vhciPort);
       const { status, device, decision } = this.#host.claimDevice(req.busid, this);
       if (status !== OpStatus.ST_OK || device === undefined) {
         audit.info("Session {id} ({peer}): import of {busid} refused with status {status}", {
@@ -480,11 +536,7 @@ export class Session {
         ? encodeOpRepBind({ kind: "op_rep_bind", ...rep })
         : encodeOpRepUnbind({ kind: "op_rep_unbind", ...rep }),
     );
-    const outcome = answer.status === OpStatus.ST_OK
-      ? "done"
-      : answer.status === OpStatus.ST_NA
-      ? "refused"
-      : `failed (status ${answer.status})`;
+    const outcome = outcomeOf(answer.status);
     audit.info("Session {id} ({peer}): {action} of host device {busid} {outcome}: {message}", {
       id: this.id,
       peer: describePeer(peer),
@@ -495,6 +547,108 @@ export class Session {
       message,
     });
     return { kind: "done", reason: `${action} of ${printable(busid)} answered` };
+  }
+
+  /**
+   * Answers OP_REQ_ATTACH, with an audit line for every request. The op-phase timeout runs on
+   * while the host answers (a stream attach waits for its socket then too): a session it ends
+   * gets no answer, and the audit line says so; what the handler did is not undone.
+   */
+  async #attachRequest(request: AttachRequest): Promise<OpPhaseEnd> {
+    const peer = this.conn.peer;
+    const answer = await this.#host.answerAttachRequest(
+      request,
+      peer,
+      this.conn,
+      this.#socketRequest(request),
+    );
+    const message = truncateUtf8(answer.message, MAX_BIND_MESSAGE_BYTES);
+    const attached = answer.status === OpStatus.ST_OK;
+    const vhciPort = attached ? answer.vhciPort ?? VHCI_PORT_NONE : VHCI_PORT_NONE;
+    const undelivered = this.#ended ? `; not answered: the session ended (${this.#endReason})` : "";
+    this.#send(
+      encodeOpRepAttach({ kind: "op_rep_attach", status: answer.status, vhciPort, message }),
+    );
+    const target = describeAttachRequest(request);
+    const outcome = attached ? `done on vhci port ${vhciPort}` : outcomeOf(answer.status);
+    audit.info("Session {id} ({peer}): attach of {target} {outcome}{undelivered}: {message}", {
+      id: this.id,
+      peer: describePeer(peer),
+      target,
+      outcome,
+      undelivered,
+      kind: request.kind,
+      busid: printable(request.busid),
+      ...(request.kind === "remote"
+        ? { host: printableHost(request.host), port: request.port }
+        : {}),
+      status: answer.status,
+      vhciPort: attached ? vhciPort : null,
+      message,
+    });
+    return { kind: "done", reason: `attach of ${target} answered` };
+  }
+
+  /**
+   * The {@linkcode SocketRequest} of one attach request: sends the intermediate answer "send the
+   * socket now", then receives the socket on the connection.
+   */
+  #socketRequest(request: AttachRequest): SocketRequest {
+    let asked = false;
+    return (timeoutMs) => {
+      if (request.kind !== "stream") {
+        return Promise.reject(
+          new TypeError(`Cannot ask for a socket: the attach is of kind ${request.kind}`),
+        );
+      }
+      if (asked) return Promise.reject(new Error("Cannot ask for a socket twice"));
+      asked = true;
+      const conn = this.conn;
+      if (conn.receiveFd === undefined) {
+        return Promise.reject(
+          new Error("Cannot receive a socket: this connection cannot carry file descriptors"),
+        );
+      }
+      if (this.#ended) {
+        return Promise.reject(
+          new Error(`Cannot receive a socket: the session ended (${this.#endReason})`),
+        );
+      }
+      // The byte carrying the socket must be read with recvmsg; one read ahead with the request
+      // has lost it already.
+      const early = this.#reader.buffered;
+      if (early > 0) {
+        return Promise.reject(
+          new Error(
+            `Cannot receive a socket: the requester sent ${early} bytes before it was asked for`,
+          ),
+        );
+      }
+      this.#send(encodeOpRepAttach({
+        kind: "op_rep_attach",
+        status: OpStatus.ST_OK,
+        vhciPort: VHCI_PORT_SEND_SOCKET,
+        message: "",
+      }));
+      return conn.receiveFd(timeoutMs);
+    };
+  }
+
+  /** Answers OP_REQ_DETACH, with an audit line for every request. */
+  async #detachRequest(vhciPort: number): Promise<OpPhaseEnd> {
+    const peer = this.conn.peer;
+    const answer = await this.#host.answerDetachRequest(vhciPort, peer);
+    const message = truncateUtf8(answer.message, MAX_BIND_MESSAGE_BYTES);
+    this.#send(encodeOpRepDetach({ kind: "op_rep_detach", status: answer.status, message }));
+    audit.info("Session {id} ({peer}): detach of vhci port {vhciPort} {outcome}: {message}", {
+      id: this.id,
+      peer: describePeer(peer),
+      vhciPort,
+      outcome: outcomeOf(answer.status),
+      status: answer.status,
+      message,
+    });
+    return { kind: "done", reason: `detach of vhci port ${vhciPort} answered` };
   }
 
   async #urbPhase(): Promise<void> {
@@ -763,6 +917,54 @@ function retSubmitFor(
 /** A bus id from the wire as it can go into a log line: quoted unless it has the usual form. */
 function printable(busid: string): string {
   return BUSID_PATTERN.test(busid) ? busid : JSON.stringify(busid);
+}
+
+/** The form of a host name or address that goes into a log line unquoted. */
+const HOST_PATTERN = /^[A-Za-z0-9:][A-Za-z0-9.:-]{0,252}$/;
+
+/** A host from the wire as it can go into a log line: quoted unless it has a usual form. */
+function printableHost(host: string): string {
+  return HOST_PATTERN.test(host) ? host : JSON.stringify(host);
+}
+
+/**
+ * A printable form of an attach request for logs and messages, with the strings from the wire
+ * quoted unless they have a usual form: `local device 1-2`, `remote device 1-2 at
+ * 192.0.2.9:3240`, `device 1-2 over a handed-over socket`.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { describeAttachRequest } from "./session.ts";
+ * const text = describeAttachRequest({ kind: "remote", host: "::1", port: 3240, busid: "2-1" });
+ * assertEquals(text, "remote device 2-1 at [::1]:3240");
+ * const odd = describeAttachRequest({ kind: "local", busid: "1-1\nforged" });
+ * assertEquals(odd, 'local device "1-1\\nforged"');
+ * ```
+ */
+export function describeAttachRequest(request: AttachRequest): string {
+  const busid = printable(request.busid);
+  switch (request.kind) {
+    case "local":
+      return `local device ${busid}`;
+    case "remote": {
+      const at = HOST_PATTERN.test(request.host)
+        ? formatHostPort(request.host, request.port)
+        : `${JSON.stringify(request.host)} port ${request.port}`;
+      return `remote device ${busid} at ${at}`;
+    }
+    case "stream":
+      return `device ${busid} over a handed-over socket`;
+  }
+}
+
+/** How a status reads in an audit line: done, refused (ST_NA), or failed with the status. */
+function outcomeOf(status: number): string {
+  return status === OpStatus.ST_OK
+    ? "done"
+    : status === OpStatus.ST_NA
+    ? "refused"
+    : `failed (status ${status})`;
 }
 
 /** `text` cut to at most `maxBytes` bytes of UTF-8, never inside a character. */

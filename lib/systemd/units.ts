@@ -33,6 +33,15 @@ export const SERVICE_SOCKET = `${RUNTIME_DIR}/usbipgw.sock`;
 /** The path clients use by default as root; a symlink to {@linkcode SERVICE_SOCKET}. */
 export const SOCKET_LINK = "/run/usbipgw.sock";
 
+/** vhci_hcd's sysfs folder, which holds its `attach` and `detach` files (vhci_sysfs.c). */
+export const VHCI_SYSFS_DIR = "/sys/devices/platform/vhci_hcd.0";
+
+/** Where the usbip tool and the gateway keep vhci port records (`/var/run/vhci_hcd`). */
+export const VHCI_STATE_DIR = "/run/vhci_hcd";
+
+/** The modules-load.d(5) file that loads vhci-hcd at boot. */
+export const MODULES_LOAD_FILE = "/etc/modules-load.d/usbipgw.conf";
+
 /** The unit names. */
 export const SERVICE_UNIT = "usbipgw.service";
 export const SOCKET_UNIT = "usbipgw.socket";
@@ -40,8 +49,10 @@ export const SOCKET_UNIT = "usbipgw.socket";
 /**
  * `usbipgw.service`: a `Type=notify` service with a watchdog, reloaded by SIGHUP, and
  * sandboxed so that it keeps only what it needs: usbfs and pty device nodes, its runtime
- * folder, TCP port 3240 and unix sockets. `SocketBindDeny=any` keeps the V8 inspector that
- * Deno opens at SIGUSR1 from binding 127.0.0.1:9229.
+ * folder, vhci_hcd's sysfs folder and port records (to attach for users), TCP port 3240
+ * and unix sockets, which include the system bus that pkcheck(1) talks to.
+ * `SocketBindDeny=any` keeps the V8 inspector that Deno opens at SIGUSR1 from binding
+ * 127.0.0.1:9229.
  *
  * @example
  * ```ts
@@ -67,6 +78,9 @@ NotifyAccess=main
 # ${SOCKET_LINK}, where clients look by default, leads to the socket (the "+" runs this one
 # command outside the sandbox, which keeps /run read-only).
 ExecStartPre=+/bin/ln -sfn ${SERVICE_SOCKET} ${SOCKET_LINK}
+# The folder of vhci port records, as "usbip attach" makes it, so that it can be made
+# writable below (ReadWritePaths= needs it to exist when the sandbox is set up).
+ExecStartPre=+/bin/mkdir -p -m 0700 ${VHCI_STATE_DIR}
 ExecStart=${paths.binary} serve --config ${paths.config}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
@@ -109,6 +123,18 @@ DeviceAllow=char-pts rw
 # lines (a storage image with ro may use ReadOnlyPaths= instead).
 SocketBindDeny=any
 SocketBindAllow=tcp:${USBIP_PORT}
+# Attaching into this kernel for users: the gateway writes vhci_hcd's attach and detach
+# files, which ProtectKernelTunables= makes read-only with the rest of /sys, and records
+# ports where "usbip port" reads them. vhci-hcd is loaded at boot by
+# ${MODULES_LOAD_FILE} (ProtectKernelModules= forbids modprobe here); when it is
+# not loaded at start, the "-" skips the folder and attaching for users stays unavailable
+# until the module is loaded and the service restarted.
+ReadWritePaths=-${VHCI_SYSFS_DIR}
+ReadWritePaths=-${VHCI_STATE_DIR}
+# Who may attach is decided by polkit for users other than root and the console user: the
+# gateway runs pkcheck, which reaches the system bus over AF_UNIX at
+# /run/dbus/system_bus_socket (connecting needs no write access to /run) and is not
+# setuid, so NoNewPrivileges= and RestrictSUIDSGID= do not hinder it.
 
 [Install]
 WantedBy=multi-user.target
@@ -152,6 +178,29 @@ Service=${SERVICE_UNIT}
 
 [Install]
 WantedBy=sockets.target
+`;
+}
+
+/**
+ * The modules-load.d(5) file for {@linkcode MODULES_LOAD_FILE}: systemd-modules-load loads
+ * vhci-hcd early at boot (before sysinit.target, so before the service starts and sets up
+ * its sandbox, where `ReadWritePaths=` needs vhci_hcd's folder to exist).
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { modulesLoadConf } from "./units.ts";
+ * assertEquals(modulesLoadConf().split("\n").filter((l) => l !== "" && !l.startsWith("#")), [
+ *   "vhci-hcd",
+ * ]);
+ * ```
+ */
+export function modulesLoadConf(): string {
+  return `# ${MODULES_LOAD_FILE}: kernel modules for the usbipgw USB/IP gateway.
+# Installed by "usbipgw install-service"; read at boot by systemd-modules-load.service.
+# vhci-hcd is the USB/IP client's virtual host controller, into which the gateway attaches
+# devices for local users (it pulls in usbip-core).
+vhci-hcd
 `;
 }
 

@@ -7,7 +7,13 @@
  * @module
  */
 
-import { errorCode } from "./listen_error.ts";
+import {
+  ErrnoFailure,
+  type ErrnoFailureOptions,
+  errorCode,
+  errorMessage,
+  failuresOf,
+} from "./_errno.ts";
 
 /** What kept a client from connecting. */
 export type ConnectFailure =
@@ -28,15 +34,8 @@ export type ConnectFailure =
   /** Anything else; the detail is the system's own message. */
   | "other";
 
-/** Options of a {@linkcode ConnectError}. */
-export interface ConnectErrorOptions {
-  /** What to check, e.g. `is the gateway running?`; appended after `; `. */
-  hint?: string;
-  /** The errno name behind it (`ECONNREFUSED`), when there is one. */
-  code?: string;
-  /** The error the system gave. */
-  cause?: unknown;
-}
+/** Options of a {@linkcode ConnectError}: hint, errno name and cause. */
+export type ConnectErrorOptions = ErrnoFailureOptions;
 
 /**
  * A server that cannot be reached: `Cannot connect to TARGET: DETAIL` and, where one helps,
@@ -55,15 +54,9 @@ export interface ConnectErrorOptions {
  * );
  * ```
  */
-export class ConnectError extends Error {
+export class ConnectError extends ErrnoFailure<ConnectFailure> {
   /** Where it tried to connect: `host:port`, `[v6]:port` or a unix socket's path. */
   readonly target: string;
-  /** What went wrong, for programs. */
-  readonly failure: ConnectFailure;
-  /** The errno name (`ECONNREFUSED`, `ENOENT`, ...), when the system gave one. */
-  readonly code: string | undefined;
-  /** The reason alone, without the target or the hint: `connection refused (ECONNREFUSED)`. */
-  readonly detail: string;
 
   /** Builds the error; the message is made from the target, the detail and the hint. */
   constructor(
@@ -72,15 +65,9 @@ export class ConnectError extends Error {
     detail: string,
     options: ConnectErrorOptions = {},
   ) {
-    super(
-      `Cannot connect to ${target}: ${detail}${options.hint ? `; ${options.hint}` : ""}`,
-      options.cause === undefined ? undefined : { cause: options.cause },
-    );
+    super(`Cannot connect to ${target}`, failure, detail, options);
     this.name = "ConnectError";
     this.target = target;
-    this.failure = failure;
-    this.code = options.code;
-    this.detail = detail;
   }
 }
 
@@ -104,13 +91,13 @@ export function connectError(
   ) {
     return error as Error;
   }
-  const message = error instanceof Error ? error.message : String(error);
-  const fail = (failure: ConnectFailure, words: string, hint?: string) =>
-    new ConnectError(target, failure, code === undefined ? words : `${words} (${code})`, {
-      ...(hint === undefined ? {} : { hint }),
-      ...(code === undefined ? {} : { code }),
-      cause: error,
-    });
+  const message = errorMessage(error);
+  const fail = failuresOf(
+    error,
+    code,
+    (failure: ConnectFailure, detail, options) =>
+      new ConnectError(target, failure, detail, options),
+  );
   switch (code) {
     case "ECONNREFUSED":
       return transport === "unix"

@@ -41,6 +41,24 @@ export interface Connection {
   readonly peer: PeerInfo;
   /** Direct byte I/O, when the transport offers it; use it or the streams, not both. */
   readonly direct?: DirectIo;
+  /**
+   * Receives one file descriptor the peer sends with SCM_RIGHTS (unix(7)) on one byte, for
+   * unix-socket connections that offer it (lib/transport/unix.ts). The connection stops
+   * reading synchronously, when this is called, and reads that byte itself with recvmsg(2);
+   * normal reading resumes once the promise settles. Send the peer its cue (through the usual
+   * writer) after the call, or just before it in the same synchronous run (no `await` in
+   * between: the socket is only read between runs), and have the peer send nothing after its
+   * request but, once cued, that byte. Bytes the caller's own reader has buffered beyond the
+   * last request are beyond the connection's view: make sure there are none.
+   *
+   * Resolves to the descriptor (close-on-exec), which the caller then owns. Rejects with
+   * `FdPassingError` (lib/ffi/scm_rights.ts): `timeout` after `timeoutMs` (default 10000),
+   * `closed`, `no_fd` (the byte is consumed), `too_many_fds`, `truncated`, or `early_data` when
+   * bytes came before the descriptor was asked for; every descriptor that came and is not
+   * handed over is closed. Rejects with `Deno.errors.BadResource` on a closed connection and
+   * `Deno.errors.Busy` while another call is pending.
+   */
+  receiveFd?(timeoutMs?: number): Promise<number>;
   /** Closes both directions at once; pending reads end. Safe to call twice. */
   close(): void;
 }

@@ -7,6 +7,17 @@
  * @module
  */
 
+import {
+  ErrnoFailure,
+  type ErrnoFailureOptions,
+  errorCode,
+  errorMessage,
+  failuresOf,
+  withCode,
+} from "./_errno.ts";
+
+export { errorCode };
+
 /** What kept a listener from opening. */
 export type ListenFailure =
   /** EADDRINUSE, or a server accepting on the unix socket already. */
@@ -42,15 +53,8 @@ export type PathFailure =
   /** Anything else; the detail is the system's own message. */
   | "other";
 
-/** Options of a {@linkcode ListenError}. */
-export interface ListenErrorOptions {
-  /** What to check, e.g. `is another usbipgw or usbipd running?`; appended after `; `. */
-  hint?: string;
-  /** The errno name behind it (`EADDRINUSE`), when there is one. */
-  code?: string;
-  /** The error the system gave. */
-  cause?: unknown;
-}
+/** Options of a {@linkcode ListenError}: hint, errno name and cause. */
+export type ListenErrorOptions = ErrnoFailureOptions;
 
 /**
  * A listener that cannot open: `Cannot listen on ADDRESS: DETAIL` and, where one helps,
@@ -69,15 +73,9 @@ export interface ListenErrorOptions {
  * );
  * ```
  */
-export class ListenError extends Error {
+export class ListenError extends ErrnoFailure<ListenFailure> {
   /** The TCP address (`host:port`, `[v6]:port`) or the unix socket's path. */
   readonly address: string;
-  /** What went wrong, for programs. */
-  readonly failure: ListenFailure;
-  /** The errno name (`EADDRINUSE`, `ENOENT`, ...), when the system gave one. */
-  readonly code: string | undefined;
-  /** The reason alone, without the address or the hint: `the address is in use (EADDRINUSE)`. */
-  readonly detail: string;
 
   /** Builds the error; the message is made from the address, the detail and the hint. */
   constructor(
@@ -86,27 +84,10 @@ export class ListenError extends Error {
     detail: string,
     options: ListenErrorOptions = {},
   ) {
-    super(
-      `Cannot listen on ${address}: ${detail}${options.hint ? `; ${options.hint}` : ""}`,
-      options.cause === undefined ? undefined : { cause: options.cause },
-    );
+    super(`Cannot listen on ${address}`, failure, detail, options);
     this.name = "ListenError";
     this.address = address;
-    this.failure = failure;
-    this.code = options.code;
-    this.detail = detail;
   }
-}
-
-/** The errno name a Deno or `node:` error carries in `code` (`EADDRINUSE`), if any. */
-export function errorCode(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && /^E[A-Z0-9]+$/.test(code) ? code : undefined;
-}
-
-/** The error's own message, for reasons no errno explains. */
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** The folder of `path`: `/run/x` for `/run/x/gw.sock`, `.` for a bare name. */
@@ -147,7 +128,7 @@ export async function describePathError(
   const folder = folderOf(path);
   const problem = (failure: PathFailure, words: string): PathProblem => ({
     failure,
-    detail: code === undefined ? words : `${words} (${code})`,
+    detail: withCode(words, code),
     code,
   });
   switch (code) {
@@ -179,7 +160,7 @@ export async function describePathError(
     case "EISDIR":
       return problem("is_a_folder", "it is a folder");
     default:
-      return { failure: "other", detail: _message(error), code };
+      return { failure: "other", detail: errorMessage(error), code };
   }
 }
 
@@ -191,12 +172,11 @@ export async function describePathError(
 export function tcpListenError(address: string, port: number, error: unknown): Error {
   if (error instanceof Deno.errors.NotCapable) return error;
   const code = errorCode(error);
-  const fail = (failure: ListenFailure, words: string, hint?: string) =>
-    new ListenError(address, failure, code === undefined ? words : `${words} (${code})`, {
-      ...(hint === undefined ? {} : { hint }),
-      ...(code === undefined ? {} : { code }),
-      cause: error,
-    });
+  const fail = failuresOf(
+    error,
+    code,
+    (failure: ListenFailure, detail, options) => new ListenError(address, failure, detail, options),
+  );
   switch (code) {
     case "EADDRINUSE":
       return fail(
@@ -223,10 +203,10 @@ export function tcpListenError(address: string, port: number, error: unknown): E
         "a security policy (such as systemd's SocketBindDeny=) forbids this port",
       );
   }
-  if (/failed to lookup address|Name or service not known/i.test(_message(error))) {
-    return fail("unknown_host", `the host name does not resolve (${_message(error)})`);
+  if (/failed to lookup address|Name or service not known/i.test(errorMessage(error))) {
+    return fail("unknown_host", `the host name does not resolve (${errorMessage(error)})`);
   }
-  return fail("other", _message(error));
+  return fail("other", errorMessage(error));
 }
 
 /**

@@ -1,13 +1,23 @@
 /**
  * Unix-domain stream sockets (unix(7)) with the socket file's mode and owner set by options,
  * and each connection's peer credentials read with SO_PEERCRED. `Deno.listen` offers no peer
- * credentials, so the listener is a `node:net` server whose accepted fds FFI can query.
+ * credentials, so the listener is a `node:net` server whose accepted fds FFI can query. A
+ * socket this process made itself (one end of a socketpair(2)) is served the same way, with
+ * the peer its caller names.
+ *
+ * Their connections can receive one file descriptor sent with SCM_RIGHTS (unix(7)) after a
+ * request: `node:net` reads eagerly with read(2), which would drop the descriptor, so the
+ * connection stops its native handle from reading (`readStop()`, which Deno's node:net, like
+ * libuv, honours before its next read; `socket.pause()` does not stop the reads), takes that
+ * one byte with recvmsg(2) on a duplicate of the fd, and starts reading again.
  *
  * @module
  */
 
 import * as net from "node:net";
 import { getPeerCredentials } from "./_libc.ts";
+import { checkStreamFd, FdPassingError, receiveFd } from "../ffi/scm_rights.ts";
+import { closeFd, dupFd } from "../ffi/fd.ts";
 import {
   type Connection,
   type DirectIo,
@@ -68,6 +78,11 @@ class NodeSocketIo implements DirectIo {
     });
   }
 
+  /** Bytes received and not read yet. */
+  get queued(): number {
+    return this.#queued;
+  }
+
   async read(buffer: Uint8Array): Promise<number | null> {
     while (this.#queued === 0) {
       if (this.#error) throw this.#error;
@@ -125,11 +140,21 @@ export interface UnixListenOptions {
   gid?: number;
 }
 
+/** The streams of a `node:net` socket, and how many received chunks they hold unread. */
+interface SocketStreams extends Pick<Connection, "readable" | "writable"> {
+  queued(): number;
+}
+
+/** Chunks the readable stream holds before it pauses the socket. */
+const STREAM_HIGH_WATER = 4;
+
 /** Adapts a `node:net` socket to web streams with backpressure in both directions. */
-function socketStreams(sock: net.Socket): Pick<Connection, "readable" | "writable"> {
+function socketStreams(sock: net.Socket): SocketStreams {
   let finished = false;
+  let queued = () => 0;
   const readable = new ReadableStream<Uint8Array>({
     start(controller) {
+      queued = () => finished ? 0 : STREAM_HIGH_WATER - (controller.desiredSize ?? 0);
       sock.on("data", (chunk: Uint8Array) => {
         if (finished) return;
         controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
@@ -152,7 +177,7 @@ function socketStreams(sock: net.Socket): Pick<Connection, "readable" | "writabl
       finished = true;
       sock.destroy();
     },
-  }, { highWaterMark: 4 });
+  }, { highWaterMark: STREAM_HIGH_WATER });
   const writable = new WritableStream<Uint8Array>({
     write(chunk) {
       if (sock.destroyed) return Promise.reject(new Deno.errors.BrokenPipe("The socket is closed"));
@@ -177,7 +202,7 @@ function socketStreams(sock: net.Socket): Pick<Connection, "readable" | "writabl
       sock.destroy();
     },
   });
-  return { readable, writable };
+  return { readable, writable, queued: () => queued() };
 }
 
 /**
@@ -205,9 +230,9 @@ export function wrapUnixSocket(sock: net.Socket, path: string): Connection {
  */
 export function wrapNodeSocket(sock: net.Socket, peer: PeerInfo): Connection {
   // Streams or direct I/O, made on first use: a connection is used one way or the other.
-  let streams: Pick<Connection, "readable" | "writable"> | undefined;
-  let direct: DirectIo | undefined;
-  return {
+  let streams: SocketStreams | undefined;
+  let direct: NodeSocketIo | undefined;
+  const conn: Connection = {
     get readable() {
       streams ??= socketStreams(sock);
       return streams.readable;
@@ -216,7 +241,7 @@ export function wrapNodeSocket(sock: net.Socket, peer: PeerInfo): Connection {
       streams ??= socketStreams(sock);
       return streams.writable;
     },
-    get direct() {
+    get direct(): DirectIo {
       direct ??= new NodeSocketIo(sock);
       return direct;
     },
@@ -225,6 +250,127 @@ export function wrapNodeSocket(sock: net.Socket, peer: PeerInfo): Connection {
       sock.destroy();
     },
   };
+  if (peer.transport !== "unix") return conn;
+  const unread = () => (direct?.queued ?? 0) + (streams?.queued() ?? 0) + sock.readableLength;
+  return Object.assign(conn, {
+    receiveFd: (timeoutMs?: number) => receiveSocketFd(sock, unread, timeoutMs),
+  });
+}
+
+/**
+ * Serves connected stream socket `fd`, e.g. one end of `socketPair()` (lib/ffi/socket_pair.ts),
+ * as a {@linkcode Connection} whose peer is `peer`, as given: the gateway serves a socketpair
+ * end as a session of the user who asked for it, while SO_PEERCRED would name the gateway.
+ * `node:net` takes the fd over (made non-blocking): closing the connection closes it.
+ *
+ * @throws {StreamFdError} When `fd` is not a connected stream socket; the fd stays the
+ * caller's then.
+ *
+ * @example A socketpair end served with the peer it is for
+ * ```ts
+ * import { wrapSocketFd } from "./unix.ts";
+ * import { socketPair } from "../ffi/socket_pair.ts";
+ * import { closeFd } from "../ffi/fd.ts";
+ * const [mine, theirs] = socketPair();
+ * const conn = wrapSocketFd(mine, { transport: "unix", address: "socketpair", uid: 1000 });
+ * console.assert(conn.peer.uid === 1000);
+ * conn.close();
+ * closeFd(theirs);
+ * ```
+ */
+export function wrapSocketFd(fd: number, peer: PeerInfo): Connection {
+  checkStreamFd(fd);
+  return wrapNodeSocket(new net.Socket({ fd, readable: true, writable: true }), peer);
+}
+
+/** What this module uses of a `node:net` socket's native handle (Deno's `PipeWrap`). */
+interface NativeHandle {
+  fd?: number;
+  /** node:net's own note that it asked the handle to read (Node's stream_base_commons). */
+  reading?: boolean;
+  readStart(): number;
+  readStop(): number;
+}
+
+function nativeHandle(sock: net.Socket): NativeHandle | undefined {
+  // deno-lint-ignore no-explicit-any
+  const h = (sock as any)._handle;
+  return h && typeof h.readStop === "function" && typeof h.readStart === "function" ? h : undefined;
+}
+
+/** Sockets with a receive pending: one at a time. */
+const receiving = new WeakSet<net.Socket>();
+
+/**
+ * {@linkcode Connection.receiveFd} of a `node:net` unix socket: stops the native handle's reads
+ * (synchronously), receives one byte and its descriptor with recvmsg(2) on a duplicate of the
+ * fd (which keeps the socket, and so the fd number, from being reused if the connection closes
+ * meanwhile), then starts the reads again. `unread` counts bytes received but not read.
+ */
+function receiveSocketFd(
+  sock: net.Socket,
+  unread: () => number,
+  timeoutMs = 10000,
+): Promise<number> {
+  const what = "Cannot receive a descriptor";
+  const handle = nativeHandle(sock);
+  const fd = handle?.fd;
+  if (sock.destroyed || handle === undefined || typeof fd !== "number" || fd < 0) {
+    return Promise.reject(new Deno.errors.BadResource(`${what}: the connection is closed`));
+  }
+  if (receiving.has(sock)) {
+    return Promise.reject(new Deno.errors.Busy(`${what}: another receive is pending`));
+  }
+  if (sock.readableEnded) {
+    return Promise.reject(new FdPassingError("closed", `${what}: the peer closed the connection`));
+  }
+  const early = unread();
+  if (early > 0) {
+    return Promise.reject(
+      new FdPassingError(
+        "early_data",
+        `${what}: data came before it was asked for (${early} unread)`,
+      ),
+    );
+  }
+  let copy: number;
+  try {
+    copy = dupFd(fd);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  // A handle that node:net is not reading from (opened paused) is left as it is.
+  const wasReading = handle.reading === true;
+  if (wasReading) handle.readStop();
+  const bytesRead = sock.bytesRead;
+  receiving.add(sock);
+  const closed = new AbortController();
+  const onClose = () => {
+    closed.abort(new Deno.errors.ConnectionAborted(`${what}: the connection was closed`));
+  };
+  sock.once("close", onClose);
+  return (async () => {
+    try {
+      const got = await receiveFd(copy, 1, { timeoutMs, signal: closed.signal });
+      if (sock.bytesRead !== bytesRead) {
+        closeFd(got.fd);
+        throw new FdPassingError(
+          "early_data",
+          `${what}: the connection's reader took ${sock.bytesRead - bytesRead} bytes meanwhile`,
+        );
+      }
+      return got.fd;
+    } finally {
+      sock.off("close", onClose);
+      closeFd(copy);
+      receiving.delete(sock);
+      if (
+        wasReading && !sock.destroyed && nativeHandle(sock) === handle && handle.reading === true
+      ) {
+        handle.readStart();
+      }
+    }
+  })();
 }
 
 /**

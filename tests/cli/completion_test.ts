@@ -14,57 +14,7 @@ import { completionCommand } from "../../lib/cli/commands/completion.ts";
 import { UsageError } from "../../lib/cli/usage_error.ts";
 import { COMMANDS } from "../../main.ts";
 import { hasCommand } from "../systemd/_service.ts";
-
-const run = () => Promise.resolve(0);
-
-/** Three commands with every kind of flag: files, folders, words (one of them odd), none. */
-const SAMPLE: readonly Command[] = [
-  {
-    name: "serve",
-    summary: "serve devices over TCP and unix sockets",
-    usage: ["serve [--tcp HOST:PORT]... [--config FILE]"],
-    description: "Serves devices.",
-    flags: [
-      {
-        name: "tcp",
-        value: "HOST:PORT",
-        repeat: true,
-        help: "listen on TCP (IPv6 as [ADDR]:PORT); repeatable",
-      },
-      { name: "config", short: "c", value: "FILE", help: "read a TOML file", complete: "file" },
-      { name: "seat-dir", value: "PATH", help: "where seats are", complete: "dir" },
-      {
-        name: "log-level",
-        value: "LEVEL",
-        help: "how much to log\nmore lines of help",
-        complete: ["trace", "debug", "it's $odd"],
-      },
-      { name: "json", help: "print JSON" },
-    ],
-    run,
-  },
-  {
-    name: "policy",
-    summary: "show the access rules, or check a decision",
-    usage: ["policy show [--config FILE]", "policy check --peer PEER [--config FILE]"],
-    description: "Shows the rules.",
-    subcommands: ["show", "check"],
-    flags: [
-      { name: "peer", value: "PEER", help: "the peer" },
-      { name: "config", value: "FILE", help: "the configuration", complete: "file" },
-    ],
-    run,
-  },
-  {
-    name: "version",
-    aliases: ["--version"],
-    summary: "print the version",
-    usage: ["version"],
-    description: "Prints the version.",
-    flags: [],
-    run,
-  },
-];
+import { SAMPLE } from "./_sample_table.ts";
 
 const ALL_SERVE_FLAGS = [
   "--tcp",

@@ -1,118 +1,56 @@
-// `config check FILE` and `serve --config FILE` agree: on a table of good and bad files, check
-// accepts exactly what serve starts with, and both name the same file:line: key for a bad one.
+// `config check FILE` and `serve --config FILE` agree: on the good and bad files of
+// tests/testdata/config_check/, check accepts exactly what serve starts with, and both name
+// the same file:line: key for a bad one.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { runMain, spawnMain, tempDir } from "../e2e/_gateway.ts";
 
-/** A configuration file and, for a bad one, the `line: key` its error names. */
-interface Case {
-  name: string;
-  text: (dir: string) => string;
-  error?: string;
-}
-
+/** Listeners on a free TCP port and on a socket in `dir`. */
 const listeners = (dir: string) => `tcp = ["127.0.0.1:0"]\n[[unix]]\npath = "${dir}/gw.sock"\n`;
 
-const CASES: Case[] = [
-  {
-    name: "a port out of range",
-    text: () => `tcp = ["127.0.0.1:99999"]\n[[device]]\ntype = "gadget-zero"\n`,
-    error: "1: tcp",
-  },
-  {
-    name: "a pattern that is not 0 or 1",
-    text: (d) => `${listeners(d)}\n[[device]]\ntype = "gadget-zero"\npattern = "one"\n`,
-    error: "7: device[1].pattern",
-  },
-  {
-    name: "two devices on one bus id",
-    text: (d) =>
-      `${
-        listeners(d)
-      }[[device]]\ntype = "gadget-zero"\nbusid = "1-1"\n[[device]]\ntype = "keyboard"\nbusid = "1-1"\n`,
-    error: "9: device[2].busid",
-  },
-  { name: "an unknown top-level key", text: () => `listen = 1\n`, error: "1: listen" },
-  {
-    name: "a unix mode that is not octal",
-    text: (d) => `[[unix]]\npath = "${d}/gw.sock"\nmode = "rw"\n`,
-    error: "3: unix[1].mode",
-  },
-  { name: "an unknown log level", text: () => `log_level = "loud"\n`, error: "1: log_level" },
-  {
-    name: "an unknown log format",
-    text: () => `[logging]\nformat = "xml"\n`,
-    error: "2: logging.format",
-  },
-  {
-    name: "a rule with an unknown action",
-    text: (d) => `${listeners(d)}[[rule]]\naction = "maybe"\n`,
-    error: "5: rule[1].action",
-  },
-  {
-    name: "a rule with a bad source",
-    text: (d) => `${listeners(d)}[[rule]]\naction = "allow"\nsource = "10.0.0.0/99"\n`,
-    error: "6: rule[1].source",
-  },
-  {
-    name: "a limit that is not a number",
-    text: () => `[limits]\nmax_connections = -3\n`,
-    error: "2: limits.max_connections",
-  },
-  {
-    name: "an unknown device type",
-    text: (d) => `${listeners(d)}[[device]]\ntype = "floppy"\n`,
-    error: "5: device[1].type",
-  },
-  {
-    name: "an unknown device key",
-    text: (d) => `${listeners(d)}[[device]]\ntype = "keyboard"\ncolour = "red"\n`,
-    error: "6: device[1].colour",
-  },
-  {
-    name: "a storage device without an image",
-    text: (d) => `${listeners(d)}[[device]]\ntype = "storage"\nsize = "1M"\n`,
-    error: "4: device[1].image",
-  },
-  {
-    name: "a serial device with an unknown back-end",
-    text: (d) => `${listeners(d)}[[device]]\ntype = "cdc-acm"\nbackend = "bogus:1"\n`,
-    error: "6: device[1].backend",
-  },
-  {
-    name: "a key given twice",
-    text: () => `tcp = ["127.0.0.1:0"]\ntcp = ["127.0.0.1:1"]\n`,
-    error: "2: tcp",
-  },
-  {
-    name: "a console uid that is not a number",
-    text: () => `console_uid = "x"\n`,
-    error: "1: console_uid",
-  },
-  {
-    name: "a TOML syntax error",
-    text: () => `tcp = ["127.0.0.1:0"]\n[[device]]\ntype = \n`,
-    error: "3: invalid TOML",
-  },
-  { name: "good: one device", text: (d) => `${listeners(d)}[[device]]\ntype = "gadget-zero"\n` },
-  {
-    name: "good: two devices, a rule, limits and logging",
-    text: (d) =>
-      `${listeners(d)}[[device]]\ntype = "gadget-zero"\npattern = 1\n[[device]]\ntype = "mouse"\n` +
-      `[[rule]]\naction = "allow"\ntransport = "tcp"\nsource = "127.0.0.0/8"\n` +
-      `[limits]\nmax_connections = 8\n[logging]\nlevel = "debug"\n`,
-  },
-  {
-    name: "good: a storage image relative to the file's folder",
-    text: (d) => `${listeners(d)}[[device]]\ntype = "storage"\nimage = "stick.img"\nsize = "1M"\n`,
-  },
+/** The files of the table, in tests/testdata/config_check/. */
+const FILES = new URL("../testdata/config_check/", import.meta.url);
+
+/** The bad files and the `line: key` the error of each one names. */
+const BAD: [file: string, error: string][] = [
+  ["port_out_of_range.toml", "1: tcp"],
+  ["pattern_not_0_or_1.toml", "7: device[1].pattern"],
+  ["two_devices_one_busid.toml", "9: device[2].busid"],
+  ["unknown_top_level_key.toml", "1: listen"],
+  ["unix_mode_not_octal.toml", "3: unix[1].mode"],
+  ["unknown_log_level.toml", "1: log_level"],
+  ["unknown_log_format.toml", "2: logging.format"],
+  ["rule_unknown_action.toml", "5: rule[1].action"],
+  ["rule_bad_source.toml", "6: rule[1].source"],
+  ["limit_not_a_number.toml", "2: limits.max_connections"],
+  ["unknown_device_type.toml", "5: device[1].type"],
+  ["unknown_device_key.toml", "6: device[1].colour"],
+  ["storage_without_image.toml", "4: device[1].image"],
+  ["serial_unknown_backend.toml", "6: device[1].backend"],
+  ["key_given_twice.toml", "2: tcp"],
+  ["console_uid_not_a_number.toml", "1: console_uid"],
+  ["toml_syntax_error.toml", "3: invalid TOML"],
+];
+
+/** The good files: one device; devices, a rule, limits and logging; a relative image. */
+const GOOD = [
+  "good_one_device.toml",
+  "good_devices_rule_limits_logging.toml",
+  "good_storage_image_relative.toml",
+];
+
+/** Every file, the bad ones first (no error: a good one). */
+const CASES: { name: string; error?: string }[] = [
+  ...BAD.map(([name, error]) => ({ name, error })),
+  ...GOOD.map((name) => ({ name })),
 ];
 
 Deno.test("config check and serve --config agree on good and bad files", async () => {
   const dir = await tempDir();
   try {
-    for (const [i, c] of CASES.entries()) {
-      const file = `${dir.path}/case${i}.toml`;
-      await Deno.writeTextFile(file, c.text(dir.path));
+    for (const c of CASES) {
+      // In the temporary folder: the socket and the image a good file names go next to it.
+      const file = `${dir.path}/${c.name}`;
+      await Deno.copyFile(new URL(c.name, FILES), file);
       const check = await runMain(["config", "check", file]);
       if (c.error !== undefined) {
         assertEquals(check.code, 1, `${c.name}: config check: ${check.stderr}`);
@@ -140,11 +78,20 @@ Deno.test("config check and serve --config agree on good and bad files", async (
   }
 });
 
-Deno.test("an error in a flag names the flag, and never a file", async () => {
+/** Runs `fn` with a file gw.toml in a temporary folder, holding `text` of that folder. */
+async function withConfigFile(text: (dir: string) => string, fn: (file: string) => Promise<void>) {
   const dir = await tempDir();
   try {
     const file = `${dir.path}/gw.toml`;
-    await Deno.writeTextFile(file, listeners(dir.path));
+    await Deno.writeTextFile(file, text(dir.path));
+    await fn(file);
+  } finally {
+    await dir.remove();
+  }
+}
+
+Deno.test("an error in a flag names the flag, and never a file", () =>
+  withConfigFile(listeners, async (file) => {
     const r = await runMain(["serve", "--config", file, "--device", "gadget-zero:pattern=one"]);
     assertEquals(r.code, 2);
     assertStringIncludes(r.stderr, "Invalid --device gadget-zero:pattern=one: ");
@@ -153,24 +100,16 @@ Deno.test("an error in a flag names the flag, and never a file", async () => {
     assertEquals(rule.code, 2);
     assertStringIncludes(rule.stderr, "Invalid --rule allow:colour=red: ");
     assert(!rule.stderr.includes("device spec"), rule.stderr);
-  } finally {
-    await dir.remove();
-  }
-});
+  }));
 
-Deno.test("config check lists every wrong value of a file, in line order", async () => {
-  const dir = await tempDir();
-  try {
-    const file = `${dir.path}/gw.toml`;
-    await Deno.writeTextFile(
-      file,
+Deno.test("config check lists every wrong value of a file, in line order", () =>
+  withConfigFile(
+    () =>
       `log_level = "loud"\n[[device]]\ntype = "gadget-zero"\nspeed = "warp"\n[[device]]\ntype = "keyboard"\ncolour = 1\n`,
-    );
-    const r = await runMain(["config", "check", file]);
-    assertEquals(r.code, 1);
-    const lines = r.stderr.trim().split("\n");
-    assertEquals(lines.map((l) => l.split(": ")[1]), [`${file}:1`, `${file}:4`, `${file}:7`]);
-  } finally {
-    await dir.remove();
-  }
-});
+    async (file) => {
+      const r = await runMain(["config", "check", file]);
+      assertEquals(r.code, 1);
+      const lines = r.stderr.trim().split("\n");
+      assertEquals(lines.map((l) => l.split(": ")[1]), [`${file}:1`, `${file}:4`, `${file}:7`]);
+    },
+  ));

@@ -24,6 +24,7 @@ async function checkFlag(text: string): Promise<DeviceConfig> {
     devices: [read(text)],
     rules: [],
     limits: {},
+    attach: {},
   });
   return config.devices[0]!;
 }

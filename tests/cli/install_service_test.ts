@@ -1,9 +1,16 @@
 // `usbipgw install-service` into a file system image (--root): binary, manual page, units,
-// configuration, the systemctl enable symlink; a second run keeps the configuration;
-// --uninstall.
+// the modules-load.d file, the polkit actions, configuration, the systemctl enable symlink; a
+// second run keeps the configuration; --uninstall.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { type InstallIo, installService } from "../../lib/cli/install_service.ts";
-import { defaultConfig, serviceUnit, socketUnit } from "../../lib/systemd/units.ts";
+import {
+  defaultConfig,
+  MODULES_LOAD_FILE,
+  modulesLoadConf,
+  serviceUnit,
+  socketUnit,
+} from "../../lib/systemd/units.ts";
+import { POLKIT_ACTIONS_FILE, polkitPolicyFile } from "../../lib/polkit/actions.ts";
 import { packagedManPage } from "../../packaging/man/generate.ts";
 import { runMain, tempDir } from "../e2e/_gateway.ts";
 import { hasCommand } from "../systemd/_service.ts";
@@ -39,7 +46,7 @@ if (!systemctl) {
 
 Deno.test({
   name:
-    "install-service --root writes the units and the configuration, and --uninstall removes them",
+    "install-service --root writes the units, vhci-hcd's modules-load.d file, the polkit actions and the configuration, and --uninstall removes them",
   ignore: !systemctl,
   async fn() {
     const dir = await tempDir();
@@ -59,6 +66,18 @@ Deno.test({
       assertEquals(await Deno.readTextFile(`${units}/usbipgw.socket`), socketUnit());
       assertEquals(await Deno.readTextFile(`${root}/etc/usbipgw/usbipgw.toml`), defaultConfig());
       assertStringIncludes(r.stdout, `kept ${root}/opt/gw/bin/usbipgw`);
+      // vhci-hcd at boot and the polkit actions, where modules-load.d and polkitd read them
+      // (not under --prefix), world-readable.
+      for (
+        const [path, text] of [[MODULES_LOAD_FILE, modulesLoadConf()], [
+          POLKIT_ACTIONS_FILE,
+          polkitPolicyFile(),
+        ]]
+      ) {
+        assertEquals(await Deno.readTextFile(`${root}${path}`), text, path);
+        assertEquals((await Deno.stat(`${root}${path}`)).mode! & 0o777, 0o644, path);
+        assertStringIncludes(r.stdout, `wrote ${root}${path}\n`);
+      }
       // The manual page of the command table, as packaging/man/ has it.
       const manPage = `${root}/opt/gw/share/man/man1/usbipgw.1`;
       assertEquals(await Deno.readTextFile(manPage), packagedManPage());
@@ -101,6 +120,10 @@ Deno.test({
       assertEquals(await exists(`${root}/opt/gw/bin/usbipgw`), false);
       assertEquals(await exists(`${root}/opt/gw/share/man/man1/usbipgw.1`), false);
       assertStringIncludes(gone.stdout, `removed ${root}/opt/gw/share/man/man1/usbipgw.1\n`);
+      for (const path of [MODULES_LOAD_FILE, POLKIT_ACTIONS_FILE]) {
+        assertEquals(await exists(`${root}${path}`), false, path);
+        assertStringIncludes(gone.stdout, `removed ${root}${path}\n`);
+      }
       assert(await exists(`${root}/etc/usbipgw/usbipgw.toml`), "the configuration stays");
       assertStringIncludes(gone.stdout, `kept ${root}/etc/usbipgw`);
     } finally {
@@ -129,16 +152,21 @@ function fakeIo(execPath: string, page: string) {
   return io;
 }
 
+/** This program, as if compiled, in `dir`/build: any executable not named deno. */
+async function compiledBinary(dir: string): Promise<string> {
+  const binary = `${dir}/build/usbipgw`;
+  await Deno.mkdir(`${dir}/build`);
+  await Deno.writeTextFile(binary, "#!/bin/sh\n", { mode: 0o755 });
+  return binary;
+}
+
 const PAGE = '.TH USBIPGW 1 "2026-11-21" "usbipgw 0.1.0"\n.SH NAME\nusbipgw \\- a test page\n';
 
 Deno.test("install-service writes the page io.manPage() makes to PREFIX/share/man/man1", async () => {
   const dir = await tempDir();
   const root = `${dir.path}/root`;
   try {
-    // This program, as if compiled: any executable not named deno.
-    const binary = `${dir.path}/build/usbipgw`;
-    await Deno.mkdir(`${dir.path}/build`);
-    await Deno.writeTextFile(binary, "#!/bin/sh\n", { mode: 0o755 });
+    const binary = await compiledBinary(dir.path);
     const io = fakeIo(binary, PAGE);
     assertEquals(await installService({ root, noEnable: true }, io), 0);
     const page = `${root}/usr/local/share/man/man1/usbipgw.1`;
@@ -146,6 +174,13 @@ Deno.test("install-service writes the page io.manPage() makes to PREFIX/share/ma
     assertEquals((await Deno.stat(page)).mode! & 0o777, 0o644);
     assertEquals(io.pages, 1);
     assertStringIncludes(io.stdout, `installed ${root}/usr/local/bin/usbipgw\nwrote ${page}\n`);
+    // --no-enable under --root: the files only; no modprobe (io.err would throw).
+    assertStringIncludes(
+      io.stdout,
+      `wrote ${root}${MODULES_LOAD_FILE}\nwrote ${root}${POLKIT_ACTIONS_FILE}\n`,
+    );
+    assertEquals(await Deno.readTextFile(`${root}${POLKIT_ACTIONS_FILE}`), polkitPolicyFile());
+    assert(!io.stdout.includes("modprobe"), io.stdout);
 
     // --prefix moves it with the binary; a reinstall replaces it.
     const again = fakeIo(binary, `${PAGE}.PP\nnewer\n`);
@@ -166,9 +201,7 @@ Deno.test({
     const dir = await tempDir();
     const root = `${dir.path}/root`;
     try {
-      const binary = `${dir.path}/build/usbipgw`;
-      await Deno.mkdir(`${dir.path}/build`);
-      await Deno.writeTextFile(binary, "#!/bin/sh\n", { mode: 0o755 });
+      const binary = await compiledBinary(dir.path);
       const where = { root, prefix: "/opt/gw" };
       assertEquals(await installService({ ...where, noEnable: true }, fakeIo(binary, PAGE)), 0);
       const page = `${root}/opt/gw/share/man/man1/usbipgw.1`;
@@ -178,11 +211,14 @@ Deno.test({
       assertEquals(await exists(page), false);
       assertEquals(await exists(`${root}/opt/gw/bin/usbipgw`), false);
       assertStringIncludes(io.stdout, `removed ${page}\n`);
+      assertEquals(await exists(`${root}${POLKIT_ACTIONS_FILE}`), false);
+      assertEquals(await exists(`${root}${MODULES_LOAD_FILE}`), false);
       assertEquals(io.pages, 0, "--uninstall does not make the page");
       // A second --uninstall finds nothing to remove, and says nothing about the page.
       const twice = fakeIo(binary, PAGE);
       assertEquals(await installService({ ...where, uninstall: true }, twice), 0);
       assert(!twice.stdout.includes("usbipgw.1"), twice.stdout);
+      assert(!twice.stdout.includes("org.usbipgw.policy"), twice.stdout);
     } finally {
       await dir.remove();
     }

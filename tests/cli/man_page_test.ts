@@ -9,62 +9,7 @@ import { DEFAULT_UNIT_PATHS, SERVICE_SOCKET, SOCKET_LINK } from "../../lib/syste
 import { COMMANDS } from "../../main.ts";
 import { MAN_PAGE_FILE, packagedManPage } from "../../packaging/man/generate.ts";
 import { hasCommand } from "../systemd/_service.ts";
-
-const run = () => Promise.resolve(0);
-
-/** Three commands whose texts hold what roff would misread: leading dots and quotes, `\`. */
-const SAMPLE: readonly Command[] = [
-  {
-    name: "serve",
-    summary: "serve devices over TCP and unix sockets",
-    usage: ["serve [--tcp HOST:PORT]... [-c FILE]"],
-    description: `Serves USB devices to USB/IP clients ("usbip attach").
-
-.this paragraph starts with a dot,
-'and this one with an apostrophe, and has a back\\slash and a-hyphen.
-
-Examples:
-  usbipgw serve --tcp 0.0.0.0:3240 --device 'keyboard:text=hi'
-  .dot at the start of an example line`,
-    flags: [
-      {
-        name: "tcp",
-        value: "HOST:PORT",
-        repeat: true,
-        help: "listen on TCP (IPv6 as [ADDR]:PORT); repeatable",
-      },
-      {
-        name: "config",
-        short: "c",
-        value: "FILE",
-        help: "read listeners, devices and rules\nfrom a TOML file",
-        complete: "file",
-      },
-      { name: "json", help: "print JSON" },
-      { name: "max-temp", value: "N", help: "the hottest it may get, in °C" },
-    ],
-    epilogue: "Exit codes: 0 stopped by a signal, 1 an error.",
-    run,
-  },
-  {
-    name: "policy",
-    summary: "show the access rules, or check a decision",
-    usage: ["policy show [--config FILE]", "policy check --peer PEER [--config FILE]"],
-    description: "Prints the rules, or the decision for one peer.",
-    subcommands: ["show", "check"],
-    flags: [{ name: "peer", value: "PEER", help: "tcp:ADDRESS[:PORT], unix:UID or console" }],
-    run,
-  },
-  {
-    name: "version",
-    aliases: ["--version"],
-    summary: "print the version",
-    usage: ["version"],
-    description: "Prints the version.",
-    flags: [],
-    run,
-  },
-];
+import { SAMPLE } from "./_sample_table.ts";
 
 const INFO = { version: "1.2.3", date: "2026-11-21" };
 

@@ -1,14 +1,26 @@
-// Tests of FdSocket, the FFI socket whose fd the process owns, over real TCP and unix sockets.
-import { assert, assertEquals, assertRejects } from "@std/assert";
+// Tests of FdSocket, the FFI socket whose fd the process owns, over real TCP and unix sockets,
+// and adopted from a socketpair whose other end a UsbipServer serves as a session.
+import * as net from "node:net";
+import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import {
   FdSocket,
   inetSockaddr,
   keepaliveFor,
   OsError,
   socketOption,
+  StreamFdError,
   unixSockaddr,
 } from "../../lib/client/fd_socket.ts";
+import { importOverSocket } from "../../lib/client/attach.ts";
+import { C, lib as clientLib } from "../../lib/client/_libc_socket.ts";
 import { SockOpt } from "../../lib/ffi/sockopt.ts";
+import { socketPair } from "../../lib/ffi/socket_pair.ts";
+import { closeFd } from "../../lib/ffi/fd.ts";
+import { receiveFd } from "../../lib/ffi/scm_rights.ts";
+import { GadgetZero, type PeerInfo, UsbipServer, wrapSocketFd } from "../../mod.ts";
+import { encodeCmdSubmit } from "../../lib/protocol/urb_messages.ts";
+import type { Policy } from "../../lib/policy/policy.ts";
+import { withoutFdLeak } from "../ffi/_fds.ts";
 
 Deno.test("inetSockaddr() builds sockaddr_in and sockaddr_in6 for literals only", () => {
   const v4 = inetSockaddr("192.168.1.7", 3240)!;
@@ -170,3 +182,110 @@ Deno.test("an FdSocket connects to a unix socket", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** O_NONBLOCK of `fd`, from /proc/self/fdinfo (flags are octal there). */
+function nonBlocking(fd: number): boolean {
+  const m = /^flags:\s+([0-7]+)$/m.exec(Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`));
+  return (parseInt(m![1]!, 8) & 0o4000) !== 0;
+}
+
+Deno.test("FdSocket.adopt() imports a device from a UsbipServer serving the other socketpair end", () =>
+  withoutFdLeak(async () => {
+    // The gateway's local attach: one end served as a session of the user who asked, the other
+    // imported over and handed to vhci (here: one URB instead of the kernel).
+    const seen: PeerInfo[] = [];
+    const policy: Policy = {
+      decide(peer) {
+        seen.push(peer);
+        return { effect: "allow", reason: "test" };
+      },
+    };
+    const server = new UsbipServer({ policy });
+    server.addDevice(new GadgetZero(), { busid: "1-1" });
+    const [served, imported] = socketPair();
+    const user: PeerInfo = { transport: "unix", address: "local attach", uid: 1000, gid: 1000 };
+    const session = server.accept(wrapSocketFd(served, user));
+    const sock = FdSocket.adopt(imported, { transport: "unix", path: "socketpair:gateway" });
+    try {
+      assertEquals(sock.fd, imported);
+      assert(nonBlocking(sock.fd), "adopted sockets wait in poll(2), as connected ones do");
+      const device = await importOverSocket(sock, "1-1", { timeoutMs: 5000 });
+      assertEquals([device.busid, device.idVendor, device.idProduct], ["1-1", 0x0525, 0xa4a0]);
+      assertEquals(seen.at(-1), user, "the policy saw the given peer, not SO_PEERCRED's root");
+      assertEquals(server.status().sessions.map((x) => x.uid), [1000]);
+      // The URB phase on the same fd: GET_DESCRIPTOR(DEVICE), 18 bytes.
+      await sock.writeAll(encodeCmdSubmit({
+        kind: "cmd_submit",
+        seqnum: 1,
+        devid: (device.busnum << 16) | device.devnum,
+        direction: 1,
+        ep: 0,
+        transferFlags: 0x200,
+        transferBufferLength: 18,
+        startFrame: 0,
+        numberOfPackets: 0,
+        interval: 0,
+        setup: new Uint8Array([0x80, 6, 0, 1, 0, 0, 18, 0]),
+        data: new Uint8Array(0),
+        isoPackets: [],
+      }));
+      const ret = new DataView((await sock.readExactly(48, { timeoutMs: 5000 })).buffer);
+      assertEquals([ret.getUint32(0), ret.getUint32(4), ret.getInt32(20)], [3, 1, 0]);
+      assertEquals(ret.getUint32(24), 18, "actual_length");
+      const desc = await sock.readExactly(18, { timeoutMs: 5000 });
+      assertEquals([desc[0], desc[1]], [18, 1], "a device descriptor");
+      // Nothing more comes: the time limit ends a read, as on a connected FdSocket.
+      const idle = await assertRejects(() => sock.readExactly(1, { timeoutMs: 200 }), OsError);
+      assertEquals(idle.errno, 110, "ETIMEDOUT");
+      sock.setBlocking();
+      assert(!nonBlocking(sock.fd), "ready for vhci's attach");
+    } finally {
+      sock.close();
+    }
+    assertEquals(sock.fd, -1);
+    await session;
+    await server.close();
+  }));
+
+Deno.test("FdSocket.adopt() refuses a listening or datagram socket and leaves the fd to the caller", () =>
+  withoutFdLeak(async () => {
+    const dir = await Deno.makeTempDir({ prefix: "fd_socket_" });
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(`${dir}/l.sock`, resolve));
+    const dgram = clientLib().socket(C.AF_UNIX, 2 | C.SOCK_CLOEXEC, 0);
+    const remote = { transport: "unix", path: "x" } as const;
+    try {
+      // deno-lint-ignore no-explicit-any
+      const listening = (server as any)._handle.fd as number;
+      const e = assertThrows(() => FdSocket.adopt(listening, remote), StreamFdError);
+      assertEquals(e.failure, "listening");
+      const d = assertThrows(() => FdSocket.adopt(dgram, remote), StreamFdError);
+      assertEquals(d.failure, "not_stream");
+      assert(!nonBlocking(dgram), "a refused fd is left as it was");
+      assertEquals(assertThrows(() => FdSocket.adopt(-1, remote), StreamFdError).errno, 9);
+    } finally {
+      closeFd(dgram);
+      await new Promise((resolve) => server.close(resolve));
+      await Deno.remove(dir, { recursive: true });
+    }
+  }));
+
+Deno.test("FdSocket.sendFd() passes a descriptor to the peer of an adopted socket", () =>
+  withoutFdLeak(async () => {
+    const [a, b] = socketPair();
+    const [x, y] = socketPair();
+    const left = FdSocket.adopt(a, { transport: "unix", path: "left" });
+    try {
+      await left.sendFd(x);
+      const got = await receiveFd(b, 1, { timeoutMs: 2000 });
+      assertEquals([...got.bytes], [0], "one zero byte by default");
+      assertEquals(
+        Deno.readLinkSync(`/proc/self/fd/${got.fd}`),
+        Deno.readLinkSync(`/proc/self/fd/${x}`),
+      );
+      closeFd(got.fd);
+    } finally {
+      left.close();
+      for (const fd of [b, x, y]) closeFd(fd);
+    }
+  }));

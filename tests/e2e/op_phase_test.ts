@@ -19,6 +19,7 @@ import {
   UsbipServer,
 } from "../../mod.ts";
 import { ProbeDevice } from "../server/_probe_device.ts";
+import { refusingServer } from "../server/_session_helpers.ts";
 
 /** A bound on the wait for end of stream, far below the 10 s op-phase timeout. */
 const EOF_WITHIN_MS = 1000;
@@ -112,33 +113,11 @@ Deno.test("over TCP, a device list ends with end of stream at once", async () =>
 });
 
 Deno.test("over TCP, each refused import (NODEV, NA, DEV_BUSY, DEV_ERR) ends with end of stream at once", async () => {
-  class Refusing extends ProbeDevice {
-    override imported() {
-      throw new Error("held by a host driver");
-    }
-  }
-  const server = new UsbipServer({
-    policy: {
-      decide: (_peer, d) =>
-        d.busid === "1-3"
-          ? { effect: "deny" as const, rule: 1, reason: "rule 1 (deny busid=1-3)" }
-          : { effect: "allow" as const, reason: "test" },
-    },
-  });
-  server.addDevice(new GadgetZero(), { busid: "1-1" });
-  server.addDevice(new Refusing(), { busid: "1-2" });
-  server.addDevice(new ProbeDevice(), { busid: "1-3" });
+  const { server, refusals } = refusingServer();
   const gw = serve(server);
   const holder = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
   try {
-    for (
-      const [busid, status] of [
-        ["9-9", OpStatus.ST_NODEV],
-        ["1-3", OpStatus.ST_NA],
-        ["1-1", OpStatus.ST_DEV_BUSY],
-        ["1-2", OpStatus.ST_DEV_ERR],
-      ] as const
-    ) {
+    for (const [busid, status] of refusals) {
       const { bytes, eofMs } = await oneRequest(gw.port, encodeOpReqImport(busid));
       assertEquals(bytes.length, 8, `${busid}: the header alone`);
       assertEquals(decodeOpHeader(bytes).status, status, busid);

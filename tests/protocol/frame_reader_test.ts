@@ -5,12 +5,16 @@ import {
   DEFAULT_LIMITS,
   encodeCmdSubmit,
   encodeCmdUnlink,
+  encodeOpRepAttach,
   encodeOpRepBind,
+  encodeOpRepDetach,
   encodeOpRepDevlist,
   encodeOpRepImport,
   encodeOpRepStatus,
   encodeOpRepUnbind,
+  encodeOpReqAttach,
   encodeOpReqBind,
+  encodeOpReqDetach,
   encodeOpReqDevlist,
   encodeOpReqImport,
   encodeOpReqStatus,
@@ -370,6 +374,76 @@ Deno.test("OP_REQ_BIND, OP_REP_BIND and OP_REP_UNBIND from any chunking; a long 
   await assertRejects(
     () =>
       new FrameReader(ReadableStream.from([encodeOpRepBind(bind).subarray(0, 15)])).readOpRepBind(),
+    UsbipProtocolError,
+    "ends after",
+  );
+});
+
+Deno.test("OP_REQ_ATTACH, OP_REQ_DETACH and their answers from any chunking; a long message is refused unread", async () => {
+  const remote = { kind: "remote" as const, host: "192.0.2.9", port: 3240, busid: "1-2" };
+  const requests = concat(
+    encodeOpReqAttach(remote),
+    encodeOpReqDetach(4),
+    encodeOpReqAttach({ kind: "stream", busid: "1-1" }),
+  );
+  for (const size of [1, 7, 299, 1000]) {
+    const reader = new FrameReader(chunked(requests, size));
+    assertEquals(await reader.readOpRequest(), { kind: "op_req_attach", request: remote });
+    assertEquals(await reader.readOpRequest(), { kind: "op_req_detach", vhciPort: 4 });
+    assertEquals(await reader.readOpRequest(), {
+      kind: "op_req_attach",
+      request: { kind: "stream", busid: "1-1" },
+    });
+    assertEquals(await reader.readOpRequest(), null);
+  }
+  const sendSocket = {
+    kind: "op_rep_attach" as const,
+    status: 0,
+    vhciPort: 0xfffffffe,
+    message: "",
+  };
+  const attached = {
+    kind: "op_rep_attach" as const,
+    status: 0,
+    vhciPort: 2,
+    message: "Attached ✓",
+  };
+  const detached = { kind: "op_rep_detach" as const, status: 1, message: "Not yours" };
+  const replies = concat(
+    encodeOpRepAttach(sendSocket),
+    encodeOpRepAttach(attached),
+    encodeOpRepDetach(detached),
+  );
+  for (const size of [1, 5, 17, 1000]) {
+    const reader = new FrameReader(chunked(replies, size));
+    assertEquals(await reader.readOpRepAttach(), sendSocket);
+    assertEquals(await reader.readOpRepAttach(), attached);
+    assertEquals(await reader.readOpRepDetach(), detached);
+  }
+  // The heads alone, announcing 4 GiB: refused on the length, before any of it is read.
+  const head = encodeOpRepAttach({ ...attached, message: "" });
+  new DataView(head.buffer).setUint32(12, 0xffffffff);
+  await assertRejects(
+    () => new FrameReader(ReadableStream.from([head])).readOpRepAttach(),
+    UsbipProtocolError,
+    "is 4294967295 bytes, limit is 1024",
+  );
+  const detachHead = encodeOpRepDetach({ ...detached, message: "" });
+  new DataView(detachHead.buffer).setUint32(8, 1025);
+  await assertRejects(
+    () => new FrameReader(ReadableStream.from([detachHead])).readOpRepDetach(),
+    UsbipProtocolError,
+    "is 1025 bytes, limit is 1024",
+  );
+  await assertRejects(
+    () => new FrameReader(ReadableStream.from([encodeOpRepAttach(attached)])).readOpRepDetach(),
+    UsbipProtocolError,
+    "expected 0x00f4",
+  );
+  await assertRejects(
+    () =>
+      new FrameReader(ReadableStream.from([encodeOpRepAttach(attached).subarray(0, 20)]))
+        .readOpRepAttach(),
     UsbipProtocolError,
     "ends after",
   );

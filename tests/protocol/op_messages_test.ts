@@ -1,24 +1,35 @@
 // Tests of the op-phase codecs: round trips, golden frames and rejections.
 import { assertEquals, assertThrows } from "@std/assert";
 import {
+  type AttachRequest,
   decodeOpHeader,
+  decodeOpRepAttach,
+  decodeOpRepAttachHead,
   decodeOpRepBind,
+  decodeOpRepDetach,
   decodeOpRepDevlist,
   decodeOpRepImport,
   decodeOpRepUnbind,
   decodeOpRequest,
+  encodeOpRepAttach,
   encodeOpRepBind,
+  encodeOpRepDetach,
   encodeOpRepDevlist,
   encodeOpRepImport,
   encodeOpRepUnbind,
+  encodeOpReqAttach,
   encodeOpReqBind,
+  encodeOpReqDetach,
   encodeOpReqDevlist,
   encodeOpReqImport,
   encodeOpReqUnbind,
   MAX_BIND_MESSAGE_BYTES,
+  OpCode,
   OpStatus,
   type UsbipExportedDevice,
   UsbipProtocolError,
+  VHCI_PORT_NONE,
+  VHCI_PORT_SEND_SOCKET,
 } from "../../lib/protocol/mod.ts";
 import { golden } from "../testdata/golden.ts";
 
@@ -206,4 +217,308 @@ Deno.test("OP_REP_BIND: a message over the limit is refused on both sides, as is
     "length",
   );
   assertEquals(assertThrows(() => decodeOpRepUnbind(bytes), UsbipProtocolError).field, "code");
+});
+
+/** Bytes of `text` NUL-padded to `size`. */
+function padded(text: string, size: number): number[] {
+  const bytes = [...new TextEncoder().encode(text)];
+  return [...bytes, ...new Array(size - bytes.length).fill(0)];
+}
+
+Deno.test("OP_REQ_ATTACH: the header, kind, reserved, port, busid[32] and host[256] of each kind", () => {
+  const header = [0x01, 0x11, 0x80, 0xf3, 0, 0, 0, 0];
+  const remote = encodeOpReqAttach({
+    kind: "remote",
+    host: "gw.example",
+    port: 3241,
+    busid: "1-2",
+  });
+  assertEquals(remote.length, 300);
+  assertEquals([...remote], [
+    ...header,
+    1,
+    0,
+    0x0c,
+    0xa9,
+    ...padded("1-2", 32),
+    ...padded("gw.example", 256),
+  ]);
+  assertEquals([...encodeOpReqAttach({ kind: "local", busid: "3-1.2" })], [
+    ...header,
+    0,
+    0,
+    0,
+    0,
+    ...padded("3-1.2", 32),
+    ...new Array(256).fill(0),
+  ]);
+  assertEquals([...encodeOpReqAttach({ kind: "stream", busid: "1-1" })], [
+    ...header,
+    2,
+    0,
+    0,
+    0,
+    ...padded("1-1", 32),
+    ...new Array(256).fill(0),
+  ]);
+});
+
+Deno.test("OP_REQ_ATTACH round-trips every kind, the longest fields and UTF-8", () => {
+  const requests: AttachRequest[] = [
+    { kind: "local", busid: "1-1" },
+    { kind: "local", busid: "1-" + "1".repeat(29) },
+    { kind: "remote", host: "192.0.2.9", port: 3240, busid: "2-1.4" },
+    { kind: "remote", host: "fe80::1%eth0", port: 1, busid: "1-1" },
+    { kind: "remote", host: "h".repeat(255), port: 65535, busid: "é" },
+    { kind: "stream", busid: "usbip-büs" },
+  ];
+  for (const request of requests) {
+    assertEquals(decodeOpRequest(encodeOpReqAttach(request)), { kind: "op_req_attach", request });
+  }
+});
+
+Deno.test("OP_REQ_ATTACH: a remote port of 0 on the wire means 3240", () => {
+  const bytes = encodeOpReqAttach({ kind: "remote", host: "gw", port: 9, busid: "1-1" });
+  bytes[10] = 0;
+  bytes[11] = 0;
+  assertEquals(decodeOpRequest(bytes), {
+    kind: "op_req_attach",
+    request: { kind: "remote", host: "gw", port: 3240, busid: "1-1" },
+  });
+});
+
+Deno.test("decodeOpRequest() refuses every malformed OP_REQ_ATTACH body, naming the field", () => {
+  const local = () => encodeOpReqAttach({ kind: "local", busid: "1-1" });
+  const remote = () => encodeOpReqAttach({ kind: "remote", host: "gw", port: 3240, busid: "1-1" });
+  const BUSID = 12;
+  const HOST = 44;
+  const cases: [string, Uint8Array, string, string][] = [];
+  const add = (
+    what: string,
+    make: () => Uint8Array,
+    edit: (b: Uint8Array) => void,
+    field: string,
+    detail: string,
+  ) => {
+    const b = make();
+    edit(b);
+    cases.push([what, b, field, detail]);
+  };
+  add(
+    "kind 3",
+    local,
+    (b) => b[8] = 3,
+    "kind",
+    "is 3, expected 0 (local), 1 (remote) or 2 (stream)",
+  );
+  add("kind 255", local, (b) => b[8] = 255, "kind", "is 255");
+  add("a reserved byte", local, (b) => b[9] = 1, "reserved", "is 1, expected 0");
+  add(
+    "a busid without NUL",
+    local,
+    (b) => b.fill(0x31, BUSID, BUSID + 32),
+    "busid",
+    "is not NUL-terminated in 32 bytes",
+  );
+  add("an empty busid", local, (b) => b.fill(0, BUSID, BUSID + 32), "busid", "is empty");
+  add(
+    "bytes after the busid's NUL",
+    local,
+    (b) => b[BUSID + 20] = 0x41,
+    "busid",
+    "has bytes after its NUL terminator",
+  );
+  add("a busid that is not UTF-8", local, (b) => b[BUSID] = 0xff, "busid", "is not UTF-8");
+  add(
+    "a truncated UTF-8 busid",
+    local,
+    (b) => b.set([0x31, 0xc3, 0], BUSID),
+    "busid",
+    "is not UTF-8",
+  );
+  add(
+    "a host for kind local",
+    local,
+    (b) => b[HOST] = 0x68,
+    "host",
+    "is given for kind local, expected all zeros",
+  );
+  add(
+    "a stray host byte for kind stream",
+    () => encodeOpReqAttach({ kind: "stream", busid: "1-1" }),
+    (b) => b[299] = 1,
+    "host",
+    "is given for kind stream",
+  );
+  add("a port for kind local", local, (b) => b[11] = 1, "port", "is 1, expected 0 for kind local");
+  add(
+    "a host without NUL",
+    remote,
+    (b) => b.fill(0x68, HOST, HOST + 256),
+    "host",
+    "is not NUL-terminated in 256 bytes",
+  );
+  add("an empty host", remote, (b) => b.fill(0, HOST, HOST + 256), "host", "is empty");
+  add(
+    "bytes after the host's NUL",
+    remote,
+    (b) => b[299] = 0x41,
+    "host",
+    "has bytes after its NUL terminator",
+  );
+  add("a host that is not UTF-8", remote, (b) => b[HOST] = 0xc0, "host", "is not UTF-8");
+  for (const [what, bytes, field, detail] of cases) {
+    const e = assertThrows(() => decodeOpRequest(bytes), UsbipProtocolError, detail, what);
+    assertEquals([what, e.field, e.frame], [what, field, "OP_REQ_ATTACH"]);
+  }
+  const short = assertThrows(() => decodeOpRequest(local().subarray(0, 299)), UsbipProtocolError);
+  assertEquals(short.field, "length");
+});
+
+Deno.test("encodeOpReqAttach() refuses what the decoder would refuse", () => {
+  const refused: [string, AttachRequest, string][] = [
+    ["a 32-byte busid", { kind: "local", busid: "1-" + "1".repeat(30) }, "busid"],
+    ["an empty busid", { kind: "stream", busid: "" }, "busid"],
+    ["a NUL in the busid", { kind: "local", busid: "1-1\0x" }, "busid"],
+    ["a 256-byte host", { kind: "remote", host: "h".repeat(256), port: 1, busid: "1-1" }, "host"],
+    ["an empty host", { kind: "remote", host: "", port: 1, busid: "1-1" }, "host"],
+    ["port 0", { kind: "remote", host: "gw", port: 0, busid: "1-1" }, "port 0"],
+    ["port 65536", { kind: "remote", host: "gw", port: 65536, busid: "1-1" }, "port 65536"],
+    ["port 1.5", { kind: "remote", host: "gw", port: 1.5, busid: "1-1" }, "port 1.5"],
+    ["kind usb", { kind: "usb", busid: "1-1" } as unknown as AttachRequest, "kind"],
+    ["kind toString", { kind: "toString", busid: "1-1" } as unknown as AttachRequest, "kind"],
+  ];
+  for (const [what, request, field] of refused) {
+    assertThrows(() => encodeOpReqAttach(request), RangeError, field, what);
+  }
+});
+
+Deno.test("OP_REQ_DETACH: the header and vhciPort u32; refused outside 32 bits", () => {
+  const bytes = encodeOpReqDetach(0x01020304);
+  assertEquals([...bytes], [0x01, 0x11, 0x80, 0xf4, 0, 0, 0, 0, 1, 2, 3, 4]);
+  for (const vhciPort of [0, 7, 0xffffffff]) {
+    assertEquals(decodeOpRequest(encodeOpReqDetach(vhciPort)), { kind: "op_req_detach", vhciPort });
+  }
+  for (const bad of [-1, 2 ** 32, 1.5, NaN]) {
+    assertThrows(() => encodeOpReqDetach(bad), RangeError, "vhciPort");
+  }
+  assertEquals(
+    assertThrows(() => decodeOpRequest(bytes.subarray(0, 11)), UsbipProtocolError).field,
+    "length",
+  );
+});
+
+Deno.test("OP_REP_ATTACH: the header, vhciPort, length and message; the intermediate answer", () => {
+  const rep = { kind: "op_rep_attach" as const, status: 0, vhciPort: 9, message: "ok ✓" };
+  const bytes = encodeOpRepAttach(rep);
+  assertEquals([...bytes], [
+    0x01,
+    0x11,
+    0x00,
+    0xf3,
+    0,
+    0,
+    0,
+    0, // header, status 0
+    0,
+    0,
+    0,
+    9, // vhciPort
+    0,
+    0,
+    0,
+    6, // length
+    ...new TextEncoder().encode("ok ✓"),
+  ]);
+  assertEquals(decodeOpRepAttach(bytes), rep);
+  assertEquals(decodeOpRepAttachHead(bytes.subarray(0, 16)), { status: 0, vhciPort: 9, length: 6 });
+  const sendSocket = encodeOpRepAttach({
+    kind: "op_rep_attach",
+    status: OpStatus.ST_OK,
+    vhciPort: VHCI_PORT_SEND_SOCKET,
+    message: "",
+  });
+  assertEquals([...sendSocket], [
+    0x01,
+    0x11,
+    0x00,
+    0xf3,
+    0,
+    0,
+    0,
+    0,
+    0xff,
+    0xff,
+    0xff,
+    0xfe,
+    0,
+    0,
+    0,
+    0,
+  ]);
+  for (const status of Object.values(OpStatus)) {
+    const refused = {
+      kind: "op_rep_attach" as const,
+      status,
+      vhciPort: VHCI_PORT_NONE,
+      message: "no",
+    };
+    assertEquals(decodeOpRepAttach(encodeOpRepAttach(refused)), refused);
+  }
+  assertThrows(
+    () => encodeOpRepAttach({ ...rep, vhciPort: -1 }),
+    RangeError,
+    "vhciPort -1 is not a 32-bit unsigned integer",
+  );
+});
+
+Deno.test("OP_REP_DETACH is laid out as OP_REP_BIND but for the code", () => {
+  for (const status of Object.values(OpStatus)) {
+    const rep = { kind: "op_rep_detach" as const, status, message: "Detached port 3" };
+    const bytes = encodeOpRepDetach(rep);
+    assertEquals([...bytes.subarray(0, 4)], [0x01, 0x11, 0x00, 0xf4]);
+    assertEquals(
+      bytes.subarray(4),
+      encodeOpRepBind({ kind: "op_rep_bind", status, message: rep.message }).subarray(4),
+    );
+    assertEquals(decodeOpRepDetach(bytes), rep);
+  }
+});
+
+Deno.test("OP_REP_ATTACH and OP_REP_DETACH: a message over the limit is refused on both sides", () => {
+  const most = "x".repeat(MAX_BIND_MESSAGE_BYTES);
+  const attach = { kind: "op_rep_attach" as const, status: 0, vhciPort: 1, message: most };
+  const detach = { kind: "op_rep_detach" as const, status: 0, message: most };
+  assertEquals(encodeOpRepAttach(attach).length, 16 + MAX_BIND_MESSAGE_BYTES);
+  assertEquals(encodeOpRepDetach(detach).length, 12 + MAX_BIND_MESSAGE_BYTES);
+  assertThrows(
+    () => encodeOpRepAttach({ ...attach, message: most + "x" }),
+    RangeError,
+    `Cannot encode OP_REP_ATTACH: the message is 1025 bytes, limit is ${MAX_BIND_MESSAGE_BYTES}`,
+  );
+  assertThrows(
+    () => encodeOpRepDetach({ ...detach, message: "é".repeat(513) }),
+    RangeError,
+    "Cannot encode OP_REP_DETACH: the message is 1026 bytes",
+  );
+  // A length announced over the limit is refused from the head alone.
+  const head = encodeOpRepAttach({ ...attach, message: "" });
+  new DataView(head.buffer).setUint32(12, MAX_BIND_MESSAGE_BYTES + 1);
+  const e = assertThrows(() => decodeOpRepAttachHead(head), UsbipProtocolError);
+  assertEquals([e.frame, e.field], ["OP_REP_ATTACH", "length"]);
+  assertEquals(e.message, "Cannot decode OP_REP_ATTACH: length is 1025 bytes, limit is 1024");
+  const small = encodeOpRepDetach({ ...detach, message: "x".repeat(100) });
+  assertThrows(() => decodeOpRepDetach(small, 99), UsbipProtocolError, "is 100 bytes, limit is 99");
+  // A length that announces more than the frame holds is a short frame, not a read past it.
+  const short = encodeOpRepAttach({ ...attach, message: "abc" }).subarray(0, 18);
+  assertEquals(assertThrows(() => decodeOpRepAttach(short), UsbipProtocolError).field, "length");
+  // The other codes are refused.
+  const bind = encodeOpRepBind({ kind: "op_rep_bind", status: 0, message: "" });
+  assertThrows(() => decodeOpRepDetach(bind), UsbipProtocolError, "expected 0x00f4");
+  assertThrows(
+    () => decodeOpRepAttach(encodeOpRepDetach(detach)),
+    UsbipProtocolError,
+    "expected 0x00f3",
+  );
+  assertEquals(OpCode.OP_REP_ATTACH | 0x8000, OpCode.OP_REQ_ATTACH);
 });

@@ -16,7 +16,7 @@ import {
   requestUnbind,
   UsbipServer,
 } from "../../mod.ts";
-import { captureLogs, render } from "./_logs.ts";
+import { captureLogs, type LogCapture, render } from "./_logs.ts";
 
 const GATEWAY_UID = 990;
 const CONSOLE_UID = 1000;
@@ -66,18 +66,37 @@ async function ask(server: UsbipServer, peer: PeerInfo, action: HostDeviceAction
   return { ...answer, endReason: session.endReason };
 }
 
+/**
+ * Runs `fn` with a server whose host device handler is `handler` (none when undefined) and
+ * the log records captured; closes the server once `fn` has passed, and ends the capture.
+ */
+async function withServer(
+  handler: HostDeviceHandler | undefined,
+  fn: (server: UsbipServer, logs: LogCapture) => Promise<void>,
+): Promise<void> {
+  const logs = captureLogs();
+  try {
+    const server = new UsbipServer({
+      statusAccess,
+      ...(handler === undefined ? {} : { manageHostDevice: handler }),
+    });
+    await fn(server, logs);
+    await server.close();
+  } finally {
+    logs.stop();
+  }
+}
+
 /** The audit lines about host devices, rendered, with their level. */
-function hostDeviceLines(logs: ReturnType<typeof captureLogs>): [string, string][] {
+function hostDeviceLines(logs: LogCapture): [string, string][] {
   return logs.records.filter((r) =>
     r.category.join(".") === "usbipgw.audit" && render(r).includes("of host device")
   ).map((r) => [r.level, render(r).replace(/^Session \d+/, "Session N")]);
 }
 
 Deno.test("a TCP peer and a unix peer of another user get ST_NA, an audit line, and no handler call", async () => {
-  const logs = captureLogs();
-  try {
-    const { calls, handler } = recorder(() => Promise.resolve({ ok: true, message: "done" }));
-    const server = new UsbipServer({ statusAccess, manageHostDevice: handler });
+  const { calls, handler } = recorder(() => Promise.resolve({ ok: true, message: "done" }));
+  await withServer(handler, async (server, logs) => {
     for (const peer of [tcp, unix(1001)]) {
       for (const action of ["bind", "unbind"] as const) {
         const answer = await ask(server, peer, action, "3-1.2");
@@ -105,23 +124,18 @@ Deno.test("a TCP peer and a unix peer of another user get ST_NA, an audit line, 
         "Session N (unix uid=1001 gid=1001 pid=4242): unbind of host device 3-1.2 refused: Not allowed: this peer may not unbind host devices",
       ],
     ]);
-    await server.close();
-  } finally {
-    logs.stop();
-  }
+  });
 });
 
 Deno.test("root, the gateway's own user and the console user reach the handler, which decides", async () => {
-  const logs = captureLogs();
-  try {
-    const { calls, handler } = recorder((action, busid) =>
-      Promise.resolve(
-        action === "bind"
-          ? { ok: true, message: `Exported ${busid}` }
-          : { ok: false, message: `${busid} is not bound` },
-      )
-    );
-    const server = new UsbipServer({ statusAccess, manageHostDevice: handler });
+  const { calls, handler } = recorder((action, busid) =>
+    Promise.resolve(
+      action === "bind"
+        ? { ok: true, message: `Exported ${busid}` }
+        : { ok: false, message: `${busid} is not bound` },
+    )
+  );
+  await withServer(handler, async (server, logs) => {
     for (const uid of [0, GATEWAY_UID, CONSOLE_UID]) {
       const bound = await ask(server, unix(uid), "bind", "3-1.2");
       assertEquals([bound.status, bound.message], [OpStatus.ST_OK, "Exported 3-1.2"]);
@@ -146,16 +160,11 @@ Deno.test("root, the gateway's own user and the console user reach the handler, 
       ],
     ]);
     assertEquals(hostDeviceLines(logs).length, 6, "one audit line per decision");
-    await server.close();
-  } finally {
-    logs.stop();
-  }
+  });
 });
 
 Deno.test("without a handler an authorized peer gets ST_ERROR, not supported; others still ST_NA", async () => {
-  const logs = captureLogs();
-  try {
-    const server = new UsbipServer({ statusAccess });
+  await withServer(undefined, async (server, logs) => {
     const answer = await ask(server, unix(0), "bind", "1-1");
     assertEquals(answer.status, OpStatus.ST_ERROR);
     assertEquals(answer.message, "Not supported: this server cannot bind host devices");
@@ -164,21 +173,16 @@ Deno.test("without a handler an authorized peer gets ST_ERROR, not supported; ot
       "Session N (unix uid=0 gid=0 pid=4242): bind of host device 1-1 failed (status 5): Not supported: this server cannot bind host devices",
       "Session N (tcp 192.0.2.7:4000): bind of host device 1-1 refused: Not allowed: this peer may not bind host devices",
     ]);
-    await server.close();
-  } finally {
-    logs.stop();
-  }
+  });
 });
 
 Deno.test("a malformed bus id, a failing handler and a long message are answered safely", async () => {
-  const logs = captureLogs();
-  try {
-    const long = "é".repeat(MAX_BIND_MESSAGE_BYTES);
-    const { calls, handler } = recorder((action, busid) => {
-      if (busid === "2-2") return Promise.reject(new Error("usbfs is not mounted"));
-      return Promise.resolve({ ok: true, message: action === "bind" ? long : "" });
-    });
-    const server = new UsbipServer({ statusAccess, manageHostDevice: handler });
+  const long = "é".repeat(MAX_BIND_MESSAGE_BYTES);
+  const { calls, handler } = recorder((action, busid) => {
+    if (busid === "2-2") return Promise.reject(new Error("usbfs is not mounted"));
+    return Promise.resolve({ ok: true, message: action === "bind" ? long : "" });
+  });
+  await withServer(handler, async (server, logs) => {
     const odd = await ask(server, unix(0), "bind", "1-1\nforged line");
     assertEquals(odd.status, OpStatus.ST_ERROR);
     assert(odd.message.startsWith('Invalid busid "1-1\\nforged line"'), odd.message);
@@ -206,10 +210,7 @@ Deno.test("a malformed bus id, a failing handler and a long message are answered
         r.level === "error" && render(r) === "Cannot bind host device 2-2: usbfs is not mounted"
       ),
     );
-    await server.close();
-  } finally {
-    logs.stop();
-  }
+  });
 });
 
 Deno.test("the connection closes once a bind is answered", async () => {

@@ -1,14 +1,12 @@
 // Tests of the session limits over in-memory connections: each limit closes only the
 // connection that exceeds it, with an audit line naming the limit and its value, while another
 // session keeps transferring.
-import { configureSync, type LogRecord, resetSync } from "@logtape/logtape";
 import { assert, assertEquals, assertMatch, assertThrows } from "@std/assert";
 import {
   type Connection,
   DEFAULT_SESSION_LIMITS,
   encodeCmdSubmit,
   encodeOpReqDevlist,
-  encodeOpReqImport,
   encodeOpReqStatus,
   FrameReader,
   GadgetZero,
@@ -22,24 +20,15 @@ import {
   UsbipServer,
 } from "../../mod.ts";
 import { ProbeDevice } from "./_probe_device.ts";
-import { eventually, importOver, setConfiguration } from "./_session_helpers.ts";
+import { captureLogs } from "./_logs.ts";
+import { eventually, importOver, importRaw, setConfiguration } from "./_session_helpers.ts";
 
-const records: LogRecord[] = [];
-configureSync({
-  reset: true,
-  sinks: { memory: (r) => records.push(r) },
-  loggers: [
-    { category: ["usbipgw"], lowestLevel: "debug", sinks: ["memory"] },
-    { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
-  ],
-});
-globalThis.addEventListener("unload", () => resetSync());
+const logs = captureLogs();
+globalThis.addEventListener("unload", () => logs.stop());
 
 /** The audit lines logged so far, rendered. */
 function auditLines(): string[] {
-  return records.filter((r) => r.category[1] === "audit").map((r) =>
-    r.message.map((m) => typeof m === "string" ? m : String(m)).join("")
-  );
+  return logs.lines("audit").map(([, line]) => line);
 }
 
 /** Waits for an audit line matching `pattern` and returns it. */
@@ -393,12 +382,8 @@ function gatedPair(): { client: Connection; server: Connection; hold(): void; op
 
 /** Imports `busid` over `pair` and selects configuration 3; returns the writer and reader. */
 async function importGated(server: UsbipServer, pair: ReturnType<typeof gatedPair>, busid: string) {
-  const done = server.accept(pair.server);
+  const { done, writer: w, reader } = await importRaw(server, pair.client, pair.server, busid);
   const session = server.sessions.at(-1)!;
-  const w = pair.client.writable.getWriter();
-  await w.write(encodeOpReqImport(busid));
-  const reader = new FrameReader(pair.client.readable);
-  assertEquals((await reader.readOpRepImport()).status, 0);
   await w.write(encodeCmdSubmit({
     kind: "cmd_submit",
     seqnum: 1,

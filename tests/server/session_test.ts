@@ -22,7 +22,13 @@ import {
   UsbipServer,
 } from "../../mod.ts";
 import { ProbeDevice } from "./_probe_device.ts";
-import { eventually, importOver, setConfiguration } from "./_session_helpers.ts";
+import {
+  eventually,
+  importOver,
+  importRaw,
+  refusingServer,
+  setConfiguration,
+} from "./_session_helpers.ts";
 
 const never = () => new Promise<"pending">((r) => setTimeout(() => r("pending"), 30));
 
@@ -516,30 +522,9 @@ Deno.test("a device list ends the connection once it is written, as Linux usbipd
 });
 
 Deno.test("a refused import ends the connection: NODEV, NA, DEV_BUSY and DEV_ERR", async () => {
-  class Refusing extends ProbeDevice {
-    override imported() {
-      throw new Error("held by a host driver");
-    }
-  }
-  const server = new UsbipServer({
-    policy: {
-      decide: (_peer, d) =>
-        d.busid === "1-3"
-          ? { effect: "deny" as const, rule: 1, reason: "rule 1 (deny busid=1-3)" }
-          : { effect: "allow" as const, reason: "test" },
-    },
-  });
-  server.addDevice(new GadgetZero(), { busid: "1-1" });
-  server.addDevice(new Refusing(), { busid: "1-2" });
-  server.addDevice(new ProbeDevice(), { busid: "1-3" });
+  const { server, refusals } = refusingServer();
   const holder = await importOver(server, "1-1");
-  const cases: [string, number][] = [
-    ["9-9", OpStatus.ST_NODEV],
-    ["1-3", OpStatus.ST_NA],
-    ["1-1", OpStatus.ST_DEV_BUSY],
-    ["1-2", OpStatus.ST_DEV_ERR],
-  ];
-  for (const [busid, status] of cases) {
+  for (const [busid, status] of refusals) {
     const [client, end] = memoryConnectionPair();
     const start = Date.now();
     const done = server.accept(end);
@@ -610,11 +595,7 @@ Deno.test("RET_SUBMIT and RET_UNLINK carry devid, direction and ep 0, as the ker
   await done;
   // CMD_UNLINK with every field set, on a raw connection: the answer has them 0.
   const [client, end] = memoryConnectionPair();
-  const rawDone = server.accept(end);
-  const writer = client.writable.getWriter();
-  await writer.write(encodeOpReqImport("1-2"));
-  const reader = new FrameReader(client.readable);
-  assertEquals((await reader.readOpRepImport()).status, 0);
+  const { done: rawDone, writer, reader } = await importRaw(server, client, end, "1-2");
   await writer.write(encodeCmdUnlink({
     kind: "cmd_unlink",
     seqnum: 7,

@@ -1,15 +1,21 @@
-// The systemd unit files: the copies in packaging/systemd/ match the texts embedded in the
-// module graph, the default configuration is valid, and systemd-analyze accepts the units.
+// The systemd unit files and the modules-load.d file: the copies in packaging/systemd/ match
+// the texts embedded in the module graph, the default configuration is valid, and
+// systemd-analyze accepts the units.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { PACKAGING_FILES } from "../../packaging/systemd/generate.ts";
 import { checkConfigText, formatAddress } from "../../lib/cli/config.ts";
 import {
   defaultConfig,
+  MODULES_LOAD_FILE,
+  modulesLoadConf,
   SERVICE_SOCKET,
   serviceUnit,
   SOCKET_LINK,
   socketUnit,
+  VHCI_STATE_DIR,
+  VHCI_SYSFS_DIR,
 } from "../../lib/systemd/units.ts";
+import { VHCI_STATE_DIR as CLIENT_STATE_DIR, vhciDir } from "../../lib/client/vhci.ts";
 import { USBIP_PORT } from "../../lib/protocol/constants.ts";
 import { hasCommand } from "./_service.ts";
 
@@ -65,6 +71,29 @@ Deno.test("the service unit is a notify service with a watchdog and the hardenin
   assert(values(unit, "DeviceAllow").includes("char-usb_device rw"));
   // The socket the default configuration names is in the one writable runtime folder.
   assert(SERVICE_SOCKET.startsWith(`/run/${values(unit, "RuntimeDirectory")[0]}/`));
+});
+
+Deno.test("the service may write vhci_hcd's attach and detach files and port records, despite ProtectKernelTunables", () => {
+  const unit = serviceUnit();
+  assertEquals(values(unit, "ProtectKernelTunables"), ["yes"]);
+  assertEquals(values(unit, "ProtectKernelModules"), ["yes"]);
+  // The folder lib/client writes attach and detach in, and where it keeps port records; "-":
+  // a machine without vhci-hcd still starts the service.
+  assertEquals(VHCI_SYSFS_DIR, vhciDir("/sys"));
+  assertEquals(CLIENT_STATE_DIR.replace(/^\/var\/run\//, "/run/"), VHCI_STATE_DIR);
+  assertEquals(values(unit, "ReadWritePaths"), [`-${VHCI_SYSFS_DIR}`, `-${VHCI_STATE_DIR}`]);
+  // The records' folder exists before the sandbox is set up (made outside it, with "+").
+  assert(values(unit, "ExecStartPre").includes(`+/bin/mkdir -p -m 0700 ${VHCI_STATE_DIR}`));
+  // pkcheck reaches the system bus over a unix socket.
+  assert(values(unit, "RestrictAddressFamilies")[0]?.split(" ").includes("AF_UNIX"));
+});
+
+Deno.test("the modules-load.d file loads vhci-hcd, and nothing else", () => {
+  assertEquals(MODULES_LOAD_FILE, "/etc/modules-load.d/usbipgw.conf");
+  const modules = modulesLoadConf().split("\n").filter((l) =>
+    l.trim() !== "" && !l.startsWith("#") && !l.startsWith(";")
+  );
+  assertEquals(modules, ["vhci-hcd"]);
 });
 
 Deno.test("the socket unit activates the service on port 3240 and on the service's unix socket", () => {

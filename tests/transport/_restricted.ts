@@ -2,7 +2,9 @@
 // checks that root would pass regardless: without CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
 // CAP_FOWNER and CAP_NET_BIND_SERVICE (setpriv(1) lowers the bounding set, so even uid 0
 // obeys file modes and cannot bind ports below 1024), or with a folder bind-mounted
-// read-only in a mount namespace of its own (unshare(1)), so nothing leaks to the host.
+// read-only in a mount namespace of its own (unshare(1)), so nothing leaks to the host; and
+// makes a unix socket of another user for the tests of sockets this user may not use.
+import { UnixListener } from "../../lib/transport/unix.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const PROBE = new URL("./_open_probe.ts", import.meta.url).pathname;
@@ -24,6 +26,28 @@ export const noCapsProblem: string | undefined = !isRoot
   : await works("setpriv", ["--bounding-set", "-dac_override", "true"])
   ? undefined
   : "setpriv(1) cannot lower the capability bounding set here";
+
+/** Why a unix socket of another user (nobody) cannot be made and tested here, or undefined. */
+export const foreignSocketProblem: string | undefined = !isRoot
+  ? "handing a socket to another user (nobody) needs root"
+  : noCapsProblem;
+
+/**
+ * Runs `fn` with the path of a live unix socket owned by nobody, mode 0600, in a temporary
+ * folder (root without CAP_DAC_OVERRIDE cannot connect to it either); then closes the socket
+ * and removes the folder.
+ */
+export async function withForeignSocket(fn: (path: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/gw.sock`;
+  const listener = await UnixListener.listen({ path, mode: 0o600, uid: 65534 });
+  try {
+    await fn(path);
+  } finally {
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
 
 /** Why a read-only bind mount cannot be made, or undefined. */
 export const readOnlyProblem: string | undefined = !isRoot

@@ -4,10 +4,10 @@
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import { ConnectError } from "../../lib/transport/connect_error.ts";
 import { connectTcp } from "../../lib/transport/tcp.ts";
-import { connectUnix, UnixListener } from "../../lib/transport/unix.ts";
+import { connectUnix } from "../../lib/transport/unix.ts";
 import { attachDevice, ClientError } from "../../lib/client/attach.ts";
 import { controllerPorts, fakeSysfs } from "../client/_vhci_tree.ts";
-import { noCapsProblem } from "./_restricted.ts";
+import { foreignSocketProblem, withForeignSocket } from "./_restricted.ts";
 
 /** A TCP port nobody listens on: bound, noted and closed again. */
 function closedPort(): number {
@@ -68,20 +68,16 @@ Deno.test("connectUnix() to a missing socket or a stale one throws a ConnectErro
   }
 });
 
-const permissionProblem = Deno.uid() !== 0
-  ? "handing a socket to another user (nobody) needs root"
-  : noCapsProblem;
-if (permissionProblem) console.log(`Skipping the socket permission test: ${permissionProblem}`);
+if (foreignSocketProblem) {
+  console.log(`Skipping the socket permission test: ${foreignSocketProblem}`);
+}
 
 Deno.test({
   name: "connectUnix() to a socket this user may not use throws a ConnectError: permission denied",
-  ignore: permissionProblem !== undefined,
-  fn: async () => {
-    const dir = await Deno.makeTempDir();
-    const path = `${dir}/gw.sock`;
-    // Owned by nobody, mode 0600: root without CAP_DAC_OVERRIDE is refused like any user.
-    const listener = await UnixListener.listen({ path, mode: 0o600, uid: 65534 });
-    try {
+  ignore: foreignSocketProblem !== undefined,
+  // Owned by nobody, mode 0600: root without CAP_DAC_OVERRIDE is refused like any user.
+  fn: () =>
+    withForeignSocket(async (path) => {
       const script = `import { connectUnix } from ${
         JSON.stringify(new URL("../../lib/transport/unix.ts", import.meta.url).href)
       }; try { (await connectUnix(${
@@ -103,11 +99,7 @@ Deno.test({
         `ConnectError: Cannot connect to ${path}: permission denied (EACCES); ` +
           "the socket's mode or owner keeps this user out",
       );
-    } finally {
-      listener.close();
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 });
 
 Deno.test("attachDevice() to a refused server throws ClientError connect with the same ConnectError", async () => {

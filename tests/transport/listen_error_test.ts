@@ -6,7 +6,13 @@ import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { ListenError } from "../../lib/transport/listen_error.ts";
 import { TcpListener } from "../../lib/transport/tcp.ts";
 import { UnixListener } from "../../lib/transport/unix.ts";
-import { noCapsProblem, probe, readOnlyProblem } from "./_restricted.ts";
+import {
+  foreignSocketProblem,
+  noCapsProblem,
+  probe,
+  readOnlyProblem,
+  withForeignSocket,
+} from "./_restricted.ts";
 
 Deno.test("a TCP listener on an occupied port names the address and a likely culprit", () => {
   const holder = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -170,20 +176,14 @@ Deno.test("a unix socket path too long for sockaddr_un says so", async () => {
   }
 });
 
-const foreignProblem = Deno.uid() !== 0
-  ? "handing a socket to another user (nobody) needs root"
-  : noCapsProblem;
-if (foreignProblem) console.log(`Skipping the foreign socket test: ${foreignProblem}`);
+if (foreignSocketProblem) console.log(`Skipping the foreign socket test: ${foreignSocketProblem}`);
 
 Deno.test({
   name: "a unix listener leaves a socket it may not probe alone and says why",
-  ignore: foreignProblem !== undefined,
-  fn: async () => {
-    const dir = await Deno.makeTempDir();
-    const path = `${dir}/gw.sock`;
-    // Another user's live socket, mode 0600: root without CAP_DAC_OVERRIDE cannot connect.
-    const theirs = await UnixListener.listen({ path, mode: 0o600, uid: 65534 });
-    try {
+  ignore: foreignSocketProblem !== undefined,
+  // Another user's live socket, mode 0600: root without CAP_DAC_OVERRIDE cannot connect.
+  fn: () =>
+    withForeignSocket(async (path) => {
       const r = await probe(["unix", path], "no-caps");
       assertEquals(
         [r.name, r.failure, r.message],
@@ -195,9 +195,5 @@ Deno.test({
         ],
       );
       assert((await Deno.lstat(path)).isSocket, "the socket is still there");
-    } finally {
-      theirs.close();
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 });

@@ -21,7 +21,10 @@ import {
   keepaliveFor,
   type RemoteAddress,
 } from "../../client/fd_socket.ts";
-import { runPersistent } from "../../client/persist.ts";
+import { type AttachedPortId, runPersistent } from "../../client/persist.ts";
+import { requestAttach, requestDetach } from "../../client/gateway_requests.ts";
+import type { AttachRequest } from "../../protocol/op_messages.ts";
+import { connectUnix } from "../../transport/mod.ts";
 import {
   readVhciPorts,
   removePortRecord,
@@ -31,10 +34,11 @@ import {
 } from "../../client/vhci.ts";
 import { parseHostPort } from "../../transport/tcp.ts";
 import type { Command, CommandIo, ParsedFlags } from "../command.ts";
-import { ExitCode } from "../exit_codes.ts";
+import { ExitCode, GatewayRefusal } from "../exit_codes.ts";
 import { setUpLogging } from "../log_setup.ts";
 import { UsageError } from "../usage_error.ts";
 import { VHCI_FLAGS, vhciOptions } from "./_vhci_flags.ts";
+import { gatewaySocket } from "./status.ts";
 
 const log = getLogger(["usbipgw", "client"]);
 const KEEPALIVE_EXAMPLE = keepaliveFor(DEFAULT_DEAD_PEER_TIMEOUT_S);
@@ -73,7 +77,15 @@ function parseRemote(remote: string | undefined, unix: string | undefined): Remo
   }
 }
 
-async function persist(options: AttachOptions, io: CommandIo): Promise<number> {
+/** Runs `attach` (one attach, or `--persist`) until a signal stops it; returns the exit code. */
+async function persist<R extends AttachedPortId>(
+  what: string,
+  attach: (signal: AbortSignal) => Promise<R>,
+  vhci: { sysfsRoot: string; stateDir: string },
+  detach: (port: number) => Promise<void>,
+  describe: (r: R) => Record<string, unknown>,
+  io: CommandIo,
+): Promise<number> {
   const controller = new AbortController();
   const signals = ["SIGINT", "SIGTERM"] as const;
   const handlers = signals.map((s) =>
@@ -83,26 +95,18 @@ async function persist(options: AttachOptions, io: CommandIo): Promise<number> {
     }] as const
   );
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
-  const where = `${formatRemote(options.remote)}/${options.busid}`;
-  log.info("Keeping {where} attached until SIGINT or SIGTERM", { where });
+  log.info("Keeping {where} attached until SIGINT or SIGTERM", { where: what });
   try {
-    const outcome = await runPersistent({
+    const outcome = await runPersistent<R>({
       signal: controller.signal,
-      attach: (signal) => attachDevice({ ...options, signal }),
-      readPorts: () => readVhciPorts(options.sysfsRoot),
-      detach: async (port) => {
-        await detachPort(port, {
-          ...(options.sysfsRoot !== undefined ? { sysfsRoot: options.sysfsRoot } : {}),
-          stateDir: options.stateDir ?? VHCI_STATE_DIR,
-        });
-      },
-      removeRecord: (port) => removePortRecord(options.stateDir ?? VHCI_STATE_DIR, port),
+      attach,
+      readPorts: () => readVhciPorts(vhci.sysfsRoot),
+      detach,
+      removeRecord: (port) => removePortRecord(vhci.stateDir, port),
       isFatal: fatalForPersist,
+      describe: () => what,
       onAttached: async (r) => {
-        log.info("Attached {busid} from {remote} on vhci port {port} ({hub}, {speed}, {id})", {
-          ...describeAttach(r),
-        });
-        if (r.recordError) log.warn("{error}", { error: r.recordError });
+        log.info("Attached {what} on vhci port {port}", { what, port: r.port, ...describe(r) });
         await io.out(`${r.port}\n`);
       },
     });
@@ -113,15 +117,85 @@ async function persist(options: AttachOptions, io: CommandIo): Promise<number> {
   }
 }
 
-async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
-  flags.noMorePositional();
-  setUpLogging(io, "info", "auto");
-  const remote = parseRemote(flags.one("remote"), flags.one("unix"));
+/**
+ * Attaches through the local gateway, which writes vhci's files as root for a user who is not:
+ * a device of its own, or one of a server its configuration lists. Returns what vhci shows.
+ */
+async function attachThroughGateway(
+  socketPath: string,
+  request: AttachRequest,
+  sysfsRoot: string,
+): Promise<AttachedPortId & { message: string }> {
+  const conn = await connectUnix(socketPath);
+  const reply = await requestAttach(conn, request);
+  if (reply.status !== OpStatus.ST_OK) {
+    throw new GatewayRefusal(reply.status, `Cannot attach ${request.busid}: ${reply.message}`);
+  }
+  const port = (await readVhciPorts(sysfsRoot)).find((p) => p.port === reply.vhciPort);
+  return {
+    port: reply.vhciPort,
+    devid: port?.devid ?? 0,
+    sockfd: port?.sockfd ?? 0,
+    message: reply.message,
+  };
+}
+
+/** Detaches a port through the local gateway (it detaches only the caller's own ports). */
+export async function detachThroughGateway(socketPath: string, port: number): Promise<string> {
+  const reply = await requestDetach(await connectUnix(socketPath), port);
+  if (reply.status !== OpStatus.ST_OK) {
+    throw new GatewayRefusal(reply.status, `Cannot detach port ${port}: ${reply.message}`);
+  }
+  return reply.message;
+}
+
+/** The bus id of `-b`, checked. */
+function busidFlag(flags: ParsedFlags): string {
   const busid = flags.one("busid");
   if (busid === undefined) throw new UsageError(`"attach" needs -b BUSID`);
   if (new TextEncoder().encode(busid).length > 31 || /\s/.test(busid)) {
     throw new UsageError(`Invalid bus id "${busid}": at most 31 bytes, no spaces`);
   }
+  return busid;
+}
+
+async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
+  flags.noMorePositional();
+  setUpLogging(io, "info", "auto");
+  const busid = busidFlag(flags);
+  const remoteText = flags.one("remote");
+  const unix = flags.one("unix");
+  const vhci = vhciOptions(flags);
+  // Root attaches by itself, as "usbip attach" does; anyone else asks the local gateway.
+  if (Deno.uid() !== 0) {
+    if (remoteText !== undefined && unix !== undefined) {
+      throw new UsageError(`"attach" takes -r HOST[:PORT] or --unix PATH (the gateway), not both`);
+    }
+    const socketPath = gatewaySocket(flags, io, "attach");
+    let request: AttachRequest = { kind: "local", busid };
+    let what = `${busid} of the gateway at ${socketPath}`;
+    if (remoteText !== undefined) {
+      const remote = parseRemote(remoteText, undefined);
+      if (remote.transport !== "tcp") throw new UsageError(`Invalid -r ${remoteText}`);
+      request = { kind: "remote", busid, host: remote.host, port: remote.port };
+      what = `${busid} of ${remoteText}, through the gateway at ${socketPath}`;
+    }
+    const once = () => attachThroughGateway(socketPath, request, vhci.sysfsRoot);
+    if (flags.has("persist")) {
+      return await persist(
+        what,
+        once,
+        vhci,
+        async (port) => void await detachThroughGateway(socketPath, port),
+        () => ({}),
+        io,
+      );
+    }
+    const r = await once();
+    await io.out(`${r.port}\n`);
+    return ExitCode.OK;
+  }
+  const remote = parseRemote(remoteText, unix);
   const keepaliveText = flags.one("keepalive");
   let deadPeerTimeoutS = DEFAULT_DEAD_PEER_TIMEOUT_S;
   if (keepaliveText !== undefined) {
@@ -132,8 +206,20 @@ async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
     }
     deadPeerTimeoutS = Number(keepaliveText);
   }
-  const options: AttachOptions = { remote, busid, ...vhciOptions(flags), deadPeerTimeoutS };
-  if (flags.has("persist")) return await persist(options, io);
+  const options: AttachOptions = { remote, busid, ...vhci, deadPeerTimeoutS };
+  if (flags.has("persist")) {
+    return await persist(
+      `${formatRemote(remote)}/${busid}`,
+      (signal) => attachDevice({ ...options, signal }),
+      vhci,
+      async (port) => void await detachPort(port, vhci),
+      (r) => {
+        if (r.recordError) log.warn("{error}", { error: r.recordError });
+        return describeAttach(r);
+      },
+      io,
+    );
+  }
   const r = await attachDevice(options);
   if (r.recordError) io.err(`usbipgw: warning: ${r.recordError}\n`);
   await io.out(`${r.port}\n`);
@@ -145,6 +231,7 @@ export const attachCommand: Command = {
   name: "attach",
   summary: "attach a remote device to this machine (vhci_hcd); --persist re-attaches",
   usage: [
+    "attach -b BUSID [--unix GATEWAY] [--persist]",
     "attach (-r|--remote) HOST[:PORT] -b BUSID [--persist] [OPTIONS]",
     "attach --unix PATH -b BUSID [--persist] [OPTIONS]",
   ],
@@ -152,9 +239,15 @@ export const attachCommand: Command = {
     `Imports a device from a USB/IP server (OP_REQ_IMPORT) and attaches it to this machine's
 vhci_hcd, like "usbip attach": the connected socket (TCP or unix) is handed to
 /sys/devices/platform/vhci_hcd.0/attach on a free port of the high-speed or SuperSpeed hub.
-Prints the vhci port number. Needs root and the vhci-hcd module ("modprobe vhci-hcd").
-The port is recorded in ${VHCI_STATE_DIR}/port<N> as the usbip tool does, so that
-"usbip port" and "usbipgw port" show where it came from.`,
+Prints the vhci port number. Needs the vhci-hcd module ("modprobe vhci-hcd"). The port is
+recorded in ${VHCI_STATE_DIR}/port<N> as the usbip tool does, so that "usbip port" and
+"usbipgw port" show where it came from.
+
+Without root, the local gateway does it (over its unix socket, --unix
+GATEWAY, by default the one "status" uses): it attaches one of its own devices (-b alone),
+or a device of a server its configuration lets users reach (-r), if this user may: root, the
+console user for the gateway's own devices, or whom polkit authorizes; then the gateway's
+access rules apply as for any import. "usbipgw detach" then detaches only this user's ports.`,
   flags: [
     {
       name: "remote",
@@ -165,7 +258,8 @@ The port is recorded in ${VHCI_STATE_DIR}/port<N> as the usbip tool does, so tha
     {
       name: "unix",
       value: "PATH",
-      help: "the server's unix socket (@NAME: an abstract socket)",
+      help: `the server's unix socket (@NAME: an abstract socket); without root, the
+local gateway's socket`,
       complete: "file",
     },
     {

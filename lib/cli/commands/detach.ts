@@ -11,6 +11,8 @@ import type { Command, CommandIo, ParsedFlags } from "../command.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { UsageError } from "../usage_error.ts";
 import { VHCI_FLAGS, vhciOptions } from "./_vhci_flags.ts";
+import { detachThroughGateway } from "./attach.ts";
+import { GATEWAY_SOCKET_FLAG, gatewaySocket } from "./status.ts";
 
 function parsePort(text: string): number {
   if (!/^\d{1,5}$/.test(text)) throw new UsageError(`Invalid port "${text}": expected a number`);
@@ -47,6 +49,15 @@ async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
     const attached = await listAttached(options);
     ports = all ? attached.map((p) => p.port) : portsOfBusid(attached, busid!);
   }
+  if (Deno.uid() !== 0) {
+    // vhci's detach file is root's: the gateway detaches, and only this user's own ports.
+    const socketPath = gatewaySocket(flags, io, "detach");
+    for (const port of ports) {
+      await detachThroughGateway(socketPath, port);
+      if (ports.length > 1 || portText === undefined) await io.out(`detached port ${port}\n`);
+    }
+    return ExitCode.OK;
+  }
   for (const port of ports) {
     const { freed } = await detachPort(port, options);
     if (!freed) {
@@ -63,18 +74,21 @@ export const detachCommand: Command = {
   name: "detach",
   summary: "detach devices from vhci_hcd ports",
   usage: [
-    "detach (-p|--port) PORT [--sysfs PATH] [--state-dir PATH]",
+    "detach (-p|--port) PORT [--unix GATEWAY] [--sysfs PATH] [--state-dir PATH]",
     "detach (-b|--busid) BUSID | --all [--sysfs PATH] [--state-dir PATH]",
   ],
   description:
     `Detaches the device on vhci port PORT ("usbipgw port" lists them): the port number is
 written to vhci_hcd's detach file, the kernel closes the connection and the server sees the
 session end. Removes the port's record. -b detaches every port whose record says its device
-has that bus id on its server; --all detaches every port in use. Needs root.`,
+has that bus id on its server; --all detaches every port in use. Without root, the local
+gateway detaches, and only the ports it attached for this user ("usbipgw attach" without
+root); --unix names its socket.`,
   flags: [
     { name: "port", short: "p", value: "PORT", help: "the vhci port" },
     { name: "busid", short: "b", value: "BUSID", help: "the device's bus id on its server" },
     { name: "all", help: "every port in use" },
+    GATEWAY_SOCKET_FLAG,
     ...VHCI_FLAGS,
   ],
   epilogue: `Exit codes: 0 detached (--all: also when no port was in use), 1 error, 2 usage or no

@@ -1,12 +1,15 @@
 /**
  * `usbipgw install-service`: installs (or `--uninstall`s) the binary, its manual page, the
- * systemd units and a first configuration; the work is in `../install_service.ts`.
+ * systemd units, the modules-load.d file for vhci-hcd, the polkit actions and a first
+ * configuration; the work is in `../install_service.ts`.
  *
  * @module
  */
 
+import { POLKIT_ACTIONS_FILE } from "../../polkit/actions.ts";
 import {
   DEFAULT_UNIT_PATHS,
+  MODULES_LOAD_FILE,
   SERVICE_SOCKET,
   SERVICE_UNIT,
   SOCKET_UNIT,
@@ -27,9 +30,12 @@ export function installServiceCommand(commands: () => readonly Command[]): Comma
     description:
       `Installs usbipgw as a systemd service: this binary as PREFIX/bin/usbipgw, its manual page
 as ${manPagePath("PREFIX")}, ${SERVICE_UNIT} (and with --socket ${SOCKET_UNIT})
-in ${UNIT_DIR}, and ${DEFAULT_UNIT_PATHS.config} when there is none yet. Then
-reloads systemd and enables and starts the service, or with --socket the socket unit, which
-starts the service at the first connection on 127.0.0.1:3240 or ${SERVICE_SOCKET}.
+in ${UNIT_DIR}, ${MODULES_LOAD_FILE} (loads vhci-hcd at boot, for
+attaching into this machine), the polkit actions as
+${POLKIT_ACTIONS_FILE}, and ${DEFAULT_UNIT_PATHS.config}
+when there is none yet. Then reloads systemd, loads vhci-hcd, and enables and starts the
+service, or with --socket the socket unit, which starts the service at the first
+connection on 127.0.0.1:3240 or ${SERVICE_SOCKET}.
 Run it from the compiled binary (deno task compile); as root.`,
     flags: [
       { name: "socket", help: `install and enable ${SOCKET_UNIT} (socket activation)` },
@@ -49,8 +55,8 @@ ${manPagePath("DIR")} (default ${DEFAULT_PREFIX})`,
       { name: "no-enable", help: "install the files without enabling or starting anything" },
       {
         name: "uninstall",
-        help: `stop and disable the units, remove them, the binary and the manual page; the
-configuration stays`,
+        help: `stop and disable the units, remove them, the binary, the manual page, the
+modules-load.d file and the polkit actions; the configuration stays`,
       },
     ],
     async run(flags: ParsedFlags, io: CommandIo): Promise<number> {

@@ -144,7 +144,7 @@ export async function gatewayInput(
   const file = options.file ?? flags.one("config");
   const input: ConfigInput = file !== undefined
     ? await readConfigFile(file)
-    : { tcp: [], unix: [], devices: [], rules: [], limits: {} };
+    : { tcp: [], unix: [], devices: [], rules: [], limits: {}, attach: {} };
   for (const [key, { flag }] of Object.entries(LIMIT_KEYS)) {
     const value = flags.one(flag);
     if (value !== undefined) {

@@ -76,15 +76,6 @@ export interface MassStorageOptions {
 
 const PRINTABLE = /^[\x20-\x7e]*$/;
 
-function checkText(what: string, text: string, max: number, min = 0): string {
-  if (!PRINTABLE.test(text) || text.length > max || text.length < min) {
-    throw new RangeError(
-      `Cannot create the mass-storage device: ${what} "${text}" must be ${min}..${max} printable ASCII characters`,
-    );
-  }
-  return text;
-}
-
 /** FNV-1a, 64 bits: a stable default serial number from the backing names. */
 function fnv64(text: string, seed: bigint): string {
   let h = seed;
@@ -191,9 +182,57 @@ export interface CheckedMassStorageOptions {
   speed: MassStorageSpeed;
 }
 
+/** A drive's option that is out of range: its name in {@linkcode MassStorageOptions}, and why. */
+export interface MassStorageProblem {
+  key: "blockSize" | "speed" | "vendor" | "product" | "revision" | "serial";
+  /** What is wrong and what is accepted: `vendor "FAR TOO LONG" must be 1..8 printable ...`. */
+  message: string;
+}
+
+/** The texts of a drive: the key, and the fewest and most printable ASCII characters. */
+const TEXT_LENGTHS = [
+  ["vendor", 1, 8],
+  ["product", 1, 16],
+  ["revision", 0, 4],
+  ["serial", 1, 126],
+] as const;
+
+/**
+ * The first option of a drive but its units that is out of range, in the order
+ * {@linkcode MassStorageOptions} lists them, or `undefined` when every one is in range.
+ *
+ * @example
+ * ```ts
+ * import { massStorageProblem } from "./storage.ts";
+ * console.assert(massStorageProblem({ vendor: "ACME" }) === undefined);
+ * const p = massStorageProblem({ product: "ok", revision: "1.000" });
+ * console.assert(p?.key === "revision");
+ * console.assert(p?.message === 'revision "1.000" must be 0..4 printable ASCII characters');
+ * ```
+ */
+export function massStorageProblem(
+  options: Omit<MassStorageOptions, "units">,
+): MassStorageProblem | undefined {
+  const { blockSize = 512, speed = "high" } = options;
+  if (blockSize !== 512 && blockSize !== 4096) {
+    return { key: "blockSize", message: `block size ${blockSize}, expected 512 or 4096` };
+  }
+  if (!(speed in SPEED_VALUES)) {
+    return { key: "speed", message: `speed "${speed}", expected full, high or super` };
+  }
+  for (const [key, min, max] of TEXT_LENGTHS) {
+    const text = options[key];
+    if (text !== undefined && (!PRINTABLE.test(text) || text.length > max || text.length < min)) {
+      return { key, message: `${key} "${text}" must be ${min}..${max} printable ASCII characters` };
+    }
+  }
+  return undefined;
+}
+
 /**
  * Checks every option of a drive but its units and applies the defaults; throws `RangeError`
- * for a value out of range. The CLI calls it before it opens (or creates) any image.
+ * for a value out of range (the {@linkcode massStorageProblem}). The CLI calls it before it
+ * opens (or creates) any image.
  *
  * @example
  * ```ts
@@ -211,26 +250,18 @@ export interface CheckedMassStorageOptions {
 export function checkMassStorageOptions(
   options: Omit<MassStorageOptions, "units">,
 ): CheckedMassStorageOptions {
-  const blockSize = options.blockSize ?? 512;
-  if (blockSize !== 512 && blockSize !== 4096) {
-    throw new RangeError(
-      `Cannot create the mass-storage device: block size ${blockSize}, expected 512 or 4096`,
-    );
-  }
-  const speed = options.speed ?? "high";
-  if (!(speed in SPEED_VALUES)) {
-    throw new RangeError(
-      `Cannot create the mass-storage device: speed "${speed}", expected full, high or super`,
-    );
+  const problem = massStorageProblem(options);
+  if (problem !== undefined) {
+    throw new RangeError(`Cannot create the mass-storage device: ${problem.message}`);
   }
   return {
-    blockSize,
+    blockSize: options.blockSize ?? 512,
     removable: options.removable ?? true,
-    vendor: checkText("vendor", options.vendor ?? "usbipgw", 8, 1),
-    product: checkText("product", options.product ?? "Thumb Drive", 16, 1),
-    revision: checkText("revision", options.revision ?? "1.00", 4),
-    serial: options.serial === undefined ? undefined : checkText("serial", options.serial, 126, 1),
-    speed,
+    vendor: options.vendor ?? "usbipgw",
+    product: options.product ?? "Thumb Drive",
+    revision: options.revision ?? "1.00",
+    serial: options.serial,
+    speed: options.speed ?? "high",
   };
 }
 const CLASS_INTERFACE_OUT = RequestType.TYPE_CLASS | RequestType.RECIPIENT_INTERFACE;

@@ -11,6 +11,21 @@ import type { KeySpec, ParseResult } from "../device_type.ts";
 /** The longest text a USB string descriptor holds: (255 - 2) / 2 UTF-16 code units. */
 export const MAX_USB_STRING = 126;
 
+/** The `serial` key of the types whose serial number string is optional, without a default. */
+export const SERIAL_KEY: KeySpec = { kind: "text", help: "serial number string" };
+
+/**
+ * `values` without the entries that are `undefined`: the optional keys of a type's options
+ * (`exactOptionalPropertyTypes` tells an absent key from one set to `undefined`).
+ */
+export function definedOnly<T extends Record<string, unknown>>(
+  values: T,
+): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]?: Exclude<T[K], undefined>;
+  };
+}
+
 /** Thrown by {@linkcode KeyReader} and turned into a `ParseError` by `parseWith`. */
 class _BadKey extends Error {
   constructor(readonly key: string, message: string) {

@@ -6,31 +6,20 @@
  */
 
 import { Speed } from "../../protocol/constants.ts";
-import { type BackendSpec, openCharBackend } from "../../backends/char_backend.ts";
-import type { DeviceType, KeySpec } from "../device_type.ts";
+import type { DeviceType } from "../device_type.ts";
 import { CdcAcm, cdcAcmDescriptors } from "../cdc_acm.ts";
-import { parseWith } from "./_keys.ts";
-import { BACKEND_KEY, readBackend } from "./_backend.ts";
+import { definedOnly, SERIAL_KEY } from "./_keys.ts";
+import { serialDeviceType, type SerialTypeOptions } from "./_backend.ts";
 
 /** The typed options of a `cdc-acm` spec. */
-export interface CdcAcmTypeOptions {
-  /** The back-end, its path resolved. */
-  readonly backend: BackendSpec;
+export interface CdcAcmTypeOptions extends SerialTypeOptions {
   readonly vendorId?: number;
   readonly productId?: number;
   readonly serial?: string;
   readonly speed: "high" | "full";
 }
 
-const NAME = "cdc-acm";
 const SPEEDS = ["high", "full"] as const;
-const KEYS: Readonly<Record<string, KeySpec>> = {
-  backend: BACKEND_KEY,
-  vid: { kind: "hex16", default: "0x1209", help: "vendor ID in hex (pid.codes)" },
-  pid: { kind: "hex16", default: "0x0006", help: "product ID in hex (a pid.codes test PID)" },
-  serial: { kind: "text", help: "serial number string" },
-  speed: { kind: "choice", choices: SPEEDS, default: "high", help: "USB speed: high or full" },
-};
 
 /**
  * The `cdc-acm` device type.
@@ -45,42 +34,24 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
  * console.assert(!bad.ok && bad.key === "backend");
  * ```
  */
-export const CDC_ACM_TYPE: DeviceType<CdcAcmTypeOptions> = {
-  name: NAME,
+export const CDC_ACM_TYPE: DeviceType<CdcAcmTypeOptions> = serialDeviceType({
+  name: "cdc-acm",
   summary: "CDC-ACM serial port (Linux: /dev/ttyACM*) over a character back-end",
-  keys: KEYS,
-  parse: (options, context) =>
-    parseWith(NAME, KEYS, options, (r) => {
-      const backend = readBackend(r, NAME, context.resolvePath);
-      const vendorId = r.hex16("vid");
-      const productId = r.hex16("pid");
-      const serial = r.usbString("serial");
-      const speed = r.choice("speed", SPEEDS);
-      return {
-        options: {
-          backend,
-          ...(vendorId !== undefined ? { vendorId } : {}),
-          ...(productId !== undefined ? { productId } : {}),
-          ...(serial !== undefined ? { serial } : {}),
-          speed,
-        },
-      };
-    }),
-  describe: (options) =>
-    Promise.resolve({
-      descriptors: cdcAcmDescriptors(options),
-      speed: options.speed === "full" ? Speed.FULL : Speed.HIGH,
-      origin: "emulated",
-    }),
-  async create(options, context) {
-    const { backend: spec, ...rest } = options;
-    const backend = await openCharBackend(spec, { label: context.label });
-    try {
-      const device = new CdcAcm({ ...rest, backend });
-      return { device, close: () => backend.close() };
-    } catch (e) {
-      await backend.close();
-      throw e;
-    }
+  keys: {
+    vid: { kind: "hex16", default: "0x1209", help: "vendor ID in hex (pid.codes)" },
+    pid: { kind: "hex16", default: "0x0006", help: "product ID in hex (a pid.codes test PID)" },
+    serial: SERIAL_KEY,
+    speed: { kind: "choice", choices: SPEEDS, default: "high", help: "USB speed: high or full" },
   },
-};
+  read: (r) => ({
+    ...definedOnly({
+      vendorId: r.hex16("vid"),
+      productId: r.hex16("pid"),
+      serial: r.usbString("serial"),
+    }),
+    speed: r.choice("speed", SPEEDS),
+  }),
+  descriptors: cdcAcmDescriptors,
+  speed: (options) => options.speed === "full" ? Speed.FULL : Speed.HIGH,
+  build: (backend, options) => new CdcAcm({ ...options, backend }),
+});

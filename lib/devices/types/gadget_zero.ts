@@ -6,9 +6,9 @@
  */
 
 import { Speed } from "../../protocol/constants.ts";
-import type { DeviceType, KeySpec } from "../device_type.ts";
+import type { DeviceType } from "../device_type.ts";
 import { GadgetZero, gadgetZeroDescriptors } from "../gadget_zero.ts";
-import { parseWith } from "./_keys.ts";
+import { emulatedType } from "./_emulated.ts";
 
 /** The typed options of a `gadget-zero` spec. */
 export interface GadgetZeroTypeOptions {
@@ -17,18 +17,8 @@ export interface GadgetZeroTypeOptions {
   readonly speed: "high" | "full";
 }
 
-const NAME = "gadget-zero";
 const PATTERNS = ["0", "1"] as const;
 const SPEEDS = ["high", "full"] as const;
-const KEYS: Readonly<Record<string, KeySpec>> = {
-  pattern: {
-    kind: "choice",
-    choices: PATTERNS,
-    default: "0",
-    help: "IN data and OUT check: 0 zeros, 1 (i % maxpacket) % 63",
-  },
-  speed: { kind: "choice", choices: SPEEDS, default: "high", help: "USB speed: high or full" },
-};
 
 /**
  * The `gadget-zero` device type.
@@ -40,22 +30,25 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
  * console.assert(r.ok && r.options.pattern === 1 && r.options.speed === "high");
  * ```
  */
-export const GADGET_ZERO_TYPE: DeviceType<GadgetZeroTypeOptions> = {
-  name: NAME,
+export const GADGET_ZERO_TYPE: DeviceType<GadgetZeroTypeOptions> = emulatedType<
+  GadgetZeroTypeOptions
+>({
+  name: "gadget-zero",
   summary: "Linux Gadget Zero (0525:a4a0), the usbtest conformance device",
-  keys: KEYS,
-  parse: (options) =>
-    parseWith(NAME, KEYS, options, (r) => ({
-      options: {
-        pattern: r.choice("pattern", PATTERNS) === "1" ? 1 : 0,
-        speed: r.choice("speed", SPEEDS),
-      },
-    })),
-  describe: (options) =>
-    Promise.resolve({
-      descriptors: gadgetZeroDescriptors(options),
-      speed: options.speed === "full" ? Speed.FULL : Speed.HIGH,
-      origin: "emulated",
-    }),
+  keys: {
+    pattern: {
+      kind: "choice",
+      choices: PATTERNS,
+      default: "0",
+      help: "IN data and OUT check: 0 zeros, 1 (i % maxpacket) % 63",
+    },
+    speed: { kind: "choice", choices: SPEEDS, default: "high", help: "USB speed: high or full" },
+  },
+  read: (r) => ({
+    pattern: r.choice("pattern", PATTERNS) === "1" ? 1 : 0,
+    speed: r.choice("speed", SPEEDS),
+  }),
+  descriptors: gadgetZeroDescriptors,
+  speed: (options) => options.speed === "full" ? Speed.FULL : Speed.HIGH,
   create: (options) => Promise.resolve({ device: new GadgetZero(options) }),
-};
+});

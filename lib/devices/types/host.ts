@@ -7,7 +7,7 @@
  * @module
  */
 
-import { busnumOf } from "../../server/exported_device.ts";
+import { busidProblem } from "../../server/exported_device.ts";
 import type { DeviceType, KeySpec } from "../device_type.ts";
 import { parseDescriptors } from "../passthrough/descriptor_parser.ts";
 import {
@@ -62,13 +62,10 @@ export function hostDeviceType(where: HostDeviceOptions = {}): DeviceType<HostTy
     parse: (options) =>
       parseWith(NAME, KEYS, options, (r) => {
         const exportBusid = r.text("export_busid");
-        if (exportBusid !== undefined) {
-          try {
-            busnumOf(exportBusid);
-          } catch (e) {
-            return r.fail("export_busid", (e as Error).message.replace("busid", "export_busid"));
-          }
-        }
+        const exportWrong = exportBusid === undefined
+          ? undefined
+          : busidProblem(exportBusid, "export_busid");
+        if (exportWrong !== undefined) return r.fail("export_busid", exportWrong);
         const busid = r.text("busid");
         const named = (["vid", "pid", "serial"] as const).filter((k) => r.text(k) !== undefined);
         let selector: HostDeviceSelector;

@@ -1,7 +1,7 @@
 /**
  * The `storage` device type: the USB thumb drive (see `../storage/storage.ts`), one logical
- * unit per image file. Parsing checks every value (`checkMassStorageOptions`, the size against
- * the block size) before an image is opened, let alone created.
+ * unit per image file. Parsing checks every value (`massStorageProblem`, the size against the
+ * block size) before an image is opened, let alone created.
  *
  * @module
  */
@@ -15,9 +15,11 @@ import {
   defaultSerial,
   MassStorage,
   massStorageDescriptors,
+  massStorageProblem,
   type MassStorageSpeed,
 } from "../storage/storage.ts";
-import { parseWith } from "./_keys.ts";
+import { emulatedType } from "./_emulated.ts";
+import { definedOnly } from "./_keys.ts";
 
 /** The typed options of a `storage` spec. */
 export interface StorageTypeOptions {
@@ -129,99 +131,79 @@ async function _imageName(path: string): Promise<string> {
  * console.assert(!bad.ok && bad.key === "size");
  * ```
  */
-export const STORAGE_TYPE: DeviceType<StorageTypeOptions> = {
+export const STORAGE_TYPE: DeviceType<StorageTypeOptions> = emulatedType<StorageTypeOptions>({
   name: NAME,
   summary: "USB thumb drive (mass storage, SCSI over bulk-only transport) backed by image files",
   keys: KEYS,
-  parse: (options, context) =>
-    parseWith(NAME, KEYS, options, (r) => {
-      const imageText = r.text("image");
-      if (imageText === undefined) {
-        return r.fail("image", `Missing image for ${NAME}: ${IMAGE_FORMS}`);
+  read(r, context) {
+    const imageText = r.text("image");
+    if (imageText === undefined) {
+      return r.fail("image", `Missing image for ${NAME}: ${IMAGE_FORMS}`);
+    }
+    const paths = imageText.split(";").map((p) => p.trim());
+    if (paths.some((p) => p === "")) {
+      return r.fail(
+        "image",
+        `Invalid image="${imageText}" for ${NAME}: an empty path; ${IMAGE_FORMS}`,
+      );
+    }
+    if (paths.length > MAX_LUNS) {
+      return r.fail(
+        "image",
+        `Invalid image for ${NAME}: ${paths.length} images; a drive has at most ${MAX_LUNS} LUNs`,
+      );
+    }
+    const readOnly = r.yesNo("ro");
+    const removable = r.yesNo("removable");
+    const blockSize = r.choice("block", BLOCKS) === "4096" ? 4096 : 512;
+    const speed = r.choice("speed", SPEEDS);
+    const sizeText = r.text("size");
+    let size: number | undefined;
+    if (sizeText !== undefined) {
+      try {
+        size = parseSize(sizeText);
+      } catch (e) {
+        return r.fail("size", `Invalid size for ${NAME}: ${(e as Error).message}`);
       }
-      const paths = imageText.split(";").map((p) => p.trim());
-      if (paths.some((p) => p === "")) {
+      if (size % blockSize !== 0) {
         return r.fail(
-          "image",
-          `Invalid image="${imageText}" for ${NAME}: an empty path; ${IMAGE_FORMS}`,
+          "size",
+          `Invalid size="${sizeText}" for ${NAME}: not a whole number of ${blockSize}-byte blocks; expected a multiple of ${blockSize}`,
         );
       }
-      if (paths.length > MAX_LUNS) {
-        return r.fail(
-          "image",
-          `Invalid image for ${NAME}: ${paths.length} images; a drive has at most ${MAX_LUNS} LUNs`,
-        );
-      }
-      const readOnly = r.yesNo("ro");
-      const removable = r.yesNo("removable");
-      const blockSize = r.choice("block", BLOCKS) === "4096" ? 4096 : 512;
-      const speed = r.choice("speed", SPEEDS);
-      const sizeText = r.text("size");
-      let size: number | undefined;
-      if (sizeText !== undefined) {
-        try {
-          size = parseSize(sizeText);
-        } catch (e) {
-          return r.fail("size", `Invalid size for ${NAME}: ${(e as Error).message}`);
-        }
-        if (size % blockSize !== 0) {
-          return r.fail(
-            "size",
-            `Invalid size="${sizeText}" for ${NAME}: not a whole number of ${blockSize}-byte blocks; expected a multiple of ${blockSize}`,
-          );
-        }
-      }
-      const texts: Partial<Record<"vendor" | "product" | "revision" | "serial", string>> = {};
-      for (const key of ["vendor", "product", "revision", "serial"] as const) {
-        const v = r.text(key);
-        if (v === undefined) continue;
-        try {
-          checkMassStorageOptions({ [key]: v });
-        } catch (e) {
-          if (!(e instanceof RangeError)) throw e;
-          return r.fail(
-            key,
-            `Invalid ${key} for ${NAME}: ${
-              e.message.replace(/^Cannot create the mass-storage device: /, "")
-            }`,
-          );
-        }
-        texts[key] = v;
-      }
-      const checked = checkMassStorageOptions({ blockSize, removable, speed, ...texts });
-      return {
-        options: {
-          images: paths.map((p) => context.resolvePath(p)),
-          readOnly,
-          ...(size !== undefined ? { size } : {}),
-          blockSize: checked.blockSize,
-          removable: checked.removable,
-          vendor: checked.vendor,
-          product: checked.product,
-          revision: checked.revision,
-          ...(checked.serial !== undefined ? { serial: checked.serial } : {}),
-          speed: checked.speed,
-        },
-      };
-    }),
-  async describe(options) {
-    const { vendor, product, speed } = options;
-    const serial = options.serial ??
-      defaultSerial(await Promise.all(options.images.map(_imageName)));
+    }
+    const texts = definedOnly({
+      vendor: r.text("vendor"),
+      product: r.text("product"),
+      revision: r.text("revision"),
+      serial: r.text("serial"),
+    });
+    // Only the texts can be out of range: the block size and the speed are choices.
+    const problem = massStorageProblem(texts);
+    if (problem !== undefined) {
+      return r.fail(problem.key, `Invalid ${problem.key} for ${NAME}: ${problem.message}`);
+    }
+    const { serial, ...drive } = checkMassStorageOptions({ blockSize, removable, speed, ...texts });
     return {
-      descriptors: massStorageDescriptors(speed, { vendor, product, serial }),
-      speed: SPEED_VALUES[speed],
-      origin: "emulated",
+      images: paths.map((p) => context.resolvePath(p)),
+      readOnly,
+      ...definedOnly({ size, serial }),
+      ...drive,
     };
   },
+  descriptors: async ({ vendor, product, speed, serial, images }) =>
+    massStorageDescriptors(speed, {
+      vendor,
+      product,
+      serial: serial ?? defaultSerial(await Promise.all(images.map(_imageName))),
+    }),
+  speed: (options) => SPEED_VALUES[options.speed],
   async create(options) {
     const { images: paths, readOnly, size, ...drive } = options;
     const images: DiskImage[] = [];
     try {
       for (const path of paths) {
-        images.push(
-          await DiskImage.open({ path, readOnly, ...(size !== undefined ? { size } : {}) }),
-        );
+        images.push(await DiskImage.open({ path, readOnly, ...definedOnly({ size }) }));
       }
       const device = new MassStorage({ ...drive, units: images });
       return { device, close: () => device.close() };
@@ -230,4 +212,4 @@ export const STORAGE_TYPE: DeviceType<StorageTypeOptions> = {
       throw e;
     }
   },
-};
+});

@@ -5,29 +5,12 @@
  * @module
  */
 
-import { Speed } from "../../protocol/constants.ts";
-import { openTextSocket } from "../../backends/text_socket.ts";
-import type { DeviceType, KeySpec } from "../device_type.ts";
-import { pointerCommandConsumer } from "../mouse.ts";
+import type { DeviceType } from "../device_type.ts";
 import { HidTablet, hidTabletDescriptors } from "../tablet.ts";
-import { parseWith } from "./_keys.ts";
+import { pointerDeviceType, type PointerTypeOptions } from "./_pointer.ts";
 
-/** The typed options of a `tablet` spec. */
-export interface TabletTypeOptions {
-  /** The unix socket whose command lines position the pointer, resolved. */
-  readonly socket?: string;
-  readonly serial?: string;
-}
-
-const NAME = "tablet";
-const KEYS: Readonly<Record<string, KeySpec>> = {
-  socket: {
-    kind: "path",
-    help:
-      "unix socket path: lines such as 'abs 0.5 0.25' (0..1 from top-left), 'click left', 'press right', 'release'",
-  },
-  serial: { kind: "text", help: "serial number string" },
-};
+/** The typed options of a `tablet` spec: its socket, resolved, and serial number. */
+export type TabletTypeOptions = PointerTypeOptions;
 
 /**
  * The `tablet` device type.
@@ -40,35 +23,11 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
  * console.assert(d?.descriptors.device.iSerialNumber === "T1");
  * ```
  */
-export const TABLET_TYPE: DeviceType<TabletTypeOptions> = {
-  name: NAME,
+export const TABLET_TYPE: DeviceType<TabletTypeOptions> = pointerDeviceType({
+  name: "tablet",
   summary: "HID absolute pointer (like QEMU's usb-tablet), positioned by text commands",
-  keys: KEYS,
-  parse: (options, context) =>
-    parseWith(NAME, KEYS, options, (r) => {
-      const socket = r.path("socket", context.resolvePath);
-      const serial = r.usbString("serial");
-      return {
-        options: {
-          ...(socket !== undefined ? { socket } : {}),
-          ...(serial !== undefined ? { serial } : {}),
-        },
-      };
-    }),
-  describe: (options) =>
-    Promise.resolve({
-      descriptors: hidTabletDescriptors(options),
-      speed: Speed.FULL,
-      origin: "emulated",
-    }),
-  async create(options, context) {
-    const { socket, serial } = options;
-    const tablet = new HidTablet(serial !== undefined ? { serial } : {});
-    if (socket === undefined) return { device: tablet };
-    const input = await openTextSocket(
-      { path: socket, mode: 0o600, label: context.label },
-      pointerCommandConsumer(tablet),
-    );
-    return { device: tablet, close: () => input.close() };
-  },
-};
+  commands:
+    "lines such as 'abs 0.5 0.25' (0..1 from top-left), 'click left', 'press right', 'release'",
+  descriptors: hidTabletDescriptors,
+  build: (options) => new HidTablet(options),
+});

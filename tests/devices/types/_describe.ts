@@ -45,6 +45,23 @@ export async function assertDescribedAsCreated(device: ParsedDevice): Promise<vo
   }
 }
 
+/**
+ * Asserts describe against create for `type` with `options` and a `socket` key in a temporary
+ * folder; closing the created device removes its socket again.
+ */
+export async function assertDescribedAsCreatedWithSocket(
+  type: DeviceTypeName,
+  options: Record<string, string> = {},
+): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await assertDescribedAsCreated(parsed(type, { ...options, socket: `${dir}/input.sock` }));
+    assertEquals(await listFolder(dir), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 /** The names in `folder`, sorted. */
 export async function listFolder(folder: string): Promise<string[]> {
   const names: string[] = [];

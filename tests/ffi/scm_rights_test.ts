@@ -1,0 +1,134 @@
+// Tests of SCM_RIGHTS between two processes: a Deno child (_fd_peer.ts) connects to a unix
+// socket of this process and sends a descriptor, or something else; this side receives with
+// receiveFd() on the accepted socket's fd (a node:net server with pauseOnConnect, so that
+// node:net never reads it) and checks what came with checkStreamFd(). Every test checks that
+// this process has as many open descriptors after it as before.
+import * as net from "node:net";
+import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import {
+  checkStreamFd,
+  FdPassingError,
+  type ReceivedFd,
+  receiveFd,
+  StreamFdError,
+} from "../../lib/ffi/scm_rights.ts";
+import { closeFd } from "../../lib/ffi/fd.ts";
+import { FdSocket } from "../../lib/client/fd_socket.ts";
+import { runPeer, withoutFdLeak } from "./_fds.ts";
+
+const td = new TextDecoder();
+
+/**
+ * Starts `_fd_peer.ts send PATH mode` against a fresh unix socket and hands `body` the fd of the
+ * accepted connection; closes everything afterwards, the child included.
+ */
+async function fromChild(mode: string, body: (fd: number) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "scm_rights_" });
+  const path = `${dir}/r.sock`;
+  const server = net.createServer({ pauseOnConnect: true });
+  const accepted = new Promise<net.Socket>((resolve) => server.once("connection", resolve));
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  const child = runPeer(["send", path, mode]);
+  const sock = await accepted;
+  try {
+    // deno-lint-ignore no-explicit-any
+    await body((sock as any)._handle.fd);
+  } finally {
+    sock.destroy();
+    await child;
+    await new Promise((resolve) => server.close(resolve));
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("a socket another process sends arrives close-on-exec and works", () =>
+  withoutFdLeak(() =>
+    fromChild("socketpair", async (fd) => {
+      const got = await receiveFd(fd, 1, { timeoutMs: 5000 });
+      assertEquals(td.decode(got.bytes), "F");
+      const flags = /^flags:\s+([0-7]+)$/m.exec(
+        await Deno.readTextFile(`/proc/self/fdinfo/${got.fd}`),
+      );
+      assertEquals(parseInt(flags![1]!, 8) & 0o2000000, 0o2000000, "O_CLOEXEC");
+      checkStreamFd(got.fd);
+      // The child wrote PING into the other end of the pair.
+      const sock = FdSocket.adopt(got.fd, { transport: "unix", path: "received" });
+      try {
+        assertEquals(td.decode(await sock.readExactly(4, { timeoutMs: 5000 })), "PING");
+      } finally {
+        sock.close();
+      }
+    })
+  ));
+
+Deno.test("a byte another process sends without a descriptor is no_fd, with the byte", () =>
+  withoutFdLeak(() =>
+    fromChild("plain", async (fd) => {
+      const e = await assertRejects(() => receiveFd(fd, 1, { timeoutMs: 5000 }), FdPassingError);
+      assertEquals([e.failure, td.decode(e.bytes)], ["no_fd", "P"]);
+    })
+  ));
+
+/** Receives the one descriptor the child sends and checks it, closing it either way. */
+async function receiveAndCheck(fd: number): Promise<ReceivedFd> {
+  const got = await receiveFd(fd, 1, { timeoutMs: 5000 });
+  try {
+    checkStreamFd(got.fd);
+  } finally {
+    closeFd(got.fd);
+  }
+  return got;
+}
+
+Deno.test("checkStreamFd() refuses a listening socket another process sends", () =>
+  withoutFdLeak(() =>
+    fromChild("listening", async (fd) => {
+      const e = await assertRejects(() => receiveAndCheck(fd), StreamFdError);
+      assertEquals(e.failure, "listening");
+      assert(e.message.includes("listening socket"), e.message);
+    })
+  ));
+
+Deno.test("checkStreamFd() refuses a datagram socket another process sends", () =>
+  withoutFdLeak(() =>
+    fromChild("datagram", async (fd) => {
+      const e = await assertRejects(() => receiveAndCheck(fd), StreamFdError);
+      assertEquals(e.failure, "not_stream");
+      assert(e.message.includes("a datagram socket"), e.message);
+    })
+  ));
+
+Deno.test("checkStreamFd() refuses a stream socket another process never connected", () =>
+  withoutFdLeak(() =>
+    fromChild("unconnected", async (fd) => {
+      const e = await assertRejects(() => receiveAndCheck(fd), StreamFdError, "ENOTCONN");
+      assertEquals([e.failure, e.errno], ["not_connected", 107]);
+    })
+  ));
+
+Deno.test("receiveFd() closes both descriptors of a message that carries two", () =>
+  withoutFdLeak(() =>
+    fromChild("two", async (fd) => {
+      const e = await assertRejects(() => receiveFd(fd, 1, { timeoutMs: 5000 }), FdPassingError);
+      assertEquals(e.failure, "too_many_fds");
+      assertEquals(td.decode(e.bytes), "T");
+    })
+  ));
+
+Deno.test("receiveFd() gives up when another process sends nothing, and tells a closed peer", () =>
+  withoutFdLeak(async () => {
+    await fromChild("nothing", async (fd) => {
+      const e = await assertRejects(() => receiveFd(fd, 1, { timeoutMs: 250 }), FdPassingError);
+      assertEquals(e.failure, "timeout");
+    });
+    await fromChild("close", async (fd) => {
+      const e = await assertRejects(() => receiveFd(fd, 1, { timeoutMs: 5000 }), FdPassingError);
+      assertEquals(e.failure, "closed");
+    });
+  }));
+
+Deno.test("checkStreamFd() names the fd and the reason in its message", () => {
+  const e = assertThrows(() => checkStreamFd(-5), StreamFdError);
+  assertEquals(e.failure, "not_a_socket");
+  assert(e.message.startsWith("Cannot use fd -5: it is not a socket"), e.message);
+});

@@ -1,0 +1,689 @@
+// polkit through pkcheck: the action file and the example rules as packaging/polkit/ has them;
+// the start-time parser, pkcheck's arguments and the refusals made without asking polkit; and,
+// as root with Debian's polkitd and dbus, the answers of a real polkitd started for the test
+// on a private system bus, then stopped.
+import { assert, assertEquals, assertLess, assertStringIncludes } from "@std/assert";
+import {
+  type Authorization,
+  type AuthorizationRequest,
+  checkAuthorization,
+  type CheckAuthorizationOptions,
+  parseProcStartTime,
+  pkcheckArgs,
+  readProcessStartTime,
+} from "../../lib/policy/polkit.ts";
+import {
+  POLKIT_ACTIONS,
+  POLKIT_ACTIONS_FILE,
+  POLKIT_RULES_DIR,
+  PolkitAction,
+  polkitExampleRules,
+  polkitPolicyFile,
+} from "../../lib/polkit/actions.ts";
+import { PACKAGING_FILES } from "../../packaging/polkit/generate.ts";
+import { tempDir } from "../e2e/_gateway.ts";
+
+const PACKAGING = new URL("../../packaging/polkit/", import.meta.url);
+const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+Deno.test("packaging/polkit/ holds the action file and the example rules", async () => {
+  assertEquals(Object.keys(PACKAGING_FILES).sort(), [
+    "50-usbipgw.rules.example",
+    "org.usbipgw.policy",
+  ]);
+  for (const [name, text] of Object.entries(PACKAGING_FILES)) {
+    assertEquals(
+      await Deno.readTextFile(new URL(name, PACKAGING)),
+      text,
+      `packaging/polkit/${name} differs from lib/polkit/actions.ts; run: deno run -A packaging/polkit/generate.ts`,
+    );
+  }
+});
+
+Deno.test("the action file declares the three actions with the defaults asked for", () => {
+  const xml = polkitPolicyFile();
+  const actions = [...xml.matchAll(/<action id="([^"]+)">([\s\S]*?)<\/action>/g)].map((m) => {
+    const get = (tag: string) => new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(m[2]!)?.[1];
+    return [m[1], get("allow_any"), get("allow_inactive"), get("allow_active")];
+  });
+  assertEquals(actions, [
+    ["org.usbipgw.attach-local", "no", "no", "yes"],
+    ["org.usbipgw.attach-remote", "no", "no", "auth_admin"],
+    ["org.usbipgw.attach-stream", "no", "no", "auth_admin"],
+  ]);
+  // Every action has its texts; an XML comment holds no "--".
+  for (const a of POLKIT_ACTIONS) {
+    assert(a.description !== "" && a.message !== "", a.id);
+  }
+  const comment = /<!--([\s\S]*?)-->/.exec(xml)?.[1] ?? "";
+  assert(!comment.includes("--"));
+  assertEquals(POLKIT_ACTIONS_FILE, "/usr/share/polkit-1/actions/org.usbipgw.policy");
+});
+
+Deno.test("parseProcStartTime() counts field 22 after the command name's last parenthesis", async () => {
+  // A command name with spaces and parentheses, as a real process has it: a shell that
+  // renames itself (proc(5), /proc/PID/comm), then waits.
+  const name = "x) (y z";
+  const child = new Deno.Command("sh", {
+    args: ["-c", `printf '%s' '${name}' > /proc/$$/comm; sleep 30; :`],
+    stdin: "null",
+  }).spawn();
+  try {
+    let stat = "";
+    for (let i = 0; i < 200 && !stat.includes(`(${name})`); i++) {
+      await delay(5);
+      stat = await Deno.readTextFile(`/proc/${child.pid}/stat`);
+    }
+    assertStringIncludes(stat, `(${name})`);
+    // Counted from the known name: independent of the parser's last-")" rule.
+    const after = stat.slice(stat.indexOf("(") + 1 + name.length + 1).trim().split(" ");
+    assertEquals(parseProcStartTime(stat), Number(after[22 - 3]));
+    assertEquals(await readProcessStartTime(child.pid), Number(after[22 - 3]));
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+  }
+  for (const bad of ["", "4242", "4242 (sleep) S 1 2 3", "(sleep) S" + " 0".repeat(30), "x"]) {
+    assertEquals(parseProcStartTime(bad), undefined, bad);
+  }
+  assertEquals(await readProcessStartTime(0), undefined);
+  assertEquals(await readProcessStartTime(4_194_305), undefined);
+});
+
+Deno.test("pkcheckArgs() passes each detail as one --detail KEY VALUE, and never asks to prompt", () => {
+  const args = pkcheckArgs(PolkitAction.ATTACH_REMOTE, 42, 7, 1000, {
+    remote: "[fe80::1%eth0]:3240",
+    busid: "1-2.3",
+  });
+  assertEquals(args, [
+    "--action-id",
+    "org.usbipgw.attach-remote",
+    "--process",
+    "42,7,1000",
+    "--detail",
+    "busid",
+    "1-2.3",
+    "--detail",
+    "remote",
+    "[fe80::1%eth0]:3240",
+  ]);
+  assert(!args.includes("--allow-user-interaction") && !args.includes("-u"));
+});
+
+/** A request from this process, as its own user. */
+function mine(overrides: Partial<AuthorizationRequest> = {}): AuthorizationRequest {
+  return { action: PolkitAction.ATTACH_LOCAL, pid: Deno.pid, uid: Deno.uid()!, ...overrides };
+}
+
+Deno.test("checkAuthorization() refuses a malformed request without asking polkit", async () => {
+  // A pkcheck that would fail differently if it were run.
+  const options = { pkcheck: "/nonexistent/pkcheck" };
+  const cases: [Partial<AuthorizationRequest> | Record<string, unknown>, string][] = [
+    [{ action: "org.freedesktop.policykit.exec" }, "is not an action of usbipgw"],
+    [{ pid: 0 }, '"0" is not a pid'],
+    [{ pid: -1 }, "is not a pid"],
+    [{ pid: 1.5 }, "is not a pid"],
+    [{ uid: -1 }, "is not a uid"],
+    [{ uid: 0xffff_ffff }, "is not a uid"],
+    [{ startTime: -3 }, "is not a start time"],
+    [{ details: { "polkit.message": "Hello" } }, '"polkit.message" is not a detail'],
+    [{ details: { busid: "--allow-user-interaction" } }, "detail busid"],
+    [{ details: { busid: "-u" } }, "detail busid"],
+    [{ details: { busid: "1-1 --detail" } }, "detail busid"],
+    [{ details: { busid: "1".repeat(32) } }, "detail busid"],
+    [{ details: { busid: "" } }, "detail busid"],
+    [{ details: { vid_pid: "0525:a4a" } }, "detail vid_pid"],
+    [{ details: { vid_pid: 1 } }, "detail vid_pid"],
+    [{ details: { remote: "-x:3240" } }, "detail remote"],
+    [{ details: { remote: "host\n:3240" } }, "detail remote"],
+    [{ details: { remote: `${"a".repeat(300)}:3240` } }, "detail remote"],
+  ];
+  for (const [overrides, why] of cases) {
+    const answer = await checkAuthorization(
+      mine(overrides as Partial<AuthorizationRequest>),
+      options,
+    );
+    assertEquals(answer.result, "bad_request", JSON.stringify(overrides));
+    assertEquals(answer.authorized, false);
+    assertStringIncludes(answer.reason, "not asked: ");
+    assertStringIncludes(answer.reason, why);
+  }
+  // Long values are cut in the reason.
+  const long = await checkAuthorization(mine({ details: { busid: "x".repeat(100) } }), options);
+  assertLess(long.reason.length, 160);
+});
+
+Deno.test("checkAuthorization() is unavailable without pkcheck, on a timeout, and for a process that is gone or runs as another uid", async () => {
+  const missing = await checkAuthorization(mine(), { pkcheck: "/nonexistent/pkcheck" });
+  assertEquals(missing, {
+    result: "unavailable",
+    authorized: false,
+    reason: "polkit is unavailable: there is no /nonexistent/pkcheck (Debian package: polkitd)",
+  });
+
+  const dir = await tempDir();
+  try {
+    const slow = `${dir.path}/pkcheck`;
+    await Deno.writeTextFile(slow, "#!/bin/sh\nexec sleep 30\n", { mode: 0o755 });
+    const started = performance.now();
+    const late = await checkAuthorization(mine(), { pkcheck: slow, timeoutMs: 200 });
+    assertLess(performance.now() - started, 5000);
+    assertEquals(late.result, "unavailable");
+    assertEquals(late.reason, "polkit is unavailable: pkcheck did not answer within 200 ms");
+  } finally {
+    await dir.remove();
+  }
+
+  const done = new Deno.Command("/bin/true", { stdin: "null" }).spawn();
+  await done.status;
+  const gone = await checkAuthorization(mine({ pid: done.pid }), { pkcheck: "/nonexistent/x" });
+  assertEquals(gone.result, "unavailable");
+  assertEquals(gone.reason, `not asked: process ${done.pid} is gone`);
+
+  const other = Deno.uid() === 0 ? 12345 : 0;
+  const wrong = await checkAuthorization(mine({ uid: other }), { pkcheck: "/nonexistent/x" });
+  assertEquals(wrong.result, "unavailable");
+  assertEquals(
+    wrong.reason,
+    `not asked: process ${Deno.pid} runs as uid ${Deno.uid()}, not uid ${other} (replaced?)`,
+  );
+});
+
+Deno.test("checkAuthorization() runs pkcheck with a clean environment and reads every exit status", async () => {
+  // A stand-in pkcheck that records its arguments and environment and exits as told: the
+  // statuses a real polkitd gives are in the test below; 3 (dismissed) needs an agent.
+  const dir = await tempDir();
+  try {
+    const fake = `${dir.path}/pkcheck`;
+    await Deno.writeTextFile(
+      fake,
+      `#!/bin/sh\nprintf '%s\\n' "$@" > ${dir.path}/args\nenv > ${dir.path}/env\n` +
+        `echo "first line" >&2\necho "  the reason  " >&2\nexit $(cat ${dir.path}/code)\n`,
+      { mode: 0o755 },
+    );
+    const ask = async (code: number, options: CheckAuthorizationOptions = {}) => {
+      await Deno.writeTextFile(`${dir.path}/code`, `${code}\n`);
+      return await checkAuthorization(
+        mine({ startTime: 99, details: { busid: "3-1", vid_pid: "0525:A4A0" } }),
+        { pkcheck: fake, ...options },
+      );
+    };
+    const who = `uid ${Deno.uid()} (pid ${Deno.pid})`;
+    const expected: [number, Authorization][] = [
+      [0, {
+        result: "authorized",
+        authorized: true,
+        reason: `polkit authorizes ${who} for org.usbipgw.attach-local`,
+      }],
+      [1, {
+        result: "not_authorized",
+        authorized: false,
+        reason: `polkit does not authorize ${who} for org.usbipgw.attach-local`,
+      }],
+      [2, {
+        result: "needs_authentication",
+        authorized: false,
+        reason:
+          `polkit wants ${who} to authenticate for org.usbipgw.attach-local, which a service cannot ask: no`,
+      }],
+      [3, {
+        result: "dismissed",
+        authorized: false,
+        reason: `the authentication of ${who} for org.usbipgw.attach-local was dismissed`,
+      }],
+      [126, {
+        result: "unavailable",
+        authorized: false,
+        reason: "polkit is unavailable: no system bus: the reason",
+      }],
+      [127, {
+        result: "unavailable",
+        authorized: false,
+        reason: "polkit is unavailable: the reason",
+      }],
+      [4, {
+        result: "unavailable",
+        authorized: false,
+        reason: "polkit is unavailable: pkcheck exited with 4: the reason",
+      }],
+    ];
+    for (const [code, answer] of expected) assertEquals(await ask(code), answer, `exit ${code}`);
+
+    assertEquals((await Deno.readTextFile(`${dir.path}/args`)).split("\n"), [
+      "--action-id",
+      "org.usbipgw.attach-local",
+      "--process",
+      `${Deno.pid},99,${Deno.uid()}`,
+      "--detail",
+      "busid",
+      "3-1",
+      "--detail",
+      "vid_pid",
+      "0525:a4a0", // In lower case, as rules compare it.
+      "",
+    ]);
+    // Nothing of this process's environment but what pkcheck needs.
+    await ask(0, { systemBusAddress: "unix:path=/tmp/bus" });
+    const env = (await Deno.readTextFile(`${dir.path}/env`)).split("\n").filter((l) =>
+      l !== "" && !/^(PWD|SHLVL|_)=/.test(l)
+    ).sort();
+    assertEquals(env, ["DBUS_SYSTEM_BUS_ADDRESS=unix:path=/tmp/bus", "LC_ALL=C"]);
+  } finally {
+    await dir.remove();
+  }
+});
+
+// --- a real polkitd ------------------------------------------------------------------------
+
+const POLKITD_PATHS = ["/usr/lib/polkit-1/polkitd", "/usr/libexec/polkitd"];
+
+/** A daemon the test started, and its stderr once stopped. */
+interface Daemon {
+  child: Deno.ChildProcess;
+  stop(): Promise<string>;
+}
+
+function _daemon(child: Deno.ChildProcess, collect: boolean): Daemon {
+  let stopped: Promise<string> | undefined;
+  return {
+    child,
+    stop() {
+      stopped ??= (async () => {
+        try {
+          child.kill("SIGTERM");
+        } catch {
+          // It has exited already.
+        }
+        if (!collect) {
+          await child.status;
+          return "";
+        }
+        const out = await child.output();
+        return new TextDecoder().decode(out.stderr);
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** The private system bus's configuration: the system bus's policy, no service activation. */
+function busConfig(socket: string): string {
+  return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=${socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+  </policy>
+  <includedir>/usr/share/dbus-1/system.d</includedir>
+</busconfig>
+`;
+}
+
+/** Starts dbus-daemon on `dir`/system_bus_socket; resolves once it listens. */
+async function startBus(dir: string): Promise<{ bus: Daemon; address: string }> {
+  await Deno.writeTextFile(`${dir}/bus.conf`, busConfig(`${dir}/system_bus_socket`));
+  const child = new Deno.Command("dbus-daemon", {
+    args: [`--config-file=${dir}/bus.conf`, "--nofork", "--nopidfile", "--print-address"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const bus = _daemon(child, false);
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let printed = "";
+  const timer = setTimeout(() => reader.cancel(), 10_000);
+  try {
+    while (!printed.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      printed += value;
+    }
+  } finally {
+    clearTimeout(timer);
+    await reader.cancel();
+  }
+  const address = printed.split("\n")[0]!.trim();
+  if (!address.startsWith("unix:")) {
+    await bus.stop();
+    throw new Error(`Cannot start dbus-daemon: it printed ${JSON.stringify(printed)}`);
+  }
+  return { bus, address };
+}
+
+/** Starts polkitd on the bus at `address`; resolves once it answers pkaction(1). */
+async function startPolkitd(program: string, address: string): Promise<Daemon> {
+  const child = new Deno.Command(program, {
+    args: ["--no-debug"],
+    clearEnv: true,
+    env: { DBUS_SYSTEM_BUS_ADDRESS: address, LC_ALL: "C" },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const polkitd = _daemon(child, true);
+  let exited = false;
+  child.status.then(() => exited = true);
+  const deadline = performance.now() + 10_000;
+  let last = "";
+  while (performance.now() < deadline && !exited) {
+    const out = await new Deno.Command("pkaction", {
+      args: ["--action-id", "org.freedesktop.policykit.exec"],
+      clearEnv: true,
+      env: { DBUS_SYSTEM_BUS_ADDRESS: address, LC_ALL: "C" },
+      stdin: "null",
+      stdout: "null",
+    }).output();
+    if (out.success) return polkitd;
+    last = new TextDecoder().decode(out.stderr).trim();
+    await delay(50);
+  }
+  const said = await polkitd.stop();
+  throw new Error(`Cannot start ${program}: pkaction says ${last}; polkitd said: ${said}`);
+}
+
+/** A user as getent(1) knows it. */
+interface User {
+  name: string;
+  uid: number;
+  gid: number;
+  group: string;
+}
+
+async function lookUp(name: string): Promise<User | undefined> {
+  const run = async (db: string, key: string) => {
+    try {
+      const out = await new Deno.Command("getent", { args: [db, key], stdin: "null" }).output();
+      return out.success ? new TextDecoder().decode(out.stdout).trim().split(":") : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const pw = await run("passwd", name);
+  if (pw === undefined) return undefined;
+  const gr = await run("group", pw[3]!);
+  if (gr === undefined) return undefined;
+  return { name, uid: Number(pw[2]), gid: Number(pw[3]), group: gr[0]! };
+}
+
+/** Why the real-polkit test cannot run here, or undefined when it can. */
+async function realPolkitMissing(): Promise<string | undefined> {
+  if (Deno.uid() !== 0) return "it must run as root (it starts polkitd and writes its files)";
+  for (const program of ["/usr/bin/pkcheck", "/usr/bin/pkaction"]) {
+    if (!(await exists(program))) return `there is no ${program} (Debian package: polkitd)`;
+  }
+  if ((await polkitdProgram()) === undefined) {
+    return `there is no polkitd (${POLKITD_PATHS.join(", ")}; Debian package: polkitd)`;
+  }
+  const which = await new Deno.Command("sh", {
+    args: ["-c", "command -v dbus-daemon && command -v setpriv"],
+    stdin: "null",
+    stdout: "null",
+  }).output().catch(() => undefined);
+  if (!which?.success) {
+    return "there is no dbus-daemon or setpriv (Debian packages: dbus, util-linux)";
+  }
+  if (!(await exists(POLKIT_RULES_DIR))) return `there is no ${POLKIT_RULES_DIR}`;
+  for (const name of ["daemon", "nobody"]) {
+    if ((await lookUp(name)) === undefined) return `there is no user "${name}"`;
+  }
+  // The daemons must start here: a trial run, stopped at once.
+  const dir = await Deno.makeTempDir({ prefix: "usbipgw-polkit-" });
+  try {
+    await Deno.chmod(dir, 0o755);
+    const { bus, address } = await startBus(dir);
+    try {
+      const polkitd = await startPolkitd((await polkitdProgram())!, address);
+      await polkitd.stop();
+    } finally {
+      await bus.stop();
+    }
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  return undefined;
+}
+
+async function polkitdProgram(): Promise<string | undefined> {
+  for (const p of POLKITD_PATHS) if (await exists(p)) return p;
+  return undefined;
+}
+
+const polkitMissing = await realPolkitMissing();
+if (polkitMissing !== undefined) {
+  console.log(
+    `%cskipping the test with a real polkitd: ${polkitMissing}`,
+    "color: yellow",
+  );
+}
+
+/** Writes `path` the way polkitd should see it appear: a temporary name, then a rename. */
+async function writeInPlace(path: string, text: string): Promise<void> {
+  const slash = path.lastIndexOf("/");
+  const temp = `${path.slice(0, slash)}/.${path.slice(slash + 1)}.new`;
+  await Deno.writeTextFile(temp, text, { mode: 0o644 });
+  await Deno.chmod(temp, 0o644);
+  await Deno.rename(temp, path);
+}
+
+/** A process running `sleep` as `user`: a real subject for polkit. */
+async function subject(user: User): Promise<{ pid: number; stop(): Promise<void> }> {
+  const child = new Deno.Command("setpriv", {
+    args: [`--reuid=${user.uid}`, `--regid=${user.gid}`, "--clear-groups", "sleep", "60"],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const stop = async () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Exited.
+    }
+    await child.status;
+  };
+  // Until setpriv has switched user and run sleep.
+  for (let i = 0; i < 200; i++) {
+    const status = await Deno.readTextFile(`/proc/${child.pid}/status`).catch(() => "");
+    if (/^Name:\tsleep$/m.test(status) && new RegExp(`^Uid:\\t${user.uid}\\t`, "m").test(status)) {
+      return { pid: child.pid, stop };
+    }
+    await delay(10);
+  }
+  await stop();
+  throw new Error(`Cannot run a process as ${user.name}`);
+}
+
+/** The implicit authorizations polkitd read for `action`, as pkaction(1) shows them. */
+async function implicit(action: string, address: string): Promise<string[]> {
+  const out = await new Deno.Command("pkaction", {
+    args: ["--verbose", "--action-id", action],
+    env: { DBUS_SYSTEM_BUS_ADDRESS: address },
+    stdin: "null",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  return ["any", "inactive", "active"].map((k) =>
+    new RegExp(`implicit ${k}:\\s+(\\S+)`).exec(text)?.[1] ?? `(none: ${text})`
+  );
+}
+
+Deno.test({
+  name:
+    "a real polkitd: a rule's user is authorized, others are not, auth_admin is a no, and a stopped polkitd or bus is unavailable",
+  ignore: polkitMissing !== undefined,
+  async fn() {
+    const local = (await lookUp("daemon"))!; // The rules below let it attach-local busid 1-1.
+    const other = (await lookUp("nobody"))!; // The example rules let its group attach-remote.
+    const tag = `usbipgw-test-${Deno.pid}`;
+    const testRules = `${POLKIT_RULES_DIR}/10-${tag}.rules`;
+    const exampleRules = `${POLKIT_RULES_DIR}/20-${tag}-example.rules`;
+    const before = await Deno.readTextFile(POLKIT_ACTIONS_FILE).catch(() => undefined);
+    const dir = await Deno.makeTempDir({ prefix: "usbipgw-polkit-" });
+    const cleanups: (() => Promise<unknown>)[] = [];
+    try {
+      // polkitd drops root for its own user, which must reach the bus socket.
+      await Deno.chmod(dir, 0o755);
+      await writeInPlace(POLKIT_ACTIONS_FILE, polkitPolicyFile());
+      // Without logind no subject is in an active session, and polkit takes allow_any (no) for
+      // all three actions. These rules stand in for an administrator's: the user "daemon" may
+      // attach the gateway's device 1-1, and gets auth_admin for attach-remote, which is what
+      // allow_active gives an active console session.
+      await writeInPlace(
+        testRules,
+        `// Written by usbipgw's tests/policy/polkit_test.ts; removed when it ends.
+polkit.addRule(function (action, subject) {
+    if (subject.user != "${local.name}") return polkit.Result.NOT_HANDLED;
+    if (action.id == "${PolkitAction.ATTACH_LOCAL}" && action.lookup("busid") == "1-1") {
+        return polkit.Result.YES;
+    }
+    if (action.id == "${PolkitAction.ATTACH_REMOTE}") return polkit.Result.AUTH_ADMIN;
+    return polkit.Result.NOT_HANDLED;
+});
+`,
+      );
+      await writeInPlace(exampleRules, polkitExampleRules(other.group));
+
+      const { bus, address } = await startBus(dir);
+      cleanups.push(() => bus.stop());
+      const polkitd = await startPolkitd((await polkitdProgram())!, address);
+      cleanups.push(() => polkitd.stop());
+      const options = { systemBusAddress: address };
+      // Root is always authorized (the gateway does not ask for root: this only shows polkitd
+      // answers).
+      const root = await checkAuthorization(
+        { action: PolkitAction.ATTACH_STREAM, pid: Deno.pid, uid: 0 },
+        options,
+      );
+      assertEquals(root.result, "authorized");
+
+      // polkitd read the action file as written.
+      assertEquals(await implicit(PolkitAction.ATTACH_LOCAL, address), ["no", "no", "yes"]);
+      assertEquals(await implicit(PolkitAction.ATTACH_REMOTE, address), [
+        "no",
+        "no",
+        "auth_admin",
+      ]);
+      assertEquals(await implicit(PolkitAction.ATTACH_STREAM, address), [
+        "no",
+        "no",
+        "auth_admin",
+      ]);
+
+      const a = await subject(local);
+      cleanups.push(() => a.stop());
+      const b = await subject(other);
+      cleanups.push(() => b.stop());
+      const ask = (
+        user: User,
+        pid: number,
+        action: AuthorizationRequest["action"],
+        extra: Partial<AuthorizationRequest> = {},
+      ) => checkAuthorization({ action, pid, uid: user.uid, ...extra }, options);
+      const timings: number[] = [];
+      const timed = async (p: Promise<Authorization>) => {
+        const t = performance.now();
+        const r = await p;
+        timings.push(performance.now() - t);
+        return r;
+      };
+
+      // The rule's user, for the device the rule names: yes.
+      const yes = await timed(
+        ask(local, a.pid, PolkitAction.ATTACH_LOCAL, { details: { busid: "1-1" } }),
+      );
+      assertEquals(yes, {
+        result: "authorized",
+        authorized: true,
+        reason: `polkit authorizes uid ${local.uid} (pid ${a.pid}) for org.usbipgw.attach-local`,
+      });
+      // The details reach the rule: another device is allow_any's no.
+      const otherDevice = await timed(
+        ask(local, a.pid, PolkitAction.ATTACH_LOCAL, { details: { busid: "1-2" } }),
+      );
+      assertEquals(otherDevice.result, "not_authorized");
+      // Another user: no.
+      const no = await timed(
+        ask(other, b.pid, PolkitAction.ATTACH_LOCAL, {
+          details: { busid: "1-1", vid_pid: "0525:a4a0" },
+        }),
+      );
+      assertEquals(no, {
+        result: "not_authorized",
+        authorized: false,
+        reason:
+          `polkit does not authorize uid ${other.uid} (pid ${b.pid}) for org.usbipgw.attach-local`,
+      });
+      // auth_admin: a service cannot ask for the password, so no.
+      const auth = await timed(
+        ask(local, a.pid, PolkitAction.ATTACH_REMOTE, { details: { remote: "10.0.0.2:3240" } }),
+      );
+      assertEquals(auth.result, "needs_authentication");
+      assertEquals(auth.authorized, false);
+      assertStringIncludes(auth.reason, "which a service cannot ask: no");
+      // The example rules file works as written: the group's member may attach-remote...
+      const remote = await timed(
+        ask(other, b.pid, PolkitAction.ATTACH_REMOTE, {
+          details: { busid: "1-1", remote: "server.example:3240" },
+        }),
+      );
+      assertEquals(remote.result, "authorized");
+      // ...and nothing else: attach-stream stays allow_any's no.
+      const stream = await timed(ask(other, b.pid, PolkitAction.ATTACH_STREAM));
+      assertEquals(stream.result, "not_authorized");
+      // A start time that is not the process's: polkitd sees a replaced process.
+      const startTime = (await readProcessStartTime(a.pid))!;
+      const replaced = await ask(local, a.pid, PolkitAction.ATTACH_LOCAL, {
+        startTime: startTime + 1,
+        details: { busid: "1-1" },
+      });
+      assertEquals(replaced.result, "unavailable");
+      assertStringIncludes(replaced.reason, `process with PID ${a.pid} has been replaced`);
+
+      // polkitd stopped: the bus knows no org.freedesktop.PolicyKit1 (and activates nothing).
+      await polkitd.stop();
+      const down = await ask(local, a.pid, PolkitAction.ATTACH_LOCAL, {
+        details: { busid: "1-1" },
+      });
+      assertEquals(down.result, "unavailable");
+      assertEquals(down.authorized, false);
+      assertStringIncludes(down.reason, "polkit is unavailable: ");
+      assertStringIncludes(down.reason, "org.freedesktop.PolicyKit1");
+      // The bus stopped too.
+      await bus.stop();
+      const noBus = await ask(local, a.pid, PolkitAction.ATTACH_LOCAL, {
+        details: { busid: "1-1" },
+      });
+      assertEquals(noBus.result, "unavailable");
+      assertStringIncludes(noBus.reason, "polkit is unavailable: no system bus: ");
+
+      // pkcheck against a running polkitd is quick (median well under a second).
+      timings.sort((x, y) => x - y);
+      assertLess(timings[Math.floor(timings.length / 2)]!, 1000);
+    } finally {
+      for (const cleanup of cleanups.reverse()) await cleanup();
+      for (const path of [testRules, exampleRules]) await Deno.remove(path).catch(() => {});
+      if (before === undefined) await Deno.remove(POLKIT_ACTIONS_FILE).catch(() => {});
+      else await writeInPlace(POLKIT_ACTIONS_FILE, before);
+      await Deno.remove(dir, { recursive: true });
+    }
+    // The machine is as before.
+    assertEquals(await exists(testRules), false);
+    assertEquals(await exists(exampleRules), false);
+    assertEquals(await Deno.readTextFile(POLKIT_ACTIONS_FILE).catch(() => undefined), before);
+  },
+});
