@@ -38,7 +38,8 @@ import {
   VhciMissingError,
 } from "../client/attach.ts";
 import type { FdSocket, RemoteAddress } from "../client/fd_socket.ts";
-import { readVhciPorts, VdevStatus } from "../client/vhci.ts";
+import { readVhciPorts } from "../client/vhci.ts";
+import { stillAttached } from "../client/persist.ts";
 import type { AttributeWriter } from "../client/vhci.ts";
 import type { AttachConfig } from "./config.ts";
 import { PolkitAction, type PolkitActionId } from "../polkit/actions.ts";
@@ -174,11 +175,7 @@ export class AttachService implements LocalAttachService {
       return;
     }
     for (const [port, a] of this.#attachments) {
-      const p = ports.find((x) => x.port === port);
-      if (
-        p === undefined || p.status === VdevStatus.VDEV_ST_NULL || p.devid !== a.devid ||
-        p.sockfd !== a.sockfd
-      ) {
+      if (!stillAttached(ports, { port, devid: a.devid, sockfd: a.sockfd })) {
         this.#attachments.delete(port);
       }
     }
@@ -422,6 +419,11 @@ export class AttachService implements LocalAttachService {
    */
   async revoke(why: string): Promise<void> {
     await this.#prune();
+    log.debug("Checking {count} port(s) attached for users: {why}", {
+      count: this.#attachments.size,
+      why,
+      ports: [...this.#attachments.values()],
+    });
     const jobs: Promise<void>[] = [];
     for (const a of [...this.#attachments.values()]) {
       let reason: string | undefined;

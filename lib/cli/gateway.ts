@@ -31,7 +31,6 @@ import { type AttachPlumbing, AttachService } from "./attach_service.ts";
 import { checkAuthorization } from "../policy/polkit.ts";
 import { socketPair } from "../ffi/socket_pair.ts";
 import { closeFd } from "../ffi/fd.ts";
-import { checkStreamFd } from "../ffi/scm_rights.ts";
 import { wrapSocketFd } from "../transport/unix.ts";
 import { FdSocket } from "../client/fd_socket.ts";
 
@@ -268,20 +267,31 @@ function restartOnly(config: GatewayConfig): Record<string, string> {
 const LOCAL_PLUMBING: AttachPlumbing = {
   localPair(peer) {
     const [sessionEnd, kernelEnd] = socketPair();
-    return {
-      session: wrapSocketFd(sessionEnd, peer),
-      kernel: FdSocket.adopt(kernelEnd, { transport: "unix", path: "socketpair" }),
-    };
+    let kernel: FdSocket;
+    try {
+      kernel = FdSocket.adopt(kernelEnd, { transport: "unix", path: "socketpair" });
+    } catch (e) {
+      closeFd(sessionEnd);
+      closeFd(kernelEnd);
+      throw e;
+    }
+    try {
+      return { session: wrapSocketFd(sessionEnd, peer), kernel };
+    } catch (e) {
+      closeFd(sessionEnd);
+      kernel.close();
+      throw e;
+    }
   },
   async receiveStream(requestSocket) {
     const fd = await requestSocket(STREAM_TIMEOUT_MS);
     try {
-      checkStreamFd(fd);
+      return FdSocket.adopt(fd, { transport: "unix", path: "a user's stream" });
     } catch (e) {
+      // adopt() checks the socket (a connected stream, not a listener) and leaves it to us.
       closeFd(fd);
       throw e;
     }
-    return FdSocket.adopt(fd, { transport: "unix", path: "a user's stream" });
   },
 };
 

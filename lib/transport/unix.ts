@@ -7,9 +7,14 @@
  *
  * Their connections can receive one file descriptor sent with SCM_RIGHTS (unix(7)) after a
  * request: `node:net` reads eagerly with read(2), which would drop the descriptor, so the
- * connection stops its native handle from reading (`readStop()`, which Deno's node:net, like
- * libuv, honours before its next read; `socket.pause()` does not stop the reads), takes that
- * one byte with recvmsg(2) on a duplicate of the fd, and starts reading again.
+ * connection stops its native handle's reads, takes that one byte with recvmsg(2) on a
+ * duplicate of the fd, and starts the reads again. Measured on Deno 2.9.6: the handle's
+ * `readStop()` is honoured before its next read (reads happen in the event loop's poll of
+ * handles that are reading, as in libuv), while `socket.pause()` is not enough: it does call
+ * `readStop()`, but it also clears the handle's `reading` note, and the stream machinery calls
+ * `Socket._read()` even while paused, which starts the reads again at once when that note is
+ * clear. So the handle is stopped directly and its note left set; nothing else touches it while
+ * no data comes.
  *
  * @module
  */
@@ -339,7 +344,8 @@ function receiveSocketFd(
   } catch (e) {
     return Promise.reject(e);
   }
-  // A handle that node:net is not reading from (opened paused) is left as it is.
+  // A handle that node:net is not reading from (opened paused) is left as it is. `reading` stays
+  // set: node:net's _read() restarts a handle whose note is clear (see the module doc).
   const wasReading = handle.reading === true;
   if (wasReading) handle.readStop();
   const bytesRead = sock.bytesRead;

@@ -20,7 +20,10 @@ import { receiveFd } from "../../lib/ffi/scm_rights.ts";
 import { GadgetZero, type PeerInfo, UsbipServer, wrapSocketFd } from "../../mod.ts";
 import { encodeCmdSubmit } from "../../lib/protocol/urb_messages.ts";
 import type { Policy } from "../../lib/policy/policy.ts";
-import { withoutFdLeak } from "../ffi/_fds.ts";
+import { fdTests } from "../ffi/_fds.ts";
+
+/** Tests that must leave as many descriptors open as they found, each in its own process. */
+const fdTest = fdTests(import.meta.url);
 
 Deno.test("inetSockaddr() builds sockaddr_in and sockaddr_in6 for literals only", () => {
   const v4 = inetSockaddr("192.168.1.7", 3240)!;
@@ -189,8 +192,9 @@ function nonBlocking(fd: number): boolean {
   return (parseInt(m![1]!, 8) & 0o4000) !== 0;
 }
 
-Deno.test("FdSocket.adopt() imports a device from a UsbipServer serving the other socketpair end", () =>
-  withoutFdLeak(async () => {
+fdTest(
+  "FdSocket.adopt() imports a device from a UsbipServer serving the other socketpair end",
+  async () => {
     // The gateway's local attach: one end served as a session of the user who asked, the other
     // imported over and handed to vhci (here: one URB instead of the kernel).
     const seen: PeerInfo[] = [];
@@ -245,10 +249,12 @@ Deno.test("FdSocket.adopt() imports a device from a UsbipServer serving the othe
     assertEquals(sock.fd, -1);
     await session;
     await server.close();
-  }));
+  },
+);
 
-Deno.test("FdSocket.adopt() refuses a listening or datagram socket and leaves the fd to the caller", () =>
-  withoutFdLeak(async () => {
+fdTest(
+  "FdSocket.adopt() refuses a listening or datagram socket and leaves the fd to the caller",
+  async () => {
     const dir = await Deno.makeTempDir({ prefix: "fd_socket_" });
     const server = net.createServer();
     await new Promise<void>((resolve) => server.listen(`${dir}/l.sock`, resolve));
@@ -268,24 +274,24 @@ Deno.test("FdSocket.adopt() refuses a listening or datagram socket and leaves th
       await new Promise((resolve) => server.close(resolve));
       await Deno.remove(dir, { recursive: true });
     }
-  }));
+  },
+);
 
-Deno.test("FdSocket.sendFd() passes a descriptor to the peer of an adopted socket", () =>
-  withoutFdLeak(async () => {
-    const [a, b] = socketPair();
-    const [x, y] = socketPair();
-    const left = FdSocket.adopt(a, { transport: "unix", path: "left" });
-    try {
-      await left.sendFd(x);
-      const got = await receiveFd(b, 1, { timeoutMs: 2000 });
-      assertEquals([...got.bytes], [0], "one zero byte by default");
-      assertEquals(
-        Deno.readLinkSync(`/proc/self/fd/${got.fd}`),
-        Deno.readLinkSync(`/proc/self/fd/${x}`),
-      );
-      closeFd(got.fd);
-    } finally {
-      left.close();
-      for (const fd of [b, x, y]) closeFd(fd);
-    }
-  }));
+fdTest("FdSocket.sendFd() passes a descriptor to the peer of an adopted socket", async () => {
+  const [a, b] = socketPair();
+  const [x, y] = socketPair();
+  const left = FdSocket.adopt(a, { transport: "unix", path: "left" });
+  try {
+    await left.sendFd(x);
+    const got = await receiveFd(b, 1, { timeoutMs: 2000 });
+    assertEquals([...got.bytes], [0], "one zero byte by default");
+    assertEquals(
+      Deno.readLinkSync(`/proc/self/fd/${got.fd}`),
+      Deno.readLinkSync(`/proc/self/fd/${x}`),
+    );
+    closeFd(got.fd);
+  } finally {
+    left.close();
+    for (const fd of [b, x, y]) closeFd(fd);
+  }
+});

@@ -9,6 +9,7 @@
 //     datagram    an AF_UNIX datagram socket
 //     unconnected an AF_UNIX stream socket that was never connected
 //     two         both ends of a socketpair in one SCM_RIGHTS message
+//     many        64 descriptors in one message, more than the receiver has room for
 //     close       nothing: closes the connection at once
 //     nothing     nothing: waits for the other side to close
 //
@@ -102,6 +103,13 @@ async function send(sock: FdSocket): Promise<void> {
     case "two": {
       const [a, b] = socketPair();
       sendMany(sock.fd, [a, b]);
+      closeFd(a);
+      closeFd(b);
+      return;
+    }
+    case "many": {
+      const [a, b] = socketPair();
+      sendMany(sock.fd, Array(64).fill(a));
       closeFd(a);
       closeFd(b);
       return;

@@ -1,4 +1,5 @@
-// Counting this process's open file descriptors, for the no-leak checks of the fd-passing tests.
+// Counting this process's open file descriptors, for the no-leak checks of the fd-passing tests,
+// and running each such test in a process of its own, where the count is exact.
 import { assertEquals } from "@std/assert";
 
 /** The entries of /proc/self/fd (the listing's own descriptor is among them every time). */
@@ -23,6 +24,44 @@ export async function withoutFdLeak(body: () => Promise<void>): Promise<void> {
     after = openFdCount();
   }
   assertEquals(after, before, "open descriptors before and after");
+}
+
+/** Set in the environment of a child `deno test` that runs one test of {@linkcode fdTests}. */
+const CHILD_ENV = "USBIPGW_FD_TEST_CHILD";
+
+/** A test name as a `--filter` regular expression that matches it alone. */
+function exactFilter(name: string): string {
+  return `/^${name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$/`;
+}
+
+/**
+ * A `Deno.test` for the test module at `moduleUrl` (its `import.meta.url`) whose test must leave
+ * this process with as many open descriptors as it found (see {@linkcode withoutFdLeak}).
+ * `deno test --parallel` runs modules side by side in one process, where another module's
+ * sockets would change the count; so each such test runs in a child `deno test` of its own
+ * (filtered to that test), and the test here passes when the child passed.
+ */
+export function fdTests(moduleUrl: string): (name: string, body: () => Promise<void>) => void {
+  const path = new URL(moduleUrl).pathname;
+  return (name, body) => {
+    if (Deno.env.get(CHILD_ENV) === "1") {
+      Deno.test(name, () => withoutFdLeak(body));
+      return;
+    }
+    Deno.test(name, async () => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["test", "-A", "--no-check", "--filter", exactFilter(name), path],
+        env: { [CHILD_ENV]: "1", NO_COLOR: "1" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+      if (!out.success || !/\bok \| 1 passed \| 0 failed\b/.test(text)) {
+        throw new Error(`The test failed in its own process (exit ${out.code}):\n${text}`);
+      }
+    });
+  };
 }
 
 /** The path to run a helper script of this folder with. */

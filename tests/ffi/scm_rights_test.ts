@@ -14,7 +14,10 @@ import {
 } from "../../lib/ffi/scm_rights.ts";
 import { closeFd } from "../../lib/ffi/fd.ts";
 import { FdSocket } from "../../lib/client/fd_socket.ts";
-import { runPeer, withoutFdLeak } from "./_fds.ts";
+import { fdTests, runPeer } from "./_fds.ts";
+
+/** Tests that must leave as many descriptors open as they found, each in its own process. */
+const fdTest = fdTests(import.meta.url);
 
 const td = new TextDecoder();
 
@@ -41,8 +44,9 @@ async function fromChild(mode: string, body: (fd: number) => Promise<void>): Pro
   }
 }
 
-Deno.test("a socket another process sends arrives close-on-exec and works", () =>
-  withoutFdLeak(() =>
+fdTest(
+  "a socket another process sends arrives close-on-exec and works",
+  () =>
     fromChild("socketpair", async (fd) => {
       const got = await receiveFd(fd, 1, { timeoutMs: 5000 });
       assertEquals(td.decode(got.bytes), "F");
@@ -58,16 +62,17 @@ Deno.test("a socket another process sends arrives close-on-exec and works", () =
       } finally {
         sock.close();
       }
-    })
-  ));
+    }),
+);
 
-Deno.test("a byte another process sends without a descriptor is no_fd, with the byte", () =>
-  withoutFdLeak(() =>
+fdTest(
+  "a byte another process sends without a descriptor is no_fd, with the byte",
+  () =>
     fromChild("plain", async (fd) => {
       const e = await assertRejects(() => receiveFd(fd, 1, { timeoutMs: 5000 }), FdPassingError);
       assertEquals([e.failure, td.decode(e.bytes)], ["no_fd", "P"]);
-    })
-  ));
+    }),
+);
 
 /** Receives the one descriptor the child sends and checks it, closing it either way. */
 async function receiveAndCheck(fd: number): Promise<ReceivedFd> {
@@ -80,43 +85,57 @@ async function receiveAndCheck(fd: number): Promise<ReceivedFd> {
   return got;
 }
 
-Deno.test("checkStreamFd() refuses a listening socket another process sends", () =>
-  withoutFdLeak(() =>
+fdTest(
+  "checkStreamFd() refuses a listening socket another process sends",
+  () =>
     fromChild("listening", async (fd) => {
       const e = await assertRejects(() => receiveAndCheck(fd), StreamFdError);
       assertEquals(e.failure, "listening");
       assert(e.message.includes("listening socket"), e.message);
-    })
-  ));
+    }),
+);
 
-Deno.test("checkStreamFd() refuses a datagram socket another process sends", () =>
-  withoutFdLeak(() =>
+fdTest(
+  "checkStreamFd() refuses a datagram socket another process sends",
+  () =>
     fromChild("datagram", async (fd) => {
       const e = await assertRejects(() => receiveAndCheck(fd), StreamFdError);
       assertEquals(e.failure, "not_stream");
       assert(e.message.includes("a datagram socket"), e.message);
-    })
-  ));
+    }),
+);
 
-Deno.test("checkStreamFd() refuses a stream socket another process never connected", () =>
-  withoutFdLeak(() =>
+fdTest(
+  "checkStreamFd() refuses a stream socket another process never connected",
+  () =>
     fromChild("unconnected", async (fd) => {
       const e = await assertRejects(() => receiveAndCheck(fd), StreamFdError, "ENOTCONN");
       assertEquals([e.failure, e.errno], ["not_connected", 107]);
-    })
-  ));
+    }),
+);
 
-Deno.test("receiveFd() closes both descriptors of a message that carries two", () =>
-  withoutFdLeak(() =>
+fdTest(
+  "receiveFd() closes both descriptors of a message that carries two",
+  () =>
     fromChild("two", async (fd) => {
       const e = await assertRejects(() => receiveFd(fd, 1, { timeoutMs: 5000 }), FdPassingError);
       assertEquals(e.failure, "too_many_fds");
       assertEquals(td.decode(e.bytes), "T");
-    })
-  ));
+    }),
+);
 
-Deno.test("receiveFd() gives up when another process sends nothing, and tells a closed peer", () =>
-  withoutFdLeak(async () => {
+fdTest(
+  "receiveFd() closes what fitted of a message with more descriptors than it has room for",
+  () =>
+    fromChild("many", async (fd) => {
+      const e = await assertRejects(() => receiveFd(fd, 1, { timeoutMs: 5000 }), FdPassingError);
+      assertEquals(e.failure, "truncated");
+    }),
+);
+
+fdTest(
+  "receiveFd() gives up when another process sends nothing, and tells a closed peer",
+  async () => {
     await fromChild("nothing", async (fd) => {
       const e = await assertRejects(() => receiveFd(fd, 1, { timeoutMs: 250 }), FdPassingError);
       assertEquals(e.failure, "timeout");
@@ -125,7 +144,8 @@ Deno.test("receiveFd() gives up when another process sends nothing, and tells a 
       const e = await assertRejects(() => receiveFd(fd, 1, { timeoutMs: 5000 }), FdPassingError);
       assertEquals(e.failure, "closed");
     });
-  }));
+  },
+);
 
 Deno.test("checkStreamFd() names the fd and the reason in its message", () => {
   const e = assertThrows(() => checkStreamFd(-5), StreamFdError);

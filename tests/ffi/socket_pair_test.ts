@@ -12,7 +12,10 @@ import {
 } from "../../lib/ffi/scm_rights.ts";
 import { getIntOption, SockOpt } from "../../lib/ffi/sockopt.ts";
 import { C, cString, lib as clientLib } from "../../lib/client/_libc_socket.ts";
-import { withoutFdLeak } from "./_fds.ts";
+import { fdTests } from "./_fds.ts";
+
+/** Tests that must leave as many descriptors open as they found, each in its own process. */
+const fdTest = fdTests(import.meta.url);
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -38,32 +41,32 @@ function sendAll(fd: number, text: string): void {
   assertEquals(Number(clientLib().send(fd, b, BigInt(b.length), C.MSG_NOSIGNAL)), b.length);
 }
 
-Deno.test("socketPair() makes two connected, blocking, close-on-exec unix stream sockets", () =>
-  withoutFdLeak(() => {
-    const [a, b] = socketPair();
-    try {
-      assertNotEquals(a, b);
-      for (const fd of [a, b]) {
-        assert(fileOf(fd).startsWith("socket:["));
-        assertEquals(getIntOption(fd, SockOpt.SOL_SOCKET, SockOpt.SO_DOMAIN), 1, "AF_UNIX");
-        assertEquals(getIntOption(fd, SockOpt.SOL_SOCKET, SockOpt.SO_TYPE), 1, "SOCK_STREAM");
-        assertEquals(fdFlags(fd) & 0o2000000, 0o2000000, "O_CLOEXEC");
-        assertEquals(fdFlags(fd) & 0o4000, 0, "blocking");
-        checkStreamFd(fd);
-      }
-      sendAll(a, "to b");
-      assertEquals(recvSome(b, 16), "to b");
-      sendAll(b, "to a");
-      assertEquals(recvSome(a, 16), "to a");
-    } finally {
-      closeFd(a);
-      closeFd(b);
+fdTest("socketPair() makes two connected, blocking, close-on-exec unix stream sockets", () => {
+  const [a, b] = socketPair();
+  try {
+    assertNotEquals(a, b);
+    for (const fd of [a, b]) {
+      assert(fileOf(fd).startsWith("socket:["));
+      assertEquals(getIntOption(fd, SockOpt.SOL_SOCKET, SockOpt.SO_DOMAIN), 1, "AF_UNIX");
+      assertEquals(getIntOption(fd, SockOpt.SOL_SOCKET, SockOpt.SO_TYPE), 1, "SOCK_STREAM");
+      assertEquals(fdFlags(fd) & 0o2000000, 0o2000000, "O_CLOEXEC");
+      assertEquals(fdFlags(fd) & 0o4000, 0, "blocking");
+      checkStreamFd(fd);
     }
-    return Promise.resolve();
-  }));
+    sendAll(a, "to b");
+    assertEquals(recvSome(b, 16), "to b");
+    sendAll(b, "to a");
+    assertEquals(recvSome(a, 16), "to a");
+  } finally {
+    closeFd(a);
+    closeFd(b);
+  }
+  return Promise.resolve();
+});
 
-Deno.test("dupFd() gives a second close-on-exec fd for the same socket; closeFd() says what it closed", () =>
-  withoutFdLeak(() => {
+fdTest(
+  "dupFd() gives a second close-on-exec fd for the same socket; closeFd() says what it closed",
+  () => {
     const [a, b] = socketPair();
     const copy = dupFd(a);
     assert(copy > 2 && copy !== a && copy !== b);
@@ -83,31 +86,32 @@ Deno.test("dupFd() gives a second close-on-exec fd for the same socket; closeFd(
     assertEquals(closeFd(-1), false);
     closeFd(b);
     return Promise.resolve();
-  }));
+  },
+);
 
-Deno.test("sendFd() and receiveFd() carry a descriptor across a socketpair", () =>
-  withoutFdLeak(async () => {
-    const [a, b] = socketPair();
-    const [x, y] = socketPair();
-    try {
-      await sendFd(a, x, te.encode("xy"));
-      const got = await receiveFd(b, 8, { timeoutMs: 1000 });
-      assertEquals(td.decode(got.bytes), "xy");
-      assertNotEquals(got.fd, x);
-      assertEquals(fileOf(got.fd), fileOf(x), "the same socket under a new number");
-      assertEquals(fdFlags(got.fd) & 0o2000000, 0o2000000, "MSG_CMSG_CLOEXEC");
-      // The sender still owns its fd; the received one works on its own.
-      closeFd(x);
-      sendAll(got.fd, "via copy");
-      assertEquals(recvSome(y, 16), "via copy");
-      closeFd(got.fd);
-    } finally {
-      for (const fd of [a, b, y]) closeFd(fd);
-    }
-  }));
+fdTest("sendFd() and receiveFd() carry a descriptor across a socketpair", async () => {
+  const [a, b] = socketPair();
+  const [x, y] = socketPair();
+  try {
+    await sendFd(a, x, te.encode("xy"));
+    const got = await receiveFd(b, 8, { timeoutMs: 1000 });
+    assertEquals(td.decode(got.bytes), "xy");
+    assertNotEquals(got.fd, x);
+    assertEquals(fileOf(got.fd), fileOf(x), "the same socket under a new number");
+    assertEquals(fdFlags(got.fd) & 0o2000000, 0o2000000, "MSG_CMSG_CLOEXEC");
+    // The sender still owns its fd; the received one works on its own.
+    closeFd(x);
+    sendAll(got.fd, "via copy");
+    assertEquals(recvSome(y, 16), "via copy");
+    closeFd(got.fd);
+  } finally {
+    for (const fd of [a, b, y]) closeFd(fd);
+  }
+});
 
-Deno.test("receiveFd() with maxBytes 1 takes the byte with the descriptor and leaves the rest", () =>
-  withoutFdLeak(async () => {
+fdTest(
+  "receiveFd() with maxBytes 1 takes the byte with the descriptor and leaves the rest",
+  async () => {
     const [a, b] = socketPair();
     try {
       await sendFd(a, a, te.encode("Frest"));
@@ -119,10 +123,12 @@ Deno.test("receiveFd() with maxBytes 1 takes the byte with the descriptor and le
       closeFd(a);
       closeFd(b);
     }
-  }));
+  },
+);
 
-Deno.test("receiveFd() reports bytes without a descriptor, a time limit passed and a closed peer", () =>
-  withoutFdLeak(async () => {
+fdTest(
+  "receiveFd() reports bytes without a descriptor, a time limit passed and a closed peer",
+  async () => {
     const [a, b] = socketPair();
     try {
       const timeout = await assertRejects(
@@ -145,33 +151,33 @@ Deno.test("receiveFd() reports bytes without a descriptor, a time limit passed a
       closeFd(a);
       closeFd(b);
     }
-  }));
+  },
+);
 
-Deno.test("sendFd() needs at least one byte to carry the descriptor", () =>
-  withoutFdLeak(async () => {
-    const [a, b] = socketPair();
-    await assertRejects(() => sendFd(a, b, new Uint8Array(0)), RangeError, "at least 1 byte");
-    closeFd(a);
-    closeFd(b);
-  }));
+fdTest("sendFd() needs at least one byte to carry the descriptor", async () => {
+  const [a, b] = socketPair();
+  await assertRejects(() => sendFd(a, b, new Uint8Array(0)), RangeError, "at least 1 byte");
+  closeFd(a);
+  closeFd(b);
+});
 
-Deno.test("checkStreamFd() refuses what is not a socket, naming the errno", () =>
-  withoutFdLeak(() => {
-    const bad = assertThrows(() => checkStreamFd(-1), StreamFdError, "EBADF");
-    assertEquals([bad.failure, bad.errno], ["not_a_socket", 9]);
-    const file = clientLib().open(cString("/dev/null"), C.O_CLOEXEC, 0);
-    assert(file >= 0);
-    try {
-      const e = assertThrows(() => checkStreamFd(file), StreamFdError, "ENOTSOCK");
-      assertEquals([e.failure, e.errno], ["not_a_socket", 88]);
-    } finally {
-      closeFd(file);
-    }
-    return Promise.resolve();
-  }));
+fdTest("checkStreamFd() refuses what is not a socket, naming the errno", () => {
+  const bad = assertThrows(() => checkStreamFd(-1), StreamFdError, "EBADF");
+  assertEquals([bad.failure, bad.errno], ["not_a_socket", 9]);
+  const file = clientLib().open(cString("/dev/null"), C.O_CLOEXEC, 0);
+  assert(file >= 0);
+  try {
+    const e = assertThrows(() => checkStreamFd(file), StreamFdError, "ENOTSOCK");
+    assertEquals([e.failure, e.errno], ["not_a_socket", 88]);
+  } finally {
+    closeFd(file);
+  }
+  return Promise.resolve();
+});
 
-Deno.test("checkStreamFd() refuses a stream socket never connected, and passes one whose peer left", () =>
-  withoutFdLeak(() => {
+fdTest(
+  "checkStreamFd() refuses a stream socket never connected, and passes one whose peer left",
+  () => {
     const fresh = clientLib().socket(C.AF_UNIX, C.SOCK_STREAM | C.SOCK_CLOEXEC, 0);
     const [a, b] = socketPair();
     try {
@@ -186,4 +192,5 @@ Deno.test("checkStreamFd() refuses a stream socket never connected, and passes o
       closeFd(a);
     }
     return Promise.resolve();
-  }));
+  },
+);

@@ -330,6 +330,10 @@ const checks: Partial<Record<ScenarioName, Check>> = {
   unix_attach(run, r) {
     _requirePassed(run, r, "tests", [1]);
   },
+  user_attach(run, r) {
+    // Through the port the console user attached without root.
+    _requirePassed(run, r, "tests", [1, 2, 9, 10, 13]);
+  },
   client_attach(run, r) {
     // main.ts attach over TCP and the unix socket: test 1 through each, then through the
     // device persist re-attached; both port commands showed our record.

@@ -19,6 +19,7 @@ export const SCENARIOS = [
   "client_attach",
   "storage",
   "storage_baseline",
+  "user_attach",
 ] as const;
 
 /** A scenario name. */
@@ -38,6 +39,7 @@ export const GATEWAY_SCENARIOS: readonly ScenarioName[] = [
   "client_attach",
   "storage",
   "storage_baseline",
+  "user_attach",
 ];
 
 /**
@@ -90,7 +92,13 @@ export const MODULES = [
 ] as const;
 
 /** Host binaries copied into the initramfs together with the libraries `ldd` lists. */
-const DYNAMIC_BINARIES = ["/usr/sbin/usbip", "/usr/sbin/usbipd", "/usr/bin/socat"] as const;
+const DYNAMIC_BINARIES = [
+  "/usr/sbin/usbip",
+  "/usr/sbin/usbipd",
+  "/usr/bin/socat",
+  // util-linux's, for scenarios that act as other users (busybox's cannot change uids).
+  "/usr/bin/setpriv",
+] as const;
 
 /**
  * File system tools for the storage scenarios (e2fsprogs, dosfstools), copied with their
@@ -947,6 +955,7 @@ export const DEFAULT_TIMEOUTS: Record<ScenarioName, number> = {
   client_attach: 600,
   storage: 600,
   storage_baseline: 600,
+  user_attach: 420,
 };
 
 /**

@@ -19,7 +19,10 @@ import { closeFd } from "../../lib/ffi/fd.ts";
 import { FdPassingError, StreamFdError } from "../../lib/ffi/scm_rights.ts";
 import { FdSocket } from "../../lib/client/fd_socket.ts";
 import { C, lib as clientLib } from "../../lib/client/_libc_socket.ts";
-import { runPeer, withoutFdLeak } from "../ffi/_fds.ts";
+import { fdTests, runPeer } from "../ffi/_fds.ts";
+
+/** Tests that must leave as many descriptors open as they found, each in its own process. */
+const fdTest = fdTests(import.meta.url);
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -46,8 +49,9 @@ async function pingThrough(fd: number): Promise<string> {
   }
 }
 
-Deno.test("wrapSocketFd() serves a socketpair end as a Connection with the peer the caller gives", () =>
-  withoutFdLeak(async () => {
+fdTest(
+  "wrapSocketFd() serves a socketpair end as a Connection with the peer the caller gives",
+  async () => {
     const [mine, theirs] = socketPair();
     const peer: PeerInfo = {
       transport: "unix",
@@ -76,10 +80,12 @@ Deno.test("wrapSocketFd() serves a socketpair end as a Connection with the peer 
       other.close();
       conn.close();
     }
-  }));
+  },
+);
 
-Deno.test("wrapSocketFd() refuses a listening or datagram socket and leaves the fd to the caller", () =>
-  withoutFdLeak(async () => {
+fdTest(
+  "wrapSocketFd() refuses a listening or datagram socket and leaves the fd to the caller",
+  async () => {
     const dir = await Deno.makeTempDir({ prefix: "unix_fd_" });
     const server = net.createServer();
     await new Promise<void>((resolve) => server.listen(`${dir}/l.sock`, resolve));
@@ -102,10 +108,12 @@ Deno.test("wrapSocketFd() refuses a listening or datagram socket and leaves the 
       await new Promise((resolve) => server.close(resolve));
       await Deno.remove(dir, { recursive: true });
     }
-  }));
+  },
+);
 
-Deno.test("receiveFd() on a socketpair connection takes the descriptor sent after the cue", () =>
-  withoutFdLeak(async () => {
+fdTest(
+  "receiveFd() on a socketpair connection takes the descriptor sent after the cue",
+  async () => {
     const [mine, theirs] = socketPair();
     const conn = wrapSocketFd(mine, { transport: "unix", address: "socketpair", uid: 1000 });
     const client = FdSocket.adopt(theirs, { transport: "unix", path: "socketpair:gateway" });
@@ -130,7 +138,8 @@ Deno.test("receiveFd() on a socketpair connection takes the descriptor sent afte
       client.close();
       conn.close();
     }
-  }));
+  },
+);
 
 /**
  * Runs `_fd_peer.ts cue PATH mode rounds` against a UnixListener and serves each connection
@@ -192,8 +201,9 @@ async function serveDescriptor(conn: Connection, cueFirst = false): Promise<stri
   return `${outcome} then ${more}`;
 }
 
-Deno.test("a unix listener's connection receives a descriptor another process sends after the cue", () =>
-  withoutFdLeak(async () => {
+fdTest(
+  "a unix listener's connection receives a descriptor another process sends after the cue",
+  async () => {
     // The byte with the descriptor alone, then MORE in a second write.
     assertEquals(
       await withCueClient("fd", 20, (conn) => serveDescriptor(conn)),
@@ -209,10 +219,12 @@ Deno.test("a unix listener's connection receives a descriptor another process se
       await withCueClient("fd", 20, (conn) => serveDescriptor(conn, true)),
       Array(20).fill("fd PING then MORE"),
     );
-  }));
+  },
+);
 
-Deno.test("receiveFd() reports a byte without a descriptor and a time limit passed; reading resumes", () =>
-  withoutFdLeak(async () => {
+fdTest(
+  "receiveFd() reports a byte without a descriptor and a time limit passed; reading resumes",
+  async () => {
     assertEquals(
       await withCueClient("plain", 3, (conn) => serveDescriptor(conn)),
       Array(3).fill("no_fd then MORE"),
@@ -228,21 +240,22 @@ Deno.test("receiveFd() reports a byte without a descriptor and a time limit pass
       return `${e.failure} then ${more}`;
     };
     assertEquals(await withCueClient("late", 1, late), ["timeout then MORE"]);
-  }));
+  },
+);
 
-Deno.test("receiveFd() refuses when data came before it was asked for", () =>
-  withoutFdLeak(async () => {
-    const early = async (conn: Connection) => {
-      // REQ!X arrives in one piece: the reader takes REQ!, X stays unread in the connection.
-      assertEquals(await readText(conn, 4), "REQ!");
-      const e = await assertRejects(() => conn.receiveFd!(2000), FdPassingError, "1 unread");
-      return e.failure;
-    };
-    assertEquals(await withCueClient("early", 1, early), ["early_data"]);
-  }));
+fdTest("receiveFd() refuses when data came before it was asked for", async () => {
+  const early = async (conn: Connection) => {
+    // REQ!X arrives in one piece: the reader takes REQ!, X stays unread in the connection.
+    assertEquals(await readText(conn, 4), "REQ!");
+    const e = await assertRejects(() => conn.receiveFd!(2000), FdPassingError, "1 unread");
+    return e.failure;
+  };
+  assertEquals(await withCueClient("early", 1, early), ["early_data"]);
+});
 
-Deno.test("receiveFd() ends when the connection closes, refuses a second call meanwhile, and a closed one", () =>
-  withoutFdLeak(async () => {
+fdTest(
+  "receiveFd() ends when the connection closes, refuses a second call meanwhile, and a closed one",
+  async () => {
     const [mine, theirs] = socketPair();
     const conn = wrapSocketFd(mine, { transport: "unix", address: "socketpair" });
     try {
@@ -257,30 +270,30 @@ Deno.test("receiveFd() ends when the connection closes, refuses a second call me
       conn.close();
       closeFd(theirs);
     }
-  }));
+  },
+);
 
-Deno.test("receiveFd() is offered by unix connections only", () =>
-  withoutFdLeak(async () => {
-    const listener = new TcpListener({ hostname: "127.0.0.1", port: 0 });
-    const accepted = listener[Symbol.asyncIterator]().next();
-    const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.port });
-    const conn = (await accepted).value!;
-    assertEquals(conn.receiveFd, undefined);
-    client.close();
-    conn.close();
-    listener.close();
-    const [a, b] = memoryConnectionPair();
-    assertEquals([a.receiveFd, b.receiveFd], [undefined, undefined]);
-    a.close();
-    b.close();
-    // The client side of connectUnix is a Deno socket: it has no fd of its own to offer.
-    const dir = await Deno.makeTempDir({ prefix: "unix_fd_" });
-    const unix = await UnixListener.listen({ path: `${dir}/c.sock` });
-    const served = unix[Symbol.asyncIterator]().next();
-    const out = await connectUnix(`${dir}/c.sock`);
-    assertEquals(out.receiveFd, undefined);
-    out.close();
-    (await served).value!.close();
-    unix.close();
-    await Deno.remove(dir, { recursive: true });
-  }));
+fdTest("receiveFd() is offered by unix connections only", async () => {
+  const listener = new TcpListener({ hostname: "127.0.0.1", port: 0 });
+  const accepted = listener[Symbol.asyncIterator]().next();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.port });
+  const conn = (await accepted).value!;
+  assertEquals(conn.receiveFd, undefined);
+  client.close();
+  conn.close();
+  listener.close();
+  const [a, b] = memoryConnectionPair();
+  assertEquals([a.receiveFd, b.receiveFd], [undefined, undefined]);
+  a.close();
+  b.close();
+  // The client side of connectUnix is a Deno socket: it has no fd of its own to offer.
+  const dir = await Deno.makeTempDir({ prefix: "unix_fd_" });
+  const unix = await UnixListener.listen({ path: `${dir}/c.sock` });
+  const served = unix[Symbol.asyncIterator]().next();
+  const out = await connectUnix(`${dir}/c.sock`);
+  assertEquals(out.receiveFd, undefined);
+  out.close();
+  (await served).value!.close();
+  unix.close();
+  await Deno.remove(dir, { recursive: true });
+});

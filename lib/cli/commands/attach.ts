@@ -171,7 +171,7 @@ async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
     if (remoteText !== undefined && unix !== undefined) {
       throw new UsageError(`"attach" takes -r HOST[:PORT] or --unix PATH (the gateway), not both`);
     }
-    const socketPath = gatewaySocket(flags, io, "attach");
+    const socketPath = gatewaySocket(flags, io);
     let request: AttachRequest = { kind: "local", busid };
     let what = `${busid} of the gateway at ${socketPath}`;
     if (remoteText !== undefined) {

@@ -43,7 +43,7 @@ removing them there and reloading.`,
       flags.noMorePositional();
       const busid = flags.one("busid");
       if (busid === undefined) throw new UsageError(`"${action}" needs -b BUSID`);
-      const conn = await connectUnix(gatewaySocket(flags, io, action));
+      const conn = await connectUnix(gatewaySocket(flags, io));
       const answer = await request(conn, busid);
       if (answer.status === OpStatus.ST_OK) {
         await io.out(`${answer.message}\n`);

@@ -51,7 +51,7 @@ async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
   }
   if (Deno.uid() !== 0) {
     // vhci's detach file is root's: the gateway detaches, and only this user's own ports.
-    const socketPath = gatewaySocket(flags, io, "detach");
+    const socketPath = gatewaySocket(flags, io);
     for (const port of ports) {
       await detachThroughGateway(socketPath, port);
       if (ports.length > 1 || portText === undefined) await io.out(`detached port ${port}\n`);

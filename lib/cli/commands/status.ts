@@ -10,30 +10,36 @@ import { connectUnix } from "../../transport/mod.ts";
 import type { Command, CommandIo, ParsedFlags } from "../command.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { asServerStatus, formatStatus, statusJson } from "../status.ts";
-import { UsageError } from "../usage_error.ts";
-import { defaultUnixPath } from "./_defaults.ts";
+import { defaultUnixPath, SYSTEM_SOCKET } from "./_defaults.ts";
 
 /** The `--unix PATH` flag of the commands that talk to a running gateway. */
 export const GATEWAY_SOCKET_FLAG = {
   name: "unix",
   value: "PATH",
-  help: `the gateway's socket (default $XDG_RUNTIME_DIR/usbipgw.sock, or
-/run/usbipgw.sock as root)`,
+  help: `the gateway's socket (default $XDG_RUNTIME_DIR/usbipgw.sock when it
+exists, else /run/usbipgw.sock, the system gateway's)`,
   complete: "file",
 } as const;
 
-/** The gateway socket `--unix` names, or the default one. */
-export function gatewaySocket(flags: ParsedFlags, io: CommandIo, command: string): string {
-  const path = flags.one("unix") ?? defaultUnixPath(io);
-  if (path === undefined) {
-    throw new UsageError(`"${command}" needs --unix PATH: XDG_RUNTIME_DIR is not set`);
+/**
+ * The gateway socket `--unix` names; by default this user's own gateway's
+ * ({@linkcode defaultUnixPath}) when that socket exists, else the system gateway's.
+ */
+export function gatewaySocket(flags: ParsedFlags, io: CommandIo): string {
+  const given = flags.one("unix");
+  if (given !== undefined) return given;
+  const own = defaultUnixPath(io);
+  try {
+    if (own !== undefined && Deno.statSync(own).isSocket) return own;
+  } catch {
+    // No gateway of this user's: the system's.
   }
-  return path;
+  return SYSTEM_SOCKET;
 }
 
 async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
   flags.noMorePositional();
-  const path = gatewaySocket(flags, io, "status");
+  const path = gatewaySocket(flags, io);
   const conn = await connectUnix(path).catch((e) => {
     throw new Error(`Cannot reach a gateway at ${path}: ${(e as Error).message}`, { cause: e });
   });
