@@ -49,3 +49,5 @@ export * from "./lib/devices/mod.ts";
 export * from "./lib/policy/mod.ts";
 export * from "./lib/server/mod.ts";
 export * from "./lib/client/usbip_client.ts";
+export * from "./lib/client/gateway_requests.ts";
+export * from "./lib/client/own_device.ts";

@@ -200,7 +200,13 @@ export class AttachService implements LocalAttachService {
   ): Promise<{ authority: Authority } | { refused: string }> {
     const uid = peer.uid!;
     if (uid === 0) return { authority: "root" };
-    if (kind === "local" && uid === this.#o.consoleUid()) return { authority: "console" };
+    const atConsole = uid === this.#o.consoleUid();
+    if (
+      atConsole &&
+      (kind === "local" || (kind === "stream" && this.#o.config().streams === "console"))
+    ) {
+      return { authority: "console" };
+    }
     if (peer.pid === undefined) return { refused: "the requester's pid is unknown to ask polkit" };
     const polkit = await this.#o.polkit(ATTACH_ACTIONS[kind], { pid: peer.pid, uid }, details);
     if (polkit.authorized) return { authority: "polkit" };

@@ -148,8 +148,12 @@ export interface AttachConfig {
    * written). Empty: no remote attach.
    */
   readonly remotes: readonly { readonly cidr?: Cidr; readonly host?: string }[];
-  /** Whether a user's own program may hand over a socket to attach. */
-  readonly streams: boolean;
+  /**
+   * Whether a user's own program may hand over a socket to attach: `false`; `true` (polkit
+   * decides, `org.usbipgw.attach-stream`); or `"console"` (the console user may without
+   * asking polkit, everyone else as with `true`).
+   */
+  readonly streams: boolean | "console";
   /** Ports one user may hold at once through the gateway. */
   readonly maxPerUser: number;
   /** Attach and detach requests one user may make per second. */
@@ -666,8 +670,9 @@ function checkAttach(given: ConfigInput["attach"], problems: ConfigError[]): Att
   }
   let streams = DEFAULT_ATTACH.streams;
   if (given.streams !== undefined) {
-    if (typeof given.streams.value === "boolean") streams = given.streams.value;
-    else problems.push(new ConfigError(given.streams.origin, "expected true or false"));
+    const v = given.streams.value;
+    if (typeof v === "boolean" || v === "console") streams = v;
+    else problems.push(new ConfigError(given.streams.origin, `expected true, false or "console"`));
   }
   const count = (key: string, fallback: number): number => {
     const g = given[key];

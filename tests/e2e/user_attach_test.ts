@@ -15,6 +15,8 @@ import { startGateway } from "../../lib/cli/gateway.ts";
 import { controllerPorts, type FakePort, fakeSysfs } from "../client/_vhci_tree.ts";
 import { captureLogs, render } from "../server/_logs.ts";
 import { tempDir } from "./_gateway.ts";
+import { attachOwnDevice, OwnDeviceRefusedError } from "../../lib/client/own_device.ts";
+import { HidKeyboard } from "../../lib/devices/keyboard.ts";
 
 const CONSOLE = 65534; // nobody
 const OTHER = 65533;
@@ -194,5 +196,55 @@ Deno.test({
     assert(audit.some((m) => m.includes("allowed as console")), audit.join("\n"));
     assert(audit.some((m) => m.includes("refused")), audit.join("\n"));
     assertEquals(openSockets(), fdsBefore, "every socket of the gateway is closed again");
+  },
+});
+
+Deno.test({
+  name: "a program's own device goes into the kernel through the gateway only when streams are on",
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    const dir = await tempDir();
+    const tree = await fakeSysfs([controllerPorts(0)]);
+    const kernel = fakeKernel(tree);
+    const sock = `${dir.path}/gw.sock`;
+    const fdsBefore = openSockets();
+    const start = async (streams: string) =>
+      await startGateway(
+        await checkConfigText(
+          `console_uid = ${CONSOLE}\n[[unix]]\npath = "${sock}"\n[[device]]\ntype = "gadget-zero"\n` +
+            `[attach]\nstreams = ${streams}\n`,
+          `${dir.path}/gw.toml`,
+        ),
+        { vhci: { sysfsRoot: tree.root, stateDir: null } },
+      );
+    try {
+      const off = await start("false");
+      try {
+        const e = await attachOwnDevice(new HidKeyboard(), { gatewaySocket: sock }).catch((e) => e);
+        assert(e instanceof OwnDeviceRefusedError, String(e));
+        assertEquals(e.status, OpStatus.ST_NA);
+        assertStringIncludes(e.message, "[attach] streams = false");
+      } finally {
+        await off.close();
+      }
+      const on = await start("true");
+      try {
+        // Root's program: the socket goes over SCM_RIGHTS, the gateway imports the keyboard over
+        // it (checking the reply) and writes it to vhci.
+        const keyboard = new HidKeyboard();
+        const attached = await attachOwnDevice(keyboard, { gatewaySocket: sock, busid: "2-1" });
+        await until(() => kernel.used.has(attached.vhciPort), "the fake kernel saw the attach");
+        assertMatch(kernel.attached.at(-1)!, new RegExp(`^${attached.vhciPort} \\d+ 131074 2$`));
+        await attached.close();
+        await attached.ended;
+      } finally {
+        await on.close();
+      }
+    } finally {
+      kernel.stop();
+      await tree.remove();
+      await dir.remove();
+    }
+    assertEquals(openSockets(), fdsBefore, "every socket is closed again");
   },
 });

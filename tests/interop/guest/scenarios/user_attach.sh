@@ -2,8 +2,10 @@
 # file names uid 1000 as the console user. uid 1000 runs `main.ts attach -b 1-1` without root:
 # usbtest binds Gadget Zero and testusb passes through that port. uid 1001 is refused (exit 6,
 # the policy's exit code) with an audit line. uid 1000 cannot detach the port root attached,
-# detaches its own, attaches again, and a seat switch to uid 1001 frees that port within 1 s
-# while root's stays.
+# detaches its own, and runs a device program of its own (user_keyboard.ts, against mod.ts: a
+# stream attach, "[attach] streams" on): usbhid binds the keyboard and a line it types arrives
+# on its evdev node. uid 1000 attaches Gadget Zero again, and a seat switch to uid 1001 frees
+# both of its ports within 1 s, while root's stays.
 
 CONSOLE=1000
 OTHER=1001
@@ -15,14 +17,22 @@ seat() {
 	printf 'ACTIVE=c%s\nACTIVE_UID=%s\n' "$1" "$1" >"$SEATS/.#seat0" && mv "$SEATS/.#seat0" "$SEATS/seat0"
 }
 
-# as_user UID ARGS...: main.ts ARGS as that user, without any privilege.
-as_user() {
+# as_deno UID SCRIPT ARGS...: a Deno program as that user, without any privilege (at most
+# $TIMEOUT seconds, default 600).
+as_deno() {
 	_uid=$1
 	shift
 	# shellcheck disable=SC2086 # DENO_FLAGS is a word list
-	timeout -s KILL 90 /usr/bin/setpriv --reuid="$_uid" --regid="$_uid" --clear-groups \
+	timeout -s KILL "${TIMEOUT:-600}" /usr/bin/setpriv --reuid="$_uid" --regid="$_uid" --clear-groups \
 		env HOME=/tmp DENO_DIR=/deno_dir DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 NO_COLOR=1 \
-		"$DENO" run -A $DENO_FLAGS "$ROOT/main.ts" "$@"
+		"$DENO" run -A $DENO_FLAGS "$@"
+}
+
+# as_user UID ARGS...: main.ts ARGS as that user.
+as_user() {
+	_uid=$1
+	shift
+	TIMEOUT=90 as_deno "$_uid" "$ROOT/main.ts" "$@"
 }
 
 # free_within SECONDS PORT: waits for the port to be free, polling every 20 ms; prints the time.
@@ -36,10 +46,27 @@ free_within() {
 	rig_since "$_t0"
 }
 
+# user_input: the evdev node of the keyboard on vhci port $STREAM_PORT (root's is on another).
+user_input() {
+	_b=$(awk -v p="$STREAM_PORT" 'NR > 1 { n = $2; sub(/^0+/, "", n) } NR > 1 && n + 0 == p { print $7 }' "$VHCI/status")
+	for _e in /sys/class/input/event*; do
+		case "$(readlink -f "$_e/device")" in
+		*/vhci_hcd.0/usb*/"$_b"/*)
+			echo "/dev/input/$(basename "$_e")"
+			return 0
+			;;
+		esac
+	done
+	return 1
+}
+
 rig_client_modules
+for m in usbhid hid-generic evdev; do rig_modprobe "$m"; done
 seat "$CONSOLE"
+# A user's own program may attach a stream; the console user without asking polkit.
+printf '[attach]\nstreams = "console"\n' >"$W/gw.toml"
 # The socket is open to every local user (as the socket unit's is); the gateway decides.
-GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK --unix-mode 0666 \
+GW_ARGS="serve --config $W/gw.toml --tcp 127.0.0.1:3240 --unix $GW_SOCK --unix-mode 0666 \
 --device gadget-zero:busid=1-1 --device keyboard:busid=1-2 \
 --rule allow:transport=tcp,source=127.0.0.0/8,busid=1-1|1-2 --log-level debug"
 rig_start_gateway
@@ -76,7 +103,32 @@ rig_vhci_port_free "$ROOT_PORT" && fail "uid $CONSOLE detached root's port $ROOT
 out=$(as_user "$CONSOLE" detach -p "$USER_PORT" 2>&1) || fail "uid $CONSOLE: detach -p $USER_PORT failed: $out"
 rig_wait 10 rig_vhci_port_free "$USER_PORT" || fail "port $USER_PORT still in use 10 s after its detach"
 
-# (4) a seat switch takes uid 1000's port back within 1 s; root's stays.
+# (4) uid 1000's own device program: a keyboard that types what it reads.
+mkfifo "$W/kbd.in"
+chmod 0666 "$W/kbd.in"
+t0=$(rig_uptime)
+as_deno "$CONSOLE" "$ROOT/tests/interop/guest/user_keyboard.ts" "$GW_SOCK" \
+	<"$W/kbd.in" >"$W/kbd.out" 2>"$W/kbd.err" &
+KBD_PID=$!
+exec 3>"$W/kbd.in"
+rig_wait 60 test -s "$W/kbd.out" || fail "uid $CONSOLE's keyboard program did not attach: $(cat "$W/kbd.err")"
+STREAM_PORT=$(head -n 1 "$W/kbd.out")
+rig_wait 20 user_input >/dev/null || fail "no evdev node for uid $CONSOLE's keyboard on vhci port $STREAM_PORT"
+EV=$(user_input)
+rig_wait 5 test -c "$EV" || fail "$EV did not appear in /dev"
+rig_field stream_attach_to_input_s "$(rig_since "$t0")"
+rig-evdev-read "$EV" 60 >"$W/typed" 2>/dev/null &
+READER=$!
+usleep 500000
+LINE="typed by uid $CONSOLE"
+echo "$LINE" >&3
+rig_wait 30 eval '[ "$(tr -d "\n" <"$W/typed")" = "$LINE" ]' ||
+	fail "expected '$LINE' on $EV; got '$(tr -d "\n" <"$W/typed")' ($(cat "$W/kbd.err"))"
+kill "$READER" 2>/dev/null
+rig_field_str typed_by_user "$(cat "$W/typed")"
+log "uid $CONSOLE's own keyboard on vhci port $STREAM_PORT typed '$LINE'"
+
+# (5) a seat switch takes uid 1000's ports back within 1 s; root's stays.
 USER_PORT=$(as_user "$CONSOLE" attach -b "$GZ_BUSID" 2>&1) || fail "uid $CONSOLE: second attach failed: $USER_PORT"
 rig_wait_gadget_zero
 seat "$OTHER"
@@ -85,7 +137,10 @@ rig_field seat_switch_free_s "$s"
 log "seat switch to uid $OTHER freed port $USER_PORT in $s s"
 rig_wait 2 grep -q "Took back vhci port $USER_PORT of uid $CONSOLE" "$GW_LOG" ||
 	fail "no audit line for the take-back"
+rig_vhci_port_free "$STREAM_PORT" || fail "uid $CONSOLE's keyboard port $STREAM_PORT is still in use"
 rig_vhci_port_free "$ROOT_PORT" && fail "root's port $ROOT_PORT was freed at the seat switch"
+exec 3>&-
+wait "$KBD_PID"
 
 gw_cli detach -p "$ROOT_PORT" >/dev/null 2>&1 || fail "root: detach -p $ROOT_PORT failed"
 rig_wait 10 rig_vhci_free || fail "vhci ports still in use at the end"
