@@ -14,7 +14,7 @@ import { checkConfigText } from "../../lib/cli/config.ts";
 import { startGateway } from "../../lib/cli/gateway.ts";
 import { controllerPorts, type FakePort, fakeSysfs } from "../client/_vhci_tree.ts";
 import { captureLogs, render } from "../server/_logs.ts";
-import { tempDir } from "./_gateway.ts";
+import { runMain, tempDir } from "./_gateway.ts";
 import { attachOwnDevice, OwnDeviceRefusedError } from "../../lib/client/own_device.ts";
 import { HidKeyboard } from "../../lib/devices/keyboard.ts";
 
@@ -128,7 +128,7 @@ Deno.test({
     const config = await checkConfigText(
       `seat_dir = "${seats}"\n[[unix]]\npath = "${sock}"\nmode = "0666"\n` +
         `[[device]]\ntype = "gadget-zero"\nbusid = "1-1"\n[[device]]\ntype = "keyboard"\nbusid = "1-2"\n` +
-        `[attach]\nrequests_per_second = 3\n`,
+        `[attach]\nrequests_per_second = 3\nmax_per_user = 1\nremotes = ["127.0.0.0/8"]\n`,
       `${dir.path}/gw.toml`,
     );
     const fdsBefore = openSockets();
@@ -140,6 +140,9 @@ Deno.test({
     const detach = async (uid: number, port: number) =>
       decodeOpRepDetach(await asUser(uid, sock, encodeOpReqDetach(port)));
     try {
+      // A device the gateway does not have.
+      const none = await attach(CONSOLE, "9-9");
+      assertEquals(none.status, OpStatus.ST_NODEV, none.message);
       // The console user attaches Gadget Zero: the gateway writes vhci's attach file.
       const mine = await attach(CONSOLE, "1-1");
       assertEquals([mine.status, mine.vhciPort], [OpStatus.ST_OK, 0], mine.message);
@@ -150,9 +153,35 @@ Deno.test({
       assertEquals(other.status, OpStatus.ST_NA, other.message);
       assertStringIncludes(other.message, "is not the console user");
       assertStringIncludes(other.message, "org.usbipgw.attach-local");
-      // A device the gateway does not have.
-      const none = await attach(CONSOLE, "9-9");
-      assertEquals(none.status, OpStatus.ST_NODEV, none.message);
+      // `port` shows who had the gateway attach the port, and how.
+      const port = await runMain([
+        "port",
+        "--json",
+        "--unix",
+        sock,
+        "--sysfs",
+        tree.root,
+        "--state-dir",
+        `${dir.path}/vhci_hcd`,
+      ]);
+      assertEquals(port.code, 0, port.stderr);
+      const by = JSON.parse(port.stdout)[0].attached_by;
+      assertEquals([by.uid, by.kind, by.authority], [CONSOLE, "local", "console"]);
+      // One port per user here (max_per_user = 1); remote attaches only to listed servers, and
+      // then polkit decides even for the console user.
+      await new Promise((r) => setTimeout(r, 1100));
+      const second = await attach(CONSOLE, "1-2");
+      assertEquals(second.status, OpStatus.ST_ERROR);
+      assertStringIncludes(second.message, "max_per_user");
+      const remote = (host: string) =>
+        asUser(OTHER, sock, encodeOpReqAttach({ kind: "remote", host, port: 3240, busid: "1-1" }))
+          .then(decodeOpRepAttach);
+      const unlisted = await remote("192.0.2.7");
+      assertEquals(unlisted.status, OpStatus.ST_NA);
+      assertStringIncludes(unlisted.message, "[attach] remotes");
+      const listed = await remote("127.0.0.1");
+      assertEquals(listed.status, OpStatus.ST_NA);
+      assertStringIncludes(listed.message, "org.usbipgw.attach-remote");
       // Only the user who attached a port may detach it.
       await new Promise((r) => setTimeout(r, 1100)); // the rate limit's window
       const stranger = await detach(OTHER, 0);
