@@ -28,6 +28,7 @@ import { connectUnix } from "../../transport/mod.ts";
 import {
   readVhciPorts,
   removePortRecord,
+  VdevStatus,
   speedName,
   VHCI_STATE_DIR,
   VhciMissingError,
@@ -131,7 +132,14 @@ async function attachThroughGateway(
   if (reply.status !== OpStatus.ST_OK) {
     throw new GatewayRefusal(reply.status, `Cannot attach ${request.busid}: ${reply.message}`);
   }
-  const port = (await readVhciPorts(sysfsRoot)).find((p) => p.port === reply.vhciPort);
+  // What vhci shows for the port, for --persist to tell it from a port given to someone else:
+  // devid appears once the hub has reset the port (VDEV_ST_USED, vhci_sysfs.c).
+  const deadline = performance.now() + 5000;
+  let port = (await readVhciPorts(sysfsRoot)).find((p) => p.port === reply.vhciPort);
+  while (port?.status === VdevStatus.VDEV_ST_NOTASSIGNED && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    port = (await readVhciPorts(sysfsRoot)).find((p) => p.port === reply.vhciPort);
+  }
   return {
     port: reply.vhciPort,
     devid: port?.devid ?? 0,

@@ -142,6 +142,31 @@ rig_vhci_port_free "$ROOT_PORT" && fail "root's port $ROOT_PORT was freed at the
 exec 3>&-
 wait "$KBD_PID"
 
+# (6) attach --persist through the gateway: a port freed under it is attached again, and
+# SIGTERM detaches it.
+seat "$CONSOLE"
+# shellcheck disable=SC2086 # DENO_FLAGS is a word list
+/usr/bin/setpriv --reuid="$CONSOLE" --regid="$CONSOLE" --clear-groups \
+	env HOME=/tmp DENO_DIR=/deno_dir DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 NO_COLOR=1 \
+	"$DENO" run -A $DENO_FLAGS "$ROOT/main.ts" attach -b "$GZ_BUSID" --persist \
+	>"$W/persist.out" 2>"$W/persist.err" &
+PERSIST_PID=$!
+rig_wait 60 test -s "$W/persist.out" || fail "attach --persist as uid $CONSOLE did not attach: $(cat "$W/persist.err")"
+P1=$(sed -n 1p "$W/persist.out")
+rig_wait_gadget_zero
+usbip detach -p "$P1" >/dev/null 2>&1 || fail "root: usbip detach -p $P1 failed"
+rig_wait 60 eval '[ "$(grep -c . "$W/persist.out")" -ge 2 ]' ||
+	fail "attach --persist did not attach again after port $P1 was freed: $(cat "$W/persist.err")"
+P2=$(sed -n 2p "$W/persist.out")
+rig_field persist_ports "[$P1, $P2]"
+rig_wait_gadget_zero 30 "$GZ_DEV"
+kill -TERM "$PERSIST_PID"
+wait "$PERSIST_PID"
+rc=$?
+[ "$rc" -eq 0 ] || fail "attach --persist exited $rc on SIGTERM: $(cat "$W/persist.err")"
+rig_wait 10 rig_vhci_port_free "$P2" || fail "port $P2 still in use after --persist stopped"
+log "attach --persist as uid $CONSOLE: port $P1, freed, then port $P2; SIGTERM detached it"
+
 gw_cli detach -p "$ROOT_PORT" >/dev/null 2>&1 || fail "root: detach -p $ROOT_PORT failed"
 rig_wait 10 rig_vhci_free || fail "vhci ports still in use at the end"
 rig_stop_gateway TERM
