@@ -43,7 +43,7 @@ import { stillAttached } from "../client/persist.ts";
 import type { AttributeWriter } from "../client/vhci.ts";
 import type { AttachConfig } from "./config.ts";
 import { PolkitAction, type PolkitActionId } from "../polkit/actions.ts";
-import type { PolkitDetails } from "../policy/polkit.ts";
+import { type PolkitDetails, readProcessStartTime } from "../policy/polkit.ts";
 
 const audit = getLogger(["usbipgw", "audit"]);
 const log = getLogger(["usbipgw", "attach"]);
@@ -58,8 +58,14 @@ export type Authority = "root" | "console" | "polkit";
 export interface Attachment {
   vhciPort: number;
   uid: number;
-  /** The requester's pid, for polkit's check at a seat switch. */
+  /**
+   * The requesting process and its start time, for polkit's check again at a seat switch (a
+   * process that has exited, or another with its pid, is not the requester: polkit says no).
+   */
   pid?: number;
+  startTime?: number;
+  /** What polkit was asked about, asked again the same at a seat switch. */
+  details: PolkitDetails;
   kind: AttachKind;
   busid: string;
   /** The server, for remote attaches: `HOST:PORT`. */
@@ -82,7 +88,7 @@ export interface PolkitAnswer {
 /** Asks polkit whether the process `pid` of `uid` may do `action` (`checkAuthorization`). */
 export type PolkitCheck = (
   action: PolkitActionId,
-  subject: { pid: number; uid: number },
+  subject: { pid: number; uid: number; startTime?: number },
   details: PolkitDetails,
 ) => Promise<PolkitAnswer>;
 
@@ -197,6 +203,7 @@ export class AttachService implements LocalAttachService {
     kind: AttachKind,
     peer: PeerInfo,
     details: PolkitDetails,
+    startTime: number | undefined,
   ): Promise<{ authority: Authority } | { refused: string }> {
     const uid = peer.uid!;
     if (uid === 0) return { authority: "root" };
@@ -208,13 +215,11 @@ export class AttachService implements LocalAttachService {
       return { authority: "console" };
     }
     if (peer.pid === undefined) return { refused: "the requester's pid is unknown to ask polkit" };
-    const polkit = await this.#o.polkit(ATTACH_ACTIONS[kind], { pid: peer.pid, uid }, details);
+    const subject = { pid: peer.pid, uid, ...(startTime !== undefined ? { startTime } : {}) };
+    const polkit = await this.#o.polkit(ATTACH_ACTIONS[kind], subject, details);
     if (polkit.authorized) return { authority: "polkit" };
-    return {
-      refused: `uid ${uid} is ${
-        kind === "local" ? "not the console user, and " : ""
-      }polkit says no to ${ATTACH_ACTIONS[kind]}: ${polkit.reason}`,
-    };
+    const who = kind === "local" && !atConsole ? `uid ${uid} is not the console user, and ` : "";
+    return { refused: `${who}polkit says no to ${ATTACH_ACTIONS[kind]}: ${polkit.reason}` };
   }
 
   /**
@@ -289,7 +294,9 @@ export class AttachService implements LocalAttachService {
       details.vid_pid = `${hex(s.idVendor)}:${hex(s.idProduct)}`;
     }
     if (request.kind === "remote") details.remote = `${request.host}:${request.port || USBIP_PORT}`;
-    const decision = await this.#authorize(request.kind, peer, details);
+    // Read now, while the requester waits for the answer: polkit then judges this process.
+    const startTime = peer.pid === undefined ? undefined : await readProcessStartTime(peer.pid);
+    const decision = await this.#authorize(request.kind, peer, details, startTime);
     if ("refused" in decision) return refuse(OpStatus.ST_NA, decision.refused);
     if (local !== undefined) {
       const rule = this.#o.policy.decide(peer, deviceFacts(local));
@@ -311,6 +318,8 @@ export class AttachService implements LocalAttachService {
       vhciPort: result.port,
       uid,
       ...(peer.pid !== undefined ? { pid: peer.pid } : {}),
+      ...(startTime !== undefined ? { startTime } : {}),
+      details,
       kind: request.kind,
       busid: request.busid,
       ...(request.kind === "remote" ? { remote: details.remote! } : {}),
@@ -430,18 +439,30 @@ export class AttachService implements LocalAttachService {
       why,
       ports: [...this.#attachments.values()],
     });
+    // Why each port goes, if it does: decided for all ports at once (polkit asked in parallel).
+    const verdicts = await Promise.all(
+      [...this.#attachments.values()].map(async (a): Promise<[Attachment, string | undefined]> => {
+        if (a.authority === "console") {
+          return [
+            a,
+            a.uid === this.#o.consoleUid()
+              ? undefined
+              : `uid ${a.uid} is no longer the console user (${why})`,
+          ];
+        }
+        if (a.authority !== "polkit") return [a, undefined];
+        if (a.pid === undefined) return [a, `polkit cannot be asked again (${why}): no pid`];
+        const subject = {
+          pid: a.pid,
+          uid: a.uid,
+          ...(a.startTime !== undefined ? { startTime: a.startTime } : {}),
+        };
+        const polkit = await this.#o.polkit(ATTACH_ACTIONS[a.kind], subject, a.details);
+        return [a, polkit.authorized ? undefined : `polkit says no now (${why}): ${polkit.reason}`];
+      }),
+    );
     const jobs: Promise<void>[] = [];
-    for (const a of [...this.#attachments.values()]) {
-      let reason: string | undefined;
-      if (a.authority === "console" && a.uid !== this.#o.consoleUid()) {
-        reason = `uid ${a.uid} is no longer the console user (${why})`;
-      } else if (a.authority === "polkit") {
-        const details = { busid: a.busid, ...(a.remote ? { remote: a.remote } : {}) };
-        const polkit = a.pid === undefined
-          ? { authorized: false, reason: "no pid" }
-          : await this.#o.polkit(ATTACH_ACTIONS[a.kind], { pid: a.pid, uid: a.uid }, details);
-        if (!polkit.authorized) reason = `polkit says no now (${why}): ${polkit.reason}`;
-      }
+    for (const [a, reason] of verdicts) {
       if (reason === undefined) continue;
       jobs.push(
         this.#detach(a.vhciPort, 0).then(

@@ -11,6 +11,7 @@ import { ImportRefusedError } from "../client/usbip_client.ts";
 import { ClientError } from "../client/attach.ts";
 import { VhciMissingError } from "../client/vhci.ts";
 import { ConnectError } from "../transport/connect_error.ts";
+import { GatewayRefusal } from "../client/gateway_requests.ts";
 import { UsageError } from "./usage_error.ts";
 
 /** Exit codes (2 is a usage error, everywhere). */
@@ -34,18 +35,6 @@ export const ExitCode = {
   /** detach: the port is free already. */
   PORT_FREE: 9,
 } as const;
-
-/** A gateway's refusal of a request it answers with an op status (attach, detach, bind). */
-export class GatewayRefusal extends Error {
-  /** The `OpStatus` the gateway answered. */
-  readonly status: number;
-  /** Builds the error from the gateway's status and its message. */
-  constructor(status: number, message: string) {
-    super(message);
-    this.name = "GatewayRefusal";
-    this.status = status;
-  }
-}
 
 /** The exit code of an op status that is not ST_OK: busy, no such device, refused, error. */
 function statusExitCode(status: number): number {

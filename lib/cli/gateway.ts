@@ -28,7 +28,7 @@ import { HostDeviceWatcher } from "../devices/passthrough/host_watcher.ts";
 import { UsbfsDevice } from "../devices/passthrough/usbfs_device.ts";
 import { findHostDevice } from "../devices/passthrough/host_devices.ts";
 import { type AttachPlumbing, AttachService } from "./attach_service.ts";
-import { checkAuthorization } from "../policy/polkit.ts";
+import { checkAuthorization, type CheckAuthorizationOptions } from "../policy/polkit.ts";
 import { socketPair } from "../ffi/socket_pair.ts";
 import { closeFd } from "../ffi/fd.ts";
 import { wrapSocketFd } from "../transport/unix.ts";
@@ -307,6 +307,8 @@ export interface GatewayOptions {
    * any, they replace the configured TCP and unix listeners.
    */
   activated?: Listener[];
+  /** How the attach checks reach polkit; the system's pkcheck and bus when absent (tests). */
+  polkitOptions?: CheckAuthorizationOptions;
 }
 
 /** Starts the gateway described by `config`. Usage mistakes throw {@linkcode UsageError}. */
@@ -330,7 +332,8 @@ export async function startGateway(
     policy,
     consoleUid: () => seat.consoleUid,
     config: () => attachConfig,
-    polkit: (action, subject, details) => checkAuthorization({ action, ...subject, details }),
+    polkit: (action, subject, details) =>
+      checkAuthorization({ action, ...subject, details }, options.polkitOptions),
     plumbing: LOCAL_PLUMBING,
     socketPath: config.unix[0]?.path ?? "usbipgw",
     ...(options.vhci ?? {}),

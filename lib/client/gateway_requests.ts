@@ -23,6 +23,21 @@ import {
 import { UsbipProtocolError } from "../protocol/protocol_error.ts";
 import type { Connection } from "../transport/connection.ts";
 
+/**
+ * A gateway's refusal of a request it answers with an op status (attach, detach), with its
+ * reason: ST_NA not allowed for this user, another status failed.
+ */
+export class GatewayRefusal extends Error {
+  /** The `OpStatus` of the gateway's answer. */
+  readonly status: number;
+  /** Builds the error from the gateway's status and its message. */
+  constructor(status: number, message: string) {
+    super(message);
+    this.name = "GatewayRefusal";
+    this.status = status;
+  }
+}
+
 /** A gateway's answer to an attach request. */
 export interface AttachReply {
   /** An `OpStatus`: ST_OK attached, ST_NA not allowed for this peer, another value failed. */

@@ -15,7 +15,7 @@ import { socketPair } from "../ffi/socket_pair.ts";
 import { closeFd, dupFd } from "../ffi/fd.ts";
 import { OpStatus } from "../protocol/constants.ts";
 import { connectErrorFor, FdSocket, OsError } from "./fd_socket.ts";
-import { requestAttach } from "./gateway_requests.ts";
+import { GatewayRefusal, requestAttach } from "./gateway_requests.ts";
 
 /** Where the system gateway listens (`usbipgw install-service`'s socket). */
 const SYSTEM_GATEWAY = "/run/usbipgw.sock";
@@ -38,23 +38,11 @@ export interface AttachedOwnDevice {
   close(): Promise<void>;
 }
 
-/** The gateway's refusal of an attach, with its op status and its reason. */
-export class OwnDeviceRefusedError extends Error {
-  /** The `OpStatus` of the gateway's answer (ST_NA: not allowed for this user). */
-  readonly status: number;
-  /** Builds the error from the gateway's answer. */
-  constructor(status: number, message: string) {
-    super(message);
-    this.name = "OwnDeviceRefusedError";
-    this.status = status;
-  }
-}
-
 /**
  * Serves `device` in this process and asks the local gateway to attach it into this
  * machine's kernel, where its driver binds as for a device plugged in.
  *
- * @throws {OwnDeviceRefusedError} When the gateway refuses (not allowed, streams off, limits).
+ * @throws {GatewayRefusal} When the gateway refuses (not allowed, streams off, limits).
  * @throws {ConnectError} When no gateway listens on the socket.
  *
  * @example Serving a keyboard of one's own (needs a gateway with `[attach] streams` on)
@@ -102,7 +90,7 @@ export async function attachOwnDevice(
       () => sock.sendFd(theirs),
     );
     if (reply.status !== OpStatus.ST_OK) {
-      throw new OwnDeviceRefusedError(reply.status, `Cannot attach ${busid}: ${reply.message}`);
+      throw new GatewayRefusal(reply.status, `Cannot attach ${busid}: ${reply.message}`);
     }
     return { vhciPort: reply.vhciPort, ended, close };
   } catch (e) {

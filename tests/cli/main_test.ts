@@ -84,6 +84,21 @@ Deno.test("a port already in use is a runtime error with exit status 1", async (
       `Cannot listen on 127.0.0.1:${blocker.addr.port}: the address is in use`,
     );
     assertStringIncludes(r.stderr, "another usbipgw or usbipd");
+    // With --log-format json the error is the last line, and a JSON record at level error.
+    const json = await runMain([
+      "serve",
+      "--tcp",
+      `127.0.0.1:${blocker.addr.port}`,
+      "--device",
+      "gadget-zero",
+      "--log-format",
+      "json",
+    ]);
+    assertEquals(json.code, 1);
+    const last = JSON.parse(json.stderr.trim().split("\n").at(-1)!);
+    assertEquals(last.level, "error");
+    assertStringIncludes(last.message, "the address is in use");
+    for (const line of json.stderr.trim().split("\n")) JSON.parse(line);
   } finally {
     blocker.close();
   }

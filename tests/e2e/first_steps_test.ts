@@ -108,27 +108,6 @@ Deno.test("runtime errors name the address, folder or back-end that failed", asy
   }
 });
 
-Deno.test("with --log-format json a runtime error is the last line, and JSON", async () => {
-  const blocker = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  try {
-    const r = await runMain([
-      "serve",
-      "--tcp",
-      `127.0.0.1:${blocker.addr.port}`,
-      "--device",
-      "gadget-zero",
-      "--log-format",
-      "json",
-    ]);
-    assertEquals(r.code, 1);
-    const lines = r.stderr.trim().split("\n").map((l) => JSON.parse(l));
-    assertEquals(lines.at(-1).level, "error");
-    assertStringIncludes(lines.at(-1).message, "the address is in use");
-  } finally {
-    blocker.close();
-  }
-});
-
 Deno.test("a reload never hands a removed device's bus id to another device", async () => {
   const dir = await tempDir();
   try {

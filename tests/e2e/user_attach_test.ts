@@ -12,110 +12,35 @@ import {
 } from "../../lib/protocol/op_messages.ts";
 import { checkConfigText } from "../../lib/cli/config.ts";
 import { startGateway } from "../../lib/cli/gateway.ts";
-import { controllerPorts, type FakePort, fakeSysfs } from "../client/_vhci_tree.ts";
+import { controllerPorts, fakeSysfs } from "../client/_vhci_tree.ts";
+import { asUser, fakeKernel, openSockets, until, USER_TOOLS } from "./_fake_vhci.ts";
 import { captureLogs, render } from "../server/_logs.ts";
 import { runMain, tempDir } from "./_gateway.ts";
-import { attachOwnDevice, OwnDeviceRefusedError } from "../../lib/client/own_device.ts";
+import { attachOwnDevice } from "../../lib/client/own_device.ts";
+import { GatewayRefusal } from "../../lib/client/gateway_requests.ts";
+import { ownProcessTests } from "../ffi/_fds.ts";
 import { HidKeyboard } from "../../lib/devices/keyboard.ts";
+
+/**
+ * A test in a process of its own: it counts the process's sockets and captures LogTape's
+ * records, which modules run side by side under `deno test --parallel` would share.
+ */
+function isolated(name: string, ignore: boolean, fn: () => Promise<void>): void {
+  if (ignore) Deno.test({ name, ignore, fn });
+  else ownProcessTests(import.meta.url)(name, fn);
+}
 
 const CONSOLE = 65534; // nobody
 const OTHER = 65533;
 
-const tools = [["setpriv", "--version"], ["socat", "-V"]].every(([t, version]) => {
-  try {
-    return new Deno.Command(t!, { args: [version!] }).outputSync().success;
-  } catch {
-    return false;
-  }
-});
-if (Deno.uid() !== 0 || !tools) {
+if (Deno.uid() !== 0 || !USER_TOOLS) {
   console.log("user_attach_test: ignored: needs root (to act as other uids), setpriv and socat");
 }
 
-/** Sends `request` over the gateway's socket as `uid`, through socat; returns the reply bytes. */
-async function asUser(uid: number, socket: string, request: Uint8Array): Promise<Uint8Array> {
-  const child = new Deno.Command("setpriv", {
-    args: [
-      `--reuid=${uid}`,
-      `--regid=${uid}`,
-      "--clear-groups",
-      "socat",
-      "-T",
-      "10",
-      // ignoreeof: no half-close after the request; socat ends when the gateway closes.
-      "-,ignoreeof",
-      `UNIX-CONNECT:${socket}`,
-    ],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(request);
-  await writer.close();
-  const out = await child.output();
-  if (out.stdout.length === 0) {
-    throw new Error(`socat as uid ${uid}: ${new TextDecoder().decode(out.stderr)}`);
-  }
-  return out.stdout;
-}
-
-/** The fake kernel: an attach written to the tree makes its port used, a detach frees it. */
-function fakeKernel(tree: Awaited<ReturnType<typeof fakeSysfs>>) {
-  const used = new Map<number, FakePort>();
-  const attached: string[] = [];
-  const detached: string[] = [];
-  const timer = setInterval(() => {
-    // Each write is taken once, as the kernel does; the file is emptied for the next one.
-    const attach = tree.read("attach").trim();
-    if (attach !== "") {
-      attached.push(attach);
-      Deno.writeTextFileSync(`${tree.vhci}/attach`, "");
-      const [port = 0, sockfd = 0, devid = 0, speed = 0] = attach.split(" ").map(Number);
-      used.set(port, { hub: "hs", port, status: 6, speed, devid, sockfd, busid: "3-1" });
-    }
-    const detach = tree.read("detach").trim();
-    if (detach !== "") {
-      detached.push(detach);
-      Deno.writeTextFileSync(`${tree.vhci}/detach`, "");
-      used.delete(Number(detach));
-    }
-    tree.setStatus(0, controllerPorts(0).map((p) => used.get(p.port) ?? p));
-  }, 10);
-  return { used, attached, detached, stop: () => clearInterval(timer) };
-}
-
-/** Waits (at most 1 s) until `done()` holds. */
-async function until(done: () => boolean, what: string): Promise<void> {
-  const start = performance.now();
-  while (!done()) {
-    assert(performance.now() - start < 1000, `not within 1 s: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/**
- * The sockets and pipes this process holds. (Deno 2.9.6's `watchFs`, which the seat watcher
- * uses, keeps its inotify and event fds after `close()`: not counted, they are not ours.)
- */
-function openSockets(): string[] {
-  const fds: string[] = [];
-  for (const e of Deno.readDirSync("/proc/self/fd")) {
-    try {
-      const target = Deno.readLinkSync(`/proc/self/fd/${e.name}`);
-      if (/^(socket|pipe):/.test(target)) fds.push(`${e.name} ${target}`);
-    } catch {
-      // Closed meanwhile (the readDir's own fd).
-    }
-  }
-  return fds.sort();
-}
-
-Deno.test({
-  name:
-    "users attach the gateway's devices as the console user or not at all, and lose them at a seat switch",
-  ignore: Deno.uid() !== 0 || !tools,
-  async fn() {
+isolated(
+  "users attach the gateway's devices as the console user or not at all, and lose them at a seat switch",
+  Deno.uid() !== 0 || !USER_TOOLS,
+  async () => {
     const dir = await tempDir();
     await Deno.chmod(dir.path, 0o755); // other users reach the gateway's socket in it
     const tree = await fakeSysfs([controllerPorts(0)]);
@@ -226,12 +151,12 @@ Deno.test({
     assert(audit.some((m) => m.includes("refused")), audit.join("\n"));
     assertEquals(openSockets(), fdsBefore, "every socket of the gateway is closed again");
   },
-});
+);
 
-Deno.test({
-  name: "a program's own device goes into the kernel through the gateway only when streams are on",
-  ignore: Deno.uid() !== 0,
-  async fn() {
+isolated(
+  "a program's own device goes into the kernel through the gateway only when streams are on",
+  Deno.uid() !== 0,
+  async () => {
     const dir = await tempDir();
     const tree = await fakeSysfs([controllerPorts(0)]);
     const kernel = fakeKernel(tree);
@@ -250,7 +175,7 @@ Deno.test({
       const off = await start("false");
       try {
         const e = await attachOwnDevice(new HidKeyboard(), { gatewaySocket: sock }).catch((e) => e);
-        assert(e instanceof OwnDeviceRefusedError, String(e));
+        assert(e instanceof GatewayRefusal, String(e));
         assertEquals(e.status, OpStatus.ST_NA);
         assertStringIncludes(e.message, "[attach] streams = false");
       } finally {
@@ -276,4 +201,4 @@ Deno.test({
     }
     assertEquals(openSockets(), fdsBefore, "every socket is closed again");
   },
-});
+);

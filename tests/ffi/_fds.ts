@@ -35,17 +35,18 @@ function exactFilter(name: string): string {
 }
 
 /**
- * A `Deno.test` for the test module at `moduleUrl` (its `import.meta.url`) whose test must leave
- * this process with as many open descriptors as it found (see {@linkcode withoutFdLeak}).
- * `deno test --parallel` runs modules side by side in one process, where another module's
- * sockets would change the count; so each such test runs in a child `deno test` of its own
- * (filtered to that test), and the test here passes when the child passed.
+ * `Deno.test` for the test module at `moduleUrl` (its `import.meta.url`), each test run in a
+ * child `deno test` of its own (filtered to that test); the test here passes when the child
+ * passed. For tests that look at the whole process (its open descriptors, LogTape's global
+ * configuration), which `deno test --parallel` shares between modules run side by side.
  */
-export function fdTests(moduleUrl: string): (name: string, body: () => Promise<void>) => void {
+export function ownProcessTests(
+  moduleUrl: string,
+): (name: string, body: () => Promise<void>) => void {
   const path = new URL(moduleUrl).pathname;
   return (name, body) => {
     if (Deno.env.get(CHILD_ENV) === "1") {
-      Deno.test(name, () => withoutFdLeak(body));
+      Deno.test(name, body);
       return;
     }
     Deno.test(name, async () => {
@@ -62,6 +63,15 @@ export function fdTests(moduleUrl: string): (name: string, body: () => Promise<v
       }
     });
   };
+}
+
+/**
+ * {@linkcode ownProcessTests} whose tests must leave their process with as many open
+ * descriptors as they found (see {@linkcode withoutFdLeak}).
+ */
+export function fdTests(moduleUrl: string): (name: string, body: () => Promise<void>) => void {
+  const test = ownProcessTests(moduleUrl);
+  return (name, body) => test(name, () => withoutFdLeak(body));
 }
 
 /** The path to run a helper script of this folder with. */

@@ -15,16 +15,15 @@ import {
 import {
   POLKIT_ACTIONS,
   POLKIT_ACTIONS_FILE,
-  POLKIT_RULES_DIR,
   PolkitAction,
   polkitExampleRules,
   polkitPolicyFile,
 } from "../../lib/polkit/actions.ts";
 import { PACKAGING_FILES } from "../../packaging/polkit/generate.ts";
 import { tempDir } from "../e2e/_gateway.ts";
+import { lookUp, realPolkitIgnored, startPolkitEnv, type User } from "./_polkit_env.ts";
 
 const PACKAGING = new URL("../../packaging/polkit/", import.meta.url);
-const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 Deno.test("packaging/polkit/ holds the action file and the example rules", async () => {
@@ -276,210 +275,7 @@ Deno.test("checkAuthorization() runs pkcheck with a clean environment and reads 
 
 // --- a real polkitd ------------------------------------------------------------------------
 
-const POLKITD_PATHS = ["/usr/lib/polkit-1/polkitd", "/usr/libexec/polkitd"];
-
-/** A daemon the test started, and its stderr once stopped. */
-interface Daemon {
-  child: Deno.ChildProcess;
-  stop(): Promise<string>;
-}
-
-function _daemon(child: Deno.ChildProcess, collect: boolean): Daemon {
-  let stopped: Promise<string> | undefined;
-  return {
-    child,
-    stop() {
-      stopped ??= (async () => {
-        try {
-          child.kill("SIGTERM");
-        } catch {
-          // It has exited already.
-        }
-        if (!collect) {
-          await child.status;
-          return "";
-        }
-        const out = await child.output();
-        return new TextDecoder().decode(out.stderr);
-      })();
-      return stopped;
-    },
-  };
-}
-
-/** The private system bus's configuration: the system bus's policy, no service activation. */
-function busConfig(socket: string): string {
-  return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=${socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-  </policy>
-  <includedir>/usr/share/dbus-1/system.d</includedir>
-</busconfig>
-`;
-}
-
-/** Starts dbus-daemon on `dir`/system_bus_socket; resolves once it listens. */
-async function startBus(dir: string): Promise<{ bus: Daemon; address: string }> {
-  await Deno.writeTextFile(`${dir}/bus.conf`, busConfig(`${dir}/system_bus_socket`));
-  const child = new Deno.Command("dbus-daemon", {
-    args: [`--config-file=${dir}/bus.conf`, "--nofork", "--nopidfile", "--print-address"],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const bus = _daemon(child, false);
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let printed = "";
-  const timer = setTimeout(() => reader.cancel(), 10_000);
-  try {
-    while (!printed.includes("\n")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      printed += value;
-    }
-  } finally {
-    clearTimeout(timer);
-    await reader.cancel();
-  }
-  const address = printed.split("\n")[0]!.trim();
-  if (!address.startsWith("unix:")) {
-    await bus.stop();
-    throw new Error(`Cannot start dbus-daemon: it printed ${JSON.stringify(printed)}`);
-  }
-  return { bus, address };
-}
-
-/** Starts polkitd on the bus at `address`; resolves once it answers pkaction(1). */
-async function startPolkitd(program: string, address: string): Promise<Daemon> {
-  const child = new Deno.Command(program, {
-    args: ["--no-debug"],
-    clearEnv: true,
-    env: { DBUS_SYSTEM_BUS_ADDRESS: address, LC_ALL: "C" },
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const polkitd = _daemon(child, true);
-  let exited = false;
-  child.status.then(() => exited = true);
-  const deadline = performance.now() + 10_000;
-  let last = "";
-  while (performance.now() < deadline && !exited) {
-    const out = await new Deno.Command("pkaction", {
-      args: ["--action-id", "org.freedesktop.policykit.exec"],
-      clearEnv: true,
-      env: { DBUS_SYSTEM_BUS_ADDRESS: address, LC_ALL: "C" },
-      stdin: "null",
-      stdout: "null",
-    }).output();
-    if (out.success) return polkitd;
-    last = new TextDecoder().decode(out.stderr).trim();
-    await delay(50);
-  }
-  const said = await polkitd.stop();
-  throw new Error(`Cannot start ${program}: pkaction says ${last}; polkitd said: ${said}`);
-}
-
-/** A user as getent(1) knows it. */
-interface User {
-  name: string;
-  uid: number;
-  gid: number;
-  group: string;
-}
-
-async function lookUp(name: string): Promise<User | undefined> {
-  const run = async (db: string, key: string) => {
-    try {
-      const out = await new Deno.Command("getent", { args: [db, key], stdin: "null" }).output();
-      return out.success ? new TextDecoder().decode(out.stdout).trim().split(":") : undefined;
-    } catch {
-      return undefined;
-    }
-  };
-  const pw = await run("passwd", name);
-  if (pw === undefined) return undefined;
-  const gr = await run("group", pw[3]!);
-  if (gr === undefined) return undefined;
-  return { name, uid: Number(pw[2]), gid: Number(pw[3]), group: gr[0]! };
-}
-
-/** Why the real-polkit test cannot run here, or undefined when it can. */
-async function realPolkitMissing(): Promise<string | undefined> {
-  if (Deno.uid() !== 0) return "it must run as root (it starts polkitd and writes its files)";
-  for (const program of ["/usr/bin/pkcheck", "/usr/bin/pkaction"]) {
-    if (!(await exists(program))) return `there is no ${program} (Debian package: polkitd)`;
-  }
-  if ((await polkitdProgram()) === undefined) {
-    return `there is no polkitd (${POLKITD_PATHS.join(", ")}; Debian package: polkitd)`;
-  }
-  const which = await new Deno.Command("sh", {
-    args: ["-c", "command -v dbus-daemon && command -v setpriv"],
-    stdin: "null",
-    stdout: "null",
-  }).output().catch(() => undefined);
-  if (!which?.success) {
-    return "there is no dbus-daemon or setpriv (Debian packages: dbus, util-linux)";
-  }
-  if (!(await exists(POLKIT_RULES_DIR))) return `there is no ${POLKIT_RULES_DIR}`;
-  for (const name of ["daemon", "nobody"]) {
-    if ((await lookUp(name)) === undefined) return `there is no user "${name}"`;
-  }
-  // The daemons must start here: a trial run, stopped at once.
-  const dir = await Deno.makeTempDir({ prefix: "usbipgw-polkit-" });
-  try {
-    await Deno.chmod(dir, 0o755);
-    const { bus, address } = await startBus(dir);
-    try {
-      const polkitd = await startPolkitd((await polkitdProgram())!, address);
-      await polkitd.stop();
-    } finally {
-      await bus.stop();
-    }
-  } catch (e) {
-    return e instanceof Error ? e.message : String(e);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-  return undefined;
-}
-
-async function polkitdProgram(): Promise<string | undefined> {
-  for (const p of POLKITD_PATHS) if (await exists(p)) return p;
-  return undefined;
-}
-
-const polkitMissing = await realPolkitMissing();
-if (polkitMissing !== undefined) {
-  console.log(
-    `%cskipping the test with a real polkitd: ${polkitMissing}`,
-    "color: yellow",
-  );
-}
-
-/** Writes `path` the way polkitd should see it appear: a temporary name, then a rename. */
-async function writeInPlace(path: string, text: string): Promise<void> {
-  const slash = path.lastIndexOf("/");
-  const temp = `${path.slice(0, slash)}/.${path.slice(slash + 1)}.new`;
-  await Deno.writeTextFile(temp, text, { mode: 0o644 });
-  await Deno.chmod(temp, 0o644);
-  await Deno.rename(temp, path);
-}
+const polkitIgnored = await realPolkitIgnored("the test with a real polkitd");
 
 /** A process running `sleep` as `user`: a real subject for polkit. */
 async function subject(user: User): Promise<{ pid: number; stop(): Promise<void> }> {
@@ -525,27 +321,16 @@ async function implicit(action: string, address: string): Promise<string[]> {
 Deno.test({
   name:
     "a real polkitd: a rule's user is authorized, others are not, auth_admin is a no, and a stopped polkitd or bus is unavailable",
-  ignore: polkitMissing !== undefined,
+  ignore: polkitIgnored,
   async fn() {
     const local = (await lookUp("daemon"))!; // The rules below let it attach-local busid 1-1.
     const other = (await lookUp("nobody"))!; // The example rules let its group attach-remote.
-    const tag = `usbipgw-test-${Deno.pid}`;
-    const testRules = `${POLKIT_RULES_DIR}/10-${tag}.rules`;
-    const exampleRules = `${POLKIT_RULES_DIR}/20-${tag}-example.rules`;
-    const before = await Deno.readTextFile(POLKIT_ACTIONS_FILE).catch(() => undefined);
-    const dir = await Deno.makeTempDir({ prefix: "usbipgw-polkit-" });
-    const cleanups: (() => Promise<unknown>)[] = [];
-    try {
-      // polkitd drops root for its own user, which must reach the bus socket.
-      await Deno.chmod(dir, 0o755);
-      await writeInPlace(POLKIT_ACTIONS_FILE, polkitPolicyFile());
-      // Without logind no subject is in an active session, and polkit takes allow_any (no) for
-      // all three actions. These rules stand in for an administrator's: the user "daemon" may
-      // attach the gateway's device 1-1, and gets auth_admin for attach-remote, which is what
-      // allow_active gives an active console session.
-      await writeInPlace(
-        testRules,
-        `// Written by usbipgw's tests/policy/polkit_test.ts; removed when it ends.
+    // Without logind no subject is in an active session, and polkit takes allow_any (no) for
+    // all three actions. The first rules stand in for an administrator's: the user "daemon" may
+    // attach the gateway's device 1-1, and gets auth_admin for attach-remote, which is what
+    // allow_active gives an active console session.
+    const env = await startPolkitEnv({
+      test: `// Written by usbipgw's tests/policy/polkit_test.ts; removed when it ends.
 polkit.addRule(function (action, subject) {
     if (subject.user != "${local.name}") return polkit.Result.NOT_HANDLED;
     if (action.id == "${PolkitAction.ATTACH_LOCAL}" && action.lookup("busid") == "1-1") {
@@ -555,13 +340,11 @@ polkit.addRule(function (action, subject) {
     return polkit.Result.NOT_HANDLED;
 });
 `,
-      );
-      await writeInPlace(exampleRules, polkitExampleRules(other.group));
-
-      const { bus, address } = await startBus(dir);
-      cleanups.push(() => bus.stop());
-      const polkitd = await startPolkitd((await polkitdProgram())!, address);
-      cleanups.push(() => polkitd.stop());
+      example: polkitExampleRules(other.group),
+    });
+    const cleanups: (() => Promise<unknown>)[] = [];
+    try {
+      const { address, bus, polkitd } = env;
       const options = { systemBusAddress: address };
       // Root is always authorized (the gateway does not ask for root: this only shows polkitd
       // answers).
@@ -676,14 +459,9 @@ polkit.addRule(function (action, subject) {
       assertLess(timings[Math.floor(timings.length / 2)]!, 1000);
     } finally {
       for (const cleanup of cleanups.reverse()) await cleanup();
-      for (const path of [testRules, exampleRules]) await Deno.remove(path).catch(() => {});
-      if (before === undefined) await Deno.remove(POLKIT_ACTIONS_FILE).catch(() => {});
-      else await writeInPlace(POLKIT_ACTIONS_FILE, before);
-      await Deno.remove(dir, { recursive: true });
+      await env.restore();
     }
     // The machine is as before.
-    assertEquals(await exists(testRules), false);
-    assertEquals(await exists(exampleRules), false);
-    assertEquals(await Deno.readTextFile(POLKIT_ACTIONS_FILE).catch(() => undefined), before);
+    await env.assertRestored();
   },
 });

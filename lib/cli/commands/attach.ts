@@ -22,20 +22,20 @@ import {
   type RemoteAddress,
 } from "../../client/fd_socket.ts";
 import { type AttachedPortId, runPersistent } from "../../client/persist.ts";
-import { requestAttach, requestDetach } from "../../client/gateway_requests.ts";
+import { GatewayRefusal, requestAttach, requestDetach } from "../../client/gateway_requests.ts";
 import type { AttachRequest } from "../../protocol/op_messages.ts";
 import { connectUnix } from "../../transport/mod.ts";
 import {
   readVhciPorts,
   removePortRecord,
-  VdevStatus,
   speedName,
+  VdevStatus,
   VHCI_STATE_DIR,
   VhciMissingError,
 } from "../../client/vhci.ts";
 import { parseHostPort } from "../../transport/tcp.ts";
 import type { Command, CommandIo, ParsedFlags } from "../command.ts";
-import { ExitCode, GatewayRefusal } from "../exit_codes.ts";
+import { ExitCode } from "../exit_codes.ts";
 import { setUpLogging } from "../log_setup.ts";
 import { UsageError } from "../usage_error.ts";
 import { VHCI_FLAGS, vhciOptions } from "./_vhci_flags.ts";
