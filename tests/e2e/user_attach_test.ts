@@ -19,6 +19,11 @@ import { runMain, tempDir } from "./_gateway.ts";
 import { attachOwnDevice } from "../../lib/client/own_device.ts";
 import { GatewayRefusal } from "../../lib/client/gateway_requests.ts";
 import { ownProcessTests } from "../ffi/_fds.ts";
+import * as net from "node:net";
+import { FdSocket } from "../../lib/client/fd_socket.ts";
+import { dupFd } from "../../lib/ffi/fd.ts";
+import { connectUnix, wrapSocketFd } from "../../lib/transport/unix.ts";
+import { requestAttach } from "../../lib/client/gateway_requests.ts";
 import { HidKeyboard } from "../../lib/devices/keyboard.ts";
 
 /**
@@ -166,7 +171,7 @@ isolated(
       await startGateway(
         await checkConfigText(
           `console_uid = ${CONSOLE}\n[[unix]]\npath = "${sock}"\n[[device]]\ntype = "gadget-zero"\n` +
-            `[attach]\nstreams = ${streams}\n`,
+            `[attach]\nstreams = ${streams}\nremotes = ["127.0.0.0/8"]\n`,
           `${dir.path}/gw.toml`,
         ),
         { vhci: { sysfsRoot: tree.root, stateDir: null } },
@@ -191,6 +196,51 @@ isolated(
         assertMatch(kernel.attached.at(-1)!, new RegExp(`^${attached.vhciPort} \\d+ 131074 2$`));
         await attached.close();
         await attached.ended;
+
+        // A listening socket handed over instead of a connected one: refused, nothing kept.
+        const listener = net.createServer();
+        await new Promise<void>((r) => listener.listen(`${dir.path}/l.sock`, r));
+        const request = await FdSocket.connect({ transport: "unix", path: sock });
+        try {
+          const conn = wrapSocketFd(dupFd(request.fd), { transport: "unix", address: sock });
+          // deno-lint-ignore no-explicit-any
+          const listening: number = (listener as any)._handle.fd;
+          const reply = await requestAttach(
+            conn,
+            { kind: "stream", busid: "2-1" },
+            () => request.sendFd(listening),
+          );
+          assertEquals(reply.status, OpStatus.ST_ERROR, reply.message);
+          assertStringIncludes(reply.message, "listening");
+        } finally {
+          request.close();
+          await new Promise((r) => listener.close(r));
+        }
+
+        // Root asks for a remote attach of a server the configuration lists: the gateway
+        // connects, imports and attaches. One it does not list is refused, to root as well.
+        const server = await startGateway(
+          await checkConfigText(
+            `tcp = ["127.0.0.1:0"]\n[[device]]\ntype = "gadget-zero"\nbusid = "5-1"\n` +
+              `[[rule]]\naction = "allow"\ntransport = "tcp"\n`,
+            `${dir.path}/remote.toml`,
+          ),
+        );
+        try {
+          const port = Number(server.listeners[0]!.description.split(":").at(-1));
+          const remote = (host: string) =>
+            connectUnix(sock).then((c) =>
+              requestAttach(c, { kind: "remote", host, port, busid: "5-1" })
+            );
+          const listed = await remote("127.0.0.1");
+          assertEquals(listed.status, OpStatus.ST_OK, listed.message);
+          await until(() => kernel.used.has(listed.vhciPort), "the fake kernel saw the attach");
+          assertMatch(kernel.attached.at(-1)!, new RegExp(`^${listed.vhciPort} \\d+ 327682 3$`));
+          const unlisted = await remote("localhost");
+          assertEquals(unlisted.status, OpStatus.ST_NA, unlisted.message);
+        } finally {
+          await server.close();
+        }
       } finally {
         await on.close();
       }
