@@ -137,6 +137,21 @@ isolated(
           m.includes(`Took back vhci port ${again.vhciPort} of uid ${CONSOLE}`)
         ),
       );
+      // So does the end of the console session: logind's seat file then names nobody.
+      const seat = async (text: string) => {
+        await Deno.writeTextFile(`${seats}/.#seat0`, text);
+        await Deno.rename(`${seats}/.#seat0`, `${seats}/seat0`);
+      };
+      await seat(`ACTIVE=c3\nACTIVE_UID=${CONSOLE}\n`);
+      await new Promise((r) => setTimeout(r, 1100));
+      const last = await attach(CONSOLE, "1-1");
+      assertEquals(last.status, OpStatus.ST_OK, last.message);
+      await until(() => kernel.used.has(last.vhciPort), "the fake kernel saw the attach");
+      await seat("");
+      await until(
+        () => !kernel.used.has(last.vhciPort),
+        "the port taken back at the session's end",
+      );
 
       // The rate limit: a burst beyond requests_per_second is refused with the reason.
       await new Promise((r) => setTimeout(r, 1100));
