@@ -1,6 +1,5 @@
 // Tests of FdSocket, the FFI socket whose fd the process owns, over real TCP and unix sockets,
 // and adopted from a socketpair whose other end a UsbipServer serves as a session.
-import * as net from "node:net";
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import {
   FdSocket,
@@ -12,7 +11,6 @@ import {
   unixSockaddr,
 } from "../../lib/client/fd_socket.ts";
 import { importOverSocket } from "../../lib/client/attach.ts";
-import { C, lib as clientLib } from "../../lib/client/_libc_socket.ts";
 import { SockOpt } from "../../lib/ffi/sockopt.ts";
 import { socketPair } from "../../lib/ffi/socket_pair.ts";
 import { closeFd } from "../../lib/ffi/fd.ts";
@@ -20,7 +18,7 @@ import { receiveFd } from "../../lib/ffi/scm_rights.ts";
 import { GadgetZero, type PeerInfo, UsbipServer, wrapSocketFd } from "../../mod.ts";
 import { encodeCmdSubmit } from "../../lib/protocol/urb_messages.ts";
 import type { Policy } from "../../lib/policy/policy.ts";
-import { fdTests } from "../ffi/_fds.ts";
+import { fdFlags, fdTests, fileOf, withListeningAndDatagram } from "../ffi/_fds.ts";
 
 /** Tests that must leave as many descriptors open as they found, each in its own process. */
 const fdTest = fdTests(import.meta.url);
@@ -186,11 +184,8 @@ Deno.test("an FdSocket connects to a unix socket", async () => {
   }
 });
 
-/** O_NONBLOCK of `fd`, from /proc/self/fdinfo (flags are octal there). */
-function nonBlocking(fd: number): boolean {
-  const m = /^flags:\s+([0-7]+)$/m.exec(Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`));
-  return (parseInt(m![1]!, 8) & 0o4000) !== 0;
-}
+/** O_NONBLOCK of `fd`. */
+const nonBlocking = (fd: number): boolean => (fdFlags(fd) & 0o4000) !== 0;
 
 fdTest(
   "FdSocket.adopt() imports a device from a UsbipServer serving the other socketpair end",
@@ -254,27 +249,16 @@ fdTest(
 
 fdTest(
   "FdSocket.adopt() refuses a listening or datagram socket and leaves the fd to the caller",
-  async () => {
-    const dir = await Deno.makeTempDir({ prefix: "fd_socket_" });
-    const server = net.createServer();
-    await new Promise<void>((resolve) => server.listen(`${dir}/l.sock`, resolve));
-    const dgram = clientLib().socket(C.AF_UNIX, 2 | C.SOCK_CLOEXEC, 0);
-    const remote = { transport: "unix", path: "x" } as const;
-    try {
-      // deno-lint-ignore no-explicit-any
-      const listening = (server as any)._handle.fd as number;
+  () =>
+    withListeningAndDatagram((listening, dgram) => {
+      const remote = { transport: "unix", path: "x" } as const;
       const e = assertThrows(() => FdSocket.adopt(listening, remote), StreamFdError);
       assertEquals(e.failure, "listening");
       const d = assertThrows(() => FdSocket.adopt(dgram, remote), StreamFdError);
       assertEquals(d.failure, "not_stream");
       assert(!nonBlocking(dgram), "a refused fd is left as it was");
       assertEquals(assertThrows(() => FdSocket.adopt(-1, remote), StreamFdError).errno, 9);
-    } finally {
-      closeFd(dgram);
-      await new Promise((resolve) => server.close(resolve));
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 );
 
 fdTest("FdSocket.sendFd() passes a descriptor to the peer of an adopted socket", async () => {
@@ -285,10 +269,7 @@ fdTest("FdSocket.sendFd() passes a descriptor to the peer of an adopted socket",
     await left.sendFd(x);
     const got = await receiveFd(b, 1, { timeoutMs: 2000 });
     assertEquals([...got.bytes], [0], "one zero byte by default");
-    assertEquals(
-      Deno.readLinkSync(`/proc/self/fd/${got.fd}`),
-      Deno.readLinkSync(`/proc/self/fd/${x}`),
-    );
+    assertEquals(fileOf(got.fd), fileOf(x));
     closeFd(got.fd);
   } finally {
     left.close();

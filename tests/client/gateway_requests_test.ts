@@ -16,9 +16,7 @@ import {
   VHCI_PORT_SEND_SOCKET,
 } from "../../mod.ts";
 import { requestAttach, requestDetach } from "../../lib/client/gateway_requests.ts";
-
-const local: AttachRequest = { kind: "local", busid: "1-2" };
-const stream: AttachRequest = { kind: "stream", busid: "1-1" };
+import { local, stream } from "../server/_requests.ts";
 
 const attachRep = (status: number, vhciPort: number, message = "") =>
   encodeOpRepAttach({ kind: "op_rep_attach", status, vhciPort, message });

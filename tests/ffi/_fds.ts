@@ -1,12 +1,60 @@
 // Counting this process's open file descriptors, for the no-leak checks of the fd-passing tests,
-// and running each such test in a process of its own, where the count is exact.
+// and running each such test in a process of its own, where the count is exact; what is behind
+// a descriptor, and the sockets that a stream connection refuses.
+import * as net from "node:net";
 import { assertEquals } from "@std/assert";
+import { closeFd } from "../../lib/ffi/fd.ts";
+import { FdSocket } from "../../lib/client/fd_socket.ts";
+import { C, lib as clientLib } from "../../lib/client/_libc_socket.ts";
 
 /** The entries of /proc/self/fd (the listing's own descriptor is among them every time). */
 export function openFdCount(): number {
   let n = 0;
   for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
   return n;
+}
+
+/** The open file behind `fd` (`socket:[inode]` for a socket). */
+export const fileOf = (fd: number): string => Deno.readLinkSync(`/proc/self/fd/${fd}`);
+
+/** The `flags:` of /proc/self/fdinfo/FD (octal: O_NONBLOCK 04000, O_CLOEXEC 02000000). */
+export function fdFlags(fd: number): number {
+  const m = /^flags:\s+([0-7]+)$/m.exec(Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`));
+  return parseInt(m![1]!, 8);
+}
+
+/**
+ * Reads PING (4 bytes, as text) from the far end of a received socketpair end, whose sender
+ * wrote it into the other end, and closes it.
+ */
+export async function pingThrough(fd: number): Promise<string> {
+  const sock = FdSocket.adopt(fd, { transport: "unix", path: "received" });
+  try {
+    return new TextDecoder().decode(await sock.readExactly(4, { timeoutMs: 5000 }));
+  } finally {
+    sock.close();
+  }
+}
+
+/**
+ * Runs `body` with the fds of a listening unix socket (node:net's, in a temporary folder) and of
+ * an AF_UNIX datagram socket, then closes both (and removes the folder).
+ */
+export async function withListeningAndDatagram(
+  body: (listening: number, datagram: number) => void | Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "fds_" });
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(`${dir}/l.sock`, resolve));
+  const datagram = clientLib().socket(C.AF_UNIX, 2 | C.SOCK_CLOEXEC, 0);
+  try {
+    // deno-lint-ignore no-explicit-any
+    await body((server as any)._handle.fd as number, datagram);
+  } finally {
+    closeFd(datagram);
+    await new Promise((resolve) => server.close(resolve));
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 /**

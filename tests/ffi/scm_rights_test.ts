@@ -13,8 +13,7 @@ import {
   StreamFdError,
 } from "../../lib/ffi/scm_rights.ts";
 import { closeFd } from "../../lib/ffi/fd.ts";
-import { FdSocket } from "../../lib/client/fd_socket.ts";
-import { fdTests, runPeer } from "./_fds.ts";
+import { fdFlags, fdTests, pingThrough, runPeer } from "./_fds.ts";
 
 /** Tests that must leave as many descriptors open as they found, each in its own process. */
 const fdTest = fdTests(import.meta.url);
@@ -50,29 +49,38 @@ fdTest(
     fromChild("socketpair", async (fd) => {
       const got = await receiveFd(fd, 1, { timeoutMs: 5000 });
       assertEquals(td.decode(got.bytes), "F");
-      const flags = /^flags:\s+([0-7]+)$/m.exec(
-        await Deno.readTextFile(`/proc/self/fdinfo/${got.fd}`),
-      );
-      assertEquals(parseInt(flags![1]!, 8) & 0o2000000, 0o2000000, "O_CLOEXEC");
+      assertEquals(fdFlags(got.fd) & 0o2000000, 0o2000000, "O_CLOEXEC");
       checkStreamFd(got.fd);
       // The child wrote PING into the other end of the pair.
-      const sock = FdSocket.adopt(got.fd, { transport: "unix", path: "received" });
-      try {
-        assertEquals(td.decode(await sock.readExactly(4, { timeoutMs: 5000 })), "PING");
-      } finally {
-        sock.close();
-      }
+      assertEquals(await pingThrough(got.fd), "PING");
     }),
 );
 
-fdTest(
-  "a byte another process sends without a descriptor is no_fd, with the byte",
-  () =>
-    fromChild("plain", async (fd) => {
-      const e = await assertRejects(() => receiveFd(fd, 1, { timeoutMs: 5000 }), FdPassingError);
-      assertEquals([e.failure, td.decode(e.bytes)], ["no_fd", "P"]);
-    }),
-);
+/**
+ * The error, of `ErrorClass` and with `msgIncludes` in its message when given, that `receive`
+ * rejects with on the accepted connection while the child sends in `mode`.
+ */
+async function rejectionOf<E extends Error>(
+  mode: string,
+  receive: (fd: number) => Promise<unknown>,
+  ErrorClass: abstract new (...args: never[]) => E,
+  msgIncludes?: string,
+): Promise<E> {
+  let error: E | undefined;
+  await fromChild(mode, async (fd) => {
+    error = await assertRejects(() => receive(fd), ErrorClass, msgIncludes);
+  });
+  return error!;
+}
+
+/** How receiveFd(), given `timeoutMs`, fails on what the child sends in `mode`. */
+const failureOf = (mode: string, timeoutMs = 5000) =>
+  rejectionOf(mode, (fd) => receiveFd(fd, 1, { timeoutMs }), FdPassingError);
+
+fdTest("a byte another process sends without a descriptor is no_fd, with the byte", async () => {
+  const e = await failureOf("plain");
+  assertEquals([e.failure, td.decode(e.bytes)], ["no_fd", "P"]);
+});
 
 /** Receives the one descriptor the child sends and checks it, closing it either way. */
 async function receiveAndCheck(fd: number): Promise<ReceivedFd> {
@@ -85,65 +93,45 @@ async function receiveAndCheck(fd: number): Promise<ReceivedFd> {
   return got;
 }
 
-fdTest(
-  "checkStreamFd() refuses a listening socket another process sends",
-  () =>
-    fromChild("listening", async (fd) => {
-      const e = await assertRejects(() => receiveAndCheck(fd), StreamFdError);
-      assertEquals(e.failure, "listening");
-      assert(e.message.includes("listening socket"), e.message);
-    }),
-);
+/** How checkStreamFd() refuses the descriptor the child sends in `mode` (see rejectionOf). */
+const refusalOf = (mode: string, msgIncludes?: string) =>
+  rejectionOf(mode, receiveAndCheck, StreamFdError, msgIncludes);
 
-fdTest(
-  "checkStreamFd() refuses a datagram socket another process sends",
-  () =>
-    fromChild("datagram", async (fd) => {
-      const e = await assertRejects(() => receiveAndCheck(fd), StreamFdError);
-      assertEquals(e.failure, "not_stream");
-      assert(e.message.includes("a datagram socket"), e.message);
-    }),
-);
+fdTest("checkStreamFd() refuses a listening socket another process sends", async () => {
+  const e = await refusalOf("listening");
+  assertEquals(e.failure, "listening");
+  assert(e.message.includes("listening socket"), e.message);
+});
 
-fdTest(
-  "checkStreamFd() refuses a stream socket another process never connected",
-  () =>
-    fromChild("unconnected", async (fd) => {
-      const e = await assertRejects(() => receiveAndCheck(fd), StreamFdError, "ENOTCONN");
-      assertEquals([e.failure, e.errno], ["not_connected", 107]);
-    }),
-);
+fdTest("checkStreamFd() refuses a datagram socket another process sends", async () => {
+  const e = await refusalOf("datagram");
+  assertEquals(e.failure, "not_stream");
+  assert(e.message.includes("a datagram socket"), e.message);
+});
 
-fdTest(
-  "receiveFd() closes both descriptors of a message that carries two",
-  () =>
-    fromChild("two", async (fd) => {
-      const e = await assertRejects(() => receiveFd(fd, 1, { timeoutMs: 5000 }), FdPassingError);
-      assertEquals(e.failure, "too_many_fds");
-      assertEquals(td.decode(e.bytes), "T");
-    }),
-);
+fdTest("checkStreamFd() refuses a stream socket another process never connected", async () => {
+  const e = await refusalOf("unconnected", "ENOTCONN");
+  assertEquals([e.failure, e.errno], ["not_connected", 107]);
+});
+
+fdTest("receiveFd() closes both descriptors of a message that carries two", async () => {
+  const e = await failureOf("two");
+  assertEquals(e.failure, "too_many_fds");
+  assertEquals(td.decode(e.bytes), "T");
+});
 
 fdTest(
   "receiveFd() closes what fitted of a message with more descriptors than it has room for",
-  () =>
-    fromChild("many", async (fd) => {
-      const e = await assertRejects(() => receiveFd(fd, 1, { timeoutMs: 5000 }), FdPassingError);
-      assertEquals(e.failure, "truncated");
-    }),
+  async () => {
+    assertEquals((await failureOf("many")).failure, "truncated");
+  },
 );
 
 fdTest(
   "receiveFd() gives up when another process sends nothing, and tells a closed peer",
   async () => {
-    await fromChild("nothing", async (fd) => {
-      const e = await assertRejects(() => receiveFd(fd, 1, { timeoutMs: 250 }), FdPassingError);
-      assertEquals(e.failure, "timeout");
-    });
-    await fromChild("close", async (fd) => {
-      const e = await assertRejects(() => receiveFd(fd, 1, { timeoutMs: 5000 }), FdPassingError);
-      assertEquals(e.failure, "closed");
-    });
+    assertEquals((await failureOf("nothing", 250)).failure, "timeout");
+    assertEquals((await failureOf("close")).failure, "closed");
   },
 );
 

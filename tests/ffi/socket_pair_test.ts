@@ -12,22 +12,13 @@ import {
 } from "../../lib/ffi/scm_rights.ts";
 import { getIntOption, SockOpt } from "../../lib/ffi/sockopt.ts";
 import { C, cString, lib as clientLib } from "../../lib/client/_libc_socket.ts";
-import { fdTests } from "./_fds.ts";
+import { fdFlags, fdTests, fileOf } from "./_fds.ts";
 
 /** Tests that must leave as many descriptors open as they found, each in its own process. */
 const fdTest = fdTests(import.meta.url);
 
 const te = new TextEncoder();
 const td = new TextDecoder();
-
-/** The open file behind `fd` (`socket:[inode]` for a socket). */
-const fileOf = (fd: number) => Deno.readLinkSync(`/proc/self/fd/${fd}`);
-
-/** The `flags:` of /proc/self/fdinfo/FD (octal: O_NONBLOCK 04000, O_CLOEXEC 02000000). */
-function fdFlags(fd: number): number {
-  const m = /^flags:\s+([0-7]+)$/m.exec(Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`));
-  return parseInt(m![1]!, 8);
-}
 
 /** Reads up to `n` bytes from a blocking socket fd with one recv(2). */
 function recvSome(fd: number, n: number): string {

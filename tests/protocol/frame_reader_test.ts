@@ -45,6 +45,25 @@ function concat(...parts: Uint8Array[]): Uint8Array {
 
 const isoEp2 = (ep: number) => ep === 2;
 
+/** `frame` with the big-endian u32 at `offset` (the length of what follows) set to `length`. */
+function withLength(frame: Uint8Array, offset: number, length: number): Uint8Array {
+  new DataView(frame.buffer, frame.byteOffset).setUint32(offset, length);
+  return frame;
+}
+
+/** Asserts that `read` refuses `bytes`, come in one chunk, as a protocol error naming `detail`. */
+async function assertRefused(
+  bytes: Uint8Array,
+  read: (reader: FrameReader) => Promise<unknown>,
+  detail: string,
+): Promise<void> {
+  await assertRejects(
+    () => read(new FrameReader(ReadableStream.from([bytes]))),
+    UsbipProtocolError,
+    detail,
+  );
+}
+
 Deno.test("FrameReader reads the same URB commands whatever the chunk size", async () => {
   const stream = concat(
     golden("cmd_submit_bulk_out.hex"),
@@ -359,22 +378,12 @@ Deno.test("OP_REQ_BIND, OP_REP_BIND and OP_REP_UNBIND from any chunking; a long 
     assertEquals(await reader.readOpRepUnbind(), unbind);
   }
   // The head alone, announcing 4 GiB: refused on the length, before any of it is read.
-  const head = encodeOpRepBind({ kind: "op_rep_bind", status: 0, message: "" });
-  new DataView(head.buffer).setUint32(8, 0xffffffff);
-  await assertRejects(
-    () => new FrameReader(ReadableStream.from([head])).readOpRepBind(),
-    UsbipProtocolError,
-    "is 4294967295 bytes, limit is 1024",
-  );
-  await assertRejects(
-    () => new FrameReader(ReadableStream.from([encodeOpRepBind(bind)])).readOpRepUnbind(),
-    UsbipProtocolError,
-    "expected 0x00f2",
-  );
-  await assertRejects(
-    () =>
-      new FrameReader(ReadableStream.from([encodeOpRepBind(bind).subarray(0, 15)])).readOpRepBind(),
-    UsbipProtocolError,
+  const head = withLength(encodeOpRepBind({ ...bind, message: "" }), 8, 0xffffffff);
+  await assertRefused(head, (r) => r.readOpRepBind(), "is 4294967295 bytes, limit is 1024");
+  await assertRefused(encodeOpRepBind(bind), (r) => r.readOpRepUnbind(), "expected 0x00f2");
+  await assertRefused(
+    encodeOpRepBind(bind).subarray(0, 15),
+    (r) => r.readOpRepBind(),
     "ends after",
   );
 });
@@ -421,30 +430,14 @@ Deno.test("OP_REQ_ATTACH, OP_REQ_DETACH and their answers from any chunking; a l
     assertEquals(await reader.readOpRepDetach(), detached);
   }
   // The heads alone, announcing 4 GiB: refused on the length, before any of it is read.
-  const head = encodeOpRepAttach({ ...attached, message: "" });
-  new DataView(head.buffer).setUint32(12, 0xffffffff);
-  await assertRejects(
-    () => new FrameReader(ReadableStream.from([head])).readOpRepAttach(),
-    UsbipProtocolError,
-    "is 4294967295 bytes, limit is 1024",
-  );
-  const detachHead = encodeOpRepDetach({ ...detached, message: "" });
-  new DataView(detachHead.buffer).setUint32(8, 1025);
-  await assertRejects(
-    () => new FrameReader(ReadableStream.from([detachHead])).readOpRepDetach(),
-    UsbipProtocolError,
-    "is 1025 bytes, limit is 1024",
-  );
-  await assertRejects(
-    () => new FrameReader(ReadableStream.from([encodeOpRepAttach(attached)])).readOpRepDetach(),
-    UsbipProtocolError,
-    "expected 0x00f4",
-  );
-  await assertRejects(
-    () =>
-      new FrameReader(ReadableStream.from([encodeOpRepAttach(attached).subarray(0, 20)]))
-        .readOpRepAttach(),
-    UsbipProtocolError,
+  const head = withLength(encodeOpRepAttach({ ...attached, message: "" }), 12, 0xffffffff);
+  await assertRefused(head, (r) => r.readOpRepAttach(), "is 4294967295 bytes, limit is 1024");
+  const detachHead = withLength(encodeOpRepDetach({ ...detached, message: "" }), 8, 1025);
+  await assertRefused(detachHead, (r) => r.readOpRepDetach(), "is 1025 bytes, limit is 1024");
+  await assertRefused(encodeOpRepAttach(attached), (r) => r.readOpRepDetach(), "expected 0x00f4");
+  await assertRefused(
+    encodeOpRepAttach(attached).subarray(0, 20),
+    (r) => r.readOpRepAttach(),
     "ends after",
   );
 });

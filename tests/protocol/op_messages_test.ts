@@ -304,6 +304,24 @@ Deno.test("decodeOpRequest() refuses every malformed OP_REQ_ATTACH body, naming 
     edit(b);
     cases.push([what, b, field, detail]);
   };
+  /**
+   * The refusals of text field `field`, NUL-terminated in `size` bytes at `at` of what `make`
+   * encodes: all `fill`, all zeros, a byte at `strayAt` after the NUL, `notUtf8` first.
+   */
+  const addText = (
+    field: string,
+    make: () => Uint8Array,
+    at: number,
+    size: number,
+    { fill, strayAt, notUtf8 }: { fill: number; strayAt: number; notUtf8: number },
+  ) => {
+    const unterminated = `is not NUL-terminated in ${size} bytes`;
+    add(`a ${field} without NUL`, make, (b) => b.fill(fill, at, at + size), field, unterminated);
+    add(`an empty ${field}`, make, (b) => b.fill(0, at, at + size), field, "is empty");
+    const after = "has bytes after its NUL terminator";
+    add(`bytes after the ${field}'s NUL`, make, (b) => b[strayAt] = 0x41, field, after);
+    add(`a ${field} that is not UTF-8`, make, (b) => b[at] = notUtf8, field, "is not UTF-8");
+  };
   add(
     "kind 3",
     local,
@@ -313,22 +331,7 @@ Deno.test("decodeOpRequest() refuses every malformed OP_REQ_ATTACH body, naming 
   );
   add("kind 255", local, (b) => b[8] = 255, "kind", "is 255");
   add("a reserved byte", local, (b) => b[9] = 1, "reserved", "is 1, expected 0");
-  add(
-    "a busid without NUL",
-    local,
-    (b) => b.fill(0x31, BUSID, BUSID + 32),
-    "busid",
-    "is not NUL-terminated in 32 bytes",
-  );
-  add("an empty busid", local, (b) => b.fill(0, BUSID, BUSID + 32), "busid", "is empty");
-  add(
-    "bytes after the busid's NUL",
-    local,
-    (b) => b[BUSID + 20] = 0x41,
-    "busid",
-    "has bytes after its NUL terminator",
-  );
-  add("a busid that is not UTF-8", local, (b) => b[BUSID] = 0xff, "busid", "is not UTF-8");
+  addText("busid", local, BUSID, 32, { fill: 0x31, strayAt: BUSID + 20, notUtf8: 0xff });
   add(
     "a truncated UTF-8 busid",
     local,
@@ -351,22 +354,7 @@ Deno.test("decodeOpRequest() refuses every malformed OP_REQ_ATTACH body, naming 
     "is given for kind stream",
   );
   add("a port for kind local", local, (b) => b[11] = 1, "port", "is 1, expected 0 for kind local");
-  add(
-    "a host without NUL",
-    remote,
-    (b) => b.fill(0x68, HOST, HOST + 256),
-    "host",
-    "is not NUL-terminated in 256 bytes",
-  );
-  add("an empty host", remote, (b) => b.fill(0, HOST, HOST + 256), "host", "is empty");
-  add(
-    "bytes after the host's NUL",
-    remote,
-    (b) => b[299] = 0x41,
-    "host",
-    "has bytes after its NUL terminator",
-  );
-  add("a host that is not UTF-8", remote, (b) => b[HOST] = 0xc0, "host", "is not UTF-8");
+  addText("host", remote, HOST, 256, { fill: 0x68, strayAt: 299, notUtf8: 0xc0 });
   for (const [what, bytes, field, detail] of cases) {
     const e = assertThrows(() => decodeOpRequest(bytes), UsbipProtocolError, detail, what);
     assertEquals([what, e.field, e.frame], [what, field, "OP_REQ_ATTACH"]);

@@ -14,7 +14,8 @@ import {
   OpStatus,
   type PeerInfo,
   UsbipProtocolError,
-  UsbipServer,
+  type UsbipServer,
+  type UsbipServerOptions,
   VHCI_PORT_NONE,
   VHCI_PORT_SEND_SOCKET,
 } from "../../mod.ts";
@@ -25,22 +26,11 @@ import type {
   SocketRequest,
 } from "../../lib/server/mod.ts";
 import { requestAttach, requestDetach } from "../../lib/client/gateway_requests.ts";
-import { captureLogs, type LogCapture, render } from "./_logs.ts";
+import { type LogCapture, render } from "./_logs.ts";
+import { answered, auditLines, local, remote, stream, tcp, unix, withServer } from "./_requests.ts";
 
-const tcp: PeerInfo = { transport: "tcp", address: "192.0.2.7:4000" };
 const unixNoUid: PeerInfo = { transport: "unix", address: "/run/usbipgw.sock" };
 const memory: PeerInfo = { transport: "memory", address: "memory:b" };
-const unix = (uid: number): PeerInfo => ({
-  transport: "unix",
-  address: "/run/usbipgw.sock",
-  uid,
-  gid: uid,
-  pid: 4242,
-});
-
-const local: AttachRequest = { kind: "local", busid: "1-2" };
-const remote: AttachRequest = { kind: "remote", host: "192.0.2.9", port: 3240, busid: "3-1" };
-const stream: AttachRequest = { kind: "stream", busid: "1-1" };
 
 const NOT_ALLOWED_ATTACH =
   "Not allowed: only a local user, over the unix socket, may attach devices into this machine";
@@ -94,60 +84,39 @@ function pairFrom(peer: PeerInfo, fds = true) {
 }
 
 /** Sends one attach from `peer` with the client; the reply, and the session's end reason. */
-async function attachFrom(server: UsbipServer, peer: PeerInfo, request: AttachRequest) {
+function attachFrom(server: UsbipServer, peer: PeerInfo, request: AttachRequest) {
   const pair = pairFrom(peer);
-  const done = server.accept(pair.server);
-  const session = server.sessions.at(-1)!;
   const sendSocket = () => Promise.resolve(pair.sendFd(42));
-  const reply = await requestAttach(pair.client, request, sendSocket);
-  await done;
-  return { ...reply, endReason: session.endReason };
+  return answered(server, pair.server, () => requestAttach(pair.client, request, sendSocket));
 }
 
 /** Sends one detach from `peer`; the reply, and the session's end reason. */
-async function detachFrom(server: UsbipServer, peer: PeerInfo, vhciPort: number) {
+function detachFrom(server: UsbipServer, peer: PeerInfo, vhciPort: number) {
   const pair = pairFrom(peer);
-  const done = server.accept(pair.server);
-  const session = server.sessions.at(-1)!;
-  const reply = await requestDetach(pair.client, vhciPort);
-  await done;
-  return { ...reply, endReason: session.endReason };
+  return answered(server, pair.server, () => requestDetach(pair.client, vhciPort));
 }
 
-/**
- * Runs `fn` with a server whose attach service is `service` (none when undefined) and the log
- * records captured; closes the server once `fn` has passed, and ends the capture.
- */
-async function withServer(
+/** Server options: attach service `service` (none when undefined) and the op-phase timeout. */
+function servedBy(
   service: LocalAttachService | undefined,
-  fn: (server: UsbipServer, logs: LogCapture) => Promise<void>,
   opPhaseTimeoutMs = 10_000,
-): Promise<void> {
-  const logs = captureLogs();
-  try {
-    const server = new UsbipServer({
-      sessionLimits: { opPhaseTimeoutMs },
-      ...(service === undefined ? {} : { localAttach: service }),
-    });
-    await fn(server, logs);
-    await server.close();
-  } finally {
-    logs.stop();
-  }
+): UsbipServerOptions {
+  return {
+    sessionLimits: { opPhaseTimeoutMs },
+    ...(service === undefined ? {} : { localAttach: service }),
+  };
 }
 
 /** The audit lines about attach and detach requests, rendered, with their level. */
 function attachLines(logs: LogCapture): [string, string][] {
-  return logs.records.filter((r) =>
-    r.category.join(".") === "usbipgw.audit" && /: (at|de)tach of /.test(render(r))
-  ).map((r) => [r.level, render(r).replace(/^Session \d+/, "Session N")]);
+  return auditLines(logs, (line) => /: (at|de)tach of /.test(line));
 }
 
 Deno.test("a TCP peer, a unix peer without a uid and an in-memory peer get ST_NA without reaching the service", async () => {
   const { calls, service } = recorder(() =>
     Promise.resolve({ status: OpStatus.ST_OK, vhciPort: 1, message: "attached" })
   );
-  await withServer(service, async (server, logs) => {
+  await withServer(servedBy(service), async (server, logs) => {
     for (const peer of [tcp, unixNoUid, memory]) {
       for (const request of [local, remote, stream]) {
         const reply = await attachFrom(server, peer, request);
@@ -185,7 +154,7 @@ Deno.test("a TCP peer, a unix peer without a uid and an in-memory peer get ST_NA
 });
 
 Deno.test("without an attach service a unix peer gets ST_ERROR, not supported; a TCP peer still ST_NA", async () => {
-  await withServer(undefined, async (server, logs) => {
+  await withServer(servedBy(undefined), async (server, logs) => {
     const reply = await attachFrom(server, unix(1000), local);
     assertEquals(reply, {
       status: OpStatus.ST_ERROR,
@@ -223,7 +192,7 @@ Deno.test("any unix peer with a uid reaches the service, which decides; its answ
           : { status: OpStatus.ST_NODEV, message: `Nothing on port ${vhciPort}` },
       ),
   );
-  await withServer(service, async (server, logs) => {
+  await withServer(servedBy(service), async (server, logs) => {
     for (const uid of [0, 1000, 1001]) {
       assertEquals(await attachFrom(server, unix(uid), local), {
         status: OpStatus.ST_OK,
@@ -296,7 +265,7 @@ Deno.test("a stream attach: the intermediate answer, then the socket, then the f
     events.push(`service: got fd ${fd}`);
     return { status: OpStatus.ST_OK, vhciPort: 7, message: `Attached over fd ${fd}` };
   });
-  await withServer(service, async (server, logs) => {
+  await withServer(servedBy(service), async (server, logs) => {
     // By hand, to see the bytes of each answer.
     const pair = pairFrom(unix(1000));
     const done = server.accept(pair.server);
@@ -347,7 +316,7 @@ Deno.test("a stream attach refused before the socket is asked for is answered at
   const { service } = recorder(() =>
     Promise.resolve({ status: OpStatus.ST_NA, message: "Streams are not enabled" })
   );
-  await withServer(service, async (server) => {
+  await withServer(servedBy(service), async (server) => {
     const pair = pairFrom(unix(1000));
     const done = server.accept(pair.server);
     let asked = 0;
@@ -377,7 +346,7 @@ Deno.test("the socket request refuses other kinds, a second call, a transport wi
       throw e;
     }
   });
-  await withServer(service, async (server) => {
+  await withServer(servedBy(service), async (server) => {
     const reply = await attachFrom(server, unix(1000), local);
     assertEquals(reply.status, OpStatus.ST_ERROR);
     assertEquals(
@@ -424,7 +393,7 @@ Deno.test("a service that throws or answers ST_OK without a port gets ST_ERROR a
     },
     () => Promise.reject(new Error("no such port")),
   );
-  await withServer(service, async (server, logs) => {
+  await withServer(servedBy(service), async (server, logs) => {
     assertEquals(await attachFrom(server, unix(0), local), {
       status: OpStatus.ST_ERROR,
       vhciPort: VHCI_PORT_NONE,
@@ -460,7 +429,7 @@ Deno.test("strings from the wire are quoted in the audit line, and a long messag
   const { calls, service } = recorder(() =>
     Promise.resolve({ status: OpStatus.ST_ERROR, message: long })
   );
-  await withServer(service, async (server, logs) => {
+  await withServer(servedBy(service), async (server, logs) => {
     const odd: AttachRequest = {
       kind: "remote",
       host: "evil\nSession 1 forged",
@@ -493,7 +462,7 @@ Deno.test("strings from the wire are quoted in the audit line, and a long messag
 });
 
 Deno.test("the connection closes once an attach or a detach is answered", async () => {
-  await withServer(undefined, async (server) => {
+  await withServer(servedBy(undefined), async (server) => {
     for (const request of [encodeOpReqAttach(local), encodeOpReqDetach(1)]) {
       const pair = pairFrom(unix(1000));
       const start = Date.now();
@@ -510,7 +479,8 @@ Deno.test("the connection closes once an attach or a detach is answered", async 
 });
 
 Deno.test("a malformed OP_REQ_ATTACH ends the session as a protocol error, unanswered", async () => {
-  await withServer(recorder(() => Promise.reject(new Error("never"))).service, async (server) => {
+  const { service } = recorder(() => Promise.reject(new Error("never")));
+  await withServer(servedBy(service), async (server) => {
     const pair = pairFrom(unix(1000));
     const done = server.accept(pair.server);
     const session = server.sessions.at(-1)!;
@@ -531,7 +501,7 @@ Deno.test("the op-phase timeout runs on while the service waits for the socket",
     await requestSocket(150);
     return { status: OpStatus.ST_OK, vhciPort: 1, message: "late" };
   });
-  await withServer(service, async (server, logs) => {
+  await withServer(servedBy(service, 50), async (server, logs) => {
     const pair = pairFrom(unix(1000));
     const done = server.accept(pair.server);
     const session = server.sessions.at(-1)!;
@@ -546,5 +516,5 @@ Deno.test("the op-phase timeout runs on while the service waits for the socket",
     assertEquals(attachLines(logs).map(([, line]) => line), [
       `Session N (unix uid=1000 gid=1000 pid=4242): attach of device 1-1 over a handed-over socket failed (status 5); not answered: the session ended (${session.endReason}): Cannot attach device 1-1 over a handed-over socket: Timed out waiting for the socket`,
     ]);
-  }, 50);
+  });
 });

@@ -15,20 +15,13 @@ import {
   requestBind,
   requestUnbind,
   UsbipServer,
+  type UsbipServerOptions,
 } from "../../mod.ts";
-import { captureLogs, type LogCapture, render } from "./_logs.ts";
+import { type LogCapture, render } from "./_logs.ts";
+import { answered, auditLines, tcp, unix, withServer } from "./_requests.ts";
 
 const GATEWAY_UID = 990;
 const CONSOLE_UID = 1000;
-
-const tcp: PeerInfo = { transport: "tcp", address: "192.0.2.7:4000" };
-const unix = (uid: number): PeerInfo => ({
-  transport: "unix",
-  address: "/run/usbipgw.sock",
-  uid,
-  gid: uid,
-  pid: 4242,
-});
 
 /** Who may read the status, as the gateway decides it (lib/cli/serve.ts). */
 const statusAccess = (peer: PeerInfo) =>
@@ -57,46 +50,28 @@ function pairFrom(peer: PeerInfo): [Connection, Connection] {
 }
 
 /** Sends one bind or unbind from `peer`; the answer, and the session's end reason. */
-async function ask(server: UsbipServer, peer: PeerInfo, action: HostDeviceAction, busid: string) {
+function ask(server: UsbipServer, peer: PeerInfo, action: HostDeviceAction, busid: string) {
   const [client, end] = pairFrom(peer);
-  const done = server.accept(end);
-  const session = server.sessions.at(-1)!;
-  const answer = await (action === "bind" ? requestBind : requestUnbind)(client, busid);
-  await done;
-  return { ...answer, endReason: session.endReason };
+  return answered(
+    server,
+    end,
+    () => (action === "bind" ? requestBind : requestUnbind)(client, busid),
+  );
 }
 
-/**
- * Runs `fn` with a server whose host device handler is `handler` (none when undefined) and
- * the log records captured; closes the server once `fn` has passed, and ends the capture.
- */
-async function withServer(
-  handler: HostDeviceHandler | undefined,
-  fn: (server: UsbipServer, logs: LogCapture) => Promise<void>,
-): Promise<void> {
-  const logs = captureLogs();
-  try {
-    const server = new UsbipServer({
-      statusAccess,
-      ...(handler === undefined ? {} : { manageHostDevice: handler }),
-    });
-    await fn(server, logs);
-    await server.close();
-  } finally {
-    logs.stop();
-  }
+/** Server options: the status access of the gateway, and `handler` (none when undefined). */
+function handledBy(handler: HostDeviceHandler | undefined): UsbipServerOptions {
+  return { statusAccess, ...(handler === undefined ? {} : { manageHostDevice: handler }) };
 }
 
 /** The audit lines about host devices, rendered, with their level. */
 function hostDeviceLines(logs: LogCapture): [string, string][] {
-  return logs.records.filter((r) =>
-    r.category.join(".") === "usbipgw.audit" && render(r).includes("of host device")
-  ).map((r) => [r.level, render(r).replace(/^Session \d+/, "Session N")]);
+  return auditLines(logs, (line) => line.includes("of host device"));
 }
 
 Deno.test("a TCP peer and a unix peer of another user get ST_NA, an audit line, and no handler call", async () => {
   const { calls, handler } = recorder(() => Promise.resolve({ ok: true, message: "done" }));
-  await withServer(handler, async (server, logs) => {
+  await withServer(handledBy(handler), async (server, logs) => {
     for (const peer of [tcp, unix(1001)]) {
       for (const action of ["bind", "unbind"] as const) {
         const answer = await ask(server, peer, action, "3-1.2");
@@ -135,7 +110,7 @@ Deno.test("root, the gateway's own user and the console user reach the handler, 
         : { ok: false, message: `${busid} is not bound` },
     )
   );
-  await withServer(handler, async (server, logs) => {
+  await withServer(handledBy(handler), async (server, logs) => {
     for (const uid of [0, GATEWAY_UID, CONSOLE_UID]) {
       const bound = await ask(server, unix(uid), "bind", "3-1.2");
       assertEquals([bound.status, bound.message], [OpStatus.ST_OK, "Exported 3-1.2"]);
@@ -164,7 +139,7 @@ Deno.test("root, the gateway's own user and the console user reach the handler, 
 });
 
 Deno.test("without a handler an authorized peer gets ST_ERROR, not supported; others still ST_NA", async () => {
-  await withServer(undefined, async (server, logs) => {
+  await withServer(handledBy(undefined), async (server, logs) => {
     const answer = await ask(server, unix(0), "bind", "1-1");
     assertEquals(answer.status, OpStatus.ST_ERROR);
     assertEquals(answer.message, "Not supported: this server cannot bind host devices");
@@ -182,7 +157,7 @@ Deno.test("a malformed bus id, a failing handler and a long message are answered
     if (busid === "2-2") return Promise.reject(new Error("usbfs is not mounted"));
     return Promise.resolve({ ok: true, message: action === "bind" ? long : "" });
   });
-  await withServer(handler, async (server, logs) => {
+  await withServer(handledBy(handler), async (server, logs) => {
     const odd = await ask(server, unix(0), "bind", "1-1\nforged line");
     assertEquals(odd.status, OpStatus.ST_ERROR);
     assert(odd.message.startsWith('Invalid busid "1-1\\nforged line"'), odd.message);

@@ -3,7 +3,6 @@
 // takes one descriptor sent with SCM_RIGHTS after a request although node:net reads the socket
 // eagerly; end to end with a Deno child process (tests/ffi/_fd_peer.ts) as the client. Every
 // test checks that this process has as many open descriptors after it as before.
-import * as net from "node:net";
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import {
   type Connection,
@@ -18,8 +17,7 @@ import { socketPair } from "../../lib/ffi/socket_pair.ts";
 import { closeFd } from "../../lib/ffi/fd.ts";
 import { FdPassingError, StreamFdError } from "../../lib/ffi/scm_rights.ts";
 import { FdSocket } from "../../lib/client/fd_socket.ts";
-import { C, lib as clientLib } from "../../lib/client/_libc_socket.ts";
-import { fdTests, runPeer } from "../ffi/_fds.ts";
+import { fdTests, fileOf, pingThrough, runPeer, withListeningAndDatagram } from "../ffi/_fds.ts";
 
 /** Tests that must leave as many descriptors open as they found, each in its own process. */
 const fdTest = fdTests(import.meta.url);
@@ -37,16 +35,6 @@ async function readText(conn: Connection, n: number): Promise<string> {
     off += got;
   }
   return td.decode(buf);
-}
-
-/** Reads PING from the far end of a received socketpair end, and closes it. */
-async function pingThrough(fd: number): Promise<string> {
-  const sock = FdSocket.adopt(fd, { transport: "unix", path: "received" });
-  try {
-    return td.decode(await sock.readExactly(4, { timeoutMs: 5000 }));
-  } finally {
-    sock.close();
-  }
 }
 
 fdTest(
@@ -85,14 +73,8 @@ fdTest(
 
 fdTest(
   "wrapSocketFd() refuses a listening or datagram socket and leaves the fd to the caller",
-  async () => {
-    const dir = await Deno.makeTempDir({ prefix: "unix_fd_" });
-    const server = net.createServer();
-    await new Promise<void>((resolve) => server.listen(`${dir}/l.sock`, resolve));
-    const dgram = clientLib().socket(C.AF_UNIX, 2 | C.SOCK_CLOEXEC, 0);
-    try {
-      // deno-lint-ignore no-explicit-any
-      const listening = (server as any)._handle.fd as number;
+  () =>
+    withListeningAndDatagram((listening, dgram) => {
       const peer = { transport: "unix", address: "x" } as const;
       assertEquals(
         assertThrows(() => wrapSocketFd(listening, peer), StreamFdError).failure,
@@ -102,13 +84,8 @@ fdTest(
         assertThrows(() => wrapSocketFd(dgram, peer), StreamFdError).failure,
         "not_stream",
       );
-      assert(Deno.readLinkSync(`/proc/self/fd/${dgram}`).startsWith("socket:["), "still open");
-    } finally {
-      closeFd(dgram);
-      await new Promise((resolve) => server.close(resolve));
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+      assert(fileOf(dgram).startsWith("socket:["), "still open");
+    }),
 );
 
 fdTest(
@@ -127,10 +104,7 @@ fdTest(
       await client.sendFd(x, te.encode("F"));
       await client.writeAll(te.encode("MORE"));
       const fd = await pending;
-      assertEquals(
-        Deno.readLinkSync(`/proc/self/fd/${fd}`),
-        Deno.readLinkSync(`/proc/self/fd/${x}`),
-      );
+      assertEquals(fileOf(fd), fileOf(x));
       closeFd(fd);
       assertEquals(await readText(conn, 4), "MORE", "reading resumed, nothing lost");
     } finally {
@@ -201,34 +175,26 @@ async function serveDescriptor(conn: Connection, cueFirst = false): Promise<stri
   return `${outcome} then ${more}`;
 }
 
+/** `withCueClient(mode, rounds)`, each connection served by `serveDescriptor(conn, cueFirst)`. */
+const descriptorRounds = (mode: string, rounds: number, cueFirst = false) =>
+  withCueClient(mode, rounds, (conn) => serveDescriptor(conn, cueFirst));
+
 fdTest(
   "a unix listener's connection receives a descriptor another process sends after the cue",
   async () => {
     // The byte with the descriptor alone, then MORE in a second write.
-    assertEquals(
-      await withCueClient("fd", 20, (conn) => serveDescriptor(conn)),
-      Array(20).fill("fd PING then MORE"),
-    );
+    assertEquals(await descriptorRounds("fd", 20), Array(20).fill("fd PING then MORE"));
     // The descriptor on F of FMORE, one sendmsg: MORE stays for node:net to read.
-    assertEquals(
-      await withCueClient("joined", 20, (conn) => serveDescriptor(conn)),
-      Array(20).fill("fd PING then MORE"),
-    );
+    assertEquals(await descriptorRounds("joined", 20), Array(20).fill("fd PING then MORE"));
     // The cue written first, receiveFd() called in the same run: nothing is read in between.
-    assertEquals(
-      await withCueClient("fd", 20, (conn) => serveDescriptor(conn, true)),
-      Array(20).fill("fd PING then MORE"),
-    );
+    assertEquals(await descriptorRounds("fd", 20, true), Array(20).fill("fd PING then MORE"));
   },
 );
 
 fdTest(
   "receiveFd() reports a byte without a descriptor and a time limit passed; reading resumes",
   async () => {
-    assertEquals(
-      await withCueClient("plain", 3, (conn) => serveDescriptor(conn)),
-      Array(3).fill("no_fd then MORE"),
-    );
+    assertEquals(await descriptorRounds("plain", 3), Array(3).fill("no_fd then MORE"));
     const late = async (conn: Connection) => {
       assertEquals(await readText(conn, 4), "REQ!");
       const pending = conn.receiveFd!(300);

@@ -9,6 +9,7 @@ import {
   type ParsedDeviceOf,
   parseDevice,
   PATHS_AS_GIVEN,
+  pathsRelativeTo,
 } from "../../../lib/devices/registry.ts";
 import type { ParseContext } from "../../../lib/devices/device_type.ts";
 
@@ -23,6 +24,23 @@ export function parsed<N extends DeviceTypeName>(
   assert(r.ok, r.ok ? "" : `${type} ${JSON.stringify(options)}: ${r.key}: ${r.message}`);
   assertEquals(r.name, type);
   return r;
+}
+
+/**
+ * Parses `type` with each value of `key` in `cases`, in the context of folder `folder`, and
+ * asserts that option `key` comes out as the one given with it.
+ */
+export function assertParsedIn<N extends DeviceTypeName>(
+  folder: string,
+  type: N,
+  key: keyof ParsedDeviceOf<N>["options"] & string,
+  cases: [string, unknown][],
+): void {
+  const context = pathsRelativeTo(folder);
+  for (const [value, expected] of cases) {
+    const options = parsed(type, { [key]: value }, context).options as Record<string, unknown>;
+    assertEquals(options[key], expected, value);
+  }
 }
 
 /**

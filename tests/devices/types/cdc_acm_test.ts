@@ -1,7 +1,6 @@
 // Tests of the cdc-acm device type: its keys, back-end paths, and describe against create.
 import { assertEquals } from "@std/assert";
-import { pathsRelativeTo } from "../../../lib/devices/registry.ts";
-import { assertDescribedAsCreated, parsed } from "./_describe.ts";
+import { assertDescribedAsCreated, assertParsedIn, parsed } from "./_describe.ts";
 
 Deno.test("cdc-acm parses the back-end, the IDs in hex, the serial and the speed", () => {
   assertEquals(parsed("cdc-acm", { backend: "loopback" }).options, {
@@ -27,16 +26,11 @@ Deno.test("cdc-acm parses the back-end, the IDs in hex, the serial and the speed
 });
 
 Deno.test("cdc-acm resolves unix: and file: back-end paths against the context's folder", () => {
-  const ctx = pathsRelativeTo("/etc/gw");
-  assertEquals(parsed("cdc-acm", { backend: "unix:acm.sock" }, ctx).options.backend, {
-    kind: "unix",
-    path: "/etc/gw/acm.sock",
-  });
-  assertEquals(parsed("cdc-acm", { backend: "file:/var/log/acm" }, ctx).options.backend, {
-    kind: "file",
-    path: "/var/log/acm",
-  });
-  assertEquals(parsed("cdc-acm", { backend: "pty" }, ctx).options.backend, { kind: "pty" });
+  assertParsedIn("/etc/gw", "cdc-acm", "backend", [
+    ["unix:acm.sock", { kind: "unix", path: "/etc/gw/acm.sock" }],
+    ["file:/var/log/acm", { kind: "file", path: "/var/log/acm" }],
+    ["pty", { kind: "pty" }],
+  ]);
 });
 
 Deno.test("cdc-acm describes the descriptors it is created with, at each speed", async () => {

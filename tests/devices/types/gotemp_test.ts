@@ -1,7 +1,7 @@
 // Tests of the gotemp device type: its keys, source paths, and describe against create.
 import { assertEquals } from "@std/assert";
 import { pathsRelativeTo } from "../../../lib/devices/registry.ts";
-import { assertDescribedAsCreated, parsed } from "./_describe.ts";
+import { assertDescribedAsCreated, assertParsedIn, parsed } from "./_describe.ts";
 
 Deno.test("gotemp parses the source, the rate and the serial; the source defaults to 21.5 °C", () => {
   assertEquals(parsed("gotemp", {}).options, { source: { kind: "constant", celsius: 21.5 } });
@@ -14,15 +14,10 @@ Deno.test("gotemp parses the source, the rate and the serial; the source default
 });
 
 Deno.test("gotemp resolves file: and unix: source paths against the context's folder", () => {
-  const ctx = pathsRelativeTo("/etc/gw");
-  assertEquals(parsed("gotemp", { source: "file:temps.txt" }, ctx).options.source, {
-    kind: "file",
-    path: "/etc/gw/temps.txt",
-  });
-  assertEquals(parsed("gotemp", { source: "unix:t.sock" }, ctx).options.source, {
-    kind: "unix",
-    path: "/etc/gw/t.sock",
-  });
+  assertParsedIn("/etc/gw", "gotemp", "source", [
+    ["file:temps.txt", { kind: "file", path: "/etc/gw/temps.txt" }],
+    ["unix:t.sock", { kind: "unix", path: "/etc/gw/t.sock" }],
+  ]);
 });
 
 Deno.test("gotemp describes the descriptors it is created with", async () => {
