@@ -326,6 +326,7 @@ export async function startGateway(
   let server: UsbipServer;
   let attachConfig = config.attach;
   const attachService: AttachService = new AttachService({
+    // The server is made below, with this service as its attach handler: read when used.
     get server() {
       return server;
     },
