@@ -113,6 +113,8 @@ export interface ConfigInput {
   file?: string;
   tcp: Given[];
   unix: TableInput[];
+  /** `[[tls]]` tables, or the `--tls` flags (one table per address). */
+  tls: TableInput[];
   devices: TableInput[];
   rules: TableInput[];
   limits: Partial<Record<LimitKey, Given>>;
@@ -168,6 +170,19 @@ export const DEFAULT_ATTACH: AttachConfig = Object.freeze({
   requestsPerSecond: 10,
 });
 
+/**
+ * A TLS listener: the server's certificate and key, and the CAs (or pinned self-signed
+ * certificates) its clients' certificates must verify against; every client shows one.
+ */
+export interface TlsListenerConfig {
+  readonly hostname: string;
+  readonly port: number;
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+  readonly minVersion: typeof TLS_MIN_VERSIONS[number];
+}
+
 /** A unix listener. Without `uid` and `mode` the socket follows the console user. */
 export interface UnixListenerConfig {
   readonly path: string;
@@ -197,6 +212,7 @@ export interface DeviceConfig {
 export interface GatewayConfig {
   readonly tcp: readonly TcpListenerConfig[];
   readonly unix: readonly UnixListenerConfig[];
+  readonly tls: readonly TlsListenerConfig[];
   readonly devices: readonly DeviceConfig[];
   /** Access rules, first match wins. */
   readonly rules: readonly Rule[];
@@ -227,10 +243,14 @@ const TOP_KEYS = [
   "limits",
   "logging",
   "attach",
+  "tls",
 ];
 const LOGGING_KEYS = ["level", "format"];
 const ATTACH_KEYS = ["remotes", "streams", "max_per_user", "requests_per_second"];
 const UNIX_KEYS = ["path", "mode", "owner", "group"];
+const TLS_KEYS = ["listen", "cert", "key", "ca", "min_version"];
+/** The TLS versions a listener may take as its lowest (TLS 1.2 is needed by the kernel path). */
+export const TLS_MIN_VERSIONS = ["1.2", "1.3"] as const;
 
 type Table = Record<string, unknown>;
 
@@ -303,6 +323,7 @@ export function readConfigText(text: string, file: string): ConfigInput {
     file,
     tcp: [],
     unix: [],
+    tls: [],
     devices: [],
     rules: [],
     limits: {},
@@ -377,6 +398,14 @@ export function readConfigText(text: string, file: string): ConfigInput {
     }
     input.unix.push(tableInput("unix", t, i));
   });
+  tables("tls").forEach((t, i) => {
+    for (const key of Object.keys(t)) {
+      if (!TLS_KEYS.includes(key)) {
+        fail(`tls[${i + 1}].${key}`, `unknown key; valid keys: ${TLS_KEYS.join(", ")}`);
+      }
+    }
+    input.tls.push(tableInput("tls", t, i));
+  });
   input.devices = tables("device").map((t, i) => tableInput("device", t, i));
   input.rules = tables("rule").map((t, i) => tableInput("rule", t, i));
   return input;
@@ -441,6 +470,39 @@ function checkDevice(t: TableInput): DeviceConfig {
     assigned: false,
     key: deviceKey(t),
     origin: describeOrigin(t.origin),
+  };
+}
+
+function checkTls(t: TableInput): TlsListenerConfig {
+  const { listen, cert, key, ca, min_version: minVersion } = t.fields;
+  if (typeof listen !== "string") {
+    throw new ConfigError(keyOrigin(t, "listen"), `expected an address "HOST:PORT"`);
+  }
+  let address: TcpListenerConfig;
+  try {
+    address = parseHostPort(listen, USBIP_PORT);
+  } catch (e) {
+    throw new ConfigError(keyOrigin(t, "listen"), (e as Error).message);
+  }
+  const file = (name: string, value: unknown, what: string): string => {
+    if (typeof value !== "string" || value === "") {
+      throw new ConfigError(keyOrigin(t, name), `expected the path of ${what} (PEM)`);
+    }
+    return pathsOf(t).resolvePath(value);
+  };
+  const version = minVersion ?? "1.2";
+  if (!(TLS_MIN_VERSIONS as readonly unknown[]).includes(version)) {
+    throw new ConfigError(
+      keyOrigin(t, "min_version"),
+      `expected ${TLS_MIN_VERSIONS.map((v) => `"${v}"`).join(" or ")}`,
+    );
+  }
+  return {
+    ...address,
+    certFile: file("cert", cert, "the server's certificate"),
+    keyFile: file("key", key, "the server's private key"),
+    caFile: file("ca", ca, "the CAs (or pinned certificates) of the clients"),
+    minVersion: version as TlsListenerConfig["minVersion"],
   };
 }
 
@@ -567,6 +629,22 @@ export async function validateConfig(input: ConfigInput): Promise<GatewayConfig>
       tcp.push(address);
     });
   }
+  const tls: TlsListenerConfig[] = [];
+  for (const t of input.tls) {
+    await check(() => {
+      const listener = checkTls(t);
+      const text = formatAddress(listener);
+      const first = addresses.get(text);
+      if (first !== undefined && listener.port !== 0) {
+        throw new ConfigError(
+          keyOrigin(t, "listen"),
+          `${text} is already a listener (${describeOrigin(first)})`,
+        );
+      }
+      addresses.set(text, keyOrigin(t, "listen"));
+      tls.push(listener);
+    });
+  }
   const unix: UnixListenerConfig[] = [];
   for (const t of input.unix) {
     await check(async () => {
@@ -626,6 +704,7 @@ export async function validateConfig(input: ConfigInput): Promise<GatewayConfig>
   return {
     tcp,
     unix,
+    tls,
     devices: assigned,
     rules,
     limits,

@@ -10,7 +10,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { DEFAULT_LIMITS } from "../protocol/constants.ts";
-import { RulePolicy, tcpReachability } from "../policy/rules.ts";
+import { RulePolicy, tcpReachability, tlsReachability } from "../policy/rules.ts";
 import { SeatWatcher } from "../policy/seat.ts";
 import { type HostDeviceHandler, UsbipServer } from "../server/server.ts";
 import { deviceFacts } from "../server/exported_device.ts";
@@ -21,7 +21,8 @@ import {
   TcpListener,
   UnixListener,
 } from "../transport/mod.ts";
-import type { DeviceConfig, GatewayConfig } from "./config.ts";
+import { type DeviceConfig, formatAddress, type GatewayConfig } from "./config.ts";
+import { TlsListener } from "../transport/tls.ts";
 import { createDevice } from "../devices/registry.ts";
 import type { HostTypeOptions } from "../devices/types/host.ts";
 import { HostDeviceWatcher } from "../devices/passthrough/host_watcher.ts";
@@ -229,35 +230,49 @@ async function serveDevice(
 }
 
 /**
- * Warns about the devices no TCP peer may see while the gateway listens on TCP: the default
- * policy serves them to local users only, which is the first surprise of an empty
- * `usbip list -r`. Names each device, why, and the `--rule` that would let loopback in.
+ * Warns about the devices no TCP (or TLS) peer may see while the gateway listens on TCP (or
+ * TLS): the default policy serves them to local users only, which is the first surprise of an
+ * empty `usbip list -r`. Names each device, why, and the `--rule` that would let them in.
  */
 function warnHiddenFromTcp(server: UsbipServer, policy: RulePolicy, listeners: Listener[]): void {
-  const tcp = listeners.filter((l) => l.description.startsWith("tcp "));
-  if (tcp.length === 0) return;
-  const hidden = server.devices.flatMap((d) => {
-    const r = tcpReachability(policy.rules, deviceFacts(d));
-    return r.reachable ? [] : [{ busid: d.busid, name: d.name, reason: r.reason }];
-  });
-  if (hidden.length === 0) return;
-  const busids = hidden.map((h) => h.busid);
-  log.warn(
-    "{count} device(s) are hidden from every TCP peer on {listeners}: {devices}; to let loopback clients use them: --rule 'allow:transport=tcp,source=127.0.0.0/8|::1,busid={busids}'",
+  const kinds = [
     {
-      count: hidden.length,
-      listeners: tcp.map((l) => l.description).join(", "),
-      devices: hidden.map((h) => `${h.busid} (${h.name}): ${h.reason}`).join("; "),
-      busids: busids.join("|"),
-      hidden,
+      prefix: "tcp ",
+      name: "TCP",
+      reach: tcpReachability,
+      rule: "transport=tcp,source=127.0.0.0/8|::1",
     },
-  );
+    { prefix: "tls ", name: "TLS", reach: tlsReachability, rule: "transport=tls,cn=CLIENT" },
+  ];
+  for (const kind of kinds) {
+    const on = listeners.filter((l) => l.description.startsWith(kind.prefix));
+    if (on.length === 0) continue;
+    const hidden = server.devices.flatMap((d) => {
+      const r = kind.reach(policy.rules, deviceFacts(d));
+      return r.reachable ? [] : [{ busid: d.busid, name: d.name, reason: r.reason }];
+    });
+    if (hidden.length === 0) continue;
+    log.warn(
+      "{count} device(s) are hidden from every {kind} peer on {listeners}: {devices}; to let clients use them: --rule 'allow:{rule},busid={busids}'",
+      {
+        count: hidden.length,
+        kind: kind.name,
+        listeners: on.map((l) => l.description).join(", "),
+        devices: hidden.map((h) => `${h.busid} (${h.name}): ${h.reason}`).join("; "),
+        rule: kind.rule,
+        busids: hidden.map((h) => h.busid).join("|"),
+        hidden,
+      },
+    );
+  }
 }
 
 /** The settings a reload cannot change, as comparable text. */
 function restartOnly(config: GatewayConfig): Record<string, string> {
+  // A TLS listener's files are reloaded in place; its address needs a restart.
+  const tls = config.tls.map((t) => [t.hostname, t.port, t.minVersion]);
   return {
-    listeners: JSON.stringify([config.tcp, config.unix]),
+    listeners: JSON.stringify([config.tcp, config.unix, tls]),
     limits: JSON.stringify(config.limits),
     seat: JSON.stringify([config.seatDir, config.consoleUid]),
   };
@@ -433,6 +448,7 @@ export async function startGateway(
     if (busid !== undefined) busids.set(key, busid);
   };
   const listeners: Listener[] = [];
+  const tlsListeners: TlsListener[] = [];
   const following: UnixListener[] = [];
   let unsubscribe = () => {};
   let current = restartOnly(config);
@@ -485,6 +501,19 @@ export async function startGateway(
       }
     }
     warnHiddenFromTcp(server, policy, listeners);
+    // New certificates, keys and CAs for new connections; sessions that run go on.
+    for (const [i, l] of tlsListeners.entries()) {
+      const was = config.tls[i]!;
+      const t = next.tls.find((x) => x.hostname === was.hostname && x.port === was.port);
+      // An address that is gone or new takes a restart (restartOnly names it).
+      if (t === undefined) continue;
+      try {
+        await l.reload({ certFile: t.certFile, keyFile: t.keyFile, caFile: t.caFile });
+        log.info("Reloaded the certificates of {listener}", { listener: l.description });
+      } catch (e) {
+        summary.failed.push(`${l.description}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
     const restart = restartOnly(next);
     summary.needsRestart = Object.keys(restart).filter((k) => restart[k] !== current[k]);
     current = restart;
@@ -498,6 +527,25 @@ export async function startGateway(
       log.info("Serving on the sockets systemd passed; the configured listeners are not opened");
     }
     for (const t of activated.length > 0 ? [] : tcp) listeners.push(new TcpListener(t));
+    for (const t of activated.length > 0 ? [] : config.tls) {
+      const listener = await TlsListener.listen({
+        hostname: t.hostname,
+        port: t.port,
+        certFile: t.certFile,
+        keyFile: t.keyFile,
+        caFile: t.caFile,
+        minVersion: t.minVersion === "1.3" ? "TLSv1.3" : "TLSv1.2",
+        onRefused: (address, reason, certificate) =>
+          audit.warn("Refused TLS client {address} on {listener}: {reason}", {
+            address,
+            listener: `tls ${formatAddress(t)}`,
+            reason,
+            ...(certificate ? { certificate } : {}),
+          }),
+      });
+      tlsListeners.push(listener);
+      listeners.push(listener);
+    }
     for (const u of activated.length > 0 ? [] : config.unix) {
       const follows = u.uid === undefined && u.mode === undefined;
       const listener = await UnixListener.listen({

@@ -17,8 +17,9 @@ export interface SessionLimits {
   /** Connections open at once, over every listener; more are closed as they are accepted. */
   maxConnections: number;
   /**
-   * Connections open at once from one peer: one uid for unix peers with credentials, else one
-   * IP address (the port does not count) for TCP, else one socket path or label.
+   * Connections open at once from one peer: one uid for unix peers with credentials, one
+   * certificate (its fingerprint) for TLS peers, else one IP address (the port does not count)
+   * for TCP, else one socket path or label.
    */
   maxConnectionsPerPeer: number;
   /**
@@ -97,8 +98,11 @@ export function resolveSessionLimits(overrides: Partial<SessionLimits> = {}): Se
 
 /**
  * The key under which {@linkcode SessionLimits.maxConnectionsPerPeer} counts a peer: `uid:N`
- * for a unix peer with credentials, `tcp:ADDRESS` for TCP (without the port, IPv6 without
- * brackets), else the transport and address.
+ * for a unix peer with credentials, `tls:FINGERPRINT` (64 lowercase hex digits) for a TLS peer
+ * with a verified certificate, `tcp:ADDRESS` for TCP and for a TLS peer without one (without
+ * the port, IPv6 without brackets), else the transport and address. A certificate counts
+ * wherever it connects from, so one client cannot take every slot by coming from many
+ * addresses, and two clients behind one NAT address do not share a limit.
  *
  * @example
  * ```ts
@@ -106,10 +110,23 @@ export function resolveSessionLimits(overrides: Partial<SessionLimits> = {}): Se
  * console.assert(peerKey({ transport: "tcp", address: "[::1]:5000" }) === "tcp:::1");
  * console.assert(peerKey({ transport: "unix", address: "/run/u.sock", uid: 1000 }) === "uid:1000");
  * ```
+ *
+ * @example A TLS peer counts per certificate
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { peerKey } from "./session_limits.ts";
+ * const certificate = { cn: "bench-3", ou: [], sans: [], fingerprint: "ab".repeat(32),
+ *   pubkey: "cd".repeat(32) };
+ * assertEquals(peerKey({ transport: "tls", address: "192.0.2.7:40000", certificate }),
+ *   `tls:${"ab".repeat(32)}`);
+ * ```
  */
 export function peerKey(peer: PeerInfo): string {
   if (peer.transport === "unix" && peer.uid !== undefined) return `uid:${peer.uid}`;
-  if (peer.transport === "tcp") {
+  if (peer.transport === "tls" && peer.certificate !== undefined) {
+    return `tls:${peer.certificate.fingerprint.replaceAll(":", "").toLowerCase()}`;
+  }
+  if (peer.transport === "tcp" || peer.transport === "tls") {
     const a = peer.address;
     if (a.startsWith("[")) {
       const close = a.indexOf("]");

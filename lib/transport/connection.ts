@@ -5,12 +5,39 @@
  * @module
  */
 
+/**
+ * The identity in a TLS client's certificate, read from the certificate the handshake verified
+ * (lib/transport/tls.ts). Hashes are SHA-256 in 64 lowercase hex digits without colons: the
+ * form of `openssl x509 -noout -fingerprint -sha256` with the colons taken out and lowercased.
+ */
+export interface PeerCertificate {
+  /** The subject's common name (CN); absent when the subject has none, or more than one. */
+  cn?: string;
+  /** The subject's organizational units (OU), in the certificate's order. */
+  ou: string[];
+  /**
+   * The subject alternative names, one entry each: `DNS:name`, `URI:uri`, `IP Address:addr`
+   * (IPv6 in RFC 5952 form) or `email:addr`. Read from the extension itself, so a name that
+   * holds `, ` stays one entry. Other kinds of names are left out.
+   */
+  sans: string[];
+  /** SHA-256 of the certificate in DER. */
+  fingerprint: string;
+  /** SHA-256 of the certificate's SubjectPublicKeyInfo in DER (a public-key pin). */
+  pubkey: string;
+}
+
 /** Who is on the other end of a connection. */
 export interface PeerInfo {
   /** Which transport carried the connection. */
-  transport: "tcp" | "unix" | "memory";
-  /** `host:port` for TCP (`[v6]:port` for IPv6), the socket path for unix, a label otherwise. */
+  transport: "tcp" | "tls" | "unix" | "memory";
+  /**
+   * `host:port` for TCP and TLS (`[v6]:port` for IPv6), the socket path for unix, a label
+   * otherwise.
+   */
   address: string;
+  /** The client certificate the TLS handshake verified, TLS connections only. */
+  certificate?: PeerCertificate;
   /** The peer process's user id (SO_PEERCRED), unix sockets only. */
   uid?: number;
   /** The peer process's group id (SO_PEERCRED), unix sockets only. */
@@ -76,12 +103,52 @@ export function formatHostPort(hostname: string, port: number): string {
   return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
 }
 
-/** A printable form of a peer for logs: `tcp 127.0.0.1:5000` or `unix uid=1000 pid=42`. */
+/**
+ * A printable form of a peer for logs: `tcp 127.0.0.1:5000`, `unix uid=1000 gid=1000 pid=42`
+ * or, for TLS, the address, the certificate's CN and the first 8 hex digits of its
+ * fingerprint: `tls 192.0.2.7:51234 cn=alice fp=1a2b3c4d`. A CN with spaces, quotes, `=`,
+ * or characters outside printable ASCII is quoted as a JSON string, so that a log line
+ * cannot be forged through it.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { describePeer } from "./connection.ts";
+ * const certificate = { cn: "alice", ou: ["lab"], sans: [], fingerprint: "1a2b3c4d".repeat(8),
+ *   pubkey: "00".repeat(32) };
+ * assertEquals(
+ *   describePeer({ transport: "tls", address: "192.0.2.7:51234", certificate }),
+ *   "tls 192.0.2.7:51234 cn=alice fp=1a2b3c4d",
+ * );
+ * assertEquals(
+ *   describePeer({ transport: "tls", address: "[::1]:5000", certificate: { ...certificate, cn: "a b" } }),
+ *   'tls [::1]:5000 cn="a b" fp=1a2b3c4d',
+ * );
+ * assertEquals(describePeer({ transport: "tcp", address: "127.0.0.1:5000" }), "tcp 127.0.0.1:5000");
+ * ```
+ */
 export function describePeer(peer: PeerInfo): string {
   if (peer.transport === "unix" && peer.uid !== undefined) {
     return `unix uid=${peer.uid} gid=${peer.gid} pid=${peer.pid}`;
   }
+  const cert = peer.certificate;
+  if (peer.transport === "tls" && cert !== undefined) {
+    const cn = cert.cn === undefined ? "" : ` cn=${_logSafe(cert.cn)}`;
+    return `tls ${peer.address}${cn} fp=${cert.fingerprint.slice(0, 8)}`;
+  }
   return `${peer.transport} ${peer.address}`;
+}
+
+/**
+ * `text` as it is when it is printable ASCII without spaces, quotes or `=`, else as a JSON
+ * string with DEL, C1 controls and the Unicode line separators escaped as well.
+ */
+function _logSafe(text: string): string {
+  if (/^[!#-<>-~]+$/.test(text)) return text;
+  return JSON.stringify(text).replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 /** Wraps a Deno socket as a {@linkcode Connection}: streams made on demand, direct I/O, close. */

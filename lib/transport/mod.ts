@@ -1,12 +1,14 @@
 /**
- * Transports: TCP (IPv4/IPv6, TCP_NODELAY, keep-alive), unix-domain sockets with SO_PEERCRED,
- * and an in-memory pair for tests. They know nothing of USB.
+ * Transports: TCP (IPv4/IPv6, TCP_NODELAY, keep-alive), TLS with client certificates,
+ * unix-domain sockets with SO_PEERCRED, and an in-memory pair for tests. They know nothing of
+ * USB.
  *
  * @module
  */
 
 export * from "./connection.ts";
 export * from "./tcp.ts";
+export * from "./tls.ts";
 export * from "./unix.ts";
 export * from "./memory.ts";
 export * from "./reply_writer.ts";

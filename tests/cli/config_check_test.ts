@@ -29,6 +29,8 @@ const BAD: [file: string, error: string][] = [
   ["key_given_twice.toml", "2: tcp"],
   ["console_uid_not_a_number.toml", "1: console_uid"],
   ["toml_syntax_error.toml", "3: invalid TOML"],
+  ["tls_min_version_unknown.toml", "6: tls[1].min_version"],
+  ["tls_without_ca.toml", "1: tls[1].ca"],
 ];
 
 /** The good files: one device; devices, a rule, limits and logging; a relative image. */

@@ -21,6 +21,7 @@ async function checkFlag(text: string): Promise<DeviceConfig> {
   const config = await validateConfig({
     tcp: [],
     unix: [],
+    tls: [],
     devices: [read(text)],
     rules: [],
     limits: {},

@@ -153,6 +153,37 @@ Deno.test("peerKey() counts a uid for unix peers and an address without the port
   );
 });
 
+Deno.test("peerKey() counts a TLS peer per certificate fingerprint, wherever it connects from", () => {
+  const cert = (fingerprint: string) => ({
+    cn: "bench-3",
+    ou: ["lab"],
+    sans: ["DNS:bench-3.example"],
+    fingerprint,
+    pubkey: "cd".repeat(32),
+  });
+  const fp = "ab".repeat(32);
+  const tls = (address: string, fingerprint = fp): PeerInfo => ({
+    transport: "tls",
+    address,
+    certificate: cert(fingerprint),
+  });
+  // [peer, key]
+  const cases: [PeerInfo, string][] = [
+    // One certificate from many addresses is one peer...
+    [tls("192.0.2.7:40000"), `tls:${fp}`],
+    [tls("198.51.100.1:1"), `tls:${fp}`],
+    [tls("[2001:db8::1]:3240"), `tls:${fp}`],
+    // ... two certificates behind one NAT address are two, whatever else they share.
+    [tls("192.0.2.7:40001", "ef".repeat(32)), `tls:${"ef".repeat(32)}`],
+    // A fingerprint in openssl's notation counts as the same certificate.
+    [tls("192.0.2.7:1", "AB:".repeat(31) + "AB"), `tls:${fp}`],
+    // A TLS peer without a certificate is known only by its address, as over TCP.
+    [{ transport: "tls", address: "192.0.2.7:40000" }, "tcp:192.0.2.7"],
+    [{ transport: "tls", address: "[::ffff:192.0.2.7]:1" }, "tcp:192.0.2.7"],
+  ];
+  for (const [peer, key] of cases) assertEquals(peerKey(peer), key, JSON.stringify(peer));
+});
+
 Deno.test("maxConnections refuses the connection over the limit at once and keeps the others", async () => {
   const { server } = serverWith({ maxConnections: 2 });
   const good = await goodSession(server);

@@ -14,6 +14,7 @@ import { gatewayInput } from "./serve.ts";
 function summary(file: string, config: GatewayConfig): string {
   const listeners = [
     ...config.tcp.map(formatAddress),
+    ...config.tls.map((t) => `tls ${formatAddress(t)}`),
     ...config.unix.map((u) => u.path),
   ];
   const devices = config.demo

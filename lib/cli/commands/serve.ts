@@ -58,6 +58,31 @@ const SERVE_FLAGS: readonly Flag[] = [
     help: "listen on a unix socket; repeatable",
     complete: "file",
   },
+  {
+    name: "tls",
+    value: "HOST:PORT",
+    repeat: true,
+    help: "listen for USB/IP over TLS; clients must show a certificate; repeatable",
+  },
+  {
+    name: "tls-cert",
+    value: "FILE",
+    help: "the TLS listeners' certificate (PEM)",
+    complete: "file",
+  },
+  { name: "tls-key", value: "FILE", help: "its private key (PEM)", complete: "file" },
+  {
+    name: "tls-ca",
+    value: "FILE",
+    help: "the CAs of the clients' certificates, or pinned self-signed ones (PEM)",
+    complete: "file",
+  },
+  {
+    name: "tls-min-version",
+    value: "VERSION",
+    help: "the lowest TLS version: 1.2 (default) or 1.3",
+    complete: ["1.2", "1.3"],
+  },
   { name: "unix-mode", value: "MODE", help: "file mode of the unix sockets (octal, default 0600)" },
   { name: "unix-owner", value: "USER", help: "owner of the unix sockets (name or uid)" },
   { name: "unix-group", value: "GROUP", help: "group of the unix sockets (name or gid)" },
@@ -95,6 +120,14 @@ const SERVE_FLAGS: readonly Flag[] = [
     complete: ["auto", "text", "journal", "json"],
   },
 ];
+
+/** The `--tls-*` flags and the `[[tls]]` key each one sets. */
+const TLS_FLAG_KEYS = [
+  ["tls-cert", "cert"],
+  ["tls-key", "key"],
+  ["tls-ca", "ca"],
+  ["tls-min-version", "min_version"],
+] as const;
 
 /** Options of {@linkcode gatewayInput}. */
 export interface GatewayInputOptions {
@@ -144,7 +177,7 @@ export async function gatewayInput(
   const file = options.file ?? flags.one("config");
   const input: ConfigInput = file !== undefined
     ? await readConfigFile(file)
-    : { tcp: [], unix: [], devices: [], rules: [], limits: {}, attach: {} };
+    : { tcp: [], unix: [], tls: [], devices: [], rules: [], limits: {}, attach: {} };
   for (const [key, { flag }] of Object.entries(LIMIT_KEYS)) {
     const value = flags.one(flag);
     if (value !== undefined) {
@@ -167,14 +200,27 @@ export async function gatewayInput(
   }
   const tcp = flags.many("tcp");
   const unix = flags.many("unix");
-  if (tcp.length > 0 || unix.length > 0) {
+  const tls = flags.many("tls");
+  if (tcp.length > 0 || unix.length > 0 || tls.length > 0) {
     input.tcp = tcp.map((value) => ({ value, origin: flagOrigin("tcp", value) }));
+    input.tls = tls.map((listen) => {
+      // One table per address; the certificate flags apply to each, named as they were given.
+      const fields: Record<string, string> = { listen };
+      const keyOrigins: Record<string, Origin> = {};
+      for (const [flag, key] of TLS_FLAG_KEYS) {
+        const value = flags.one(flag);
+        if (value === undefined) continue;
+        fields[key] = value;
+        keyOrigins[key] = flagOrigin(flag, value);
+      }
+      return { fields, origin: flagOrigin("tls", listen), keyOrigins };
+    });
     input.unix = unix.map((path) => ({
       fields: { path },
       origin: flagOrigin("unix", path),
       keyOrigins: {},
     }));
-  } else if (input.tcp.length === 0 && input.unix.length === 0) {
+  } else if (input.tcp.length === 0 && input.unix.length === 0 && input.tls.length === 0) {
     const origin: Origin = { kind: "builtin", what: "the default listeners" };
     input.tcp = [{ value: `127.0.0.1:${USBIP_PORT}`, origin }];
     const path = defaultUnixPath(io);
