@@ -13,6 +13,7 @@
  * @module
  */
 
+import { getLogger } from "@logtape/logtape";
 import { getIntOption, type KeepaliveOptions, setKeepalive, SockOpt } from "../ffi/sockopt.ts";
 
 export type { KeepaliveOptions } from "../ffi/sockopt.ts";
@@ -99,6 +100,27 @@ export function tuneListenerKeepalive(port: number, options: KeepaliveOptions): 
   }
   if (fd === undefined) return `no listening socket on port ${port} in /proc/self/fd`;
   return tuneKeepaliveFd(fd, options);
+}
+
+/**
+ * A listener's keep-alive, as the TCP and TLS listeners set it: `keepalive` (default
+ * {@linkcode DEFAULT_KEEPALIVE}; `false`: the kernel's) applied to the socket on `port`, with a
+ * warning naming `listener` when that fails. Returns the problem, or `undefined`.
+ */
+export function keepListenerAlive(
+  port: number,
+  keepalive: KeepaliveOptions | false | undefined,
+  listener: string,
+): string | undefined {
+  if (keepalive === false) return undefined;
+  const problem = tuneListenerKeepalive(port, keepalive ?? DEFAULT_KEEPALIVE);
+  if (problem !== undefined) {
+    getLogger(["usbipgw", "transport"]).warn(
+      "{listener}: keep-alive not tuned ({problem}); a vanished client is noticed late",
+      { listener, problem },
+    );
+  }
+  return problem;
 }
 
 /**

@@ -6,7 +6,6 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
 import { connectError } from "./connect_error.ts";
 import { tcpListenError } from "./listen_error.ts";
 import {
@@ -16,13 +15,7 @@ import {
   type PeerInfo,
   wrapDenoConn,
 } from "./connection.ts";
-import {
-  DEFAULT_KEEPALIVE,
-  type KeepaliveOptions,
-  tuneListenerKeepalive,
-} from "./_tcp_keepalive.ts";
-
-const log = getLogger(["usbipgw", "transport"]);
+import { type KeepaliveOptions, keepListenerAlive } from "./_tcp_keepalive.ts";
 
 /** Where to listen for TCP. */
 export interface TcpListenOptions {
@@ -73,16 +66,7 @@ export class TcpListener implements Listener {
       throw tcpListenError(formatHostPort(options.hostname, options.port), options.port, e);
     }
     this.description = `tcp ${formatHostPort(options.hostname, this.port)}`;
-    const keepalive = options.keepalive ?? DEFAULT_KEEPALIVE;
-    this.keepaliveProblem = keepalive === false
-      ? undefined
-      : tuneListenerKeepalive(this.port, keepalive);
-    if (this.keepaliveProblem !== undefined) {
-      log.warn("{listener}: keep-alive not tuned ({problem}); a vanished client is noticed late", {
-        listener: this.description,
-        problem: this.keepaliveProblem,
-      });
-    }
+    this.keepaliveProblem = keepListenerAlive(this.port, options.keepalive, this.description);
   }
 
   /** The bound port (useful after binding port 0). */

@@ -40,11 +40,7 @@ import {
   type PathFailure,
   tcpListenError,
 } from "./listen_error.ts";
-import {
-  DEFAULT_KEEPALIVE,
-  type KeepaliveOptions,
-  tuneListenerKeepalive,
-} from "./_tcp_keepalive.ts";
+import { type KeepaliveOptions, keepListenerAlive } from "./_tcp_keepalive.ts";
 import { wrapNodeSocket } from "./unix.ts";
 
 const log = getLogger(["usbipgw", "transport"]);
@@ -324,16 +320,7 @@ export class TlsListener implements Listener {
     this.#onRefused = options.onRefused;
     this.handshakeTimeoutMs = timeoutMs;
     this.description = `tls ${formatHostPort(options.hostname, this.port)}`;
-    const keepalive = options.keepalive ?? DEFAULT_KEEPALIVE;
-    this.keepaliveProblem = keepalive === false
-      ? undefined
-      : tuneListenerKeepalive(this.port, keepalive);
-    if (this.keepaliveProblem !== undefined) {
-      log.warn("{listener}: keep-alive not tuned ({problem}); a vanished client is noticed late", {
-        listener: this.description,
-        problem: this.keepaliveProblem,
-      });
-    }
+    this.keepaliveProblem = keepListenerAlive(this.port, options.keepalive, this.description);
     server.on("connection", (raw: net.Socket) => this.#connected(raw));
     server.on("secureConnection", (sock: tls.TLSSocket) => this.#secured(sock));
     server.on("tlsClientError", (error: Error, sock: tls.TLSSocket) => this.#failed(error, sock));

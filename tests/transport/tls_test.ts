@@ -146,6 +146,25 @@ async function refusedClient(port: number, refused: () => Promise<Refusal>, file
   return { refusal, localPort };
 }
 
+/**
+ * Connects a client showing `files` (none when absent) to a fresh listener, hands its refusal
+ * and local port to `check`, and checks that the listener yielded no connection.
+ */
+async function assertRefused(
+  files: CertFiles | undefined,
+  check: (refusal: Refusal, localPort: number | undefined) => void | Promise<void>,
+): Promise<void> {
+  const { listener, accept, refused } = await listen();
+  const next = accept();
+  try {
+    const { refusal, localPort } = await refusedClient(listener.port, refused, files);
+    await check(refusal, localPort);
+  } finally {
+    listener.close();
+  }
+  assertEquals((await next).done, true, "no connection was yielded");
+}
+
 Deno.test({
   name: "a TLS listener accepts a client of its CA, with the certificate's identity in the peer",
   ignore,
@@ -227,15 +246,9 @@ Deno.test({
   name: "a TLS listener refuses a client without a certificate, and yields nothing",
   ignore,
   async fn() {
-    const { listener, accept, refused } = await listen();
-    const next = accept();
-    try {
-      const { refusal, localPort } = await refusedClient(listener.port, refused);
+    await assertRefused(undefined, (refusal, localPort) => {
       assertEquals(refusal, { address: `127.0.0.1:${localPort}`, reason: "no client certificate" });
-    } finally {
-      listener.close();
-    }
-    assertEquals((await next).done, true, "no connection was yielded");
+    });
   },
 });
 
@@ -243,10 +256,7 @@ Deno.test({
   name: "a TLS listener refuses a certificate of another CA, naming it in the refusal",
   ignore,
   async fn() {
-    const { listener, accept, refused } = await listen();
-    const next = accept();
-    try {
-      const { refusal, localPort } = await refusedClient(listener.port, refused, pki.stranger);
+    await assertRefused(pki.stranger, async (refusal, localPort) => {
       assertEquals(refusal.address, `127.0.0.1:${localPort}`);
       assertEquals(refusal.reason, "unable to verify the first certificate");
       assertEquals(refusal.certificate?.cn, "mallory");
@@ -254,10 +264,7 @@ Deno.test({
         refusal.certificate?.fingerprint,
         await opensslFingerprint(pki.dir, pki.stranger.cert),
       );
-    } finally {
-      listener.close();
-    }
-    assertEquals((await next).done, true, "no connection was yielded");
+    });
   },
 });
 
@@ -266,16 +273,10 @@ Deno.test({
   ignore,
   async fn() {
     // server2 is for serverAuth only (extendedKeyUsage): it does not verify as a client.
-    const { listener, accept, refused } = await listen();
-    const next = accept();
-    try {
-      const { refusal } = await refusedClient(listener.port, refused, pki.server2);
+    await assertRefused(pki.server2, (refusal) => {
       assertEquals(refusal.reason, "unable to verify the first certificate");
       assertEquals(refusal.certificate?.cn, "server2");
-    } finally {
-      listener.close();
-    }
-    assertEquals((await next).done, true, "no connection was yielded");
+    });
   },
 });
 
@@ -283,16 +284,10 @@ Deno.test({
   name: "a TLS listener refuses an expired certificate of its own CA and says it expired",
   ignore,
   async fn() {
-    const { listener, accept, refused } = await listen();
-    const next = accept();
-    try {
-      const { refusal } = await refusedClient(listener.port, refused, pki.expired);
+    await assertRefused(pki.expired, (refusal) => {
       assertEquals(refusal.reason, "certificate has expired (valid until 2020-01-02T00:00:00Z)");
       assertEquals(refusal.certificate?.cn, "bob");
-    } finally {
-      listener.close();
-    }
-    assertEquals((await next).done, true, "no connection was yielded");
+    });
   },
 });
 
