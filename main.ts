@@ -20,6 +20,7 @@ import { configCommand } from "./lib/cli/commands/config.ts";
 import { attachCommand } from "./lib/cli/commands/attach.ts";
 import { detachCommand } from "./lib/cli/commands/detach.ts";
 import { portCommand } from "./lib/cli/commands/port.ts";
+import { tunnelCommand } from "./lib/cli/commands/tunnel.ts";
 import { bindCommand } from "./lib/cli/commands/bind.ts";
 import { unbindCommand } from "./lib/cli/commands/unbind.ts";
 import { installServiceCommand } from "./lib/cli/commands/install_service.ts";
@@ -38,6 +39,7 @@ export const COMMANDS: readonly Command[] = [
   attachCommand,
   detachCommand,
   portCommand,
+  tunnelCommand,
   bindCommand,
   unbindCommand,
   installServiceCommand(() => COMMANDS),

@@ -189,12 +189,13 @@ async function startServer(
 /**
  * Starts `main.ts serve` with `devices` Gadget Zeros (bus ids from {@linkcode busidOf}) on a
  * free TCP port and a unix socket in `dir`, with the connection limits lifted and TCP peers
- * allowed; resolves once it accepts connections.
+ * allowed, and `extraArgs` after; resolves once it accepts connections.
  */
 export async function startGateway(
   dir: string,
   devices: number,
   cpu?: number,
+  extraArgs: readonly string[] = [],
 ): Promise<ServerProcess> {
   const ep = { tcpPort: freePort(), unixPath: `${dir}/gw-${crypto.randomUUID()}.sock` };
   const args = [
@@ -214,6 +215,7 @@ export async function startGateway(
     "unlimited",
   ];
   for (let i = 0; i < devices; i++) args.push("--device", `gadget-zero:busid=${busidOf(i)}`);
+  args.push(...extraArgs);
   return await startServer(args, cpu, ep);
 }
 

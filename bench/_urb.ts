@@ -36,7 +36,7 @@ const CASES: Case[] = [
 ];
 
 /** Keeps `depth` requests in flight for SECONDS; returns round trips per second. */
-async function drive(conn: Deno.Conn, request: Request, depth: number): Promise<number> {
+export async function drive(conn: Deno.Conn, request: Request, depth: number): Promise<number> {
   const reply = new Uint8Array(request.replyLength);
   let seq = 1;
   // Each request is written before the next one reuses the buffer.

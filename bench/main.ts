@@ -1,15 +1,17 @@
 // `deno task bench`: every benchmark of usbipgw beside a baseline measured in the same run,
-// printed as one table. Arguments pick sections (urb, scale, memory, startup; default all);
+// printed as one table. Arguments pick sections (urb, tls, scale, memory, startup; default all);
 // BENCH_SECONDS sets the seconds per measured case. See BENCHMARKS.md.
 import { SECONDS } from "./_common.ts";
 import { urbSection } from "./_urb.ts";
 import { scaleSection, scaleSetup } from "./_scale.ts";
 import { memorySection } from "./_memory.ts";
 import { startupSection } from "./_startup.ts";
+import { tlsSection } from "./_tls.ts";
 import { renderTable, type Row } from "./_table.ts";
 
 const SECTIONS: Record<string, (dir: string) => Promise<Row[]>> = {
   urb: urbSection,
+  tls: tlsSection,
   scale: scaleSection,
   memory: memorySection,
   startup: startupSection,

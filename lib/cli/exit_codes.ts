@@ -20,7 +20,7 @@ export const ExitCode = {
   /** Anything else: a protocol error, the kernel refusing an attach, no permission; deny. */
   ERROR: 1,
   USAGE: 2,
-  /** The server cannot be reached (refused, unreachable, timed out). */
+  /** The server cannot be reached (refused, unreachable, timed out), or not over TLS. */
   CONNECT: 3,
   /** The server answered ST_DEV_BUSY: another client has the device. */
   BUSY: 4,
@@ -58,6 +58,7 @@ export function exitCodeFor(e: unknown): number {
   if (e instanceof ClientError) {
     switch (e.reason) {
       case "connect":
+      case "tls":
         return ExitCode.CONNECT;
       case "no_free_port":
         return ExitCode.NO_FREE_PORT;

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { getLogger } from "@logtape/logtape";
 import { OpCode, OpStatus, Speed, WireSize } from "../protocol/constants.ts";
 import {
   decodeDeviceRecord,
@@ -24,6 +25,7 @@ import {
   FdSocket,
   formatRemote,
   keepaliveFor,
+  type KeepaliveOptions,
   OsError,
   type RemoteAddress,
 } from "./fd_socket.ts";
@@ -44,6 +46,11 @@ import {
   writeVhciAttach,
   writeVhciDetach,
 } from "./vhci.ts";
+import { connectTls, startRelay, TlsClientError, type TlsRelay } from "./tls_client.ts";
+import type { TlsCredentialFiles } from "../transport/tls.ts";
+import { KtlsSession, ktlsUnavailableReason } from "../ffi/libssl.ts";
+
+const log = getLogger(["usbipgw", "client"]);
 
 export { ImportRefusedError } from "./usbip_client.ts";
 export { VhciMissingError } from "./vhci.ts";
@@ -56,7 +63,9 @@ export type ClientErrorReason =
   | "attach_failed"
   | "no_such_port"
   | "port_free"
-  | "detach_failed";
+  | "detach_failed"
+  /** The TLS handshake failed, or the server's certificate does not verify. */
+  | "tls";
 
 /**
  * A client-side failure that is not the server's refusal nor a missing vhci_hcd. A server
@@ -94,6 +103,20 @@ export interface AttachOptions {
   signal?: AbortSignal;
   /** The sysfs attribute writer (tests substitute one). */
   writeAttribute?: AttributeWriter;
+  /** TCP only: USB/IP over TLS with these files, into vhci as {@linkcode AttachTls} says. */
+  tls?: AttachTls;
+}
+
+/**
+ * How `attach` speaks TLS: the client certificate, its key and the CAs that verify the server,
+ * and the way into vhci. `auto` tries kernel TLS and falls back to the relay, with a log line,
+ * when the kernel's `tls` module or libssl's kTLS is missing; `ktls` makes that an error;
+ * `relay` goes straight to the relay.
+ */
+export interface AttachTls extends TlsCredentialFiles {
+  mode: "auto" | "ktls" | "relay";
+  /** The name the server's certificate must carry (default: the host of `remote`). */
+  serverName?: string;
 }
 
 /** A device attached to a vhci port. */
@@ -113,6 +136,13 @@ export interface AttachResult {
   record: PortRecord | undefined;
   /** Why no port record was written although one was asked for. */
   recordError?: string;
+  /**
+   * What vhci reads: the server's socket itself (`tcp`, `unix`), that socket with the kernel
+   * doing TLS (`ktls`), or a socketpair that this process relays to a TLS connection (`relay`).
+   */
+  channel: "tcp" | "unix" | "ktls" | "relay";
+  /** The relay, when `channel` is `relay`: it must run as long as the device is attached. */
+  relay?: Omit<TlsRelay, "kernel">;
 }
 
 /** The port record for `remote` and `busid`: the usbip tool's `host service busid`. */
@@ -123,6 +153,23 @@ export function recordFor(remote: RemoteAddress, busid: string): PortRecord {
 }
 
 /**
+ * What an import runs over: a socket this process owns ({@linkcode FdSocket}), or a TLS session
+ * over one (lib/ffi `KtlsSession`, whose keys the kernel holds afterwards).
+ */
+export interface ImportStream {
+  /** What it is connected to, for messages (or `where` of the import's options). */
+  readonly remote?: RemoteAddress;
+  writeAll(
+    bytes: Uint8Array,
+    options?: { timeoutMs?: number; signal?: AbortSignal },
+  ): Promise<void>;
+  readExactly(
+    length: number,
+    options?: { timeoutMs?: number; signal?: AbortSignal },
+  ): Promise<Uint8Array>;
+}
+
+/**
  * OP_REQ_IMPORT over a socket this process owns, reading exactly the reply and nothing of
  * what follows (the URB phase belongs to the kernel).
  *
@@ -130,11 +177,11 @@ export function recordFor(remote: RemoteAddress, busid: string): PortRecord {
  * @throws {ClientError} reason "protocol" for a malformed reply or another busid.
  */
 export async function importOverSocket(
-  sock: FdSocket,
+  sock: ImportStream,
   busid: string,
-  options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  options: { timeoutMs?: number; signal?: AbortSignal; where?: string } = {},
 ): Promise<UsbipDeviceRecord> {
-  const where = formatRemote(sock.remote);
+  const where = options.where ?? (sock.remote ? formatRemote(sock.remote) : "the server");
   try {
     await sock.writeAll(encodeOpReqImport(busid), options);
     const header = decodeOpHeader(await sock.readExactly(WireSize.OP_HEADER, options));
@@ -192,27 +239,178 @@ function vhciSpeed(speed: number, busid: string): number {
 export async function attachDevice(o: AttachOptions): Promise<AttachResult> {
   // Fails early, before the server hands the device to a connection vhci cannot take.
   await readVhciPorts(o.sysfsRoot ?? "/sys");
-  const wait = { timeoutMs: o.timeoutMs ?? 10000, ...(o.signal ? { signal: o.signal } : {}) };
-  let sock: FdSocket;
-  try {
-    sock = await FdSocket.connect(o.remote, wait);
-  } catch (e) {
-    if (e instanceof OsError) {
-      const cause = connectErrorFor(o.remote, e);
-      throw new ClientError("connect", cause.message, e.errno, { cause });
-    }
-    throw e;
+  if (o.tls) {
+    if (o.remote.transport !== "tcp") throw new TypeError("TLS needs a TCP server address");
+    return await attachOverTls({ ...o, remote: o.remote, tls: o.tls });
   }
+  const sock = await connectTo(o);
   try {
-    if (o.remote.transport === "tcp") {
-      const timeout = o.deadPeerTimeoutS ?? DEFAULT_DEAD_PEER_TIMEOUT_S;
-      sock.setTcpOptions(timeout > 0 ? keepaliveFor(timeout) : undefined);
-    }
     return await attachOverSocket(sock, o);
   } finally {
     // vhci holds its own reference to the socket; the usbip tool closes its fd the same way.
     sock.close();
   }
+}
+
+/** The keep-alive of a TCP connection to the server, from `deadPeerTimeoutS`. */
+function keepaliveOf(o: AttachOptions): KeepaliveOptions | undefined {
+  const timeout = o.deadPeerTimeoutS ?? DEFAULT_DEAD_PEER_TIMEOUT_S;
+  return timeout > 0 ? keepaliveFor(timeout) : undefined;
+}
+
+/** Connects to the server, with TCP_NODELAY and keep-alive for TCP. */
+async function connectTo(o: AttachOptions): Promise<FdSocket> {
+  const wait = { timeoutMs: o.timeoutMs ?? 10000, ...(o.signal ? { signal: o.signal } : {}) };
+  let sock: FdSocket;
+  try {
+    sock = await FdSocket.connect(o.remote, wait);
+  } catch (e) {
+    throw connectFailure(o.remote, e);
+  }
+  try {
+    if (o.remote.transport === "tcp") sock.setTcpOptions(keepaliveOf(o));
+  } catch (e) {
+    sock.close();
+    throw e;
+  }
+  return sock;
+}
+
+/** A ClientError "connect" for a connect that failed with an OsError; others as they are. */
+function connectFailure(remote: RemoteAddress, e: unknown): unknown {
+  if (!(e instanceof OsError)) return e;
+  const cause = connectErrorFor(remote, e);
+  return new ClientError("connect", cause.message, e.errno, { cause });
+}
+
+type TlsAttachOptions = AttachOptions & {
+  remote: { transport: "tcp"; host: string; port: number };
+  tls: AttachTls;
+};
+
+/**
+ * USB/IP over TLS into vhci: kernel TLS where it works (the kernel then holds the session and
+ * no process stays), else a relay in this process ({@linkcode AttachTls}).
+ */
+async function attachOverTls(o: TlsAttachOptions): Promise<AttachResult> {
+  if (o.tls.mode !== "relay") {
+    const attached = await attachOverKtls(o);
+    if (typeof attached !== "string") return attached;
+    if (o.tls.mode === "ktls") {
+      throw new ClientError("tls", `Cannot attach ${o.busid} with kernel TLS: ${attached}`);
+    }
+    log.info("Kernel TLS is not available ({reason}); relaying through this process", {
+      reason: attached,
+    });
+  }
+  const where = formatRemote(o.remote);
+  let socket;
+  try {
+    socket = await connectTls({
+      ...o.tls,
+      host: o.remote.host,
+      port: o.remote.port,
+      keepalive: keepaliveOf(o),
+      ...(o.tls.serverName ? { serverName: o.tls.serverName } : {}),
+      timeoutMs: o.timeoutMs ?? 10000,
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
+  } catch (e) {
+    throw tlsFailure(o.remote, e);
+  }
+  const relay = startRelay(socket, where);
+  try {
+    const r = await attachOverSocket(relay.kernel, { ...o, remote: o.remote });
+    return { ...r, channel: "relay", relay: { ended: relay.ended, stop: relay.stop } };
+  } catch (e) {
+    relay.stop();
+    throw eofAfterHandshake(o, e);
+  } finally {
+    relay.kernel.close();
+  }
+}
+
+/**
+ * Attaches with kernel TLS: the handshake and the import through libssl with kTLS on, then the
+ * socket itself to vhci. Returns why not, without importing anything, when libssl or the kernel
+ * cannot do it.
+ */
+async function attachOverKtls(o: TlsAttachOptions): Promise<AttachResult | string> {
+  const sock = await connectTo(o);
+  let session: KtlsSession;
+  try {
+    sock.setBlocking();
+    session = await KtlsSession.connect(sock.fd, {
+      certFile: o.tls.certFile,
+      keyFile: o.tls.keyFile,
+      caFile: o.tls.caFile,
+      serverName: o.tls.serverName ?? o.remote.host,
+      timeoutMs: o.timeoutMs ?? 10000,
+    });
+  } catch (e) {
+    sock.close();
+    // No libssl.so.3 (or one that refuses a setting): the relay needs none.
+    if (e instanceof TlsClientError && e.reason === "library") return e.message;
+    throw tlsFailure(o.remote, e);
+  }
+  try {
+    const on = session.ktls();
+    if (!on.send || !on.recv) {
+      session.close();
+      return ktlsUnavailableReason() ??
+        `libssl did not hand the keys to the kernel (send ${on.send ? "on" : "off"}, receive ${
+          on.recv ? "on" : "off"
+        })`;
+    }
+    const where = formatRemote(o.remote);
+    const device = await importOverSocket(session, o.busid, {
+      where,
+      timeoutMs: o.timeoutMs ?? 10000,
+    });
+    // vhci reads records of application data only: nothing may wait in libssl's buffer.
+    if (session.pending() !== 0) {
+      throw new ClientError(
+        "protocol",
+        `Cannot attach ${o.busid}: ${where} sent more than the reply to OP_REQ_IMPORT`,
+      );
+    }
+    const r = await attachImported(sock, device, o);
+    // The kernel holds the session now: no close_notify, and the fd goes as the usbip tool's.
+    session.release();
+    return { ...r, channel: "ktls" };
+  } catch (e) {
+    session.close();
+    throw eofAfterHandshake(o, e);
+  } finally {
+    sock.close();
+  }
+}
+
+/** A TLS failure as the ClientError of an attach (exit code 3, as a server not reached). */
+function tlsFailure(remote: RemoteAddress, e: unknown): unknown {
+  if (e instanceof TlsClientError) {
+    return new ClientError("tls", e.message, undefined, { cause: e });
+  }
+  return connectFailure(remote, e);
+}
+
+/**
+ * In TLS 1.3 the client's handshake ends before the server has checked the client's certificate:
+ * a server that refuses it closes the connection then, and the import reads an end of stream.
+ */
+function eofAfterHandshake(o: TlsAttachOptions, e: unknown): unknown {
+  if (
+    !(e instanceof ClientError) || e.reason !== "protocol" ||
+    !/closed the connection/.test(e.message)
+  ) {
+    return e;
+  }
+  return new ClientError(
+    "tls",
+    `${e.message} (the server closed the TLS connection: does it accept the certificate ${o.tls.certFile}?)`,
+    undefined,
+    { cause: e },
+  );
 }
 
 /**
@@ -227,10 +425,22 @@ export async function attachOverSocket(
   sock: FdSocket,
   o: Omit<AttachOptions, "deadPeerTimeoutS">,
 ): Promise<AttachResult> {
-  const sysfsRoot = o.sysfsRoot ?? "/sys";
-  const write = o.writeAttribute ?? writeAttribute;
   const wait = { timeoutMs: o.timeoutMs ?? 10000, ...(o.signal ? { signal: o.signal } : {}) };
   const device = await importOverSocket(sock, o.busid, wait);
+  return await attachImported(sock, device, o);
+}
+
+/**
+ * Attaches `device`, imported over `sock` already, to a free vhci port (see
+ * {@linkcode attachOverSocket}).
+ */
+async function attachImported(
+  sock: FdSocket,
+  device: UsbipDeviceRecord,
+  o: Omit<AttachOptions, "deadPeerTimeoutS">,
+): Promise<AttachResult> {
+  const sysfsRoot = o.sysfsRoot ?? "/sys";
+  const write = o.writeAttribute ?? writeAttribute;
   const speed = vhciSpeed(device.speed, o.busid);
   const devid = ((device.busnum & 0xffff) << 16 | (device.devnum & 0xffff)) >>> 0;
   sock.setBlocking();
@@ -275,6 +485,7 @@ export async function attachOverSocket(
       device,
       remote: o.remote,
       record: undefined,
+      channel: o.remote.transport,
     };
     const stateDir = o.stateDir === undefined ? VHCI_STATE_DIR : o.stateDir;
     if (stateDir !== null) {

@@ -403,6 +403,16 @@ export class FdSocket {
     }
   }
 
+  /**
+   * Gives the fd away: the caller owns it from now on (e.g. a `node:net` socket that takes it
+   * over), and {@linkcode FdSocket.close} no longer closes it.
+   */
+  release(): number {
+    const fd = this.#fd;
+    this.#fd = -1;
+    return fd;
+  }
+
   /** Closes this process's fd (a kernel that took the socket over keeps its own reference). */
   close(): void {
     if (this.#fd < 0) return;

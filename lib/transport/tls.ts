@@ -135,7 +135,7 @@ export class TlsCredentialsError extends Error {
 }
 
 /** The contents of the PEM files, checked: what `node:tls` is given. */
-interface _Credentials {
+export interface TlsCredentials {
   cert: string;
   key: string;
   ca: string[];
@@ -149,7 +149,7 @@ const _PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICAT
  *
  * @throws {TlsCredentialsError} Naming the file at fault.
  */
-async function _loadCredentials(files: TlsCredentialFiles): Promise<_Credentials> {
+export async function loadTlsCredentials(files: TlsCredentialFiles): Promise<TlsCredentials> {
   const read = async (role: "certificate" | "key" | "CA", path: string) => {
     try {
       return await Deno.readTextFile(path);
@@ -347,9 +347,9 @@ export class TlsListener implements Listener {
         `Invalid handshake time limit ${timeoutMs}: expected a positive number of milliseconds`,
       );
     }
-    let credentials: _Credentials;
+    let credentials: TlsCredentials;
     try {
-      credentials = await _loadCredentials(options);
+      credentials = await loadTlsCredentials(options);
     } catch (e) {
       if (!(e instanceof TlsCredentialsError)) throw e;
       const failure = e.failure === "no_certificate" || e.failure === "no_key" ||
@@ -406,7 +406,7 @@ export class TlsListener implements Listener {
     if (this.#accepted.closed) {
       throw new Deno.errors.BadResource(`Cannot reload ${this.description}: it is closed`);
     }
-    const credentials = await _loadCredentials(files);
+    const credentials = await loadTlsCredentials(files);
     this.#server.setSecureContext({ ...credentials, minVersion: this.#minVersion });
   }
 

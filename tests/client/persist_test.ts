@@ -30,6 +30,7 @@ function attached(p: number, sockfd: number): AttachResult {
     speed: 3,
     sockfd,
     remote: { transport: "tcp", host: "127.0.0.1", port: 3240 },
+    channel: "tcp",
     device: {
       path: "",
       busid: "1-1",

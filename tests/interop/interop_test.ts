@@ -20,6 +20,7 @@ import {
   storageMissingReason,
 } from "./rig.ts";
 import { checkStorage, printStorageBaseline } from "./storage_checks.ts";
+import { opensslProblem } from "../transport/_certs.ts";
 
 const missing = rigMissingReason();
 if (missing !== null) {
@@ -34,6 +35,11 @@ if (missing === null && usbMissing !== null) {
 const storageMissing = missing ?? storageMissingReason();
 if (missing === null && storageMissing !== null) {
   console.warn(`interop storage tests SKIPPED: ${storageMissing}`);
+}
+
+const tlsMissing = missing ?? opensslProblem;
+if (missing === null && tlsMissing !== undefined) {
+  console.warn(`interop tls test SKIPPED: ${tlsMissing}`);
 }
 
 let image: Promise<RigImage> | undefined;
@@ -327,6 +333,35 @@ const checks: Partial<Record<ScenarioName, Check>> = {
     ]);
     console.log(_table(run, r, ["direct", "vhci"]));
   },
+  tls(run, r) {
+    const suite = [..._range(0, 14), ..._range(17, 21), 24, ..._range(27, 29)];
+    for (const via of ["ktls", "relay"]) {
+      _requirePassed(run, r, via, suite);
+      _requirePassed(run, r, `${via}_iso`, [15, 16, 22, 23]);
+    }
+    _requirePassed(run, r, "tcp", [27, 28]);
+    _requirePassed(run, r, "tunnel", [1, 13]);
+    // The kernel's TLS held the socket of the kTLS attach, and not the relay's.
+    _number(run, r, "ktls_rx_sw", (v) => v >= 1, "at least 1 kernel TLS socket");
+    _number(run, r, "relay_rx_sw", (v) => v === 0, "0 (the relay does TLS in the process)");
+    _number(run, r, "ktls_decrypt_errors", (v) => v === 0, "0 before the tampering");
+    _number(run, r, "ktls_decrypt_errors_end", (v) => v >= 1, "at least 1 after a bit flipped");
+    _number(run, r, "relay_exit", (v) => v === 0, "0 after its port was detached");
+    _number(run, r, "tunnel_exit", (v) => v === 0, "0 after SIGTERM");
+    _number(run, r, "stranger_exit", (v) => v === 3, "3 (TLS refused)");
+    for (const t of ["ktls_s2c", "ktls_c2s", "relay_s2c"]) {
+      _number(run, r, `${t}_free_s`, (v) => v <= 5, "at most 5");
+    }
+    _number(run, r, "relay_s2c_attach_exit", (v) => v === 1, "1 (the TLS connection failed)");
+    _text(run, r, "stranger_audit", /mallory/);
+    console.log(_table(run, r, ["tcp", "ktls", "relay"]));
+    console.log(
+      `tls: tampering freed the port in ${
+        r["ktls_s2c_free_s"]
+      } s (kernel TLS, server to client), ` +
+        `${r["ktls_c2s_free_s"]} s (client to server), ${r["relay_s2c_free_s"]} s (relay)`,
+    );
+  },
   unix_attach(run, r) {
     _requirePassed(run, r, "tests", [1]);
   },
@@ -436,6 +471,8 @@ for (const scenario of SCENARIOS) {
     name: `interop ${scenario}`,
     ignore: QEMU_USB_SCENARIOS.includes(scenario)
       ? usbMissing !== null
+      : scenario === "tls"
+      ? tlsMissing !== undefined
       : STORAGE_SCENARIOS.includes(scenario)
       ? storageMissing !== null
       : missing !== null,

@@ -1,6 +1,8 @@
 // The QEMU interop rig: boots Debian's own kernel with the real Linux USB/IP client (vhci-hcd +
 // usbip) and runs one guest scenario per VM (recipe: /work/shared/RIG.md).
 
+import { makeTestPki } from "../transport/_certs.ts";
+
 /** The scenarios the guest knows (guest/scenarios/<name>.sh). */
 export const SCENARIOS = [
   "smoke",
@@ -20,6 +22,7 @@ export const SCENARIOS = [
   "storage",
   "storage_baseline",
   "user_attach",
+  "tls",
 ] as const;
 
 /** A scenario name. */
@@ -40,6 +43,7 @@ export const GATEWAY_SCENARIOS: readonly ScenarioName[] = [
   "storage",
   "storage_baseline",
   "user_attach",
+  "tls",
 ];
 
 /**
@@ -89,6 +93,11 @@ export const MODULES = [
   "nls_ascii",
   "nls_utf8",
   "usb_f_mass_storage",
+  // Kernel TLS (net/tls) with ChaCha20-Poly1305, the cipher of `attach --tls`'s kernel path.
+  "tls",
+  "chacha_generic",
+  "poly1305_generic",
+  "chacha20poly1305",
 ] as const;
 
 /** Host binaries copied into the initramfs together with the libraries `ldd` lists. */
@@ -98,6 +107,15 @@ const DYNAMIC_BINARIES = [
   "/usr/bin/socat",
   // util-linux's, for scenarios that act as other users (busybox's cannot change uids).
   "/usr/bin/setpriv",
+] as const;
+
+/**
+ * Libraries that programs open at run time rather than link: libssl for the kernel-TLS path of
+ * `attach --tls` (lib/ffi/libssl.ts), copied with what `ldd` lists for them.
+ */
+const DLOPEN_LIBRARIES = [
+  "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+  "/usr/lib/x86_64-linux-gnu/libcrypto.so.3",
 ] as const;
 
 /**
@@ -572,6 +590,11 @@ async function _initramfs(
     await _copyFile("/etc/mke2fs.conf", `${root}/etc/mke2fs.conf`, 0o644);
   }
   for (const l of await _lddLibs(Deno.execPath())) libs.add(l);
+  for (const l of DLOPEN_LIBRARIES) {
+    if (!_exists(l)) continue;
+    libs.add(l);
+    for (const dep of await _lddLibs(l)) libs.add(dep);
+  }
   for (const l of libs) {
     const base = l.split("/").pop() ?? l;
     const dest = l.startsWith("/lib64/")
@@ -729,6 +752,29 @@ export interface StickImage {
 const STICK_IMAGE_SIZE = "96M";
 /** Size of the random file on the stick. */
 const STICK_FILE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The tls scenario's certificates, made by openssl on the host (tests/transport/_certs.ts) and
+ * written to `dir` under the names guest/scenarios/tls.sh uses.
+ */
+async function writeTestPki(dir: string): Promise<void> {
+  const pki = await makeTestPki();
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    const files: Record<string, string> = {
+      "ca.pem": pki.ca,
+      "server.pem": pki.server.cert,
+      "server.key": pki.server.key,
+      "alice.pem": pki.alice.cert,
+      "alice.key": pki.alice.key,
+      "stranger.pem": pki.stranger.cert,
+      "stranger.key": pki.stranger.key,
+    };
+    for (const [name, from] of Object.entries(files)) await Deno.copyFile(from, `${dir}/${name}`);
+  } finally {
+    await pki.remove();
+  }
+}
 
 /** Builds the stick's ext4 image in `dir` with `mke2fs -d` (e2fsprogs). */
 export async function buildStickImage(dir: string): Promise<StickImage> {
@@ -956,6 +1002,7 @@ export const DEFAULT_TIMEOUTS: Record<ScenarioName, number> = {
   storage: 600,
   storage_baseline: 600,
   user_attach: 420,
+  tls: 900,
 };
 
 /**
@@ -1027,6 +1074,7 @@ export async function runScenario(
       ...Object.values(QEMU_USB_DEVICES).flatMap((p) => ["-device", dev(p)]),
     );
   }
+  if (scenario === "tls") await writeTestPki(`${share}/pki`);
   const virtfs = (path: string, tag: string, ro: boolean) => [
     "-virtfs",
     `local,path=${path},mount_tag=${tag},security_model=none,${

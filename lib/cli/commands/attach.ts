@@ -12,6 +12,7 @@ import {
   attachDevice,
   type AttachOptions,
   type AttachResult,
+  type AttachTls,
   ClientError,
   detachPort,
 } from "../../client/attach.ts";
@@ -39,6 +40,7 @@ import { ExitCode } from "../exit_codes.ts";
 import { setUpLogging } from "../log_setup.ts";
 import { UsageError } from "../usage_error.ts";
 import { VHCI_FLAGS, vhciOptions } from "./_vhci_flags.ts";
+import { noTlsClientFlags, TLS_CLIENT_FLAGS, tlsClientFiles } from "./_tls_client_flags.ts";
 import { gatewaySocket } from "./status.ts";
 
 const log = getLogger(["usbipgw", "client"]);
@@ -176,6 +178,11 @@ async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
   const vhci = vhciOptions(flags);
   // Root attaches by itself, as "usbip attach" does; anyone else asks the local gateway.
   if (Deno.uid() !== 0) {
+    if (flags.has("tls")) {
+      throw new UsageError(
+        `"attach --tls" needs root (vhci_hcd's attach file is root's); the local gateway attaches remote servers over TCP only`,
+      );
+    }
     if (remoteText !== undefined && unix !== undefined) {
       throw new UsageError(`"attach" takes -r HOST[:PORT] or --unix PATH (the gateway), not both`);
     }
@@ -204,6 +211,7 @@ async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
     return ExitCode.OK;
   }
   const remote = parseRemote(remoteText, unix);
+  const tls = tlsFlags(flags, remote);
   const keepaliveText = flags.one("keepalive");
   let deadPeerTimeoutS = DEFAULT_DEAD_PEER_TIMEOUT_S;
   if (keepaliveText !== undefined) {
@@ -214,7 +222,13 @@ async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
     }
     deadPeerTimeoutS = Number(keepaliveText);
   }
-  const options: AttachOptions = { remote, busid, ...vhci, deadPeerTimeoutS };
+  const options: AttachOptions = {
+    remote,
+    busid,
+    ...vhci,
+    deadPeerTimeoutS,
+    ...(tls ? { tls } : {}),
+  };
   if (flags.has("persist")) {
     return await persist(
       `${formatRemote(remote)}/${busid}`,
@@ -223,6 +237,7 @@ async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
       async (port) => void await detachPort(port, vhci),
       (r) => {
         if (r.recordError) log.warn("{error}", { error: r.recordError });
+        r.relay?.ended.then((end) => logRelayEnd(r, end));
         return describeAttach(r);
       },
       io,
@@ -231,7 +246,76 @@ async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
   const r = await attachDevice(options);
   if (r.recordError) io.err(`usbipgw: warning: ${r.recordError}\n`);
   await io.out(`${r.port}\n`);
-  return ExitCode.OK;
+  return r.relay ? await relayUntilEnd(r, r.relay, vhci) : ExitCode.OK;
+}
+
+/** The TLS settings of `--tls` and its flags, or undefined without `--tls`. */
+function tlsFlags(flags: ParsedFlags, remote: RemoteAddress): AttachTls | undefined {
+  if (!flags.has("tls")) {
+    noTlsClientFlags(flags, `TLS settings; give --tls too`);
+    for (const f of ["require-ktls", "relay"]) {
+      if (flags.has(f)) throw new UsageError(`--${f} is about TLS; give --tls too`);
+    }
+    return undefined;
+  }
+  if (remote.transport !== "tcp") throw new UsageError(`--tls needs -r HOST[:PORT], not --unix`);
+  if (flags.has("require-ktls") && flags.has("relay")) {
+    throw new UsageError(`--require-ktls and --relay exclude each other`);
+  }
+  const mode = flags.has("require-ktls") ? "ktls" : flags.has("relay") ? "relay" : "auto";
+  return { ...tlsClientFiles(flags, `"attach --tls"`), mode };
+}
+
+/** Logs how a relay ended. */
+function logRelayEnd(r: AttachResult, end: { by: "server" | "kernel"; error?: string }): void {
+  const where = formatRemote(r.remote);
+  if (end.by === "kernel") {
+    log.info("vhci port {port} was freed: the relay to {where} ended", { port: r.port, where });
+  } else if (end.error) {
+    log.error("The TLS connection to {where} failed ({error}): vhci port {port} is freed", {
+      where,
+      error: end.error,
+      port: r.port,
+    });
+  } else {
+    log.info("{where} closed the TLS connection: vhci port {port} is freed", {
+      where,
+      port: r.port,
+    });
+  }
+}
+
+/**
+ * Runs the relay of a device attached over TLS until either side ends it; SIGINT or SIGTERM
+ * detaches the device first. Exits 0, or 1 when the TLS connection failed.
+ */
+async function relayUntilEnd(
+  r: AttachResult,
+  relay: NonNullable<AttachResult["relay"]>,
+  vhci: { sysfsRoot: string; stateDir: string },
+): Promise<number> {
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  const handlers = signals.map((s) =>
+    [s, () => {
+      log.info("Detaching vhci port {port} on {signal}", { port: r.port, signal: s });
+      detachPort(r.port, vhci).catch((e) => {
+        log.warn("{error}", { error: e instanceof Error ? e.message : String(e) });
+        relay.stop();
+      });
+    }] as const
+  );
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  log.info("Relaying vhci port {port} to {where} over TLS until either side ends", {
+    port: r.port,
+    where: formatRemote(r.remote),
+  });
+  try {
+    const end = await relay.ended;
+    logRelayEnd(r, end);
+    return end.by === "server" && end.error ? ExitCode.ERROR : ExitCode.OK;
+  } finally {
+    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  }
 }
 
 /** `usbipgw attach`. */
@@ -242,6 +326,7 @@ export const attachCommand: Command = {
     "attach -b BUSID [--unix GATEWAY] [--persist]",
     "attach (-r|--remote) HOST[:PORT] -b BUSID [--persist] [OPTIONS]",
     "attach --unix PATH -b BUSID [--persist] [OPTIONS]",
+    "attach --tls -r HOST[:PORT] -b BUSID --cert FILE --key FILE --ca FILE [--persist] [OPTIONS]",
   ],
   description:
     `Imports a device from a USB/IP server (OP_REQ_IMPORT) and attaches it to this machine's
@@ -290,6 +375,19 @@ detach" of its port counts as a drop: stop it instead)`,
       help: `TCP: declare a silent server dead after about SECONDS
 (default ${DEFAULT_DEAD_PEER_TIMEOUT_S}); 0 keeps the kernel's defaults (2 hours)`,
     },
+    {
+      name: "tls",
+      help: `speak USB/IP over TLS to a usbipgw TLS listener (-r): show the
+client certificate --cert (key --key), verify the server's
+against --ca; vhci then reads the socket with the kernel doing
+TLS (kTLS: TLS 1.2, ChaCha20-Poly1305; no process stays), or,
+where the kernel or libssl cannot, through a relay: "attach"
+stays in the foreground and pumps between vhci and TLS until
+either side ends (SIGINT or SIGTERM detaches)`,
+    },
+    ...TLS_CLIENT_FLAGS,
+    { name: "require-ktls", help: "TLS: fail rather than fall back to the relay" },
+    { name: "relay", help: "TLS: use the relay even where kernel TLS works" },
     ...VHCI_FLAGS,
   ],
   epilogue: `A server that vanishes without closing the connection (power loss, a cable pulled, a
@@ -303,11 +401,14 @@ connection, vhci frees the port, and --persist attaches again when the server is
 Exit codes: 0 attached (or --persist stopped by a signal), 1 other error (protocol, the
 kernel refused, no permission), 2 usage, 3 cannot connect, 4 device busy, 5 no such
 device, 6 refused by the server (its policy) or another error status, 7 vhci-hcd not
-loaded, 8 no free vhci port.
+loaded, 8 no free vhci port. With --tls, 3 also means the TLS handshake failed (the
+server's certificate does not verify, or the server refused ours), and a relay that
+ends because the TLS connection failed exits 1.
 
 Examples:
   usbipgw attach -r 192.168.1.7 -b 1-1
   usbipgw attach --unix /run/usbipgw.sock -b 1-2
-  usbipgw attach -r gw.example:3240 -b 1-1 --persist`,
+  usbipgw attach -r gw.example:3240 -b 1-1 --persist
+  usbipgw attach --tls -r gw.example:3241 -b 1-1 --cert me.pem --key me.key --ca gw-ca.pem`,
   run,
 };
