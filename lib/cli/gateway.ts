@@ -13,6 +13,7 @@ import { DEFAULT_LIMITS } from "../protocol/constants.ts";
 import { RulePolicy, tcpReachability, tlsReachability } from "../policy/rules.ts";
 import { SeatWatcher } from "../policy/seat.ts";
 import { type HostDeviceHandler, UsbipServer } from "../server/server.ts";
+import { DEFAULT_SESSION_LIMITS } from "../server/session_limits.ts";
 import { deviceFacts } from "../server/exported_device.ts";
 import {
   type Connection,
@@ -526,8 +527,28 @@ export async function startGateway(
     if (activated.length > 0 && (tcp.length > 0 || config.unix.length > 0)) {
       log.info("Serving on the sockets systemd passed; the configured listeners are not opened");
     }
+    if (activated.length > 0 && config.tls.length > 0) {
+      // A socket systemd passed is served as plain TCP or unix: never on a TLS port.
+      const tlsPorts = new Set(config.tls.map((t) => t.port));
+      // `tcp HOST:PORT (systemd)` (lib/systemd/socket_activation.ts).
+      const portOf = (l: Listener) => Number(/^tcp .*:(\d+) /.exec(l.description)?.[1]);
+      const clash = activated.find((l) => tlsPorts.has(portOf(l)));
+      if (clash !== undefined) {
+        throw new Error(
+          `Cannot serve ${clash.description}: the configuration gives port ${
+            portOf(clash)
+          } to TLS, and a socket systemd passes is served as plain USB/IP; remove it from the socket unit`,
+        );
+      }
+      log.warn("TLS listeners are not opened under socket activation: run the service without it");
+    }
+    // A client still in its TLS handshake counts against the connection limits and the op
+    // phase's time limit, as one that connected over TCP does.
+    const session = { ...DEFAULT_SESSION_LIMITS, ...config.limits.session };
     for (const t of activated.length > 0 ? [] : tcp) listeners.push(new TcpListener(t));
     for (const t of activated.length > 0 ? [] : config.tls) {
+      // The bound address once known (port 0 picks one).
+      let where = `tls ${formatAddress(t)}`;
       const listener = await TlsListener.listen({
         hostname: t.hostname,
         port: t.port,
@@ -535,14 +556,23 @@ export async function startGateway(
         keyFile: t.keyFile,
         caFile: t.caFile,
         minVersion: t.minVersion === "1.3" ? "TLSv1.3" : "TLSv1.2",
+        maxHandshakes: session.maxConnections,
+        maxHandshakesPerAddress: session.maxConnectionsPerPeer,
+        ...(Number.isFinite(session.opPhaseTimeoutMs)
+          ? { handshakeTimeoutMs: session.opPhaseTimeoutMs }
+          : {}),
         onRefused: (address, reason, certificate) =>
           audit.warn("Refused TLS client {address} on {listener}: {reason}", {
-            address,
-            listener: `tls ${formatAddress(t)}`,
+            // With the certificate it showed, named as sessions name their peers.
+            address: certificate
+              ? describePeer({ transport: "tls", address, certificate }).replace(/^tls /, "")
+              : address,
+            listener: where,
             reason,
             ...(certificate ? { certificate } : {}),
           }),
       });
+      where = listener.description;
       tlsListeners.push(listener);
       listeners.push(listener);
     }

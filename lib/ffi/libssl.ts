@@ -7,7 +7,7 @@
  * reads with sock_recvmsg, and no process has to stay behind to relay bytes. Deno's own TLS
  * exposes no keys.
  *
- * The settings are the ones that path needs (see /work/shared/TLS.md): TLS 1.2 only, since
+ * The settings are the ones that path needs: TLS 1.2 only, since
  * OpenSSL 3.0 offloads receiving only under TLS 1.2; the ChaCha20-Poly1305 suites only, since
  * rustls (Deno's TLS, on the server side) ends an AES-GCM session after 2^23 records with a
  * close_notify that kTLS RX in Linux 6.1 cannot follow; no renegotiation, which kTLS cannot

@@ -48,6 +48,12 @@ const log = getLogger(["usbipgw", "transport"]);
 /** The gateway's default time limit for a TLS handshake, from the TCP connection on. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/** The default most TLS handshakes under way at once (the default connection limit). */
+export const DEFAULT_MAX_HANDSHAKES = 256;
+
+/** The default most TLS handshakes under way from one address (the default per-peer limit). */
+export const DEFAULT_MAX_HANDSHAKES_PER_ADDRESS = 32;
+
 /** The PEM files of a TLS listener. */
 export interface TlsCredentialFiles {
   /** The server's certificate, optionally followed by its intermediate CAs. */
@@ -85,6 +91,14 @@ export interface TlsListenOptions extends TlsCredentialFiles {
    * dropped and reported.
    */
   handshakeTimeoutMs?: number;
+  /**
+   * TLS handshakes under way at once, and from one address; a TCP connection beyond either is
+   * closed at once and reported (defaults {@linkcode DEFAULT_MAX_HANDSHAKES} and
+   * {@linkcode DEFAULT_MAX_HANDSHAKES_PER_ADDRESS}). The gateway sets them to its connection
+   * limits, so that clients still in their handshake count as connections do.
+   */
+  maxHandshakes?: number;
+  maxHandshakesPerAddress?: number;
   /** Reports each refused client, for the audit log. */
   onRefused?: TlsRefusalHandler;
   /**
@@ -253,7 +267,9 @@ function _unauthorizedReason(sock: tls.TLSSocket): _Refusal {
     return { reason: _verifyWords(sock.authorizationError?.toString()) };
   }
   const now = Date.now();
-  const reason = now > facts.notAfter
+  const reason = facts.version1
+    ? "an X.509 version 1 certificate (without extensions), which TLS here does not accept: issue a version 3 one (openssl x509 -req ... -extfile FILE)"
+    : now > facts.notAfter
     ? `certificate has expired (valid until ${_isoSeconds(facts.notAfter)})`
     : now < facts.notBefore
     ? `certificate is not yet valid (valid from ${_isoSeconds(facts.notBefore)})`
@@ -312,12 +328,19 @@ export class TlsListener implements Listener {
   #minVersion: "TLSv1.2" | "TLSv1.3";
   #onRefused: TlsRefusalHandler | undefined;
   /** TCP connections whose handshake has not ended, by {@linkcode _socketKey}. */
-  #handshaking = new Map<string, net.Socket>();
+  #handshaking = new Map<string, { raw: net.Socket; from: string }>();
+  /** How many of those each remote address has. */
+  #handshakesFrom = new Map<string, number>();
+  #maxHandshakes: number;
+  #maxHandshakesPerAddress: number;
 
   private constructor(server: tls.Server, options: TlsListenOptions, timeoutMs: number) {
     this.#server = server;
     this.#minVersion = options.minVersion ?? "TLSv1.2";
     this.#onRefused = options.onRefused;
+    this.#maxHandshakes = options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES;
+    this.#maxHandshakesPerAddress = options.maxHandshakesPerAddress ??
+      DEFAULT_MAX_HANDSHAKES_PER_ADDRESS;
     this.handshakeTimeoutMs = timeoutMs;
     this.description = `tls ${formatHostPort(options.hostname, this.port)}`;
     this.keepaliveProblem = keepListenerAlive(this.port, options.keepalive, this.description);
@@ -418,8 +441,9 @@ export class TlsListener implements Listener {
     if (this.#accepted.closed) return;
     this.#accepted.close();
     this.#server.close();
-    for (const raw of this.#handshaking.values()) raw.destroy();
+    for (const { raw } of this.#handshaking.values()) raw.destroy();
     this.#handshaking.clear();
+    this.#handshakesFrom.clear();
   }
 
   /** A TCP connection came: NODELAY and keep-alive now, so the handshake gains from them. */
@@ -430,18 +454,43 @@ export class TlsListener implements Listener {
       raw.destroy();
       return;
     }
+    // Counted before any TLS byte is read: a flood of handshakes that never finish holds no
+    // more than the limits, each for at most the handshake's time limit.
+    const from = raw.remoteAddress ?? "unknown";
+    const mine = this.#handshakesFrom.get(from) ?? 0;
+    const over = this.#handshaking.size >= this.#maxHandshakes
+      ? `too many TLS handshakes under way (the limit is ${this.#maxHandshakes})`
+      : mine >= this.#maxHandshakesPerAddress
+      ? `too many TLS handshakes under way from ${from} (the limit is ${mine})`
+      : undefined;
+    if (over !== undefined) {
+      const address = _addressOf(raw) ?? "unknown";
+      raw.destroy();
+      this.#refuse(address, over);
+      return;
+    }
     raw.setNoDelay(true);
     raw.setKeepAlive(true);
     const key = _socketKey(raw);
-    this.#handshaking.set(key, raw);
-    raw.once("close", () => {
-      if (this.#handshaking.get(key) === raw) this.#handshaking.delete(key);
-    });
+    this.#handshaking.set(key, { raw, from });
+    this.#handshakesFrom.set(from, mine + 1);
+    raw.once("close", () => this.#handshakeEnded(key, raw));
+  }
+
+  /** Forgets a handshake that ended (or a connection closed before it did); once per socket. */
+  #handshakeEnded(key: string, raw?: net.Socket): void {
+    const entry = this.#handshaking.get(key);
+    if (entry === undefined || (raw !== undefined && entry.raw !== raw)) return;
+    this.#handshaking.delete(key);
+    const from = entry.from;
+    const n = (this.#handshakesFrom.get(from) ?? 1) - 1;
+    if (n > 0) this.#handshakesFrom.set(from, n);
+    else this.#handshakesFrom.delete(from);
   }
 
   /** The handshake finished: a connection if node:tls authorized the certificate. */
   #secured(sock: tls.TLSSocket): void {
-    this.#handshaking.delete(_socketKey(sock));
+    this.#handshakeEnded(_socketKey(sock));
     // The wrappers report errors through reads and writes; this keeps an error that comes
     // before either from being an unhandled 'error' event.
     sock.on("error", () => {});
@@ -474,8 +523,12 @@ export class TlsListener implements Listener {
     const parent = (sock as { _parent?: unknown })._parent;
     const address = _addressOf(sock) ??
       (parent instanceof net.Socket ? _addressOf(parent) : undefined) ?? "unknown";
+    // A certificate that did not verify, when the socket still has it: named, and why.
+    const r = sock.authorizationError && _peerDer(sock) !== undefined
+      ? _unauthorizedReason(sock)
+      : { reason: _clientErrorReason(error, sock, this.handshakeTimeoutMs) };
     if (!sock.destroyed) sock.destroy();
-    this.#refuse(address, _clientErrorReason(error, sock, this.handshakeTimeoutMs));
+    this.#refuse(address, r.reason, r.certificate);
   }
 
   #refuse(address: string, reason: string, certificate?: PeerCertificate): void {
@@ -689,6 +742,8 @@ interface _CertificateFacts {
   identity: PeerCertificate;
   notBefore: number;
   notAfter: number;
+  /** X.509 version 1: no extensions, which rustls (webpki) refuses as a client certificate. */
+  version1: boolean;
 }
 
 function _certificateFacts(der: Uint8Array): _CertificateFacts {
@@ -740,7 +795,12 @@ function _certificateFacts(der: Uint8Array): _CertificateFacts {
     fingerprint: sha256(der),
     pubkey: sha256(der.subarray(spki.at, spki.end)),
   };
-  return { identity, notBefore: _time(der, notBefore), notAfter: _time(der, notAfter) };
+  return {
+    identity,
+    notBefore: _time(der, notBefore),
+    notAfter: _time(der, notAfter),
+    version1: first === 0,
+  };
 }
 
 /**

@@ -2,6 +2,7 @@
 import { assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import denoJson from "../../deno.json" with { type: "json" };
 import { runMain, tempDir } from "../e2e/_gateway.ts";
+import { makeTestPki, opensslFingerprint, opensslProblem } from "../transport/_certs.ts";
 
 Deno.test("usbipgw version prints the version and --help works everywhere", async () => {
   const v = await runMain(["version"]);
@@ -144,11 +145,57 @@ Deno.test("usbipgw policy check prints the decision and the rule or default behi
   );
   const bad = await runMain(["policy", "check", "--peer", "udp:1.2.3.4", "--device", "1-1"]);
   assertEquals(bad.code, 2);
-  assertStringIncludes(bad.stderr, "expected tcp:ADDRESS[:PORT], unix:UID[:GID] or console");
+  assertStringIncludes(
+    bad.stderr,
+    "expected tcp:ADDRESS[:PORT], unix:UID[:GID], tls:CERTFILE or console",
+  );
   const badRule = await runMain(["policy", "show", "--rule", "allow:source=nowhere"]);
   assertEquals(badRule.code, 2);
   assertStringIncludes(
     badRule.stderr,
     'Invalid --rule allow:source=nowhere: Invalid address prefix "nowhere"',
   );
+});
+
+Deno.test({
+  name: "usbipgw policy check --peer tls:CERTFILE decides for the certificate's identity",
+  ignore: opensslProblem !== undefined,
+  async fn() {
+    const pki = await makeTestPki();
+    try {
+      const fp = await opensslFingerprint(pki.dir, pki.tricky.cert);
+      const rules = [
+        "--rule",
+        "allow:transport=tls,cn=alice,busid=1-1",
+        "--rule",
+        `deny:fingerprint=${fp}`,
+        "--rule",
+        "allow:transport=tls,ou=usb",
+      ];
+      const check = (cert: string, device: string) =>
+        runMain(["policy", "check", "--peer", `tls:${cert}`, "--device", device, ...rules]);
+      const alice = await check(pki.alice.cert, "1-1");
+      assertEquals(alice.code, 0, alice.stderr);
+      assertStringIncludes(alice.stdout, "allow: tls:");
+      assertStringIncludes(alice.stdout, "rule 1 (allow transport=tls cn=alice busid=1-1)");
+      // HID reaches a TLS peer only through a rule that names it.
+      const keyboard = await check(pki.alice.cert, "1-2");
+      assertEquals(keyboard.code, 1, keyboard.stdout);
+      // A deny rule on a fingerprint: the way to revoke one certificate.
+      const revoked = await check(pki.tricky.cert, "1-1");
+      assertEquals(revoked.code, 1, revoked.stdout);
+      assertStringIncludes(revoked.stdout, "rule 2 (deny fingerprint=");
+      const none = await check(pki.stranger.cert, "1-1");
+      assertEquals(none.code, 1, none.stdout);
+      assertStringIncludes(none.stdout, "TLS peers are denied unless a rule allows");
+      const missing = await check(`${pki.dir}/nothing.pem`, "1-1");
+      assertEquals(missing.code, 2);
+      assertStringIncludes(missing.stderr, "nothing.pem: cannot read it");
+      const notPem = await check(pki.alice.key, "1-1");
+      assertEquals(notPem.code, 2);
+      assertStringIncludes(notPem.stderr, "holds no PEM certificate");
+    } finally {
+      await pki.remove();
+    }
+  },
 });

@@ -348,6 +348,7 @@ const checks: Partial<Record<ScenarioName, Check>> = {
     _number(run, r, "ktls_decrypt_errors_end", (v) => v >= 1, "at least 1 after a bit flipped");
     _number(run, r, "relay_exit", (v) => v === 0, "0 after its port was detached");
     _number(run, r, "tunnel_exit", (v) => v === 0, "0 after SIGTERM");
+    _number(run, r, "persist_exit", (v) => v === 0, "0 after SIGTERM");
     _number(run, r, "stranger_exit", (v) => v === 3, "3 (TLS refused)");
     for (const t of ["ktls_s2c", "ktls_c2s", "relay_s2c"]) {
       _number(run, r, `${t}_free_s`, (v) => v <= 5, "at most 5");

@@ -6,6 +6,7 @@ import { connectTcp, connectUnix, requestDeviceList } from "../../mod.ts";
 import { ConnectError } from "../../lib/transport/connect_error.ts";
 import { MAX_LISTEN_FDS, parseListenFds } from "../../lib/systemd/socket_activation.ts";
 import { hasCommand, spawnService } from "./_service.ts";
+import { makeTestPki, opensslProblem } from "../transport/_certs.ts";
 
 const ACTIVATE = "systemd-socket-activate";
 const available = await hasCommand(ACTIVATE);
@@ -191,6 +192,41 @@ Deno.test({
     } finally {
       await gw.stop("SIGKILL");
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "a passed socket on a port the configuration gives to TLS is refused, not served plain",
+  ignore: !available || opensslProblem !== undefined,
+  async fn() {
+    const pki = await makeTestPki();
+    const port = freePort();
+    const gw = spawnService([
+      "serve",
+      "--device",
+      "gadget-zero",
+      "--tls",
+      `127.0.0.1:${port}`,
+      "--tls-cert",
+      pki.server.cert,
+      "--tls-key",
+      pki.server.key,
+      "--tls-ca",
+      pki.ca,
+    ], { wrapper: [ACTIVATE, "-l", `127.0.0.1:${port}`] });
+    try {
+      await gw.waitFor(/Listening on .* as 3/);
+      // systemd-socket-activate starts the gateway at the first connection.
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      const status = await gw.process.status;
+      assertEquals(status.code, 1);
+      await gw.waitFor(new RegExp(`gives port ${port} to TLS`));
+      assertEquals(await c.read(new Uint8Array(8)).catch(() => null), null, "nothing served");
+      c.close();
+    } finally {
+      await gw.stop("SIGKILL");
+      await pki.remove();
     }
   },
 });

@@ -389,6 +389,60 @@ Deno.test({
 });
 
 Deno.test({
+  name: "handshakes beyond the limits are closed at once and reported; the others go on",
+  ignore,
+  async fn() {
+    const { listener, accept, refused } = await listen({
+      maxHandshakes: 3,
+      maxHandshakesPerAddress: 2,
+    });
+    const connect = () => Deno.connect({ hostname: "127.0.0.1", port: listener.port });
+    // Two silent clients hold 127.0.0.1's two handshakes; a third is closed at once.
+    const silent = [await connect(), await connect()];
+    const third = await connect();
+    const opened: Deno.Conn[] = [...silent, third];
+    try {
+      assertEquals(await refused(), {
+        address: `127.0.0.1:${third.localAddr.port}`,
+        reason: "too many TLS handshakes under way from 127.0.0.1 (the limit is 2)",
+      });
+      assertEquals(await third.read(new Uint8Array(16)).catch(() => null), null, "closed");
+      // One silent client leaves: a real client gets its handshake and its connection.
+      silent.shift()!.close();
+      await new Promise((r) => setTimeout(r, 100));
+      const c = client(listener.port, pki.alice);
+      try {
+        await secured(c);
+        const conn = (await accept()).value!;
+        await roundTrip(c, conn, "after the flood");
+        conn.close();
+      } finally {
+        await hangUp(c);
+      }
+      // The total limit, on a listener whose per-address limit is higher.
+      const wide = await listen({ maxHandshakes: 1, maxHandshakesPerAddress: 5 });
+      const first = await Deno.connect({ hostname: "127.0.0.1", port: wide.listener.port });
+      const second = await Deno.connect({ hostname: "127.0.0.1", port: wide.listener.port });
+      opened.push(first, second);
+      assertEquals(
+        (await wide.refused()).reason,
+        "too many TLS handshakes under way (the limit is 1)",
+      );
+      wide.listener.close();
+    } finally {
+      for (const c of opened) {
+        try {
+          c.close();
+        } catch {
+          // closed by the test
+        }
+      }
+      listener.close();
+    }
+  },
+});
+
+Deno.test({
   name: "a client that speaks something else than TLS is refused with its address",
   ignore,
   async fn() {

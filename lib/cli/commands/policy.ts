@@ -7,11 +7,13 @@
  * @module
  */
 
+import { X509Certificate } from "node:crypto";
 import { describeDevice } from "../../devices/registry.ts";
 import type { PolicyDecision } from "../../policy/policy.ts";
 import { describeRule, type Rule, RulePolicy } from "../../policy/rules.ts";
 import { BUSID_PATTERN, descriptorFacts } from "../../server/exported_device.ts";
 import type { PeerInfo } from "../../transport/connection.ts";
+import { parsePeerCertificate } from "../../transport/tls.ts";
 import type { Command, CommandIo, ParsedFlags } from "../command.ts";
 import { type DeviceConfig, type GatewayConfig, validateConfig } from "../config.ts";
 import { ExitCode } from "../exit_codes.ts";
@@ -45,7 +47,8 @@ export interface CheckedPeer {
 }
 
 /**
- * Parses `--peer`: `tcp:ADDRESS[:PORT]` (IPv6 in brackets), `unix:UID[:GID]`, or `console`.
+ * Parses `--peer`: `tcp:ADDRESS[:PORT]` (IPv6 in brackets), `unix:UID[:GID]`, `tls:CERTFILE`
+ * (a TLS peer that shows that PEM certificate, as if it verified), or `console`.
  *
  * @example
  * ```ts
@@ -74,9 +77,33 @@ export function parsePeer(text: string): CheckedPeer {
       console: false,
     };
   }
+  if (text.startsWith("tls:")) return { peer: tlsPeer(text.slice(4)), console: false };
   throw new UsageError(
-    `Invalid --peer "${text}": expected tcp:ADDRESS[:PORT], unix:UID[:GID] or console`,
+    `Invalid --peer "${text}": expected tcp:ADDRESS[:PORT], unix:UID[:GID], tls:CERTFILE or console`,
   );
+}
+
+/** A TLS peer that showed the (first) certificate of the PEM file `file`. */
+function tlsPeer(file: string): PeerInfo {
+  let pem: string;
+  try {
+    pem = Deno.readTextFileSync(file);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable) throw e;
+    throw new UsageError(
+      `Invalid --peer tls:${file}: cannot read it (${e instanceof Error ? e.message : e})`,
+    );
+  }
+  try {
+    const der = new Uint8Array(new X509Certificate(pem).raw);
+    return { transport: "tls", address: "(policy check)", certificate: parsePeerCertificate(der) };
+  } catch (e) {
+    throw new UsageError(
+      `Invalid --peer tls:${file}: it holds no PEM certificate that can be read (${
+        e instanceof Error ? e.message : e
+      })`,
+    );
+  }
 }
 
 /** The decision for `peer` and `device` under `rules`, as the running gateway would make it. */
@@ -163,7 +190,8 @@ image, socket or back-end is created.`,
     {
       name: "peer",
       value: "PEER",
-      help: "check: tcp:ADDRESS[:PORT], unix:UID[:GID], or console",
+      help: `check: tcp:ADDRESS[:PORT], unix:UID[:GID], console, or tls:CERTFILE (a
+TLS peer showing that PEM certificate, as if it verified)`,
     },
     {
       name: "device",
