@@ -12,7 +12,7 @@ import {
 } from "./_common.ts";
 import { drive } from "./_urb.ts";
 import { num, ratio, type Row } from "./_table.ts";
-import { makeTestPki, opensslProblem } from "../tests/transport/_certs.ts";
+import { makeTestPki, opensslProblem, tlsServeFlags } from "../tests/transport/_certs.ts";
 
 const CASES = [
   { name: "64 B bulk IN", size: 64, depth: 1 },
@@ -29,14 +29,7 @@ export async function tlsSection(dir: string): Promise<Row[]> {
   const pki = await makeTestPki();
   const tlsPort = freePort();
   const gateway = await startGateway(dir, 1, undefined, [
-    "--tls",
-    `127.0.0.1:${tlsPort}`,
-    "--tls-cert",
-    pki.server.cert,
-    "--tls-key",
-    pki.server.key,
-    "--tls-ca",
-    pki.ca,
+    ...tlsServeFlags(pki, `127.0.0.1:${tlsPort}`),
     "--rule",
     "allow:transport=tls,cn=alice",
   ]);

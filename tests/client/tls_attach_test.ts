@@ -3,7 +3,7 @@
 // holds the socket): URBs go through the relay and the TLS connection to the device and back;
 // either side ending ends the relay; a server certificate of another CA, or a client
 // certificate the server refuses, ends the attach before any vhci port is written.
-import { assert, assertEquals, assertMatch, assertRejects } from "@std/assert";
+import { assertEquals, assertMatch, assertRejects } from "@std/assert";
 import { attachDevice, type AttachOptions, ClientError } from "../../lib/client/attach.ts";
 import { FdSocket } from "../../lib/client/fd_socket.ts";
 import { dupFd } from "../../lib/ffi/fd.ts";
@@ -16,34 +16,21 @@ import {
   retSubmitBodyLength,
 } from "../../lib/protocol/urb_messages.ts";
 import { encodeSetupPacket } from "../../mod.ts";
-import { makeTestPki, opensslProblem, type TestPki } from "../transport/_certs.ts";
-import { spawnMain } from "../e2e/_gateway.ts";
+import { makeTestPki, opensslProblem, type TestPki, tlsServeFlags } from "../transport/_certs.ts";
+import { startTlsGateway } from "../e2e/_gateway.ts";
 import { controllerPorts, fakeSysfs } from "./_vhci_tree.ts";
 
 const ignore = opensslProblem !== undefined;
 if (ignore) console.log(`Skipping the attach --tls tests: ${opensslProblem}`);
 
 /** The gateway with a TLS listener, Gadget Zero, and a rule for alice. */
-async function tlsGateway(pki: TestPki) {
-  const gw = spawnMain([
-    "serve",
-    "--tls",
-    "127.0.0.1:0",
-    "--tls-cert",
-    pki.server.cert,
-    "--tls-key",
-    pki.server.key,
-    "--tls-ca",
-    pki.ca,
+function tlsGateway(pki: TestPki) {
+  return startTlsGateway(tlsServeFlags(pki), [
     "--device",
     "gadget-zero:busid=1-1",
     "--rule",
     "allow:transport=tls,cn=alice",
   ]);
-  const ready = await gw.waitFor(/usbipgw serving/);
-  const port = Number(/tls 127\.0\.0\.1:(\d+)/.exec(ready)?.[1]);
-  assert(port > 0, ready);
-  return { gw, port };
 }
 
 /** A fake vhci whose writer keeps its own reference to each socket it is given. */

@@ -121,3 +121,24 @@ export async function tempDir(): Promise<{ path: string; remove(): Promise<void>
   const path = await Deno.makeTempDir({ prefix: "usbipgw-test-" });
   return { path, remove: () => Deno.remove(path, { recursive: true }) };
 }
+
+/**
+ * Runs `main.ts serve` with a TLS listener on a free port of 127.0.0.1 (`tlsFlags`, from
+ * tests/transport/_certs.ts `tlsServeFlags`) and `args`; resolves with the process and the
+ * port once it serves.
+ */
+export async function startTlsGateway(
+  tlsFlags: string[],
+  args: string[],
+): Promise<{ gw: MainProcess; port: number }> {
+  const gw = spawnMain(["serve", ...tlsFlags, ...args]);
+  try {
+    const ready = await gw.waitFor(/usbipgw serving/);
+    const port = Number(/tls 127\.0\.0\.1:(\d+)/.exec(ready)?.[1]);
+    if (!(port > 0)) throw new Error(`No TLS port in "${ready}"`);
+    return { gw, port };
+  } catch (e) {
+    await gw.stop("SIGKILL");
+    throw e;
+  }
+}

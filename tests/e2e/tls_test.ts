@@ -1,11 +1,11 @@
 // USB/IP over TLS through the real gateway process: a client with a certificate the rules allow
 // lists and imports, one they do not allow sees nothing, one of another CA is refused with an
 // audit line; the status names the certificate.
-import { assert, assertEquals, assertStringIncludes } from "@std/assert";
+import { assertEquals, assertStringIncludes } from "@std/assert";
 import * as tls from "node:tls";
 import { decodeOpRepDevlist, encodeOpReqDevlist } from "../../lib/protocol/op_messages.ts";
-import { makeTestPki, opensslProblem, type TestPki } from "../transport/_certs.ts";
-import { runMain, spawnMain, tempDir } from "./_gateway.ts";
+import { makeTestPki, opensslProblem, type TestPki, tlsServeFlags } from "../transport/_certs.ts";
+import { runMain, startTlsGateway, tempDir } from "./_gateway.ts";
 
 if (opensslProblem) console.log(`tls_test: ignored: ${opensslProblem}`);
 
@@ -50,16 +50,7 @@ Deno.test({
     const pki = await makeTestPki();
     const dir = await tempDir();
     const sock = `${dir.path}/gw.sock`;
-    const gw = spawnMain([
-      "serve",
-      "--tls",
-      "127.0.0.1:0",
-      "--tls-cert",
-      pki.server.cert,
-      "--tls-key",
-      pki.server.key,
-      "--tls-ca",
-      pki.ca,
+    const { gw, port } = await startTlsGateway(tlsServeFlags(pki), [
       "--unix",
       sock,
       "--device",
@@ -68,9 +59,6 @@ Deno.test({
       "allow:transport=tls,cn=alice",
     ]);
     try {
-      const ready = await gw.waitFor(/usbipgw serving/);
-      const port = Number(/tls 127\.0\.0\.1:(\d+)/.exec(ready)?.[1]);
-      assert(port > 0, ready);
       const list = (client: { cert: string; key: string }) =>
         exchange(port, pki, client, encodeOpReqDevlist()).then((b) =>
           b.length === 0 ? undefined : decodeOpRepDevlist(b)

@@ -3,8 +3,8 @@
 // certificate; a certificate the gateway refuses gets an empty answer and an audit line; the
 // tunnel refuses to listen beyond loopback; SIGTERM ends it with 0.
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
-import { makeTestPki, opensslProblem, type TestPki } from "../transport/_certs.ts";
-import { type MainProcess, runMain, spawnMain } from "./_gateway.ts";
+import { makeTestPki, opensslProblem, type TestPki, tlsServeFlags } from "../transport/_certs.ts";
+import { type MainProcess, runMain, spawnMain, startTlsGateway } from "./_gateway.ts";
 
 const usbip = (() => {
   for (const p of ["/usr/sbin/usbip", "/usr/bin/usbip"]) {
@@ -19,17 +19,8 @@ const usbip = (() => {
 const skip = opensslProblem ?? (usbip ? undefined : "the usbip tool is not installed");
 if (skip) console.log(`tunnel_test: ignored: ${skip}`);
 
-async function tlsGateway(pki: TestPki): Promise<{ gw: MainProcess; port: number }> {
-  const gw = spawnMain([
-    "serve",
-    "--tls",
-    "127.0.0.1:0",
-    "--tls-cert",
-    pki.server.cert,
-    "--tls-key",
-    pki.server.key,
-    "--tls-ca",
-    pki.ca,
+function tlsGateway(pki: TestPki): Promise<{ gw: MainProcess; port: number }> {
+  return startTlsGateway(tlsServeFlags(pki), [
     "--device",
     "gadget-zero:busid=1-1",
     "--device",
@@ -37,10 +28,6 @@ async function tlsGateway(pki: TestPki): Promise<{ gw: MainProcess; port: number
     "--rule",
     "allow:transport=tls,cn=alice,busid=1-1",
   ]);
-  const ready = await gw.waitFor(/usbipgw serving/);
-  const port = Number(/tls 127\.0\.0\.1:(\d+)/.exec(ready)?.[1]);
-  assert(port > 0, ready);
-  return { gw, port };
 }
 
 /** Starts `tunnel` to the gateway as `client`; resolves with its process and plain port. */

@@ -146,52 +146,77 @@ function pattern(seed: number): Uint8Array {
   return Uint8Array.from({ length: 65536 }, (_, i) => (i * 31 + seed) & 0xff);
 }
 
+/** What {@linkcode withSession} hands its body. */
+interface SessionParts {
+  session: KtlsSession;
+  /** The server's side. */
+  conn: Connection;
+  sock: FdSocket;
+  listener: TlsListener;
+}
+
+/**
+ * Runs `body` with alice's session (options `more`) to a fresh listener (`listenOptions`); then
+ * closes the session, the server's side, the socket and the listener (the body may close or
+ * release the session first: both are safe to repeat).
+ */
+async function withSession(
+  body: (parts: SessionParts) => void | Promise<void>,
+  more: Partial<KtlsClientOptions> = {},
+  listenOptions: Partial<TlsListenOptions> = {},
+): Promise<void> {
+  const { listener, accept } = await listen(listenOptions);
+  const sock = await socketTo(listener.port);
+  try {
+    const [session, next] = await Promise.all([
+      KtlsSession.connect(sock.fd, alice(more)),
+      accept(),
+    ]);
+    const conn = next.value!;
+    try {
+      await body({ session, conn, sock, listener });
+    } finally {
+      session.close();
+      conn.close();
+    }
+  } finally {
+    sock.close();
+    listener.close();
+  }
+}
+
 Deno.test({
   name: "a TLS 1.2 session with ChaCha20-Poly1305 carries bytes both ways; the server sees alice",
   ignore,
   async fn() {
-    const { listener, accept } = await listen();
-    const sock = await socketTo(listener.port);
-    try {
-      const [session, next] = await Promise.all([
-        KtlsSession.connect(sock.fd, alice()),
-        accept(),
+    await withSession(async ({ session, conn, sock }) => {
+      assertEquals(session.version, "TLSv1.2");
+      assert(KTLS_CIPHERS.split(":").includes(session.cipher), session.cipher);
+      // The server's key is P-256: the ECDSA suite.
+      assertEquals(session.cipher, "ECDHE-ECDSA-CHACHA20-POLY1305");
+      assertEquals(conn.peer.certificate?.cn, "alice");
+      // While the session runs the socket is non-blocking.
+      assertEquals(fdFlags(sock.fd) & O_NONBLOCK, O_NONBLOCK);
+
+      await session.writeAll(te.encode("ping"));
+      assertEquals(td.decode(await serverRead(conn, 4)), "ping");
+      await serverWrite(conn, te.encode("pong"));
+      assertEquals(td.decode(await session.readExactly(4)), "pong");
+
+      const up = pattern(1);
+      const down = pattern(2);
+      const [, atServer] = await Promise.all([session.writeAll(up), serverRead(conn, up.length)]);
+      assertEquals(atServer, up);
+      const [, atClient] = await Promise.all([
+        serverWrite(conn, down),
+        session.readExactly(down.length),
       ]);
-      const conn = next.value!;
-      try {
-        assertEquals(session.version, "TLSv1.2");
-        assert(KTLS_CIPHERS.split(":").includes(session.cipher), session.cipher);
-        // The server's key is P-256: the ECDSA suite.
-        assertEquals(session.cipher, "ECDHE-ECDSA-CHACHA20-POLY1305");
-        assertEquals(conn.peer.certificate?.cn, "alice");
-        // While the session runs the socket is non-blocking.
-        assertEquals(fdFlags(sock.fd) & O_NONBLOCK, O_NONBLOCK);
-
-        await session.writeAll(te.encode("ping"));
-        assertEquals(td.decode(await serverRead(conn, 4)), "ping");
-        await serverWrite(conn, te.encode("pong"));
-        assertEquals(td.decode(await session.readExactly(4)), "pong");
-
-        const up = pattern(1);
-        const down = pattern(2);
-        const [, atServer] = await Promise.all([session.writeAll(up), serverRead(conn, up.length)]);
-        assertEquals(atServer, up);
-        const [, atClient] = await Promise.all([
-          serverWrite(conn, down),
-          session.readExactly(down.length),
-        ]);
-        assertEquals(atClient, down);
-        assertEquals(session.pending(), 0);
-        assertEquals((await session.readExactly(0)).length, 0);
-      } finally {
-        session.close();
-        conn.close();
-      }
+      assertEquals(atClient, down);
+      assertEquals(session.pending(), 0);
+      assertEquals((await session.readExactly(0)).length, 0);
+      session.close();
       assertEquals(fdFlags(sock.fd) & O_NONBLOCK, 0, "blocking again");
-    } finally {
-      sock.close();
-      listener.close();
-    }
+    });
   },
 });
 
@@ -199,20 +224,9 @@ Deno.test({
   name: "a host name as server name is checked against the certificate's DNS names (and is SNI)",
   ignore,
   async fn() {
-    const { listener, accept } = await listen();
-    const sock = await socketTo(listener.port);
-    try {
-      const [session, next] = await Promise.all([
-        KtlsSession.connect(sock.fd, alice({ serverName: "localhost" })),
-        accept(),
-      ]);
+    await withSession(({ session }) => {
       assertEquals(session.version, "TLSv1.2");
-      session.close();
-      next.value!.close();
-    } finally {
-      sock.close();
-      listener.close();
-    }
+    }, { serverName: "localhost" });
   },
 });
 
@@ -220,38 +234,24 @@ Deno.test({
   name: "ktls() reports what the kernel took over, as ktlsUnavailableReason() predicts",
   ignore,
   async fn() {
-    const { listener, accept } = await listen();
-    const sock = await socketTo(listener.port);
-    try {
-      const [session, next] = await Promise.all([
-        KtlsSession.connect(sock.fd, alice()),
-        accept(),
-      ]);
+    await withSession(async ({ session, conn }) => {
+      // Asked after the handshake: OpenSSL's setsockopt(TCP_ULP, "tls") may load the module.
+      const why = ktlsUnavailableReason();
+      let loaded = true;
       try {
-        // Asked after the handshake: OpenSSL's setsockopt(TCP_ULP, "tls") may load the module.
-        const why = ktlsUnavailableReason();
-        let loaded = true;
-        try {
-          Deno.statSync("/proc/net/tls_stat");
-        } catch {
-          loaded = false;
-        }
-        assertEquals(why === undefined, loaded, why);
-        if (why !== undefined) assertMatch(why, /tls module is not loaded/);
-        const on = why === undefined;
-        assertEquals(session.ktls(), { send: on, recv: on }, why ?? "the tls module is loaded");
-        console.log(`ktls() on this host: ${JSON.stringify(session.ktls())} (${why ?? "loaded"})`);
-        // Bytes still flow, through the kernel or through OpenSSL.
-        await session.writeAll(te.encode("k"));
-        assertEquals(td.decode(await serverRead(next.value!, 1)), "k");
-      } finally {
-        session.close();
-        next.value!.close();
+        Deno.statSync("/proc/net/tls_stat");
+      } catch {
+        loaded = false;
       }
-    } finally {
-      sock.close();
-      listener.close();
-    }
+      assertEquals(why === undefined, loaded, why);
+      if (why !== undefined) assertMatch(why, /tls module is not loaded/);
+      const on = why === undefined;
+      assertEquals(session.ktls(), { send: on, recv: on }, why ?? "the tls module is loaded");
+      console.log(`ktls() on this host: ${JSON.stringify(session.ktls())} (${why ?? "loaded"})`);
+      // Bytes still flow, through the kernel or through OpenSSL.
+      await session.writeAll(te.encode("k"));
+      assertEquals(td.decode(await serverRead(conn, 1)), "k");
+    });
   },
 });
 
@@ -259,28 +259,13 @@ Deno.test({
   name: "pending() counts what OpenSSL decrypted and readExactly() has not returned yet",
   ignore,
   async fn() {
-    const { listener, accept } = await listen();
-    const sock = await socketTo(listener.port);
-    try {
-      const [session, next] = await Promise.all([
-        KtlsSession.connect(sock.fd, alice()),
-        accept(),
-      ]);
-      const conn = next.value!;
-      try {
-        await serverWrite(conn, te.encode("0123456789"));
-        assertEquals(td.decode(await session.readExactly(4)), "0123");
-        assertEquals(session.pending(), 6, "the rest of the record");
-        assertEquals(td.decode(await session.readExactly(6)), "456789");
-        assertEquals(session.pending(), 0);
-      } finally {
-        session.close();
-        conn.close();
-      }
-    } finally {
-      sock.close();
-      listener.close();
-    }
+    await withSession(async ({ session, conn }) => {
+      await serverWrite(conn, te.encode("0123456789"));
+      assertEquals(td.decode(await session.readExactly(4)), "0123");
+      assertEquals(session.pending(), 6, "the rest of the record");
+      assertEquals(td.decode(await session.readExactly(6)), "456789");
+      assertEquals(session.pending(), 0);
+    });
   },
 });
 
@@ -288,33 +273,20 @@ Deno.test({
   name: "release() leaves the session in the socket: no close_notify, fd open and blocking",
   ignore,
   async fn() {
-    const { listener, accept } = await listen();
-    const sock = await socketTo(listener.port);
-    try {
-      const [session, next] = await Promise.all([
-        KtlsSession.connect(sock.fd, alice()),
-        accept(),
-      ]);
-      const conn = next.value!;
-      try {
-        session.release();
-        session.release();
-        assertEquals(fdFlags(sock.fd) & O_NONBLOCK, 0);
-        assert(fileOf(sock.fd).startsWith("socket:["));
-        assertEquals(await serverSeesEof(conn, 300), false, "no close_notify was sent");
-        // Without kTLS here, what the server sends now arrives as a TLS record on the bare fd:
-        // application data (23), version 3.3.
-        await serverWrite(conn, te.encode("after"));
-        assertEquals([...await rawRead(sock.fd, 3)], [23, 3, 3]);
-        await assertRejects(() => session.readExactly(1), Deno.errors.BadResource);
-        await assertRejects(() => session.writeAll(te.encode("x")), Deno.errors.BadResource);
-      } finally {
-        conn.close();
-      }
-    } finally {
-      sock.close();
-      listener.close();
-    }
+    // The helper's close() afterwards finds nothing left to close.
+    await withSession(async ({ session, conn, sock }) => {
+      session.release();
+      session.release();
+      assertEquals(fdFlags(sock.fd) & O_NONBLOCK, 0);
+      assert(fileOf(sock.fd).startsWith("socket:["));
+      assertEquals(await serverSeesEof(conn, 300), false, "no close_notify was sent");
+      // Without kTLS here, what the server sends now arrives as a TLS record on the bare fd:
+      // application data (23), version 3.3.
+      await serverWrite(conn, te.encode("after"));
+      assertEquals([...await rawRead(sock.fd, 3)], [23, 3, 3]);
+      await assertRejects(() => session.readExactly(1), Deno.errors.BadResource);
+      await assertRejects(() => session.writeAll(te.encode("x")), Deno.errors.BadResource);
+    });
   },
 });
 
@@ -360,37 +332,13 @@ Deno.test({
   },
 });
 
-/** Runs `body` with a session of alice (`timeoutMs` as given) and the server's connection. */
-async function withSession(
-  timeoutMs: number,
-  body: (session: KtlsSession, conn: Connection) => Promise<void>,
-): Promise<void> {
-  const { listener, accept } = await listen();
-  const sock = await socketTo(listener.port);
-  try {
-    const [session, next] = await Promise.all([
-      KtlsSession.connect(sock.fd, alice({ timeoutMs })),
-      accept(),
-    ]);
-    try {
-      await body(session, next.value!);
-    } finally {
-      session.close();
-      next.value!.close();
-    }
-  } finally {
-    sock.close();
-    listener.close();
-  }
-}
-
 Deno.test({
   name: "a read that gets nothing fails at the time limit, and the session is done",
   ignore,
   async fn() {
     // The session's limit, then one given to the read itself.
     for (const [sessionMs, readMs] of [[300, undefined], [5000, 200]] as const) {
-      await withSession(sessionMs, async (session) => {
+      await withSession(async ({ session }) => {
         const limit = readMs ?? sessionMs;
         const started = performance.now();
         const e = await assertRejects(
@@ -406,7 +354,7 @@ Deno.test({
         assertGreaterOrEqual(took, limit - 10);
         assertLess(took, limit + 2500);
         await assertRejects(() => session.readExactly(1), Deno.errors.BadResource, "within");
-      });
+      }, { timeoutMs: sessionMs });
     }
   },
 });
@@ -415,7 +363,7 @@ Deno.test({
   name: "an aborted read rejects with the signal's reason, and the session is done",
   ignore,
   async fn() {
-    await withSession(5000, async (session) => {
+    await withSession(async ({ session }) => {
       const ac = new AbortController();
       const reading = session.readExactly(1, { signal: ac.signal });
       setTimeout(() => ac.abort(new Error("stop reading")), 50);
@@ -423,7 +371,7 @@ Deno.test({
       await assertRejects(() => reading, Error, "stop reading");
       assertLess(performance.now() - started, 2000);
       await assertRejects(() => session.readExactly(1), Deno.errors.BadResource, "aborted");
-    });
+    }, { timeoutMs: 5000 });
   },
 });
 

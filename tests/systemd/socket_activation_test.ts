@@ -6,7 +6,7 @@ import { connectTcp, connectUnix, requestDeviceList } from "../../mod.ts";
 import { ConnectError } from "../../lib/transport/connect_error.ts";
 import { MAX_LISTEN_FDS, parseListenFds } from "../../lib/systemd/socket_activation.ts";
 import { hasCommand, spawnService } from "./_service.ts";
-import { makeTestPki, opensslProblem } from "../transport/_certs.ts";
+import { makeTestPki, opensslProblem, tlsServeFlags } from "../transport/_certs.ts";
 
 const ACTIVATE = "systemd-socket-activate";
 const available = await hasCommand(ACTIVATE);
@@ -202,19 +202,10 @@ Deno.test({
   async fn() {
     const pki = await makeTestPki();
     const port = freePort();
-    const gw = spawnService([
-      "serve",
-      "--device",
-      "gadget-zero",
-      "--tls",
-      `127.0.0.1:${port}`,
-      "--tls-cert",
-      pki.server.cert,
-      "--tls-key",
-      pki.server.key,
-      "--tls-ca",
-      pki.ca,
-    ], { wrapper: [ACTIVATE, "-l", `127.0.0.1:${port}`] });
+    const gw = spawnService(
+      ["serve", "--device", "gadget-zero", ...tlsServeFlags(pki, `127.0.0.1:${port}`)],
+      { wrapper: [ACTIVATE, "-l", `127.0.0.1:${port}`] },
+    );
     try {
       await gw.waitFor(/Listening on .* as 3/);
       // systemd-socket-activate starts the gateway at the first connection.

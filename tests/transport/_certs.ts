@@ -295,3 +295,17 @@ export async function opensslPubkeyPin(dir: string, certFile: string): Promise<s
   // "<hex> *stdin"
   return hex.trim().split(/\s+/)[0]!.toLowerCase();
 }
+
+/** `serve`'s flags for a TLS listener on `listen` with `pki`'s server certificate and CA. */
+export function tlsServeFlags(pki: TestPki, listen = "127.0.0.1:0"): string[] {
+  return [
+    "--tls",
+    listen,
+    "--tls-cert",
+    pki.server.cert,
+    "--tls-key",
+    pki.server.key,
+    "--tls-ca",
+    pki.ca,
+  ];
+}

@@ -39,6 +39,7 @@ import type { Command, CommandIo, ParsedFlags } from "../command.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { setUpLogging } from "../log_setup.ts";
 import { UsageError } from "../usage_error.ts";
+import { onStopSignals } from "../stop_signals.ts";
 import { VHCI_FLAGS, vhciOptions } from "./_vhci_flags.ts";
 import { noTlsClientFlags, TLS_CLIENT_FLAGS, tlsClientFiles } from "./_tls_client_flags.ts";
 import { gatewaySocket } from "./status.ts";
@@ -90,14 +91,10 @@ async function persist<R extends AttachedPortId>(
   io: CommandIo,
 ): Promise<number> {
   const controller = new AbortController();
-  const signals = ["SIGINT", "SIGTERM"] as const;
-  const handlers = signals.map((s) =>
-    [s, () => {
-      log.info("Stopping on {signal}", { signal: s });
-      controller.abort();
-    }] as const
-  );
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const unlisten = onStopSignals((signal) => {
+    log.info("Stopping on {signal}", { signal });
+    controller.abort();
+  });
   log.info("Keeping {where} attached until SIGINT or SIGTERM", { where: what });
   try {
     const outcome = await runPersistent<R>({
@@ -116,7 +113,7 @@ async function persist<R extends AttachedPortId>(
     log.info("Stopped after {attaches} attach(es) and {drops} drop(s)", { ...outcome });
     return ExitCode.OK;
   } finally {
-    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+    unlisten();
   }
 }
 
@@ -294,17 +291,13 @@ async function relayUntilEnd(
   relay: NonNullable<AttachResult["relay"]>,
   vhci: { sysfsRoot: string; stateDir: string },
 ): Promise<number> {
-  const signals = ["SIGINT", "SIGTERM"] as const;
-  const handlers = signals.map((s) =>
-    [s, () => {
-      log.info("Detaching vhci port {port} on {signal}", { port: r.port, signal: s });
-      detachPort(r.port, vhci).catch((e) => {
-        log.warn("{error}", { error: e instanceof Error ? e.message : String(e) });
-        relay.stop();
-      });
-    }] as const
-  );
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const unlisten = onStopSignals((signal) => {
+    log.info("Detaching vhci port {port} on {signal}", { port: r.port, signal });
+    detachPort(r.port, vhci).catch((e) => {
+      log.warn("{error}", { error: e instanceof Error ? e.message : String(e) });
+      relay.stop();
+    });
+  });
   log.info("Relaying vhci port {port} to {where} over TLS until either side ends", {
     port: r.port,
     where: formatRemote(r.remote),
@@ -314,7 +307,7 @@ async function relayUntilEnd(
     logRelayEnd(r, end);
     return end.by === "server" && end.error ? ExitCode.ERROR : ExitCode.OK;
   } finally {
-    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+    unlisten();
   }
 }
 

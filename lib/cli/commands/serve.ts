@@ -21,6 +21,7 @@ import {
   validateConfig,
 } from "../config.ts";
 import { ExitCode } from "../exit_codes.ts";
+import { onStopSignals } from "../stop_signals.ts";
 import { type Gateway, startGateway } from "../gateway.ts";
 import { LIMIT_KEYS, type LimitKey } from "../limits.ts";
 import { setUpLogging } from "../log_setup.ts";
@@ -302,14 +303,12 @@ async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
   // SIGINT and SIGTERM are handled from here on: one that comes while the gateway starts (it
   // logs "serving" before this function resumes) stops it once it has started.
   const stopped = Promise.withResolvers<string>();
-  const signals = ["SIGINT", "SIGTERM"] as const;
-  const handlers = signals.map((s) => [s, () => stopped.resolve(s)] as const);
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const unlisten = onStopSignals((s) => stopped.resolve(s));
   let gateway: Gateway;
   try {
     gateway = await startGateway(config, { activated: await adoptListeners(inherited) });
   } catch (e) {
-    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+    unlisten();
     throw e;
   }
   // Set once READY=1 is out; the SIGHUP handler may run before that.
@@ -330,7 +329,7 @@ async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
     status: () => formatStatusLine(statusCounts(gateway.server, gateway.listeners)),
   });
   const signal = await stopped.promise;
-  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  unlisten();
   Deno.removeSignalListener("SIGHUP", onHangup);
   await systemd?.stopping(signal);
   const timeout = setTimeout(() => Deno.exit(0), 5000);

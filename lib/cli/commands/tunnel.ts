@@ -13,6 +13,7 @@ import type { Command, CommandIo, ParsedFlags } from "../command.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { setUpLogging } from "../log_setup.ts";
 import { UsageError } from "../usage_error.ts";
+import { onStopSignals } from "../stop_signals.ts";
 import { TLS_CLIENT_FLAGS, tlsClientFiles } from "./_tls_client_flags.ts";
 
 const log = getLogger(["usbipgw", "tunnel"]);
@@ -49,16 +50,14 @@ async function run(flags: ParsedFlags, io: CommandIo): Promise<number> {
   }
   await io.out(`${tunnel.port}\n`);
   const stop = Promise.withResolvers<string>();
-  const signals = ["SIGINT", "SIGTERM"] as const;
-  const handlers = signals.map((s) => [s, () => stop.resolve(s)] as const);
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const unlisten = onStopSignals((s) => stop.resolve(s));
   try {
     const signal = await stop.promise;
     log.info("Stopping on {signal}: ending {open} connection(s)", { signal, open: tunnel.open });
     await tunnel.close();
     return ExitCode.OK;
   } finally {
-    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+    unlisten();
   }
 }
 
