@@ -9,7 +9,7 @@
 import denoJson from "./deno.json" with { type: "json" };
 import { type Command, type CommandIo, parseFlags } from "./lib/cli/command.ts";
 import { commandHelp, findCommand, mainHelp, unknownCommand } from "./lib/cli/help.ts";
-import { errorMessage, ExitCode, exitCodeFor } from "./lib/cli/exit_codes.ts";
+import { ExitCode, exitCodeFor, failureMessage } from "./lib/cli/exit_codes.ts";
 import { logFinal } from "./lib/cli/logging.ts";
 import { serveCommand } from "./lib/cli/commands/serve.ts";
 import { listCommand } from "./lib/cli/commands/list.ts";
@@ -85,7 +85,7 @@ export async function main(args: readonly string[], io: CommandIo = processIo): 
     return await command.run(flags, io);
   } catch (e) {
     // As a log line in the format the command set (JSON stays JSON to the last line).
-    for (const line of errorMessage(e).split("\n")) {
+    for (const line of failureMessage(e).split("\n")) {
       logFinal(line, { level: "error", write: io.err });
     }
     return exitCodeFor(e);

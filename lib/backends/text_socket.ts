@@ -6,6 +6,7 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import { UnixListener, type UnixListenOptions } from "../transport/unix.ts";
 import { backendLogger } from "./_backend_log.ts";
 import { listenFailed } from "./backend_error.ts";
@@ -54,7 +55,7 @@ export async function openTextSocket(
     chain = chain.then(() => consume(text)).catch((e) => {
       log.warn("Text input on {path} was not fully delivered: {error}", {
         path: options.path,
-        error: e instanceof Error ? e.message : String(e),
+        error: errorMessage(e),
       });
     });
   };

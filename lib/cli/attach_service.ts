@@ -20,11 +20,12 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import { getLogger } from "@logtape/logtape";
 import { OpStatus, USBIP_PORT } from "../protocol/constants.ts";
 import { deviceFacts } from "../server/exported_device.ts";
 import type { LocalAttachService, UsbipServer } from "../server/server.ts";
-import type { AttachAnswer, DetachAnswer, SocketRequest } from "../server/session.ts";
+import type { AttachAnswer, DetachAnswer, SocketRequest } from "../server/session_host.ts";
 import type { AttachRequest } from "../protocol/op_messages.ts";
 import type { Policy } from "../policy/policy.ts";
 import { cidrContains, parseAddress } from "../policy/cidr.ts";
@@ -411,7 +412,7 @@ export class AttachService implements LocalAttachService {
     try {
       await this.#detach(vhciPort);
     } catch (e) {
-      return answer(OpStatus.ST_ERROR, e instanceof Error ? e.message : String(e));
+      return answer(OpStatus.ST_ERROR, errorMessage(e));
     }
     audit.info("Detached vhci port {port} for {peer}", { port: vhciPort, peer: who });
     return answer(OpStatus.ST_OK, `detached vhci port ${vhciPort}`, vhciPort);
@@ -476,7 +477,7 @@ export class AttachService implements LocalAttachService {
             log.error("Cannot take back vhci port {port} of uid {uid}: {error}", {
               port: a.vhciPort,
               uid: a.uid,
-              error: e instanceof Error ? e.message : String(e),
+              error: errorMessage(e),
             }),
         ),
       );

@@ -25,6 +25,7 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import type { LogLevel } from "@logtape/logtape";
 import { parse } from "@std/toml";
 import { parseRule, type Rule, RuleError } from "../policy/rules.ts";
@@ -293,9 +294,7 @@ export function readConfigText(text: string, file: string): ConfigInput {
     doc = parse(text) as Table;
   } catch (e) {
     throw new UsageError(
-      `${file}:${syntaxErrorLine(lines)}: invalid TOML: ${
-        e instanceof Error ? e.message : String(e)
-      }`,
+      `${file}:${syntaxErrorLine(lines)}: invalid TOML: ${errorMessage(e)}`,
     );
   }
   const positions = keyLines(text);
@@ -418,7 +417,7 @@ export async function readConfigFile(file: string): Promise<ConfigInput> {
     text = await Deno.readTextFile(file);
   } catch (e) {
     throw new UsageError(
-      `Cannot read the configuration file ${file}: ${e instanceof Error ? e.message : String(e)}`,
+      `Cannot read the configuration file ${file}: ${errorMessage(e)}`,
     );
   }
   return readConfigText(text, file);

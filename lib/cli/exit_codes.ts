@@ -1,6 +1,6 @@
 /**
  * The exit codes of usbipgw, and the one mapping from an error to its code and its message.
- * Every command throws; `main.ts` prints {@linkcode errorMessage} and exits with
+ * Every command throws; `main.ts` prints {@linkcode failureMessage} and exits with
  * {@linkcode exitCodeFor}.
  *
  * @module
@@ -13,6 +13,7 @@ import { VhciMissingError } from "../client/vhci.ts";
 import { ConnectError } from "../transport/connect_error.ts";
 import { GatewayRefusal } from "../client/gateway_requests.ts";
 import { UsageError } from "./usage_error.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** Exit codes (2 is a usage error, everywhere). */
 export const ExitCode = {
@@ -83,7 +84,7 @@ function refusalHint(e: ImportRefusedError): string {
 }
 
 /** The message printed for an error: what failed, and for a refused import why it may have. */
-export function errorMessage(e: unknown): string {
-  const text = e instanceof Error ? e.message : String(e);
+export function failureMessage(e: unknown): string {
+  const text = errorMessage(e);
   return e instanceof ImportRefusedError ? `${text}${refusalHint(e)}` : text;
 }

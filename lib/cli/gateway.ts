@@ -8,6 +8,7 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import { getLogger } from "@logtape/logtape";
 import { DEFAULT_LIMITS } from "../protocol/constants.ts";
 import { RulePolicy, tcpReachability, tlsReachability } from "../policy/rules.ts";
@@ -163,7 +164,7 @@ async function watchHostDevice(
         log.error("{spec}: cannot open {devnode}: {error}", {
           spec: spec.origin,
           devnode: host.devnode,
-          error: e instanceof Error ? e.message : String(e),
+          error: errorMessage(e),
         });
       }
     },
@@ -498,7 +499,7 @@ export async function startGateway(
         await serve(key, device);
         summary.added.push(key);
       } catch (e) {
-        summary.failed.push(`${device.origin}: ${e instanceof Error ? e.message : String(e)}`);
+        summary.failed.push(`${device.origin}: ${errorMessage(e)}`);
       }
     }
     warnHiddenFromTcp(server, policy, listeners);
@@ -512,7 +513,7 @@ export async function startGateway(
         await l.reload({ certFile: t.certFile, keyFile: t.keyFile, caFile: t.caFile });
         log.info("Reloaded the certificates of {listener}", { listener: l.description });
       } catch (e) {
-        summary.failed.push(`${l.description}: ${e instanceof Error ? e.message : String(e)}`);
+        summary.failed.push(`${l.description}: ${errorMessage(e)}`);
       }
     }
     const restart = restartOnly(next);

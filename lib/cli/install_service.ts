@@ -9,6 +9,7 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import { POLKIT_ACTIONS_FILE, polkitPolicyFile } from "../polkit/actions.ts";
 import {
   DEFAULT_UNIT_PATHS,
@@ -104,7 +105,7 @@ async function modprobe(module: string): Promise<string | undefined> {
     if (out.success) return undefined;
     return new TextDecoder().decode(out.stderr).trim() || `modprobe exited with ${out.code}`;
   } catch (e) {
-    return e instanceof Error ? e.message : String(e);
+    return errorMessage(e);
   }
 }
 
@@ -115,7 +116,7 @@ async function systemctl(args: string[]): Promise<string> {
     out = await new Deno.Command("systemctl", { args, stdin: "null" }).output();
   } catch (e) {
     throw new Error(
-      `Cannot run systemctl ${args.join(" ")}: ${e instanceof Error ? e.message : String(e)}`,
+      `Cannot run systemctl ${args.join(" ")}: ${errorMessage(e)}`,
     );
   }
   const text = new TextDecoder().decode(out.stderr).trim();

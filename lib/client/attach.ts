@@ -8,6 +8,7 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import { getLogger } from "@logtape/logtape";
 import { OpCode, OpStatus, Speed, WireSize } from "../protocol/constants.ts";
 import {
@@ -470,9 +471,7 @@ async function attachImported(
         : "";
       throw new ClientError(
         "attach_failed",
-        `Cannot attach ${o.busid} to vhci port ${free.port}: ${
-          e instanceof Error ? e.message : String(e)
-        }${hint}`,
+        `Cannot attach ${o.busid} to vhci port ${free.port}: ${errorMessage(e)}${hint}`,
         errno,
       );
     }
@@ -494,9 +493,7 @@ async function attachImported(
         await writePortRecord(stateDir, free.port, record);
         result.record = record;
       } catch (e) {
-        result.recordError = `Cannot record port ${free.port} in ${stateDir}: ${
-          e instanceof Error ? e.message : String(e)
-        }`;
+        result.recordError = `Cannot record port ${free.port} in ${stateDir}: ${errorMessage(e)}`;
       }
     }
     return result;
@@ -543,7 +540,7 @@ export async function detachPort(
     const errno = (e as { errno?: number }).errno;
     throw new ClientError(
       errno === Errno.EINVAL ? "port_free" : "detach_failed",
-      `Cannot detach port ${port}: ${e instanceof Error ? e.message : String(e)}${
+      `Cannot detach port ${port}: ${errorMessage(e)}${
         errno === Errno.EACCES || errno === Errno.EPERM ? " (detaching needs root)" : ""
       }`,
       errno,

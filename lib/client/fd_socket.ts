@@ -9,6 +9,7 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import { lookup } from "node:dns/promises";
 import { C, Errno, errno, lib, OsError } from "./_libc_socket.ts";
 import { checkStreamFd, sendFd } from "../ffi/scm_rights.ts";
@@ -183,7 +184,7 @@ async function addressesOf(host: string): Promise<string[]> {
     return found.map((a) => a.address);
   } catch (e) {
     throw new OsError(
-      `Cannot resolve ${host}: ${e instanceof Error ? e.message : String(e)}`,
+      `Cannot resolve ${host}: ${errorMessage(e)}`,
       Errno.EADDRNOTAVAIL,
     );
   }

@@ -9,9 +9,11 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import { getLogger, type Logger } from "@logtape/logtape";
 import type { AttachResult } from "./attach.ts";
 import { VdevStatus, type VhciPort } from "./vhci.ts";
+import { sleep as sleepFor } from "../util/wait.ts";
 
 /** The persist loop's states. */
 export type PersistState = "attaching" | "attached" | "waiting" | "stopped";
@@ -98,21 +100,12 @@ export function stillAttached(
   }
 }
 
-function timerSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
+async function timerSleep(ms: number, signal: AbortSignal): Promise<void> {
+  await sleepFor(ms, signal);
 }
 
 function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  return errorMessage(e);
 }
 
 /**

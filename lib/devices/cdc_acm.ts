@@ -7,7 +7,8 @@
  */
 
 import { Speed } from "../protocol/constants.ts";
-import { type CharBackend, PARITY_NAMES, STOP_BITS } from "../backends/char_backend.ts";
+import { Notifier } from "../util/wait.ts";
+import { type CharBackend, PARITY_NAMES, STOP_BITS } from "../backends/char/mod.ts";
 import type { ConfigurationDescriptor, UsbDescriptors } from "./descriptors.ts";
 import { RequestType } from "./setup_packet.ts";
 import {
@@ -299,7 +300,7 @@ export function cdcAcmDescriptors(
  * @example Setting the line coding
  * ```ts
  * import { CdcAcm } from "./cdc_acm.ts";
- * import { openCharBackend } from "../backends/char_backend.ts";
+ * import { openCharBackend } from "../backends/char/mod.ts";
  * const backend = await openCharBackend("loopback");
  * const acm = new CdcAcm({ backend });
  * const signal = new AbortController().signal;
@@ -322,7 +323,7 @@ export class CdcAcm extends UsbDevice {
   #state = 0;
   /** The state the host was last told; `undefined` until the first notification. */
   #sent: number | undefined;
-  #stateWaiters = new Set<() => void>();
+  #stateChanged = new Notifier();
   #onLineCoding: CdcAcmOptions["onLineCoding"];
   #onControlLines: CdcAcmOptions["onControlLines"];
   #onBreak: CdcAcmOptions["onBreak"];
@@ -369,7 +370,7 @@ export class CdcAcm extends UsbDevice {
 
   #setState(state: number): void {
     this.#state = state;
-    for (const w of [...this.#stateWaiters]) w();
+    this.#stateChanged.notify();
   }
 
   /** Answers the PSTN requests of the ACM subclass on interface 0 while configured. */
@@ -439,28 +440,12 @@ export class CdcAcm extends UsbDevice {
 
   async #notification(t: UsbTransfer): Promise<TransferResult> {
     while (this.#sent === this.#state) {
-      if (await this.#waitState(t.signal)) return CANCELLED;
+      if (await this.#stateChanged.wait(t.signal) === "aborted") return CANCELLED;
     }
     const state = this.#state;
     this.#sent = state & ~IRREGULAR;
     this.#state &= ~IRREGULAR;
     return dataResult(serialStateNotification(COMM_IF, state).subarray(0, t.length));
-  }
-
-  /** Waits for a UART state change; resolves `true` if `signal` aborted first. */
-  #waitState(signal: AbortSignal): Promise<boolean> {
-    if (signal.aborted) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const finish = (aborted: boolean) => {
-        this.#stateWaiters.delete(onChange);
-        signal.removeEventListener("abort", onAbort);
-        resolve(aborted);
-      };
-      const onChange = () => finish(false);
-      const onAbort = () => finish(true);
-      this.#stateWaiters.add(onChange);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
   }
 
   /** The host's driver starts over: it is told the UART state again. */

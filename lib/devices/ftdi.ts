@@ -8,7 +8,7 @@
  */
 
 import { Speed } from "../protocol/constants.ts";
-import { type CharBackend, PARITY_NAMES, STOP_BITS } from "../backends/char_backend.ts";
+import { type CharBackend, PARITY_NAMES, STOP_BITS } from "../backends/char/mod.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
 import { RequestType } from "./setup_packet.ts";
 import {
@@ -293,7 +293,7 @@ export function ftdiDataCapacity(length: number): number {
  * @example Reading the status bytes of an idle port
  * ```ts
  * import { FtdiSerial } from "./ftdi.ts";
- * import { openCharBackend } from "../backends/char_backend.ts";
+ * import { openCharBackend } from "../backends/char/mod.ts";
  * const backend = await openCharBackend("loopback");
  * const ftdi = new FtdiSerial({ backend });
  * const signal = new AbortController().signal;

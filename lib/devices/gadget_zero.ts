@@ -10,9 +10,11 @@
  */
 
 import { Speed, type SpeedValue } from "../protocol/constants.ts";
+import { Notifier } from "../util/wait.ts";
 import type { ConfigurationDescriptor, EndpointDescriptor, UsbDescriptors } from "./descriptors.ts";
 import { RequestType } from "./setup_packet.ts";
 import {
+  CANCELLED,
   type ControlTransfer,
   dataResult,
   type IsoPacketResult,
@@ -20,7 +22,6 @@ import {
   OK,
   STALL,
   type TransferResult,
-  untilAborted,
   UsbDevice,
   type UsbTransfer,
 } from "./usb_device.ts";
@@ -207,7 +208,7 @@ export class GadgetZero extends UsbDevice {
   readonly pattern: 0 | 1;
   #control: Uint8Array;
   #loop: Uint8Array[] = [];
-  #loopWaiters: (() => void)[] = [];
+  #loopChanged = new Notifier();
   #loopQueueLength: number;
 
   /** Creates a Gadget Zero. */
@@ -294,15 +295,12 @@ export class GadgetZero extends UsbDevice {
   }
 
   /** Resolves with `undefined` when the loopback queue changes, or CANCELLED on abort. */
-  #waitLoop(signal: AbortSignal): Promise<TransferResult | undefined> {
-    const changed = new Promise<undefined>((resolve) =>
-      this.#loopWaiters.push(() => resolve(undefined))
-    );
-    return Promise.race([changed, untilAborted(signal)]);
+  async #waitLoop(signal: AbortSignal): Promise<TransferResult | undefined> {
+    return await this.#loopChanged.wait(signal) === "aborted" ? CANCELLED : undefined;
   }
 
   #wakeLoop(): void {
-    for (const w of this.#loopWaiters.splice(0)) w();
+    this.#loopChanged.notify();
   }
 
   protected override onConfigurationChanged(): void {

@@ -35,7 +35,7 @@
  * @module
  */
 
-import { Wakeup } from "./wakeup.ts";
+import { Notifier } from "../util/wait.ts";
 import { Speed } from "../protocol/constants.ts";
 import { constantSource, type TemperatureSource } from "../backends/temperature_source.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
@@ -195,7 +195,7 @@ export class GoTemp extends UsbDevice {
   #lastOutput: Uint8Array = new Uint8Array(GOTEMP_REPORT_LENGTH);
   #commands: Uint8Array[] = [];
   #idleRate = 0;
-  #wakeup = new Wakeup();
+  #wakeup = new Notifier();
 
   /**
    * Creates a Go!Temp.
@@ -295,12 +295,12 @@ export class GoTemp extends UsbDevice {
     if (this.#sampling) return;
     this.#sampling = true;
     this.#nextDue = this.#now() + this.#period;
-    this.#wakeup.wake();
+    this.#wakeup.notify();
   }
 
   #stop(): void {
     this.#sampling = false;
-    this.#wakeup.wake();
+    this.#wakeup.notify();
   }
 
   /** Gives the interrupt IN transfer the next report, or keeps it pending until one is due. */
@@ -332,7 +332,7 @@ export class GoTemp extends UsbDevice {
   async #waitForReport(t: UsbTransfer): Promise<TransferResult> {
     while (true) {
       const delay = this.#sampling ? Math.max(0, this.#nextDue - this.#now()) : undefined;
-      if (await this.#wakeup.wait(t.signal, delay)) return CANCELLED;
+      if (await this.#wakeup.wait(t.signal, delay) === "aborted") return CANCELLED;
       const r = this.#poll(t.length);
       if (r !== undefined) return r;
     }
@@ -343,7 +343,7 @@ export class GoTemp extends UsbDevice {
     this.#sequence = 0;
     this.#idleRate = 0;
     this.#nextDue = this.#now() + this.#period;
-    this.#wakeup.wake();
+    this.#wakeup.notify();
   }
 
   /** SET_CONFIGURATION: sampling starts over, sequence 0. */

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { Wakeup } from "./wakeup.ts";
+import { Notifier } from "../util/wait.ts";
 import type { SpeedValue } from "../protocol/constants.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
 import { Request, RequestType } from "./setup_packet.ts";
@@ -187,7 +187,7 @@ export abstract class HidInputDevice<S> extends UsbDevice {
   #idleRate: number;
   #protocol: number = HidProtocol.REPORT;
   #options: HidInputOptions;
-  #wakeup = new Wakeup();
+  #wakeup = new Notifier();
 
   /** Builds the device from its descriptors and how it answers the class requests. */
   constructor(descriptors: UsbDescriptors, speed: SpeedValue, options: HidInputOptions) {
@@ -254,7 +254,7 @@ export abstract class HidInputDevice<S> extends UsbDevice {
         if (i === states.length - 1) q.settle = { resolve, reject };
         this.#queue.push(q);
       });
-      this.#wakeup.wake();
+      this.#wakeup.notify();
     });
   }
 
@@ -293,7 +293,7 @@ export abstract class HidInputDevice<S> extends UsbDevice {
       case HidRequest.SET_IDLE:
         if (dirIn || reportId !== 0) return STALL;
         this.#idleRate = s.wValue >> 8;
-        this.#wakeup.wake(); // waiting transfers recompute their deadline from the last report
+        this.#wakeup.notify(); // waiting transfers recompute their deadline from the last report
         return OK;
       case HidRequest.GET_PROTOCOL:
         return boot && dirIn && s.wValue === 0
@@ -346,7 +346,7 @@ export abstract class HidInputDevice<S> extends UsbDevice {
 
   async #waitForReport(t: UsbTransfer): Promise<TransferResult> {
     while (true) {
-      if (await this.#wakeup.wait(t.signal, this.#idleDelay())) return CANCELLED;
+      if (await this.#wakeup.wait(t.signal, this.#idleDelay()) === "aborted") return CANCELLED;
       const r = this.#poll(t.length);
       if (r !== undefined) return r;
     }
@@ -358,7 +358,7 @@ export abstract class HidInputDevice<S> extends UsbDevice {
     this.#currentAt = performance.now();
     this.#idleRate = this.#options.defaultIdleRate;
     this.#protocol = HidProtocol.REPORT;
-    this.#wakeup.wake();
+    this.#wakeup.notify();
   }
 
   /** The host's driver starts over after SET_CONFIGURATION. */

@@ -8,6 +8,7 @@
  */
 
 import type { SpeedValue } from "../protocol/constants.ts";
+import { waitFor } from "../util/wait.ts";
 import {
   DescriptorSet,
   type EndpointDescriptor,
@@ -54,12 +55,7 @@ export interface UsbTransfer {
   setup?: SetupPacket;
   /** Bytes the host's buffer holds (`transfer_buffer_length`). */
   length: number;
-  /**
-   * OUT data; empty for IN. Valid until the transfer completes: the server then reads the next
-   * request of that size, of this session or another, into the same buffer, so a device that
-   * keeps OUT data longer (a queue, a loopback) must copy it. (An unlinked transfer's buffer is
-   * never reused.)
-   */
+  /** OUT data; empty for IN. Lent until the transfer completes ("Buffers" at `UsbDevice`). */
   data: Uint8Array;
   /** The host wants a short IN transfer to be an error. */
   shortNotOk: boolean;
@@ -76,10 +72,17 @@ export interface UsbTransfer {
   signal: AbortSignal;
 }
 
-/** How a device completes a transfer. */
+/**
+ * How a device completes a transfer. The session turns it into RET_SUBMIT by one rule
+ * (lib/server/ret_submit.ts): IN data beyond the host's buffer (`UsbTransfer.length`) are
+ * cut off and the transfer fails with -EOVERFLOW, as a host controller reports babble.
+ */
 export interface TransferResult {
   status: TransferStatus;
-  /** IN data. For isochronous IN, a buffer with each packet's data at its offset. */
+  /**
+   * IN data. For isochronous IN, a buffer with each packet's data at its offset. The device
+   * hands it over and never writes it again: see {@linkcode UsbDevice}, "Buffers".
+   */
   data?: Uint8Array;
   /** OUT: the bytes the device took; all of them when absent. */
   actualLength?: number;
@@ -93,7 +96,7 @@ export type MaybePromise<T> = T | Promise<T>;
 /** A control transfer handed to {@linkcode UsbDevice.handleControl}. */
 export interface ControlTransfer {
   setup: SetupPacket;
-  /** The OUT data stage (empty for IN requests). */
+  /** The OUT data stage (empty for IN requests); lent as `UsbTransfer.data` is. */
   data: Uint8Array;
   signal: AbortSignal;
 }
@@ -135,10 +138,7 @@ function then<T, U>(v: MaybePromise<T>, f: (x: T) => U): MaybePromise<U> {
  * that stay pending until the host cancels them.
  */
 export function untilAborted(signal: AbortSignal): Promise<TransferResult> {
-  if (signal.aborted) return Promise.resolve(CANCELLED);
-  return new Promise((resolve) => {
-    signal.addEventListener("abort", () => resolve(CANCELLED), { once: true });
-  });
+  return waitFor(() => {}, signal).then(() => CANCELLED);
 }
 
 const HUB_SET_PORT_FEATURE = 0x23;
@@ -147,6 +147,15 @@ const PORT_RESET = 4;
 /**
  * A USB device. Subclasses give their descriptors and override the `handle*` and `on*` hooks.
  * The session calls {@linkcode UsbDevice.submit} for every transfer.
+ *
+ * Buffers. OUT data (`UsbTransfer.data`, `ControlTransfer.data`) are lent: valid only until
+ * the transfer completes (the handler returns, or its promise settles). The server then reads
+ * the next request of that size, of this session or another, into the same buffer, so a
+ * device that keeps OUT data longer (a queue, a loopback) copies them; an unlinked transfer's
+ * buffer is never reused. IN data (`TransferResult.data`) are handed over: the server may send
+ * them as they are, without a copy (from 64 KiB on they go to the socket straight from that
+ * buffer, after the handler has returned, while other transfers run), so a device never
+ * writes to a buffer it returned: it returns a fresh one, or one it does not touch again.
  *
  * @example A device with only descriptors stalls everything but standard requests
  * ```ts
@@ -333,7 +342,10 @@ export abstract class UsbDevice {
     if (s === undefined) return STALL;
     const standard = (s.bmRequestType & RequestType.TYPE_MASK) === RequestType.TYPE_STANDARD;
     const answer = standard ? this.#standard(s) : this.#portReset(s);
-    const limit = Math.min(s.wLength, t.length);
+    // A device never returns more than wLength bytes (USB 2.0 §9.3.5; a longer descriptor is
+    // cut to its first wLength bytes, §9.4.3). More than the host's buffer holds is babble,
+    // the session's rule (lib/server/ret_submit.ts), not cut silently here.
+    const limit = s.wLength;
     const clamp = (r: TransferResult): TransferResult =>
       r.data !== undefined && r.data.length > limit ? { ...r, data: r.data.subarray(0, limit) } : r;
     if (answer !== undefined) return clamp(answer);

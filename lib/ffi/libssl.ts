@@ -29,6 +29,7 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import { isIP } from "node:net";
 import { C, errno, lib as libc } from "./_fd_libc.ts";
 import { describeErrno, Errno } from "./os_error.ts";
@@ -161,7 +162,7 @@ function openssl(): { ssl: Ssl; crypto: Crypto } {
       return Deno.dlopen(name, symbols);
     } catch (e) {
       if (e instanceof Deno.errors.NotCapable) throw e;
-      const why = e instanceof Error ? e.message : String(e);
+      const why = errorMessage(e);
       throw new TlsClientError(
         "library",
         `Cannot load OpenSSL 3 (${name}), which kernel TLS needs: ${why}`,
@@ -891,8 +892,6 @@ export function ktlsUnavailableReason(): string | undefined {
     if (e instanceof Deno.errors.NotFound) {
       return "the kernel's tls module is not loaded (no /proc/net/tls_stat)";
     }
-    return `cannot tell whether the kernel's tls module is loaded: ${
-      e instanceof Error ? e.message : String(e)
-    }`;
+    return `cannot tell whether the kernel's tls module is loaded: ${errorMessage(e)}`;
   }
 }

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import { getLogger } from "@logtape/logtape";
 import { PolkitAction, type PolkitActionId } from "../polkit/actions.ts";
 
@@ -389,5 +390,5 @@ function _lastLine(text: string): string {
 }
 
 function _message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  return errorMessage(e);
 }

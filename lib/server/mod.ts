@@ -6,5 +6,7 @@
 
 export * from "./exported_device.ts";
 export * from "./session.ts";
+export * from "./session_host.ts";
+export { describeAttachRequest } from "./wire_text.ts";
 export * from "./server.ts";
 export * from "./session_limits.ts";

@@ -12,6 +12,7 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import { getLogger } from "@logtape/logtape";
 import {
   DEFAULT_LIMITS,
@@ -29,20 +30,19 @@ import {
   type PeerInfo,
 } from "../transport/connection.ts";
 import { busidProblem, busnumOf, deviceFacts, type ExportedDevice } from "./exported_device.ts";
-import {
-  type AttachAnswer,
-  type ClaimResult,
-  describeAttachRequest,
-  type DetachAnswer,
-  type DeviceListing,
-  type HostDeviceAction,
-  type HostDeviceAnswer,
-  Session,
-  type SessionHost,
-  type SessionStats,
-  type SocketRequest,
-} from "./session.ts";
+import { Session, type SessionStats } from "./session.ts";
+import type {
+  AttachAnswer,
+  ClaimResult,
+  DetachAnswer,
+  DeviceListing,
+  HostDeviceAction,
+  HostDeviceAnswer,
+  SessionHost,
+  SocketRequest,
+} from "./session_host.ts";
 import { peerKey, resolveSessionLimits, type SessionLimits } from "./session_limits.ts";
+import { describeAttachRequest } from "./wire_text.ts";
 import { BufferPool } from "../protocol/buffer_pool.ts";
 
 /**
@@ -359,7 +359,7 @@ export class UsbipServer implements SessionHost {
         if (!this.#closed) {
           log.error("Listener {listener} failed: {error}", {
             listener: listener.description,
-            error: e instanceof Error ? e.message : String(e),
+            error: errorMessage(e),
           });
         }
       } finally {
@@ -548,7 +548,7 @@ export class UsbipServer implements SessionHost {
         message: outcome.message,
       };
     } catch (e) {
-      const error = e instanceof Error ? e.message : String(e);
+      const error = errorMessage(e);
       log.error("Cannot {action} host device {busid}: {error}", { action, busid, error });
       return { status: OpStatus.ST_ERROR, message: `Cannot ${action} ${busid}: ${error}` };
     }
@@ -574,27 +574,14 @@ export class UsbipServer implements SessionHost {
       if (malformed !== undefined) return { status: OpStatus.ST_ERROR, message: malformed };
     }
     const target = describeAttachRequest(request);
-    let answer: AttachAnswer;
-    try {
-      answer = await this.#localAttach!.attach(request, peer, conn, requestSocket);
-    } catch (e) {
-      const error = e instanceof Error ? e.message : String(e);
-      log.error("Cannot attach {target}: {error}", { target, error });
-      return { status: OpStatus.ST_ERROR, message: `Cannot attach ${target}: ${error}` };
-    }
-    const problem = answerProblem(answer.status) ??
-      (answer.status === OpStatus.ST_OK ? vhciPortProblem(answer.vhciPort) : undefined);
-    if (problem !== undefined) {
-      log.error("Cannot attach {target}: the attach service answered {problem}", {
-        target,
-        problem,
-      });
-      return {
-        status: OpStatus.ST_ERROR,
-        message: `Cannot attach ${target}: the gateway's attach service answered ${problem}`,
-      };
-    }
-    return answer;
+    return await askAttachService(
+      `attach ${target}`,
+      { target },
+      () => this.#localAttach!.attach(request, peer, conn, requestSocket),
+      (answer) =>
+        answerProblem(answer.status) ??
+          (answer.status === OpStatus.ST_OK ? vhciPortProblem(answer.vhciPort) : undefined),
+    );
   }
 
   /**
@@ -604,30 +591,12 @@ export class UsbipServer implements SessionHost {
   async answerDetachRequest(vhciPort: number, peer: PeerInfo): Promise<DetachAnswer> {
     const refusal = this.#localAttachRefusal("detach devices from", peer);
     if (refusal !== undefined) return refusal;
-    let answer: DetachAnswer;
-    try {
-      answer = await this.#localAttach!.detach(vhciPort, peer);
-    } catch (e) {
-      const error = e instanceof Error ? e.message : String(e);
-      log.error("Cannot detach vhci port {vhciPort}: {error}", { vhciPort, error });
-      return {
-        status: OpStatus.ST_ERROR,
-        message: `Cannot detach vhci port ${vhciPort}: ${error}`,
-      };
-    }
-    const problem = answerProblem(answer.status);
-    if (problem !== undefined) {
-      log.error("Cannot detach vhci port {vhciPort}: the attach service answered {problem}", {
-        vhciPort,
-        problem,
-      });
-      return {
-        status: OpStatus.ST_ERROR,
-        message:
-          `Cannot detach vhci port ${vhciPort}: the gateway's attach service answered ${problem}`,
-      };
-    }
-    return answer;
+    return await askAttachService(
+      `detach vhci port ${vhciPort}`,
+      { vhciPort },
+      () => this.#localAttach!.detach(vhciPort, peer),
+      (answer) => answerProblem(answer.status),
+    );
   }
 
   /**
@@ -679,7 +648,7 @@ export class UsbipServer implements SessionHost {
     const failed = (e: unknown) =>
       log.error("Device {busid} failed to release: {error}", {
         busid: exported.busid,
-        error: e instanceof Error ? e.message : String(e),
+        error: errorMessage(e),
       });
     try {
       const done = exported.device.released();
@@ -688,6 +657,34 @@ export class UsbipServer implements SessionHost {
       failed(e);
     }
   }
+}
+
+/**
+ * The attach service's answer to `what` (`attach local device 1-2`, `detach vhci port 4`), or
+ * ST_ERROR with an error log when it rejects or `problemOf` finds its answer wrong; `fields`
+ * go into the log record.
+ */
+async function askAttachService<T extends DetachAnswer>(
+  what: string,
+  fields: Record<string, unknown>,
+  ask: () => Promise<T>,
+  problemOf: (answer: T) => string | undefined,
+): Promise<T | DetachAnswer> {
+  let answer: T;
+  try {
+    answer = await ask();
+  } catch (e) {
+    const error = errorMessage(e);
+    log.error("Cannot {what}: {error}", { what, ...fields, error });
+    return { status: OpStatus.ST_ERROR, message: `Cannot ${what}: ${error}` };
+  }
+  const problem = problemOf(answer);
+  if (problem === undefined) return answer;
+  log.error("Cannot {what}: the attach service answered {problem}", { what, ...fields, problem });
+  return {
+    status: OpStatus.ST_ERROR,
+    message: `Cannot ${what}: the gateway's attach service answered ${problem}`,
+  };
 }
 
 /** What is wrong with an `OpStatus` a handler answered, or `undefined`. */

@@ -1,32 +1,30 @@
 /**
- * One USB/IP connection: the op phase (DEVLIST, IMPORT), then the URB phase for the imported
- * device. As Linux usbipd (tools/usb/usbip/src/usbipd.c) does, the connection is closed once a
- * device list is answered or an import refused; usbipgw's own OP_REQ_BIND, OP_REQ_UNBIND,
- * OP_REQ_ATTACH and OP_REQ_DETACH are answered the same way, while OP_REQ_STATUS leaves the
- * connection open for another request.
- * Many URBs may be pending at once; each endpoint completes in order, ep0 in FIFO
- * order, and an idle IN transfer blocks only its own endpoint. CMD_UNLINK follows
- * usbip_protocol.rst and Linux stub_rx.c: a cancelled URB gets RET_UNLINK(-ECONNRESET) and
- * never a RET_SUBMIT; an unknown or completed one gets RET_UNLINK(0). RET_SUBMIT and
- * RET_UNLINK carry devid, direction and ep 0, as Linux stub_tx.c sends them. Every way a
- * session ends aborts every pending transfer and releases the device at once. A session that
- * exceeds one of its {@linkcode SessionLimits} (time to import, pending URBs, buffered bytes) is
- * closed with an audit line naming the limit; other sessions are not touched.
+ * One USB/IP connection from accept to close, in the manner of Linux stub (stub_rx.c reads
+ * requests, stub_tx.c sends answers): the op phase (DEVLIST, IMPORT), then the URB phase for
+ * the imported device. As Linux usbipd (tools/usb/usbip/src/usbipd.c) does, the connection is
+ * closed once a device list is answered or an import refused; usbipgw's own OP_REQ_BIND,
+ * OP_REQ_UNBIND, OP_REQ_ATTACH and OP_REQ_DETACH are answered the same way, while
+ * OP_REQ_STATUS leaves the connection open for another request.
+ *
+ * The URB phase reads CMD_SUBMIT and CMD_UNLINK into the per-endpoint queues
+ * (`urb_queues.ts`) and answers each completion with the RET_SUBMIT that `ret_submit.ts`
+ * makes of it. Every way a session ends aborts every pending transfer, releases the device at
+ * once and logs the reason. A session that exceeds one of its {@linkcode SessionLimits} (time
+ * to import, pending URBs, buffered bytes) is closed with an audit line naming the limit;
+ * other sessions are not touched.
  *
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import { getLogger } from "@logtape/logtape";
 import {
   MAX_BIND_MESSAGE_BYTES,
   OpStatus,
-  TransferFlags,
   UrbStatus,
-  type UsbipLimits,
   VHCI_PORT_NONE,
   VHCI_PORT_SEND_SOCKET,
 } from "../protocol/constants.ts";
-import type { BufferPool } from "../protocol/buffer_pool.ts";
 import { FrameReader } from "../protocol/frame_reader.ts";
 import {
   type AttachRequest,
@@ -44,144 +42,27 @@ import {
   type CmdUnlink,
   encodeRetSubmit,
   encodeRetUnlink,
-  type IsoPacketDescriptor,
-  packIsoData,
 } from "../protocol/urb_messages.ts";
-import { decodeSetupPacket } from "../devices/setup_packet.ts";
-import type { TransferResult, TransferStatus, UsbTransfer } from "../devices/usb_device.ts";
-import {
-  type Connection,
-  describePeer,
-  formatHostPort,
-  type PeerInfo,
-} from "../transport/connection.ts";
+import { NODEV, type TransferResult } from "../devices/usb_device.ts";
+import { type Connection, describePeer } from "../transport/connection.ts";
 import { ReplyWriter } from "../transport/reply_writer.ts";
-import { BUSID_PATTERN, deviceRecord, type ExportedDevice } from "./exported_device.ts";
+import { deviceRecord, type ExportedDevice } from "./exported_device.ts";
+import { retSubmitOf, urbCompletion } from "./ret_submit.ts";
+import type { HostDeviceAction, SessionHost, SocketRequest } from "./session_host.ts";
 import { limitReason, type SessionLimits } from "./session_limits.ts";
-import type { PolicyDecision } from "../policy/policy.ts";
+import { type PendingUrb, UrbQueues } from "./urb_queues.ts";
+import {
+  describeAttachRequest,
+  outcomeOf,
+  printable,
+  printableHost,
+  truncateUtf8,
+} from "./wire_text.ts";
 
 const log = getLogger(["usbipgw", "session"]);
 const audit = getLogger(["usbipgw", "audit"]);
 
-/** A device the policy hides from a peer's device list, and why. */
-export interface HiddenDevice {
-  busid: string;
-  /** The policy decision's reason: `rule 2 (...)` or `no rule matched: ...`. */
-  reason: string;
-}
-
-/** What a device list shows a peer, and what it hides from it. */
-export interface DeviceListing {
-  /** The devices the peer may see, in bus id order of addition. */
-  visible: ExportedDevice[];
-  /** The devices the policy denies to the peer. */
-  hidden: HiddenDevice[];
-}
-
-/** What OP_REQ_BIND and OP_REQ_UNBIND act on: a host device, as `usbip bind`/`unbind` do. */
-export type HostDeviceAction = "bind" | "unbind";
-
-/** The answer to OP_REQ_BIND or OP_REQ_UNBIND: an `OpStatus` and a message for people. */
-export interface HostDeviceAnswer {
-  status: number;
-  message: string;
-}
-
-/** The answer to OP_REQ_ATTACH: an `OpStatus`, the vhci port when attached, a message. */
-export interface AttachAnswer {
-  /** An `OpStatus`: ST_OK attached, ST_NA not allowed, another value failed. */
-  status: number;
-  /** The vhci port the device is attached to: required with ST_OK, ignored otherwise. */
-  vhciPort?: number;
-  /** For the requester; cut to `MAX_BIND_MESSAGE_BYTES` bytes of UTF-8. */
-  message: string;
-}
-
-/** The answer to OP_REQ_DETACH: an `OpStatus` and a message for people. */
-export interface DetachAnswer {
-  /** An `OpStatus`: ST_OK detached, ST_NA not allowed, another value failed. */
-  status: number;
-  /** For the requester; cut to `MAX_BIND_MESSAGE_BYTES` bytes of UTF-8. */
-  message: string;
-}
-
-/**
- * Asks the requester of a stream attach for its socket and receives it: sends the intermediate
- * OP_REP_ATTACH (ST_OK, `VHCI_PORT_SEND_SOCKET`), then waits at most `timeoutMs` (the
- * connection's default when absent) for the byte that carries the socket with SCM_RIGHTS, and
- * resolves with the received file descriptor, which the caller then owns. Usable once, for a
- * stream attach only; rejects when the connection cannot carry file descriptors (no
- * `Connection.receiveFd`), when the requester sent bytes before it was asked (the socket they
- * carried is lost), when the session has ended, and as `Connection.receiveFd` rejects (timeout,
- * hang-up). A handler must use it rather than `receiveFd` itself, which would not ask.
- */
-export type SocketRequest = (timeoutMs?: number) => Promise<number>;
-
-/** What a session needs from the server that owns it. */
-export interface SessionHost {
-  readonly limits: UsbipLimits;
-  /** Limits on what one connection may make the server hold. */
-  readonly sessionLimits: SessionLimits;
-  /** Where OUT payload buffers come from and go back to; each session keeps its own if absent. */
-  readonly bufferPool?: BufferPool;
-  /** The devices this peer may see, and those the policy hides from it. */
-  listDevices(peer: PeerInfo): DeviceListing;
-  /** Claims `busid` for `session`. */
-  claimDevice(busid: string, session: Session): ClaimResult;
-  /** Gives a claimed device back. */
-  releaseDevice(device: ExportedDevice, session: Session): void;
-  /**
-   * The gateway's status as JSON for OP_REQ_STATUS, or `undefined` when this peer may not see
-   * it (answered with ST_NA).
-   */
-  statusFor?(peer: PeerInfo): string | undefined;
-  /**
-   * Answers OP_REQ_BIND or OP_REQ_UNBIND from `peer`: authorizes it, acts on the host device,
-   * and says how it went. Never rejects.
-   */
-  answerHostDeviceRequest(
-    action: HostDeviceAction,
-    busid: string,
-    peer: PeerInfo,
-  ): Promise<HostDeviceAnswer>;
-  /**
-   * Answers OP_REQ_ATTACH from `peer` on `conn`: authorizes it, attaches the device into the
-   * local kernel, and says how it went; a stream attach takes its socket with `requestSocket`.
-   * The vhci port is a valid one whenever the status is ST_OK. Never rejects.
-   */
-  answerAttachRequest(
-    request: AttachRequest,
-    peer: PeerInfo,
-    conn: Connection,
-    requestSocket: SocketRequest,
-  ): Promise<AttachAnswer>;
-  /** Answers OP_REQ_DETACH from `peer`: authorizes it, detaches, says how it went. Never rejects. */
-  answerDetachRequest(vhciPort: number, peer: PeerInfo): Promise<DetachAnswer>;
-}
-
-/** The outcome of an import request. */
-export interface ClaimResult {
-  /** An `OpStatus`. */
-  status: number;
-  /** The device, when the import succeeded. */
-  device?: ExportedDevice;
-  /** The policy's decision, when the device exists. */
-  decision?: PolicyDecision;
-}
-
-/** How a device status becomes a URB status. */
-const ERRNO: Record<TransferStatus, number> = {
-  ok: UrbStatus.OK,
-  stall: UrbStatus.EPIPE,
-  cancelled: UrbStatus.ECONNRESET,
-  nodev: UrbStatus.ENODEV,
-  overflow: UrbStatus.EOVERFLOW,
-  error: UrbStatus.EPROTO,
-  shutdown: UrbStatus.ESHUTDOWN,
-};
-
 const EMPTY = new Uint8Array(0);
-const utf8 = new TextEncoder();
 
 /** How the op phase ended: with an import, or with the reason to end the session. */
 type OpPhaseEnd = { kind: "imported" } | { kind: "done"; reason: string };
@@ -194,28 +75,15 @@ const READ_PAUSE_BYTES = 1024 * 1024;
 
 /**
  * IN data from this size on is written after its RET_SUBMIT header as a second write, straight
- * from the device's buffer, instead of being copied behind the header into one buffer. Below
- * it the copy costs less than the second write (measured on loopback: 32 KiB replies were
- * faster as one buffer, 64 KiB replies as two writes). The device must not change the buffer
- * it returned; none does (each returns a fresh buffer or one it never writes again).
+ * from the device's buffer (which the device may not change: "Buffers" at `UsbDevice`),
+ * instead of being copied behind the header into one buffer. Below it the copy costs less
+ * than the second write (measured on loopback: 32 KiB replies were faster as one buffer,
+ * 64 KiB replies as two writes).
  */
 const SPLIT_REPLY_BYTES = 64 * 1024;
 
 /** How long a hanging-up session waits for its last answers to be written. */
 const FLUSH_TIMEOUT_MS = 2000;
-
-interface PendingUrb {
-  readonly cmd: CmdSubmit;
-  readonly transfer: UsbTransfer;
-  readonly controller: AbortController;
-  readonly queue: EndpointQueue;
-  running: boolean;
-}
-
-interface EndpointQueue {
-  readonly items: PendingUrb[];
-  busy: boolean;
-}
 
 /** Counters kept per session, for logs, `usbipgw status` and tests. */
 export interface SessionStats {
@@ -263,18 +131,14 @@ export class Session {
   #maxBufferedBytes: number;
   /** Unwritten replies over this many bytes pause reading requests (back-pressure). */
   #pauseBytes: number;
-  /** OUT data held by pending URBs, in bytes. */
-  #heldOut = 0;
   /** Runs from accept until a successful import (opPhaseTimeoutMs). */
   #opTimer: ReturnType<typeof setTimeout> | undefined;
   #reader: FrameReader;
   #out: ReplyWriter;
   #exported: ExportedDevice | undefined;
-  #pending = new Map<number, PendingUrb>();
-  #queues = new Map<number, EndpointQueue>();
+  /** The URBs of the imported device; created at the import. */
+  #urbs: UrbQueues | undefined;
   #ended = false;
-  /** The policy granted read-only access: devices that store data refuse writes. */
-  #readOnly = false;
   /** Set while the session flushes its last answers before hanging up. */
   #closing = false;
   #endReason: string | undefined;
@@ -290,7 +154,7 @@ export class Session {
     this.#pauseBytes = Math.min(READ_PAUSE_BYTES, this.#maxBufferedBytes / 4);
     this.#reader = new FrameReader(conn.direct ?? conn.readable, host.limits, host.bufferPool);
     this.#out = new ReplyWriter(conn, (e) => {
-      this.end(`write failed: ${e instanceof Error ? e.message : String(e)}`);
+      this.end(`write failed: ${errorMessage(e)}`);
     });
   }
 
@@ -306,7 +170,7 @@ export class Session {
 
   /** What the session holds right now. */
   get usage(): SessionUsage {
-    return { pendingUrbs: this.#pending.size, bufferedBytes: this.#heldOut + this.#out.pending };
+    return { pendingUrbs: this.#urbs?.size ?? 0, bufferedBytes: this.#held() };
   }
 
   /** Serves the connection until it ends; never rejects. */
@@ -343,7 +207,7 @@ export class Session {
           message: e.message,
         });
       } else {
-        reason = `connection error: ${e instanceof Error ? e.message : String(e)}`;
+        reason = `connection error: ${errorMessage(e)}`;
       }
     }
     this.end(reason);
@@ -382,7 +246,7 @@ export class Session {
     this.#endReason = reason;
     clearTimeout(this.#opTimer);
     this.#opTimer = undefined;
-    const aborted = this.#abortAll(new Deno.errors.ConnectionAborted(reason));
+    const aborted = this.#urbs?.abortAll(new Deno.errors.ConnectionAborted(reason)).length ?? 0;
     const exported = this.#exported;
     if (exported) {
       exported.device.disconnected.removeEventListener("abort", this.#onDeviceGone);
@@ -409,20 +273,27 @@ export class Session {
     }
   }
 
+  /** What the session holds: OUT data of pending URBs plus unwritten replies, in bytes. */
+  #held(): number {
+    return (this.#urbs?.heldOut ?? 0) + this.#out.pending;
+  }
+
   #send(bytes: Uint8Array): void {
     if (this.#ended) return;
     this.#out.write(bytes);
-    if (this.#heldOut + this.#out.pending > this.#maxBufferedBytes) this.#overBuffered();
+    if (this.#held() > this.#maxBufferedBytes) this.#overBuffered();
   }
 
-  #overBuffered(): void {
+  /** Closes the session for maxBufferedBytes, counting `more` bytes of OUT data not yet held. */
+  #overBuffered(more = 0): void {
     const queued = this.#out.pending;
+    const heldOut = (this.#urbs?.heldOut ?? 0) + more;
     this.#exceeded(
       "maxBufferedBytes",
       this.#maxBufferedBytes,
       `${
-        this.#heldOut + queued
-      } bytes held (${this.#heldOut} of OUT data in pending URBs, ${queued} of replies the peer has not read)`,
+        heldOut + queued
+      } bytes held (${heldOut} of OUT data in pending URBs, ${queued} of replies the peer has not read)`,
     );
   }
 
@@ -493,7 +364,7 @@ export class Session {
           id: this.id,
           peer: describePeer(peer),
           busid: device.busid,
-          error: e instanceof Error ? e.message : String(e),
+          error: errorMessage(e),
         });
         this.#send(encodeOpRepImport({ kind: "op_rep_import", status: OpStatus.ST_DEV_ERR }));
         return {
@@ -502,7 +373,12 @@ export class Session {
         };
       }
       this.#exported = device;
-      this.#readOnly = decision?.effect === "read-only";
+      // A read-only grant: devices that store data refuse writes (UsbTransfer.readOnly).
+      const readOnly = decision?.effect === "read-only";
+      this.#urbs = new UrbQueues(device.device, {
+        completed: (urb, result) => this.#complete(urb, result),
+        threw: (urb, error) => this.#threw(urb, error),
+      }, readOnly);
       clearTimeout(this.#opTimer);
       this.#opTimer = undefined;
       this.#send(
@@ -518,7 +394,7 @@ export class Session {
         peer: describePeer(peer),
         busid: device.busid,
         name: device.name,
-        access: this.#readOnly ? " read-only" : "",
+        access: readOnly ? " read-only" : "",
         reason: decision?.reason ?? "no policy",
       });
       return { kind: "imported" };
@@ -671,149 +547,67 @@ export class Session {
   }
 
   #submit(cmd: CmdSubmit): void {
-    if (this.#pending.has(cmd.seqnum)) {
+    const urbs = this.#urbs!;
+    if (urbs.has(cmd.seqnum)) {
       throw new UsbipProtocolError(
         "CMD_SUBMIT",
         "seqnum",
         `is ${cmd.seqnum}, which is already pending`,
       );
     }
-    if (this.#pending.size >= this.#maxPendingUrbs) {
+    if (urbs.size >= this.#maxPendingUrbs) {
       this.#exceeded(
         "maxPendingUrbs",
         this.#maxPendingUrbs,
-        `URB ${cmd.seqnum} would be pending number ${this.#pending.size + 1}`,
+        `URB ${cmd.seqnum} would be pending number ${urbs.size + 1}`,
       );
       return;
     }
     const held = cmd.data.length;
-    if (held > 0) {
-      this.#heldOut += held;
-      if (this.#heldOut + this.#out.pending > this.#maxBufferedBytes) {
-        this.#overBuffered();
-        return;
-      }
-    }
-    this.stats.submitted++;
-    const dev = this.#exported!.device;
-    const setup = cmd.ep === 0 ? decodeSetupPacket(cmd.setup) : undefined;
-    const dirIn = setup ? (setup.bmRequestType & 0x80) !== 0 : cmd.direction === 1;
-    const type = dev.transferType(cmd.ep, dirIn) ?? "bulk";
-    const controller = new AbortController();
-    const transfer: UsbTransfer = {
-      endpoint: cmd.ep,
-      dirIn,
-      type,
-      length: cmd.transferBufferLength,
-      data: cmd.data,
-      shortNotOk: (cmd.transferFlags & TransferFlags.URB_SHORT_NOT_OK) !== 0,
-      zeroPacket: (cmd.transferFlags & TransferFlags.URB_ZERO_PACKET) !== 0,
-      isoPackets: cmd.isoPackets.map(({ offset, length }) => ({ offset, length })),
-      readOnly: this.#readOnly,
-      signal: controller.signal,
-    };
-    if (setup) transfer.setup = setup;
-    const key = cmd.ep === 0 ? 0 : (cmd.direction << 4) | cmd.ep;
-    let queue = this.#queues.get(key);
-    if (queue === undefined) {
-      queue = { items: [], busy: false };
-      this.#queues.set(key, queue);
-    }
-    const urb: PendingUrb = { cmd, transfer, controller, queue, running: false };
-    this.#pending.set(cmd.seqnum, urb);
-    if (dev.pipelined && cmd.ep !== 0) {
-      // The device orders each endpoint's completions itself (a host controller does).
-      urb.running = true;
-      this.#transfer(urb).then((result) => this.#complete(urb, result));
+    if (held > 0 && this.#held() + held > this.#maxBufferedBytes) {
+      this.#overBuffered(held);
       return;
     }
-    queue.items.push(urb);
-    if (!queue.busy) this.#pump(queue);
+    this.stats.submitted++;
+    urbs.submit(cmd);
   }
 
-  /** Runs one transfer on the device; a handler that throws fails only that URB. */
-  async #transfer(urb: PendingUrb): Promise<TransferResult> {
-    try {
-      const r = this.#exported!.device.submit(urb.transfer);
-      return r instanceof Promise ? await r : r;
-    } catch (e) {
-      return this.#failed(urb, e);
-    }
-  }
-
-  /** Logs a handler that threw and fails its URB with -EPROTO. */
-  #failed(urb: PendingUrb, e: unknown): TransferResult {
+  /** Logs a device handler that threw; its URB completes with -EPROTO. */
+  #threw(urb: PendingUrb, e: unknown): void {
     log.error("Session {id}: device {busid} failed a transfer on ep {ep}: {error}", {
       id: this.id,
       busid: this.#exported?.busid,
       ep: urb.cmd.ep,
-      error: e instanceof Error ? e.message : String(e),
+      error: errorMessage(e),
     });
-    return { status: "error" };
   }
 
-  /** Runs an endpoint's transfers one after another; synchronous handlers finish in-line. */
-  async #pump(queue: EndpointQueue): Promise<void> {
-    queue.busy = true;
-    const dev = this.#exported!.device;
-    try {
-      while (queue.items.length > 0 && !this.#ended) {
-        const urb = queue.items[0]!;
-        urb.running = true;
-        // Synchronous handlers complete in-line, without a promise turn.
-        let result: TransferResult;
-        try {
-          const r = dev.submit(urb.transfer);
-          result = r instanceof Promise ? await r : r;
-        } catch (e) {
-          result = this.#failed(urb, e);
-        }
-        if (queue.items[0] === urb) queue.items.shift();
-        this.#complete(urb, result);
-      }
-    } finally {
-      queue.busy = false;
-    }
-  }
-
+  /** Answers a completed URB with its RET_SUBMIT (ret_submit.ts). */
   #complete(urb: PendingUrb, r: TransferResult): void {
-    const { cmd } = urb;
-    if (this.#pending.get(cmd.seqnum) !== urb) return;
-    this.#pending.delete(cmd.seqnum);
-    this.#heldOut -= cmd.data.length;
+    const { cmd, transfer } = urb;
     this.stats.completed++;
-    const ret = retSubmitFor(cmd, urb.transfer, r);
-    // The device is done with the OUT data (UsbTransfer.data is valid until completion): its
-    // buffer takes the next payload of its size.
-    if (!urb.transfer.dirIn && cmd.ep !== 0 && cmd.isoPackets.length === 0) {
+    const c = urbCompletion(transfer, r);
+    // The device is done with the OUT data ("Buffers" at UsbDevice): the buffer takes the next
+    // payload of its size.
+    if (!transfer.dirIn && cmd.ep !== 0 && cmd.isoPackets.length === 0) {
       this.#reader.recycle(cmd.data);
     }
-    if (urb.transfer.dirIn) this.stats.bytesIn += ret.actualLength;
-    else this.stats.bytesOut += ret.actualLength;
-    if (ret.status !== 0 && ret.status !== UrbStatus.ECONNRESET) this.stats.errors++;
-    if (ret.data.length >= SPLIT_REPLY_BYTES && ret.isoPackets.length === 0) {
+    if (transfer.dirIn) this.stats.bytesIn += c.actualLength;
+    else this.stats.bytesOut += c.actualLength;
+    if (c.status !== UrbStatus.OK && c.status !== UrbStatus.ECONNRESET) this.stats.errors++;
+    const ret = retSubmitOf(cmd.seqnum, c);
+    if (c.data.length >= SPLIT_REPLY_BYTES && c.isoPackets.length === 0) {
       // The header alone, then the device's buffer as it is: two writes, no copy of the data.
       this.#send(encodeRetSubmit({ ...ret, data: EMPTY }));
-      this.#send(ret.data);
+      this.#send(c.data);
     } else {
       this.#send(encodeRetSubmit(ret));
     }
   }
 
   #unlink(cmd: CmdUnlink): void {
-    const urb = this.#pending.get(cmd.unlinkSeqnum);
-    let status: number = UrbStatus.OK;
-    if (urb !== undefined) {
-      this.#pending.delete(cmd.unlinkSeqnum);
-      this.#heldOut -= urb.cmd.data.length;
-      if (!urb.running) {
-        const i = urb.queue.items.indexOf(urb);
-        if (i >= 0) urb.queue.items.splice(i, 1);
-      }
-      urb.controller.abort(new DOMException("The URB was unlinked", "AbortError"));
-      this.stats.unlinked++;
-      status = UrbStatus.ECONNRESET;
-    }
+    const status = this.#urbs!.unlink(cmd.unlinkSeqnum);
+    if (status !== UrbStatus.OK) this.stats.unlinked++;
     // devid, direction and ep are 0, as Linux stub_tx.c (setup_base_pdu) sends them.
     this.#send(encodeRetUnlink({
       kind: "ret_unlink",
@@ -825,158 +619,17 @@ export class Session {
     }));
   }
 
-  #abortAll(reason: Error): number {
-    const n = this.#pending.size;
-    for (const urb of this.#pending.values()) urb.controller.abort(reason);
-    this.#pending.clear();
-    this.#heldOut = 0;
-    for (const q of this.#queues.values()) q.items.length = 0;
-    return n;
-  }
-
   /** The device went away: answer every pending URB with -ENODEV, then hang up. */
   #deviceGone(): void {
     if (this.#ended || this.#closing) return;
     this.#closing = true;
-    const urbs = [...this.#pending.values()];
-    this.#abortAll(new Deno.errors.NotConnected("The device is gone"));
-    for (const urb of urbs) {
+    const urbs = this.#urbs?.abortAll(new Deno.errors.NotConnected("The device is gone")) ?? [];
+    for (const { cmd, transfer } of urbs) {
       this.stats.completed++;
-      this.#send(encodeRetSubmit(retSubmitFor(urb.cmd, urb.transfer, { status: "nodev" })));
+      this.#send(encodeRetSubmit(retSubmitOf(cmd.seqnum, urbCompletion(transfer, NODEV))));
     }
     // Let the -ENODEV answers reach the client before the connection closes, but do not wait
     // on a peer that has stopped reading.
     this.#flushBounded().finally(() => this.end("the device was disconnected"));
   }
-}
-
-/** Builds the RET_SUBMIT that answers `cmd` with the device's result. */
-function retSubmitFor(
-  cmd: CmdSubmit,
-  t: UsbTransfer,
-  r: TransferResult,
-): Parameters<typeof encodeRetSubmit>[0] {
-  let status: number = ERRNO[r.status];
-  let data: Uint8Array = EMPTY;
-  let actualLength = 0;
-  let isoPackets: IsoPacketDescriptor[] = [];
-  let errorCount = 0;
-  if (t.type === "isochronous" && cmd.isoPackets.length > 0) {
-    isoPackets = cmd.isoPackets.map((p, i) => {
-      const pr = r.isoPackets?.[i];
-      const packetStatus = pr ? ERRNO[pr.status] : status;
-      if (packetStatus !== 0) errorCount++;
-      const actual = pr ? Math.min(pr.actualLength, p.length) : 0;
-      actualLength += actual;
-      return { offset: p.offset, length: p.length, actualLength: actual, status: packetStatus };
-    });
-    if (t.dirIn) {
-      const buffer = r.data ?? EMPTY;
-      const fits = isoPackets.every((p) => p.offset + p.actualLength <= buffer.length);
-      if (!fits) {
-        for (const p of isoPackets) p.actualLength = 0;
-        actualLength = 0;
-        status = UrbStatus.EPROTO;
-      } else {
-        data = packIsoData(buffer, isoPackets);
-      }
-    }
-  } else if (t.dirIn) {
-    data = r.data ?? EMPTY;
-    if (data.length > cmd.transferBufferLength) {
-      data = data.subarray(0, cmd.transferBufferLength);
-      if (status === 0) status = UrbStatus.EOVERFLOW;
-    }
-    actualLength = data.length;
-    if (status === 0 && t.shortNotOk && actualLength < cmd.transferBufferLength) {
-      status = UrbStatus.EREMOTEIO;
-    }
-  } else {
-    actualLength = Math.min(
-      r.actualLength ?? (status === 0 ? cmd.transferBufferLength : 0),
-      cmd.transferBufferLength,
-    );
-  }
-  return {
-    kind: "ret_submit",
-    seqnum: cmd.seqnum,
-    // As Linux stub_tx.c (setup_base_pdu): vhci matches a reply on its seqnum alone.
-    devid: 0,
-    direction: 0,
-    ep: 0,
-    status,
-    actualLength,
-    startFrame: 0,
-    numberOfPackets: isoPackets.length,
-    errorCount,
-    data,
-    isoPackets,
-  };
-}
-
-/** A bus id from the wire as it can go into a log line: quoted unless it has the usual form. */
-function printable(busid: string): string {
-  return BUSID_PATTERN.test(busid) ? busid : JSON.stringify(busid);
-}
-
-/** The form of a host name or address that goes into a log line unquoted. */
-const HOST_PATTERN = /^[A-Za-z0-9:][A-Za-z0-9.:-]{0,252}$/;
-
-/** A host from the wire as it can go into a log line: quoted unless it has a usual form. */
-function printableHost(host: string): string {
-  return HOST_PATTERN.test(host) ? host : JSON.stringify(host);
-}
-
-/**
- * A printable form of an attach request for logs and messages, with the strings from the wire
- * quoted unless they have a usual form: `local device 1-2`, `remote device 1-2 at
- * 192.0.2.9:3240`, `device 1-2 over a handed-over socket`.
- *
- * @example
- * ```ts
- * import { assertEquals } from "@std/assert";
- * import { describeAttachRequest } from "./session.ts";
- * const text = describeAttachRequest({ kind: "remote", host: "::1", port: 3240, busid: "2-1" });
- * assertEquals(text, "remote device 2-1 at [::1]:3240");
- * const odd = describeAttachRequest({ kind: "local", busid: "1-1\nforged" });
- * assertEquals(odd, 'local device "1-1\\nforged"');
- * ```
- */
-export function describeAttachRequest(request: AttachRequest): string {
-  const busid = printable(request.busid);
-  switch (request.kind) {
-    case "local":
-      return `local device ${busid}`;
-    case "remote": {
-      const at = HOST_PATTERN.test(request.host)
-        ? formatHostPort(request.host, request.port)
-        : `${JSON.stringify(request.host)} port ${request.port}`;
-      return `remote device ${busid} at ${at}`;
-    }
-    case "stream":
-      return `device ${busid} over a handed-over socket`;
-  }
-}
-
-/** How a status reads in an audit line: done, refused (ST_NA), or failed with the status. */
-function outcomeOf(status: number): string {
-  return status === OpStatus.ST_OK
-    ? "done"
-    : status === OpStatus.ST_NA
-    ? "refused"
-    : `failed (status ${status})`;
-}
-
-/** `text` cut to at most `maxBytes` bytes of UTF-8, never inside a character. */
-function truncateUtf8(text: string, maxBytes: number): string {
-  if (text.length <= maxBytes / 3 || utf8.encode(text).length <= maxBytes) return text;
-  let out = "";
-  let bytes = 0;
-  for (const ch of text) {
-    const n = utf8.encode(ch).length;
-    if (bytes + n > maxBytes) break;
-    out += ch;
-    bytes += n;
-  }
-  return out;
 }

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import { getLogger } from "@logtape/logtape";
 
 const log = getLogger(["usbipgw", "systemd"]);
@@ -124,7 +125,7 @@ export class SystemdNotifier {
         this.#warned = true;
         log.warn("Cannot notify the service manager at {socket}: {error}", {
           socket: this.#address.replace("\0", "@"),
-          error: e instanceof Error ? e.message : String(e),
+          error: errorMessage(e),
         });
       }
       return false;

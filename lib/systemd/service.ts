@@ -7,6 +7,7 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import { getLogger } from "@logtape/logtape";
 import { SystemdNotifier, watchdogIntervalMs } from "./notify.ts";
 
@@ -65,7 +66,7 @@ export class ServiceNotifications {
       notifier = SystemdNotifier.open(options.notifySocket);
     } catch (e) {
       log.error("Cannot notify the service manager: {error}", {
-        error: e instanceof Error ? e.message : String(e),
+        error: errorMessage(e),
       });
       return undefined;
     }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { DescriptorType, Request, RequestType, type SetupPacket } from "../devices/setup_packet.ts";
+import { Request, RequestType, type SetupPacket } from "../devices/setup_packet.ts";
 import type { TransferResult, UsbDevice, UsbTransfer } from "../devices/usb_device.ts";
 
 /** What a transfer carries by default: no data, no flags, not cancelled. */
@@ -60,7 +60,7 @@ export async function control(
 }
 
 /**
- * GET_DESCRIPTOR of `type` (a {@linkcode DescriptorType}) and `index`, asking for `length`
+ * GET_DESCRIPTOR of `type` (one of `DescriptorType`) and `index`, asking for `length`
  * bytes; `wIndex` is the language id of a string descriptor.
  *
  * @example The device descriptor

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import { getLogger } from "@logtape/logtape";
 import { getIntOption, type KeepaliveOptions, setKeepalive, SockOpt } from "../ffi/sockopt.ts";
 
@@ -96,7 +97,7 @@ export function tuneListenerKeepalive(port: number, options: KeepaliveOptions): 
   try {
     fd = fdOfSocket(socketInodes(port, TCP_LISTEN));
   } catch (e) {
-    return `cannot read /proc: ${e instanceof Error ? e.message : String(e)}`;
+    return `cannot read /proc: ${errorMessage(e)}`;
   }
   if (fd === undefined) return `no listening socket on port ${port} in /proc/self/fd`;
   return tuneKeepaliveFd(fd, options);
@@ -132,6 +133,6 @@ export function tuneKeepaliveFd(fd: number, options: KeepaliveOptions): string |
     const ok = setKeepalive(fd, options);
     return ok ? undefined : `setsockopt failed on fd ${fd}`;
   } catch (e) {
-    return `cannot call setsockopt: ${e instanceof Error ? e.message : String(e)}`;
+    return `cannot call setsockopt: ${errorMessage(e)}`;
   }
 }

@@ -19,6 +19,7 @@
  * @module
  */
 
+import { errorMessage } from "../util/error_message.ts";
 import * as net from "node:net";
 import { getPeerCredentials } from "./_libc.ts";
 import { checkStreamFd, FdPassingError, receiveFd } from "../ffi/scm_rights.ts";
@@ -479,7 +480,7 @@ export class UnixListener implements Listener {
       throw new ListenError(
         path,
         "permission_denied",
-        `cannot set the socket's mode or owner: ${e instanceof Error ? e.message : String(e)}`,
+        `cannot set the socket's mode or owner: ${errorMessage(e)}`,
         { cause: e },
       );
     }

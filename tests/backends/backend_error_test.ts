@@ -4,7 +4,7 @@
 // root's capabilities (tests/transport/_restricted.ts).
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import { configureSync, type LogRecord, resetSync } from "@logtape/logtape";
-import { openCharBackend } from "../../lib/backends/char_backend.ts";
+import { openCharBackend } from "../../lib/backends/char/mod.ts";
 import { BackendOpenError } from "../../lib/backends/backend_error.ts";
 import { openTextSocket } from "../../lib/backends/text_socket.ts";
 import {

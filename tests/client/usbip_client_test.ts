@@ -1,17 +1,21 @@
 // Tests of the client's bind and unbind requests (usbipgw's OP_REQ_BIND and OP_REQ_UNBIND):
-// what goes on the wire, what comes back, bounded replies, and the connection closed after.
+// what goes on the wire, what comes back, bounded replies, and the connection closed after;
+// and of importDevice() refusing an OP_REP_IMPORT for another device than it asked for.
 import { assertEquals, assertRejects } from "@std/assert";
 import {
   type Connection,
   decodeOpRequest,
   encodeOpRepBind,
+  encodeOpRepImport,
   encodeOpRepStatus,
   encodeOpRepUnbind,
   FrameReader,
+  importDevice,
   memoryConnectionPair,
   OpStatus,
   requestBind,
   requestUnbind,
+  Speed,
   UsbipProtocolError,
   UsbipServer,
 } from "../../mod.ts";
@@ -101,4 +105,48 @@ Deno.test("requestBind() refuses a bus id over 31 bytes before sending anything"
   const [client, end] = memoryConnectionPair();
   await assertRejects(() => requestBind(client, "1-" + "1".repeat(30)), RangeError, "busid");
   assertEquals(await new FrameReader(end.readable).readExact(1), null, "closed, nothing sent");
+});
+
+Deno.test("importDevice() refuses a reply for another bus id than it asked for, and closes", async () => {
+  // As the kernel's usbip tool does (tools/usb/usbip/src/usbip_attach.c, query_import_device:
+  // "recv different busid"): the URBs that follow would go to a device nobody chose.
+  const record = {
+    path: "/sys/devices/platform/vhci/usb1/1-2",
+    busid: "1-2",
+    busnum: 1,
+    devnum: 3,
+    speed: Speed.HIGH,
+    idVendor: 0x0525,
+    idProduct: 0xa4a0,
+    bcdDevice: 0x0100,
+    bDeviceClass: 0xff,
+    bDeviceSubClass: 0,
+    bDeviceProtocol: 0,
+    bConfigurationValue: 0,
+    bNumConfigurations: 1,
+    bNumInterfaces: 1,
+  };
+  const reply = encodeOpRepImport({
+    kind: "op_rep_import",
+    status: OpStatus.ST_OK,
+    device: record,
+  });
+  const [client, end] = memoryConnectionPair();
+  const gateway = fakeGateway(end, reply);
+  await assertRejects(
+    () => importDevice(client, "1-1"),
+    Error,
+    "Cannot import 1-1: the server answered for 1-2",
+  );
+  assertEquals(await gateway, {
+    request: { kind: "op_req_import", busid: "1-1" },
+    closedByClient: true,
+  });
+  // The same reply to a request for 1-2 is an import.
+  const [client2, end2] = memoryConnectionPair();
+  const gateway2 = fakeGateway(end2, reply);
+  const channel = await importDevice(client2, "1-2");
+  assertEquals([channel.device.busid, channel.devid], ["1-2", 0x10003]);
+  await channel.close();
+  assertEquals((await gateway2).closedByClient, true);
 });

@@ -3,12 +3,7 @@
 import type { TransferResult, UsbDevice } from "../../mod.ts";
 import { classRequest, transfer } from "../../testing.ts";
 
-export {
-  control,
-  getDescriptor,
-  setConfiguration,
-  transfer as data,
-} from "../../testing.ts";
+export { control, getDescriptor, setConfiguration, transfer as data } from "../../testing.ts";
 
 /** An interrupt IN transfer of `length` bytes on endpoint 1, as a HID driver polls it. */
 export function interruptIn(

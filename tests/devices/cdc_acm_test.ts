@@ -1,7 +1,7 @@
 /** Tests of the emulated CDC-ACM serial port, driven through submit() (CDC 1.2, PSTN 1.2). */
 
 import { assert, assertEquals } from "@std/assert";
-import { openCharBackend } from "../../lib/backends/char_backend.ts";
+import { openCharBackend } from "../../lib/backends/char/mod.ts";
 import {
   CdcAcm,
   type ControlLines,

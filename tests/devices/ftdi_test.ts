@@ -1,7 +1,7 @@
 /** Tests of the emulated FTDI FT232R, driven through submit() (ftdi_sio.c, ftdi_sio.h). */
 
 import { assert, assertEquals } from "@std/assert";
-import { openCharBackend } from "../../lib/backends/char_backend.ts";
+import { openCharBackend } from "../../lib/backends/char/mod.ts";
 import {
   decodeFtdiBaudRate,
   FTDI_TERMIOS_RATES,
@@ -173,24 +173,89 @@ Deno.test("FtdiSerial answers the vendor requests ftdi_sio sends", async () => {
   await backend.close();
 });
 
-Deno.test("FtdiSerial answers an idle IN with the status bytes after the latency timer", async () => {
-  const { dev, backend } = await configured();
-  let t0 = performance.now();
-  let r = await data(dev, 1, true, { length: 64 });
-  assertEquals([...r.data!], [0xb1, 0x60]);
-  assert(performance.now() - t0 >= 14, `answered after ${performance.now() - t0} ms`);
-  await vendorOut(dev, 9, 2);
-  t0 = performance.now();
-  r = await data(dev, 1, true, { length: 64 });
-  assertEquals([...r.data!], [0xb1, 0x60]);
-  assert(performance.now() - t0 < 14);
+/** A read of the back-end held for the test to answer, with what FtdiSerial asked for. */
+interface HeldRead {
+  max: number;
+  timeoutMs: number | undefined;
+  answer(bytes: Uint8Array): void;
+}
+
+/**
+ * A loopback back-end whose reads the test answers: the latency timer is then the timeout
+ * FtdiSerial asks the read for, and its expiry is the test answering an empty read (what
+ * CharBackend.read() does when the timeout passes first), not wall time.
+ */
+async function heldReads() {
+  const loopback = await openCharBackend("loopback");
+  const reads: HeldRead[] = [];
+  const backend = new Proxy(loopback, {
+    get(target, key) {
+      if (key === "read") {
+        return (max: number, signal: AbortSignal, timeoutMs?: number) =>
+          new Promise<Uint8Array | null>((resolve) => {
+            signal.addEventListener("abort", () => resolve(null), { once: true });
+            reads.push({ max, timeoutMs, answer: resolve });
+          });
+      }
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { backend, reads, close: () => loopback.close() };
+}
+
+/** A bulk IN on 0x81 whose completion can be checked without waiting for it. */
+function bulkIn(dev: FtdiSerial, length: number, signal?: AbortSignal) {
+  const state = {
+    done: false,
+    result: data(dev, 1, true, { length, ...(signal ? { signal } : {}) }),
+  };
+  state.result.then(() => state.done = true);
+  return state;
+}
+
+/** Lets queued macrotasks run (a premature completion would show by then); not a delay check. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
+}
+
+// The chip sends what it holds, or the two status bytes alone, when its latency timer expires
+// (FTDI AN232B-04; ftdi_sio sets the timer with FTDI_SIO_SET_LATENCY_TIMER, request 9).
+Deno.test("FtdiSerial answers an idle IN with the status bytes when its latency timer expires", async () => {
+  const { backend, reads, close } = await heldReads();
+  const { dev } = await configured({ backend });
+  // Default 16 ms: the IN waits on one read bounded by it, and not beyond the read.
+  let r = bulkIn(dev, 64);
+  await settle();
+  assertEquals(reads.map((x) => [x.max, x.timeoutMs]), [[62, 16]]);
+  assertEquals(r.done, false, "the IN completed before the latency timer expired");
+  reads[0]!.answer(new Uint8Array(0));
+  assertEquals([...(await r.result).data!], [0xb1, 0x60]);
+  // The timer the host sets is the one that bounds the wait; 0 counts as 1 ms.
+  for (const [latency, timeoutMs] of [[2, 2], [255, 255], [0, 1]] as const) {
+    assertEquals((await vendorOut(dev, 9, latency)).status, "ok");
+    r = bulkIn(dev, 64);
+    await settle();
+    assertEquals(reads.at(-1)!.timeoutMs, timeoutMs, `latency timer ${latency}`);
+    assertEquals(r.done, false);
+    reads.at(-1)!.answer(new Uint8Array(0));
+    assertEquals([...(await r.result).data!], [0xb1, 0x60]);
+  }
+  // A partial packet is sent as soon as the back-end has it, in order, without waiting to fill
+  // the packet: one read, one short packet.
+  const before = reads.length;
+  r = bulkIn(dev, 512);
+  await settle();
+  reads.at(-1)!.answer(new Uint8Array([1, 2, 3, 4, 5]));
+  assertEquals([...(await r.result).data!], [0xb1, 0x60, 1, 2, 3, 4, 5]);
+  assertEquals(reads.length, before + 1, "it read again instead of sending the partial packet");
   // An aborted IN completes as cancelled.
-  await vendorOut(dev, 9, 255);
   const ac = new AbortController();
-  const pending = data(dev, 1, true, { length: 64, signal: ac.signal });
+  r = bulkIn(dev, 64, ac.signal);
+  await settle();
   ac.abort();
-  assertEquals((await pending).status, "cancelled");
-  await backend.close();
+  assertEquals((await r.result).status, "cancelled");
+  await close();
 });
 
 Deno.test("FtdiSerial reports CTS, DSR and DCD only while the back-end has a peer", async () => {

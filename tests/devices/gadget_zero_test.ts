@@ -2,6 +2,7 @@
 import { assert, assertEquals } from "@std/assert";
 import { GADGET_ZERO, GadgetZero } from "../../mod.ts";
 import { control, data, getDescriptor, setConfiguration } from "./_transfers.ts";
+import { countedAbort } from "../util/_listeners.ts";
 
 Deno.test("Gadget Zero is 0525:a4a0, vendor class, bcdUSB 2.0, with configurations 3 then 2", async () => {
   const gz = new GadgetZero();
@@ -179,4 +180,20 @@ Deno.test("a full loopback queue holds OUT transfers until IN drains it", async 
   assertEquals([...(await data(gz, 1, true, { length: 8 })).data!], [1]);
   assertEquals((await blocked).status, "ok");
   assertEquals([...(await data(gz, 1, true, { length: 8 })).data!], [2]);
+});
+
+Deno.test("10,000 loopback INs that wait on one signal leave no abort listener behind", async () => {
+  const gz = new GadgetZero();
+  await setConfiguration(gz, GADGET_ZERO.LOOPBACK_CONFIG);
+  const a = countedAbort();
+  for (let i = 0; i < 10_000; i++) {
+    const read = data(gz, 1, true, { length: 8, signal: a.signal }); // nothing queued: it waits
+    await data(gz, 1, false, { data: new Uint8Array([i & 0xff]) });
+    assertEquals((await read).data?.[0], i & 0xff);
+  }
+  assertEquals({ added: a.added, live: a.live, peak: a.peak }, {
+    added: 10_000,
+    live: 0,
+    peak: 1,
+  });
 });

@@ -1,7 +1,14 @@
-// Tests of the rule policy: first match wins, defaults, the keyboard safe default, and TLS
-// peers known by their verified certificate.
+// Tests of the rule policy: first match wins, defaults, the keyboard and mouse safe default,
+// and TLS peers known by their verified certificate.
 import { assert, assertEquals, assertThrows } from "@std/assert";
-import type { DeviceFacts, PeerCertificate, PeerInfo } from "../../mod.ts";
+import {
+  descriptorFacts,
+  type DeviceFacts,
+  hidKeyboardDescriptors,
+  hidMouseDescriptors,
+  type PeerCertificate,
+  type PeerInfo,
+} from "../../mod.ts";
 import {
   CERTIFICATE_KEYS,
   describeRule,
@@ -30,6 +37,20 @@ const KEYBOARD: DeviceFacts = {
   interfaces: [{ bInterfaceClass: 3, bInterfaceSubClass: 1, bInterfaceProtocol: 1 }],
   origin: "emulated",
 };
+/** A boot mouse: HID class 3, boot subclass 1, protocol 2 (HID 1.11 §4.2-4.3). */
+const MOUSE: DeviceFacts = {
+  busid: "1-3",
+  idVendor: 0x1209,
+  idProduct: 0x0002,
+  bDeviceClass: 0,
+  interfaces: [{ bInterfaceClass: 3, bInterfaceSubClass: 1, bInterfaceProtocol: 2 }],
+  origin: "emulated",
+};
+/** The boot keyboard and the boot mouse, with their vid/pid as rule values. */
+const HID = [
+  { device: KEYBOARD, vid: "1209", pid: "0001" },
+  { device: MOUSE, vid: "1209", pid: "0002" },
+] as const;
 const DISK: DeviceFacts = {
   ...GZ,
   busid: "2-1",
@@ -138,25 +159,47 @@ Deno.test("devices match on busid, vendor/product, interface class, serial and o
   assertEquals(rule({ origin: "passthrough" }).decide(peer, GZ).effect, "deny");
 });
 
-Deno.test("keyboards reach a TCP peer only through a rule that names them", () => {
+Deno.test("keyboards and mice reach a TCP peer only through a rule that names them", () => {
   const everything = new RulePolicy({ rules: [parseRule({ action: "allow", transport: "tcp" })] });
   assertEquals(everything.decide(tcp("10.0.0.1:1"), GZ).effect, "allow");
-  assertEquals(everything.decide(tcp("10.0.0.1:1"), KEYBOARD), {
-    effect: "deny",
-    reason:
-      "no rule matched: keyboards and mice reach TCP peers only through a rule that names them",
-  });
-  for (const naming of [{ busid: "1-2" }, { vid: "1209", pid: "0001" }, { class: 3 }]) {
-    const named = new RulePolicy({
-      rules: [parseRule({ action: "allow", transport: "tcp", ...naming })],
-    });
-    assertEquals(named.decide(tcp("10.0.0.1:1"), KEYBOARD).rule, 1, JSON.stringify(naming));
+  for (const { device, vid, pid } of HID) {
+    assertEquals(everything.decide(tcp("10.0.0.1:1"), device), {
+      effect: "deny",
+      reason:
+        "no rule matched: keyboards and mice reach TCP peers only through a rule that names them",
+    }, device.busid);
+    for (const naming of [{ busid: device.busid }, { vid, pid }, { class: 3 }]) {
+      const named = new RulePolicy({
+        rules: [parseRule({ action: "allow", transport: "tcp", ...naming })],
+      });
+      assertEquals(named.decide(tcp("10.0.0.1:1"), device).rule, 1, JSON.stringify(naming));
+    }
+    assertEquals(
+      new RulePolicy({ rules: [] }).decide(unix(0), device).effect,
+      "allow",
+      "local root still may",
+    );
   }
-  assertEquals(
-    new RulePolicy({ rules: [] }).decide(unix(0), KEYBOARD).effect,
-    "allow",
-    "local root still may",
-  );
+});
+
+Deno.test("the emulated keyboard and mouse are the boot devices the safe default keeps from TCP and TLS", () => {
+  // What the policy sees of them at import, from the descriptors the device types serve.
+  const policy = new RulePolicy({ rules: [parseRule({ action: "allow" })] });
+  for (
+    const [busid, descriptors] of [
+      ["1-2", hidKeyboardDescriptors()],
+      ["1-3", hidMouseDescriptors()],
+    ] as const
+  ) {
+    const facts = descriptorFacts(busid, { descriptors, origin: "emulated" });
+    for (const [peer, transport] of [[tcp("10.0.0.1:1"), "TCP"], [tls(), "TLS"]] as const) {
+      assertEquals(
+        policy.decide(peer, facts).reason,
+        `no rule matched: keyboards and mice reach ${transport} peers only through a rule that names them`,
+        busid,
+      );
+    }
+  }
 });
 
 Deno.test("parseRule() names the key at fault", () => {
@@ -263,6 +306,11 @@ Deno.test("tcpReachability() tells whether any TCP peer at all can reach a devic
     [[{ action: "allow", transport: "tcp", class: 3 }], KEYBOARD, true, 1],
     [[{ action: "allow", transport: "tcp" }, { action: "allow", vid: "1209" }], KEYBOARD, true, 2],
     [[{ action: "deny", busid: "1-2" }, { action: "allow", busid: "1-2" }], KEYBOARD, false, 1],
+    [[{ action: "allow", transport: "tcp" }], MOUSE, false, undefined],
+    [[{ action: "allow", transport: "tcp", class: 3 }], MOUSE, true, 1],
+    [[{ action: "allow", transport: "tcp" }, { action: "allow", vid: "1209" }], MOUSE, true, 2],
+    [[{ action: "allow", transport: "tcp" }, { action: "allow", busid: "1-3" }], MOUSE, true, 2],
+    [[{ action: "deny", busid: "1-3" }, { action: "allow", busid: "1-3" }], MOUSE, false, 1],
   ];
   // Peers to cross-check against RulePolicy.decide: a device some TCP peer can reach is
   // reached by one of these in every case above, and one that none can is reached by none.
@@ -577,29 +625,32 @@ Deno.test("keyboards and mice reach a TLS peer only through a rule that names th
   const decide = (fields: Record<string, unknown>[], device: DeviceFacts) =>
     new RulePolicy({ rules: fields.map((f) => parseRule(f)) }).decide(tls(ALICE), device);
   assertEquals(decide([{ action: "allow", cn: "alice" }], GZ).effect, "allow");
-  for (const broad of [{}, { cn: "alice" }, { transport: "tls" }, { fingerprint: hash("a1") }]) {
-    assertEquals(decide([{ action: "allow", ...broad }], KEYBOARD), {
-      effect: "deny",
-      reason:
-        "no rule matched: keyboards and mice reach TLS peers only through a rule that names them",
-    }, JSON.stringify(broad));
-  }
-  for (const naming of [{ busid: "1-2" }, { vid: "1209" }, { class: 3 }]) {
+  for (const { device, vid } of HID) {
+    for (const broad of [{}, { cn: "alice" }, { transport: "tls" }, { fingerprint: hash("a1") }]) {
+      assertEquals(decide([{ action: "allow", ...broad }], device), {
+        effect: "deny",
+        reason:
+          "no rule matched: keyboards and mice reach TLS peers only through a rule that names them",
+      }, `${device.busid} ${JSON.stringify(broad)}`);
+    }
+    for (const naming of [{ busid: device.busid }, { vid }, { class: 3 }]) {
+      assertEquals(
+        decide(
+          [{ action: "allow", cn: "alice" }, { action: "allow", cn: "alice", ...naming }],
+          device,
+        )
+          .rule,
+        2,
+        JSON.stringify(naming),
+      );
+    }
+    // A deny decides without naming the device.
     assertEquals(
-      decide(
-        [{ action: "allow", cn: "alice" }, { action: "allow", cn: "alice", ...naming }],
-        KEYBOARD,
-      )
+      decide([{ action: "deny", cn: "alice" }, { action: "allow", busid: device.busid }], device)
         .rule,
-      2,
-      JSON.stringify(naming),
+      1,
     );
   }
-  // A deny decides without naming the device.
-  assertEquals(
-    decide([{ action: "deny", cn: "alice" }, { action: "allow", busid: "1-2" }], KEYBOARD).rule,
-    1,
-  );
 });
 
 Deno.test("describeRule() shows the certificate keys", () => {
@@ -761,6 +812,10 @@ Deno.test("tlsReachability() tells whether any TLS peer at all can reach a devic
     [[{ action: "allow", cn: "alice", class: 3 }], KEYBOARD, true, 1],
     [[{ action: "deny", cn: "alice" }, { action: "allow", busid: "1-2" }], KEYBOARD, true, 2],
     [[{ action: "deny", busid: "1-2" }, { action: "allow", busid: "1-2" }], KEYBOARD, false, 1],
+    [[{ action: "allow", cn: "alice" }], MOUSE, false, undefined],
+    [[{ action: "allow", cn: "alice", class: 3 }], MOUSE, true, 1],
+    [[{ action: "deny", cn: "alice" }, { action: "allow", busid: "1-3" }], MOUSE, true, 2],
+    [[{ action: "deny", busid: "1-3" }, { action: "allow", busid: "1-3" }], MOUSE, false, 1],
   ];
   for (const [fields, device, reachable, rule] of cases) {
     const rules = fields.map((f) => parseRule(f));

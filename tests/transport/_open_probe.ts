@@ -5,7 +5,7 @@
 //   _open_probe.ts tcp HOST PORT | unix PATH | backend SPEC [LABEL] | text PATH [LABEL]
 import { TcpListener } from "../../lib/transport/tcp.ts";
 import { UnixListener } from "../../lib/transport/unix.ts";
-import { openCharBackend } from "../../lib/backends/char_backend.ts";
+import { openCharBackend } from "../../lib/backends/char/mod.ts";
 import { openTextSocket } from "../../lib/backends/text_socket.ts";
 
 const [kind, a = "", b] = Deno.args;

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { errorMessage } from "../../util/error_message.ts";
 import { getLogger } from "@logtape/logtape";
 import { OpStatus, USBIP_PORT } from "../../protocol/constants.ts";
 import { ImportRefusedError } from "../../client/usbip_client.ts";
@@ -294,7 +295,7 @@ async function relayUntilEnd(
   const unlisten = onStopSignals((signal) => {
     log.info("Detaching vhci port {port} on {signal}", { port: r.port, signal });
     detachPort(r.port, vhci).catch((e) => {
-      log.warn("{error}", { error: e instanceof Error ? e.message : String(e) });
+      log.warn("{error}", { error: errorMessage(e) });
       relay.stop();
     });
   });

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { errorMessage } from "../../util/error_message.ts";
 import { getLogger } from "@logtape/logtape";
 import { USBIP_PORT } from "../../protocol/constants.ts";
 import { adoptListeners, parseListenFds } from "../../systemd/socket_activation.ts";
@@ -284,7 +285,7 @@ async function reloadGateway(gateway: Gateway, flags: ParsedFlags, io: CommandIo
     }
   } catch (e) {
     log.error("Reload failed, the running configuration stays: {error}", {
-      error: e instanceof Error ? e.message : String(e),
+      error: errorMessage(e),
     });
   }
 }

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { errorMessage } from "../../util/error_message.ts";
 import { getLogger } from "@logtape/logtape";
 import type { SpeedValue } from "../../protocol/constants.ts";
 import { Feature, Request, RequestType, type SetupPacket } from "../setup_packet.ts";
@@ -205,7 +206,7 @@ export class UsbfsDevice extends UsbDevice {
     } catch (e) {
       this.#releaseInterfaces(true);
       throw new Error(
-        `Cannot import ${this.name}: ${e instanceof Error ? e.message : String(e)}`,
+        `Cannot import ${this.name}: ${errorMessage(e)}`,
         { cause: e },
       );
     }
@@ -505,7 +506,7 @@ export class UsbfsDevice extends UsbDevice {
     } catch (e) {
       log.error("{name}: the reaper failed: {error}", {
         name: this.name,
-        error: e instanceof Error ? e.message : String(e),
+        error: errorMessage(e),
       });
       this.#gone("the reaper failed");
     } finally {

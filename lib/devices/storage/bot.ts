@@ -10,6 +10,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { Notifier } from "../../util/wait.ts";
 import {
   CANCELLED,
   type MaybePromise,
@@ -231,7 +232,7 @@ export class BulkOnlyTransport {
   #moved = 0;
   #remaining = 0;
   #csw: CommandStatusWrapper | undefined;
-  #waiters = new Set<() => void>();
+  #stateChanged = new Notifier();
   #invalidCount = 0;
   #work = new Set<Promise<unknown>>();
 
@@ -314,23 +315,12 @@ export class BulkOnlyTransport {
 
   #enter(state: BotState): void {
     this.#state = state;
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const wake of waiters) wake();
+    this.#stateChanged.notify();
   }
 
   async #until(ready: () => boolean, signal: AbortSignal): Promise<boolean> {
     while (!ready()) {
-      if (signal.aborted) return false;
-      await new Promise<void>((resolve) => {
-        const wake = () => {
-          signal.removeEventListener("abort", wake);
-          this.#waiters.delete(wake);
-          resolve();
-        };
-        this.#waiters.add(wake);
-        signal.addEventListener("abort", wake, { once: true });
-      });
+      if (await this.#stateChanged.wait(signal) === "aborted") return false;
     }
     return !signal.aborted;
   }

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { errorMessage } from "../../util/error_message.ts";
 import { getLogger } from "@logtape/logtape";
 import { Speed } from "../../protocol/constants.ts";
 import {
@@ -363,7 +364,7 @@ export class MassStorage extends UsbDevice {
       if (r.status === "rejected") {
         log.error("Cannot flush {name}: {error}", {
           name: this.units[i]!.backing.name,
-          error: r.reason instanceof Error ? r.reason.message : String(r.reason),
+          error: errorMessage(r.reason),
         });
       }
     }

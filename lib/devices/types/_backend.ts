@@ -9,11 +9,12 @@
 
 import type { SpeedValue } from "../../protocol/constants.ts";
 import {
+  BACKEND_FORMS,
   type BackendSpec,
   type CharBackend,
   openCharBackend,
   parseBackendSpec,
-} from "../../backends/char_backend.ts";
+} from "../../backends/char/mod.ts";
 import type { UsbDescriptors } from "../descriptors.ts";
 import type { DeviceType, KeySpec } from "../device_type.ts";
 import type { UsbDevice } from "../usb_device.ts";
@@ -21,14 +22,13 @@ import { emulatedType, overBackEnd } from "./_emulated.ts";
 import type { KeyReader } from "./_keys.ts";
 
 /** Where the serial devices' data can go, as the help and the messages list it. */
-const BACKEND_FORMS =
-  "stdio, tcp:HOST:PORT, tcp-connect:HOST:PORT, unix:PATH, pty, file:PATH or loopback";
+const FORMS = `${BACKEND_FORMS.slice(0, -1).join(", ")} or ${BACKEND_FORMS.at(-1)}`;
 
 /** The `backend` key's spec. */
 const BACKEND_KEY: KeySpec = {
   kind: "backend",
   required: true,
-  help: `where the serial data goes: ${BACKEND_FORMS}`,
+  help: `where the serial data goes: ${FORMS}`,
 };
 
 /** Reads the required `backend` key of a `type` spec; opens nothing. */
@@ -39,7 +39,7 @@ function readBackend(
 ): BackendSpec {
   const text = r.text("backend");
   if (text === undefined) {
-    return r.fail("backend", `Missing backend=... for ${type}: expected ${BACKEND_FORMS}`);
+    return r.fail("backend", `Missing backend=... for ${type}: expected ${FORMS}`);
   }
   let spec: BackendSpec;
   try {

@@ -1,5 +1,6 @@
 // Tests of the image files behind the thumb drive: size parsing, sparse creation, refusing
-// to resize, exclusive and shared locks (in this process and against another), O_RDONLY.
+// to resize, exclusive and shared locks (in this process and against another), O_RDONLY, and
+// the flush (fdatasync) that sync() and close() must really issue.
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { DiskImage, parseSize } from "../../../mod.ts";
 import { pattern, tempImage } from "./_host.ts";
@@ -113,6 +114,73 @@ Deno.test("DiskImage reads and writes at offsets and refuses to go past the end"
     const bytes = await Deno.readFile(t.path);
     assertEquals(bytes.subarray(1000, 4000), pattern(3000));
     assertEquals(bytes[999], 0);
+  } finally {
+    await t.remove();
+  }
+});
+
+/**
+ * Runs `body` with Deno.FsFile's flushes (`syncData`, fdatasync(2); `sync`, fsync(2)) observed
+ * and optionally failed: each call records the inode of its file and the bytes of `path` the
+ * kernel has at that moment. A read-back cannot tell a flush happened (the page cache serves it
+ * either way); this sees the system call being asked for. Test modules run in their own
+ * isolates, so the patch is visible to this file only, and it is undone after `body`.
+ */
+async function observingFlushes(
+  path: string,
+  body: (flushes: { ino: number; bytes: Uint8Array }[], fail: { next: boolean }) => Promise<void>,
+): Promise<void> {
+  const proto = Deno.FsFile.prototype;
+  const original = { syncData: proto.syncData, sync: proto.sync };
+  const flushes: { ino: number; bytes: Uint8Array }[] = [];
+  const fail = { next: false };
+  for (const name of ["syncData", "sync"] as const) {
+    proto[name] = function (this: Deno.FsFile): Promise<void> {
+      // Synchronously, so that the bytes are those at the moment of the call.
+      flushes.push({ ino: this.statSync().ino!, bytes: Deno.readFileSync(path) });
+      if (fail.next) {
+        fail.next = false;
+        return Promise.reject(new Error("Input/output error (os error 5, injected)"));
+      }
+      return original[name].call(this);
+    };
+  }
+  try {
+    await body(flushes, fail);
+  } finally {
+    Object.assign(proto, original);
+  }
+}
+
+Deno.test("DiskImage.sync() issues fdatasync on the image after the writes before it, and reports its failure", async () => {
+  const t = await tempImage(new Uint8Array(8192));
+  try {
+    const ino = (await Deno.stat(t.path)).ino!;
+    await observingFlushes(t.path, async (flushes, fail) => {
+      const image = await DiskImage.open({ path: t.path });
+      // Not awaited: sync() still comes after the write, in the image's order.
+      const written = image.write(4096, pattern(512));
+      await image.sync();
+      await written;
+      assertEquals(flushes.length, 1, "sync() did not flush the file");
+      assertEquals(flushes[0]!.ino, ino, "sync() flushed another file");
+      assertEquals(
+        flushes[0]!.bytes.subarray(4096, 4608),
+        pattern(512),
+        "flushed before the write",
+      );
+      fail.next = true;
+      await assertRejects(() => image.sync(), Error, "Input/output error");
+      await image.close();
+      assertEquals(flushes.length, 3, "close() flushes too");
+    });
+    // A read-only image has nothing to flush.
+    await observingFlushes(t.path, async (flushes) => {
+      const ro = await DiskImage.open({ path: t.path, readOnly: true });
+      await ro.sync();
+      await ro.close();
+      assertEquals(flushes, []);
+    });
   } finally {
     await t.remove();
   }

@@ -355,6 +355,64 @@ Deno.test("WRITE(10) with FUA flushes before its CSW; without FUA it does not", 
   assertEquals(ram[0]!.syncs, 1);
 });
 
+/** A RAM backing whose flush waits for `release` and logs when it starts and ends. */
+class HeldFlush extends MemoryBacking {
+  readonly events: string[] = [];
+  readonly release = Promise.withResolvers<void>();
+  override async sync(): Promise<void> {
+    this.events.push("flush started");
+    await this.release.promise;
+    try {
+      await super.sync();
+      this.events.push("flushed");
+    } catch (e) {
+      this.events.push("flush failed");
+      throw e;
+    }
+  }
+}
+
+/** Runs macrotasks until `condition()` holds (or fails after 5 s); never a timing check. */
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; !condition(); i++) {
+    assert(i < 1000, "the condition never held");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+// FUA (SBC-3, the FUA bit of WRITE(10)): GOOD status only once the blocks are on the medium;
+// over Bulk-Only the status is the CSW, so it must not come before the flush has ended.
+for (const fail of [false, true]) {
+  Deno.test(
+    `WRITE(10) with FUA: the CSW waits for the flush, which ${
+      fail ? "fails it with MEDIUM ERROR, WRITE ERROR" : "succeeds"
+    }`,
+    async () => {
+      const held = new HeldFlush(64 * 512);
+      held.failSync = fail;
+      const { host } = await ramDrive({ units: [held] });
+      const command = host.command(cdb10(0x2a, 3, 1, 0x08), { out: pattern(512) }).then((r) => {
+        held.events.push("csw");
+        return r;
+      });
+      await until(() => held.events.includes("flush started"));
+      // Macrotasks pass: a CSW not held back by the flush would be here by now.
+      for (let i = 0; i < 10; i++) await new Promise((r) => setTimeout(r, 0));
+      assertEquals(held.events, ["flush started"], "the CSW came before the flush ended");
+      held.release.resolve();
+      const r = await command;
+      assertEquals(held.events, ["flush started", fail ? "flush failed" : "flushed", "csw"]);
+      assertEquals(held.bytes.subarray(3 * 512, 4 * 512), pattern(512));
+      if (fail) {
+        assertEquals([r.dataStatus, r.csw.status], ["ok", FAILED]);
+        assertEquals(await host.sense(), [0x03, 0x0c, 0x00]);
+      } else {
+        assertEquals([r.dataStatus, r.csw.status, held.syncs], ["ok", 0, 1]);
+      }
+    },
+  );
+}
+
 Deno.test("READ FORMAT CAPACITIES: a formatted medium, then none after an eject", async () => {
   const { host } = await ramDrive({ blocks: 1000 });
   const cdb = new Uint8Array([0x23, 0, 0, 0, 0, 0, 0, 0, 252, 0, 0, 0]);

@@ -1,13 +1,13 @@
 /**
  * The libc symbols the pty back-end needs through FFI (posix_openpt(3), grantpt(3),
  * unlockpt(3), ptsname(3), termios(3) cfmakeraw and the speed functions, poll(2), pipe2(2),
- * read(2), write(2)), and a small non-blocking master-side pty built on them. Opened lazily, so FFI permission is
- * only needed when a `pty` back-end is used.
+ * read(2), write(2)), and a small non-blocking master-side pty built on them. Opened lazily,
+ * so FFI permission is only needed when a `pty` back-end is used.
  *
  * @module
  */
 
-import { ERRNO_LOCATION, errnoAt, lazyLibc } from "../ffi/libc.ts";
+import { ERRNO_LOCATION, errnoAt, lazyLibc } from "../../ffi/libc.ts";
 
 const SYMBOLS = {
   // int posix_openpt(int flags);

@@ -5,58 +5,7 @@
  * @module
  */
 
-/** How a wait on a {@linkcode ByteQueue} or {@linkcode Notifier} ended. */
-export type WaitOutcome = "changed" | "timeout" | "aborted";
-
-/**
- * Wakes everyone waiting for "something changed"; waiters check their own condition again.
- * A wait leaves no listener or timer behind however it ends.
- */
-export class Notifier {
-  #waiters = new Set<() => void>();
-
-  #listeners = new Set<() => void>();
-
-  /** Wakes every current waiter and calls every listener. */
-  notify(): void {
-    for (const w of [...this.#waiters]) w();
-    for (const l of [...this.#listeners]) l();
-  }
-
-  /** Calls `listener` on every notification until the returned function is called. */
-  listen(listener: () => void): () => void {
-    const l = () => listener();
-    this.#listeners.add(l);
-    return () => this.#listeners.delete(l);
-  }
-
-  /**
-   * Waits for the next {@linkcode Notifier.notify}, until `deadline` (a `performance.now()`
-   * time) or until one of `signals` aborts, whichever comes first.
-   */
-  wait(signals: readonly AbortSignal[], deadline?: number): Promise<WaitOutcome> {
-    if (signals.some((s) => s.aborted)) return Promise.resolve("aborted");
-    if (deadline !== undefined && deadline <= performance.now()) {
-      return Promise.resolve("timeout");
-    }
-    return new Promise((resolve) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const finish = (outcome: WaitOutcome) => {
-        this.#waiters.delete(onChange);
-        for (const s of signals) s.removeEventListener("abort", onAbort);
-        if (timer !== undefined) clearTimeout(timer);
-        resolve(outcome);
-      };
-      const onChange = () => finish("changed");
-      const onAbort = () => finish("aborted");
-      this.#waiters.add(onChange);
-      for (const s of signals) s.addEventListener("abort", onAbort, { once: true });
-      if (deadline !== undefined) {
-        timer = setTimeout(() => finish("timeout"), Math.max(0, deadline - performance.now()));
-      }
-    });
-  }
-}
+import { Notifier } from "../../util/wait.ts";
 
 /**
  * A FIFO of at most `capacity` bytes held in one ring buffer allocated up front, so its memory
