@@ -21,7 +21,7 @@
  */
 
 import { errorMessage } from "../util/error_message.ts";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../logtape.ts";
 import { OpStatus, USBIP_PORT } from "../protocol/constants.ts";
 import { deviceFacts } from "../server/exported_device.ts";
 import type { LocalAttachService, UsbipServer } from "../server/server.ts";

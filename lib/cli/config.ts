@@ -26,7 +26,7 @@
  */
 
 import { errorMessage } from "../util/error_message.ts";
-import type { LogLevel } from "@logtape/logtape";
+import type { LogLevel } from "../logtape.ts";
 import { parse } from "@std/toml";
 import { parseRule, type Rule, RuleError } from "../policy/rules.ts";
 import { type Cidr, parseAddress, parseCidr } from "../policy/cidr.ts";

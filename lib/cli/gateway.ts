@@ -9,7 +9,7 @@
  */
 
 import { errorMessage } from "../util/error_message.ts";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../logtape.ts";
 import { DEFAULT_LIMITS } from "../protocol/constants.ts";
 import { RulePolicy, tcpReachability, tlsReachability } from "../policy/rules.ts";
 import { SeatWatcher } from "../policy/seat.ts";

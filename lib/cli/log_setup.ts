@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { LogLevel } from "@logtape/logtape";
+import type { LogLevel } from "../logtape.ts";
 import type { CommandIo } from "./command.ts";
 import {
   configureLogging,

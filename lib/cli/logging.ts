@@ -24,7 +24,7 @@ import {
   getTextFormatter,
   type LogLevel,
   type LogRecord,
-} from "@logtape/logtape";
+} from "../logtape.ts";
 
 /** The values `--log-format` and the config's `[logging] format` accept. */
 export const LOG_FORMATS = ["auto", "text", "journal", "json"] as const;

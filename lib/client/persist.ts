@@ -10,7 +10,7 @@
  */
 
 import { errorMessage } from "../util/error_message.ts";
-import { getLogger, type Logger } from "@logtape/logtape";
+import { getLogger, type Logger } from "../logtape.ts";
 import type { AttachResult } from "./attach.ts";
 import { VdevStatus, type VhciPort } from "./vhci.ts";
 import { sleep as sleepFor } from "../util/wait.ts";

@@ -10,7 +10,7 @@
  */
 
 import * as net from "node:net";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../logtape.ts";
 import { connectTls, pump } from "./tls_client.ts";
 import {
   connectErrorFor,

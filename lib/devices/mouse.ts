@@ -6,7 +6,7 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../logtape.ts";
 import { Speed, type SpeedValue } from "../protocol/constants.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
 import { hidDeviceDescriptors, HidInputDevice, HidProtocol } from "./hid.ts";

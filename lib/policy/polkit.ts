@@ -14,7 +14,7 @@
  */
 
 import { errorMessage } from "../util/error_message.ts";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../logtape.ts";
 import { PolkitAction, type PolkitActionId } from "../polkit/actions.ts";
 
 const log = getLogger(["usbipgw", "policy"]);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../logtape.ts";
 
 const log = getLogger(["usbipgw", "policy"]);
 

@@ -13,7 +13,7 @@
  */
 
 import { errorMessage } from "../util/error_message.ts";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../logtape.ts";
 import {
   DEFAULT_LIMITS,
   OpStatus,

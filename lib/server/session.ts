@@ -17,7 +17,7 @@
  */
 
 import { errorMessage } from "../util/error_message.ts";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../logtape.ts";
 import {
   MAX_BIND_MESSAGE_BYTES,
   OpStatus,

@@ -9,7 +9,7 @@
  */
 
 import { errorMessage } from "../util/error_message.ts";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../logtape.ts";
 
 const log = getLogger(["usbipgw", "systemd"]);
 

@@ -8,7 +8,7 @@
  */
 
 import { errorMessage } from "../util/error_message.ts";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../logtape.ts";
 import { SystemdNotifier, watchdogIntervalMs } from "./notify.ts";
 
 const log = getLogger(["usbipgw", "systemd"]);

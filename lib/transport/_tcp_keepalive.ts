@@ -14,7 +14,7 @@
  */
 
 import { errorMessage } from "../util/error_message.ts";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../logtape.ts";
 import { getIntOption, type KeepaliveOptions, setKeepalive, SockOpt } from "../ffi/sockopt.ts";
 
 export type { KeepaliveOptions } from "../ffi/sockopt.ts";

@@ -24,7 +24,7 @@
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { createHash, createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../logtape.ts";
 import {
   type Connection,
   formatHostPort,

@@ -6,7 +6,7 @@
  */
 
 import { errorMessage } from "../../util/error_message.ts";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../logtape.ts";
 import { OpStatus, USBIP_PORT } from "../../protocol/constants.ts";
 import { ImportRefusedError } from "../../client/usbip_client.ts";
 import {

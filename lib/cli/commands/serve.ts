@@ -7,7 +7,7 @@
  */
 
 import { errorMessage } from "../../util/error_message.ts";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../logtape.ts";
 import { USBIP_PORT } from "../../protocol/constants.ts";
 import { adoptListeners, parseListenFds } from "../../systemd/socket_activation.ts";
 import { ServiceNotifications } from "../../systemd/service.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../logtape.ts";
 import { USBIP_PORT } from "../../protocol/constants.ts";
 import { startTunnel } from "../../client/tunnel.ts";
 import { parseHostPort } from "../../transport/tcp.ts";

@@ -9,7 +9,7 @@
  */
 
 import { errorMessage } from "../../util/error_message.ts";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../logtape.ts";
 import type { SpeedValue } from "../../protocol/constants.ts";
 import { Feature, Request, RequestType, type SetupPacket } from "../setup_packet.ts";
 import {

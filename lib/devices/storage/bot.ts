@@ -9,7 +9,7 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../logtape.ts";
 import { Notifier } from "../../util/wait.ts";
 import {
   CANCELLED,

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../logtape.ts";
 import type { MaybePromise } from "../usb_device.ts";
 import type { StorageBacking } from "./image.ts";
 

@@ -10,7 +10,7 @@
  */
 
 import { errorMessage } from "../../util/error_message.ts";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../logtape.ts";
 import { Speed } from "../../protocol/constants.ts";
 import {
   type EndpointDescriptor,
