@@ -40,14 +40,211 @@
  * await server.close();
  * ```
  *
+ * The entry points: this module for device authors and embedders, `./testing.ts` to drive a
+ * device in tests, `./protocol.ts` for the wire codecs. Logs go through LogTape (categories
+ * under `usbipgw`): they appear once the application calls LogTape's `configure()`.
+ *
  * @module
  */
 
-export * from "./lib/protocol/mod.ts";
-export * from "./lib/transport/mod.ts";
-export * from "./lib/devices/mod.ts";
-export * from "./lib/policy/mod.ts";
-export * from "./lib/server/mod.ts";
-export * from "./lib/client/usbip_client.ts";
-export * from "./lib/client/gateway_requests.ts";
-export * from "./lib/client/own_device.ts";
+// The device model: a device is descriptor data plus handlers (USB 2.0 chapter 9).
+export {
+  CANCELLED,
+  type ControlTransfer,
+  dataResult,
+  type IsoPacketRequest,
+  type IsoPacketResult,
+  type MaybePromise,
+  NODEV,
+  OK,
+  STALL,
+  type TransferResult,
+  type TransferStatus,
+  untilAborted,
+  UsbDevice,
+  type UsbTransfer,
+} from "./lib/devices/usb_device.ts";
+export {
+  type ConfigurationDescriptor,
+  type DeviceDescriptor,
+  type EndpointDescriptor,
+  endpointType,
+  type InterfaceAssociation,
+  type InterfaceClass,
+  type InterfaceDescriptor,
+  superSpeedCapability,
+  type SuperSpeedCompanion,
+  TransferType,
+  type TransferTypeName,
+  usb2ExtensionCapability,
+  type UsbDescriptors,
+} from "./lib/devices/descriptors.ts";
+export {
+  decodeSetupPacket,
+  DescriptorType,
+  encodeSetupPacket,
+  Feature,
+  Request,
+  RequestType,
+  type SetupPacket,
+} from "./lib/devices/setup_packet.ts";
+export {
+  OpStatus,
+  Speed,
+  type SpeedValue,
+  TransferFlags,
+  UrbStatus,
+  USBIP_PORT,
+} from "./lib/protocol/constants.ts";
+
+// The emulated devices, their options and what those options take.
+export { GADGET_ZERO, GadgetZero, type GadgetZeroOptions } from "./lib/devices/gadget_zero.ts";
+export {
+  hidClassDescriptor,
+  hidDescriptor,
+  HidDescriptorType,
+  hidDeviceDescriptors,
+  type HidDeviceShape,
+  HidInputDevice,
+  type HidInputOptions,
+  HidProtocol,
+  HidReportType,
+  HidRequest,
+} from "./lib/devices/hid.ts";
+export {
+  encodeKeyboardReport,
+  keyFor,
+  type KeyStroke,
+  KeyUsage,
+  Modifier,
+  reportsFor,
+} from "./lib/devices/hid_keymap.ts";
+export {
+  HidKeyboard,
+  type HidKeyboardOptions,
+  type KeyboardLeds,
+  Led,
+  type TypeResult,
+} from "./lib/devices/keyboard.ts";
+export {
+  HidMouse,
+  type HidMouseOptions,
+  HidPointer,
+  type MouseState,
+  parsePointerCommand,
+  PointerButton,
+  type PointerCommand,
+} from "./lib/devices/mouse.ts";
+export {
+  HidTablet,
+  type HidTabletOptions,
+  TABLET_MAX,
+  type TabletState,
+} from "./lib/devices/tablet.ts";
+export {
+  CdcAcm,
+  type CdcAcmOptions,
+  type ControlLines,
+  type LineCoding,
+} from "./lib/devices/cdc_acm.ts";
+export { FtdiSerial, type FtdiSerialOptions } from "./lib/devices/ftdi.ts";
+export { celsiusToRaw, GoTemp, type GoTempOptions } from "./lib/devices/gotemp.ts";
+export {
+  MassStorage,
+  type MassStorageOptions,
+  type MassStorageSpeed,
+} from "./lib/devices/storage/storage.ts";
+export {
+  DiskImage,
+  type DiskImageOptions,
+  type StorageBacking,
+} from "./lib/devices/storage/image.ts";
+export { UsbfsDevice, type UsbfsDeviceOptions } from "./lib/devices/passthrough/usbfs_device.ts";
+export {
+  findHostDevice,
+  type HostDevice,
+  type HostDeviceSelector,
+  listHostDevices,
+} from "./lib/devices/passthrough/host_devices.ts";
+export {
+  CharBackend,
+  type CharBackendOptions,
+  type CharBackendStats,
+  type LineSettings,
+  openCharBackend,
+} from "./lib/backends/char/mod.ts";
+export {
+  constantSource,
+  openTemperatureSource,
+  sequenceSource,
+  sineSource,
+  type TemperatureSource,
+  type TemperatureSourceOptions,
+} from "./lib/backends/temperature_source.ts";
+
+// The server, its limits and policy.
+export {
+  type AddDeviceOptions,
+  type DeviceStatus,
+  type ServerStatus,
+  type SessionStatus,
+  UsbipServer,
+  type UsbipServerOptions,
+} from "./lib/server/server.ts";
+export { type ExportedDevice } from "./lib/server/exported_device.ts";
+export { DEFAULT_SESSION_LIMITS, type SessionLimits } from "./lib/server/session_limits.ts";
+export {
+  allowAll,
+  type DeviceFacts,
+  type InterfaceFacts,
+  type Policy,
+  type PolicyDecision,
+  type PolicyEffect,
+} from "./lib/policy/policy.ts";
+export { parseRule, type Rule, RulePolicy, type RulePolicyOptions } from "./lib/policy/rules.ts";
+
+// Listeners and connections.
+export {
+  type Connection,
+  describePeer,
+  type Listener,
+  type PeerCertificate,
+  type PeerInfo,
+} from "./lib/transport/connection.ts";
+export { connectTcp, TcpListener, type TcpListenOptions } from "./lib/transport/tcp.ts";
+export { connectUnix, UnixListener, type UnixListenOptions } from "./lib/transport/unix.ts";
+export {
+  type TlsCredentialFiles,
+  TlsCredentialsError,
+  TlsListener,
+  type TlsListenOptions,
+} from "./lib/transport/tls.ts";
+export { memoryConnectionPair } from "./lib/transport/memory.ts";
+export { ListenError } from "./lib/transport/listen_error.ts";
+export { ConnectError } from "./lib/transport/connect_error.ts";
+
+// Clients: USB/IP over a connection, the kernel's vhci_hcd, and the local gateway.
+export {
+  importDevice,
+  ImportRefusedError,
+  requestDeviceList,
+  type SubmitOptions,
+  type SubmittedHandle,
+  UrbChannel,
+} from "./lib/client/usbip_client.ts";
+export { type RetSubmit } from "./lib/protocol/urb_messages.ts";
+export { type UsbipDeviceRecord, type UsbipExportedDevice } from "./lib/protocol/op_messages.ts";
+export {
+  attachDevice,
+  type AttachOptions,
+  type AttachResult,
+  ClientError,
+  detachPort,
+  listAttached,
+} from "./lib/client/attach.ts";
+export {
+  type AttachedOwnDevice,
+  attachOwnDevice,
+  type OwnDeviceOptions,
+} from "./lib/client/own_device.ts";
+export { GatewayRefusal, requestAttach, requestDetach } from "./lib/client/gateway_requests.ts";

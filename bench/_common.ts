@@ -1,6 +1,7 @@
 // Shared pieces of the benchmark (bench/main.ts): sockets, the gateway and baseline processes,
 // /proc readings (RSS, CPU time), the USB/IP requests the clients send, and latency histograms.
-import { encodeCmdSubmit, encodeOpReqImport, encodeSetupPacket, TransferFlags } from "../mod.ts";
+import { encodeSetupPacket, TransferFlags } from "../mod.ts";
+import { encodeCmdSubmit, encodeOpReqImport } from "../protocol.ts";
 
 /** The USB/IP URB header size, also the raw baseline's header size. */
 export const HEADER = 48;

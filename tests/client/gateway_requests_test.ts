@@ -2,6 +2,7 @@
 // against a scripted gateway: the bytes sent, the two-step exchange of a stream attach, the
 // answers refused as protocol errors, the bounded message, and the connection always closed.
 import { assertEquals, assertRejects } from "@std/assert";
+import { memoryConnectionPair, OpStatus } from "../../mod.ts";
 import {
   type AttachRequest,
   encodeOpRepAttach,
@@ -9,12 +10,10 @@ import {
   encodeOpReqAttach,
   encodeOpReqDetach,
   FrameReader,
-  memoryConnectionPair,
-  OpStatus,
   UsbipProtocolError,
   VHCI_PORT_NONE,
   VHCI_PORT_SEND_SOCKET,
-} from "../../mod.ts";
+} from "../../protocol.ts";
 import { requestAttach, requestDetach } from "../../lib/client/gateway_requests.ts";
 import { local, stream } from "../server/_requests.ts";
 

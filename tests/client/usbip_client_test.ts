@@ -4,21 +4,22 @@
 import { assertEquals, assertRejects } from "@std/assert";
 import {
   type Connection,
+  importDevice,
+  memoryConnectionPair,
+  OpStatus,
+  Speed,
+  UsbipServer,
+} from "../../mod.ts";
+import {
   decodeOpRequest,
   encodeOpRepBind,
   encodeOpRepImport,
   encodeOpRepStatus,
   encodeOpRepUnbind,
   FrameReader,
-  importDevice,
-  memoryConnectionPair,
-  OpStatus,
-  requestBind,
-  requestUnbind,
-  Speed,
   UsbipProtocolError,
-  UsbipServer,
-} from "../../mod.ts";
+} from "../../protocol.ts";
+import { requestBind, requestUnbind } from "../../lib/client/usbip_client.ts";
 
 /**
  * A stand-in gateway on `end`: reads one 40-byte request, answers `reply`, then reports what it

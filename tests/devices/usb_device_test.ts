@@ -1,7 +1,6 @@
 // Tests of the standard-request handler (USB 2.0 §9.4) through a device built from data.
 import { assertEquals } from "@std/assert";
 import {
-  DescriptorSet,
   type EndpointDescriptor,
   superSpeedCapability,
   type TransferResult,
@@ -10,6 +9,7 @@ import {
   UsbDevice,
   type UsbTransfer,
 } from "../../mod.ts";
+import { DescriptorSet } from "../../lib/devices/descriptors.ts";
 import { control, data, getDescriptor, setConfiguration } from "./_transfers.ts";
 
 const TREE: UsbDescriptors = {

@@ -8,10 +8,6 @@ import { assert, assertEquals } from "@std/assert";
 import {
   connectTcp,
   DEFAULT_SESSION_LIMITS,
-  encodeCmdSubmit,
-  encodeCmdUnlink,
-  encodeOpReqDevlist,
-  encodeOpReqImport,
   encodeSetupPacket,
   GadgetZero,
   importDevice,
@@ -21,6 +17,12 @@ import {
   type UrbChannel,
   UsbipServer,
 } from "../../mod.ts";
+import {
+  encodeCmdSubmit,
+  encodeCmdUnlink,
+  encodeOpReqDevlist,
+  encodeOpReqImport,
+} from "../../protocol.ts";
 import { startGateway } from "./_gateway.ts";
 
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 0x5eed0b1d);

@@ -6,18 +6,20 @@
 import { assert, assertEquals } from "@std/assert";
 import {
   connectTcp,
-  decodeOpHeader,
-  decodeOpRepDevlist,
-  encodeOpRepStatus,
-  encodeOpReqDevlist,
-  encodeOpReqImport,
-  encodeOpReqStatus,
   GadgetZero,
   importDevice,
   OpStatus,
   TcpListener,
   UsbipServer,
 } from "../../mod.ts";
+import {
+  decodeOpHeader,
+  decodeOpRepDevlist,
+  encodeOpRepStatus,
+  encodeOpReqDevlist,
+  encodeOpReqImport,
+  encodeOpReqStatus,
+} from "../../protocol.ts";
 import { ProbeDevice } from "../server/_probe_device.ts";
 import { refusingServer } from "../server/_session_helpers.ts";
 

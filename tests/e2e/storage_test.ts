@@ -4,16 +4,14 @@
 // a second gateway on the same image is refused; a read-only importer cannot write.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import {
-  type CommandStatusWrapper,
   connectTcp,
-  decodeCsw,
   DiskImage,
-  encodeCbw,
   importDevice,
   requestDeviceList,
   type UrbChannel,
   UrbStatus,
 } from "../../mod.ts";
+import { type CommandStatusWrapper, decodeCsw, encodeCbw } from "../../lib/devices/storage/bot.ts";
 import { startGateway, tempDir } from "./_gateway.ts";
 
 const ALLOW_TCP = ["--rule", "allow:transport=tcp"];

@@ -1,14 +1,10 @@
 // Tests of the rule policy: first match wins, defaults, the keyboard and mouse safe default,
 // and TLS peers known by their verified certificate.
 import { assert, assertEquals, assertThrows } from "@std/assert";
-import {
-  descriptorFacts,
-  type DeviceFacts,
-  hidKeyboardDescriptors,
-  hidMouseDescriptors,
-  type PeerCertificate,
-  type PeerInfo,
-} from "../../mod.ts";
+import type { DeviceFacts, PeerCertificate, PeerInfo } from "../../mod.ts";
+import { descriptorFacts } from "../../lib/server/exported_device.ts";
+import { hidKeyboardDescriptors } from "../../lib/devices/keyboard.ts";
+import { hidMouseDescriptors } from "../../lib/devices/mouse.ts";
 import {
   CERTIFICATE_KEYS,
   describeRule,

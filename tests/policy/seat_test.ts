@@ -1,7 +1,7 @@
 // Tests of the logind seat reader and watcher, over temporary seat folders written the way
 // logind writes them (temporary file renamed over the seat file).
 import { assert, assertEquals, assertLess, assertRejects } from "@std/assert";
-import { parseSeatFile, SeatWatcher } from "../../lib/policy/mod.ts";
+import { parseSeatFile, SeatWatcher } from "../../lib/policy/seat.ts";
 
 /** A seat file as systemd-logind 25x writes it for a graphical session. */
 function seatText(session: string, uid: number): string {

@@ -1,7 +1,6 @@
 // Tests of FrameReader: whole frames from any chunking, clean and unclean ends, and limits.
 import { assertEquals, assertRejects, assertStrictEquals } from "@std/assert";
 import {
-  BufferPool,
   DEFAULT_LIMITS,
   encodeCmdSubmit,
   encodeCmdUnlink,
@@ -23,7 +22,8 @@ import {
   encodeRetUnlink,
   FrameReader,
   UsbipProtocolError,
-} from "../../lib/protocol/mod.ts";
+} from "../../protocol.ts";
+import { BufferPool } from "../../lib/protocol/buffer_pool.ts";
 import { golden } from "../testdata/golden.ts";
 
 /** A stream delivering `bytes` in chunks of `size` bytes. */

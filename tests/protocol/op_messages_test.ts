@@ -30,7 +30,7 @@ import {
   UsbipProtocolError,
   VHCI_PORT_NONE,
   VHCI_PORT_SEND_SOCKET,
-} from "../../lib/protocol/mod.ts";
+} from "../../protocol.ts";
 import { golden } from "../testdata/golden.ts";
 
 const GADGET_ZERO_RECORD: UsbipExportedDevice = {

@@ -13,7 +13,7 @@ import {
   packIsoData,
   type RetSubmit,
   UsbipProtocolError,
-} from "../../lib/protocol/mod.ts";
+} from "../../protocol.ts";
 import { golden } from "../testdata/golden.ts";
 
 const BULK_OUT: CmdSubmit = {

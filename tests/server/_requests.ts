@@ -1,13 +1,8 @@
 // Helpers for the tests of usbipgw's extension requests (OP_REQ_BIND, OP_REQ_UNBIND,
 // OP_REQ_ATTACH, OP_REQ_DETACH): the requests and the peers they come from, a server with the
 // log records captured, one request answered over an in-memory connection, and the audit lines.
-import {
-  type AttachRequest,
-  type Connection,
-  type PeerInfo,
-  UsbipServer,
-  type UsbipServerOptions,
-} from "../../mod.ts";
+import { type Connection, type PeerInfo, UsbipServer, type UsbipServerOptions } from "../../mod.ts";
+import type { AttachRequest } from "../../protocol.ts";
 import { captureLogs, type LogCapture, render } from "./_logs.ts";
 
 /** An attach of this machine's own device 1-2. */

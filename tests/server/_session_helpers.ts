@@ -2,8 +2,6 @@
 import { assertEquals } from "@std/assert";
 import {
   type Connection,
-  encodeOpReqImport,
-  FrameReader,
   GadgetZero,
   importDevice,
   memoryConnectionPair,
@@ -11,6 +9,7 @@ import {
   type UrbChannel,
   UsbipServer,
 } from "../../mod.ts";
+import { encodeOpReqImport, FrameReader } from "../../protocol.ts";
 import { ProbeDevice } from "./_probe_device.ts";
 
 /** Opens an in-memory connection to `server` and imports `busid` over it. */

@@ -3,28 +3,26 @@
 // attach, the audit line of every request, and the connection closing after the answer.
 import { assert, assertEquals, assertMatch, assertRejects } from "@std/assert";
 import {
-  type AttachRequest,
   type Connection,
+  memoryConnectionPair,
+  OpStatus,
+  type PeerInfo,
+  type UsbipServer,
+  type UsbipServerOptions,
+} from "../../mod.ts";
+import {
+  type AttachRequest,
   encodeOpRepAttach,
   encodeOpReqAttach,
   encodeOpReqDetach,
   FrameReader,
   MAX_BIND_MESSAGE_BYTES,
-  memoryConnectionPair,
-  OpStatus,
-  type PeerInfo,
   UsbipProtocolError,
-  type UsbipServer,
-  type UsbipServerOptions,
   VHCI_PORT_NONE,
   VHCI_PORT_SEND_SOCKET,
-} from "../../mod.ts";
-import type {
-  AttachAnswer,
-  DetachAnswer,
-  LocalAttachService,
-  SocketRequest,
-} from "../../lib/server/mod.ts";
+} from "../../protocol.ts";
+import type { AttachAnswer, DetachAnswer, SocketRequest } from "../../lib/server/session_host.ts";
+import type { LocalAttachService } from "../../lib/server/server.ts";
 import { requestAttach, requestDetach } from "../../lib/client/gateway_requests.ts";
 import { type LogCapture, render } from "./_logs.ts";
 import { answered, auditLines, local, remote, stream, tcp, unix, withServer } from "./_requests.ts";

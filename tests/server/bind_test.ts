@@ -4,19 +4,16 @@
 import { assert, assertEquals } from "@std/assert";
 import {
   type Connection,
-  encodeOpReqBind,
-  FrameReader,
-  type HostDeviceAction,
-  type HostDeviceHandler,
-  MAX_BIND_MESSAGE_BYTES,
   memoryConnectionPair,
   OpStatus,
   type PeerInfo,
-  requestBind,
-  requestUnbind,
   UsbipServer,
   type UsbipServerOptions,
 } from "../../mod.ts";
+import { encodeOpReqBind, FrameReader, MAX_BIND_MESSAGE_BYTES } from "../../protocol.ts";
+import type { HostDeviceAction } from "../../lib/server/session_host.ts";
+import type { HostDeviceHandler } from "../../lib/server/server.ts";
+import { requestBind, requestUnbind } from "../../lib/client/usbip_client.ts";
 import { type LogCapture, render } from "./_logs.ts";
 import { answered, auditLines, tcp, unix, withServer } from "./_requests.ts";
 

@@ -3,14 +3,9 @@
 // or writes from is recorded, and the device is the probe, which holds each transfer so that
 // the test can look at the buffer it was handed.
 import { assert, assertEquals } from "@std/assert";
-import {
-  type Connection,
-  connectTcp,
-  type DirectIo,
-  importDevice,
-  UsbipServer,
-  wrapTcpConn,
-} from "../../mod.ts";
+import { type Connection, connectTcp, importDevice, UsbipServer } from "../../mod.ts";
+import type { DirectIo } from "../../lib/transport/connection.ts";
+import { wrapTcpConn } from "../../lib/transport/tcp.ts";
 import { ProbeDevice } from "./_probe_device.ts";
 import { setConfiguration } from "./_session_helpers.ts";
 

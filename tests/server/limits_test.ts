@@ -5,20 +5,21 @@ import { assert, assertEquals, assertMatch, assertThrows } from "@std/assert";
 import {
   type Connection,
   DEFAULT_SESSION_LIMITS,
-  encodeCmdSubmit,
-  encodeOpReqDevlist,
-  encodeOpReqStatus,
-  FrameReader,
   GadgetZero,
   memoryConnectionPair,
   OpStatus,
   type PeerInfo,
-  peerKey,
-  resolveSessionLimits,
   type SessionLimits,
   type UrbChannel,
   UsbipServer,
 } from "../../mod.ts";
+import {
+  encodeCmdSubmit,
+  encodeOpReqDevlist,
+  encodeOpReqStatus,
+  FrameReader,
+} from "../../protocol.ts";
+import { peerKey, resolveSessionLimits } from "../../lib/server/session_limits.ts";
 import { ProbeDevice } from "./_probe_device.ts";
 import { captureLogs } from "./_logs.ts";
 import { eventually, importOver, importRaw, setConfiguration } from "./_session_helpers.ts";

@@ -3,13 +3,6 @@
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import {
   type Connection,
-  decodeRetUnlink,
-  encodeCmdSubmit,
-  encodeCmdUnlink,
-  encodeOpReqDevlist,
-  encodeOpReqImport,
-  encodeOpReqStatus,
-  FrameReader,
   GadgetZero,
   importDevice,
   ImportRefusedError,
@@ -21,6 +14,15 @@ import {
   UrbStatus,
   UsbipServer,
 } from "../../mod.ts";
+import {
+  decodeRetUnlink,
+  encodeCmdSubmit,
+  encodeCmdUnlink,
+  encodeOpReqDevlist,
+  encodeOpReqImport,
+  encodeOpReqStatus,
+  FrameReader,
+} from "../../protocol.ts";
 import { ProbeDevice } from "./_probe_device.ts";
 import {
   eventually,

@@ -1,6 +1,7 @@
 // Tests of ReplyWriter: order, one buffer per message, coalescing of small messages, failures.
 import { assert, assertEquals } from "@std/assert";
-import { type Connection, ReplyWriter } from "../../mod.ts";
+import type { Connection } from "../../mod.ts";
+import { ReplyWriter } from "../../lib/transport/reply_writer.ts";
 
 /** A connection whose direct writes are recorded and complete when the test says. */
 function recordingConnection(accept = (b: Uint8Array) => b.length) {

@@ -7,15 +7,15 @@ import * as tls from "node:tls";
 import { X509Certificate } from "node:crypto";
 import {
   type Connection,
-  DEFAULT_KEEPALIVE,
   describePeer,
   ListenError,
-  parsePeerCertificate,
   type PeerCertificate,
   TlsCredentialsError,
   TlsListener,
   type TlsListenOptions,
 } from "../../mod.ts";
+import { DEFAULT_KEEPALIVE } from "../../lib/transport/_tcp_keepalive.ts";
+import { parsePeerCertificate } from "../../lib/transport/tls.ts";
 import { fdOfSocket, readKeepalive, socketInodes } from "../../lib/transport/_tcp_keepalive.ts";
 import { getIntOption, SockOpt } from "../../lib/ffi/sockopt.ts";
 import {

@@ -1,6 +1,7 @@
 // Tests of the TCP and unix transports over real sockets.
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
-import { connectUnix, ListenError, parseHostPort, TcpListener, UnixListener } from "../../mod.ts";
+import { connectUnix, ListenError, TcpListener, UnixListener } from "../../mod.ts";
+import { parseHostPort } from "../../lib/transport/tcp.ts";
 
 Deno.test("parseHostPort() reads IPv4, IPv6 and bare hosts", () => {
   assertEquals(parseHostPort("127.0.0.1:3240", 1), { hostname: "127.0.0.1", port: 3240 });

@@ -11,8 +11,8 @@ import {
   type PeerInfo,
   TcpListener,
   UnixListener,
-  wrapSocketFd,
 } from "../../mod.ts";
+import { wrapSocketFd } from "../../lib/transport/unix.ts";
 import { socketPair } from "../../lib/ffi/socket_pair.ts";
 import { closeFd } from "../../lib/ffi/fd.ts";
 import { FdPassingError, StreamFdError } from "../../lib/ffi/scm_rights.ts";

@@ -2,15 +2,17 @@
 // UsbTransfers straight to the device, a RAM backing with fault injection, temp images.
 import { assert, assertEquals } from "@std/assert";
 import {
-  type CommandStatusWrapper,
-  decodeCsw,
-  encodeCbw,
   MassStorage,
-  MassStorageEndpoint,
   type MassStorageOptions,
   type StorageBacking,
   type TransferResult,
 } from "../../../mod.ts";
+import {
+  type CommandStatusWrapper,
+  decodeCsw,
+  encodeCbw,
+} from "../../../lib/devices/storage/bot.ts";
+import { MassStorageEndpoint } from "../../../lib/devices/storage/storage.ts";
 import { control, data, setConfiguration } from "../_transfers.ts";
 
 export const IN = MassStorageEndpoint.BULK_IN;

@@ -10,7 +10,7 @@ import {
   decodeCsw,
   encodeCbw,
   encodeCsw,
-} from "../../../mod.ts";
+} from "../../../lib/devices/storage/bot.ts";
 import { control, setConfiguration } from "../_transfers.ts";
 import { cdb10, IN, MemoryBacking, OUT, pattern, ramDrive } from "./_host.ts";
 

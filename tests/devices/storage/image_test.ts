@@ -2,7 +2,8 @@
 // to resize, exclusive and shared locks (in this process and against another), O_RDONLY, and
 // the flush (fdatasync) that sync() and close() must really issue.
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
-import { DiskImage, parseSize } from "../../../mod.ts";
+import { DiskImage } from "../../../mod.ts";
+import { parseSize } from "../../../lib/devices/storage/image.ts";
 import { pattern, tempImage } from "./_host.ts";
 
 /** The open flags (octal) of this process's descriptors for `path`, from /proc. */

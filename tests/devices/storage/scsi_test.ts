@@ -1,7 +1,8 @@
 // Tests of the thumb drive's SCSI commands (SPC-4, SBC-3, UFI's READ FORMAT CAPACITIES), each
 // through the Bulk-Only Transport as a host sends it: data, status and sense.
 import { assert, assertEquals } from "@std/assert";
-import { CswStatus, encodeFixedSense, SENSE } from "../../../mod.ts";
+import { CswStatus } from "../../../lib/devices/storage/bot.ts";
+import { encodeFixedSense, SENSE } from "../../../lib/devices/storage/scsi.ts";
 import { cdb10, cdb16, MemoryBacking, pattern, ramDrive } from "./_host.ts";
 
 const FAILED = CswStatus.FAILED;

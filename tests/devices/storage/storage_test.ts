@@ -11,13 +11,8 @@ import {
   parseDevice,
   PATHS_AS_GIVEN,
 } from "../../../lib/devices/registry.ts";
-import {
-  defaultSerial,
-  DiskImage,
-  MassStorage,
-  massStorageDescriptors,
-  Speed,
-} from "../../../mod.ts";
+import { DiskImage, MassStorage, Speed } from "../../../mod.ts";
+import { defaultSerial, massStorageDescriptors } from "../../../lib/devices/storage/storage.ts";
 import { getDescriptor, setConfiguration } from "../_transfers.ts";
 import { BotHost, cdb10, MemoryBacking, pattern, ramDrive, tempImage } from "./_host.ts";
 
