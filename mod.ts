@@ -52,6 +52,7 @@ export {
   CANCELLED,
   type ControlTransfer,
   dataResult,
+  type DeviceSummary,
   type IsoPacketRequest,
   type IsoPacketResult,
   type MaybePromise,
@@ -66,6 +67,7 @@ export {
 } from "./lib/devices/usb_device.ts";
 export {
   type ConfigurationDescriptor,
+  DescriptorSet,
   type DeviceDescriptor,
   type EndpointDescriptor,
   endpointType,
@@ -118,6 +120,8 @@ export {
   KeyUsage,
   Modifier,
   reportsFor,
+  type ReportsForOptions,
+  type TextReports,
 } from "./lib/devices/hid_keymap.ts";
 export {
   HidKeyboard,
@@ -147,32 +151,60 @@ export {
   type ControlLines,
   type LineCoding,
 } from "./lib/devices/cdc_acm.ts";
-export { FtdiSerial, type FtdiSerialOptions } from "./lib/devices/ftdi.ts";
+export {
+  type FtdiDataCharacteristics,
+  type FtdiFlowControl,
+  type FtdiModemControl,
+  FtdiSerial,
+  type FtdiSerialOptions,
+} from "./lib/devices/ftdi.ts";
 export { celsiusToRaw, GoTemp, type GoTempOptions } from "./lib/devices/gotemp.ts";
 export {
   MassStorage,
   type MassStorageOptions,
   type MassStorageSpeed,
 } from "./lib/devices/storage/storage.ts";
+export { type BotState } from "./lib/devices/storage/bot.ts";
+export {
+  type CommandContext,
+  type LogicalUnitOptions,
+  type ScsiCommand,
+  ScsiLogicalUnit,
+  type ScsiStatus,
+  type Sense,
+} from "./lib/devices/storage/scsi.ts";
 export {
   DiskImage,
   type DiskImageOptions,
   type StorageBacking,
 } from "./lib/devices/storage/image.ts";
-export { UsbfsDevice, type UsbfsDeviceOptions } from "./lib/devices/passthrough/usbfs_device.ts";
+export {
+  UsbfsDevice,
+  type UsbfsDeviceOptions,
+  type UsbfsOps,
+} from "./lib/devices/passthrough/usbfs_device.ts";
 export {
   findHostDevice,
   type HostDevice,
+  type HostDeviceOptions,
   type HostDeviceSelector,
+  type HostInterface,
   listHostDevices,
 } from "./lib/devices/passthrough/host_devices.ts";
 export {
+  BACKEND_KINDS,
+  type BackendKind,
+  type BackendSpec,
+  type BackendStateListener,
   CharBackend,
   type CharBackendOptions,
   type CharBackendStats,
   type LineSettings,
   openCharBackend,
 } from "./lib/backends/char/mod.ts";
+export { ByteQueue } from "./lib/backends/char/byte_queue.ts";
+export { type BackendLogger, type LogFn } from "./lib/backends/_backend_log.ts";
+export { type Cancellation, Notifier, type WaitOutcome } from "./lib/util/wait.ts";
 export {
   constantSource,
   openTemperatureSource,
@@ -180,17 +212,33 @@ export {
   sineSource,
   type TemperatureSource,
   type TemperatureSourceOptions,
+  type TemperatureSourceSpec,
 } from "./lib/backends/temperature_source.ts";
 
 // The server, its limits and policy.
 export {
   type AddDeviceOptions,
   type DeviceStatus,
+  type HostDeviceHandler,
+  type HostDeviceOutcome,
+  type LocalAttachService,
   type ServerStatus,
   type SessionStatus,
   UsbipServer,
   type UsbipServerOptions,
 } from "./lib/server/server.ts";
+export { Session, type SessionStats, type SessionUsage } from "./lib/server/session.ts";
+export {
+  type AttachAnswer,
+  type ClaimResult,
+  type DetachAnswer,
+  type DeviceListing,
+  type HiddenDevice,
+  type HostDeviceAction,
+  type HostDeviceAnswer,
+  type SessionHost,
+  type SocketRequest,
+} from "./lib/server/session_host.ts";
 export { type ExportedDevice } from "./lib/server/exported_device.ts";
 export { DEFAULT_SESSION_LIMITS, type SessionLimits } from "./lib/server/session_limits.ts";
 export {
@@ -201,27 +249,44 @@ export {
   type PolicyDecision,
   type PolicyEffect,
 } from "./lib/policy/policy.ts";
-export { parseRule, type Rule, RulePolicy, type RulePolicyOptions } from "./lib/policy/rules.ts";
+export {
+  type DeviceMatch,
+  parseRule,
+  type PeerMatch,
+  type Rule,
+  RulePolicy,
+  type RulePolicyOptions,
+} from "./lib/policy/rules.ts";
+export { type Cidr } from "./lib/policy/cidr.ts";
 
 // Listeners and connections.
 export {
   type Connection,
   describePeer,
+  type DirectIo,
   type Listener,
   type PeerCertificate,
   type PeerInfo,
 } from "./lib/transport/connection.ts";
-export { connectTcp, TcpListener, type TcpListenOptions } from "./lib/transport/tcp.ts";
+export {
+  connectTcp,
+  type KeepaliveOptions,
+  TcpListener,
+  type TcpListenOptions,
+} from "./lib/transport/tcp.ts";
 export { connectUnix, UnixListener, type UnixListenOptions } from "./lib/transport/unix.ts";
 export {
   type TlsCredentialFiles,
   TlsCredentialsError,
+  type TlsCredentialsFailure,
   TlsListener,
   type TlsListenOptions,
+  type TlsRefusalHandler,
 } from "./lib/transport/tls.ts";
 export { memoryConnectionPair } from "./lib/transport/memory.ts";
-export { ListenError } from "./lib/transport/listen_error.ts";
-export { ConnectError } from "./lib/transport/connect_error.ts";
+export { ErrnoFailure } from "./lib/transport/_errno.ts";
+export { ListenError, type ListenFailure, type PathFailure } from "./lib/transport/listen_error.ts";
+export { ConnectError, type ConnectFailure } from "./lib/transport/connect_error.ts";
 
 // Clients: USB/IP over a connection, the kernel's vhci_hcd, and the local gateway.
 export {
@@ -236,15 +301,33 @@ export { type RetSubmit } from "./lib/protocol/urb_messages.ts";
 export { type UsbipDeviceRecord, type UsbipExportedDevice } from "./lib/protocol/op_messages.ts";
 export {
   attachDevice,
+  type AttachedPort,
   type AttachOptions,
   type AttachResult,
+  type AttachTls,
   ClientError,
+  type ClientErrorReason,
   detachPort,
   listAttached,
+  type VhciOptions,
 } from "./lib/client/attach.ts";
+export { type RemoteAddress } from "./lib/client/fd_socket.ts";
+export { type TlsRelayControl } from "./lib/client/tls_client.ts";
+export {
+  type AttributeWriter,
+  type PortRecord,
+  type VhciHub,
+  type VhciPort,
+} from "./lib/client/vhci.ts";
 export {
   type AttachedOwnDevice,
   attachOwnDevice,
   type OwnDeviceOptions,
 } from "./lib/client/own_device.ts";
-export { GatewayRefusal, requestAttach, requestDetach } from "./lib/client/gateway_requests.ts";
+export {
+  type AttachReply,
+  type DetachReply,
+  GatewayRefusal,
+  requestAttach,
+  requestDetach,
+} from "./lib/client/gateway_requests.ts";

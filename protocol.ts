@@ -125,3 +125,5 @@ export {
   FrameReader,
   type IsochronousPredicate,
 } from "./lib/protocol/frame_reader.ts";
+
+export { BufferPool } from "./lib/protocol/buffer_pool.ts";

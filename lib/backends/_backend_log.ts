@@ -17,9 +17,13 @@ export type LogFn = (template: string, properties?: Record<string, unknown>) => 
 export interface BackendLogger {
   /** The device's label, if any. */
   readonly label: string | undefined;
+  /** Logs at debug level (e.g. a reconnect attempt after the first one failed). */
   debug: LogFn;
+  /** Logs at info level (a peer connected or went away, new line settings). */
   info: LogFn;
+  /** Logs at warning level (output dropped, a second client refused). */
   warn: LogFn;
+  /** Logs at error level (a write failed, a state listener threw). */
   error: LogFn;
 }
 

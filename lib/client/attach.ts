@@ -47,7 +47,7 @@ import {
   writeVhciAttach,
   writeVhciDetach,
 } from "./vhci.ts";
-import { connectTls, startRelay, TlsClientError, type TlsRelay } from "./tls_client.ts";
+import { connectTls, startRelay, TlsClientError, type TlsRelayControl } from "./tls_client.ts";
 import type { TlsCredentialFiles } from "../transport/tls.ts";
 import { KtlsSession, ktlsUnavailableReason } from "../ffi/libssl.ts";
 
@@ -74,6 +74,7 @@ export type ClientErrorReason =
  * (lib/transport) that `connectTcp` and `connectUnix` would throw, which is its `cause`.
  */
 export class ClientError extends Error {
+  /** What failed, for exit codes and retry decisions. */
   readonly reason: ClientErrorReason;
   /** The errno behind it, when a system call failed. */
   readonly errno: number | undefined;
@@ -88,7 +89,9 @@ export class ClientError extends Error {
 
 /** What {@linkcode attachDevice} needs. */
 export interface AttachOptions {
+  /** The USB/IP server: a TCP host and port, or a unix socket's path. */
   remote: RemoteAddress;
+  /** The bus id of the device to import from that server, e.g. `1-1`. */
   busid: string;
   /** The sysfs mount (default `/sys`); tests point it at a folder of plain files. */
   sysfsRoot?: string;
@@ -101,6 +104,7 @@ export interface AttachOptions {
   deadPeerTimeoutS?: number;
   /** Time limit of the connect and of the import handshake, each (default 10000 ms). */
   timeoutMs?: number;
+  /** Aborts the connect, and the import handshake unless kernel TLS carries it. */
   signal?: AbortSignal;
   /** The sysfs attribute writer (tests substitute one). */
   writeAttribute?: AttributeWriter;
@@ -115,6 +119,7 @@ export interface AttachOptions {
  * `relay` goes straight to the relay.
  */
 export interface AttachTls extends TlsCredentialFiles {
+  /** Kernel TLS with the relay as fallback (`auto`), kernel TLS only, or the relay only. */
   mode: "auto" | "ktls" | "relay";
   /** The name the server's certificate must carry (default: the host of `remote`). */
   serverName?: string;
@@ -122,7 +127,9 @@ export interface AttachTls extends TlsCredentialFiles {
 
 /** A device attached to a vhci port. */
 export interface AttachResult {
+  /** The vhci port the device is attached to, as {@linkcode detachPort} takes it. */
   port: number;
+  /** The vhci root hub of that port: `hs` up to high speed, `ss` for SuperSpeed. */
   hub: VhciHub;
   /** `busnum << 16 | devnum` on the server, as vhci's status shows it. */
   devid: number;
@@ -132,6 +139,7 @@ export interface AttachResult {
   sockfd: number;
   /** The record the server sent in OP_REP_IMPORT. */
   device: UsbipDeviceRecord;
+  /** The server, as the options named it. */
   remote: RemoteAddress;
   /** The port record written, if any. */
   record: PortRecord | undefined;
@@ -143,7 +151,7 @@ export interface AttachResult {
    */
   channel: "tcp" | "unix" | "ktls" | "relay";
   /** The relay, when `channel` is `relay`: it must run as long as the device is attached. */
-  relay?: Omit<TlsRelay, "kernel">;
+  relay?: TlsRelayControl;
 }
 
 /** The port record for `remote` and `busid`: the usbip tool's `host service busid`. */
@@ -502,9 +510,11 @@ async function attachImported(
 
 /** Options of {@linkcode detachPort} and {@linkcode listAttached}. */
 export interface VhciOptions {
+  /** The sysfs mount (default `/sys`); tests point it at a folder of plain files. */
   sysfsRoot?: string;
   /** The record folder (default `/var/run/vhci_hcd`); null: none. */
   stateDir?: string | null;
+  /** The sysfs attribute writer, for `detach` (tests substitute one). */
   writeAttribute?: AttributeWriter;
 }
 
@@ -560,8 +570,9 @@ export async function detachPort(
 export interface AttachedPort extends VhciPort {
   /** The port record (usbip tool or usbipgw), if there is one. */
   record: PortRecord | undefined;
-  /** `idVendor`/`idProduct` of the local device, when sysfs has them. */
+  /** `idVendor` of the local device, when sysfs has it (and `idProduct`). */
   idVendor?: number;
+  /** `idProduct` of the local device, when sysfs has it (and `idVendor`). */
   idProduct?: number;
   /** The local device's product string, when it has one. */
   product?: string;

@@ -189,14 +189,18 @@ export function pump(a: net.Socket, b: net.Socket): Promise<PumpEnd> {
   });
 }
 
-/** A relay of `attach --tls`: vhci's end of a socketpair, pumped to the TLS connection. */
-export interface TlsRelay {
-  /** The socketpair end for vhci (this process closes its fd once vhci holds the socket). */
-  kernel: FdSocket;
+/** What the owner of a running relay sees of it: when it ends, and how to end it. */
+export interface TlsRelayControl {
   /** Resolves once the relay has ended, with the side that ended first: a server or vhci. */
   ended: Promise<{ by: "server" | "kernel"; error?: string }>;
   /** Ends the relay (vhci then reads EOF and frees its port). */
   stop(): void;
+}
+
+/** A relay of `attach --tls`: vhci's end of a socketpair, pumped to the TLS connection. */
+export interface TlsRelay extends TlsRelayControl {
+  /** The socketpair end for vhci (this process closes its fd once vhci holds the socket). */
+  kernel: FdSocket;
 }
 
 /** Starts relaying between a new socketpair and `socket`, which the relay owns from now on. */

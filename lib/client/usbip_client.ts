@@ -46,6 +46,7 @@ const STATUS_NAMES: Record<number, string> = {
 
 /** An import the server refused; `status` is the `OpStatus` it answered. */
 export class ImportRefusedError extends Error {
+  /** The `OpStatus` of OP_REP_IMPORT: ST_NA, ST_DEV_BUSY, ST_NODEV, ... */
   readonly status: number;
   /** Builds the error for `busid` and the server's status. */
   constructor(busid: string, status: number) {
@@ -181,20 +182,27 @@ async function _hostDeviceRequest(
 
 /** What to submit. */
 export interface SubmitOptions {
+  /** The endpoint number without the direction bit, 0..15 (0 for control). */
   ep: number;
+  /** IN (device to host) or OUT; sent as `direction` and with URB_DIR_IN. */
   dirIn: boolean;
   /** IN: bytes to ask for; OUT: defaults to `data.length`. */
   length?: number;
+  /** The OUT data; ignored for IN. Empty when absent. */
   data?: Uint8Array;
+  /** The SETUP packet of a control transfer; 8 zero bytes are sent when absent. */
   setup?: SetupPacket;
+  /** `transfer_flags` (`TransferFlags`); URB_DIR_IN is added for IN. Default 0. */
   transferFlags?: number;
   /** For isochronous endpoints: the packets (offset, length). */
   isoPackets?: { offset: number; length: number }[];
+  /** The `interval` field of CMD_SUBMIT, for interrupt and isochronous endpoints. Default 0. */
   interval?: number;
 }
 
 /** A submitted URB: its seqnum, and its RET_SUBMIT (or an error if it was unlinked). */
 export interface SubmittedHandle {
+  /** The URB's seqnum, to pass to {@linkcode UrbChannel.unlink}. */
   seqnum: number;
   /** Resolves with the RET_SUBMIT; rejects if the URB is unlinked or the connection ends. */
   done: Promise<RetSubmit>;
@@ -212,6 +220,7 @@ interface Waiting {
 export class UrbChannel {
   /** The device record the server sent in OP_REP_IMPORT. */
   readonly device: UsbipDeviceRecord;
+  /** `busnum << 16 | devnum` of that record, sent in every command's header. */
   readonly devid: number;
   #conn: Connection;
   #reader: FrameReader;

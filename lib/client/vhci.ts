@@ -57,6 +57,7 @@ export type VhciHub = "hs" | "ss";
 export interface VhciPort {
   /** The controller whose status file listed it (`status` is 0, `status.N` is N). */
   controller: number;
+  /** The root hub the port belongs to: `hs` up to high speed, `ss` for SuperSpeed. */
   hub: VhciHub;
   /** The port number that `attach`, `detach` and the records use. */
   port: number;
@@ -66,7 +67,9 @@ export interface VhciPort {
   speed: number;
   /** `busnum << 16 | devnum` on the server; 0 unless the port is in use. */
   devid: number;
+  /** The server's bus number, the high 16 bits of `devid`. */
   busnum: number;
+  /** The device's number on the server's bus, the low 16 bits of `devid`. */
   devnum: number;
   /** The fd number the attaching process wrote; null on kernels that print a pointer. */
   sockfd: number | null;

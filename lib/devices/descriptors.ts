@@ -10,8 +10,11 @@ import { DescriptorType } from "./setup_packet.ts";
 
 /** SuperSpeed endpoint companion (USB 3.2 §9.6.7). */
 export interface SuperSpeedCompanion {
+  /** Packets the endpoint moves in one burst, less one: 0..15 (USB 3.2 §9.6.7). */
   bMaxBurst: number;
+  /** Bulk: MaxStreams in bits 4..0; isochronous: Mult in bits 1..0; else 0 (USB 3.2 §9.6.7). */
   bmAttributes: number;
+  /** Bytes a periodic endpoint moves per service interval; 0 for bulk (USB 3.2 §9.6.7). */
   wBytesPerInterval: number;
 }
 
@@ -21,8 +24,14 @@ export interface EndpointDescriptor {
   bEndpointAddress: number;
   /** Transfer type in bits 1..0: 0 control, 1 isochronous, 2 bulk, 3 interrupt. */
   bmAttributes: number;
+  /** Largest packet in bits 10..0; bits 12..11 add high-speed transactions (USB 2.0 table 9-13). */
   wMaxPacketSize: number;
+  /**
+   * Polling interval of interrupt and isochronous endpoints: frames for a full- or low-speed
+   * interrupt endpoint, else 2^(bInterval-1) frames or microframes (USB 2.0 table 9-13).
+   */
   bInterval: number;
+  /** Encoded right after the endpoint; every SuperSpeed endpoint needs one (USB 3.2 §9.6.7). */
   superSpeedCompanion?: SuperSpeedCompanion;
   /** Class-specific descriptors that follow the endpoint. */
   extra?: Uint8Array[];
@@ -30,56 +39,85 @@ export interface EndpointDescriptor {
 
 /** An interface alternate setting (USB 2.0 §9.6.5). */
 export interface InterfaceDescriptor {
+  /** The interface's zero-based number in its configuration (USB 2.0 table 9-12). */
   bInterfaceNumber: number;
+  /** This alternate setting's number, 0 the default; SET_INTERFACE selects (USB 2.0 table 9-12). */
   bAlternateSetting: number;
+  /** Class code: 0x03 HID, 0x08 mass storage, 0xff vendor-specific, ... (USB 2.0 table 9-12). */
   bInterfaceClass: number;
+  /** Subclass code, qualified by `bInterfaceClass` (USB 2.0 table 9-12). */
   bInterfaceSubClass: number;
+  /** Protocol code, qualified by class and subclass (USB 2.0 table 9-12). */
   bInterfaceProtocol: number;
+  /** The text of the interface's string; the encoder assigns `iInterface` (0 when absent). */
   iInterface?: string;
   /** Class-specific descriptors placed before the endpoints (HID, CDC functional, ...). */
   extra?: Uint8Array[];
+  /** The endpoints other than endpoint 0; their count is written as `bNumEndpoints`. */
   endpoints: EndpointDescriptor[];
 }
 
 /** An interface association (IAD ECN), emitted before interface `bFirstInterface`. */
 export interface InterfaceAssociation {
+  /** The number of the function's first interface (IAD ECN table 9-Z). */
   bFirstInterface: number;
+  /** How many contiguous interfaces, from `bFirstInterface` on, make up the function. */
   bInterfaceCount: number;
+  /** The function's class code, as an interface's would be (e.g. 0x02 CDC). */
   bFunctionClass: number;
+  /** The function's subclass code, qualified by `bFunctionClass`. */
   bFunctionSubClass: number;
+  /** The function's protocol code, qualified by class and subclass. */
   bFunctionProtocol: number;
+  /** The text of the function's string; the encoder assigns `iFunction` (0 when absent). */
   iFunction?: string;
 }
 
 /** A configuration (USB 2.0 §9.6.3); `interfaces` lists every alternate setting in order. */
 export interface ConfigurationDescriptor {
+  /** The non-zero value SET_CONFIGURATION selects this configuration by (USB 2.0 table 9-10). */
   bConfigurationValue: number;
   /** Bit 7 must be set; bit 6 self-powered; bit 5 remote wakeup. */
   bmAttributes: number;
   /** In units of 2 mA (8 mA for SuperSpeed). */
   bMaxPower: number;
+  /** The text of the configuration's string; the encoder assigns `iConfiguration` (0 if absent). */
   iConfiguration?: string;
+  /** Interface associations, each encoded before alternate setting 0 of its first interface. */
   associations?: InterfaceAssociation[];
+  /** Every alternate setting in order; `bNumInterfaces` counts the distinct interface numbers. */
   interfaces: InterfaceDescriptor[];
 }
 
 /** The device descriptor's fields (USB 2.0 §9.6.1); `bNumConfigurations` is derived. */
 export interface DeviceDescriptor {
+  /** The USB release in BCD, 0x0200 for USB 2.0 (USB 2.0 table 9-8). */
   bcdUSB: number;
+  /** Class code; 0 when each interface names its own, 0xff vendor-specific (USB 2.0 table 9-8). */
   bDeviceClass: number;
+  /** Subclass code, qualified by `bDeviceClass` (USB 2.0 table 9-8). */
   bDeviceSubClass: number;
+  /** Protocol code, qualified by class and subclass (USB 2.0 table 9-8). */
   bDeviceProtocol: number;
+  /** Endpoint 0's largest packet: 8, 16, 32 or 64 (USB 2.0 table 9-8); 9 (512) at SuperSpeed. */
   bMaxPacketSize0: number;
+  /** The vendor ID, assigned by the USB-IF (USB 2.0 table 9-8). */
   idVendor: number;
+  /** The product ID, assigned by the vendor (USB 2.0 table 9-8). */
   idProduct: number;
+  /** The device release number in BCD (USB 2.0 table 9-8). */
   bcdDevice: number;
+  /** The manufacturer's name; the encoder assigns `iManufacturer` (0 when absent). */
   iManufacturer?: string;
+  /** The product's name; the encoder assigns `iProduct` (0 when absent). */
   iProduct?: string;
+  /** The serial number; the encoder assigns `iSerialNumber` (0 when absent). */
   iSerialNumber?: string;
 }
 
 /** Everything a device describes about itself. */
 export interface UsbDescriptors {
+  /** The device descriptor; its `bNumConfigurations` is the length of `configurations`. */
   device: DeviceDescriptor;
   /** The configurations at the speed the device runs at. */
   configurations: ConfigurationDescriptor[];

@@ -205,6 +205,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  * ```
  */
 export class GadgetZero extends UsbDevice {
+  /** The source's data and what the sink expects: 0 zeros, 1 `(i % maxpacket) % 63`. */
   readonly pattern: 0 | 1;
   #control: Uint8Array;
   #loop: Uint8Array[] = [];
@@ -230,6 +231,10 @@ export class GadgetZero extends UsbDevice {
     return sameBytes(data, this.#source(data.length, maxPacket));
   }
 
+  /**
+   * Vendor requests 0x5b (write the control buffer) and 0x5c (read it back), with wValue and
+   * wIndex 0 and at most the buffer's length; anything else stalls.
+   */
   protected override handleControl(c: ControlTransfer): TransferResult {
     const { setup } = c;
     if (setup.bRequest === GADGET_ZERO.REQ_CONTROL_WRITE && setup.bmRequestType === VENDOR_OUT) {
@@ -248,6 +253,11 @@ export class GadgetZero extends UsbDevice {
     return STALL;
   }
 
+  /**
+   * Loopback configuration: OUT data are queued and IN reads them back in order. Source/sink:
+   * IN returns the pattern, OUT stalls data that differ from it; isochronous packets are cut
+   * to the endpoint's limit per interval.
+   */
   protected override handleData(
     t: UsbTransfer,
     ep: EndpointDescriptor,
@@ -303,11 +313,13 @@ export class GadgetZero extends UsbDevice {
     this.#loopChanged.notify();
   }
 
+  /** Empties the loopback queue and wakes the OUT transfers waiting for room in it. */
   protected override onConfigurationChanged(): void {
     this.#loop.length = 0;
     this.#wakeLoop();
   }
 
+  /** Zeros the control buffer of requests 0x5b/0x5c. */
   protected override onReset(): void {
     this.#control.fill(0);
   }

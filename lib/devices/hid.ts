@@ -74,15 +74,21 @@ export function hidDescriptor(reportLength: number): Uint8Array {
 
 /** What tells one single-interface HID device's descriptors from another's. */
 export interface HidDeviceShape {
+  /** The device descriptor's `idVendor`. */
   idVendor: number;
+  /** The device descriptor's `idProduct`. */
   idProduct: number;
+  /** The manufacturer string (`iManufacturer`). */
   manufacturer: string;
+  /** The product string (`iProduct`). */
   product: string;
+  /** The serial number string (`iSerialNumber`); none when absent. */
   serial?: string;
   /** 1 for a boot interface, else 0 (HID 1.11 §4.2). */
   bInterfaceSubClass: number;
   /** With subclass 1: 1 keyboard, 2 mouse (HID 1.11 §4.3). */
   bInterfaceProtocol: number;
+  /** The report descriptor (HID 1.11 §6.2.2); its length goes into the HID descriptor. */
   reportDescriptor: Uint8Array;
   /** The interrupt IN endpoint's packet size. */
   maxPacketSize: number;

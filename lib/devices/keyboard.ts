@@ -255,6 +255,7 @@ export class HidKeyboard extends HidInputDevice<Uint8Array> {
     return this.tail.every((b) => b === 0);
   }
 
+  /** No key and no modifier held: 8 zero bytes. */
   protected initialState(): Uint8Array {
     return new Uint8Array(BOOT_REPORT_LENGTH);
   }
@@ -264,6 +265,7 @@ export class HidKeyboard extends HidInputDevice<Uint8Array> {
     return report.slice();
   }
 
+  /** Byte for byte the report the host has. */
   protected unchanged(next: Uint8Array, current: Uint8Array): boolean {
     return _sameReport(next, current);
   }

@@ -305,9 +305,13 @@ export abstract class HidPointer<S extends { buttons: number }> extends HidInput
 
 /** The state behind one mouse report: held buttons and the motion since the last report. */
 export interface MouseState {
+  /** The held buttons, bits of {@linkcode PointerButton}. */
   buttons: number;
+  /** Motion to the right in counts, -127..127 (negative: left). */
   dx: number;
+  /** Motion downwards in counts, -127..127 (negative: up). */
   dy: number;
+  /** Wheel detents, -127..127 (positive: away from the user); not sent in the boot protocol. */
   wheel: number;
 }
 

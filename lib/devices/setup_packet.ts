@@ -7,10 +7,15 @@
 
 /** A decoded SETUP packet. */
 export interface SetupPacket {
+  /** Bit 7 direction (1 IN), bits 6..5 type, bits 4..0 recipient (USB 2.0 table 9-2). */
   bmRequestType: number;
+  /** The request code, a {@linkcode Request} value for standard requests (USB 2.0 table 9-2). */
   bRequest: number;
+  /** Request-specific: GET_DESCRIPTOR's type << 8 | index, a feature selector, ... (table 9-2). */
   wValue: number;
+  /** Request-specific, often an interface or endpoint number, or a language ID (table 9-2). */
   wIndex: number;
+  /** Bytes in the data stage: the most an IN request takes, what an OUT request sends. */
   wLength: number;
 }
 

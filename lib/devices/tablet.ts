@@ -41,8 +41,11 @@ export const HID_TABLET_IDS = { idVendor: 0x1209, idProduct: 0x0003 } as const;
 
 /** The state behind one tablet report: held buttons and the position, each in 0..32767. */
 export interface TabletState {
+  /** The held buttons, bits of `PointerButton`. */
   buttons: number;
+  /** The horizontal position, 0 (left) to {@linkcode TABLET_MAX} (right). */
   x: number;
+  /** The vertical position, 0 (top) to {@linkcode TABLET_MAX} (bottom). */
   y: number;
 }
 

@@ -33,13 +33,17 @@ export type TransferStatus =
 
 /** A packet of an isochronous transfer: where it lies in the transfer buffer. */
 export interface IsoPacketRequest {
+  /** Where the packet starts in the transfer buffer, in bytes (the descriptor's `offset`). */
   offset: number;
+  /** The bytes the host expects for the packet (the descriptor's `length`). */
   length: number;
 }
 
 /** The outcome of one isochronous packet. */
 export interface IsoPacketResult {
+  /** The bytes the packet moved; more than its `length` is cut (IN: -EOVERFLOW, babble). */
   actualLength: number;
+  /** How the packet ended; anything but "ok" counts in RET_SUBMIT's `error_count`. */
   status: TransferStatus;
 }
 
@@ -78,6 +82,7 @@ export interface UsbTransfer {
  * cut off and the transfer fails with -EOVERFLOW, as a host controller reports babble.
  */
 export interface TransferResult {
+  /** How the transfer ended; RET_SUBMIT carries it as an errno (0 for "ok", -EPIPE for "stall"). */
   status: TransferStatus;
   /**
    * IN data. For isochronous IN, a buffer with each packet's data at its offset. The device
@@ -95,23 +100,38 @@ export type MaybePromise<T> = T | Promise<T>;
 
 /** A control transfer handed to {@linkcode UsbDevice.handleControl}. */
 export interface ControlTransfer {
+  /** The SETUP packet: the request and the length of its data stage. */
   setup: SetupPacket;
   /** The OUT data stage (empty for IN requests); lent as `UsbTransfer.data` is. */
   data: Uint8Array;
+  /** Aborted when the host unlinks the transfer or the session ends. */
   signal: AbortSignal;
 }
 
-/** What the device list shows of a device. */
+/**
+ * What the device list shows of a device ({@linkcode UsbDevice.summary}): the fields of its
+ * OP_REP_DEVLIST and OP_REP_IMPORT record that come from the device.
+ */
 export interface DeviceSummary {
+  /** The speed the device runs at. */
   speed: SpeedValue;
+  /** `idVendor` of the device descriptor. */
   idVendor: number;
+  /** `idProduct` of the device descriptor. */
   idProduct: number;
+  /** `bcdDevice` of the device descriptor: the release number in BCD. */
   bcdDevice: number;
+  /** `bDeviceClass` of the device descriptor. */
   bDeviceClass: number;
+  /** `bDeviceSubClass` of the device descriptor. */
   bDeviceSubClass: number;
+  /** `bDeviceProtocol` of the device descriptor. */
   bDeviceProtocol: number;
+  /** The current configuration; the first one while unconfigured, 0 when there is none. */
   bConfigurationValue: number;
+  /** How many configurations the descriptors list. */
   bNumConfigurations: number;
+  /** Alternate setting 0 of each interface of that configuration. */
   interfaces: InterfaceClass[];
 }
 

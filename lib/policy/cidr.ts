@@ -7,8 +7,11 @@
 
 /** A parsed prefix: the address as 16 bytes (IPv4 mapped into IPv6) and its length in bits. */
 export interface Cidr {
+  /** The prefix as written, e.g. `10.0.0.0/8` or `fd00::/8`. */
   readonly text: string;
+  /** The address as 16 bytes; an IPv4 address is mapped to `::ffff:a.b.c.d`. */
   readonly bytes: Uint8Array;
+  /** The prefix length over those 16 bytes, 0..128: an IPv4 `/8` is 104. */
   readonly bits: number;
 }
 

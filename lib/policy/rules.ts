@@ -29,8 +29,11 @@ import type { DeviceFacts, Policy, PolicyDecision, PolicyEffect } from "./policy
 export interface PeerMatch {
   /** The peer is (true) or is not (false) the console user. */
   console?: boolean;
+  /** The peer's uid (SO_PEERCRED) is one of these; a peer without one (TCP, TLS) never matches. */
   uid?: number[];
+  /** The peer's gid (SO_PEERCRED) is one of these; a peer without one (TCP, TLS) never matches. */
   gid?: number[];
+  /** The connection came over this transport. */
   transport?: "unix" | "tcp" | "tls";
   /** TCP and TLS source prefixes. */
   source?: Cidr[];
@@ -60,19 +63,27 @@ export function hasCertificateKeys(m: PeerMatch): boolean {
 
 /** What a rule requires of the device; an absent field matches anything. */
 export interface DeviceMatch {
+  /** The device's bus id is one of these. */
   busid?: string[];
+  /** The device's `idVendor` is this. */
   vid?: number;
+  /** The device's `idProduct` is this. */
   pid?: number;
   /** Matches the device class or the class of any interface. */
   class?: number[];
+  /** The device's serial number string is exactly this. */
   serial?: string;
+  /** The device is emulated by usbipgw, or a host device passed through. */
   origin?: "emulated" | "passthrough";
 }
 
 /** One rule. */
 export interface Rule {
+  /** The effect when the rule matches. */
   action: PolicyEffect;
+  /** What the rule requires of the peer; all of it must match. */
   peer: PeerMatch;
+  /** What the rule requires of the device; all of it must match. */
   device: DeviceMatch;
   /** Where the rule was written, for messages (`gw.toml:12`, `--rule ...`). */
   origin?: string;
@@ -425,6 +436,7 @@ function remote(peer: PeerInfo): RemoteTransport | undefined {
 
 /** Options of {@linkcode RulePolicy}. */
 export interface RulePolicyOptions {
+  /** The rules, tried in order; the first that matches decides. */
   rules: Rule[];
   /** The console user's uid right now, if any (from logind's seat state). */
   consoleUid?: () => number | undefined;

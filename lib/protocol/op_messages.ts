@@ -34,31 +34,51 @@ export interface OpHeader {
   status: number;
 }
 
-/** The exported-device record (`struct usbip_usb_device`, 312 bytes). */
+/**
+ * The exported-device record: `struct usbip_usb_device` of tools/usb/usbip/libsrc/usbip_common.h,
+ * 312 bytes, big-endian.
+ */
 export interface UsbipDeviceRecord {
   /** sysfs path of the device; informational only. */
   path: string;
   /** Bus id such as `1-1`; at most 31 bytes. */
   busid: string;
+  /** `busnum` (u32): the device's bus number on the server; `devid` is `busnum << 16 | devnum`. */
   busnum: number;
+  /** `devnum` (u32): the device's address on its bus, the low 16 bits of `devid`. */
   devnum: number;
   /** One of `Speed`. */
   speed: number;
+  /** `idVendor` (u16): the vendor ID, as in the device descriptor (USB 2.0 table 9-8). */
   idVendor: number;
+  /** `idProduct` (u16): the product ID, as in the device descriptor (USB 2.0 table 9-8). */
   idProduct: number;
+  /** `bcdDevice` (u16): the device release number in BCD (USB 2.0 table 9-8). */
   bcdDevice: number;
+  /** `bDeviceClass` (u8): the class code; 0 when the interfaces name theirs (USB 2.0 table 9-8). */
   bDeviceClass: number;
+  /** `bDeviceSubClass` (u8): the subclass code, qualified by `bDeviceClass` (USB 2.0 table 9-8). */
   bDeviceSubClass: number;
+  /** `bDeviceProtocol` (u8): the protocol code, qualified by class and subclass (table 9-8). */
   bDeviceProtocol: number;
+  /** `bConfigurationValue` (u8): the current configuration (usbipgw: the first if unconfigured). */
   bConfigurationValue: number;
+  /** `bNumConfigurations` (u8): how many configurations the device has (USB 2.0 table 9-8). */
   bNumConfigurations: number;
+  /** `bNumInterfaces` (u8): the configuration's interfaces; OP_REP_DEVLIST has a record each. */
   bNumInterfaces: number;
 }
 
-/** One interface of an exported device in OP_REP_DEVLIST (`struct usbip_usb_interface`). */
+/**
+ * One interface of an exported device in OP_REP_DEVLIST: `struct usbip_usb_interface` of
+ * tools/usb/usbip/libsrc/usbip_common.h, 4 bytes (the last is padding).
+ */
 export interface UsbipInterfaceRecord {
+  /** `bInterfaceClass` (u8): the interface's class code (USB 2.0 table 9-12). */
   bInterfaceClass: number;
+  /** `bInterfaceSubClass` (u8): the subclass code, qualified by the class (USB 2.0 table 9-12). */
   bInterfaceSubClass: number;
+  /** `bInterfaceProtocol` (u8): the protocol code, qualified by class and subclass (table 9-12). */
   bInterfaceProtocol: number;
 }
 
@@ -70,22 +90,27 @@ export interface UsbipExportedDevice extends UsbipDeviceRecord {
 
 /** OP_REQ_DEVLIST: asks for the list of exported devices. */
 export interface OpReqDevlist {
+  /** Tells the requests apart: OP_REQ_DEVLIST, code 0x8005, no body. */
   kind: "op_req_devlist";
 }
 
 /** OP_REQ_IMPORT: asks to import the device with `busid`. */
 export interface OpReqImport {
+  /** Tells the requests apart: OP_REQ_IMPORT, code 0x8003. */
   kind: "op_req_import";
+  /** The bus id to import, such as `1-1`; at most 31 bytes (32 on the wire, NUL-padded). */
   busid: string;
 }
 
 /** OP_REQ_STATUS (usbipgw's extension): asks for the gateway's status. */
 export interface OpReqStatus {
+  /** Tells the requests apart: OP_REQ_STATUS, code 0x80f0, no body. */
   kind: "op_req_status";
 }
 
 /** OP_REQ_BIND (usbipgw's extension): asks to export the host device with `busid`. */
 export interface OpReqBind {
+  /** Tells the requests apart: OP_REQ_BIND, code 0x80f1. */
   kind: "op_req_bind";
   /** The host bus id, such as `1-1.2`; at most 31 bytes. */
   busid: string;
@@ -93,6 +118,7 @@ export interface OpReqBind {
 
 /** OP_REQ_UNBIND (usbipgw's extension): asks to withdraw the host device with `busid`. */
 export interface OpReqUnbind {
+  /** Tells the requests apart: OP_REQ_UNBIND, code 0x80f2. */
   kind: "op_req_unbind";
   /** The host bus id, such as `1-1.2`; at most 31 bytes. */
   busid: string;
@@ -112,12 +138,15 @@ export type AttachRequest =
 
 /** OP_REQ_ATTACH (usbipgw's extension): asks to attach a device into the local kernel. */
 export interface OpReqAttach {
+  /** Tells the requests apart: OP_REQ_ATTACH, code 0x80f3. */
   kind: "op_req_attach";
+  /** What to attach: the body's `kind`, `port`, `busid` and `host` fields. */
   request: AttachRequest;
 }
 
 /** OP_REQ_DETACH (usbipgw's extension): asks to detach the device on a vhci port. */
 export interface OpReqDetach {
+  /** Tells the requests apart: OP_REQ_DETACH, code 0x80f4. */
   kind: "op_req_detach";
   /** The vhci port, as OP_REP_ATTACH named it. */
   vhciPort: number;
@@ -135,21 +164,29 @@ export type OpRequest =
 
 /** OP_REP_DEVLIST: the status and the exported devices. */
 export interface OpRepDevlist {
+  /** Tells the replies apart: OP_REP_DEVLIST, code 0x0005. */
   kind: "op_rep_devlist";
+  /** The header's `OpStatus`; usbipgw always sends ST_OK (0). */
   status: number;
+  /** The exported devices, `ndev` (u32) of them, each record followed by its interfaces. */
   devices: UsbipExportedDevice[];
 }
 
 /** OP_REP_IMPORT: on success the device record, otherwise only a non-zero status. */
 export interface OpRepImport {
+  /** Tells the replies apart: OP_REP_IMPORT, code 0x0003. */
   kind: "op_rep_import";
+  /** The header's `OpStatus`; encoding ST_OK (0) without `device` sends ST_NA (1) instead. */
   status: number;
+  /** The imported device's record, present only with ST_OK. */
   device?: UsbipDeviceRecord;
 }
 
 /** OP_REP_BIND (usbipgw's extension): an `OpStatus` and a short message for people. */
 export interface OpRepBind {
+  /** Tells the replies apart: OP_REP_BIND, code 0x00f1. */
   kind: "op_rep_bind";
+  /** The header's `OpStatus`: ST_OK when the device was exported. */
   status: number;
   /** At most {@linkcode MAX_BIND_MESSAGE_BYTES} bytes of UTF-8; may be empty. */
   message: string;
@@ -157,7 +194,9 @@ export interface OpRepBind {
 
 /** OP_REP_UNBIND (usbipgw's extension): an `OpStatus` and a short message for people. */
 export interface OpRepUnbind {
+  /** Tells the replies apart: OP_REP_UNBIND, code 0x00f2. */
   kind: "op_rep_unbind";
+  /** The header's `OpStatus`: ST_OK when the device was withdrawn. */
   status: number;
   /** At most {@linkcode MAX_BIND_MESSAGE_BYTES} bytes of UTF-8; may be empty. */
   message: string;
@@ -169,8 +208,11 @@ export interface OpRepUnbind {
  * `VHCI_PORT_SEND_SOCKET` (with ST_OK) in the intermediate answer of a stream attach.
  */
 export interface OpRepAttach {
+  /** Tells the replies apart: OP_REP_ATTACH, code 0x00f3. */
   kind: "op_rep_attach";
+  /** The header's `OpStatus`: ST_OK when attached, or in the intermediate "send the socket". */
   status: number;
+  /** `vhciPort` (u32): the vhci port attached to, or one of the two special values above. */
   vhciPort: number;
   /** At most {@linkcode MAX_BIND_MESSAGE_BYTES} bytes of UTF-8; may be empty. */
   message: string;
@@ -178,7 +220,9 @@ export interface OpRepAttach {
 
 /** OP_REP_DETACH (usbipgw's extension): an `OpStatus` and a short message for people. */
 export interface OpRepDetach {
+  /** Tells the replies apart: OP_REP_DETACH, code 0x00f4. */
   kind: "op_rep_detach";
+  /** The header's `OpStatus`: ST_OK when the port was detached. */
   status: number;
   /** At most {@linkcode MAX_BIND_MESSAGE_BYTES} bytes of UTF-8; may be empty. */
   message: string;

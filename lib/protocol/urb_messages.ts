@@ -9,8 +9,12 @@
 import { DEFAULT_LIMITS, UrbCommandCode, type UsbipLimits, WireSize } from "./constants.ts";
 import { UsbipProtocolError } from "./protocol_error.ts";
 
-/** The fields every URB header starts with (`struct usbip_header_basic`). */
+/**
+ * The fields every URB header starts with, after the u32 `command`: `struct usbip_header_basic`
+ * of drivers/usb/usbip/usbip_common.h.
+ */
 export interface UrbHeaderBasic {
+  /** `seqnum` (u32): the request's number, which the reply to it carries back. */
   seqnum: number;
   /** `busnum << 16 | devnum`. */
   devid: number;
@@ -22,49 +26,84 @@ export interface UrbHeaderBasic {
 
 /** One ISO packet descriptor (`struct usbip_iso_packet_descriptor`, 16 bytes). */
 export interface IsoPacketDescriptor {
+  /** `offset` (u32): where the packet's data starts in the transfer buffer, in bytes. */
   offset: number;
+  /** `length` (u32): the bytes expected for the packet. */
   length: number;
+  /** `actual_length` (u32): the bytes the packet moved, as RET_SUBMIT reports them. */
   actualLength: number;
+  /** `status`: the packet's completion status, 0 or a negative errno (read as signed). */
   status: number;
 }
 
-/** USBIP_CMD_SUBMIT. `data` is the OUT data (empty for IN). */
+/**
+ * USBIP_CMD_SUBMIT: the basic header, `struct usbip_header_cmd_submit` of
+ * drivers/usb/usbip/usbip_common.h, then the OUT data and the ISO packet descriptors.
+ */
 export interface CmdSubmit extends UrbHeaderBasic {
+  /** Tells the messages apart: USBIP_CMD_SUBMIT, command 0x00000001. */
   kind: "cmd_submit";
+  /** `transfer_flags` (u32): the URB's flags, see `TransferFlags`. */
   transferFlags: number;
+  /** `transfer_buffer_length`: the OUT bytes that follow, or the most IN bytes the client takes. */
   transferBufferLength: number;
+  /** `start_frame`: the frame an isochronous URB starts in; unused by other transfer types. */
   startFrame: number;
   /** As received; only meaningful for isochronous endpoints. */
   numberOfPackets: number;
+  /** `interval`: the URB's polling interval for interrupt and isochronous endpoints. */
   interval: number;
   /** The 8-byte setup packet, USB little-endian. */
   setup: Uint8Array;
+  /** The OUT data, `transferBufferLength` bytes; empty for IN. */
   data: Uint8Array;
   /** The ISO packet descriptors; empty for other transfer types. */
   isoPackets: IsoPacketDescriptor[];
 }
 
-/** USBIP_RET_SUBMIT. `data` is the IN data (ISO: packed without gaps). */
+/**
+ * USBIP_RET_SUBMIT: the basic header, `struct usbip_header_ret_submit` of
+ * drivers/usb/usbip/usbip_common.h, then the IN data (ISO: packed without gaps) and the ISO
+ * packet descriptors.
+ */
 export interface RetSubmit extends UrbHeaderBasic {
+  /** Tells the messages apart: USBIP_RET_SUBMIT, command 0x00000003. */
   kind: "ret_submit";
+  /** `status` (s32): the URB's completion status, 0 or a negative errno (see `UrbStatus`). */
   status: number;
+  /** `actual_length`: the bytes transferred, IN data returned or OUT data taken. */
   actualLength: number;
+  /** `start_frame`: the frame an isochronous URB started in; usbipgw's server sends 0. */
   startFrame: number;
+  /** `number_of_packets` as received; {@linkcode encodeRetSubmit} writes `isoPackets.length`. */
   numberOfPackets: number;
+  /** `error_count`: how many isochronous packets completed with an error. */
   errorCount: number;
+  /** The IN data, `actualLength` bytes; empty for OUT. */
   data: Uint8Array;
+  /** The ISO packet descriptors with each packet's result; empty for other transfer types. */
   isoPackets: IsoPacketDescriptor[];
 }
 
-/** USBIP_CMD_UNLINK: cancel the URB `unlinkSeqnum`. */
+/**
+ * USBIP_CMD_UNLINK: cancel the URB `unlinkSeqnum` (`struct usbip_header_cmd_unlink` of
+ * drivers/usb/usbip/usbip_common.h).
+ */
 export interface CmdUnlink extends UrbHeaderBasic {
+  /** Tells the messages apart: USBIP_CMD_UNLINK, command 0x00000002. */
   kind: "cmd_unlink";
+  /** `seqnum` of `struct usbip_header_cmd_unlink` (u32): the CMD_SUBMIT to cancel. */
   unlinkSeqnum: number;
 }
 
-/** USBIP_RET_UNLINK; `seqnum` is the CMD_UNLINK's own. */
+/**
+ * USBIP_RET_UNLINK; `seqnum` is the CMD_UNLINK's own (`struct usbip_header_ret_unlink` of
+ * drivers/usb/usbip/usbip_common.h).
+ */
 export interface RetUnlink extends UrbHeaderBasic {
+  /** Tells the messages apart: USBIP_RET_UNLINK, command 0x00000004. */
   kind: "ret_unlink";
+  /** `status` (s32): -ECONNRESET when the URB was cancelled, 0 when it had completed already. */
   status: number;
 }
 
@@ -354,6 +393,7 @@ export interface SubmittedUrb {
   dirIn: boolean;
   /** Whether the endpoint is isochronous. */
   isochronous: boolean;
+  /** The `transfer_buffer_length` submitted: the most `actual_length` may be. */
   transferBufferLength: number;
 }
 

@@ -16,12 +16,17 @@ export const BUSID_PATTERN = /^([1-9]\d{0,2})-([1-9]\d{0,2})((?:\.[1-9]\d{0,2})*
 
 /** An exported device. */
 export interface ExportedDevice {
+  /** The bus id clients import it by, e.g. `1-1` or `2-1.3`. */
   readonly busid: string;
+  /** The bus number: the part of the bus id before the dash, 1..255. */
   readonly busnum: number;
+  /** The device number on that bus, the lowest free from 2 up, as the device record sends it. */
   readonly devnum: number;
   /** `busnum << 16 | devnum`. */
   readonly devid: number;
+  /** The device that answers the importer's transfers. */
   readonly device: UsbDevice;
+  /** "emulated" (written with this library) or "passthrough" (a host device). */
   readonly origin: "emulated" | "passthrough";
   /** A short name for logs and lists, e.g. `gadget-zero`. */
   readonly name: string;

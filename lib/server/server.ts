@@ -63,6 +63,7 @@ const AUTO_PORTS_PER_BUS = 999;
 
 /** How a host device handler says it went: `ok`, and a short message for the requester. */
 export interface HostDeviceOutcome {
+  /** Whether the bind or unbind worked: answered ST_OK, else ST_ERROR. */
   ok: boolean;
   /** Sent to the requester; cut to `MAX_BIND_MESSAGE_BYTES` bytes of UTF-8. */
   message: string;
@@ -139,23 +140,33 @@ export interface UsbipServerOptions {
 
 /** One session as {@linkcode UsbipServer.status} reports it. */
 export interface SessionStatus extends SessionStats {
+  /** The session's number, as the logs name it. */
   id: number;
+  /** The peer in words, as the logs give it: `tcp 10.0.0.5:40000`, `unix uid=1000 ...`. */
   peer: string;
+  /** The transport the connection came over. */
   transport: PeerInfo["transport"];
+  /** The peer's uid (SO_PEERCRED), unix sockets only. */
   uid?: number;
   /** The imported device, or null while in the op phase. */
   busid: string | null;
   /** ISO 8601 time of the connection. */
   since: string;
+  /** URBs submitted and not yet answered nor unlinked. */
   pendingUrbs: number;
 }
 
 /** One exported device as {@linkcode UsbipServer.status} reports it. */
 export interface DeviceStatus {
+  /** The bus id the device is exported under. */
   busid: string;
+  /** Its short name, as given to {@linkcode UsbipServer.addDevice} or its class name. */
   name: string;
+  /** "emulated", or "passthrough" for a host device. */
   origin: ExportedDevice["origin"];
+  /** The device descriptor's vendor ID. */
   idVendor: number;
+  /** The device descriptor's product ID. */
   idProduct: number;
   /** The id of the session holding it, or null. */
   session: number | null;
@@ -165,18 +176,27 @@ export interface DeviceStatus {
 export interface ServerStatus {
   /** ISO 8601 time the server started. */
   started: string;
+  /** The open listeners' descriptions, e.g. `tcp 0.0.0.0:3240`. */
   listeners: string[];
+  /** The exported devices, in order of addition. */
   devices: DeviceStatus[];
+  /** The open sessions. */
   sessions: SessionStatus[];
   /** Open connections per peer (a unix uid or a TCP address). */
   peers: Record<string, number>;
+  /** Counters since start, over every session, ended and open. */
   totals: {
     /** Sessions served since start, open ones included. */
     sessions: number;
+    /** URBs completed (the sum of the sessions' `completed`). */
     urbs: number;
+    /** Bytes of IN data sent to peers. */
     bytesIn: number;
+    /** Bytes of OUT data devices took. */
     bytesOut: number;
+    /** URBs completed with an error status other than an unlink. */
     errors: number;
+    /** Connections closed on arrival for exceeding a connection limit. */
     refusedConnections: number;
   };
 }
@@ -212,6 +232,7 @@ export interface AddDeviceOptions {
  * ```
  */
 export class UsbipServer implements SessionHost {
+  /** The limits on untrusted lengths and counts ({@linkcode DEFAULT_LIMITS} unless given). */
   readonly limits: UsbipLimits;
   /** The limits in force, defaults filled in. */
   readonly sessionLimits: Readonly<SessionLimits>;

@@ -87,8 +87,11 @@ const FLUSH_TIMEOUT_MS = 2000;
 
 /** Counters kept per session, for logs, `usbipgw status` and tests. */
 export interface SessionStats {
+  /** CMD_SUBMITs accepted. */
   submitted: number;
+  /** URBs answered with a RET_SUBMIT, -ENODEV answers to a vanished device included. */
   completed: number;
+  /** CMD_UNLINKs that cancelled a pending URB (answered -ECONNRESET). */
   unlinked: number;
   /** Bytes of IN data sent to the peer (RET_SUBMIT `actual_length` of IN URBs). */
   bytesIn: number;
@@ -115,7 +118,9 @@ let nextSessionId = 1;
 export class Session {
   /** A number for logs. */
   readonly id: number = nextSessionId++;
+  /** The connection the session serves; closed when the session ends. */
   readonly conn: Connection;
+  /** The session's counters, updated as it runs. */
   readonly stats: SessionStats = {
     submitted: 0,
     completed: 0,

@@ -16,6 +16,7 @@ import type { SessionLimits } from "./session_limits.ts";
 
 /** A device the policy hides from a peer's device list, and why. */
 export interface HiddenDevice {
+  /** The hidden device's bus id. */
   busid: string;
   /** The policy decision's reason: `rule 2 (...)` or `no rule matched: ...`. */
   reason: string;
@@ -34,7 +35,9 @@ export type HostDeviceAction = "bind" | "unbind";
 
 /** The answer to OP_REQ_BIND or OP_REQ_UNBIND: an `OpStatus` and a message for people. */
 export interface HostDeviceAnswer {
+  /** An `OpStatus`: ST_OK done, ST_NA not allowed, ST_ERROR failed or not supported. */
   status: number;
+  /** For the requester; cut to `MAX_BIND_MESSAGE_BYTES` bytes of UTF-8. */
   message: string;
 }
 
@@ -70,6 +73,7 @@ export type SocketRequest = (timeoutMs?: number) => Promise<number>;
 
 /** What a session needs from the server that owns it. */
 export interface SessionHost {
+  /** The limits every frame the session reads is checked against. */
   readonly limits: UsbipLimits;
   /** Limits on what one connection may make the server hold. */
   readonly sessionLimits: SessionLimits;

@@ -2,7 +2,8 @@
  * What the transport's errors share: the errno name a system error carries, the wording
  * `words (ECODE)`, and {@linkcode ErrnoFailure}, the base of `ListenError` and
  * `ConnectError` (a failure for programs, the errno name, the reason in words and a hint).
- * Private to `lib/transport/`.
+ * Private to `lib/transport/`, but for {@linkcode ErrnoFailure}, which `mod.ts` exports as the
+ * base whose fields those errors share.
  *
  * @module
  */

@@ -74,6 +74,7 @@ export class TcpListener implements Listener {
     return this.#listener.addr.port;
   }
 
+  /** Yields each accepted connection, TCP_NODELAY and keep-alive on; ends once closed. */
   async *[Symbol.asyncIterator](): AsyncIterator<Connection> {
     while (true) {
       let conn: Deno.TcpConn;

@@ -98,6 +98,7 @@ export interface TlsListenOptions extends TlsCredentialFiles {
    * limits, so that clients still in their handshake count as connections do.
    */
   maxHandshakes?: number;
+  /** TLS handshakes under way at once from one client address; see `maxHandshakes`. */
   maxHandshakesPerAddress?: number;
   /** Reports each refused client, for the audit log. */
   onRefused?: TlsRefusalHandler;
@@ -413,6 +414,10 @@ export class TlsListener implements Listener {
     return a !== null && typeof a === "object" ? a.port : 0;
   }
 
+  /**
+   * Yields each client whose handshake verified its certificate, in the order they finished;
+   * ends once the listener is closed. Use one loop at a time.
+   */
   [Symbol.asyncIterator](): AsyncIterator<Connection> {
     return this.#accepted[Symbol.asyncIterator]();
   }

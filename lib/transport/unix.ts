@@ -436,6 +436,7 @@ async function removeStaleSocket(path: string): Promise<void> {
 /** A unix-socket listener yielding {@linkcode Connection}s that carry peer credentials. */
 export class UnixListener implements Listener {
   readonly description: string;
+  /** The socket file's path, as given to {@linkcode UnixListener.listen}. */
   readonly path: string;
   #server: net.Server;
   #accepted = new AcceptQueue();
@@ -487,6 +488,10 @@ export class UnixListener implements Listener {
     return new UnixListener(server, path);
   }
 
+  /**
+   * Yields each accepted connection, with the peer's credentials (SO_PEERCRED) when they can
+   * be read; ends once the listener is closed. Use one loop at a time.
+   */
   [Symbol.asyncIterator](): AsyncIterator<Connection> {
     return this.#accepted[Symbol.asyncIterator]();
   }

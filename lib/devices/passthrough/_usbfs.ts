@@ -414,6 +414,7 @@ export function openDevice(path: string): number {
 export interface UsbfsOps {
   /** Opens a device node read-write; throws {@linkcode UsbfsError}. */
   open(path: string): number;
+  /** ioctl(2) with `request` and its argument struct (null for none): the result or `-errno`. */
   ioctl(fd: number, request: number, arg: Uint8Array | null): number;
   /** poll(2) on a `struct pollfd` array; runs off the main thread. */
   poll(fds: Uint8Array, nfds: number, timeoutMs: number): Promise<number>;
@@ -423,6 +424,7 @@ export interface UsbfsOps {
   wake(fd: number): void;
   /** Empties the eventfd. */
   drain(fd: number): void;
+  /** Closes a descriptor that `open` or `eventfd` gave. */
   close(fd: number): void;
 }
 

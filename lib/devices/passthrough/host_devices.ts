@@ -10,10 +10,15 @@ import { Speed, type SpeedValue } from "../../protocol/constants.ts";
 
 /** An interface of the active configuration of a host device. */
 export interface HostInterface {
+  /** sysfs `bInterfaceNumber`: the interface's number in the configuration. */
   bInterfaceNumber: number;
+  /** sysfs `bAlternateSetting`: the alternate setting in use; 0 when unreadable. */
   bAlternateSetting: number;
+  /** sysfs `bInterfaceClass`: the class code (USB 2.0 table 9-12); 0 when unreadable. */
   bInterfaceClass: number;
+  /** sysfs `bInterfaceSubClass`: the subclass code; 0 when unreadable. */
   bInterfaceSubClass: number;
+  /** sysfs `bInterfaceProtocol`: the protocol code; 0 when unreadable. */
   bInterfaceProtocol: number;
   /** The kernel driver bound to the interface (`usbfs` while a program claims it). */
   driver?: string;
@@ -23,22 +28,35 @@ export interface HostInterface {
 export interface HostDevice {
   /** The kernel's name for the device, e.g. `2-1` or `1-1.4`. */
   busid: string;
+  /** sysfs `busnum`: the host bus the device is on (the `BBB` of its device node). */
   busnum: number;
+  /** sysfs `devnum`: the device's address on that bus (the `DDD` of its device node). */
   devnum: number;
+  /** sysfs `idVendor`: the vendor ID of the device descriptor. */
   idVendor: number;
+  /** sysfs `idProduct`: the product ID of the device descriptor. */
   idProduct: number;
+  /** sysfs `bcdDevice`: the device release number in BCD; 0 when unreadable. */
   bcdDevice: number;
+  /** sysfs `bDeviceClass`: the device class code (USB 2.0 table 9-8); 0 when unreadable. */
   bDeviceClass: number;
+  /** sysfs `bDeviceSubClass`: the device subclass code; 0 when unreadable. */
   bDeviceSubClass: number;
+  /** sysfs `bDeviceProtocol`: the device protocol code; 0 when unreadable. */
   bDeviceProtocol: number;
+  /** The speed `speedText` names, `Speed.UNKNOWN` for one it does not. */
   speed: SpeedValue;
   /** sysfs `speed` as written there, in Mb/s: `1.5`, `12`, `480`, `5000`, ... */
   speedText: string;
   /** The active `bConfigurationValue`; 0 while unconfigured. */
   bConfigurationValue: number;
+  /** sysfs `bNumConfigurations`: how many configurations the device has; 0 when unreadable. */
   bNumConfigurations: number;
+  /** sysfs `manufacturer`: the manufacturer string, when the device has one. */
   manufacturer?: string;
+  /** sysfs `product`: the product string, when the device has one. */
   product?: string;
+  /** sysfs `serial`: the serial number string, when the device has one. */
   serial?: string;
   /** The driver bound to the device itself (`usb`, or `usbip-host` when the kernel exports it). */
   driver?: string;

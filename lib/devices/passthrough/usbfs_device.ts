@@ -48,6 +48,8 @@ import {
   type UsbfsOps,
 } from "./_usbfs.ts";
 
+export type { UsbfsOps } from "./_usbfs.ts";
+
 const log = getLogger(["usbipgw", "passthrough"]);
 
 const HUB_SET_PORT_FEATURE = 0x23;

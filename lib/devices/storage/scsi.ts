@@ -61,8 +61,11 @@ export const SenseKey = {
 
 /** A sense key with its additional sense code and qualifier. */
 export interface Sense {
+  /** The sense key, one of `SenseKey`: 0x5 ILLEGAL REQUEST, 0x6 UNIT ATTENTION, ... */
   readonly key: number;
+  /** The additional sense code (ASC), e.g. 0x3a MEDIUM NOT PRESENT. */
   readonly asc: number;
+  /** The additional sense code qualifier (ASCQ), which refines `asc`. */
   readonly ascq: number;
 }
 
@@ -144,6 +147,7 @@ export interface CommandContext {
 
 /** The identity and shape of a logical unit. */
 export interface LogicalUnitOptions {
+  /** The medium: the image or other store the blocks are read from and written to. */
   backing: StorageBacking;
   /** Logical block size in bytes: 512 or 4096. */
   blockSize: number;
@@ -274,6 +278,7 @@ export class ScsiLogicalUnit {
   readonly blockSize: number;
   /** Logical blocks the medium holds (the image size rounded down to whole blocks). */
   readonly blocks: number;
+  /** Whether the medium is removable (INQUIRY's RMB bit), so that it can be ejected. */
   readonly removable: boolean;
   readonly #inquiry: Uint8Array;
   readonly #serial: string;

@@ -386,6 +386,7 @@ export class MassStorage extends UsbDevice {
     return this.#closing;
   }
 
+  /** Bulk IN and OUT go to the Bulk-Only Transport (CBW, data, CSW); other endpoints stall. */
   protected override handleData(
     t: UsbTransfer,
     ep: EndpointDescriptor,
@@ -395,6 +396,10 @@ export class MassStorage extends UsbDevice {
     return STALL;
   }
 
+  /**
+   * Bulk-Only Mass Storage Reset and Get Max LUN (BOT §3.1, §3.2) to interface 0 of the
+   * active configuration; any other request stalls.
+   */
   protected override handleControl(c: ControlTransfer): MaybePromise<TransferResult> {
     const s = c.setup;
     // The class requests go to interface 0 of the active configuration (BOT §3.1, §3.2).
@@ -422,14 +427,17 @@ export class MassStorage extends UsbDevice {
     super.setHalt(address, halted);
   }
 
+  /** A bus reset drops the command under way: the transport waits for the next CBW. */
   protected override onReset(): void {
     this.#bot.reset();
   }
 
+  /** SET_CONFIGURATION drops the command under way: the transport waits for the next CBW. */
   protected override onConfigurationChanged(_value: number): void {
     this.#bot.reset();
   }
 
+  /** SET_INTERFACE drops the command under way: the transport waits for the next CBW. */
   protected override onInterfaceChanged(_ifnum: number, _alt: number): void {
     this.#bot.reset();
   }
