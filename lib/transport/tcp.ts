@@ -1,6 +1,7 @@
 /**
  * TCP transport on IPv4 and IPv6, with TCP_NODELAY and keep-alive on every connection so that
- * a request/response round trip is not held back by Nagle's algorithm (USBIP.md), and a
+ * a request/response round trip is not held back by Nagle's algorithm (as the usbip tool's usbip_net_set_nodelay in
+ * tools/usb/usbip/src/usbip_network.c), and a
  * client that vanished is given up in seconds rather than hours.
  *
  * @module

@@ -1,5 +1,5 @@
 // Interop tests: the real Linux USB/IP client (vhci-hcd + Debian's usbip) against usbipgw,
-// each scenario in its own QEMU guest (rig.ts; RIG.md). Run one alone with
+// each scenario in its own QEMU guest (rig.ts; tests/interop/README.md). Run one alone with
 // `deno test -A tests/interop/interop_test.ts --filter <scenario>`.
 
 import {

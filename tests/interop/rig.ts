@@ -1,5 +1,5 @@
 // The QEMU interop rig: boots Debian's own kernel with the real Linux USB/IP client (vhci-hcd +
-// usbip) and runs one guest scenario per VM (recipe: /work/shared/RIG.md).
+// usbip) and runs one guest scenario per VM (tests/interop/README.md).
 
 import { makeTestPki } from "../transport/_certs.ts";
 
@@ -271,7 +271,8 @@ function _which(tool: string): string | null {
   return null;
 }
 
-/** Whether KVM can boot a stock kernel here (RIG.md: only with kvm_intel or kvm_amd). */
+/** Whether KVM can boot a stock kernel here (only with kvm_intel or kvm_amd: a nested
+ * hypervisor without them offers /dev/kvm that cannot boot a stock kernel). */
 export function kvmUsable(): boolean {
   for (const m of ["/sys/module/kvm_intel", "/sys/module/kvm_amd"]) {
     try {

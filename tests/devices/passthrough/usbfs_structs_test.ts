@@ -1,5 +1,5 @@
 // Tests of the usbfs struct codecs, ioctl numbers and errno mapping (<linux/usbdevice_fs.h>,
-// x86_64 layout as in PLATFORM.md).
+// x86_64 layout of include/uapi/linux/usbdevice_fs.h).
 import { assertEquals, assertThrows } from "@std/assert";
 import {
   CTRLTRANSFER_SIZE,
@@ -55,7 +55,7 @@ Deno.test("the ioctl numbers are the _IOC encodings of usbdevice_fs.h", () => {
     USBDEVFS_DISCONNECT_CLAIM: ioc(2, 27, DISCONNECT_CLAIM_SIZE),
     USBDEVFS_GET_SPEED: ioc(0, 31, 0),
   });
-  // The values PLATFORM.md lists.
+  // The values _IOR/_IOW make on x86_64 (include/uapi/asm-generic/ioctl.h), as strace prints them.
   assertEquals(Ioctl.USBDEVFS_SUBMITURB, 0x8038550a);
   assertEquals(Ioctl.USBDEVFS_DISCONNECT_CLAIM, 0x8108551b);
 });

@@ -1,6 +1,6 @@
 #!/bin/sh
 # /init of the interop rig's initramfs (busybox sh): mounts the 9p shares, runs the scenario
-# named by rig.scenario= on the kernel command line, reports, powers off (RIG.md).
+# named by rig.scenario= on the kernel command line, reports, powers off (tests/interop/README.md).
 
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu

@@ -21,7 +21,7 @@ GZ_BUSID=1-1
 GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK --device gadget-zero:busid=1-1 \
 --device keyboard:busid=1-2,socket=$KBD_SOCK,text=hello \
 --rule allow:transport=tcp,source=127.0.0.0/8,busid=1-1|1-2"
-# testusb parameters of RIG.md: 100 iterations of 512 bytes varied by 421, 32 sg entries;
+# testusb parameters (tests/interop/README.md): 100 iterations of 512 bytes varied by 421, 32 sg entries;
 # the bulk throughput tests 27/28 move 64 x 32 x 16 KiB = 32 MiB each. The variable-length
 # READ tests 4 and 8 vary by whole packets (512..2048 bytes): Gadget Zero always sends
 # full 512-byte packets, so a read of 421 bytes babbles (EOVERFLOW), on the kernel's own
@@ -327,7 +327,7 @@ rig_testusb() {
 	[ "$_status" = pass ]
 }
 
-# rig_testusb_suite LABEL DEVNODE TESTS...: runs each test with RIG.md's parameters; prints
+# rig_testusb_suite LABEL DEVNODE TESTS...: runs each test with the parameters above; prints
 # the tests that did not pass (empty when all passed).
 rig_testusb_suite() {
 	_sl=$1 _sd=$2
