@@ -7,8 +7,7 @@
  * @example A device's descriptor, then data through the session
  * ```ts
  * import { assert } from "@std/assert";
- * import { GadgetZero } from "./mod.ts";
- * import { DescriptorType } from "./mod.ts";
+ * import { DescriptorType, GadgetZero, Request } from "./mod.ts";
  * import { getDescriptor, importInMemory } from "./testing.ts";
  *
  * const gz = new GadgetZero();
@@ -18,7 +17,9 @@
  * const { channel, close } = await importInMemory(new GadgetZero());
  * const config = await channel.submit({
  *   ep: 0, dirIn: false,
- *   setup: { bmRequestType: 0, bRequest: 9, wValue: 3, wIndex: 0, wLength: 0 },
+ *   setup: {
+ *     bmRequestType: 0, bRequest: Request.SET_CONFIGURATION, wValue: 3, wIndex: 0, wLength: 0,
+ *   },
  * }).done;
  * assert(config.status === 0);
  * const bulk = await channel.submit({ ep: 1, dirIn: true, length: 512 }).done;

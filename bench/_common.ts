@@ -1,6 +1,6 @@
 // Shared pieces of the benchmark (bench/main.ts): sockets, the gateway and baseline processes,
 // /proc readings (RSS, CPU time), the USB/IP requests the clients send, and latency histograms.
-import { encodeSetupPacket, TransferFlags } from "../mod.ts";
+import { encodeSetupPacket, Request, TransferFlags } from "../mod.ts";
 import { encodeCmdSubmit, encodeOpReqImport } from "../protocol.ts";
 
 /** The USB/IP URB header size, also the raw baseline's header size. */
@@ -245,7 +245,7 @@ function setConfiguration(devid: number, value: number): Uint8Array {
     interval: 0,
     setup: encodeSetupPacket({
       bmRequestType: 0,
-      bRequest: 9,
+      bRequest: Request.SET_CONFIGURATION,
       wValue: value,
       wIndex: 0,
       wLength: 0,

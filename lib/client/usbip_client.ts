@@ -9,6 +9,7 @@
 
 import {
   DEFAULT_LIMITS,
+  Direction,
   OpStatus,
   TransferFlags,
   type UsbipLimits,
@@ -31,7 +32,7 @@ import {
   type RetUnlink,
   type SubmittedUrb,
 } from "../protocol/urb_messages.ts";
-import { encodeSetupPacket, type SetupPacket } from "../devices/setup_packet.ts";
+import { encodeSetupPacket, RequestType, type SetupPacket } from "../devices/setup_packet.ts";
 import type { Connection } from "../transport/connection.ts";
 
 /** Names of op status values, for messages. */
@@ -296,7 +297,7 @@ export class UrbChannel {
       kind: "cmd_submit",
       seqnum,
       devid: this.devid,
-      direction: o.dirIn ? 1 : 0,
+      direction: o.dirIn ? Direction.USBIP_DIR_IN : Direction.USBIP_DIR_OUT,
       ep: o.ep,
       transferFlags: (o.transferFlags ?? 0) | (o.dirIn ? TransferFlags.URB_DIR_IN : 0),
       transferBufferLength: length,
@@ -320,7 +321,7 @@ export class UrbChannel {
 
   /** Submits a control transfer on ep0 and waits for it. */
   control(setup: SetupPacket, data?: Uint8Array): Promise<RetSubmit> {
-    const dirIn = (setup.bmRequestType & 0x80) !== 0;
+    const dirIn = (setup.bmRequestType & RequestType.DIR_IN) !== 0;
     const o: SubmitOptions = {
       ep: 0,
       dirIn,
@@ -350,7 +351,8 @@ export class UrbChannel {
       kind: "cmd_unlink",
       seqnum: own,
       devid: this.devid,
-      direction: 0,
+      // direction and ep 0, as Linux vhci_tx.c (vhci_send_cmd_unlink) leaves them.
+      direction: Direction.USBIP_DIR_OUT,
       ep: 0,
       unlinkSeqnum: seqnum,
     })).catch(() => {});

@@ -9,7 +9,7 @@
 import { Speed } from "../protocol/constants.ts";
 import { Notifier } from "../util/wait.ts";
 import { type CharBackend, PARITY_NAMES, STOP_BITS } from "../backends/char/mod.ts";
-import type { ConfigurationDescriptor, UsbDescriptors } from "./descriptors.ts";
+import { type ConfigurationDescriptor, TransferType, type UsbDescriptors } from "./descriptors.ts";
 import { RequestType } from "./setup_packet.ts";
 import {
   CANCELLED,
@@ -194,8 +194,6 @@ const DATA_IF = 1;
 const EP_NOTIFY = 0x83;
 const EP_IN = 0x81;
 const EP_OUT = 0x02;
-const BULK = 2;
-const INTERRUPT = 3;
 const CLASS_OUT = RequestType.TYPE_CLASS | RequestType.RECIPIENT_INTERFACE;
 const CLASS_IN = RequestType.DIR_IN | CLASS_OUT;
 const DEFAULT_LINE_CODING: LineCoding = {
@@ -227,7 +225,7 @@ function _configuration(speed: "high" | "full"): ConfigurationDescriptor {
       extra: acmFunctionalDescriptors(COMM_IF, DATA_IF),
       endpoints: [{
         bEndpointAddress: EP_NOTIFY,
-        bmAttributes: INTERRUPT,
+        bmAttributes: TransferType.INTERRUPT,
         wMaxPacketSize: 16,
         // 32 ms, as Linux's f_acm: 2^(9-1) microframes at high speed.
         bInterval: high ? 9 : 32,
@@ -241,13 +239,13 @@ function _configuration(speed: "high" | "full"): ConfigurationDescriptor {
       endpoints: [
         {
           bEndpointAddress: EP_IN,
-          bmAttributes: BULK,
+          bmAttributes: TransferType.BULK,
           wMaxPacketSize: high ? 512 : 64,
           bInterval: 0,
         },
         {
           bEndpointAddress: EP_OUT,
-          bmAttributes: BULK,
+          bmAttributes: TransferType.BULK,
           wMaxPacketSize: high ? 512 : 64,
           bInterval: 0,
         },
@@ -301,13 +299,16 @@ export function cdcAcmDescriptors(
  * ```ts
  * import { CdcAcm } from "./cdc_acm.ts";
  * import { openCharBackend } from "../backends/char/mod.ts";
+ * import { Request } from "./setup_packet.ts";
  * const backend = await openCharBackend("loopback");
  * const acm = new CdcAcm({ backend });
  * const signal = new AbortController().signal;
  * const base = { shortNotOk: false, zeroPacket: false, isoPackets: [], signal };
  * await acm.submit({ ...base, endpoint: 0, dirIn: false, type: "control", length: 0,
  *   data: new Uint8Array(0),
- *   setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 } });
+ *   setup: {
+ *     bmRequestType: 0, bRequest: Request.SET_CONFIGURATION, wValue: 1, wIndex: 0, wLength: 0,
+ *   } });
  * await acm.submit({ ...base, endpoint: 0, dirIn: false, type: "control", length: 7,
  *   data: new Uint8Array([0, 194, 1, 0, 0, 0, 8]),
  *   setup: { bmRequestType: 0x21, bRequest: 0x20, wValue: 0, wIndex: 0, wLength: 7 } });

@@ -9,7 +9,7 @@
 
 import { Speed } from "../protocol/constants.ts";
 import { type CharBackend, PARITY_NAMES, STOP_BITS } from "../backends/char/mod.ts";
-import type { UsbDescriptors } from "./descriptors.ts";
+import { TransferType, type UsbDescriptors } from "./descriptors.ts";
 import { RequestType } from "./setup_packet.ts";
 import {
   CANCELLED,
@@ -233,8 +233,18 @@ export function ftdiDescriptors(options: { serial?: string } = {}): UsbDescripto
         bInterfaceProtocol: 0xff,
         iInterface: "FT232R USB UART",
         endpoints: [
-          { bEndpointAddress: EP_IN, bmAttributes: 2, wMaxPacketSize: MAX_PACKET, bInterval: 0 },
-          { bEndpointAddress: EP_OUT, bmAttributes: 2, wMaxPacketSize: MAX_PACKET, bInterval: 0 },
+          {
+            bEndpointAddress: EP_IN,
+            bmAttributes: TransferType.BULK,
+            wMaxPacketSize: MAX_PACKET,
+            bInterval: 0,
+          },
+          {
+            bEndpointAddress: EP_OUT,
+            bmAttributes: TransferType.BULK,
+            wMaxPacketSize: MAX_PACKET,
+            bInterval: 0,
+          },
         ],
       }],
     }],
@@ -294,13 +304,16 @@ export function ftdiDataCapacity(length: number): number {
  * ```ts
  * import { FtdiSerial } from "./ftdi.ts";
  * import { openCharBackend } from "../backends/char/mod.ts";
+ * import { Request } from "./setup_packet.ts";
  * const backend = await openCharBackend("loopback");
  * const ftdi = new FtdiSerial({ backend });
  * const signal = new AbortController().signal;
  * const base = { data: new Uint8Array(0), shortNotOk: false, zeroPacket: false,
  *   isoPackets: [], signal };
  * await ftdi.submit({ ...base, endpoint: 0, dirIn: false, type: "control", length: 0,
- *   setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 } });
+ *   setup: {
+ *     bmRequestType: 0, bRequest: Request.SET_CONFIGURATION, wValue: 1, wIndex: 0, wLength: 0,
+ *   } });
  * const r = await ftdi.submit({ ...base, endpoint: 1, dirIn: true, type: "bulk", length: 64 });
  * console.assert(r.data?.join() === "177,96");
  * await backend.close();

@@ -11,7 +11,12 @@
 
 import { Speed, type SpeedValue } from "../protocol/constants.ts";
 import { Notifier } from "../util/wait.ts";
-import type { ConfigurationDescriptor, EndpointDescriptor, UsbDescriptors } from "./descriptors.ts";
+import {
+  type ConfigurationDescriptor,
+  type EndpointDescriptor,
+  TransferType,
+  type UsbDescriptors,
+} from "./descriptors.ts";
 import { RequestType } from "./setup_packet.ts";
 import {
   CANCELLED,
@@ -52,27 +57,35 @@ export const GADGET_ZERO = {
   REQ_CONTROL_READ: 0x5c,
 } as const;
 
-const BULK = 2;
-const ISOCHRONOUS = 1;
 const VENDOR_OUT = RequestType.TYPE_VENDOR;
 const VENDOR_IN = RequestType.DIR_IN | RequestType.TYPE_VENDOR;
 
 function endpoints(bulkMax: number, iso?: { max: number; interval: number }): EndpointDescriptor[] {
   const eps: EndpointDescriptor[] = [
-    { bEndpointAddress: 0x81, bmAttributes: BULK, wMaxPacketSize: bulkMax, bInterval: 0 },
-    { bEndpointAddress: 0x01, bmAttributes: BULK, wMaxPacketSize: bulkMax, bInterval: 0 },
+    {
+      bEndpointAddress: 0x81,
+      bmAttributes: TransferType.BULK,
+      wMaxPacketSize: bulkMax,
+      bInterval: 0,
+    },
+    {
+      bEndpointAddress: 0x01,
+      bmAttributes: TransferType.BULK,
+      wMaxPacketSize: bulkMax,
+      bInterval: 0,
+    },
   ];
   if (iso) {
     eps.push(
       {
         bEndpointAddress: 0x82,
-        bmAttributes: ISOCHRONOUS,
+        bmAttributes: TransferType.ISOCHRONOUS,
         wMaxPacketSize: iso.max,
         bInterval: iso.interval,
       },
       {
         bEndpointAddress: 0x02,
-        bmAttributes: ISOCHRONOUS,
+        bmAttributes: TransferType.ISOCHRONOUS,
         wMaxPacketSize: iso.max,
         bInterval: iso.interval,
       },
@@ -195,8 +208,11 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  * @example Reading from the source endpoint
  * ```ts
  * import { GadgetZero } from "./gadget_zero.ts";
+ * import { Request } from "./setup_packet.ts";
  * const gz = new GadgetZero({ pattern: 1 });
- * const setConfig = { bmRequestType: 0, bRequest: 9, wValue: 3, wIndex: 0, wLength: 0 };
+ * const setConfig = {
+ *   bmRequestType: 0, bRequest: Request.SET_CONFIGURATION, wValue: 3, wIndex: 0, wLength: 0,
+ * };
  * const signal = new AbortController().signal;
  * const base = { data: new Uint8Array(0), shortNotOk: false, zeroPacket: false, isoPackets: [], signal };
  * await gz.submit({ ...base, endpoint: 0, dirIn: false, type: "control", length: 0, setup: setConfig });

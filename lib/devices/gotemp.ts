@@ -172,12 +172,15 @@ const defaultClock = () => performance.timeOrigin + performance.now();
  * @example Reading one report
  * ```ts
  * import { GoTemp } from "./gotemp.ts";
+ * import { Request } from "./setup_packet.ts";
  * let now = 0;
  * const dev = new GoTemp({ now: () => now });
  * const signal = new AbortController().signal;
  * const base = { data: new Uint8Array(0), shortNotOk: false, zeroPacket: false, isoPackets: [], signal };
  * await dev.submit({ ...base, endpoint: 0, dirIn: false, type: "control", length: 0,
- *   setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 } });
+ *   setup: {
+ *     bmRequestType: 0, bRequest: Request.SET_CONFIGURATION, wValue: 1, wIndex: 0, wLength: 0,
+ *   } });
  * now = 100;
  * const r = await dev.submit({ ...base, endpoint: 1, dirIn: true, type: "interrupt", length: 8 });
  * console.assert(r.data?.join() === "1,0,192,10,0,0,0,0");

@@ -9,7 +9,7 @@
 
 import { Notifier } from "../util/wait.ts";
 import type { SpeedValue } from "../protocol/constants.ts";
-import type { UsbDescriptors } from "./descriptors.ts";
+import { TransferType, type UsbDescriptors } from "./descriptors.ts";
 import { Request, RequestType } from "./setup_packet.ts";
 import {
   CANCELLED,
@@ -44,7 +44,6 @@ export const HidProtocol = { BOOT: 0, REPORT: 1 } as const;
 
 const INTERFACE = 0;
 const ENDPOINT_IN = 0x81;
-const INTERRUPT = 3;
 const CLASS_IN = RequestType.DIR_IN | RequestType.TYPE_CLASS | RequestType.RECIPIENT_INTERFACE;
 const CLASS_OUT = RequestType.TYPE_CLASS | RequestType.RECIPIENT_INTERFACE;
 const STANDARD_INTERFACE_IN = RequestType.DIR_IN | RequestType.RECIPIENT_INTERFACE;
@@ -128,7 +127,7 @@ export function hidDeviceDescriptors(shape: HidDeviceShape): UsbDescriptors {
         extra: [hidDescriptor(shape.reportDescriptor.length)],
         endpoints: [{
           bEndpointAddress: ENDPOINT_IN,
-          bmAttributes: INTERRUPT,
+          bmAttributes: TransferType.INTERRUPT,
           wMaxPacketSize: shape.maxPacketSize,
           bInterval: 10,
         }],

@@ -165,11 +165,14 @@ function _sameReport(a: Uint8Array, b: Uint8Array): boolean {
  * @example Typing into a configured keyboard
  * ```ts
  * import { HidKeyboard } from "./keyboard.ts";
+ * import { Request } from "./setup_packet.ts";
  * const kbd = new HidKeyboard();
  * const signal = new AbortController().signal;
  * const base = { data: new Uint8Array(0), shortNotOk: false, zeroPacket: false, isoPackets: [], signal };
  * await kbd.submit({ ...base, endpoint: 0, dirIn: false, type: "control", length: 0,
- *   setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 } });
+ *   setup: {
+ *     bmRequestType: 0, bRequest: Request.SET_CONFIGURATION, wValue: 1, wIndex: 0, wLength: 0,
+ *   } });
  * const typed = kbd.type("A");
  * const read = () => kbd.submit({ ...base, endpoint: 1, dirIn: true, type: "interrupt", length: 8 });
  * const press = await read();

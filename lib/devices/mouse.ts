@@ -359,11 +359,14 @@ function _step(remaining: number): number {
  * @example Moving a configured mouse
  * ```ts
  * import { HidMouse } from "./mouse.ts";
+ * import { Request } from "./setup_packet.ts";
  * const mouse = new HidMouse();
  * const signal = new AbortController().signal;
  * const base = { data: new Uint8Array(0), shortNotOk: false, zeroPacket: false, isoPackets: [], signal };
  * await mouse.submit({ ...base, endpoint: 0, dirIn: false, type: "control", length: 0,
- *   setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 } });
+ *   setup: {
+ *     bmRequestType: 0, bRequest: Request.SET_CONFIGURATION, wValue: 1, wIndex: 0, wLength: 0,
+ *   } });
  * const moved = mouse.move(10, -5);
  * const r = await mouse.submit({ ...base, endpoint: 1, dirIn: true, type: "interrupt", length: 4 });
  * console.assert(r.data?.join() === "0,10,251,0");

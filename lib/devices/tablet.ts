@@ -91,11 +91,14 @@ function _coordinate(n: number): number {
  * @example Pointing at the middle of the screen
  * ```ts
  * import { HidTablet } from "./tablet.ts";
+ * import { Request } from "./setup_packet.ts";
  * const tablet = new HidTablet();
  * const signal = new AbortController().signal;
  * const base = { data: new Uint8Array(0), shortNotOk: false, zeroPacket: false, isoPackets: [], signal };
  * await tablet.submit({ ...base, endpoint: 0, dirIn: false, type: "control", length: 0,
- *   setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 } });
+ *   setup: {
+ *     bmRequestType: 0, bRequest: Request.SET_CONFIGURATION, wValue: 1, wIndex: 0, wLength: 0,
+ *   } });
  * const moved = tablet.moveTo(0.5, 0.5);
  * const r = await tablet.submit({ ...base, endpoint: 1, dirIn: true, type: "interrupt", length: 8 });
  * console.assert(r.data?.join() === "0,0,64,0,64");

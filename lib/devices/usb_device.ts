@@ -180,6 +180,7 @@ const PORT_RESET = 4;
  * @example A device with only descriptors stalls everything but standard requests
  * ```ts
  * import { UsbDevice } from "./usb_device.ts";
+ * import { Request, RequestType } from "./setup_packet.ts";
  * class Blank extends UsbDevice {}
  * const dev = new Blank({
  *   device: { bcdUSB: 0x200, bDeviceClass: 0, bDeviceSubClass: 0, bDeviceProtocol: 0,
@@ -187,7 +188,8 @@ const PORT_RESET = 4;
  *   configurations: [{ bConfigurationValue: 1, bmAttributes: 0x80, bMaxPower: 50, interfaces: [] }],
  * }, 2);
  * const r = await dev.submit({ endpoint: 0, dirIn: true, type: "control", length: 1,
- *   setup: { bmRequestType: 0x80, bRequest: 8, wValue: 0, wIndex: 0, wLength: 1 },
+ *   setup: { bmRequestType: RequestType.DIR_IN, bRequest: Request.GET_CONFIGURATION, wValue: 0,
+ *     wIndex: 0, wLength: 1 },
  *   data: new Uint8Array(0), shortNotOk: false, zeroPacket: false, isoPackets: [],
  *   signal: new AbortController().signal });
  * console.assert(r.status === "ok" && r.data?.[0] === 0);

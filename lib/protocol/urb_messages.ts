@@ -6,7 +6,13 @@
  * @module
  */
 
-import { DEFAULT_LIMITS, UrbCommandCode, type UsbipLimits, WireSize } from "./constants.ts";
+import {
+  DEFAULT_LIMITS,
+  Direction,
+  UrbCommandCode,
+  type UsbipLimits,
+  WireSize,
+} from "./constants.ts";
 import { UsbipProtocolError } from "./protocol_error.ts";
 
 /**
@@ -18,7 +24,7 @@ export interface UrbHeaderBasic {
   seqnum: number;
   /** `busnum << 16 | devnum`. */
   devid: number;
-  /** 0 OUT, 1 IN. */
+  /** {@linkcode Direction}: 0 OUT, 1 IN. */
   direction: number;
   /** Endpoint number without the direction bit, 0..15. */
   ep: number;
@@ -170,7 +176,7 @@ function decodeBasic(b: Uint8Array, command: number): UrbHeaderBasic {
   const v = view(b);
   const direction = v.getUint32(0x0c);
   const ep = v.getUint32(0x10);
-  if (direction > 1) {
+  if (direction !== Direction.USBIP_DIR_OUT && direction !== Direction.USBIP_DIR_IN) {
     throw new UsbipProtocolError(frame, "direction", `is ${direction}, expected 0 or 1`);
   }
   if (ep > 15) throw new UsbipProtocolError(frame, "ep", `is ${ep}, expected 0..15`);
@@ -234,7 +240,7 @@ export function isoPacketCount(
  * The bytes that follow a CMD_SUBMIT header: the OUT data, then `isoPackets` descriptors.
  */
 export function cmdSubmitBodyLength(h: CmdSubmitHeader, isoPackets: number): number {
-  return (h.direction === 0 ? h.transferBufferLength : 0) + isoPackets * ISO;
+  return (h.direction === Direction.USBIP_DIR_OUT ? h.transferBufferLength : 0) + isoPackets * ISO;
 }
 
 function decodeIsoDescriptors(b: Uint8Array, count: number): IsoPacketDescriptor[] {
@@ -250,6 +256,27 @@ function decodeIsoDescriptors(b: Uint8Array, count: number): IsoPacketDescriptor
     };
   }
   return packets;
+}
+
+/**
+ * The `count` ISO descriptors that follow `dataLength` bytes of data in the body of `frame`
+ * (CMD_SUBMIT or RET_SUBMIT), after checking that the body holds both.
+ */
+function bodyIsoDescriptors(
+  frame: string,
+  body: Uint8Array,
+  dataLength: number,
+  count: number,
+): IsoPacketDescriptor[] {
+  const expected = dataLength + count * ISO;
+  if (body.length < expected) {
+    throw new UsbipProtocolError(
+      frame,
+      "length",
+      `body is ${body.length} bytes, expected ${expected}`,
+    );
+  }
+  return decodeIsoDescriptors(body.subarray(dataLength), count);
 }
 
 function putIsoDescriptors(v: DataView, at: number, packets: readonly IsoPacketDescriptor[]) {
@@ -272,15 +299,8 @@ export function decodeCmdSubmitBody(
   body: Uint8Array,
   isoPackets: number,
 ): CmdSubmit {
-  const dataLength = h.direction === 0 ? h.transferBufferLength : 0;
-  if (body.length < dataLength + isoPackets * ISO) {
-    throw new UsbipProtocolError(
-      "CMD_SUBMIT",
-      "length",
-      `body is ${body.length} bytes, expected ${dataLength + isoPackets * ISO}`,
-    );
-  }
-  const packets = decodeIsoDescriptors(body.subarray(dataLength), isoPackets);
+  const dataLength = h.direction === Direction.USBIP_DIR_OUT ? h.transferBufferLength : 0;
+  const packets = bodyIsoDescriptors("CMD_SUBMIT", body, dataLength, isoPackets);
   let sum = 0;
   for (const [i, p] of packets.entries()) {
     if (p.offset + p.length > h.transferBufferLength) {
@@ -331,7 +351,7 @@ export function decodeCmdSubmit(
 
 /** Encodes CMD_SUBMIT: header, OUT data, ISO descriptors, in one buffer. */
 export function encodeCmdSubmit(m: CmdSubmit): Uint8Array {
-  const dataLength = m.direction === 0 ? m.transferBufferLength : 0;
+  const dataLength = m.direction === Direction.USBIP_DIR_OUT ? m.transferBufferLength : 0;
   if (m.data.length !== dataLength) {
     throw new RangeError(
       `Cannot encode CMD_SUBMIT: data is ${m.data.length} bytes, expected ${dataLength}`,
@@ -426,14 +446,7 @@ export function decodeRetSubmitBody(
 ): RetSubmit {
   const dataLength = urb.dirIn ? h.actualLength : 0;
   const n = urb.isochronous ? h.numberOfPackets : 0;
-  if (body.length < dataLength + n * ISO) {
-    throw new UsbipProtocolError(
-      "RET_SUBMIT",
-      "length",
-      `body is ${body.length} bytes, expected ${dataLength + n * ISO}`,
-    );
-  }
-  const packets = decodeIsoDescriptors(body.subarray(dataLength), n);
+  const packets = bodyIsoDescriptors("RET_SUBMIT", body, dataLength, n);
   if (urb.isochronous) {
     let sum = 0;
     for (const [i, p] of packets.entries()) {

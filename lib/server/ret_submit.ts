@@ -40,7 +40,7 @@
  * @module
  */
 
-import { UrbStatus } from "../protocol/constants.ts";
+import { Direction, UrbStatus } from "../protocol/constants.ts";
 import { type IsoPacketDescriptor, packIsoData, type RetSubmit } from "../protocol/urb_messages.ts";
 import type { TransferResult, TransferStatus, UsbTransfer } from "../devices/usb_device.ts";
 
@@ -85,15 +85,18 @@ export function urbCompletion(t: SubmittedTransfer, r: TransferResult): UrbCompl
   return complete(short ? UrbStatus.EREMOTEIO : status, data.length, data);
 }
 
+/**
+ * The `devid`, `direction` and `ep` of a RET_SUBMIT or RET_UNLINK: all 0, as Linux stub_tx.c
+ * (setup_base_pdu) sends them; vhci matches a reply on its seqnum alone.
+ */
+export const RET_HEADER_BASIC = { devid: 0, direction: Direction.USBIP_DIR_OUT, ep: 0 } as const;
+
 /** The RET_SUBMIT that answers URB `seqnum` with `c`. */
 export function retSubmitOf(seqnum: number, c: UrbCompletion): RetSubmit {
   return {
     kind: "ret_submit",
     seqnum,
-    // devid, direction and ep 0, as stub_tx.c (setup_base_pdu): vhci matches on seqnum alone.
-    devid: 0,
-    direction: 0,
-    ep: 0,
+    ...RET_HEADER_BASIC,
     status: c.status,
     actualLength: c.actualLength,
     startFrame: 0,

@@ -19,6 +19,7 @@
 import { errorMessage } from "../util/error_message.ts";
 import { getLogger } from "../logtape.ts";
 import {
+  Direction,
   MAX_BIND_MESSAGE_BYTES,
   OpStatus,
   UrbStatus,
@@ -47,7 +48,7 @@ import { NODEV, type TransferResult } from "../devices/usb_device.ts";
 import { type Connection, describePeer } from "../transport/connection.ts";
 import { ReplyWriter } from "../transport/reply_writer.ts";
 import { deviceRecord, type ExportedDevice } from "./exported_device.ts";
-import { retSubmitOf, urbCompletion } from "./ret_submit.ts";
+import { RET_HEADER_BASIC, retSubmitOf, urbCompletion } from "./ret_submit.ts";
 import type { HostDeviceAction, SessionHost, SocketRequest } from "./session_host.ts";
 import { limitReason, type SessionLimits } from "./session_limits.ts";
 import { type PendingUrb, UrbQueues } from "./urb_queues.ts";
@@ -535,7 +536,7 @@ export class Session {
   async #urbPhase(): Promise<void> {
     const dev = this.#exported!.device;
     const isochronous = (ep: number, direction: number) =>
-      ep !== 0 && dev.transferType(ep, direction === 1) === "isochronous";
+      ep !== 0 && dev.transferType(ep, direction === Direction.USBIP_DIR_IN) === "isochronous";
     while (!this.#ended) {
       if (this.#out.pending > this.#pauseBytes) {
         // Back-pressure: a peer that does not read its replies gets no more requests read
@@ -613,13 +614,10 @@ export class Session {
   #unlink(cmd: CmdUnlink): void {
     const status = this.#urbs!.unlink(cmd.unlinkSeqnum);
     if (status !== UrbStatus.OK) this.stats.unlinked++;
-    // devid, direction and ep are 0, as Linux stub_tx.c (setup_base_pdu) sends them.
     this.#send(encodeRetUnlink({
       kind: "ret_unlink",
       seqnum: cmd.seqnum,
-      devid: 0,
-      direction: 0,
-      ep: 0,
+      ...RET_HEADER_BASIC,
       status,
     }));
   }

@@ -12,9 +12,9 @@
  * @module
  */
 
-import { TransferFlags, UrbStatus } from "../protocol/constants.ts";
+import { Direction, TransferFlags, UrbStatus } from "../protocol/constants.ts";
 import type { CmdSubmit } from "../protocol/urb_messages.ts";
-import { decodeSetupPacket } from "../devices/setup_packet.ts";
+import { decodeSetupPacket, RequestType } from "../devices/setup_packet.ts";
 import type {
   MaybePromise,
   TransferResult,
@@ -87,7 +87,9 @@ export class UrbQueues {
   submit(cmd: CmdSubmit): void {
     const dev = this.#device;
     const setup = cmd.ep === 0 ? decodeSetupPacket(cmd.setup) : undefined;
-    const dirIn = setup ? (setup.bmRequestType & 0x80) !== 0 : cmd.direction === 1;
+    const dirIn = setup
+      ? (setup.bmRequestType & RequestType.DIR_IN) !== 0
+      : cmd.direction === Direction.USBIP_DIR_IN;
     const controller = new AbortController();
     const transfer: UsbTransfer = {
       endpoint: cmd.ep,

@@ -32,13 +32,14 @@ export interface InMemoryImport {
  * import { assert } from "@std/assert";
  * import { importInMemory } from "./in_memory.ts";
  * import { GadgetZero } from "../devices/gadget_zero.ts";
- * import { encodeSetupPacket } from "../devices/setup_packet.ts";
+ * import { DescriptorType, Request, RequestType } from "../devices/setup_packet.ts";
  * const { channel, close } = await importInMemory(new GadgetZero());
  * const reply = await channel.submit({
  *   ep: 0, dirIn: true, length: 18,
- *   setup: { bmRequestType: 0x80, bRequest: 6, wValue: 0x0100, wIndex: 0, wLength: 18 },
+ *   setup: { bmRequestType: RequestType.DIR_IN, bRequest: Request.GET_DESCRIPTOR,
+ *     wValue: DescriptorType.DEVICE << 8, wIndex: 0, wLength: 18 },
  * }).done;
- * assert(reply.status === 0 && reply.data[1] === 1);
+ * assert(reply.status === 0 && reply.data[1] === DescriptorType.DEVICE);
  * await close();
  * ```
  */

@@ -1,5 +1,5 @@
 // Writes the polkit action file and the example rules file of lib/polkit/actions.ts into this
-// folder: deno run -A packaging/polkit/generate.ts  (tests/policy/polkit_test.ts checks that
+// folder: deno run -A packaging/polkit/generate.ts  (tests/polkit/actions_test.ts checks that
 // they are current). "usbipgw install-service" installs the action file as
 // /usr/share/polkit-1/actions/org.usbipgw.policy; the rules file is an example to copy.
 import {

@@ -1,6 +1,7 @@
 // Tests of attachDevice/detachPort/listAttached against a scripted USB/IP server on real
 // sockets and a fake vhci sysfs tree; the attribute writer is wrapped to look at the fd at the
-// moment vhci would take it.
+// moment vhci would take it. A server that cannot be reached is a ClientError "connect" with
+// the transport's ConnectError.
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import {
   attachDevice,
@@ -12,6 +13,9 @@ import {
   VhciMissingError,
 } from "../../lib/client/attach.ts";
 import { socketOption } from "../../lib/client/fd_socket.ts";
+import { ConnectError } from "../../lib/transport/connect_error.ts";
+import { connectTcp } from "../../lib/transport/tcp.ts";
+import { connectUnix } from "../../lib/transport/unix.ts";
 import { SockOpt } from "../../lib/ffi/sockopt.ts";
 import { readPortRecord, writeAttribute } from "../../lib/client/vhci.ts";
 import { encodeOpRepImport, type UsbipDeviceRecord } from "../../lib/protocol/op_messages.ts";
@@ -282,6 +286,50 @@ Deno.test("attachDevice() without a free port or without vhci_hcd", async () => 
   assertEquals(server.connections, before, "no connection without vhci_hcd");
   await Deno.remove(empty);
   await server.close();
+});
+
+Deno.test("attachDevice() to a refused server throws ClientError connect with the same ConnectError", async () => {
+  const tree = await fakeSysfs([controllerPorts(0)]);
+  try {
+    // A port nobody listens on: bound, noted and closed again.
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = listener.addr.port;
+    listener.close();
+    const e = await assertRejects(
+      () =>
+        attachDevice({
+          remote: { transport: "tcp", host: "127.0.0.1", port },
+          busid: "1-1",
+          sysfsRoot: tree.root,
+          stateDir: null,
+        }),
+      ClientError,
+    );
+    assertEquals(e.reason, "connect");
+    assert(e.cause instanceof ConnectError, "the cause is the transport's ConnectError");
+    assertEquals(e.cause.failure, "refused");
+    assertEquals(
+      e.message,
+      `Cannot connect to 127.0.0.1:${port}: connection refused (ECONNREFUSED); is the gateway running?`,
+    );
+    const direct = await assertRejects(() => connectTcp("127.0.0.1", port), ConnectError);
+    assertEquals(e.message, direct.message, "both paths word it alike");
+    const dir = await Deno.makeTempDir();
+    const u = await assertRejects(
+      () =>
+        attachDevice({
+          remote: { transport: "unix", path: `${dir}/gw.sock` },
+          busid: "1-1",
+          sysfsRoot: tree.root,
+          stateDir: null,
+        }),
+      ClientError,
+    );
+    await Deno.remove(dir);
+    assertEquals(u.message, (await connectUnix(`${dir}/gw.sock`).catch((x) => x)).message);
+  } finally {
+    await tree.remove();
+  }
 });
 
 Deno.test("attachDevice() over a unix socket records unix:PATH", async () => {

@@ -15,7 +15,14 @@ import {
   encodeCmdSubmit,
   retSubmitBodyLength,
 } from "../../lib/protocol/urb_messages.ts";
-import { encodeSetupPacket } from "../../mod.ts";
+import {
+  DescriptorType,
+  encodeSetupPacket,
+  Request,
+  RequestType,
+  TransferFlags,
+} from "../../mod.ts";
+import { Direction } from "../../protocol.ts";
 import { makeTestPki, opensslProblem, type TestPki, tlsServeFlags } from "../transport/_certs.ts";
 import { startTlsGateway } from "../e2e/_gateway.ts";
 import { controllerPorts, fakeSysfs } from "./_vhci_tree.ts";
@@ -62,17 +69,17 @@ async function deviceDescriptor(sock: FdSocket): Promise<Uint8Array> {
       kind: "cmd_submit",
       seqnum: 1,
       devid: 0x10002,
-      direction: 1,
+      direction: Direction.USBIP_DIR_IN,
       ep: 0,
-      transferFlags: 0x200,
+      transferFlags: TransferFlags.URB_DIR_IN,
       transferBufferLength: 18,
       startFrame: 0,
       numberOfPackets: 0,
       interval: 0,
       setup: encodeSetupPacket({
-        bmRequestType: 0x80,
-        bRequest: 6,
-        wValue: 0x0100,
+        bmRequestType: RequestType.DIR_IN,
+        bRequest: Request.GET_DESCRIPTOR,
+        wValue: DescriptorType.DEVICE << 8,
         wIndex: 0,
         wLength: 18,
       }),

@@ -1,6 +1,7 @@
 /** Tests of the emulated CDC-ACM serial port, driven through submit() (CDC 1.2, PSTN 1.2). */
 
 import { assert, assertEquals } from "@std/assert";
+import { DescriptorType } from "../../mod.ts";
 import { openCharBackend } from "../../lib/backends/char/mod.ts";
 import {
   CdcAcm,
@@ -33,12 +34,12 @@ Deno.test("CdcAcm describes an IAD, an ACM communication interface and a data in
   const backend = await openCharBackend("loopback");
   const dev = new CdcAcm({ backend, serial: "S1" });
   assertEquals(dev.speed, Speed.HIGH);
-  const d = (await getDescriptor(dev, 1, 0)).data!;
+  const d = (await getDescriptor(dev, DescriptorType.DEVICE, 0)).data!;
   assertEquals([d[4], d[5], d[6]], [0xef, 0x02, 0x01]);
   assertEquals(d[8]! | (d[9]! << 8), 0x1209);
   assertEquals(d[10]! | (d[11]! << 8), 0x0006);
   assert(d[16] !== 0, "has a serial number string");
-  const parts = split((await getDescriptor(dev, 2, 0)).data!);
+  const parts = split((await getDescriptor(dev, DescriptorType.CONFIGURATION, 0)).data!);
   assertEquals(parts, [
     [9, 2, 75, 0, 2, 1, 0, 0x80, 50],
     [8, 11, 0, 2, 2, 2, 1, 0], // IAD: interfaces 0..1, CDC ACM V.250
@@ -52,15 +53,18 @@ Deno.test("CdcAcm describes an IAD, an ACM communication interface and a data in
     [7, 5, 0x81, 2, 0, 2, 0],
     [7, 5, 0x02, 2, 0, 2, 0],
   ]);
-  const other = split((await getDescriptor(dev, 7, 0)).data!);
+  const other = split(
+    (await getDescriptor(dev, DescriptorType.OTHER_SPEED_CONFIGURATION, 0)).data!,
+  );
   assertEquals(other.at(-1), [7, 5, 0x02, 2, 64, 0, 0]);
-  assertEquals((await getDescriptor(dev, 6, 0)).status, "ok");
+  assertEquals((await getDescriptor(dev, DescriptorType.DEVICE_QUALIFIER, 0)).status, "ok");
   const full = new CdcAcm({ backend, speed: "full", vendorId: 0x1234, productId: 0x5678 });
   assertEquals(full.speed, Speed.FULL);
-  const fd = (await getDescriptor(full, 1, 0)).data!;
+  const fd = (await getDescriptor(full, DescriptorType.DEVICE, 0)).data!;
   assertEquals([fd[8], fd[9], fd[10], fd[11]], [0x34, 0x12, 0x78, 0x56]);
-  assertEquals(split((await getDescriptor(full, 2, 0)).data!)[7], [7, 5, 0x83, 3, 16, 0, 32]);
-  assertEquals((await getDescriptor(full, 6, 0)).status, "stall");
+  const fullConfig = split((await getDescriptor(full, DescriptorType.CONFIGURATION, 0)).data!);
+  assertEquals(fullConfig[7], [7, 5, 0x83, 3, 16, 0, 32]);
+  assertEquals((await getDescriptor(full, DescriptorType.DEVICE_QUALIFIER, 0)).status, "stall");
   await backend.close();
 });
 

@@ -1,6 +1,7 @@
 /** Tests of the emulated FTDI FT232R, driven through submit() (ftdi_sio.c, ftdi_sio.h). */
 
 import { assert, assertEquals } from "@std/assert";
+import { DescriptorType } from "../../mod.ts";
 import { openCharBackend } from "../../lib/backends/char/mod.ts";
 import {
   decodeFtdiBaudRate,
@@ -55,15 +56,15 @@ Deno.test("FtdiSerial describes an FT232R that ftdi_sio recognises", async () =>
   const backend = await openCharBackend("loopback");
   const dev = new FtdiSerial({ backend, serial: "A50285BI" });
   assertEquals(dev.speed, Speed.FULL);
-  const d = (await getDescriptor(dev, 1, 0)).data!;
+  const d = (await getDescriptor(dev, DescriptorType.DEVICE, 0)).data!;
   assertEquals([...d.subarray(8, 14)], [0x03, 0x04, 0x01, 0x60, 0x00, 0x06]);
   assertEquals(d[7], 8);
-  const c = (await getDescriptor(dev, 2, 0)).data!;
+  const c = (await getDescriptor(dev, DescriptorType.CONFIGURATION, 0)).data!;
   assertEquals([...c.subarray(9, 18)].slice(0, 8), [9, 4, 0, 0, 2, 0xff, 0xff, 0xff]);
   assertEquals([...c.subarray(18, 25)], [7, 5, 0x81, 2, 64, 0, 0]);
   assertEquals([...c.subarray(25, 32)], [7, 5, 0x02, 2, 64, 0, 0]);
   const serialIndex = d[16]!;
-  const s = (await getDescriptor(dev, 3, serialIndex)).data!;
+  const s = (await getDescriptor(dev, DescriptorType.STRING, serialIndex)).data!;
   assertEquals(
     String.fromCharCode(...new Uint16Array(s.slice(2).buffer)),
     "A50285BI",

@@ -1,12 +1,12 @@
 // Tests of Gadget Zero against what Linux's usbtest expects of f_sourcesink/f_loopback.
 import { assert, assertEquals } from "@std/assert";
-import { GADGET_ZERO, GadgetZero } from "../../mod.ts";
+import { DescriptorType, GADGET_ZERO, GadgetZero } from "../../mod.ts";
 import { control, data, getDescriptor, setConfiguration } from "./_transfers.ts";
 import { countedAbort } from "../util/_listeners.ts";
 
 Deno.test("Gadget Zero is 0525:a4a0, vendor class, bcdUSB 2.0, with configurations 3 then 2", async () => {
   const gz = new GadgetZero();
-  const d = (await getDescriptor(gz, 1, 0, 18)).data!;
+  const d = (await getDescriptor(gz, DescriptorType.DEVICE, 0, 18)).data!;
   assertEquals([d[2], d[3], d[4], d[8], d[9], d[10], d[11], d[17]], [
     0x00,
     0x02,
@@ -17,14 +17,14 @@ Deno.test("Gadget Zero is 0525:a4a0, vendor class, bcdUSB 2.0, with configuratio
     0xa4,
     2,
   ]);
-  assertEquals((await getDescriptor(gz, 2, 0)).data?.[5], 3);
-  assertEquals((await getDescriptor(gz, 2, 1)).data?.[5], 2);
+  assertEquals((await getDescriptor(gz, DescriptorType.CONFIGURATION, 0)).data?.[5], 3);
+  assertEquals((await getDescriptor(gz, DescriptorType.CONFIGURATION, 1)).data?.[5], 2);
   assertEquals(
-    (await getDescriptor(gz, 6, 0)).data?.length,
+    (await getDescriptor(gz, DescriptorType.DEVICE_QUALIFIER, 0)).data?.length,
     10,
     "a device qualifier for a high-speed device",
   );
-  const other = (await getDescriptor(gz, 7, 0)).data!;
+  const other = (await getDescriptor(gz, DescriptorType.OTHER_SPEED_CONFIGURATION, 0)).data!;
   assertEquals(other[1], 7);
   // Full-speed bulk endpoints in the other-speed configuration: wMaxPacketSize 64.
   assertEquals(other[9 + 9 + 4], 64);
@@ -32,7 +32,7 @@ Deno.test("Gadget Zero is 0525:a4a0, vendor class, bcdUSB 2.0, with configuratio
 
 Deno.test("source/sink alt 1 adds isochronous IN and OUT of 1024 bytes, interval 4", async () => {
   const gz = new GadgetZero();
-  const config = (await getDescriptor(gz, 2, 0)).data!;
+  const config = (await getDescriptor(gz, DescriptorType.CONFIGURATION, 0)).data!;
   const endpoints: number[][] = [];
   for (let o = 0; o < config.length; o += config[o]!) {
     if (config[o + 1] === 5) endpoints.push([...config.subarray(o + 2, o + 7)]);

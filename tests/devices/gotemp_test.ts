@@ -2,6 +2,7 @@
 
 import { assertLess } from "@std/assert";
 import { assertEquals, assertThrows } from "@std/assert";
+import { DescriptorType, HidDescriptorType } from "../../mod.ts";
 import { Speed } from "../../lib/protocol/constants.ts";
 import {
   celsiusToRaw,
@@ -15,6 +16,7 @@ import type { TransferResult } from "../../lib/devices/usb_device.ts";
 import {
   control,
   getDescriptor,
+  interfaceDescriptor,
   interruptIn as interruptInOf,
   setConfiguration,
 } from "./_transfers.ts";
@@ -66,11 +68,12 @@ function near(actual: number, expected: number, tolerance = 1e-7): void {
 Deno.test("device descriptor: full speed, 08f7:0002, Vernier strings", async () => {
   const dev = new GoTemp({ serial: "GT0001" });
   assertEquals(dev.speed, Speed.FULL);
-  const d = bytes(await getDescriptor(dev, 1, 0, 18));
+  const d = bytes(await getDescriptor(dev, DescriptorType.DEVICE, 0, 18));
   assertEquals(d.slice(8, 12), [0xf7, 0x08, 0x02, 0x00]);
   const decode = (b: number[]) =>
     String.fromCharCode(...new Uint16Array(new Uint8Array(b.slice(2)).buffer));
-  const string = async (i: number) => decode(bytes(await getDescriptor(dev, 3, i, 255)));
+  const string = async (i: number) =>
+    decode(bytes(await getDescriptor(dev, DescriptorType.STRING, i, 255)));
   assertEquals(await string(d[14]!), "Vernier Software & Technology");
   assertEquals(await string(d[15]!), "Go! Temp");
   assertEquals(await string(d[16]!), "GT0001");
@@ -78,7 +81,7 @@ Deno.test("device descriptor: full speed, 08f7:0002, Vernier strings", async () 
 
 Deno.test("configuration: one HID interface 3/0/0, HID descriptor, interrupt IN 0x81 of 8", async () => {
   const dev = new GoTemp();
-  const c = bytes(await getDescriptor(dev, 2, 0));
+  const c = bytes(await getDescriptor(dev, DescriptorType.CONFIGURATION, 0));
   assertEquals(c.length, 9 + 9 + 9 + 7);
   assertEquals(c.slice(9, 18), [9, 4, 0, 0, 1, 3, 0, 0, 0]);
   assertEquals(c.slice(18, 27), [
@@ -94,13 +97,7 @@ Deno.test("configuration: one HID interface 3/0/0, HID descriptor, interrupt IN 
   ]);
   assertEquals(c.slice(27), [7, 5, 0x81, 3, 8, 0, 10]);
   await setConfiguration(dev, 1);
-  const report = await control(dev, {
-    bmRequestType: 0x81,
-    bRequest: 6,
-    wValue: 0x2200,
-    wIndex: 0,
-    wLength: 255,
-  });
+  const report = await interfaceDescriptor(dev, HidDescriptorType.REPORT, 0, 255);
   assertEquals(bytes(report), [...GOTEMP_REPORT_DESCRIPTOR]);
   // Vendor page, 8 input bytes and 8 output bytes.
   assertEquals(GOTEMP_REPORT_DESCRIPTOR.slice(0, 3), new Uint8Array([0x06, 0x00, 0xff]));

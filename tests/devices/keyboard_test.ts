@@ -4,10 +4,13 @@ import { assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { Speed } from "../../lib/protocol/constants.ts";
 import { HidKeyboard, type KeyboardLeds } from "../../lib/devices/keyboard.ts";
 import type { TransferResult } from "../../lib/devices/usb_device.ts";
+import { DescriptorType, HidDescriptorType } from "../../mod.ts";
 import {
   classIn,
   classOut,
   control,
+  getDescriptor,
+  interfaceDescriptor,
   interruptIn as interruptInOf,
   setConfiguration,
 } from "./_transfers.ts";
@@ -49,10 +52,6 @@ const SPEC_BOOT_KEYBOARD_REPORT_DESCRIPTOR = [
   ...[0x81, 0x00], // Input (Data, Array): key array (6 bytes)
   0xc0, // End Collection
 ];
-
-function getDescriptor(dev: HidKeyboard, bmRequestType: number, wValue: number, wLength = 255) {
-  return control(dev, { bmRequestType, bRequest: 6, wValue, wIndex: 0, wLength });
-}
 
 const GET_REPORT = 0x01;
 const GET_IDLE = 0x02;
@@ -106,7 +105,7 @@ const RELEASED = [0, 0, 0, 0, 0, 0, 0, 0];
 Deno.test("HidKeyboard is a full-speed device with the pid.codes test IDs", async () => {
   const dev = new HidKeyboard();
   assertEquals(dev.speed, Speed.FULL);
-  const r = await getDescriptor(dev, 0x80, 0x0100, 18);
+  const r = await getDescriptor(dev, DescriptorType.DEVICE, 0, 18);
   assertEquals(
     r.data,
     new Uint8Array([
@@ -116,21 +115,21 @@ Deno.test("HidKeyboard is a full-speed device with the pid.codes test IDs", asyn
       ...[1, 2, 0, 1], // manufacturer, product, no serial, one configuration
     ]),
   );
-  const product = await getDescriptor(dev, 0x80, 0x0302);
+  const product = await getDescriptor(dev, DescriptorType.STRING, 2, 255);
   assertEquals(
     new TextDecoder("utf-16le").decode(product.data!.subarray(2)),
     "Keyboard",
   );
-  const manufacturer = await getDescriptor(dev, 0x80, 0x0301);
+  const manufacturer = await getDescriptor(dev, DescriptorType.STRING, 1, 255);
   assertEquals(new TextDecoder("utf-16le").decode(manufacturer.data!.subarray(2)), "usbipgw");
 });
 
 Deno.test("HidKeyboard takes its vendor, product and serial from its options", async () => {
   const dev = new HidKeyboard({ vendorId: 0x1234, productId: 0xabcd, serial: "KB01" });
-  const r = await getDescriptor(dev, 0x80, 0x0100, 18);
+  const r = await getDescriptor(dev, DescriptorType.DEVICE, 0, 18);
   assertEquals([...r.data!.subarray(8, 12)], [0x34, 0x12, 0xcd, 0xab]);
   assertEquals(r.data![16], 3);
-  const serial = await getDescriptor(dev, 0x80, 0x0303);
+  const serial = await getDescriptor(dev, DescriptorType.STRING, 3, 255);
   assertEquals(new TextDecoder("utf-16le").decode(serial.data!.subarray(2)), "KB01");
   assertEquals(dev.summary().interfaces, [
     { bInterfaceClass: 3, bInterfaceSubClass: 1, bInterfaceProtocol: 1 },
@@ -139,7 +138,7 @@ Deno.test("HidKeyboard takes its vendor, product and serial from its options", a
 
 Deno.test("The configuration has a boot keyboard interface, its HID descriptor and ep 0x81", async () => {
   const dev = new HidKeyboard();
-  const r = await getDescriptor(dev, 0x80, 0x0200);
+  const r = await getDescriptor(dev, DescriptorType.CONFIGURATION, 0, 255);
   assertEquals(
     r.data,
     new Uint8Array([
@@ -153,38 +152,32 @@ Deno.test("The configuration has a boot keyboard interface, its HID descriptor a
 
 Deno.test("GET_DESCRIPTOR(REPORT) to the interface returns HID 1.11's boot keyboard descriptor", async () => {
   const dev = new HidKeyboard();
-  const r = await getDescriptor(dev, 0x81, 0x2200, 0x3f + 0x40);
+  const r = await interfaceDescriptor(dev, HidDescriptorType.REPORT, 0, 0x3f + 0x40);
   assertEquals(r.status, "ok");
   assertEquals(r.data, new Uint8Array(SPEC_BOOT_KEYBOARD_REPORT_DESCRIPTOR));
   assertEquals(r.data!.length, 63);
-  const hid = await getDescriptor(dev, 0x81, 0x2100);
+  const hid = await interfaceDescriptor(dev, HidDescriptorType.HID, 0);
   assertEquals(hid.data![7]! | (hid.data![8]! << 8), r.data!.length);
 });
 
 Deno.test("GET_DESCRIPTOR(HID) to the interface returns the 9-byte HID descriptor", async () => {
   const dev = new HidKeyboard();
-  const r = await getDescriptor(dev, 0x81, 0x2100);
+  const r = await interfaceDescriptor(dev, HidDescriptorType.HID, 0);
   assertEquals(r.data, new Uint8Array([9, 0x21, 0x11, 0x01, 0, 1, 0x22, 63, 0]));
 });
 
 Deno.test("Interface GET_DESCRIPTOR stalls for other types, indices and interfaces", async () => {
   const dev = new HidKeyboard();
-  assertEquals((await getDescriptor(dev, 0x81, 0x2300)).status, "stall");
-  assertEquals((await getDescriptor(dev, 0x81, 0x2201)).status, "stall");
-  const other = await control(dev, {
-    bmRequestType: 0x81,
-    bRequest: 6,
-    wValue: 0x2200,
-    wIndex: 1,
-    wLength: 63,
-  });
+  assertEquals((await interfaceDescriptor(dev, HidDescriptorType.PHYSICAL, 0)).status, "stall");
+  assertEquals((await interfaceDescriptor(dev, HidDescriptorType.REPORT, 1)).status, "stall");
+  const other = await interfaceDescriptor(dev, HidDescriptorType.REPORT, 0, 63, 1);
   assertEquals(other.status, "stall");
-  assertEquals((await getDescriptor(dev, 0x80, 0x2200)).status, "stall");
+  assertEquals((await getDescriptor(dev, HidDescriptorType.REPORT, 0, 255)).status, "stall");
 });
 
 Deno.test("A report descriptor read is cut to wLength", async () => {
   const dev = new HidKeyboard();
-  const r = await getDescriptor(dev, 0x81, 0x2200, 8);
+  const r = await interfaceDescriptor(dev, HidDescriptorType.REPORT, 0, 8);
   assertEquals(r.data, new Uint8Array(SPEC_BOOT_KEYBOARD_REPORT_DESCRIPTOR.slice(0, 8)));
 });
 

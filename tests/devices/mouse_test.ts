@@ -1,6 +1,7 @@
 /** Tests of the emulated HID boot mouse and the pointer command parser (HID 1.11 §7, App. B.2, E.10). */
 
 import { assertEquals, assertRejects, assertThrows } from "@std/assert";
+import { DescriptorType, HidDescriptorType } from "../../mod.ts";
 import {
   HidMouse,
   parsePointerCommand,
@@ -11,8 +12,8 @@ import type { TransferResult } from "../../lib/devices/usb_device.ts";
 import {
   classIn,
   classOut,
-  control,
   getDescriptor,
+  interfaceDescriptor,
   interruptIn,
   setConfiguration,
 } from "./_transfers.ts";
@@ -47,9 +48,9 @@ async function reads(dev: HidMouse, n: number): Promise<number[][]> {
 
 Deno.test("the mouse is a full-speed boot mouse interface with a 4-byte interrupt IN endpoint", async () => {
   const dev = new HidMouse();
-  const device = (await getDescriptor(dev, 1, 0, 18)).data!;
+  const device = (await getDescriptor(dev, DescriptorType.DEVICE, 0, 18)).data!;
   assertEquals([...device.subarray(8, 12)], [0x09, 0x12, 0x02, 0x00]);
-  const config = [...(await getDescriptor(dev, 2, 0)).data!];
+  const config = [...(await getDescriptor(dev, DescriptorType.CONFIGURATION, 0)).data!];
   assertEquals(config.slice(9, 18), [9, 4, 0, 0, 1, 3, 1, 2, 0]);
   assertEquals(config.slice(18, 27), [9, 0x21, 0x11, 0x01, 0, 1, 0x22, 52, 0]);
   assertEquals(config.slice(27, 34), [7, 5, 0x81, 3, 4, 0, 10]);
@@ -57,29 +58,11 @@ Deno.test("the mouse is a full-speed boot mouse interface with a 4-byte interrup
 
 Deno.test("the mouse's HID and report descriptors are answered to interface requests", async () => {
   const dev = await configured();
-  const hid = await control(dev, {
-    bmRequestType: 0x81,
-    bRequest: 6,
-    wValue: 0x2100,
-    wIndex: 0,
-    wLength: 9,
-  });
+  const hid = await interfaceDescriptor(dev, HidDescriptorType.HID, 0, 9);
   assertEquals([...hid.data!], [9, 0x21, 0x11, 0x01, 0, 1, 0x22, 52, 0]);
-  const report = await control(dev, {
-    bmRequestType: 0x81,
-    bRequest: 6,
-    wValue: 0x2200,
-    wIndex: 0,
-    wLength: 255,
-  });
+  const report = await interfaceDescriptor(dev, HidDescriptorType.REPORT, 0, 255);
   assertEquals([...report.data!], SPEC_MOUSE_REPORT_DESCRIPTOR);
-  const physical = await control(dev, {
-    bmRequestType: 0x81,
-    bRequest: 6,
-    wValue: 0x2300,
-    wIndex: 0,
-    wLength: 255,
-  });
+  const physical = await interfaceDescriptor(dev, HidDescriptorType.PHYSICAL, 0, 255);
   assertEquals(physical.status, "stall");
 });
 

@@ -1,14 +1,15 @@
 /** Tests of the emulated HID absolute pointer (tablet), driven through submit() (HID 1.11 §7, §6.2.2). */
 
 import { assertEquals, assertThrows } from "@std/assert";
+import { DescriptorType, HidDescriptorType } from "../../mod.ts";
 import { HidTablet } from "../../lib/devices/tablet.ts";
 import { parsePointerCommand } from "../../lib/devices/mouse.ts";
 import type { TransferResult } from "../../lib/devices/usb_device.ts";
 import {
   classIn,
   classOut,
-  control,
   getDescriptor,
+  interfaceDescriptor,
   interruptIn,
   setConfiguration,
 } from "./_transfers.ts";
@@ -43,9 +44,9 @@ async function reads(dev: HidTablet, n: number): Promise<number[][]> {
 
 Deno.test("the tablet is a full-speed non-boot HID interface with an interrupt IN endpoint", async () => {
   const dev = new HidTablet();
-  const device = (await getDescriptor(dev, 1, 0, 18)).data!;
+  const device = (await getDescriptor(dev, DescriptorType.DEVICE, 0, 18)).data!;
   assertEquals([...device.subarray(8, 12)], [0x09, 0x12, 0x03, 0x00]);
-  const config = [...(await getDescriptor(dev, 2, 0)).data!];
+  const config = [...(await getDescriptor(dev, DescriptorType.CONFIGURATION, 0)).data!];
   assertEquals(config.slice(9, 18), [9, 4, 0, 0, 1, 3, 0, 0, 0]);
   assertEquals(config.slice(18, 27), [9, 0x21, 0x11, 0x01, 0, 1, 0x22, 51, 0]);
   assertEquals(config.slice(27, 34), [7, 5, 0x81, 3, 8, 0, 10]);
@@ -53,21 +54,9 @@ Deno.test("the tablet is a full-speed non-boot HID interface with an interrupt I
 
 Deno.test("the tablet's report descriptor has 3 buttons and 16-bit absolute X and Y", async () => {
   const dev = await configured();
-  const r = await control(dev, {
-    bmRequestType: 0x81,
-    bRequest: 6,
-    wValue: 0x2200,
-    wIndex: 0,
-    wLength: 255,
-  });
+  const r = await interfaceDescriptor(dev, HidDescriptorType.REPORT, 0, 255);
   assertEquals([...r.data!], TABLET_DESCRIPTOR);
-  const hid = await control(dev, {
-    bmRequestType: 0x81,
-    bRequest: 6,
-    wValue: 0x2100,
-    wIndex: 0,
-    wLength: 9,
-  });
+  const hid = await interfaceDescriptor(dev, HidDescriptorType.HID, 0, 9);
   assertEquals([...hid.data!], [9, 0x21, 0x11, 0x01, 0, 1, 0x22, TABLET_DESCRIPTOR.length, 0]);
 });
 

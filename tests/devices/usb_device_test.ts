@@ -1,6 +1,7 @@
 // Tests of the standard-request handler (USB 2.0 §9.4) through a device built from data.
 import { assertEquals } from "@std/assert";
 import {
+  DescriptorType,
   type EndpointDescriptor,
   superSpeedCapability,
   type TransferResult,
@@ -125,19 +126,27 @@ Deno.test("DescriptorSet encodes strings as UTF-16LE and shares repeated text", 
 
 Deno.test("GET_DESCRIPTOR answers device, configuration, string, qualifier, other-speed and BOS", async () => {
   const dev = new Thing();
-  assertEquals((await getDescriptor(dev, 1, 0, 18)).data?.length, 18);
-  assertEquals((await getDescriptor(dev, 1, 0, 8)).data?.length, 8, "truncated to wLength");
-  assertEquals((await getDescriptor(dev, 2, 0, 9)).data?.[2], 48);
-  assertEquals((await getDescriptor(dev, 2, 1)).status, "stall");
-  assertEquals((await getDescriptor(dev, 3, 1)).data?.[0], 12);
-  assertEquals((await getDescriptor(dev, 3, 9)).status, "stall");
-  assertEquals([...(await getDescriptor(dev, 6, 0)).data!], [10, 6, 0x10, 0x02, 0, 0, 0, 64, 1, 0]);
-  assertEquals((await getDescriptor(dev, 7, 0)).data?.[1], 7);
-  const bos = (await getDescriptor(dev, 15, 0)).data!;
+  assertEquals((await getDescriptor(dev, DescriptorType.DEVICE, 0, 18)).data?.length, 18);
+  assertEquals(
+    (await getDescriptor(dev, DescriptorType.DEVICE, 0, 8)).data?.length,
+    8,
+    "truncated to wLength",
+  );
+  assertEquals((await getDescriptor(dev, DescriptorType.CONFIGURATION, 0, 9)).data?.[2], 48);
+  assertEquals((await getDescriptor(dev, DescriptorType.CONFIGURATION, 1)).status, "stall");
+  assertEquals((await getDescriptor(dev, DescriptorType.STRING, 1)).data?.[0], 12);
+  assertEquals((await getDescriptor(dev, DescriptorType.STRING, 9)).status, "stall");
+  const qualifier = (await getDescriptor(dev, DescriptorType.DEVICE_QUALIFIER, 0)).data!;
+  assertEquals([...qualifier], [10, 6, 0x10, 0x02, 0, 0, 0, 64, 1, 0]);
+  assertEquals(
+    (await getDescriptor(dev, DescriptorType.OTHER_SPEED_CONFIGURATION, 0)).data?.[1],
+    7,
+  );
+  const bos = (await getDescriptor(dev, DescriptorType.BOS, 0)).data!;
   assertEquals([...bos.subarray(0, 5)], [5, 15, 22, 0, 2]);
   assertEquals([...bos.subarray(5, 12)], [7, 16, 2, 2, 0, 0, 0]);
   assertEquals(
-    (await getDescriptor(dev, 4, 0)).status,
+    (await getDescriptor(dev, DescriptorType.INTERFACE, 0)).status,
     "stall",
     "interface descriptors are not fetched alone",
   );
@@ -234,7 +243,7 @@ Deno.test("a disconnected device answers nodev", async () => {
   const dev = new Thing();
   dev.disconnect();
   assertEquals(dev.disconnected.aborted, true);
-  assertEquals((await getDescriptor(dev, 1, 0, 18)).status, "nodev");
+  assertEquals((await getDescriptor(dev, DescriptorType.DEVICE, 0, 18)).status, "nodev");
 });
 
 Deno.test("summary() lists the first configuration's interfaces while unconfigured", () => {
@@ -277,9 +286,9 @@ Deno.test("a SuperSpeed device encodes endpoint companions and reports speed 5",
     }
   }
   const dev = new Fast();
-  const config = (await getDescriptor(dev, 2, 0)).data!;
+  const config = (await getDescriptor(dev, DescriptorType.CONFIGURATION, 0)).data!;
   assertEquals(config[2], 9 + 9 + 7 + 6);
   assertEquals([...config.subarray(25, 31)], [6, 0x30, 15, 0, 0, 0]);
   assertEquals(dev.summary().speed, 5);
-  assertEquals((await getDescriptor(dev, 15, 0)).data?.[4], 2);
+  assertEquals((await getDescriptor(dev, DescriptorType.BOS, 0)).data?.[4], 2);
 });

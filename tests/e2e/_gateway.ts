@@ -9,7 +9,10 @@ export interface MainProcess {
   process: Deno.ChildProcess;
   /** Every stderr line so far. */
   lines: string[];
-  /** Resolves with the first log line matching `pattern`, or rejects after `ms`. */
+  /**
+   * Resolves with the first log line matching `pattern`; rejects after `ms`, or at once when the
+   * process has exited without logging it.
+   */
   waitFor(pattern: RegExp, ms?: number): Promise<string>;
   /** Sends a signal and waits for the exit status and the end of stderr. */
   stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
@@ -38,7 +41,9 @@ export function spawnMain(
     stderr: "piped",
   }).spawn();
   const lines: string[] = [];
-  const watchers: { pattern: RegExp; resolve(line: string): void }[] = [];
+  const watchers: { pattern: RegExp; resolve(line: string): void; reject(e: Error): void }[] = [];
+  /** How the process ended, once its stderr has ended and it has exited. */
+  let ended: string | undefined;
   const pump = (async () => {
     const stream = process.stderr.pipeThrough(new TextDecoderStream()).pipeThrough(
       new TextLineStream(),
@@ -53,9 +58,19 @@ export function spawnMain(
       }
     }
   })();
+  const notLogged = (pattern: RegExp) =>
+    new Error(`The gateway ${ended} before it logged ${pattern}; its log:\n${lines.join("\n")}`);
+  // A process that has exited logs nothing more: whoever waits for a line fails at once.
+  pump.then(() => process.status).then((status) => {
+    ended = status.signal !== null
+      ? `was killed by ${status.signal}`
+      : `exited with code ${status.code}`;
+    for (const w of watchers.splice(0)) w.reject(notLogged(w.pattern));
+  }).catch(() => {});
   const waitFor = (pattern: RegExp, ms = options.waitMs ?? 15000) => {
     const seen = lines.find((l) => pattern.test(l));
     if (seen !== undefined) return Promise.resolve(seen);
+    if (ended !== undefined) return Promise.reject(notLogged(pattern));
     return new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
         watchers.splice(watchers.indexOf(entry), 1);
@@ -70,6 +85,10 @@ export function spawnMain(
         resolve: (line: string) => {
           clearTimeout(timer);
           resolve(line);
+        },
+        reject: (e: Error) => {
+          clearTimeout(timer);
+          reject(e);
         },
       };
       watchers.push(entry);
@@ -92,7 +111,10 @@ export function spawnMain(
   };
 }
 
-/** Runs `main.ts serve` with `args` and waits until it listens. */
+/**
+ * Runs `main.ts serve` with `args` and waits until it listens; a gateway that exits instead
+ * fails the start at once, with its log.
+ */
 export async function startGateway(args: string[]): Promise<GatewayProcess> {
   const main = spawnMain(["serve", ...args]);
   try {

@@ -8,10 +8,13 @@ import { assert, assertEquals } from "@std/assert";
 import {
   connectTcp,
   DEFAULT_SESSION_LIMITS,
+  DescriptorType,
   encodeSetupPacket,
   GadgetZero,
   importDevice,
+  Request,
   requestDeviceList,
+  RequestType,
   type SessionLimits,
   TcpListener,
   type UrbChannel,
@@ -255,7 +258,7 @@ function setConfig(seqnum: number, value: number): Uint8Array {
     length: 0,
     setup: encodeSetupPacket({
       bmRequestType: 0,
-      bRequest: 9,
+      bRequest: Request.SET_CONFIGURATION,
       wValue: value,
       wIndex: 0,
       wLength: 0,
@@ -414,8 +417,8 @@ const randomCases: Record<string, FuzzCase> = {
       dirIn: false,
       length: 0,
       setup: encodeSetupPacket({
-        bmRequestType: 1,
-        bRequest: 11,
+        bmRequestType: RequestType.RECIPIENT_INTERFACE,
+        bRequest: Request.SET_INTERFACE,
         wValue: 1,
         wIndex: 0,
         wLength: 0,
@@ -588,11 +591,14 @@ interface Control {
 /** Bulk IN and OUT on Gadget Zero (pattern 1) in a loop, checking every byte and status. */
 async function controlSession(port: number): Promise<{ channel: UrbChannel; control: Control }> {
   const channel = await importDevice(await connectTcp(HOST, port), "1-1");
-  assertEquals(
-    (await channel.control({ bmRequestType: 0, bRequest: 9, wValue: 3, wIndex: 0, wLength: 0 }))
-      .status,
-    0,
-  );
+  const config = await channel.control({
+    bmRequestType: 0,
+    bRequest: Request.SET_CONFIGURATION,
+    wValue: 3,
+    wIndex: 0,
+    wLength: 0,
+  });
+  assertEquals(config.status, 0);
   const pattern = new Uint8Array(16384).map((_, i) => (i % 512) % 63);
   let running = true;
   const control: Control = {
@@ -645,9 +651,9 @@ async function checkReimport(port: number) {
     }
     assert(ch, `${busid} cannot be imported again`);
     const d = await ch.control({
-      bmRequestType: 0x80,
-      bRequest: 6,
-      wValue: 0x0100,
+      bmRequestType: RequestType.DIR_IN,
+      bRequest: Request.GET_DESCRIPTOR,
+      wValue: DescriptorType.DEVICE << 8,
       wIndex: 0,
       wLength: 18,
     });

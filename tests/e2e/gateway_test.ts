@@ -10,10 +10,14 @@ import {
 import {
   connectTcp,
   connectUnix,
+  DescriptorType,
   importDevice,
   ImportRefusedError,
   OpStatus,
+  Request,
   requestDeviceList,
+  RequestType,
+  type UrbChannel,
   UrbStatus,
 } from "../../mod.ts";
 import { startGateway, tempDir } from "./_gateway.ts";
@@ -21,6 +25,17 @@ import { startGateway, tempDir } from "./_gateway.ts";
 const GZ = "gadget-zero:busid=1-1,pattern=1";
 /** TCP peers are denied unless a rule allows: these tests' loopback clients are allowed. */
 const ALLOW_TCP = ["--rule", "allow:transport=tcp"];
+
+/** SET_CONFIGURATION(`value`) through `ch`. */
+function setConfiguration(ch: UrbChannel, value: number) {
+  return ch.control({
+    bmRequestType: 0,
+    bRequest: Request.SET_CONFIGURATION,
+    wValue: value,
+    wIndex: 0,
+    wLength: 0,
+  });
+}
 
 Deno.test("the gateway serves Gadget Zero over TCP: list, import, chapter 9, bulk, unlink", async () => {
   const gw = await startGateway([
@@ -42,18 +57,14 @@ Deno.test("the gateway serves Gadget Zero over TCP: list, import, chapter 9, bul
     ]]);
     const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
     const desc = await ch.control({
-      bmRequestType: 0x80,
-      bRequest: 6,
-      wValue: 0x0100,
+      bmRequestType: RequestType.DIR_IN,
+      bRequest: Request.GET_DESCRIPTOR,
+      wValue: DescriptorType.DEVICE << 8,
       wIndex: 0,
       wLength: 18,
     });
     assertEquals([desc.status, desc.actualLength, desc.data[8], desc.data[9]], [0, 18, 0x25, 0x05]);
-    assertEquals(
-      (await ch.control({ bmRequestType: 0, bRequest: 9, wValue: 3, wIndex: 0, wLength: 0 }))
-        .status,
-      0,
-    );
+    assertEquals((await setConfiguration(ch, 3)).status, 0);
     const reads = Array.from(
       { length: 32 },
       () => ch.submit({ ep: 1, dirIn: true, length: 4096 }).done,
@@ -85,7 +96,13 @@ Deno.test("--max-transfer-length: a CMD_SUBMIT at the limit is served, one byte 
   ]);
   try {
     const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
-    const config = { bmRequestType: 0, bRequest: 9, wValue: 3, wIndex: 0, wLength: 0 };
+    const config = {
+      bmRequestType: 0,
+      bRequest: Request.SET_CONFIGURATION,
+      wValue: 3,
+      wIndex: 0,
+      wLength: 0,
+    };
     assertEquals((await ch.submit({ ep: 0, dirIn: false, setup: config }).done).status, 0);
     const atLimit = await ch.submit({ ep: 1, dirIn: true, length: 4096 }).done;
     assertEquals([atLimit.status, atLimit.actualLength], [0, 4096]);
@@ -163,7 +180,7 @@ Deno.test("the gateway serves over a unix socket with the mode set and logs the 
     const devices = await requestDeviceList(await connectUnix(path));
     assertEquals(devices.map((d) => d.busid), ["1-1"]);
     const ch = await importDevice(await connectUnix(path), "1-1");
-    await ch.control({ bmRequestType: 0, bRequest: 9, wValue: 3, wIndex: 0, wLength: 0 });
+    await setConfiguration(ch, 3);
     const r = await ch.submit({ ep: 1, dirIn: true, length: 65536 }).done;
     assertEquals(r.actualLength, 65536);
     const line = await gw.waitFor(/imported 1-1/);
@@ -195,12 +212,18 @@ Deno.test("after a client hangs up mid-transfer the device can be imported again
   ]);
   try {
     const first = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
-    await first.control({ bmRequestType: 0, bRequest: 9, wValue: 2, wIndex: 0, wLength: 0 });
+    await setConfiguration(first, 2);
     // Loopback IN with nothing queued stays pending at the gateway.
     const pending = first.submit({ ep: 1, dirIn: true, length: 512 });
     pending.done.catch(() => {});
     // A round trip on the same connection: the gateway has read the IN before answering it.
-    await first.control({ bmRequestType: 0x80, bRequest: 8, wValue: 0, wIndex: 0, wLength: 1 });
+    await first.control({
+      bmRequestType: RequestType.DIR_IN,
+      bRequest: Request.GET_CONFIGURATION,
+      wValue: 0,
+      wIndex: 0,
+      wLength: 1,
+    });
     const busy = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1").catch((e) => e);
     assert(
       busy instanceof ImportRefusedError && busy.status === OpStatus.ST_DEV_BUSY,
@@ -211,8 +234,8 @@ Deno.test("after a client hangs up mid-transfer the device can be imported again
     await gw.waitFor(/ended: the peer closed the connection; .* 1 aborted/);
     const second = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
     const ok = await second.control({
-      bmRequestType: 0x80,
-      bRequest: 8,
+      bmRequestType: RequestType.DIR_IN,
+      bRequest: Request.GET_CONFIGURATION,
       wValue: 0,
       wIndex: 0,
       wLength: 1,
@@ -236,7 +259,7 @@ Deno.test("a malformed frame closes only that connection, with a logged reason",
   ]);
   try {
     const good = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
-    await good.control({ bmRequestType: 0, bRequest: 9, wValue: 3, wIndex: 0, wLength: 0 });
+    await setConfiguration(good, 3);
     const raw = await Deno.connect({ hostname: "127.0.0.1", port: gw.port });
     await raw.write(new Uint8Array([0x01, 0x06, 0x80, 0x05, 0, 0, 0, 0]));
     assertEquals(await raw.read(new Uint8Array(8)), null, "the gateway hung up");
@@ -264,7 +287,7 @@ Deno.test("the keyboard types what is written to its socket", async () => {
   ]);
   try {
     const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-2");
-    await ch.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+    await setConfiguration(ch, 1);
     // SET_IDLE 0, as Linux's usbhid sends: report changes only, never repeats.
     await ch.control({ bmRequestType: 0x21, bRequest: 0x0a, wValue: 0, wIndex: 0, wLength: 0 });
     const first = ch.submit({ ep: 1, dirIn: true, length: 8 });
@@ -310,7 +333,7 @@ Deno.test("a removed device's pending URBs complete with -ENODEV", async () => {
   const listener = new TcpListener({ hostname: "127.0.0.1", port: 0 });
   server.listen(listener);
   const ch = await importDevice(await connectTcp("127.0.0.1", listener.port), "1-1");
-  await ch.control({ bmRequestType: 0, bRequest: 9, wValue: 2, wIndex: 0, wLength: 0 });
+  await setConfiguration(ch, 2);
   const pending = ch.submit({ ep: 1, dirIn: true, length: 64 });
   await new Promise((r) => setTimeout(r, 20));
   server.removeDevice("1-1");
@@ -340,7 +363,7 @@ Deno.test("serial devices echo through a loopback back-end over TCP", async () =
       ],
     );
     const ftdi = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
-    await ftdi.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+    await setConfiguration(ftdi, 1);
     const sent = new TextEncoder().encode("hello ftdi");
     assertEquals((await ftdi.submit({ ep: 2, dirIn: false, data: sent }).done).status, 0);
     let echoed = "";
@@ -367,7 +390,7 @@ Deno.test("the Go!Temp thermometer reports its source's temperature", async () =
   try {
     const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
     assertEquals(ch.device.idVendor, 0x08f7);
-    await ch.control({ bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+    await setConfiguration(ch, 1);
     const r = await ch.submit({ ep: 1, dirIn: true, length: 8 }).done;
     assertEquals(r.status, 0);
     const samples = r.data[0]!;

@@ -15,10 +15,17 @@ import {
   requestStatus,
 } from "../../lib/client/usbip_client.ts";
 import { OpStatus } from "../../lib/protocol/constants.ts";
+import { Request, RequestType } from "../../mod.ts";
 import { connectTcp, connectUnix } from "../../lib/transport/mod.ts";
 import { runMain, startGateway, tempDir } from "./_gateway.ts";
 
-const GET_CONFIGURATION = { bmRequestType: 0x80, bRequest: 8, wValue: 0, wIndex: 0, wLength: 1 };
+const GET_CONFIGURATION = {
+  bmRequestType: RequestType.DIR_IN,
+  bRequest: Request.GET_CONFIGURATION,
+  wValue: 0,
+  wIndex: 0,
+  wLength: 1,
+};
 
 function configText(sock: string, devices: [string, string][], rules = ""): string {
   return [
@@ -113,7 +120,13 @@ Deno.test("status over the unix socket reports devices, sessions and counters; T
   try {
     const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
     assertEquals((await ch.control(GET_CONFIGURATION)).status, 0);
-    const set = { bmRequestType: 0x00, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 };
+    const set = {
+      bmRequestType: 0x00,
+      bRequest: Request.SET_CONFIGURATION,
+      wValue: 1,
+      wIndex: 0,
+      wLength: 0,
+    };
     assertEquals((await ch.control(set)).status, -32, "there is no configuration 1: a stall");
     assertEquals((await ch.control({ ...set, wValue: 3 })).status, 0, "source/sink");
     // Gadget Zero's source/sink: 4096 bytes out on ep1, 1024 in on ep1.

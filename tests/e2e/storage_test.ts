@@ -6,8 +6,11 @@ import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import {
   connectTcp,
   DiskImage,
+  Feature,
   importDevice,
+  Request,
   requestDeviceList,
+  RequestType,
   type UrbChannel,
   UrbStatus,
 } from "../../mod.ts";
@@ -38,7 +41,7 @@ class Drive {
   async configure(): Promise<void> {
     const r = await this.ch.control({
       bmRequestType: 0,
-      bRequest: 9,
+      bRequest: Request.SET_CONFIGURATION,
       wValue: 1,
       wIndex: 0,
       wLength: 0,
@@ -68,9 +71,9 @@ class Drive {
     let r = await this.ch.submit({ ep: 1, dirIn: true, length: 13 }).done;
     if (r.status === UrbStatus.EPIPE) {
       const clear = await this.ch.control({
-        bmRequestType: 0x02,
-        bRequest: 1,
-        wValue: 0,
+        bmRequestType: RequestType.RECIPIENT_ENDPOINT,
+        bRequest: Request.CLEAR_FEATURE,
+        wValue: Feature.ENDPOINT_HALT,
         wIndex: 0x81,
         wLength: 0,
       });
@@ -229,9 +232,9 @@ Deno.test("a second gateway on the same image fails at startup; a read-only impo
     const r = await drive.ch.submit({ ep: 2, dirIn: false, data: pattern(BLOCK, 1) }).done;
     assertEquals(r.status, UrbStatus.EPIPE);
     await drive.ch.control({
-      bmRequestType: 0x02,
-      bRequest: 1,
-      wValue: 0,
+      bmRequestType: RequestType.RECIPIENT_ENDPOINT,
+      bRequest: Request.CLEAR_FEATURE,
+      wValue: Feature.ENDPOINT_HALT,
       wIndex: 0x02,
       wLength: 0,
     });

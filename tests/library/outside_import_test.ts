@@ -8,7 +8,7 @@ const testing = new URL("../../testing.ts", import.meta.url).href;
 
 const PROGRAM = `
 import { OK, STALL, UsbDevice, type ControlTransfer, type EndpointDescriptor,
-  type TransferResult, type UsbTransfer, RequestType, Speed, TransferType } from "${mod}";
+  type TransferResult, type UsbTransfer, Request, RequestType, Speed, TransferType } from "${mod}";
 import { importInMemory } from "${testing}";
 
 class Answer extends UsbDevice {
@@ -39,7 +39,7 @@ const vendor = await channel.submit({ ep: 0, dirIn: true, length: 1, setup: {
   bmRequestType: RequestType.DIR_IN | RequestType.TYPE_VENDOR, bRequest: 0x42, wValue: 0,
   wIndex: 0, wLength: 1 } }).done;
 const config = await channel.submit({ ep: 0, dirIn: false, setup: {
-  bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 } }).done;
+  bmRequestType: 0, bRequest: Request.SET_CONFIGURATION, wValue: 1, wIndex: 0, wLength: 0 } }).done;
 const bulk = await channel.submit({ ep: 1, dirIn: true, length: 4 }).done;
 await close();
 console.log(JSON.stringify({ vendor: [...vendor.data], config: config.status, bulk: [...bulk.data] }));

@@ -1,7 +1,7 @@
-// polkit through pkcheck: the action file and the example rules as packaging/polkit/ has them;
-// the start-time parser, pkcheck's arguments and the refusals made without asking polkit; and,
-// as root with Debian's polkitd and dbus, the answers of a real polkitd started for the test
-// on a private system bus, then stopped.
+// polkit through pkcheck: the start-time parser, pkcheck's arguments and the refusals made
+// without asking polkit; and, as root with Debian's polkitd and dbus, the answers of a real
+// polkitd started for the test on a private system bus, then stopped. The action file itself is
+// tested in tests/polkit/actions_test.ts.
 import { assert, assertEquals, assertLess, assertStringIncludes } from "@std/assert";
 import {
   type Authorization,
@@ -12,53 +12,11 @@ import {
   pkcheckArgs,
   readProcessStartTime,
 } from "../../lib/policy/polkit.ts";
-import {
-  POLKIT_ACTIONS,
-  POLKIT_ACTIONS_FILE,
-  PolkitAction,
-  polkitExampleRules,
-  polkitPolicyFile,
-} from "../../lib/polkit/actions.ts";
-import { PACKAGING_FILES } from "../../packaging/polkit/generate.ts";
+import { PolkitAction, polkitExampleRules } from "../../lib/polkit/actions.ts";
 import { tempDir } from "../e2e/_gateway.ts";
 import { lookUp, realPolkitIgnored, startPolkitEnv, type User } from "./_polkit_env.ts";
 
-const PACKAGING = new URL("../../packaging/polkit/", import.meta.url);
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-Deno.test("packaging/polkit/ holds the action file and the example rules", async () => {
-  assertEquals(Object.keys(PACKAGING_FILES).sort(), [
-    "50-usbipgw.rules.example",
-    "org.usbipgw.policy",
-  ]);
-  for (const [name, text] of Object.entries(PACKAGING_FILES)) {
-    assertEquals(
-      await Deno.readTextFile(new URL(name, PACKAGING)),
-      text,
-      `packaging/polkit/${name} differs from lib/polkit/actions.ts; run: deno run -A packaging/polkit/generate.ts`,
-    );
-  }
-});
-
-Deno.test("the action file declares the three actions with the defaults asked for", () => {
-  const xml = polkitPolicyFile();
-  const actions = [...xml.matchAll(/<action id="([^"]+)">([\s\S]*?)<\/action>/g)].map((m) => {
-    const get = (tag: string) => new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(m[2]!)?.[1];
-    return [m[1], get("allow_any"), get("allow_inactive"), get("allow_active")];
-  });
-  assertEquals(actions, [
-    ["org.usbipgw.attach-local", "no", "no", "yes"],
-    ["org.usbipgw.attach-remote", "no", "no", "auth_admin"],
-    ["org.usbipgw.attach-stream", "no", "no", "auth_admin"],
-  ]);
-  // Every action has its texts; an XML comment holds no "--".
-  for (const a of POLKIT_ACTIONS) {
-    assert(a.description !== "" && a.message !== "", a.id);
-  }
-  const comment = /<!--([\s\S]*?)-->/.exec(xml)?.[1] ?? "";
-  assert(!comment.includes("--"));
-  assertEquals(POLKIT_ACTIONS_FILE, "/usr/share/polkit-1/actions/org.usbipgw.policy");
-});
 
 Deno.test("parseProcStartTime() counts field 22 after the command name's last parenthesis", async () => {
   // A command name with spaces and parentheses, as a real process has it: a shell that

@@ -6,6 +6,7 @@ import {
   importDevice,
   memoryConnectionPair,
   OpStatus,
+  Request,
   type UrbChannel,
   UsbipServer,
 } from "../../mod.ts";
@@ -79,7 +80,7 @@ export function refusingServer(): { server: UsbipServer; refusals: [string, numb
 export function setConfiguration(channel: UrbChannel, value: number) {
   return channel.control({
     bmRequestType: 0x00,
-    bRequest: 9,
+    bRequest: Request.SET_CONFIGURATION,
     wValue: value,
     wIndex: 0,
     wLength: 0,

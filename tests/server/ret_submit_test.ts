@@ -1,7 +1,14 @@
 // The one rule that turns a device's result into RET_SUBMIT (lib/server/ret_submit.ts), row by
 // row: Documentation/driver-api/usb/error-codes.rst for the statuses, stub_tx.c for the data.
 import { assert, assertEquals } from "@std/assert";
-import { type TransferResult, UrbStatus, UsbDevice } from "../../mod.ts";
+import {
+  DescriptorType,
+  Request,
+  RequestType,
+  type TransferResult,
+  UrbStatus,
+  UsbDevice,
+} from "../../mod.ts";
 import {
   retSubmitOf,
   type SubmittedTransfer,
@@ -313,7 +320,13 @@ Deno.test("a device cuts a control IN to wLength only; a smaller buffer is the r
     dirIn: true,
     type: "control" as const,
     length: 8,
-    setup: { bmRequestType: 0x80, bRequest: 6, wValue: 0x0100, wIndex: 0, wLength: 18 },
+    setup: {
+      bmRequestType: RequestType.DIR_IN,
+      bRequest: Request.GET_DESCRIPTOR,
+      wValue: DescriptorType.DEVICE << 8,
+      wIndex: 0,
+      wLength: 18,
+    },
     data: none,
     shortNotOk: false,
     zeroPacket: false,

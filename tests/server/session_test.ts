@@ -3,13 +3,16 @@
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import {
   type Connection,
+  DescriptorType,
   GadgetZero,
   importDevice,
   ImportRefusedError,
   memoryConnectionPair,
   OpStatus,
   type Policy,
+  Request,
   requestDeviceList,
+  RequestType,
   TransferFlags,
   UrbStatus,
   UsbipServer,
@@ -103,8 +106,8 @@ Deno.test("an idle IN transfer stays pending without blocking other endpoints", 
   await probe.waitHeld(2);
   // ep0 still answers while both are pending.
   const config = await channel.control({
-    bmRequestType: 0x80,
-    bRequest: 8,
+    bmRequestType: RequestType.DIR_IN,
+    bRequest: Request.GET_CONFIGURATION,
     wValue: 0,
     wIndex: 0,
     wLength: 1,
@@ -186,8 +189,8 @@ Deno.test("CMD_UNLINK cancels a pending URB with -ECONNRESET and no RET_SUBMIT",
   assertEquals([...(await behind.done).data], [9]);
   // A stray RET_SUBMIT for a cancelled URB would have failed the channel's reader.
   const check = await channel.control({
-    bmRequestType: 0x80,
-    bRequest: 8,
+    bmRequestType: RequestType.DIR_IN,
+    bRequest: Request.GET_CONFIGURATION,
     wValue: 0,
     wIndex: 0,
     wLength: 1,
@@ -348,8 +351,8 @@ Deno.test("a device handler that throws fails only that URB with -EPROTO", async
   });
   assertEquals(failed.status, UrbStatus.EPROTO);
   const ok = await channel.control({
-    bmRequestType: 0x80,
-    bRequest: 8,
+    bmRequestType: RequestType.DIR_IN,
+    bRequest: Request.GET_CONFIGURATION,
     wValue: 0,
     wIndex: 0,
     wLength: 1,
@@ -579,9 +582,9 @@ Deno.test("RET_SUBMIT and RET_UNLINK carry devid, direction and ep 0, as the ker
     r.ep,
   ];
   const control = await channel.control({
-    bmRequestType: 0x80,
-    bRequest: 6,
-    wValue: 0x0100,
+    bmRequestType: RequestType.DIR_IN,
+    bRequest: Request.GET_DESCRIPTOR,
+    wValue: DescriptorType.DEVICE << 8,
     wIndex: 0,
     wLength: 18,
   });

@@ -1,12 +1,10 @@
 // Clients that cannot reach a server get one ConnectError naming the target and the reason:
-// connectTcp and connectUnix, and the kernel client's attachDevice (its ClientError "connect"
-// carries the same ConnectError as its cause and message). Real sockets.
+// connectTcp and connectUnix, on real sockets. attachDevice's ClientError "connect", which
+// carries the same ConnectError, is tested in tests/client/attach_test.ts.
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import { ConnectError } from "../../lib/transport/connect_error.ts";
 import { connectTcp } from "../../lib/transport/tcp.ts";
 import { connectUnix } from "../../lib/transport/unix.ts";
-import { attachDevice, ClientError } from "../../lib/client/attach.ts";
-import { controllerPorts, fakeSysfs } from "../client/_vhci_tree.ts";
 import { foreignSocketProblem, withForeignSocket } from "./_restricted.ts";
 
 /** A TCP port nobody listens on: bound, noted and closed again. */
@@ -100,45 +98,4 @@ Deno.test({
           "the socket's mode or owner keeps this user out",
       );
     }),
-});
-
-Deno.test("attachDevice() to a refused server throws ClientError connect with the same ConnectError", async () => {
-  const tree = await fakeSysfs([controllerPorts(0)]);
-  try {
-    const port = closedPort();
-    const e = await assertRejects(
-      () =>
-        attachDevice({
-          remote: { transport: "tcp", host: "127.0.0.1", port },
-          busid: "1-1",
-          sysfsRoot: tree.root,
-          stateDir: null,
-        }),
-      ClientError,
-    );
-    assertEquals(e.reason, "connect");
-    assert(e.cause instanceof ConnectError, "the cause is the transport's ConnectError");
-    assertEquals(e.cause.failure, "refused");
-    assertEquals(
-      e.message,
-      `Cannot connect to 127.0.0.1:${port}: connection refused (ECONNREFUSED); is the gateway running?`,
-    );
-    const direct = await assertRejects(() => connectTcp("127.0.0.1", port), ConnectError);
-    assertEquals(e.message, direct.message, "both paths word it alike");
-    const dir = await Deno.makeTempDir();
-    const u = await assertRejects(
-      () =>
-        attachDevice({
-          remote: { transport: "unix", path: `${dir}/gw.sock` },
-          busid: "1-1",
-          sysfsRoot: tree.root,
-          stateDir: null,
-        }),
-      ClientError,
-    );
-    await Deno.remove(dir);
-    assertEquals(u.message, (await connectUnix(`${dir}/gw.sock`).catch((x) => x)).message);
-  } finally {
-    await tree.remove();
-  }
 });

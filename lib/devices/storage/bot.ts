@@ -108,20 +108,30 @@ export function encodeCbw(f: CbwFields): Uint8Array {
 }
 
 /**
+ * A view of a CBW or CSW after checking its length and its signature (BOT §5.1, §5.2);
+ * `RangeError` when either is wrong.
+ */
+function wrapperView(name: string, bytes: Uint8Array, length: number, signature: number): DataView {
+  if (bytes.length !== length) {
+    throw new RangeError(`Cannot decode ${name}: it is ${bytes.length} bytes, expected ${length}`);
+  }
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const found = v.getUint32(0, true);
+  if (found !== signature) {
+    const hex = (n: number) => `0x${n.toString(16)}`;
+    throw new RangeError(
+      `Cannot decode ${name}: the signature is ${hex(found)}, expected ${hex(signature)}`,
+    );
+  }
+  return v;
+}
+
+/**
  * Decodes a CBW and checks that it is valid (BOT §6.2.1: 31 bytes, the signature). Throws
  * `RangeError` otherwise; whether it is meaningful is {@linkcode cbwProblem}'s question.
  */
 export function decodeCbw(bytes: Uint8Array): CommandBlockWrapper {
-  if (bytes.length !== CBW_LENGTH) {
-    throw new RangeError(`Cannot decode CBW: it is ${bytes.length} bytes, expected 31`);
-  }
-  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const signature = v.getUint32(0, true);
-  if (signature !== CBW_SIGNATURE) {
-    throw new RangeError(
-      `Cannot decode CBW: the signature is 0x${signature.toString(16)}, expected 0x43425355`,
-    );
-  }
+  const v = wrapperView("CBW", bytes, CBW_LENGTH, CBW_SIGNATURE);
   return {
     tag: v.getUint32(4, true),
     dataTransferLength: v.getUint32(8, true),
@@ -168,16 +178,7 @@ export function encodeCsw(csw: CommandStatusWrapper): Uint8Array {
 
 /** Decodes a CSW (host side); throws `RangeError` for a wrong length or signature. */
 export function decodeCsw(bytes: Uint8Array): CommandStatusWrapper {
-  if (bytes.length !== CSW_LENGTH) {
-    throw new RangeError(`Cannot decode CSW: it is ${bytes.length} bytes, expected 13`);
-  }
-  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const signature = v.getUint32(0, true);
-  if (signature !== CSW_SIGNATURE) {
-    throw new RangeError(
-      `Cannot decode CSW: the signature is 0x${signature.toString(16)}, expected 0x53425355`,
-    );
-  }
+  const v = wrapperView("CSW", bytes, CSW_LENGTH, CSW_SIGNATURE);
   return { tag: v.getUint32(4, true), residue: v.getUint32(8, true), status: bytes[12]! };
 }
 

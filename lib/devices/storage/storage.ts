@@ -15,6 +15,7 @@ import { Speed } from "../../protocol/constants.ts";
 import {
   type EndpointDescriptor,
   superSpeedCapability,
+  TransferType,
   usb2ExtensionCapability,
   type UsbDescriptors,
 } from "../descriptors.ts";
@@ -116,14 +117,14 @@ export function massStorageDescriptors(
     return [
       {
         bEndpointAddress: MassStorageEndpoint.BULK_IN,
-        bmAttributes: 2,
+        bmAttributes: TransferType.BULK,
         wMaxPacketSize,
         bInterval: 0,
         ...companion,
       },
       {
         bEndpointAddress: MassStorageEndpoint.BULK_OUT,
-        bmAttributes: 2,
+        bmAttributes: TransferType.BULK,
         wMaxPacketSize,
         bInterval: 0,
         ...companion,

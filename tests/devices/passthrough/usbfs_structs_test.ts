@@ -1,6 +1,7 @@
 // Tests of the usbfs struct codecs, ioctl numbers and errno mapping (<linux/usbdevice_fs.h>,
 // x86_64 layout of include/uapi/linux/usbdevice_fs.h).
 import { assertEquals, assertThrows } from "@std/assert";
+import { DescriptorType, Request, RequestType } from "../../../mod.ts";
 import {
   CTRLTRANSFER_SIZE,
   decodeReapedUrb,
@@ -137,9 +138,9 @@ Deno.test("decodeReapedUrb() reads what the kernel writes back", () => {
 
 Deno.test("encodeCtrlTransfer() lays out the 24-byte struct", () => {
   const b = encodeCtrlTransfer({
-    bRequestType: 0x80,
-    bRequest: 6,
-    wValue: 0x0100,
+    bRequestType: RequestType.DIR_IN,
+    bRequest: Request.GET_DESCRIPTOR,
+    wValue: DescriptorType.DEVICE << 8,
     wIndex: 0,
     wLength: 18,
     timeout: 1000,

@@ -1,17 +1,8 @@
 // Tests of the thumb drive as a USB device: descriptors at each speed, flushing at the end of
-// a session, a hang-up in the middle of a write, and the `storage` device spec.
-import { assert, assertEquals, assertRejects, assertStringIncludes } from "@std/assert";
-import { checkConfigText } from "../../../lib/cli/config.ts";
-import { readSpecFlag } from "../../../lib/cli/spec_flag.ts";
-import type { CreatedDevice } from "../../../lib/devices/device_type.ts";
-import {
-  createDevice,
-  type DeviceParseResult,
-  type ParsedDevice,
-  parseDevice,
-  PATHS_AS_GIVEN,
-} from "../../../lib/devices/registry.ts";
-import { DiskImage, MassStorage, Speed } from "../../../mod.ts";
+// a session, a hang-up in the middle of a write. The `storage` device spec is tested in
+// tests/devices/types/storage_test.ts.
+import { assert, assertEquals, assertRejects } from "@std/assert";
+import { DescriptorType, DiskImage, MassStorage, Speed } from "../../../mod.ts";
 import { defaultSerial, massStorageDescriptors } from "../../../lib/devices/storage/storage.ts";
 import { getDescriptor, setConfiguration } from "../_transfers.ts";
 import { BotHost, cdb10, MemoryBacking, pattern, ramDrive, tempImage } from "./_host.ts";
@@ -39,41 +30,43 @@ Deno.test("the drive is a mass-storage interface 08/06/50 with a serial number, 
     bInterfaceSubClass: 0x06,
     bInterfaceProtocol: 0x50,
   }]);
-  const device = (await getDescriptor(drive, 1, 0)).data!;
+  const device = (await getDescriptor(drive, DescriptorType.DEVICE, 0)).data!;
   assertEquals([device[2], device[3], device[4], device[7]], [0x00, 0x02, 0, 64]);
   const serialIndex = device[16]!;
   assert(serialIndex > 0);
-  const serial = (await getDescriptor(drive, 3, serialIndex)).data!;
+  const serial = (await getDescriptor(drive, DescriptorType.STRING, serialIndex)).data!;
   assertEquals(
     String.fromCharCode(...new Uint16Array(serial.slice(2).buffer)),
     "00112233AABB",
   );
-  const config = (await getDescriptor(drive, 2, 0)).data!;
+  const config = (await getDescriptor(drive, DescriptorType.CONFIGURATION, 0)).data!;
   assertEquals(endpoints(config), [{ address: 0x81, maxPacket: 512 }, {
     address: 0x02,
     maxPacket: 512,
   }]);
   // High speed comes with a qualifier and the full-speed configuration.
-  assertEquals((await getDescriptor(drive, 6, 0)).status, "ok");
-  assertEquals(endpoints((await getDescriptor(drive, 7, 0)).data!)[0]?.maxPacket, 64);
+  assertEquals((await getDescriptor(drive, DescriptorType.DEVICE_QUALIFIER, 0)).status, "ok");
+  const other = (await getDescriptor(drive, DescriptorType.OTHER_SPEED_CONFIGURATION, 0)).data!;
+  assertEquals(endpoints(other)[0]?.maxPacket, 64);
 });
 
 Deno.test("speed=full has 64-byte bulk packets; speed=super 1024 with companions and a BOS", async () => {
   const full = new MassStorage({ units: [new MemoryBacking(4096)], speed: "full" });
   assertEquals(full.speed, Speed.FULL);
-  assertEquals(endpoints((await getDescriptor(full, 2, 0)).data!)[1]?.maxPacket, 64);
+  const fullConfig = (await getDescriptor(full, DescriptorType.CONFIGURATION, 0)).data!;
+  assertEquals(endpoints(fullConfig)[1]?.maxPacket, 64);
   const ss = new MassStorage({ units: [new MemoryBacking(4096)], speed: "super" });
   assertEquals(ss.speed, Speed.SUPER);
-  const device = (await getDescriptor(ss, 1, 0)).data!;
+  const device = (await getDescriptor(ss, DescriptorType.DEVICE, 0)).data!;
   assertEquals([device[2], device[3], device[7]], [0x00, 0x03, 9]);
-  assertEquals(endpoints((await getDescriptor(ss, 2, 0)).data!), [
+  assertEquals(endpoints((await getDescriptor(ss, DescriptorType.CONFIGURATION, 0)).data!), [
     { address: 0x81, maxPacket: 1024, burst: 15 },
     { address: 0x02, maxPacket: 1024, burst: 15 },
   ]);
-  const bos = (await getDescriptor(ss, 15, 0)).data!;
+  const bos = (await getDescriptor(ss, DescriptorType.BOS, 0)).data!;
   assertEquals([bos[1], bos[4]], [15, 2]);
   // A SuperSpeed device has no qualifier.
-  assertEquals((await getDescriptor(ss, 6, 0)).status, "stall");
+  assertEquals((await getDescriptor(ss, DescriptorType.DEVICE_QUALIFIER, 0)).status, "stall");
   const d = massStorageDescriptors("super", { vendor: "v", product: "p", serial: "s" });
   assertEquals(d.otherSpeedConfigurations, undefined);
 });
@@ -197,147 +190,6 @@ Deno.test("close() flushes, unlocks and closes the images; the device is gone", 
     assertEquals(drive.disconnected.aborted, true);
     await (await DiskImage.open({ path: t.path })).close();
     await drive.close();
-  } finally {
-    await t.remove();
-  }
-});
-
-/** Reads `text` as a `--device` flag and checks it through the registry. */
-function parseFlag(text: string): DeviceParseResult {
-  const t = readSpecFlag("--device", text, "type");
-  const { type, ...options } = t.fields as Record<string, string>;
-  return parseDevice(type!, options, t.alone ?? [], PATHS_AS_GIVEN);
-}
-
-type CreatedDrive = CreatedDevice & { device: MassStorage };
-
-/** Creates the drive of a parsed storage spec. */
-async function createDrive(device: ParsedDevice): Promise<CreatedDrive> {
-  assertEquals(device.name, "storage");
-  const made = await createDevice(device, { label: "storage test" });
-  assert(made.device instanceof MassStorage);
-  return made as CreatedDrive;
-}
-
-/** Creates the drive of `--device TEXT`, which must be a valid spec. */
-function create(text: string): Promise<CreatedDrive> {
-  const r = parseFlag(text);
-  assert(r.ok, r.ok ? "" : `${text}: ${r.key}: ${r.message}`);
-  return createDrive(r);
-}
-
-Deno.test("storage:image=...,size=... creates the image sparse and serves it", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const made = await create(`storage:image=${dir}/a.img,size=1M,vendor=ACME,serial=XYZ123456789`);
-    assertEquals(made.device.units[0]!.blocks, 2048);
-    assertEquals((await Deno.stat(`${dir}/a.img`)).size, 1 << 20);
-    assertEquals(made.device.speed, Speed.HIGH);
-    assertEquals(made.device.units[0]!.removable, true);
-    // A second drive on the same image is refused: the image is locked.
-    await assertRejects(
-      () => create(`storage:image=${dir}/a.img`),
-      Error,
-      `Cannot open image ${dir}/a.img: another device or process has it open (it is locked)`,
-    );
-    await made.close!();
-    const again = await create(`storage:image=${dir}/a.img,ro,removable=0,block=4096,speed=super`);
-    assertEquals(again.device.units[0]!.backing.readOnly, true);
-    assertEquals(again.device.units[0]!.removable, false);
-    assertEquals(again.device.units[0]!.blocks, 256);
-    assertEquals(again.device.speed, Speed.SUPER);
-    await again.close!();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("storage:image=a;b serves one LUN per image and closes what it opened on failure", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const made = await create(`storage:image=${dir}/a.img;${dir}/b.img,size=64K`);
-    assertEquals(made.device.units.length, 2);
-    await made.close!();
-    // The same image twice: the second open fails and the first is closed again.
-    await assertRejects(() => create(`storage:image=${dir}/a.img;${dir}/a.img`), Error, "locked");
-    await (await DiskImage.open({ path: `${dir}/a.img` })).close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("storage specs with bad values are refused, naming the key and what is valid", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const x = `${dir}/x.img`;
-    /** [the --device text, the key named, a part of the message]. */
-    const bad: [string, string, string][] = [
-      ["storage:size=1M", "image", "Missing image for storage: image=PATH is required"],
-      [
-        `storage:image=${x};,size=1M`,
-        "image",
-        `Invalid image="${x};" for storage: an empty path; image=PATH is required`,
-      ],
-      [
-        `storage:image=${x},size=1000`,
-        "size",
-        'Invalid size="1000" for storage: not a whole number of 512-byte blocks; expected a multiple of 512',
-      ],
-      [
-        `storage:image=${x},size=6K,block=4096`,
-        "size",
-        "not a whole number of 4096-byte blocks; expected a multiple of 4096",
-      ],
-      [
-        `storage:image=${x},size=lots`,
-        "size",
-        'Invalid size for storage: Cannot parse size "lots": expected bytes or a number with K, M, G or T',
-      ],
-      [
-        `storage:image=${x},size=1M,ro=maybe`,
-        "ro",
-        'Invalid ro="maybe" for storage: expected ro alone, ro=1 or ro=0',
-      ],
-      [
-        `storage:image=${x},size=1M,block=1024`,
-        "block",
-        'Invalid block="1024" for storage: expected 512 or 4096',
-      ],
-      [
-        `storage:image=${x},size=1M,speed=ludicrous`,
-        "speed",
-        'Invalid speed="ludicrous" for storage: expected high or super or full',
-      ],
-      [
-        `storage:image=${x},size=1M,vendor=TOOLONGVENDOR`,
-        "vendor",
-        'Invalid vendor for storage: vendor "TOOLONGVENDOR" must be 1..8 printable ASCII characters',
-      ],
-    ];
-    for (const [text, key, message] of bad) {
-      const r = parseFlag(text);
-      assert(!r.ok, `${text} was accepted`);
-      assertEquals(r.key, key, text);
-      assertStringIncludes(r.message, message, text);
-    }
-    // None of them created or locked anything.
-    await (await DiskImage.open({ path: x, size: 4096 })).close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("a storage device in the TOML config takes ro = true and the same keys", async () => {
-  const t = await tempImage(new Uint8Array(65536));
-  try {
-    const config = await checkConfigText(
-      `[[device]]\ntype = "storage"\nimage = "${t.path}"\nro = true\nremovable = false\n`,
-      "gw.toml",
-    );
-    const made = await createDrive(config.devices[0]!.device);
-    assertEquals(made.device.units[0]!.backing.readOnly, true);
-    assertEquals(made.device.units[0]!.removable, false);
-    await made.close!();
   } finally {
     await t.remove();
   }

@@ -5,7 +5,7 @@ import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/as
 import { importDevice, requestDeviceList } from "../../lib/client/usbip_client.ts";
 import { connectTcp, connectUnix } from "../../lib/transport/mod.ts";
 import { runMain, startGateway, tempDir } from "../e2e/_gateway.ts";
-import { controllerPorts, fakeSysfs } from "./_vhci_tree.ts";
+import { controllerPorts, fakeSysfs } from "../client/_vhci_tree.ts";
 
 Deno.test("usbipgw attach/detach/port against the real gateway", async (t) => {
   const dir = await tempDir();

@@ -32,13 +32,3 @@ export function ptyProblem(): string | undefined {
     throw e;
   }
 }
-
-/** Whether `name` is a command on PATH (`command -v`, POSIX sh). */
-export async function onPath(name: string): Promise<boolean> {
-  const out = await new Deno.Command("sh", {
-    args: ["-c", 'command -v "$1"', "sh", name],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  return out.success;
-}
