@@ -127,3 +127,5 @@ export {
 } from "./lib/protocol/frame_reader.ts";
 
 export { BufferPool } from "./lib/protocol/buffer_pool.ts";
+
+export { BUSID_PATTERN, busidProblem, busnumOf } from "./lib/protocol/busid.ts";

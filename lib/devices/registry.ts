@@ -9,7 +9,7 @@
  * @module
  */
 
-import { busidProblem } from "../server/exported_device.ts";
+import { busidProblem } from "../protocol/busid.ts";
 import type {
   CreateContext,
   CreatedDevice,

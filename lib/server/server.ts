@@ -29,7 +29,8 @@ import {
   type Listener,
   type PeerInfo,
 } from "../transport/connection.ts";
-import { busidProblem, busnumOf, deviceFacts, type ExportedDevice } from "./exported_device.ts";
+import { deviceFacts, type ExportedDevice } from "./exported_device.ts";
+import { busidProblem, busnumOf } from "../protocol/busid.ts";
 import { Session, type SessionStats } from "./session.ts";
 import type {
   AttachAnswer,

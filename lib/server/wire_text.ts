@@ -8,7 +8,7 @@
 import { OpStatus } from "../protocol/constants.ts";
 import type { AttachRequest } from "../protocol/op_messages.ts";
 import { formatHostPort } from "../transport/connection.ts";
-import { BUSID_PATTERN } from "./exported_device.ts";
+import { BUSID_PATTERN } from "../protocol/busid.ts";
 
 const utf8 = new TextEncoder();
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { busidProblem } from "../../server/exported_device.ts";
+import { busidProblem } from "../../protocol/busid.ts";
 import type { DeviceType, KeySpec } from "../device_type.ts";
 import { parseDescriptors } from "../passthrough/descriptor_parser.ts";
 import {
