@@ -5,8 +5,8 @@
  *
  * @example A vendor device that echoes bulk data back
  * ```ts
- * import { TcpListener, UsbDevice, UsbipServer, type EndpointDescriptor,
- *   type TransferResult, type UsbTransfer } from "./mod.ts";
+ * import { OK, parseRule, RulePolicy, Speed, TcpListener, TransferType, UsbDevice,
+ *   UsbipServer, type TransferResult, type UsbTransfer } from "./mod.ts";
  *
  * class Echo extends UsbDevice {
  *   #last = new Uint8Array(0);
@@ -18,21 +18,25 @@
  *       configurations: [{ bConfigurationValue: 1, bmAttributes: 0x80, bMaxPower: 50,
  *         interfaces: [{ bInterfaceNumber: 0, bAlternateSetting: 0, bInterfaceClass: 0xff,
  *           bInterfaceSubClass: 0, bInterfaceProtocol: 0, endpoints: [
- *             { bEndpointAddress: 0x81, bmAttributes: 2, wMaxPacketSize: 512, bInterval: 0 },
- *             { bEndpointAddress: 0x01, bmAttributes: 2, wMaxPacketSize: 512, bInterval: 0 },
+ *             { bEndpointAddress: 0x81, bmAttributes: TransferType.BULK, wMaxPacketSize: 512,
+ *               bInterval: 0 },
+ *             { bEndpointAddress: 0x01, bmAttributes: TransferType.BULK, wMaxPacketSize: 512,
+ *               bInterval: 0 },
  *           ] }] }],
- *     }, 3);
+ *     }, Speed.HIGH);
  *   }
- *   protected override handleData(t: UsbTransfer, _ep: EndpointDescriptor): TransferResult {
+ *   protected override handleData(t: UsbTransfer): TransferResult {
  *     if (!t.dirIn) {
- *       this.#last = t.data.slice();
- *       return { status: "ok" };
+ *       this.#last = t.data.slice(); // OUT data is lent: keep a copy
+ *       return OK;
  *     }
  *     return { status: "ok", data: this.#last.subarray(0, t.length) };
  *   }
  * }
  *
- * const server = new UsbipServer();
+ * // Peers no rule allows are denied; this one lets loopback TCP clients in.
+ * const policy = new RulePolicy({ rules: [parseRule({ action: "allow", source: "127.0.0.0/8" })] });
+ * const server = new UsbipServer({ policy });
  * server.addDevice(new Echo(), { busid: "1-1", name: "echo" });
  * const listener = new TcpListener({ hostname: "127.0.0.1", port: 0 });
  * server.listen(listener);
