@@ -93,7 +93,7 @@ export {
   Request,
   RequestType,
   type SetupPacket,
-} from "./lib/devices/setup_packet.ts";
+} from "./lib/protocol/setup_packet.ts";
 export {
   OpStatus,
   Speed,

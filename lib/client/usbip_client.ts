@@ -32,7 +32,7 @@ import {
   type RetUnlink,
   type SubmittedUrb,
 } from "../protocol/urb_messages.ts";
-import { encodeSetupPacket, RequestType, type SetupPacket } from "../devices/setup_packet.ts";
+import { encodeSetupPacket, RequestType, type SetupPacket } from "../protocol/setup_packet.ts";
 import type { Connection } from "../transport/connection.ts";
 
 /** Names of op status values, for messages. */

@@ -10,7 +10,7 @@ import { Speed } from "../protocol/constants.ts";
 import { Notifier } from "../util/wait.ts";
 import { type CharBackend, PARITY_NAMES, STOP_BITS } from "../backends/char/mod.ts";
 import { type ConfigurationDescriptor, TransferType, type UsbDescriptors } from "./descriptors.ts";
-import { RequestType } from "./setup_packet.ts";
+import { RequestType } from "../protocol/setup_packet.ts";
 import {
   CANCELLED,
   type ControlTransfer,
@@ -299,7 +299,7 @@ export function cdcAcmDescriptors(
  * ```ts
  * import { CdcAcm } from "./cdc_acm.ts";
  * import { openCharBackend } from "../backends/char/mod.ts";
- * import { Request } from "./setup_packet.ts";
+ * import { Request } from "../protocol/setup_packet.ts";
  * const backend = await openCharBackend("loopback");
  * const acm = new CdcAcm({ backend });
  * const signal = new AbortController().signal;

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { DescriptorType } from "./setup_packet.ts";
+import { DescriptorType } from "../protocol/setup_packet.ts";
 
 /** SuperSpeed endpoint companion (USB 3.2 §9.6.7). */
 export interface SuperSpeedCompanion {

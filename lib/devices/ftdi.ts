@@ -10,7 +10,7 @@
 import { Speed } from "../protocol/constants.ts";
 import { type CharBackend, PARITY_NAMES, STOP_BITS } from "../backends/char/mod.ts";
 import { TransferType, type UsbDescriptors } from "./descriptors.ts";
-import { RequestType } from "./setup_packet.ts";
+import { RequestType } from "../protocol/setup_packet.ts";
 import {
   CANCELLED,
   type ControlTransfer,
@@ -304,7 +304,7 @@ export function ftdiDataCapacity(length: number): number {
  * ```ts
  * import { FtdiSerial } from "./ftdi.ts";
  * import { openCharBackend } from "../backends/char/mod.ts";
- * import { Request } from "./setup_packet.ts";
+ * import { Request } from "../protocol/setup_packet.ts";
  * const backend = await openCharBackend("loopback");
  * const ftdi = new FtdiSerial({ backend });
  * const signal = new AbortController().signal;

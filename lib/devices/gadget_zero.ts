@@ -17,7 +17,7 @@ import {
   TransferType,
   type UsbDescriptors,
 } from "./descriptors.ts";
-import { RequestType } from "./setup_packet.ts";
+import { RequestType } from "../protocol/setup_packet.ts";
 import {
   CANCELLED,
   type ControlTransfer,
@@ -208,7 +208,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  * @example Reading from the source endpoint
  * ```ts
  * import { GadgetZero } from "./gadget_zero.ts";
- * import { Request } from "./setup_packet.ts";
+ * import { Request } from "../protocol/setup_packet.ts";
  * const gz = new GadgetZero({ pattern: 1 });
  * const setConfig = {
  *   bmRequestType: 0, bRequest: Request.SET_CONFIGURATION, wValue: 3, wIndex: 0, wLength: 0,

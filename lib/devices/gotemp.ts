@@ -40,7 +40,7 @@ import { Speed } from "../protocol/constants.ts";
 import { constantSource, type TemperatureSource } from "../backends/temperature_source.ts";
 import type { UsbDescriptors } from "./descriptors.ts";
 import { hidClassDescriptor, hidDeviceDescriptors, HidReportType, HidRequest } from "./hid.ts";
-import { Request, RequestType } from "./setup_packet.ts";
+import { Request, RequestType } from "../protocol/setup_packet.ts";
 import {
   CANCELLED,
   type ControlTransfer,
@@ -172,7 +172,7 @@ const defaultClock = () => performance.timeOrigin + performance.now();
  * @example Reading one report
  * ```ts
  * import { GoTemp } from "./gotemp.ts";
- * import { Request } from "./setup_packet.ts";
+ * import { Request } from "../protocol/setup_packet.ts";
  * let now = 0;
  * const dev = new GoTemp({ now: () => now });
  * const signal = new AbortController().signal;

@@ -10,7 +10,7 @@
 import { Notifier } from "../util/wait.ts";
 import type { SpeedValue } from "../protocol/constants.ts";
 import { TransferType, type UsbDescriptors } from "./descriptors.ts";
-import { Request, RequestType } from "./setup_packet.ts";
+import { Request, RequestType } from "../protocol/setup_packet.ts";
 import {
   CANCELLED,
   type ControlTransfer,

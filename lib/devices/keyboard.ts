@@ -165,7 +165,7 @@ function _sameReport(a: Uint8Array, b: Uint8Array): boolean {
  * @example Typing into a configured keyboard
  * ```ts
  * import { HidKeyboard } from "./keyboard.ts";
- * import { Request } from "./setup_packet.ts";
+ * import { Request } from "../protocol/setup_packet.ts";
  * const kbd = new HidKeyboard();
  * const signal = new AbortController().signal;
  * const base = { data: new Uint8Array(0), shortNotOk: false, zeroPacket: false, isoPackets: [], signal };

@@ -359,7 +359,7 @@ function _step(remaining: number): number {
  * @example Moving a configured mouse
  * ```ts
  * import { HidMouse } from "./mouse.ts";
- * import { Request } from "./setup_packet.ts";
+ * import { Request } from "../protocol/setup_packet.ts";
  * const mouse = new HidMouse();
  * const signal = new AbortController().signal;
  * const base = { data: new Uint8Array(0), shortNotOk: false, zeroPacket: false, isoPackets: [], signal };

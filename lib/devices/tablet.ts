@@ -91,7 +91,7 @@ function _coordinate(n: number): number {
  * @example Pointing at the middle of the screen
  * ```ts
  * import { HidTablet } from "./tablet.ts";
- * import { Request } from "./setup_packet.ts";
+ * import { Request } from "../protocol/setup_packet.ts";
  * const tablet = new HidTablet();
  * const signal = new AbortController().signal;
  * const base = { data: new Uint8Array(0), shortNotOk: false, zeroPacket: false, isoPackets: [], signal };

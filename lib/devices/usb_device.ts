@@ -19,7 +19,13 @@ import {
   type TransferTypeName,
   type UsbDescriptors,
 } from "./descriptors.ts";
-import { DescriptorType, Feature, Request, RequestType, type SetupPacket } from "./setup_packet.ts";
+import {
+  DescriptorType,
+  Feature,
+  Request,
+  RequestType,
+  type SetupPacket,
+} from "../protocol/setup_packet.ts";
 
 /** How a transfer ended, as a device reports it. */
 export type TransferStatus =
@@ -180,7 +186,7 @@ const PORT_RESET = 4;
  * @example A device with only descriptors stalls everything but standard requests
  * ```ts
  * import { UsbDevice } from "./usb_device.ts";
- * import { Request, RequestType } from "./setup_packet.ts";
+ * import { Request, RequestType } from "../protocol/setup_packet.ts";
  * class Blank extends UsbDevice {}
  * const dev = new Blank({
  *   device: { bcdUSB: 0x200, bDeviceClass: 0, bDeviceSubClass: 0, bDeviceProtocol: 0,

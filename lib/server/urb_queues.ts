@@ -14,7 +14,7 @@
 
 import { Direction, TransferFlags, UrbStatus } from "../protocol/constants.ts";
 import type { CmdSubmit } from "../protocol/urb_messages.ts";
-import { decodeSetupPacket, RequestType } from "../devices/setup_packet.ts";
+import { decodeSetupPacket, RequestType } from "../protocol/setup_packet.ts";
 import type {
   MaybePromise,
   TransferResult,

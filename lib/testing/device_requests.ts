@@ -6,7 +6,7 @@
  * @module
  */
 
-import { Request, RequestType, type SetupPacket } from "../devices/setup_packet.ts";
+import { Request, RequestType, type SetupPacket } from "../protocol/setup_packet.ts";
 import type { TransferResult, UsbDevice, UsbTransfer } from "../devices/usb_device.ts";
 
 /** What a transfer carries by default: no data, no flags, not cancelled. */
@@ -29,7 +29,7 @@ function defaults(): Omit<UsbTransfer, "endpoint" | "dirIn" | "type" | "length">
  * import { assertEquals } from "@std/assert";
  * import { control } from "./device_requests.ts";
  * import { GadgetZero } from "../devices/gadget_zero.ts";
- * import { RequestType } from "../devices/setup_packet.ts";
+ * import { RequestType } from "../protocol/setup_packet.ts";
  * const gz = new GadgetZero();
  * const vendor = RequestType.TYPE_VENDOR | RequestType.RECIPIENT_DEVICE;
  * const data = new Uint8Array([1, 2, 3, 4]);
@@ -68,7 +68,7 @@ export async function control(
  * import { assert } from "@std/assert";
  * import { getDescriptor } from "./device_requests.ts";
  * import { GadgetZero } from "../devices/gadget_zero.ts";
- * import { DescriptorType } from "../devices/setup_packet.ts";
+ * import { DescriptorType } from "../protocol/setup_packet.ts";
  * const r = await getDescriptor(new GadgetZero(), DescriptorType.DEVICE, 0, 18);
  * assert(r.data?.[1] === DescriptorType.DEVICE);
  * ```

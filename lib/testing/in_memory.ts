@@ -32,7 +32,7 @@ export interface InMemoryImport {
  * import { assert } from "@std/assert";
  * import { importInMemory } from "./in_memory.ts";
  * import { GadgetZero } from "../devices/gadget_zero.ts";
- * import { DescriptorType, Request, RequestType } from "../devices/setup_packet.ts";
+ * import { DescriptorType, Request, RequestType } from "../protocol/setup_packet.ts";
  * const { channel, close } = await importInMemory(new GadgetZero());
  * const reply = await channel.submit({
  *   ep: 0, dirIn: true, length: 18,

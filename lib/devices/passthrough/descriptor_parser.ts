@@ -14,7 +14,7 @@ import type {
   InterfaceDescriptor,
   UsbDescriptors,
 } from "../descriptors.ts";
-import { DescriptorType } from "../setup_packet.ts";
+import { DescriptorType } from "../../protocol/setup_packet.ts";
 
 function u16(b: Uint8Array, o: number): number {
   return (b[o] ?? 0) | ((b[o + 1] ?? 0) << 8);

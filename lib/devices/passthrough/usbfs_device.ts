@@ -11,7 +11,7 @@
 import { errorMessage } from "../../util/error_message.ts";
 import { getLogger } from "../../logtape.ts";
 import type { SpeedValue } from "../../protocol/constants.ts";
-import { Feature, Request, RequestType, type SetupPacket } from "../setup_packet.ts";
+import { Feature, Request, RequestType, type SetupPacket } from "../../protocol/setup_packet.ts";
 import {
   CANCELLED,
   type IsoPacketResult,

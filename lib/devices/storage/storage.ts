@@ -19,7 +19,7 @@ import {
   usb2ExtensionCapability,
   type UsbDescriptors,
 } from "../descriptors.ts";
-import { RequestType } from "../setup_packet.ts";
+import { RequestType } from "../../protocol/setup_packet.ts";
 import {
   type ControlTransfer,
   dataResult,
