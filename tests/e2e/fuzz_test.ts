@@ -3,6 +3,7 @@
 // connection floods, while a control session keeps moving verified data through Gadget Zero.
 // First against the real gateway process with its default limits, then against an in-process
 // server with small limits. Every loop is bounded in count and in time. FUZZ_SEED replays a run.
+import { errorMessage } from "../../lib/util/error_message.ts";
 import { configureSync, type LogRecord, resetSync } from "@logtape/logtape";
 import { assert, assertEquals } from "@std/assert";
 import {
@@ -635,7 +636,7 @@ async function controlSession(port: number): Promise<{ channel: UrbChannel; cont
         if (i % 8 === 7) await sleep(1);
       }
     } catch (e) {
-      control.failure = e instanceof Error ? e.message : String(e);
+      control.failure = errorMessage(e);
     }
   })();
   return { channel, control };

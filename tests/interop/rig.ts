@@ -1,6 +1,7 @@
 // The QEMU interop rig: boots Debian's own kernel with the real Linux USB/IP client (vhci-hcd +
 // usbip) and runs one guest scenario per VM (tests/interop/README.md).
 
+import { errorMessage } from "../../lib/util/error_message.ts";
 import { makeTestPki } from "../transport/_certs.ts";
 
 /** The scenarios the guest knows (guest/scenarios/<name>.sh). */
@@ -499,7 +500,7 @@ async function _denoDir(
     }
   } catch (e) {
     throw new Error(
-      `Cannot fill the guest's npm cache: ${e instanceof Error ? e.message : String(e)}`,
+      `Cannot fill the guest's npm cache: ${errorMessage(e)}`,
     );
   }
   if (original && (await _readText(lock)) !== original) {
@@ -960,7 +961,7 @@ async function _serveHostRequests(
         }
         answer = `ok ${((performance.now() - started) / 1000).toFixed(3)}`;
       } catch (e) {
-        answer = `error ${e instanceof Error ? e.message : String(e)}`.replaceAll("\n", " ");
+        answer = `error ${errorMessage(e)}`.replaceAll("\n", " ");
       }
       await note(`request ${name}: ${req} -> ${answer}`);
       await Deno.writeTextFile(`${dir}/${name}.tmp`, answer + "\n");
@@ -1156,7 +1157,7 @@ export async function runScenario(
     try {
       result = JSON.parse(resultText) as ScenarioResult;
     } catch (e) {
-      rigError = `result.json is not JSON (${e instanceof Error ? e.message : String(e)})`;
+      rigError = `result.json is not JSON (${errorMessage(e)})`;
     }
   }
   if (timedOut) {

@@ -1,6 +1,7 @@
 // Runs interop scenarios from the command line and prints each one's result.json
 // (usage: deno run -A tests/interop/run.ts [--timeout SECONDS] [--standin] SCENARIO...).
 
+import { errorMessage } from "../../lib/util/error_message.ts";
 import {
   assertScenarioPassed,
   buildImage,
@@ -58,7 +59,7 @@ for (const name of names) {
     console.error(`PASS ${name} (${run.wallSeconds} s)`);
   } catch (e) {
     failed++;
-    console.error(e instanceof Error ? e.message : String(e));
+    console.error(errorMessage(e));
     console.error(`FAIL ${name} (${run.wallSeconds} s)`);
   }
 }

@@ -4,6 +4,7 @@
 // removed, and the machine's own action file put back. One test at a time holds it (an flock(2)
 // on rules.d): `deno test --parallel` runs test files side by side in one process, and every
 // polkitd reads all of rules.d.
+import { errorMessage } from "../../lib/util/error_message.ts";
 import { assertEquals } from "@std/assert";
 import {
   POLKIT_ACTIONS_FILE,
@@ -212,7 +213,7 @@ export async function realPolkitMissing(needs: PolkitNeeds = {}): Promise<string
       await bus.stop();
     }
   } catch (e) {
-    return e instanceof Error ? e.message : String(e);
+    return errorMessage(e);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

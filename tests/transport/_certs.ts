@@ -1,3 +1,4 @@
+import { errorMessage } from "../../lib/util/error_message.ts";
 // A throwaway test PKI made with the real openssl(1) CLI in a temporary folder: a CA, two server
 // certificates for 127.0.0.1 and localhost, clients of that CA (one current, one expired, one
 // with an awkward subject and names), a client of another CA and a self-signed client to pin.
@@ -162,7 +163,7 @@ export const opensslProblem: string | undefined = await (async () => {
     const out = await new Deno.Command("openssl", { args: ["version"], stdout: "null" }).output();
     return out.success ? undefined : "openssl version failed";
   } catch (e) {
-    return `openssl(1) is not available: ${e instanceof Error ? e.message : String(e)}`;
+    return `openssl(1) is not available: ${errorMessage(e)}`;
   }
 })();
 

@@ -1,3 +1,4 @@
+import { errorMessage } from "../../util/error_message.ts";
 /**
  * The backing store of a mass-storage logical unit: a raw disk image file. A read-only image
  * is opened `O_RDONLY` under a shared `flock`; a writable one `O_RDWR` under an exclusive one,
@@ -83,10 +84,6 @@ export function parseSize(text: string): number {
   return value;
 }
 
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
 /**
  * A raw image file opened and locked for one device. Every operation waits for the one before
  * it, so a seek and its read or write are never split by another.
@@ -150,9 +147,9 @@ export class DiskImage implements StorageBacking {
         );
       }
       if (e instanceof Deno.errors.PermissionDenied && !readOnly) {
-        throw fail(`${message(e)} (use ro to serve it read-only)`, e);
+        throw fail(`${errorMessage(e)} (use ro to serve it read-only)`, e);
       }
-      throw fail(message(e), e);
+      throw fail(errorMessage(e), e);
     }
     try {
       const info = await file.stat();

@@ -11,6 +11,7 @@
  * @module
  */
 
+import { errorMessage } from "../../util/error_message.ts";
 import { getLogger } from "../../logtape.ts";
 import type { MaybePromise } from "../usb_device.ts";
 import type { StorageBacking } from "./image.ts";
@@ -362,7 +363,7 @@ export class ScsiLogicalUnit {
       op,
       name: this.backing.name,
       offset,
-      error: e instanceof Error ? e.message : String(e),
+      error: errorMessage(e),
     });
     return this.#fail(sense);
   }
@@ -618,7 +619,7 @@ export class ScsiLogicalUnit {
     } catch (e) {
       log.error("Cannot flush {name}: {error}", {
         name: this.backing.name,
-        error: e instanceof Error ? e.message : String(e),
+        error: errorMessage(e),
       });
       return this.#fail(SENSE.WRITE_ERROR);
     }
