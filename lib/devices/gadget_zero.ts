@@ -4,7 +4,8 @@
  * is source/sink (alt 0 bulk IN/OUT, alt 1 adds isochronous IN/OUT), configuration 2 is
  * loopback; vendor requests 0x5b/0x5c store and return a control buffer; data pattern 0 is
  * zeros and pattern 1 is `(i % maxpacket) % 63`. OUT data that breaks the pattern halts the
- * endpoint, as f_sourcesink's check does.
+ * endpoint, as f_sourcesink's check does. At full, high (the default) or SuperSpeed; at
+ * SuperSpeed every endpoint has a companion and the device a BOS (USB 3.2 §9.6.2, §9.6.7).
  *
  * @module
  */
@@ -14,7 +15,9 @@ import { Notifier } from "../util/wait.ts";
 import {
   type ConfigurationDescriptor,
   type EndpointDescriptor,
+  superSpeedCapability,
   TransferType,
+  usb2ExtensionCapability,
   type UsbDescriptors,
 } from "./descriptors.ts";
 import { RequestType } from "../protocol/setup_packet.ts";
@@ -35,19 +38,30 @@ import {
 export interface GadgetZeroOptions {
   /** 0: zeros (the default, as in f_sourcesink); 1: `(i % maxpacket) % 63`. */
   pattern?: 0 | 1;
-  /** "high" (the default) or "full". */
-  speed?: "high" | "full";
+  /** "high" (the default), "full" or "super" (SuperSpeed: 1024-byte bulk packets, a BOS). */
+  speed?: "high" | "full" | "super";
   /** The control buffer size for requests 0x5b/0x5c (USB_COMP_EP0_BUFSIZ is 4096). */
   controlBufferLength?: number;
   /** Number of OUT transfers the loopback configuration holds before OUT waits (qlen). */
   loopbackQueueLength?: number;
-  /** Isochronous wMaxPacketSize at high speed (isoc_maxpacket, default 1024). */
+  /** Isochronous wMaxPacketSize at high and SuperSpeed (isoc_maxpacket, default 1024). */
   isoMaxPacket?: number;
   /** Isochronous bInterval (isoc_interval, default 4). */
   isoInterval?: number;
+  /**
+   * SuperSpeed only: bMaxBurst of the source/sink companions, bulk and isochronous, 0..15
+   * (f_sourcesink's bulk_maxburst and isoc_maxburst); default 0. Loopback's stay 0, as in
+   * f_loopback.
+   */
+  maxBurst?: number;
+  /** SuperSpeed only: Mult of the isochronous companions, 0..2 (isoc_mult); default 0. */
+  isoMult?: number;
 }
 
-/** Gadget Zero's vendor, product and configuration values. */
+/**
+ * Gadget Zero's vendor, product and configuration values, and the largest SuperSpeed
+ * companion values: bMaxBurst 15 and isochronous Mult 2 (USB 3.2 §9.6.7).
+ */
 export const GADGET_ZERO = {
   idVendor: 0x0525,
   idProduct: 0xa4a0,
@@ -55,39 +69,78 @@ export const GADGET_ZERO = {
   LOOPBACK_CONFIG: 2,
   REQ_CONTROL_WRITE: 0x5b,
   REQ_CONTROL_READ: 0x5c,
+  MAX_BURST: 15,
+  MAX_ISO_MULT: 2,
 } as const;
+
+type SpeedName = NonNullable<GadgetZeroOptions["speed"]>;
+
+/** A companion's bytes per service interval: maxpacket x (Mult+1) x (bMaxBurst+1) (§9.6.7). */
+function bytesPerInterval(maxPacket: number, mult: number, maxBurst: number): number {
+  return maxPacket * (mult + 1) * (maxBurst + 1);
+}
+
+const SPEEDS: Readonly<Record<SpeedName, SpeedValue>> = {
+  full: Speed.FULL,
+  high: Speed.HIGH,
+  super: Speed.SUPER,
+};
 
 const VENDOR_OUT = RequestType.TYPE_VENDOR;
 const VENDOR_IN = RequestType.DIR_IN | RequestType.TYPE_VENDOR;
 
-function endpoints(bulkMax: number, iso?: { max: number; interval: number }): EndpointDescriptor[] {
+/**
+ * Bulk IN 0x81 and OUT 0x01, then with `iso` isochronous IN 0x82 and OUT 0x02. With `ss` (the
+ * SuperSpeed burst and Mult), each endpoint is followed by its companion, in the order of
+ * f_sourcesink's ss_source_sink_descs (USB 3.2 §9.6.7): bulk with bMaxBurst and no streams,
+ * isochronous with Mult in bmAttributes and the bytes it moves per service interval.
+ */
+function endpoints(
+  bulkMax: number,
+  iso?: { max: number; interval: number },
+  ss?: { maxBurst: number; isoMult: number },
+): EndpointDescriptor[] {
+  const bulkCompanion = ss && {
+    superSpeedCompanion: { bMaxBurst: ss.maxBurst, bmAttributes: 0, wBytesPerInterval: 0 },
+  };
   const eps: EndpointDescriptor[] = [
     {
       bEndpointAddress: 0x81,
       bmAttributes: TransferType.BULK,
       wMaxPacketSize: bulkMax,
       bInterval: 0,
+      ...bulkCompanion,
     },
     {
       bEndpointAddress: 0x01,
       bmAttributes: TransferType.BULK,
       wMaxPacketSize: bulkMax,
       bInterval: 0,
+      ...bulkCompanion,
     },
   ];
   if (iso) {
+    const isoCompanion = ss && {
+      superSpeedCompanion: {
+        bMaxBurst: ss.maxBurst,
+        bmAttributes: ss.isoMult,
+        wBytesPerInterval: bytesPerInterval(iso.max, ss.isoMult, ss.maxBurst),
+      },
+    };
     eps.push(
       {
         bEndpointAddress: 0x82,
         bmAttributes: TransferType.ISOCHRONOUS,
         wMaxPacketSize: iso.max,
         bInterval: iso.interval,
+        ...isoCompanion,
       },
       {
         bEndpointAddress: 0x02,
         bmAttributes: TransferType.ISOCHRONOUS,
         wMaxPacketSize: iso.max,
         bInterval: iso.interval,
+        ...isoCompanion,
       },
     );
   }
@@ -95,12 +148,19 @@ function endpoints(bulkMax: number, iso?: { max: number; interval: number }): En
 }
 
 function configurations(
-  speed: "high" | "full",
+  speed: SpeedName,
   isoMax: number,
   isoInterval: number,
+  burst: { maxBurst: number; isoMult: number } = { maxBurst: 0, isoMult: 0 },
 ): ConfigurationDescriptor[] {
-  const bulkMax = speed === "high" ? 512 : 64;
-  const iso = { max: speed === "high" ? isoMax : Math.min(isoMax, 1023), interval: isoInterval };
+  const bulkMax = speed === "super" ? 1024 : speed === "high" ? 512 : 64;
+  // f_sourcesink caps isoc_maxpacket at 1023 for full speed and 1024 for SuperSpeed, whose
+  // wMaxPacketSize has no Mult bits (USB 3.2 §9.6.6).
+  const isoCap = { full: 1023, high: isoMax, super: 1024 }[speed];
+  const iso = { max: Math.min(isoMax, isoCap), interval: isoInterval };
+  const sourceSink = speed === "super" ? burst : undefined;
+  // f_loopback's SuperSpeed companions keep bMaxBurst 0; bulk_maxburst is f_sourcesink's.
+  const loop = speed === "super" ? { maxBurst: 0, isoMult: 0 } : undefined;
   const vendor = (alt: number, eps: EndpointDescriptor[]) => ({
     bInterfaceNumber: 0,
     bAlternateSetting: alt,
@@ -117,37 +177,79 @@ function configurations(
     bConfigurationValue: value,
     iConfiguration: name,
     bmAttributes: 0xc0,
+    // composite.c's encode_bMaxPower: 2 mA rounded up to 2 mA units, or 8 mA at SuperSpeed.
     bMaxPower: 1,
     interfaces,
   });
   return [
     config(GADGET_ZERO.SOURCE_SINK_CONFIG, "source and sink data", [
-      vendor(0, endpoints(bulkMax)),
-      vendor(1, endpoints(bulkMax, iso)),
+      vendor(0, endpoints(bulkMax, undefined, sourceSink)),
+      vendor(1, endpoints(bulkMax, iso, sourceSink)),
     ]),
-    config(GADGET_ZERO.LOOPBACK_CONFIG, "loop input to output", [vendor(0, endpoints(bulkMax))]),
+    config(GADGET_ZERO.LOOPBACK_CONFIG, "loop input to output", [
+      vendor(0, endpoints(bulkMax, undefined, loop)),
+    ]),
   ];
 }
 
-/** Gadget Zero's descriptors at `speed`, with the other speed's for the qualifier. */
+/**
+ * Throws `RangeError` for a burst or Mult out of range (USB 3.2 §9.6.7) or given below
+ * SuperSpeed, where no companion carries it.
+ */
+function checkBurst(options: GadgetZeroOptions): { maxBurst: number; isoMult: number } {
+  const { maxBurst = 0, isoMult = 0 } = options;
+  const ranges = [
+    ["maxBurst", maxBurst, GADGET_ZERO.MAX_BURST],
+    ["isoMult", isoMult, GADGET_ZERO.MAX_ISO_MULT],
+  ] as const;
+  for (const [name, value, max] of ranges) {
+    if (!Number.isInteger(value) || value < 0 || value > max) {
+      throw new RangeError(`Invalid Gadget Zero ${name} ${value}: expected an integer 0..${max}`);
+    }
+    if (options[name] !== undefined && options.speed !== "super") {
+      throw new RangeError(`Invalid Gadget Zero ${name}: it applies only at speed "super"`);
+    }
+  }
+  return { maxBurst, isoMult };
+}
+
+/**
+ * Gadget Zero's descriptors at `speed`: below SuperSpeed with the other speed's for the
+ * qualifier; at SuperSpeed with a BOS and no qualifier, as composite.c serves them. Throws
+ * `RangeError` for a burst or Mult out of range, or given below SuperSpeed.
+ */
 export function gadgetZeroDescriptors(options: GadgetZeroOptions = {}): UsbDescriptors {
   const speed = options.speed ?? "high";
   const isoMax = options.isoMaxPacket ?? 1024;
   const isoInterval = options.isoInterval ?? 4;
+  const burst = checkBurst(options);
+  const device = {
+    bcdUSB: 0x0200,
+    bDeviceClass: 0xff,
+    bDeviceSubClass: 0,
+    bDeviceProtocol: 0,
+    bMaxPacketSize0: 64,
+    idVendor: GADGET_ZERO.idVendor,
+    idProduct: GADGET_ZERO.idProduct,
+    bcdDevice: 0x0601,
+    iManufacturer: "usbipgw",
+    iProduct: "Gadget Zero",
+    iSerialNumber: "0123456789.0123456789.0123456789",
+  };
+  if (speed === "super") {
+    return {
+      // USB 3.2 §9.6.1: bcdUSB 0x0300, ep0's packet size as an exponent, 2^9 = 512.
+      device: { ...device, bcdUSB: 0x0300, bMaxPacketSize0: 9 },
+      configurations: configurations(speed, isoMax, isoInterval, burst),
+      // composite.c's bos_desc: a USB 2.0 Extension with LPM (bit 1), and a SuperSpeed
+      // capability with low, full, high and 5 Gb/s speeds, full functionality from low speed
+      // (bFunctionalitySupport 1) and gadget.h's default exit latencies, U1 1 µs and U2
+      // 500 µs (USB 3.2 §9.6.2.1, §9.6.2.2).
+      capabilities: [usb2ExtensionCapability(0x02), superSpeedCapability(0x000f, 1, 0x01, 0x01f4)],
+    };
+  }
   return {
-    device: {
-      bcdUSB: 0x0200,
-      bDeviceClass: 0xff,
-      bDeviceSubClass: 0,
-      bDeviceProtocol: 0,
-      bMaxPacketSize0: 64,
-      idVendor: GADGET_ZERO.idVendor,
-      idProduct: GADGET_ZERO.idProduct,
-      bcdDevice: 0x0601,
-      iManufacturer: "usbipgw",
-      iProduct: "Gadget Zero",
-      iSerialNumber: "0123456789.0123456789.0123456789",
-    },
+    device,
     configurations: configurations(speed, isoMax, isoInterval),
     otherSpeedConfigurations: configurations(
       speed === "high" ? "full" : "high",
@@ -230,8 +332,7 @@ export class GadgetZero extends UsbDevice {
 
   /** Creates a Gadget Zero. */
   constructor(options: GadgetZeroOptions = {}) {
-    const speed: SpeedValue = options.speed === "full" ? Speed.FULL : Speed.HIGH;
-    super(gadgetZeroDescriptors(options), speed);
+    super(gadgetZeroDescriptors(options), SPEEDS[options.speed ?? "high"]);
     this.pattern = options.pattern ?? 0;
     this.#control = new Uint8Array(options.controlBufferLength ?? 4096);
     this.#loopQueueLength = options.loopbackQueueLength ?? 32;
@@ -287,7 +388,13 @@ export class GadgetZero extends UsbDevice {
 
   #iso(t: UsbTransfer, ep: EndpointDescriptor): TransferResult {
     const maxPacket = ep.wMaxPacketSize & 0x7ff;
-    const packetLimit = maxPacket * (1 + ((ep.wMaxPacketSize >> 11) & 3));
+    // One packet per service interval: at high speed up to 1 + bits 12..11 transactions (USB
+    // 2.0 §5.9.2); at SuperSpeed (Mult+1) x (bMaxBurst+1) packets, wBytesPerInterval (USB 3.2
+    // §9.6.7), the request size of f_sourcesink and the ISO packet size of usbtest.c.
+    const ss = ep.superSpeedCompanion;
+    const packetLimit = ss
+      ? bytesPerInterval(maxPacket, ss.bmAttributes & 3, ss.bMaxBurst)
+      : maxPacket * (1 + ((ep.wMaxPacketSize >> 11) & 3));
     const packets: IsoPacketResult[] = t.isoPackets.map((p) => ({
       actualLength: Math.min(p.length, packetLimit),
       status: p.length > packetLimit && !t.dirIn ? "overflow" : "ok",

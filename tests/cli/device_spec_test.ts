@@ -98,7 +98,7 @@ Deno.test("a --device flag with a wrong type or key lists the valid types and ke
   await assertRejects(
     () => checkFlag("gadget-zero:patern=1"),
     ConfigError,
-    'Invalid --device gadget-zero:patern=1: Unknown key "patern" for gadget-zero; valid keys: busid, pattern, speed',
+    'Invalid --device gadget-zero:patern=1: Unknown key "patern" for gadget-zero; valid keys: busid, pattern, speed, maxburst, mult',
   );
 });
 

@@ -321,6 +321,13 @@ const checks: Partial<Record<ScenarioName, Check>> = {
   testusb(run, r) {
     _requirePassed(run, r, "tests", [..._range(0, 14), ..._range(17, 21), 24, ..._range(27, 29)]);
     _requirePassed(run, r, "iso_tests", [15, 16, 22, 23]);
+    _number(run, r, "speed_mbps", (v) => v === 480, "480 (the high-speed hub)");
+    console.log(_table(run, r, ["tests", "iso_tests"]));
+  },
+  testusb_super(run, r) {
+    _requirePassed(run, r, "tests", [..._range(0, 14), ..._range(17, 21), 24, ..._range(27, 29)]);
+    _requirePassed(run, r, "iso_tests", [15, 16, 22, 23]);
+    _number(run, r, "speed_mbps", (v) => v === 5000, "5000 (vhci's SuperSpeed hub)");
     console.log(_table(run, r, ["tests", "iso_tests"]));
   },
   kernel_baseline(run, r) {

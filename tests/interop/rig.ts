@@ -24,6 +24,7 @@ export const SCENARIOS = [
   "storage_baseline",
   "user_attach",
   "tls",
+  "testusb_super",
 ] as const;
 
 /** A scenario name. */
@@ -45,6 +46,7 @@ export const GATEWAY_SCENARIOS: readonly ScenarioName[] = [
   "storage_baseline",
   "user_attach",
   "tls",
+  "testusb_super",
 ];
 
 /**
@@ -1005,6 +1007,7 @@ export const DEFAULT_TIMEOUTS: Record<ScenarioName, number> = {
   storage_baseline: 600,
   user_attach: 420,
   tls: 900,
+  testusb_super: 900,
 };
 
 /**

@@ -9,6 +9,8 @@ rig_field gateway_start_s "$GW_START_S"
 rig_attach "$GZ_BUSID"
 rig_wait_gadget_zero
 rig_field enumerate_s "$GZ_ENUM_S"
+# The speed the hub gave it: 480 (Mb/s) at high speed, 5000 on vhci's SuperSpeed hub.
+rig_field speed_mbps "$(cat "$GZ_DIR/speed")"
 rig_field_str testusb_args "$TESTUSB_ARGS"
 rig_field_str testusb_read_vary_args "$TESTUSB_READ_VARY_ARGS"
 rig_field_str testusb_bulk_args "$TESTUSB_BULK_ARGS"
