@@ -36,6 +36,7 @@ import { socketPair } from "../ffi/socket_pair.ts";
 import { closeFd } from "../ffi/fd.ts";
 import { wrapSocketFd } from "../transport/unix.ts";
 import { FdSocket } from "../client/fd_socket.ts";
+import type { ActivatedListener } from "../systemd/socket_activation.ts";
 
 const log = getLogger(["usbipgw", "cli"]);
 const audit = getLogger(["usbipgw", "audit"]);
@@ -323,7 +324,7 @@ export interface GatewayOptions {
    * Listeners inherited from the service manager (systemd socket activation). When there are
    * any, they replace the configured TCP and unix listeners.
    */
-  activated?: Listener[];
+  activated?: ActivatedListener[];
   /** How the attach checks reach polkit; the system's pkcheck and bus when absent (tests). */
   polkitOptions?: CheckAuthorizationOptions;
 }
@@ -531,14 +532,10 @@ export async function startGateway(
     if (activated.length > 0 && config.tls.length > 0) {
       // A socket systemd passed is served as plain TCP or unix: never on a TLS port.
       const tlsPorts = new Set(config.tls.map((t) => t.port));
-      // `tcp HOST:PORT (systemd)` (lib/systemd/socket_activation.ts).
-      const portOf = (l: Listener) => Number(/^tcp .*:(\d+) /.exec(l.description)?.[1]);
-      const clash = activated.find((l) => tlsPorts.has(portOf(l)));
+      const clash = activated.find((l) => l.port !== undefined && tlsPorts.has(l.port));
       if (clash !== undefined) {
         throw new Error(
-          `Cannot serve ${clash.description}: the configuration gives port ${
-            portOf(clash)
-          } to TLS, and a socket systemd passes is served as plain USB/IP; remove it from the socket unit`,
+          `Cannot serve ${clash.description}: the configuration gives port ${clash.port} to TLS, and a socket systemd passes is served as plain USB/IP; remove it from the socket unit`,
         );
       }
       log.warn("TLS listeners are not opened under socket activation: run the service without it");

@@ -216,7 +216,9 @@ export async function importOverSocket(
       throw new ClientError("protocol", `Cannot import ${busid} from ${where}: ${e.message}`);
     }
     if (e instanceof Deno.errors.UnexpectedEof) {
-      throw new ClientError("protocol", `Cannot import ${busid}: ${e.message}`);
+      throw new ClientError("protocol", `Cannot import ${busid}: ${e.message}`, undefined, {
+        cause: e,
+      });
     }
     if (e instanceof OsError) {
       throw new ClientError("connect", `Cannot import ${busid}: ${e.message}`, e.errno);
@@ -408,12 +410,7 @@ function tlsFailure(remote: RemoteAddress, e: unknown): unknown {
  * a server that refuses it closes the connection then, and the import reads an end of stream.
  */
 function eofAfterHandshake(o: TlsAttachOptions, e: unknown): unknown {
-  if (
-    !(e instanceof ClientError) || e.reason !== "protocol" ||
-    !/closed the connection/.test(e.message)
-  ) {
-    return e;
-  }
+  if (!(e instanceof ClientError) || !(e.cause instanceof Deno.errors.UnexpectedEof)) return e;
   return new ClientError(
     "tls",
     `${e.message} (the server closed the TLS connection: does it accept the certificate ${o.tls.certFile}?)`,

@@ -16,8 +16,12 @@ import { isIP } from "node:net";
 import { FdSocket, formatRemote, type KeepaliveOptions } from "./fd_socket.ts";
 import { socketPair } from "../ffi/socket_pair.ts";
 import { closeFd } from "../ffi/fd.ts";
-import { loadTlsCredentials, type TlsCredentialFiles } from "../transport/tls.ts";
-import { errorMessage } from "../transport/_errno.ts";
+import {
+  loadTlsCredentials,
+  type TlsCredentialFiles,
+  type TlsCredentials,
+} from "../transport/tls.ts";
+import { errorMessage } from "../util/error_message.ts";
 import { TlsClientError } from "../ffi/libssl.ts";
 
 export { TlsClientError } from "../ffi/libssl.ts";
@@ -34,6 +38,11 @@ export interface TlsClientOptions extends TlsCredentialFiles {
   /** Time limit of the TCP connect and of the handshake, each (default 10000 ms). */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * The files' contents, read and checked already (a tunnel reads them once, not per
+   * connection); read from the files when absent.
+   */
+  credentials?: TlsCredentials;
 }
 
 /** node:tls's error codes for a server certificate that does not verify (X509_V_ERR_*). */
@@ -57,7 +66,7 @@ const VERIFY_CODES = new Set([
  * @throws {TlsClientError} When the handshake fails or the server's certificate does not verify.
  */
 export async function connectTls(o: TlsClientOptions): Promise<tls.TLSSocket> {
-  const credentials = await loadTlsCredentials(o);
+  const credentials = o.credentials ?? await loadTlsCredentials(o);
   const remote = { transport: "tcp" as const, host: o.host, port: o.port };
   const timeoutMs = o.timeoutMs ?? 10_000;
   const tcp = await FdSocket.connect(remote, {

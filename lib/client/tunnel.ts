@@ -21,7 +21,7 @@ import {
 import { loadTlsCredentials, type TlsCredentialFiles } from "../transport/tls.ts";
 import { formatHostPort } from "../transport/connection.ts";
 import { tcpListenError } from "../transport/listen_error.ts";
-import { errorMessage } from "../transport/_errno.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 const log = getLogger(["usbipgw", "tunnel"]);
 
@@ -70,7 +70,7 @@ export async function startTunnel(o: TunnelOptions): Promise<Tunnel> {
       `Cannot listen on ${o.listen.hostname}: a tunnel's plain side has no authentication, so it listens on loopback only (127.0.0.1, ::1 or localhost)`,
     );
   }
-  await loadTlsCredentials(o);
+  const credentials = await loadTlsCredentials(o);
   const target = formatHostPort(o.connect.host, o.connect.port);
   const max = o.maxConnections ?? DEFAULT_TUNNEL_CONNECTIONS;
   const open = new Set<net.Socket>();
@@ -100,6 +100,7 @@ export async function startTunnel(o: TunnelOptions): Promise<Tunnel> {
     try {
       secure = await connectTls({
         ...o,
+        credentials,
         host: o.connect.host,
         port: o.connect.port,
         keepalive: keepaliveFor(DEFAULT_DEAD_PEER_TIMEOUT_S),

@@ -187,6 +187,12 @@ export class ActivatedListener implements Listener {
     return new ActivatedListener(server, inherited, "tcp", address);
   }
 
+  /** The TCP port it listens on; undefined for a unix socket. */
+  get port(): number | undefined {
+    const bound = this.transport === "tcp" ? this.#server.address() : null;
+    return bound !== null && typeof bound === "object" ? bound.port : undefined;
+  }
+
   [Symbol.asyncIterator](): AsyncIterator<Connection> {
     return this.#accepted[Symbol.asyncIterator]();
   }

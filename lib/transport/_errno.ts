@@ -14,9 +14,6 @@ export function errorCode(error: unknown): string | undefined {
   return typeof code === "string" && /^E[A-Z0-9]+$/.test(code) ? code : undefined;
 }
 
-/** The error's own message (one home: lib/util/error_message.ts), for reasons no errno explains. */
-export { errorMessage } from "../util/error_message.ts";
-
 /** `words`, followed by the errno name in parentheses when there is one. */
 export function withCode(words: string, code: string | undefined): string {
   return code === undefined ? words : `${words} (${code})`;

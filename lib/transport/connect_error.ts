@@ -7,13 +7,8 @@
  * @module
  */
 
-import {
-  ErrnoFailure,
-  type ErrnoFailureOptions,
-  errorCode,
-  errorMessage,
-  failuresOf,
-} from "./_errno.ts";
+import { ErrnoFailure, type ErrnoFailureOptions, errorCode, failuresOf } from "./_errno.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** What kept a client from connecting. */
 export type ConnectFailure =

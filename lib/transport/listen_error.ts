@@ -11,10 +11,10 @@ import {
   ErrnoFailure,
   type ErrnoFailureOptions,
   errorCode,
-  errorMessage,
   failuresOf,
   withCode,
 } from "./_errno.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 export { errorCode };
 

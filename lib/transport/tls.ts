@@ -33,7 +33,8 @@ import {
   type PeerInfo,
 } from "./connection.ts";
 import { AcceptQueue } from "./accept_queue.ts";
-import { errorCode, errorMessage } from "./_errno.ts";
+import { errorCode } from "./_errno.ts";
+import { errorMessage } from "../util/error_message.ts";
 import {
   describePathError,
   ListenError,

@@ -9,6 +9,7 @@ import {
   CERTIFICATE_KEYS,
   describeRule,
   parseRule,
+  type Reachability,
   type Rule,
   RuleError,
   RulePolicy,
@@ -63,6 +64,29 @@ const unix = (uid: number, gid = uid): PeerInfo => ({
   gid,
   pid: 42,
 });
+
+/**
+ * Checks each case's answer from `reach` (tcpReachability or tlsReachability), and that
+ * RulePolicy agrees: some peer of `samples` gets the device exactly when it is reachable.
+ */
+function checkReachability(
+  cases: [Record<string, unknown>[], DeviceFacts, boolean, number | undefined][],
+  reach: (rules: readonly Rule[], device: DeviceFacts) => Reachability,
+  samples: PeerInfo[],
+): void {
+  for (const [fields, device, reachable, rule] of cases) {
+    const rules = fields.map((f) => parseRule(f));
+    const label = `${rules.map(describeRule).join(", ") || "no rules"} / ${device.busid}`;
+    const r = reach(rules, device);
+    assertEquals([r.reachable, r.rule], [reachable, rule], label);
+    const policy = new RulePolicy({ rules, consoleUid: () => 1000 });
+    assertEquals(
+      samples.some((peer) => policy.decide(peer, device).effect !== "deny"),
+      reachable,
+      `RulePolicy disagrees: ${label}`,
+    );
+  }
+}
 
 Deno.test("with no rules: TCP peers and other users are denied, the console user and root allowed", () => {
   const policy = new RulePolicy({ rules: [], consoleUid: () => 1000 });
@@ -311,18 +335,7 @@ Deno.test("tcpReachability() tells whether any TCP peer at all can reach a devic
   // Peers to cross-check against RulePolicy.decide: a device some TCP peer can reach is
   // reached by one of these in every case above, and one that none can is reached by none.
   const samples = ["10.1.2.3:1", "192.0.2.1:1", "[2001:db8::1]:1", "[::1]:1"].map(tcp);
-  for (const [fields, device, reachable, rule] of cases) {
-    const rules = fields.map((f) => parseRule(f));
-    const label = `${rules.map(describeRule).join(", ") || "no rules"} / ${device.busid}`;
-    const r = tcpReachability(rules, device);
-    assertEquals([r.reachable, r.rule], [reachable, rule], label);
-    const policy = new RulePolicy({ rules, consoleUid: () => 1000 });
-    assertEquals(
-      samples.some((peer) => policy.decide(peer, device).effect !== "deny"),
-      reachable,
-      `RulePolicy disagrees: ${label}`,
-    );
-  }
+  checkReachability(cases, tcpReachability, samples);
 });
 
 Deno.test("tcpReachability() names the rules or the default behind its answer", () => {
@@ -813,18 +826,7 @@ Deno.test("tlsReachability() tells whether any TLS peer at all can reach a devic
     [[{ action: "deny", cn: "alice" }, { action: "allow", busid: "1-3" }], MOUSE, true, 2],
     [[{ action: "deny", busid: "1-3" }, { action: "allow", busid: "1-3" }], MOUSE, false, 1],
   ];
-  for (const [fields, device, reachable, rule] of cases) {
-    const rules = fields.map((f) => parseRule(f));
-    const label = `${rules.map(describeRule).join(", ") || "no rules"} / ${device.busid}`;
-    const r = tlsReachability(rules, device);
-    assertEquals([r.reachable, r.rule], [reachable, rule], label);
-    const policy = new RulePolicy({ rules, consoleUid: () => 1000 });
-    assertEquals(
-      TLS_SAMPLES.some((peer) => policy.decide(peer, device).effect !== "deny"),
-      reachable,
-      `RulePolicy disagrees: ${label}`,
-    );
-  }
+  checkReachability(cases, tlsReachability, TLS_SAMPLES);
 });
 
 Deno.test("tlsReachability() names the rules or the default behind its answer", () => {
