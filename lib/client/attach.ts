@@ -221,7 +221,9 @@ export async function importOverSocket(
       });
     }
     if (e instanceof OsError) {
-      throw new ClientError("connect", `Cannot import ${busid}: ${e.message}`, e.errno);
+      throw new ClientError("connect", `Cannot import ${busid}: ${e.message}`, e.errno, {
+        cause: e,
+      });
     }
     throw e;
   }
@@ -407,10 +409,14 @@ function tlsFailure(remote: RemoteAddress, e: unknown): unknown {
 
 /**
  * In TLS 1.3 the client's handshake ends before the server has checked the client's certificate:
- * a server that refuses it closes the connection then, and the import reads an end of stream.
+ * a server that refuses it closes the connection then, and the import fails reading.
  */
 function eofAfterHandshake(o: TlsAttachOptions, e: unknown): unknown {
-  if (!(e instanceof ClientError) || !(e.cause instanceof Deno.errors.UnexpectedEof)) return e;
+  // Through the relay, the server's close reaches vhci's end as an end of stream, or as a reset
+  // when the relay had not read the import request yet (unix(7) resets a peer's unread data).
+  const closed = e instanceof ClientError &&
+    (e.cause instanceof Deno.errors.UnexpectedEof || e.errno === Errno.ECONNRESET);
+  if (!closed) return e;
   return new ClientError(
     "tls",
     `${e.message} (the server closed the TLS connection: does it accept the certificate ${o.tls.certFile}?)`,
