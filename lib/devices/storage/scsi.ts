@@ -79,9 +79,11 @@ export const SENSE = {
   INVALID_COMMAND_OPERATION_CODE: { key: SenseKey.ILLEGAL_REQUEST, asc: 0x20, ascq: 0x00 },
   LBA_OUT_OF_RANGE: { key: SenseKey.ILLEGAL_REQUEST, asc: 0x21, ascq: 0x00 },
   INVALID_FIELD_IN_CDB: { key: SenseKey.ILLEGAL_REQUEST, asc: 0x24, ascq: 0x00 },
+  LOGICAL_UNIT_NOT_SUPPORTED: { key: SenseKey.ILLEGAL_REQUEST, asc: 0x25, ascq: 0x00 },
   SAVING_PARAMETERS_NOT_SUPPORTED: { key: SenseKey.ILLEGAL_REQUEST, asc: 0x39, ascq: 0x00 },
   MEDIUM_REMOVAL_PREVENTED: { key: SenseKey.ILLEGAL_REQUEST, asc: 0x53, ascq: 0x02 },
   NOT_READY_TO_READY_CHANGE: { key: SenseKey.UNIT_ATTENTION, asc: 0x28, ascq: 0x00 },
+  BUS_DEVICE_RESET_OCCURRED: { key: SenseKey.UNIT_ATTENTION, asc: 0x29, ascq: 0x03 },
   WRITE_PROTECTED: { key: SenseKey.DATA_PROTECT, asc: 0x27, ascq: 0x00 },
   MISCOMPARE_DURING_VERIFY: { key: SenseKey.MISCOMPARE, asc: 0x1d, ascq: 0x00 },
 } as const satisfies Record<string, Sense>;
@@ -109,8 +111,18 @@ export function encodeFixedSense(sense: Sense): Uint8Array {
   return b;
 }
 
-/** How a command ended: GOOD, or CHECK CONDITION with the sense kept by the logical unit. */
-export type ScsiStatus = "good" | "check_condition";
+/**
+ * CHECK CONDITION and the sense data that says why. The logical unit also keeps the sense
+ * for REQUEST SENSE (Bulk-Only); UAS sends it in the command's SENSE IU (autosense), which
+ * needs it per command since other commands run meanwhile.
+ */
+export interface CheckCondition {
+  /** Why the command failed. */
+  readonly sense: Sense;
+}
+
+/** How a command ended: GOOD, or CHECK CONDITION with its sense. */
+export type ScsiStatus = "good" | CheckCondition;
 
 /**
  * A command as a plan for the transport: the direction and amount of the data the device
@@ -127,7 +139,7 @@ export type ScsiCommand =
     readonly direction: "in";
     readonly length: number;
     /** `length` bytes of the data starting at `offset`, or CHECK CONDITION (a read error). */
-    read(offset: number, length: number): MaybePromise<Uint8Array | "check_condition">;
+    read(offset: number, length: number): MaybePromise<Uint8Array | CheckCondition>;
     finish(): MaybePromise<ScsiStatus>;
   }
   | {
@@ -346,19 +358,28 @@ export class ScsiLogicalUnit {
     this.#unitAttention = undefined;
   }
 
+  /**
+   * A LOGICAL UNIT RESET (SAM-5 §7.7): the sense data goes, and the next command reports the
+   * unit attention BUS DEVICE RESET FUNCTION OCCURRED.
+   */
+  logicalUnitReset(): void {
+    this.#sense = undefined;
+    this.#unitAttention = SENSE.BUS_DEVICE_RESET_OCCURRED;
+  }
+
   /** Whether the unit refuses writes for this importer. */
   writeProtected(ctx: CommandContext): boolean {
     return this.backing.readOnly || ctx.readOnly;
   }
 
-  #fail(sense: Sense): "check_condition" {
+  #fail(sense: Sense): CheckCondition {
     this.#sense = sense;
     if (sense === this.#unitAttention) this.#unitAttention = undefined;
-    return "check_condition";
+    return { sense };
   }
 
   /** Logs a failed read or write of the backing store at `offset`; fails with `sense`. */
-  #ioFailed(op: "read" | "write", offset: number, e: unknown, sense: Sense): "check_condition" {
+  #ioFailed(op: "read" | "write", offset: number, e: unknown, sense: Sense): CheckCondition {
     log.error("Cannot {op} {name} at {offset}: {error}", {
       op,
       name: this.backing.name,

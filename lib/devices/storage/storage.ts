@@ -2,7 +2,9 @@
  * An emulated USB thumb drive: a USB Mass Storage Class device (interface class 0x08,
  * subclass 0x06 SCSI transparent command set, protocol 0x50 Bulk-Only Transport) with one
  * logical unit per backing store, at full, high (the default) or SuperSpeed, as Linux's
- * usb-storage, Windows' usbstor and macOS expect a USB stick to be. Nothing written is lost
+ * usb-storage, Windows' usbstor and macOS expect a USB stick to be; optionally with USB
+ * Attached SCSI (protocol 0x62, uas.ts) as alternate setting 1, as UAS sticks offer it, which
+ * keeps many commands in flight. Nothing written is lost
  * to a hang-up: a WRITE's data is in the image before its CSW says GOOD, and SYNCHRONIZE
  * CACHE, FUA, an eject, the end of a session and `close()` flush with fdatasync.
  *
@@ -33,14 +35,29 @@ import {
 import { BotRequest, type BotState, BulkOnlyTransport, MAX_LUNS } from "./bot.ts";
 import type { StorageBacking } from "./image.ts";
 import { ScsiLogicalUnit } from "./scsi.ts";
+import { PIPE_USAGE_DESCRIPTOR, UasPipe, UasTransport } from "./uas.ts";
 
 const log = getLogger(["usbipgw", "storage"]);
 
 /** The drive's default IDs: pid.codes' test VID with a test PID, as the other emulations. */
 export const MASS_STORAGE_IDS = { idVendor: 0x1209, idProduct: 0x0004 } as const;
 
-/** The drive's endpoints: bulk IN 0x81 and bulk OUT 0x02, on interface 0. */
-export const MassStorageEndpoint = { BULK_IN: 0x81, BULK_OUT: 0x02 } as const;
+/**
+ * The drive's endpoints, on interface 0: bulk IN 0x81 and bulk OUT 0x02 (Bulk-Only's, and
+ * UAS's data pipes), and in the UAS alternate setting the status IN and command OUT pipes.
+ */
+export const MassStorageEndpoint = {
+  BULK_IN: 0x81,
+  BULK_OUT: 0x02,
+  UAS_STATUS: 0x83,
+  UAS_COMMAND: 0x04,
+} as const;
+
+/** The interface protocol of USB Attached SCSI (UAS), the drive's alternate setting 1. */
+export const UAS_PROTOCOL = 0x62;
+
+/** The alternate setting of interface 0 that speaks UAS when {@linkcode MassStorageOptions.uas}. */
+export const UAS_ALTERNATE = 1;
 
 /** The mass-storage interface triple: class, subclass (SCSI), protocol (Bulk-Only). */
 export const MASS_STORAGE_CLASS = {
@@ -74,6 +91,13 @@ export interface MassStorageOptions {
   serial?: string;
   /** "high" (the default, 512-byte bulk packets), "super" (1024, SuperSpeed) or "full" (64). */
   speed?: MassStorageSpeed;
+  /**
+   * Offer USB Attached SCSI as alternate setting 1 beside Bulk-Only (alternate 0). Default
+   * false. The UAS alternate has no streams: at SuperSpeed a host needs them (Linux's uas
+   * refuses the device on a host without streams, vhci's case, and usb-storage takes
+   * alternate 0), so UAS is a high-speed (or full-speed) feature here.
+   */
+  uas?: boolean;
 }
 
 const PRINTABLE = /^[\x20-\x7e]*$/;
@@ -108,40 +132,54 @@ export function defaultSerial(names: readonly string[]): string {
 export function massStorageDescriptors(
   speed: MassStorageSpeed,
   strings: { vendor: string; product: string; serial: string },
+  uas = false,
 ): UsbDescriptors {
-  const endpoints = (s: MassStorageSpeed): EndpointDescriptor[] => {
-    const wMaxPacketSize = s === "super" ? 1024 : s === "high" ? 512 : 64;
-    const companion = s === "super"
-      ? { superSpeedCompanion: { bMaxBurst: 15, bmAttributes: 0, wBytesPerInterval: 0 } }
-      : {};
-    return [
-      {
-        bEndpointAddress: MassStorageEndpoint.BULK_IN,
-        bmAttributes: TransferType.BULK,
-        wMaxPacketSize,
-        bInterval: 0,
-        ...companion,
-      },
-      {
-        bEndpointAddress: MassStorageEndpoint.BULK_OUT,
-        bmAttributes: TransferType.BULK,
-        wMaxPacketSize,
-        bInterval: 0,
-        ...companion,
-      },
-    ];
+  /**
+   * A bulk endpoint; in the UAS alternate `pipe` is its Pipe Usage descriptor's ID, and at
+   * SuperSpeed the status and data pipes declare 32 streams (2^5), as UAS devices do.
+   */
+  const bulk = (s: MassStorageSpeed, address: number, pipe?: number): EndpointDescriptor => {
+    const streams = pipe !== undefined && pipe !== UasPipe.COMMAND ? 5 : 0;
+    return {
+      bEndpointAddress: address,
+      bmAttributes: TransferType.BULK,
+      wMaxPacketSize: s === "super" ? 1024 : s === "high" ? 512 : 64,
+      bInterval: 0,
+      ...(s === "super"
+        ? { superSpeedCompanion: { bMaxBurst: 15, bmAttributes: streams, wBytesPerInterval: 0 } }
+        : {}),
+      ...(pipe === undefined
+        ? {}
+        : { extra: [new Uint8Array([4, PIPE_USAGE_DESCRIPTOR, pipe, 0])] }),
+    };
   };
+  const botAlternate = (s: MassStorageSpeed) => ({
+    bInterfaceNumber: 0,
+    bAlternateSetting: 0,
+    ...MASS_STORAGE_CLASS,
+    endpoints: [
+      bulk(s, MassStorageEndpoint.BULK_IN),
+      bulk(s, MassStorageEndpoint.BULK_OUT),
+    ],
+  });
+  const uasAlternate = (s: MassStorageSpeed) => ({
+    bInterfaceNumber: 0,
+    bAlternateSetting: UAS_ALTERNATE,
+    ...MASS_STORAGE_CLASS,
+    bInterfaceProtocol: UAS_PROTOCOL,
+    endpoints: [
+      bulk(s, MassStorageEndpoint.UAS_COMMAND, UasPipe.COMMAND),
+      bulk(s, MassStorageEndpoint.UAS_STATUS, UasPipe.STATUS),
+      bulk(s, MassStorageEndpoint.BULK_IN, UasPipe.DATA_IN),
+      bulk(s, MassStorageEndpoint.BULK_OUT, UasPipe.DATA_OUT),
+    ],
+  });
   const configuration = (s: MassStorageSpeed) => [{
     bConfigurationValue: 1,
     bmAttributes: 0x80,
     // 100 mA in 2 mA units; SuperSpeed counts in 8 mA units (96 mA).
     bMaxPower: s === "super" ? 12 : 50,
-    interfaces: [{
-      bInterfaceNumber: 0,
-      bAlternateSetting: 0,
-      ...MASS_STORAGE_CLASS,
-      endpoints: endpoints(s),
-    }],
+    interfaces: uas ? [botAlternate(s), uasAlternate(s)] : [botAlternate(s)],
   }];
   const device = {
     bcdUSB: speed === "super" ? 0x0300 : 0x0200,
@@ -182,6 +220,7 @@ export interface CheckedMassStorageOptions {
   revision: string;
   serial: string | undefined;
   speed: MassStorageSpeed;
+  uas: boolean;
 }
 
 /** A drive's option that is out of range: its name in {@linkcode MassStorageOptions}, and why. */
@@ -264,6 +303,7 @@ export function checkMassStorageOptions(
     revision: options.revision ?? "1.00",
     serial: options.serial,
     speed: options.speed ?? "high",
+    uas: options.uas ?? false,
   };
 }
 const CLASS_INTERFACE_OUT = RequestType.TYPE_CLASS | RequestType.RECIPIENT_INTERFACE;
@@ -290,6 +330,8 @@ export class MassStorage extends UsbDevice {
   /** The logical units, LUN 0 first. */
   readonly units: readonly ScsiLogicalUnit[];
   readonly #bot: BulkOnlyTransport;
+  /** The UAS alternate's transport, when the drive offers it. */
+  readonly #uas: UasTransport | undefined;
   #closing: Promise<void> | undefined;
 
   /** Builds the drive; throws `RangeError` for an option out of range. */
@@ -301,9 +343,9 @@ export class MassStorage extends UsbDevice {
       );
     }
     const checked = checkMassStorageOptions(options);
-    const { blockSize, vendor, product, revision, speed } = checked;
+    const { blockSize, vendor, product, revision, speed, uas } = checked;
     const serial = checked.serial ?? defaultSerial(units.map((u) => u.name));
-    super(massStorageDescriptors(speed, { vendor, product, serial }), SPEED_VALUES[speed]);
+    super(massStorageDescriptors(speed, { vendor, product, serial }, uas), SPEED_VALUES[speed]);
     this.units = units.map((backing, lun) => {
       const unit = new ScsiLogicalUnit({
         backing,
@@ -330,13 +372,27 @@ export class MassStorage extends UsbDevice {
       });
       return unit;
     });
+    const lunCount = this.units.length;
+    const command = (lun: number, cdb: Uint8Array, readOnly: boolean) =>
+      this.units[lun]!.command(cdb, { readOnly, lunCount });
     this.#bot = new BulkOnlyTransport({
-      lunCount: this.units.length,
-      command: (lun, cdb, readOnly) =>
-        this.units[lun]!.command(cdb, { readOnly, lunCount: this.units.length }),
+      lunCount,
+      command,
       halt: (dirIn) =>
         this.setHalt(dirIn ? MassStorageEndpoint.BULK_IN : MassStorageEndpoint.BULK_OUT, true),
     });
+    this.#uas = uas
+      ? new UasTransport({
+        lunCount,
+        command,
+        resetUnit: (lun) => this.units[lun]!.logicalUnitReset(),
+      })
+      : undefined;
+  }
+
+  /** Whether the host switched interface 0 to the UAS alternate setting. */
+  get usingUas(): boolean {
+    return this.#uas !== undefined && this.alternateSetting(0) === UAS_ALTERNATE;
   }
 
   /** The Bulk-Only Transport's phase. */
@@ -352,7 +408,7 @@ export class MassStorage extends UsbDevice {
 
   /** The end of a session: work under way finishes, then every image is flushed. */
   override async released(): Promise<void> {
-    await this.#bot.idle();
+    await this.#idle();
     this.reset();
     await this.flush();
   }
@@ -379,7 +435,7 @@ export class MassStorage extends UsbDevice {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.disconnect("The mass-storage device was closed");
-      await this.#bot.idle();
+      await this.#idle();
       const results = await Promise.allSettled(this.units.map((u) => u.backing.close()));
       const failed = results.find((r) => r.status === "rejected");
       if (failed) throw failed.reason;
@@ -387,11 +443,32 @@ export class MassStorage extends UsbDevice {
     return this.#closing;
   }
 
-  /** Bulk IN and OUT go to the Bulk-Only Transport (CBW, data, CSW); other endpoints stall. */
+  /** Resolves once neither transport has work under way. */
+  async #idle(): Promise<void> {
+    await Promise.all([this.#bot.idle(), this.#uas?.idle()]);
+  }
+
+  /**
+   * In alternate setting 0 bulk IN and OUT go to the Bulk-Only Transport (CBW, data, CSW); in
+   * the UAS alternate the four pipes go to UAS. Other endpoints stall.
+   */
   protected override handleData(
     t: UsbTransfer,
     ep: EndpointDescriptor,
   ): MaybePromise<TransferResult> {
+    if (this.#uas !== undefined && this.usingUas) {
+      switch (ep.bEndpointAddress) {
+        case MassStorageEndpoint.UAS_COMMAND:
+          return this.#uas.handleCommand(t);
+        case MassStorageEndpoint.UAS_STATUS:
+          return this.#uas.handleStatus(t);
+        case MassStorageEndpoint.BULK_IN:
+          return this.#uas.handleDataIn(t);
+        case MassStorageEndpoint.BULK_OUT:
+          return this.#uas.handleDataOut(t);
+      }
+      return STALL;
+    }
     if (ep.bEndpointAddress === MassStorageEndpoint.BULK_IN) return this.#bot.handleIn(t);
     if (ep.bEndpointAddress === MassStorageEndpoint.BULK_OUT) return this.#bot.handleOut(t);
     return STALL;
@@ -428,18 +505,23 @@ export class MassStorage extends UsbDevice {
     super.setHalt(address, halted);
   }
 
-  /** A bus reset drops the command under way: the transport waits for the next CBW. */
+  /** A bus reset drops the commands under way: the transport waits for the next CBW or IU. */
   protected override onReset(): void {
-    this.#bot.reset();
+    this.#resetTransports();
   }
 
-  /** SET_CONFIGURATION drops the command under way: the transport waits for the next CBW. */
+  /** SET_CONFIGURATION drops the commands under way. */
   protected override onConfigurationChanged(_value: number): void {
-    this.#bot.reset();
+    this.#resetTransports();
   }
 
-  /** SET_INTERFACE drops the command under way: the transport waits for the next CBW. */
+  /** SET_INTERFACE (Bulk-Only or UAS) drops the commands under way. */
   protected override onInterfaceChanged(_ifnum: number, _alt: number): void {
+    this.#resetTransports();
+  }
+
+  #resetTransports(): void {
     this.#bot.reset();
+    this.#uas?.reset();
   }
 }

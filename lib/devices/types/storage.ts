@@ -36,6 +36,8 @@ export interface StorageTypeOptions {
   /** Absent: derived from the images' paths. */
   readonly serial?: string;
   readonly speed: MassStorageSpeed;
+  /** USB Attached SCSI as alternate setting 1 beside Bulk-Only. */
+  readonly uas: boolean;
 }
 
 const NAME = "storage";
@@ -94,6 +96,12 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
     choices: SPEEDS,
     default: "high",
     help: "USB speed: high (512-byte bulk packets), super (SuperSpeed, 1024) or full (64)",
+  },
+  uas: {
+    kind: "flag",
+    default: "0",
+    help:
+      "1: also offer USB Attached SCSI (many commands in flight) as alternate setting 1; without streams, so a SuperSpeed host uses Bulk-Only",
   },
 };
 
@@ -157,6 +165,7 @@ export const STORAGE_TYPE: DeviceType<StorageTypeOptions> = emulatedType<Storage
     const removable = r.yesNo("removable");
     const blockSize = r.choice("block", BLOCKS) === "4096" ? 4096 : 512;
     const speed = r.choice("speed", SPEEDS);
+    const uas = r.yesNo("uas");
     const sizeText = r.text("size");
     let size: number | undefined;
     if (sizeText !== undefined) {
@@ -183,7 +192,13 @@ export const STORAGE_TYPE: DeviceType<StorageTypeOptions> = emulatedType<Storage
     if (problem !== undefined) {
       return r.fail(problem.key, `Invalid ${problem.key} for ${NAME}: ${problem.message}`);
     }
-    const { serial, ...drive } = checkMassStorageOptions({ blockSize, removable, speed, ...texts });
+    const { serial, ...drive } = checkMassStorageOptions({
+      blockSize,
+      removable,
+      speed,
+      uas,
+      ...texts,
+    });
     return {
       images: paths.map((p) => context.resolvePath(p)),
       readOnly,
@@ -191,12 +206,12 @@ export const STORAGE_TYPE: DeviceType<StorageTypeOptions> = emulatedType<Storage
       ...drive,
     };
   },
-  descriptors: async ({ vendor, product, speed, serial, images }) =>
+  descriptors: async ({ vendor, product, speed, serial, images, uas }) =>
     massStorageDescriptors(speed, {
       vendor,
       product,
       serial: serial ?? defaultSerial(await Promise.all(images.map(_imageName))),
-    }),
+    }, uas),
   speed: (options) => SPEED_VALUES[options.speed],
   async create(options) {
     const { images: paths, readOnly, size, ...drive } = options;

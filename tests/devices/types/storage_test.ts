@@ -24,9 +24,10 @@ const DEFAULTS = {
   product: "Thumb Drive",
   revision: "1.00",
   speed: "high",
+  uas: false,
 } as const;
 
-Deno.test("storage parses images, flags, size, block, speed and the SCSI strings", () => {
+Deno.test("storage parses images, flags, size, block, speed, uas and the SCSI strings", () => {
   assertEquals(parsed("storage", { image: "/srv/a.img" }).options, {
     images: ["/srv/a.img"],
     ...DEFAULTS,
@@ -41,6 +42,7 @@ Deno.test("storage parses images, flags, size, block, speed and the SCSI strings
         size: "64M",
         block: "4096",
         speed: "super",
+        uas: "1",
         vendor: "ACME",
         product: "Stick",
         revision: "2",
@@ -60,6 +62,7 @@ Deno.test("storage parses images, flags, size, block, speed and the SCSI strings
       revision: "2",
       serial: "XYZ123456789",
       speed: "super",
+      uas: true,
     },
   );
   // TOML booleans arrive as "true" and "false".
