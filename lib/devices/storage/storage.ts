@@ -409,6 +409,8 @@ export class MassStorage extends UsbDevice {
   /** The end of a session: work under way finishes, then every image is flushed. */
   override async released(): Promise<void> {
     await this.#idle();
+    const most = this.#uas?.takeMostInFlight() ?? 0;
+    if (most > 0) log.info("UAS: up to {most} commands were in flight at once", { most });
     this.reset();
     await this.flush();
   }

@@ -239,6 +239,8 @@ export class UasTransport {
   /** Incremented by every reset: work begun before it sends nothing. */
   #generation = 0;
   #invalidCount = 0;
+  /** The most commands held at once since {@linkcode UasTransport.takeMostInFlight}. */
+  #mostInFlight = 0;
   readonly #work = new Set<Promise<unknown>>();
 
   /** Drives `target`. */
@@ -249,6 +251,13 @@ export class UasTransport {
   /** The tags of the commands held now. */
   get tags(): number[] {
     return [...this.#tasks.keys()];
+  }
+
+  /** The most commands held at once since the last call, which starts counting again. */
+  takeMostInFlight(): number {
+    const most = this.#mostInFlight;
+    this.#mostInFlight = 0;
+    return most;
   }
 
   /** Resolves once no command's work is under way (waiting transfers do not count). */
@@ -338,6 +347,7 @@ export class UasTransport {
       : this.#target.command(lun, b.slice(16, 32), readOnly);
     const task: Task = { tag, lun, command, moved: 0, aborted: false, work: undefined };
     this.#tasks.set(tag, task);
+    this.#mostInFlight = Math.max(this.#mostInFlight, this.#tasks.size);
     if (command.direction === "none") {
       this.#track(task, Promise.resolve(command.finish()).then((s) => this.#complete(task, s)));
     } else {

@@ -9,6 +9,7 @@ import {
   Request,
   RequestType,
   type TransferResult,
+  type UsbTransfer,
 } from "../../../mod.ts";
 import { ScsiOpcode, SenseKey } from "../../../lib/devices/storage/scsi.ts";
 import { MassStorageEndpoint, UAS_PROTOCOL } from "../../../lib/devices/storage/storage.ts";
@@ -23,6 +24,7 @@ import {
   type StatusIu,
   TaskFunction,
   UasIu,
+  UasTransport,
 } from "../../../lib/devices/storage/uas.ts";
 import { control, data, getDescriptor, setConfiguration } from "../_transfers.ts";
 import { BotHost, cdb10, MemoryBacking, pattern } from "./_host.ts";
@@ -465,4 +467,35 @@ Deno.test("UAS: the end of a session waits for a write under way, then flushes",
   await written;
   assertEquals(disk.bytes.slice(2 * BLOCK, 3 * BLOCK), pattern(BLOCK, 6));
   assertEquals(disk.syncs, 1);
+});
+
+Deno.test("UAS: the most commands in flight at once is counted until taken", async () => {
+  const transport = new UasTransport({
+    lunCount: 1,
+    command: () => ({
+      direction: "in",
+      length: 4,
+      read: () => new Uint8Array(4),
+      finish: () => "good",
+    }),
+    resetUnit: () => {},
+  });
+  const signal = new AbortController().signal;
+  const send = (tag: number) =>
+    transport.handleCommand({
+      endpoint: 4,
+      dirIn: false,
+      type: "bulk",
+      length: 32,
+      data: encodeCommandIu({ tag, lun: 0, cdb: read10(0, 1) }),
+      signal,
+    } as UsbTransfer);
+  for (let tag = 1; tag <= 5; tag++) send(tag);
+  assertEquals(transport.tags, [1, 2, 3, 4, 5]);
+  assertEquals(transport.takeMostInFlight(), 5);
+  assertEquals(transport.takeMostInFlight(), 0);
+  transport.reset();
+  assertEquals(transport.tags, []);
+  send(9);
+  assertEquals(transport.takeMostInFlight(), 1);
 });
