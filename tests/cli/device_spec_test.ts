@@ -79,7 +79,7 @@ Deno.test("a --device flag may give alone only the flags its type lists", async 
   await assertRejects(
     () => checkFlag("storage:image=a.img,busid"),
     ConfigError,
-    'Invalid --device storage:image=a.img,busid: "busid" is not key=value; only ro, removable may be given alone',
+    'Invalid --device storage:image=a.img,busid: "busid" is not key=value; only ro, removable, uas may be given alone',
   );
   await assertRejects(
     () => checkFlag("gadget-zero:pattern"),
