@@ -170,6 +170,7 @@ export {
 } from "./lib/devices/storage/storage.ts";
 export { type BotState } from "./lib/devices/storage/bot.ts";
 export {
+  type CheckCondition,
   type CommandContext,
   type LogicalUnitOptions,
   type ScsiCommand,
@@ -245,6 +246,13 @@ export {
 } from "./lib/server/session_host.ts";
 export { type ExportedDevice } from "./lib/server/exported_device.ts";
 export { DEFAULT_SESSION_LIMITS, type SessionLimits } from "./lib/server/session_limits.ts";
+export { type UrbCompletion } from "./lib/server/ret_submit.ts";
+export {
+  type ObservedImport,
+  type UrbObserver,
+  UrbObservers,
+  urbTransferType,
+} from "./lib/server/urb_observer.ts";
 export {
   allowAll,
   type DeviceFacts,

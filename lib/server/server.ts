@@ -45,6 +45,7 @@ import type {
 import { peerKey, resolveSessionLimits, type SessionLimits } from "./session_limits.ts";
 import { describeAttachRequest } from "./wire_text.ts";
 import { BufferPool } from "../protocol/buffer_pool.ts";
+import { UrbObservers } from "./urb_observer.ts";
 
 /**
  * The most OUT payload buffers, in bytes, kept for reuse between transfers, for all sessions
@@ -239,6 +240,8 @@ export class UsbipServer implements SessionHost {
   readonly sessionLimits: Readonly<SessionLimits>;
   /** OUT payload buffers, shared by every session (see {@linkcode BufferPool}). */
   readonly bufferPool: BufferPool = new BufferPool(SHARED_POOL_BYTES);
+  /** Who watches the traffic of every session (a capture, the metrics): add and remove any time. */
+  readonly observers: UrbObservers = new UrbObservers();
   #policy: Policy;
   /** Open connections per {@linkcode peerKey}. */
   #perPeer = new Map<string, number>();

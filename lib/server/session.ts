@@ -51,6 +51,7 @@ import { deviceRecord, type ExportedDevice } from "./exported_device.ts";
 import { RET_HEADER_BASIC, retSubmitOf, urbCompletion } from "./ret_submit.ts";
 import type { HostDeviceAction, SessionHost, SocketRequest } from "./session_host.ts";
 import { limitReason, type SessionLimits } from "./session_limits.ts";
+import type { ObservedImport, UrbObservers } from "./urb_observer.ts";
 import { type PendingUrb, UrbQueues } from "./urb_queues.ts";
 import {
   describeAttachRequest,
@@ -149,12 +150,16 @@ export class Session {
   #closing = false;
   #endReason: string | undefined;
   #done: Promise<void> | undefined;
+  /** The server's observers of the traffic, and this session's import as they see it. */
+  #observers: UrbObservers | undefined;
+  #observed: ObservedImport | undefined;
   #onDeviceGone = () => this.#deviceGone();
 
   /** Binds a session to a connection; nothing happens until {@linkcode Session.run}. */
   constructor(conn: Connection, host: SessionHost) {
     this.conn = conn;
     this.#host = host;
+    this.#observers = host.observers;
     this.#maxPendingUrbs = host.sessionLimits.maxPendingUrbs;
     this.#maxBufferedBytes = host.sessionLimits.maxBufferedBytes;
     this.#pauseBytes = Math.min(READ_PAUSE_BYTES, this.#maxBufferedBytes / 4);
@@ -252,8 +257,12 @@ export class Session {
     this.#endReason = reason;
     clearTimeout(this.#opTimer);
     this.#opTimer = undefined;
-    const aborted = this.#urbs?.abortAll(new Deno.errors.ConnectionAborted(reason)).length ?? 0;
+    const abortedUrbs = this.#urbs?.abortAll(new Deno.errors.ConnectionAborted(reason)) ?? [];
+    const aborted = abortedUrbs.length;
     const exported = this.#exported;
+    if (this.#observed && this.#observers?.active) {
+      this.#observers.report("released", this.#observed, abortedUrbs.map((u) => u.cmd));
+    }
     if (exported) {
       exported.device.disconnected.removeEventListener("abort", this.#onDeviceGone);
       this.#host.releaseDevice(exported, this);
@@ -379,6 +388,8 @@ export class Session {
         };
       }
       this.#exported = device;
+      this.#observed = { session: this.id, transport: peer.transport, exported: device };
+      if (this.#observers?.active) this.#observers.report("imported", this.#observed);
       // A read-only grant: devices that store data refuse writes (UsbTransfer.readOnly).
       const readOnly = decision?.effect === "read-only";
       this.#urbs = new UrbQueues(device.device, {
@@ -575,6 +586,7 @@ export class Session {
       return;
     }
     this.stats.submitted++;
+    if (this.#observers?.active) this.#observers.report("submitted", this.#observed!, cmd);
     urbs.submit(cmd);
   }
 
@@ -601,6 +613,7 @@ export class Session {
     if (transfer.dirIn) this.stats.bytesIn += c.actualLength;
     else this.stats.bytesOut += c.actualLength;
     if (c.status !== UrbStatus.OK && c.status !== UrbStatus.ECONNRESET) this.stats.errors++;
+    if (this.#observers?.active) this.#observers.report("completed", this.#observed!, cmd, c);
     const ret = retSubmitOf(cmd.seqnum, c);
     if (c.data.length >= SPLIT_REPLY_BYTES && c.isoPackets.length === 0) {
       // The header alone, then the device's buffer as it is: two writes, no copy of the data.
@@ -614,6 +627,9 @@ export class Session {
   #unlink(cmd: CmdUnlink): void {
     const status = this.#urbs!.unlink(cmd.unlinkSeqnum);
     if (status !== UrbStatus.OK) this.stats.unlinked++;
+    if (this.#observers?.active) {
+      this.#observers.report("unlinked", this.#observed!, cmd.seqnum, cmd.unlinkSeqnum, status);
+    }
     this.#send(encodeRetUnlink({
       kind: "ret_unlink",
       seqnum: cmd.seqnum,
@@ -629,7 +645,9 @@ export class Session {
     const urbs = this.#urbs?.abortAll(new Deno.errors.NotConnected("The device is gone")) ?? [];
     for (const { cmd, transfer } of urbs) {
       this.stats.completed++;
-      this.#send(encodeRetSubmit(retSubmitOf(cmd.seqnum, urbCompletion(transfer, NODEV))));
+      const c = urbCompletion(transfer, NODEV);
+      if (this.#observers?.active) this.#observers.report("completed", this.#observed!, cmd, c);
+      this.#send(encodeRetSubmit(retSubmitOf(cmd.seqnum, c)));
     }
     // Let the -ENODEV answers reach the client before the connection closes, but do not wait
     // on a peer that has stopped reading.

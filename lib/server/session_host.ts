@@ -13,6 +13,7 @@ import type { PolicyDecision } from "../policy/policy.ts";
 import type { ExportedDevice } from "./exported_device.ts";
 import type { Session } from "./session.ts";
 import type { SessionLimits } from "./session_limits.ts";
+import type { UrbObservers } from "./urb_observer.ts";
 
 /** A device the policy hides from a peer's device list, and why. */
 export interface HiddenDevice {
@@ -79,6 +80,8 @@ export interface SessionHost {
   readonly sessionLimits: SessionLimits;
   /** Where OUT payload buffers come from and go back to; each session keeps its own if absent. */
   readonly bufferPool?: BufferPool;
+  /** Who watches the traffic (capture, metrics); nobody if absent. */
+  readonly observers?: UrbObservers;
   /** The devices this peer may see, and those the policy hides from it. */
   listDevices(peer: PeerInfo): DeviceListing;
   /** Claims `busid` for `session`. */

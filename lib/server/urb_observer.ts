@@ -1,0 +1,114 @@
+/**
+ * What sessions tell observers of the traffic (the pcapng capture, the metrics): an import,
+ * each URB as it is submitted and answered, each unlink, the release with the URBs a hang-up
+ * left unanswered. Observers come and go while the gateway runs (a live capture); a session
+ * asks {@linkcode UrbObservers.active} before it reports anything, so with none attached the
+ * data path does one property read per URB.
+ *
+ * @module
+ */
+
+import { getLogger } from "../logtape.ts";
+import type { CmdSubmit } from "../protocol/urb_messages.ts";
+import type { TransferTypeName } from "../devices/descriptors.ts";
+import { errorMessage } from "../util/error_message.ts";
+import type { PeerInfo } from "../transport/connection.ts";
+import type { ExportedDevice } from "./exported_device.ts";
+import type { UrbCompletion } from "./ret_submit.ts";
+
+const log = getLogger(["usbipgw", "server"]);
+
+/** A session's import, as observers see it. */
+export interface ObservedImport {
+  /** The session's number (its logs'). */
+  readonly session: number;
+  /** The transport the importer came over. */
+  readonly transport: PeerInfo["transport"];
+  /** The imported device. */
+  readonly exported: ExportedDevice;
+}
+
+/** One observer's view; every method is optional. Methods must not throw (a throw is logged). */
+export interface UrbObserver {
+  /** A session imported a device; its URBs follow. */
+  imported?(i: ObservedImport): void;
+  /** A CMD_SUBMIT was accepted, before the device sees it. */
+  submitted?(i: ObservedImport, cmd: CmdSubmit): void;
+  /** The URB's RET_SUBMIT is sent, with what it says (-ENODEV for a vanished device). */
+  completed?(i: ObservedImport, cmd: CmdSubmit, c: UrbCompletion): void;
+  /**
+   * A CMD_UNLINK `seqnum` for URB `unlinkSeqnum` was answered: -ECONNRESET when it cancelled
+   * the URB (no RET_SUBMIT follows), 0 when the URB had already been answered.
+   */
+  unlinked?(i: ObservedImport, seqnum: number, unlinkSeqnum: number, status: number): void;
+  /** The session ended; `aborted` were pending and will never be answered. */
+  released?(i: ObservedImport, aborted: readonly CmdSubmit[]): void;
+}
+
+/**
+ * The transfer type of a submitted URB on the imported device: control on endpoint 0, else the
+ * active endpoint's type in the URB's direction (bulk when the endpoint is not active).
+ */
+export function urbTransferType(i: ObservedImport, cmd: CmdSubmit): TransferTypeName {
+  if (cmd.ep === 0) return "control";
+  return i.exported.device.transferType(cmd.ep, cmd.direction === 1) ?? "bulk";
+}
+
+/**
+ * The observers of a server: added and removed at any time; each report goes to every one in
+ * the order they were added. An observer that throws is logged (once per observer) and the
+ * others and the session go on.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { UrbObservers } from "./urb_observer.ts";
+ * const observers = new UrbObservers();
+ * assertEquals(observers.active, false);
+ * const seen: number[] = [];
+ * const remove = observers.add({ unlinked: (_i, seqnum) => seen.push(seqnum) });
+ * assertEquals(observers.active, true);
+ * observers.report("unlinked", {} as never, 7, 3, -104);
+ * remove();
+ * observers.report("unlinked", {} as never, 8, 3, 0);
+ * assertEquals([seen, observers.active], [[7], false]);
+ * ```
+ */
+export class UrbObservers {
+  #list: UrbObserver[] = [];
+  #failed = new WeakSet<UrbObserver>();
+
+  /** Whether any observer is attached. */
+  get active(): boolean {
+    return this.#list.length > 0;
+  }
+
+  /** Adds `observer`; the function returned removes it. */
+  add(observer: UrbObserver): () => void {
+    this.#list = [...this.#list, observer];
+    return () => {
+      this.#list = this.#list.filter((o) => o !== observer);
+    };
+  }
+
+  /** Reports to every observer that has `method`. */
+  report<M extends keyof UrbObserver>(
+    method: M,
+    ...args: Parameters<NonNullable<UrbObserver[M]>>
+  ): void {
+    for (const o of this.#list) {
+      const f = o[method] as ((...a: typeof args) => void) | undefined;
+      if (f === undefined) continue;
+      try {
+        f.apply(o, args);
+      } catch (e) {
+        if (this.#failed.has(o)) continue;
+        this.#failed.add(o);
+        log.error("An observer of the traffic failed at {method}: {error}", {
+          method,
+          error: errorMessage(e),
+        });
+      }
+    }
+  }
+}
