@@ -237,6 +237,28 @@ export async function checkStorage(run: ScenarioRun, r: ScenarioResult): Promise
   );
 }
 
+/**
+ * `storage_uas`: the checks of `storage` through UAS (every drive bound by the kernel's uas
+ * driver, many commands in flight), then a SuperSpeed drive with uas=1 that usb-storage drives
+ * through Bulk-Only because vhci has no streams.
+ */
+export async function checkStorageUas(run: ScenarioRun, r: ScenarioResult): Promise<void> {
+  await checkStorage(run, r);
+  for (
+    const label of ["vfat", "ext4", "vfat_again", "ext4_again", "crash_reattach", "ro", "policy"]
+  ) {
+    _str(run, r, `${label}_driver`, (v) => v === "uas");
+  }
+  const most = _num(run, r, "uas_most_in_flight", (v) => v > 1 && v <= 32);
+  _str(run, r, "super_driver", (v) => v === "usb-storage");
+  _str(run, r, "super_speed", (v) => v === "5000");
+  _str(run, r, "super_readback", (v) => v === "match");
+  console.log(
+    `storage_uas: every check of storage passed with the uas driver bound, up to ${most} ` +
+      `commands in flight; a SuperSpeed uas=1 drive ran Bulk-Only under usb-storage`,
+  );
+}
+
 /** The paths of `storage_baseline`, in table order. */
 const BASELINE_PATHS: readonly [string, string][] = [
   ["ours", "usbipgw storage (high speed) + vhci"],

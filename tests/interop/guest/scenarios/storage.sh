@@ -9,6 +9,8 @@
 # (C) read-only: 1-3 served with `ro`, 1-4 writable but granted read-only by a policy rule:
 #     sd sees them write-protected, a rw mount is refused or falls back to ro, a write forced
 #     past sd (blockdev --setrw) fails at the device, and the images stay unchanged.
+# ST_SPEC (appended to every drive's spec) and ST_DRIVER (the driver that must bind them) let
+# storage_uas run the same checks through UAS.
 
 . /rig/storage.sh
 
@@ -38,10 +40,10 @@ rm /tmp/ro.img
 rig_field_str ro_image_sha256 "$RO_SHA"
 
 GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK \
---device storage:busid=1-1,image=$S/vfat.img,size=64M,product=RIG-VFAT \
---device storage:busid=1-2,image=$S/ext4.img,size=256M,product=RIG-EXT4 \
---device storage:busid=1-3,image=$S/ro.img,ro,product=RIG-RO \
---device storage:busid=1-4,image=$S/policy.img,product=RIG-POLICY \
+--device storage:busid=1-1,image=$S/vfat.img,size=64M,product=RIG-VFAT${ST_SPEC:-} \
+--device storage:busid=1-2,image=$S/ext4.img,size=256M,product=RIG-EXT4${ST_SPEC:-} \
+--device storage:busid=1-3,image=$S/ro.img,ro,product=RIG-RO${ST_SPEC:-} \
+--device storage:busid=1-4,image=$S/policy.img,product=RIG-POLICY${ST_SPEC:-} \
 --rule read-only:transport=tcp,source=127.0.0.0/8,busid=1-4 \
 --rule allow:transport=tcp,source=127.0.0.0/8,busid=1-1|1-2|1-3"
 rig_start_gateway
