@@ -1,0 +1,109 @@
+// Where the gateway's time goes on one URB case: starts `main.ts serve` with V8's inspector,
+// samples its CPU through the Chrome DevTools Protocol (Profiler domain) while this process
+// drives the case, and prints the functions with the most samples of their own.
+// Usage: deno run -A bench/profile.ts [in|out] [SIZE] [DEPTH] [tcp|unix]
+// (default: in 64 1 tcp; BENCH_SECONDS sets the seconds sampled).
+import { connectTo, freePort, importGadgetZero, SECONDS, urbRequest } from "./_common.ts";
+import { drive } from "./_urb.ts";
+
+const [dir = "in", sizeText = "64", depthText = "1", transport = "tcp"] = Deno.args;
+const inspectPort = freePort();
+const tmp = await Deno.makeTempDir({ prefix: "usbipgw-profile-" });
+const tcpPort = freePort();
+const unixPath = `${tmp}/gw.sock`;
+const gateway = new Deno.Command(Deno.execPath(), {
+  args: [
+    "run",
+    "-A",
+    `--inspect=127.0.0.1:${inspectPort}`,
+    new URL("../main.ts", import.meta.url).pathname,
+    "serve",
+    "--tcp",
+    `127.0.0.1:${tcpPort}`,
+    "--unix",
+    unixPath,
+    "--log-level",
+    "warning",
+    "--rule",
+    "allow:transport=tcp",
+    "--device",
+    "gadget-zero:busid=1-1",
+  ],
+  stdout: "null",
+  stderr: "null",
+}).spawn();
+
+/** The first answer of `fn` that does not throw, retried for 10 s. */
+async function retry<T>(fn: () => Promise<T>): Promise<T> {
+  const end = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (Date.now() > end) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+}
+
+try {
+  const targets = await retry(async () => {
+    const list = await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json();
+    if (list.length === 0) throw new Error("no inspector target yet");
+    return list;
+  });
+  const ws = new WebSocket(targets[0].webSocketDebuggerUrl);
+  await new Promise((resolve) => ws.onopen = resolve);
+  let id = 0;
+  const pending = new Map<number, (r: unknown) => void>();
+  ws.onmessage = (m) => {
+    const msg = JSON.parse(m.data);
+    pending.get(msg.id)?.(msg.result);
+  };
+  const call = (method: string, params: unknown = {}) =>
+    new Promise<Record<string, unknown>>((resolve) => {
+      pending.set(++id, resolve as (r: unknown) => void);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  const ep = { tcpPort, unixPath };
+  const conn = await retry(() => connectTo(ep, transport as "tcp" | "unix"));
+  const devid = await importGadgetZero(conn, "1-1");
+  await call("Profiler.enable");
+  await call("Profiler.setSamplingInterval", { interval: 100 });
+  await call("Profiler.start");
+  const rate = await drive(
+    conn,
+    urbRequest(devid, dir === "in", Number(sizeText)),
+    Number(depthText),
+  );
+  const { profile } = await call("Profiler.stop") as { profile: { nodes: ProfileNode[] } };
+  conn.close();
+  ws.close();
+  const self = new Map<string, number>();
+  let total = 0;
+  for (const n of profile.nodes) {
+    const hits = n.hitCount ?? 0;
+    total += hits;
+    const f = n.callFrame;
+    const file = f.url.replace(/^.*\/(main|lib|ext|node)\//, "$1/");
+    const key = `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
+    self.set(key, (self.get(key) ?? 0) + hits);
+  }
+  console.log(
+    `${dir} ${sizeText} B, ${depthText} in flight, ${transport}: ${Math.round(rate)} URB/s; ` +
+      `${total} samples in ${SECONDS} s`,
+  );
+  for (const [key, hits] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)) {
+    console.log(`${(100 * hits / total).toFixed(1).padStart(5)}%  ${key}`);
+  }
+} finally {
+  gateway.kill("SIGTERM");
+  await gateway.status;
+  await Deno.remove(tmp, { recursive: true });
+}
