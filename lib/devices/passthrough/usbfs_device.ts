@@ -632,16 +632,23 @@ export class UsbfsDevice extends UsbDevice {
     }
   }
 
-  /** Releases the claimed interfaces; with `reconnect`, lets kernel drivers bind again. */
+  /**
+   * Releases the claimed interfaces; with `reconnect`, then lets kernel drivers bind again.
+   * All are released before the first is connected: a driver may claim the other interfaces
+   * from one interface's probe (snd-usb-audio takes the streaming interfaces when it binds the
+   * control interface, sound/usb/card.c), and skips those usbfs still holds.
+   */
   #releaseInterfaces(reconnect: boolean): void {
-    for (const ifnum of this.#claimed) {
-      if (this.#fd < 0) break;
-      this.#ioctl(Ioctl.USBDEVFS_RELEASEINTERFACE, encodeUint(ifnum));
-      if (reconnect) {
-        // EBUSY: a driver is bound already. EHOSTUNREACH: the device is unconfigured.
-        this.#ioctl(Ioctl.USBDEVFS_IOCTL, encodeUsbdevfsIoctl(ifnum, Ioctl.USBDEVFS_CONNECT));
-      }
-    }
+    const claimed = [...this.#claimed];
     this.#claimed.clear();
+    for (const ifnum of claimed) {
+      if (this.#fd < 0) return;
+      this.#ioctl(Ioctl.USBDEVFS_RELEASEINTERFACE, encodeUint(ifnum));
+    }
+    for (const ifnum of reconnect ? claimed : []) {
+      if (this.#fd < 0) return;
+      // EBUSY: a driver is bound already. EHOSTUNREACH: the device is unconfigured.
+      this.#ioctl(Ioctl.USBDEVFS_IOCTL, encodeUsbdevfsIoctl(ifnum, Ioctl.USBDEVFS_CONNECT));
+    }
   }
 }

@@ -4,7 +4,7 @@ import { assertEquals, assertRejects } from "@std/assert";
 import { UsbfsDevice } from "../../../lib/devices/passthrough/usbfs_device.ts";
 import { Errno, UrbFlags, UrbType, UsbfsError } from "../../../lib/devices/passthrough/_usbfs.ts";
 import type { UsbTransfer } from "../../../lib/devices/usb_device.ts";
-import { KEYBOARD_FS, STORAGE_HS } from "./_descriptors.ts";
+import { AUDIO_FS, KEYBOARD_FS, STORAGE_HS } from "./_descriptors.ts";
 import { FakeUsbfs } from "./_fake_usbfs.ts";
 
 Deno.test("UsbfsDevice.open() rejects a missing node", async () => {
@@ -179,6 +179,58 @@ Deno.test("isochronous packets are laid out back to back and returned at their o
       { actualLength: 2, status: "error" },
     ]);
     assertEquals([...r.data!], [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0, 0, 0, 0, 0]);
+  });
+});
+
+Deno.test("isochronous OUT packets go to the kernel back to back; each reports what was sent", async () => {
+  await withDevice(AUDIO_FS, async (dev, kernel) => {
+    // As snd-usb-audio submits to QEMU's usb-audio: packets of 192 bytes at their offsets.
+    const data = new Uint8Array(400).map((_, i) => i & 0xff);
+    const pending = dev.submit(transfer({
+      endpoint: 1,
+      dirIn: false,
+      type: "isochronous",
+      length: 400,
+      data,
+      isoPackets: [{ offset: 0, length: 192 }, { offset: 200, length: 192 }],
+    }));
+    const [urb] = await kernel.waitInFlight(1);
+    assertEquals(
+      [field(urb!, 0, 1), field(urb!, 1, 1), field(urb!, 8, 4), field(urb!, 24, 4)],
+      [UrbType.ISO, 0x01, UrbFlags.ISO_ASAP, 384],
+    );
+    assertEquals([field(urb!, 36, 4), field(urb!, 56, 4), field(urb!, 68, 4)], [2, 192, 192]);
+    const sent = new Uint8Array(
+      Deno.UnsafePointerView.getArrayBuffer(
+        Deno.UnsafePointer.create(BigInt(field(urb!, 16, 8)))!,
+        384,
+      ),
+    );
+    assertEquals([...sent], [...data.subarray(0, 192), ...data.subarray(200, 392)]);
+    kernel.complete(urb!, { actualLength: 192, iso: [{ actualLength: 192 }, { actualLength: 0 }] });
+    assertEquals(await pending, {
+      status: "ok",
+      isoPackets: [{ actualLength: 192, status: "ok" }, { actualLength: 0, status: "ok" }],
+    });
+  });
+});
+
+Deno.test("released() frees every interface before kernel drivers may bind any", async () => {
+  await withDevice(AUDIO_FS, async (dev, kernel) => {
+    await dev.imported();
+    assertEquals(dev.claimedInterfaces, [0, 1]);
+    kernel.calls.length = 0;
+    await dev.released();
+    // snd-usb-audio claims the streaming interface 1 from interface 0's probe: connecting 0
+    // while usbfs still held 1 left the card without its PCM.
+    assertEquals(kernel.names, [
+      "USBDEVFS_RELEASEINTERFACE",
+      "USBDEVFS_RELEASEINTERFACE",
+      "USBDEVFS_IOCTL",
+      "USBDEVFS_IOCTL",
+    ]);
+    assertEquals(kernel.calls.map((c) => c.arg![0]), [0, 1, 0, 1]);
+    assertEquals(dev.claimedInterfaces, []);
   });
 });
 
