@@ -4,12 +4,15 @@
  * by their tags, autosense in the SENSE IU, and task management. The IU layouts are those of
  * T10's UAS and of the Linux host driver (include/linux/usb/uas.h, drivers/usb/storage/uas.c).
  *
- * Without streams (a high-speed device, or any device behind vhci, which has none) the data
- * pipes carry one command's data at a time: the device announces whose data comes next with a
- * READ READY or WRITE READY IU on the status pipe, and the host then submits that command's
- * data transfer (uas.c submits its data URB only on that IU when `use_streams` is 0). Data
- * phases in and out run side by side; commands without data run at once; each command's
- * SENSE IU follows its data, so a WRITE's data is in the backing before its status is sent.
+ * Without streams (a high-speed device, or any device behind vhci, which has none) the device
+ * announces each command's data phase with a READ READY or WRITE READY IU on the status pipe,
+ * and the host then submits that command's data transfer (uas.c submits its data URB only on
+ * that IU when `use_streams` is 0). The data of one pipe moves in the order the READY IUs went
+ * out, so every command is announced as it arrives: the host queues the data transfers of
+ * many commands at once and a long link carries them back to back instead of one per round
+ * trip (a host controller, and vhci, keep one endpoint's transfers in order). Data phases in
+ * and out run side by side; commands without data run at once; each command's SENSE IU
+ * follows its data, so a WRITE's data is in the backing before its status is sent.
  *
  * @module
  */
@@ -213,10 +216,10 @@ interface Task {
   work: Promise<unknown> | undefined;
 }
 
-/** One data pipe: the task whose READY IU was sent, and the tasks waiting for the pipe. */
+/** One data pipe: the tasks whose READY IU was sent, in that order; the first one's data moves. */
 interface DataLane {
-  current: Task | undefined;
-  readonly waiting: Task[];
+  readonly announced: Task[];
+  /** The READY IU's type. */
   readonly ready: number;
 }
 
@@ -231,8 +234,8 @@ export class UasTransport {
   readonly #target: UasTarget;
   /** Every task not yet answered, by tag. */
   readonly #tasks = new Map<number, Task>();
-  readonly #in: DataLane = { current: undefined, waiting: [], ready: UasIu.READ_READY };
-  readonly #out: DataLane = { current: undefined, waiting: [], ready: UasIu.WRITE_READY };
+  readonly #in: DataLane = { announced: [], ready: UasIu.READ_READY };
+  readonly #out: DataLane = { announced: [], ready: UasIu.WRITE_READY };
   /** IUs for the status pipe, oldest first. */
   readonly #status: Uint8Array[] = [];
   readonly #changed = new Notifier();
@@ -274,10 +277,7 @@ export class UasTransport {
     this.#generation++;
     for (const task of this.#tasks.values()) task.aborted = true;
     this.#tasks.clear();
-    for (const lane of [this.#in, this.#out]) {
-      lane.current = undefined;
-      lane.waiting.length = 0;
-    }
+    for (const lane of [this.#in, this.#out]) lane.announced.length = 0;
     this.#status.length = 0;
     this.#changed.notify();
   }
@@ -310,9 +310,9 @@ export class UasTransport {
 
   /** A transfer on the data-in pipe: data of the command whose READ READY was sent. */
   handleDataIn(t: UsbTransfer): MaybePromise<TransferResult> {
-    const task = this.#in.current;
+    const task = this.#in.announced[0];
     if (task === undefined) {
-      return this.#until(() => this.#in.current !== undefined, t.signal).then((ok) =>
+      return this.#until(() => this.#in.announced.length > 0, t.signal).then((ok) =>
         ok ? this.handleDataIn(t) : CANCELLED
       );
     }
@@ -321,9 +321,9 @@ export class UasTransport {
 
   /** A transfer on the data-out pipe: data of the command whose WRITE READY was sent. */
   handleDataOut(t: UsbTransfer): MaybePromise<TransferResult> {
-    const task = this.#out.current;
+    const task = this.#out.announced[0];
     if (task === undefined) {
-      return this.#until(() => this.#out.current !== undefined, t.signal).then((ok) =>
+      return this.#until(() => this.#out.announced.length > 0, t.signal).then((ok) =>
         ok ? this.handleDataOut(t) : CANCELLED
       );
     }
@@ -352,8 +352,8 @@ export class UasTransport {
       this.#track(task, Promise.resolve(command.finish()).then((s) => this.#complete(task, s)));
     } else {
       const lane = command.direction === "in" ? this.#in : this.#out;
-      lane.waiting.push(task);
-      this.#next(lane);
+      lane.announced.push(task);
+      this.#send(new Uint8Array([lane.ready, 0, tag >> 8, tag & 0xff]));
     }
   }
 
@@ -434,29 +434,18 @@ export class UasTransport {
     this.#send(responseIu(tag, ResponseCode.INVALID_INFO_UNIT));
   }
 
-  /** Drops a task: no SENSE IU will be sent for it; its pipe goes to the next task. */
+  /** Drops a task: no SENSE IU will be sent for it, and its data transfers are not expected. */
   #abort(task: Task): void {
     task.aborted = true;
     this.#tasks.delete(task.tag);
-    for (const lane of [this.#in, this.#out]) {
-      const i = lane.waiting.indexOf(task);
-      if (i >= 0) lane.waiting.splice(i, 1);
-      if (lane.current === task) this.#release(lane);
-    }
+    for (const lane of [this.#in, this.#out]) this.#release(lane, task);
   }
 
-  /** The pipe is free: the next waiting task gets it, announced by its READY IU. */
-  #next(lane: DataLane): void {
-    if (lane.current !== undefined) return;
-    const task = lane.waiting.shift();
-    if (task === undefined) return;
-    lane.current = task;
-    this.#send(new Uint8Array([lane.ready, 0, task.tag >> 8, task.tag & 0xff]));
-  }
-
-  #release(lane: DataLane): void {
-    lane.current = undefined;
-    this.#next(lane);
+  /** `task`'s data phase is over: the pipe's next transfers carry the next announced task's. */
+  #release(lane: DataLane, task: Task): void {
+    const i = lane.announced.indexOf(task);
+    if (i < 0) return;
+    lane.announced.splice(i, 1);
     this.#changed.notify();
   }
 
@@ -479,14 +468,14 @@ export class UasTransport {
     if (!(r instanceof Uint8Array)) {
       // A read error ends the data phase short (no stall: the host clears no halt in UAS);
       // the SENSE IU says why.
-      this.#release(this.#in);
+      this.#release(this.#in, task);
       this.#complete(task, r);
       return { status: "ok", data: new Uint8Array(0) };
     }
     const data = r.length > length ? r.subarray(0, length) : r;
     task.moved += data.length;
     if (task.moved === command.length) {
-      this.#release(this.#in);
+      this.#release(this.#in, task);
       this.#complete(task, await command.finish());
     }
     return { status: "ok", data };
@@ -499,10 +488,10 @@ export class UasTransport {
     if (task.aborted) return CANCELLED;
     task.moved += take;
     if (status !== "good") {
-      this.#release(this.#out);
+      this.#release(this.#out, task);
       this.#complete(task, status);
     } else if (task.moved === command.length) {
-      this.#release(this.#out);
+      this.#release(this.#out, task);
       this.#complete(task, await command.finish());
     }
     return { status: "ok", actualLength: take };

@@ -169,7 +169,7 @@ Deno.test("uas=1 in alternate 0 is a Bulk-Only drive (the SuperSpeed fallback of
   assertEquals(r.data, bytes);
 });
 
-Deno.test("UAS: many commands in flight, READ READY and WRITE READY announce each data phase, one SENSE IU per tag", async () => {
+Deno.test("UAS: many commands in flight, each data phase announced as its command arrives, one SENSE IU per tag", async () => {
   const { host, ram } = await UasHost.open();
   ram[0]!.bytes.set(pattern(8 * BLOCK, 5), 0);
   // Four commands before any data moves: two reads, a write, a TEST UNIT READY.
@@ -183,18 +183,22 @@ Deno.test("UAS: many commands in flight, READ READY and WRITE READY announce eac
   }
   assertEquals(host.drive.usingUas, true);
   const seen: StatusIu[] = [];
-  for (let i = 0; i < 3; i++) seen.push(await host.status());
-  // Command 4 has no data and completes at once; the read pipe announces tag 1, the write
-  // pipe tag 3 (side by side); tag 2 waits for the read pipe.
-  assertEquals(
-    seen.map((iu) => [iu.type, iu.tag]).sort(),
-    [
-      ["read_ready", 1],
-      ["sense", 4],
-      ["write_ready", 3],
-    ].sort(),
-  );
-  assertFalse(await settlesSoon(host.status()), "tag 2's READ READY came before tag 1's data");
+  for (let i = 0; i < 4; i++) seen.push(await host.status());
+  // Every data phase is announced at once, in the order the commands came (so the host can
+  // queue all their data transfers); command 4 has no data and completes at once.
+  assertEquals(seen.map((iu) => [iu.type, iu.tag]), [
+    ["read_ready", 1],
+    ["read_ready", 2],
+    ["write_ready", 3],
+    ["sense", 4],
+  ]);
+  const next = host.status();
+  assertFalse(await settlesSoon(next), "a status came before any data moved");
+  // The data-in pipe serves the announced reads in order.
+  assertEquals((await host.dataIn(2 * BLOCK)).data, ram[0]!.bytes.slice(0, 2 * BLOCK));
+  assertEquals((await host.dataIn(2 * BLOCK)).data, ram[0]!.bytes.slice(2 * BLOCK, 4 * BLOCK));
+  assertGood(await next, 1);
+  assertGood(await host.status(), 2);
 });
 
 Deno.test("UAS: data phases in order, data in the image before the WRITE's SENSE IU, sense per command", async () => {
@@ -205,13 +209,15 @@ Deno.test("UAS: data phases in order, data in the image before the WRITE's SENSE
   await host.command(8, read10(2, 2));
   await host.command(9, read10(1000, 1)); // beyond the 64-block medium
   await host.command(10, write10(20, 2));
-  const ready = [await host.status(), await host.status(), await host.status()];
+  const ready = [];
+  for (let i = 0; i < 4; i++) ready.push(await host.status());
   assertEquals(ready.map((iu) => [iu.type, iu.tag]), [
     ["read_ready", 7],
+    ["read_ready", 8],
     ["sense", 9],
     ["write_ready", 10],
   ]);
-  assertSense(ready[1]!, 9, SenseKey.ILLEGAL_REQUEST, 0x21);
+  assertSense(ready[2]!, 9, SenseKey.ILLEGAL_REQUEST, 0x21);
 
   // The write's backing completes only when released: its SENSE IU must wait for it.
   let releaseWrite!: () => void;
@@ -222,9 +228,6 @@ Deno.test("UAS: data phases in order, data in the image before the WRITE's SENSE
   const written = host.dataOut(out);
   const first = await host.dataIn(2 * BLOCK);
   assertEquals(first.data, disk.bytes.slice(0, 2 * BLOCK));
-  // The read pipe goes to the next command as soon as the data has moved, before the status.
-  const next = await host.status();
-  assertEquals([next.type, next.tag], ["read_ready", 8]);
   assertGood(await host.status(), 7);
   const second = await host.dataIn(2 * BLOCK);
   assertEquals(second.data, disk.bytes.slice(2 * BLOCK, 4 * BLOCK));
@@ -293,11 +296,11 @@ Deno.test("UAS: a tag in use is OVERLAPPED TAG and the command holding it is abo
   assertGood(await host.status(), 4);
 });
 
-Deno.test("UAS: ABORT TASK drops a waiting command (no SENSE IU for it), QUERY TASK finds the others", async () => {
+Deno.test("UAS: ABORT TASK drops an announced command (no SENSE IU, no data for it), QUERY TASK finds the others", async () => {
   const { host, ram } = await UasHost.open();
   await host.command(1, write10(0, 1));
   await host.command(2, write10(1, 1));
-  assertEquals([(await host.status()).tag], [1]); // WRITE READY 1; tag 2 waits
+  assertEquals([(await host.status()).tag, (await host.status()).tag], [1, 2]); // WRITE READY
   const tmf = (tag: number, fn: number, taskTag: number, lun = 0) =>
     host.send(encodeTaskManagementIu({ tag, function: fn, taskTag, lun }));
   await tmf(100, TaskFunction.ABORT_TASK, 2);
@@ -423,8 +426,10 @@ Deno.test(`UAS: more than ${MAX_TASKS} commands at once: the next is TASK SET FU
   const { host } = await UasHost.open();
   for (let tag = 1; tag <= MAX_TASKS; tag++) await host.command(tag, read10(0, 1));
   await host.command(MAX_TASKS + 1, TEST_UNIT_READY);
-  const first = await host.status();
-  assertEquals([first.type, first.tag], ["read_ready", 1]);
+  for (let tag = 1; tag <= MAX_TASKS; tag++) {
+    const ready = await host.status();
+    assertEquals([ready.type, ready.tag], ["read_ready", tag]);
+  }
   assertEquals(await host.status(), {
     type: "sense",
     tag: MAX_TASKS + 1,
