@@ -19,7 +19,8 @@ import {
   STORAGE_SCENARIOS,
   storageMissingReason,
 } from "./rig.ts";
-import { checkStorage, printStorageBaseline } from "./storage_checks.ts";
+import { checkStorage, checkStorageUas, printStorageBaseline } from "./storage_checks.ts";
+import { checkStorageLatency } from "./storage_latency.ts";
 import { opensslProblem } from "../transport/_certs.ts";
 
 const missing = rigMissingReason();
@@ -40,6 +41,20 @@ if (missing === null && storageMissing !== null) {
 const tlsMissing = missing ?? opensslProblem;
 if (missing === null && tlsMissing !== undefined) {
   console.warn(`interop tls test SKIPPED: ${tlsMissing}`);
+}
+
+/**
+ * Benchmarks, run on demand: minutes each, so a test run reports them as ignored unless
+ * USBIPGW_RIG_BENCH=1 is set.
+ */
+const BENCHMARKS: Partial<Record<ScenarioName, string>> = {
+  storage_latency: "run deno run -A tests/interop/run.ts storage_latency",
+};
+const runBenchmarks = Deno.env.get("USBIPGW_RIG_BENCH") === "1";
+if (!runBenchmarks) {
+  for (const [scenario, how] of Object.entries(BENCHMARKS)) {
+    console.warn(`${scenario}: a benchmark, SKIPPED unless USBIPGW_RIG_BENCH=1; ${how}`);
+  }
 }
 
 let image: Promise<RigImage> | undefined;
@@ -124,6 +139,32 @@ function _sha(run: ScenarioRun, r: ScenarioResult, field: string): void {
   }
 }
 
+/**
+ * The isochronous step of passthrough (issue 18): 6 s of 48 kHz audio to QEMU's usb-audio
+ * through the gateway, at least 5 s of stream, no xrun, no failed ISO packet, and ISO URBs that
+ * flowed: 1 packet per 1 ms frame at full speed (usbmon on vhci's bus, a lower bound when its
+ * reader lost events) and the gateway's own count of completed URBs.
+ */
+function _audio(run: ScenarioRun, r: ScenarioResult): void {
+  const seconds = _number(run, r, "audio_seconds", (v) => v >= 5, "at least 5");
+  _number(run, r, "audio_frames", (v) => v === 6 * 48000, "288000 (6 s at 48 kHz)");
+  _number(run, r, "audio_xruns", (v) => v === 0, "0");
+  _number(run, r, "audio_iso_packet_errors", (v) => v === 0, "0");
+  _number(run, r, "audio_iso_failed", (v) => v === 0, "0");
+  const lost = _number(run, r, "audio_usbmon_lost", (v) => v >= 0, "a count");
+  const packets = _number(run, r, "audio_iso_packets", (v) => v > 0, "more than 0");
+  if (lost === 0 && packets < 5000) {
+    throw new Error(describeRun(run, `audio_iso_packets is ${packets}, expected 5000 or more`));
+  }
+  _number(run, r, "audio_gateway_urbs", (v) => v >= 500, "at least 500");
+  _number(run, r, "audio_rebound_s", (v) => v <= 10, "at most 10");
+  console.log(
+    `passthrough usb-audio: 6 s of audio in ${seconds} s; ${r["audio_iso_urbs"]} ISO URBs, ` +
+      `${packets} packets, ${r["audio_iso_bytes"]} bytes on vhci (usbmon, ${lost} lost); ` +
+      `gateway ${r["audio_gateway_urbs"]} URBs; step ${r["audio_step_s"]} s`,
+  );
+}
+
 /** Host-side checks of passthrough and passthrough_kernel (guest/passthrough.sh). */
 async function _passthrough(run: ScenarioRun, r: ScenarioResult, t: Deno.TestContext) {
   _sha(run, r, "native_sha256");
@@ -144,6 +185,7 @@ async function _passthrough(run: ScenarioRun, r: ScenarioResult, t: Deno.TestCon
     if (!/ended/.test(String(r["unplug_session_end_log"]))) {
       throw new Error(describeRun(run, `no session end logged: ${r["unplug_session_end_log"]}`));
     }
+    _audio(run, r);
   }
   const replug = () => {
     if (r["replug_listed"] !== true) {
@@ -292,7 +334,9 @@ function _pointer(run: ScenarioRun, r: ScenarioResult) {
 
 const checks: Partial<Record<ScenarioName, Check>> = {
   storage: checkStorage,
+  storage_uas: checkStorageUas,
   storage_baseline: printStorageBaseline,
+  storage_latency: checkStorageLatency,
   passthrough_kernel: _passthrough,
   passthrough: _passthrough,
   serial: _serial,
@@ -477,7 +521,9 @@ function _number(
 for (const scenario of SCENARIOS) {
   Deno.test({
     name: `interop ${scenario}`,
-    ignore: QEMU_USB_SCENARIOS.includes(scenario)
+    ignore: BENCHMARKS[scenario] !== undefined && !runBenchmarks
+      ? true
+      : QEMU_USB_SCENARIOS.includes(scenario)
       ? usbMissing !== null
       : scenario === "tls"
       ? tlsMissing !== undefined

@@ -25,6 +25,8 @@ export const SCENARIOS = [
   "user_attach",
   "tls",
   "testusb_super",
+  "storage_uas",
+  "storage_latency",
 ] as const;
 
 /** A scenario name. */
@@ -47,18 +49,24 @@ export const GATEWAY_SCENARIOS: readonly ScenarioName[] = [
   "user_attach",
   "tls",
   "testusb_super",
+  "storage_uas",
+  "storage_latency",
 ];
 
 /**
  * Scenarios of the thumb drive (issue 6): the guest formats, checks and benchmarks disks, and
  * the host checks the images afterwards ({@linkcode storageMissingReason}).
  */
-export const STORAGE_SCENARIOS: readonly ScenarioName[] = ["storage", "storage_baseline"];
+export const STORAGE_SCENARIOS: readonly ScenarioName[] = [
+  "storage",
+  "storage_uas",
+  "storage_baseline",
+];
 
 /**
  * Scenarios whose guest gets QEMU's own USB devices on a qemu-xhci (a usb-storage stick backed
- * by an ext4 image built at test time, a usb-kbd, an FTDI usb-serial) and a QMP socket that the
- * host drives on the guest's request ({@linkcode QEMU_USB_DEVICES}).
+ * by an ext4 image built at test time, a usb-kbd, an FTDI usb-serial, a usb-audio) and a QMP
+ * socket that the host drives on the guest's request ({@linkcode QEMU_USB_DEVICES}).
  */
 export const QEMU_USB_SCENARIOS: readonly ScenarioName[] = [
   "passthrough_kernel",
@@ -85,6 +93,7 @@ export const MODULES = [
   "usbmon",
   "xhci-pci",
   "usb-storage",
+  "uas",
   "sd_mod",
   "ext4",
   "crc32c_generic",
@@ -101,6 +110,12 @@ export const MODULES = [
   "chacha_generic",
   "poly1305_generic",
   "chacha20poly1305",
+  // netem, for the delay storage_latency adds on the guest's loopback (tc qdisc ... netem),
+  // and tcp_diag for `ss -ti` (TCP's own round-trip and window figures).
+  "sch_netem",
+  "tcp_diag",
+  // QEMU's usb-audio (passthrough): an isochronous OUT stream.
+  "snd-usb-audio",
 ] as const;
 
 /** Host binaries copied into the initramfs together with the libraries `ldd` lists. */
@@ -110,6 +125,9 @@ const DYNAMIC_BINARIES = [
   "/usr/bin/socat",
   // util-linux's, for scenarios that act as other users (busybox's cannot change uids).
   "/usr/bin/setpriv",
+  // iproute2's, for netem (busybox's tc has no netem), and ss for the TCP state it leaves.
+  "/usr/sbin/tc",
+  "/usr/bin/ss",
 ] as const;
 
 /**
@@ -139,6 +157,7 @@ const HELPERS = [
   "rig_input_events",
   "rig_gotemp_read",
   "rig_sg_write",
+  "rig_pcm_play",
 ] as const;
 
 /** Paths the rig works with; all derived from the checkout unless given. */
@@ -224,7 +243,9 @@ export function defaultPaths(): RigPaths {
 
 /** Why the rig cannot run on this machine, or null when it can. */
 export function rigMissingReason(): string | null {
-  for (const tool of ["qemu-system-x86_64", "cpio", "busybox", "depmod", "gcc", "usbip"]) {
+  for (
+    const tool of ["qemu-system-x86_64", "cpio", "busybox", "depmod", "gcc", "usbip", "tc", "ss"]
+  ) {
     if (_which(tool) === null) {
       return `${tool} is not installed (apt-get install $(cat tests/interop/packages.txt))`;
     }
@@ -734,12 +755,14 @@ async function _readText(path: string): Promise<string> {
  * QEMU's own USB devices on the qemu-xhci of {@linkcode QEMU_USB_SCENARIOS}, by QMP id: the
  * properties of `-device` and of QMP `device_add` (the guest re-plugs them by id). Fixed ports
  * keep their guest busids across a re-plug. IDs: stick 46f4:0001, kbd 0627:0001, serial
- * 0403:6001 (FTDI).
+ * 0403:6001 (FTDI), audio 46f4:0002 (full speed, an isochronous OUT endpoint: QEMU's
+ * hw/usb/dev-audio.c).
  */
 export const QEMU_USB_DEVICES: Record<string, Record<string, string>> = {
   stick: { driver: "usb-storage", id: "stick", bus: "xhci.0", port: "1", drive: "stick0" },
   kbd: { driver: "usb-kbd", id: "kbd", bus: "xhci.0", port: "2" },
   serial: { driver: "usb-serial", id: "serial", bus: "xhci.0", port: "3", chardev: "ser0" },
+  audio: { driver: "usb-audio", id: "audio", bus: "xhci.0", port: "4", audiodev: "snd0" },
 };
 
 /** The stick's image: an ext4 file system holding one file of random bytes. */
@@ -1004,10 +1027,13 @@ export const DEFAULT_TIMEOUTS: Record<ScenarioName, number> = {
   pointer: 240,
   client_attach: 600,
   storage: 600,
+  storage_uas: 600,
   storage_baseline: 600,
   user_attach: 420,
   tls: 900,
   testusb_super: 900,
+  // A benchmark: about 12 min under TCG on an idle host (tens of seconds per row at 50 ms).
+  storage_latency: 1500,
 };
 
 /**
@@ -1074,6 +1100,9 @@ export async function runScenario(
       // the guest writes to the FTDI's ttyUSB lands in this file.
       "-chardev",
       `file,id=ser0,path=${runDir}/serial.out`,
+      // The usb-audio's back-end: no host sound; it takes the samples in real time.
+      "-audiodev",
+      "none,id=snd0",
       "-device",
       "qemu-xhci,id=xhci",
       ...Object.values(QEMU_USB_DEVICES).flatMap((p) => ["-device", dev(p)]),

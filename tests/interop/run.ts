@@ -10,6 +10,7 @@ import {
   type ScenarioName,
   SCENARIOS,
 } from "./rig.ts";
+import { storageLatencyTable } from "./storage_latency.ts";
 
 function usage(): never {
   console.error(
@@ -54,6 +55,7 @@ for (const name of names) {
     ...(timeoutSeconds ? { timeoutSeconds } : {}),
   });
   console.log(JSON.stringify({ wall_s: run.wallSeconds, ...run.result }, null, 2));
+  if (name === "storage_latency" && run.result) console.log(storageLatencyTable(run.result));
   try {
     assertScenarioPassed(run);
     console.error(`PASS ${name} (${run.wallSeconds} s)`);

@@ -145,11 +145,18 @@ rig_gateway_settled() {
 # rig_start_gateway: starts main.ts serve in the background (GW_PID) and waits until it
 # listens on 127.0.0.1:3240 and on its unix socket. Sets GW_START_S.
 rig_start_gateway() {
+	rig_try_gateway || fail "$RIG_GW_ERR"
+}
+
+# rig_try_gateway: rig_start_gateway, but a gateway that does not come up is stopped and the
+# function returns 1 with the reason in RIG_GW_ERR instead of failing the scenario.
+rig_try_gateway() {
 	if [ "$RIG_STANDIN" = kernel ]; then
 		_rig_start_standin
 		return
 	fi
-	[ -f "$ROOT/main.ts" ] || fail "gateway: $ROOT/main.ts does not exist"
+	RIG_GW_ERR="gateway: $ROOT/main.ts does not exist"
+	[ -f "$ROOT/main.ts" ] || return 1
 	rig_need_deno
 	rm -f "$GW_SOCK" "$KBD_SOCK"
 	echo "=== rig: gateway start at uptime $(rig_uptime): main.ts $GW_ARGS" >>"$GW_LOG"
@@ -162,10 +169,17 @@ rig_start_gateway() {
 	rig_wait 120 rig_gateway_settled
 	if ! rig_alive "$GW_PID"; then
 		wait "$GW_PID"
-		fail "gateway: exited with code $? during startup (see gateway.log)"
+		RIG_GW_ERR="gateway: exited with code $? during startup (see gateway.log)"
+		GW_PID=
+		return 1
 	fi
-	rig_gateway_listening ||
-		fail "gateway: not listening on 127.0.0.1:3240 and $GW_SOCK after 120 s"
+	if ! rig_gateway_listening; then
+		RIG_GW_ERR="gateway: not listening on 127.0.0.1:3240 and $GW_SOCK after 120 s"
+		kill -KILL "$GW_PID"
+		wait "$GW_PID"
+		GW_PID=
+		return 1
+	fi
 	GW_START_S=$(rig_since "$_t0")
 	log "gateway pid $GW_PID listening after $GW_START_S s"
 }
@@ -253,17 +267,24 @@ rig_vhci_port_free() {
 # enumerated (slow under TCG) is not there yet. The gateway has already ended that try's
 # session and freed the device when the tool hangs up.
 rig_attach() {
+	rig_try_attach "$@" || fail "usbip attach -b $1 failed (exit $_rc): $_out"
+}
+
+# rig_try_attach BUSID [HOST [TCP_PORT]]: rig_attach (to TCP_PORT, default 3240) that returns
+# the tool's exit code, its output in _out, instead of failing.
+rig_try_attach() {
 	_t0=$(rig_uptime)
 	_try=1
 	while :; do
-		_out=$(timeout -s KILL 60 usbip attach -r "${2:-127.0.0.1}" -b "$1" 2>&1)
+		# shellcheck disable=SC2086 # the optional port is two words
+		_out=$(timeout -s KILL 60 usbip ${3:+--tcp-port $3} attach -r "${2:-127.0.0.1}" -b "$1" 2>&1)
 		_rc=$?
-		echo "usbip attach -r ${2:-127.0.0.1} -b $1 (try $_try, exit $_rc, $(rig_since "$_t0") s): $_out"
+		echo "usbip ${3:+--tcp-port $3 }attach -r ${2:-127.0.0.1} -b $1 (try $_try, exit $_rc, $(rig_since "$_t0") s): $_out"
 		case "$_out" in *"open vhci_driver"*) [ "$_rc" -ne 0 ] && [ "$_try" -lt 5 ] || break ;; *) break ;; esac
 		_try=$((_try + 1))
 		sleep 1
 	done
-	[ "$_rc" -eq 0 ] || fail "usbip attach -b $1 failed (exit $_rc): $_out"
+	return "$_rc"
 }
 
 # _rig_new_gadget_zero [OLD_DEVNODE]: a Gadget Zero under vhci other than OLD_DEVNODE.

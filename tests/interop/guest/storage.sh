@@ -4,9 +4,10 @@
 # The gateway's drives (lib/devices/storage) are 1209:0004.
 ST_ID=1209:0004
 
-# st_modules: the USB/IP client, usb-storage with sd, and the file systems the scenarios use.
+# st_modules: the USB/IP client, usb-storage and uas with sd, and the file systems the
+# scenarios use.
 st_modules() {
-	for _m in vhci-hcd usb-storage sd_mod crc32c_generic ext4 vfat nls_cp437 nls_ascii nls_utf8; do
+	for _m in vhci-hcd usb-storage uas sd_mod crc32c_generic ext4 vfat nls_cp437 nls_ascii nls_utf8; do
 		rig_modprobe "$_m"
 	done
 	[ -f "$VHCI/status" ] || fail "vhci_hcd.0 has no status file after modprobe vhci-hcd"
@@ -37,8 +38,14 @@ st_usb_of() {
 		sed -n 's#.*/\([0-9]*-[0-9.]*\)/[0-9]*-[0-9.]*:[0-9]*\.[0-9]*/host.*#\1#p'
 }
 
+# st_driver USB: the driver bound to interface 0 of USB device USB (uas or usb-storage).
+st_driver() {
+	basename "$(readlink -f "/sys/bus/usb/devices/$1:1.0/driver")"
+}
+
 # st_attach BUSID MODEL LABEL: usbip attach, then waits for the drive's disk (30 s); sets
-# ST_DISK, ST_PORT (the vhci port) and records LABEL_attach_to_disk_s.
+# ST_DISK, ST_PORT (the vhci port) and records LABEL_attach_to_disk_s and LABEL_driver, which
+# must be ST_DRIVER (default usb-storage).
 st_attach() {
 	_t0=$(rig_uptime)
 	rig_attach "$1"
@@ -47,7 +54,10 @@ st_attach() {
 	_usb=$(st_usb_of "$ST_DISK")
 	ST_PORT=$(rig_vhci_port "$_usb") || fail "$3: no vhci port for $_usb ($ST_DISK)"
 	rig_field "$3_attach_to_disk_s" "$(rig_since "$_t0")"
-	log "$3: $1 is $ST_DISK (USB $_usb, vhci port $ST_PORT, $(cat "/sys/block/$(basename "$ST_DISK")/size") sectors)"
+	_driver=$(st_driver "$_usb")
+	rig_field_str "$3_driver" "$_driver"
+	log "$3: $1 is $ST_DISK (USB $_usb, vhci port $ST_PORT, driver $_driver, $(cat "/sys/block/$(basename "$ST_DISK")/size") sectors)"
+	[ "$_driver" = "${ST_DRIVER:-usb-storage}" ] || fail "$3: $_driver drives $1, expected ${ST_DRIVER:-usb-storage}"
 }
 
 # st_detach PORT DISK LABEL: usbip detach; waits for the port to be free and the disk gone.
@@ -109,4 +119,85 @@ st_stats() {
 # st_umount DIR LABEL: unmounts DIR, retrying for 10 s while it is busy.
 st_umount() {
 	rig_wait 10 umount "$1" || fail "$2: cannot unmount $1: $(umount "$1" 2>&1)"
+}
+
+# --- the kernel's mass-storage gadget (storage_baseline, storage_latency) -------------------
+
+# st_kernel_modules: dummy_hcd with two UDCs (dummy_udc.0 and .1, SuperSpeed-capable), the
+# mass-storage function and usbip-host, configfs mounted.
+st_kernel_modules() {
+	rig_modprobe configfs
+	rig_modprobe dummy_hcd is_super_speed=1 num=2
+	for _m in libcomposite usb_f_mass_storage usbip-host; do rig_modprobe "$_m"; done
+	mount -t configfs none /sys/kernel/config 2>/dev/null
+}
+
+# st_kernel_gadget NAME MODEL MAX_SPEED UDC MIB [REMOVABLE]: a configfs gadget with one
+# usb_f_mass_storage LUN (removable unless REMOVABLE is 0) on a tmpfs file of MIB MiB
+# (/tmp/NAME.img), SCSI product MODEL, bound to UDC; waits for its disk on dummy_hcd and sets
+# ST_KBUSID (its USB device there).
+st_kernel_gadget() {
+	_g=/sys/kernel/config/usb_gadget/$1
+	truncate -s "${5}M" "/tmp/$1.img" || fail "cannot create /tmp/$1.img"
+	mkdir "$_g" || fail "cannot create the configfs gadget $1"
+	echo 0x0525 >"$_g/idVendor"
+	echo 0xa4a5 >"$_g/idProduct"
+	echo 0x0300 >"$_g/bcdUSB"
+	echo "$3" >"$_g/max_speed" || fail "$1: cannot set max_speed $3"
+	mkdir "$_g/strings/0x409"
+	echo "usbipgw rig" >"$_g/strings/0x409/manufacturer"
+	echo "Mass Storage (kernel)" >"$_g/strings/0x409/product"
+	echo "0123456789AB" >"$_g/strings/0x409/serialnumber"
+	mkdir "$_g/functions/mass_storage.0" || fail "no mass_storage function (usb_f_mass_storage)"
+	echo "${6:-1}" >"$_g/functions/mass_storage.0/lun.0/removable"
+	# vendor (8), product (16), revision (4): the model st_disk looks for
+	printf '%-8s%-16s%-4s\n' usbipgw "$2" 1.00 >"$_g/functions/mass_storage.0/lun.0/inquiry_string"
+	echo "/tmp/$1.img" >"$_g/functions/mass_storage.0/lun.0/file" || fail "$1: cannot set the backing file"
+	mkdir "$_g/configs/c.1" "$_g/configs/c.1/strings/0x409"
+	echo "mass storage" >"$_g/configs/c.1/strings/0x409/configuration"
+	ln -s "$_g/functions/mass_storage.0" "$_g/configs/c.1/"
+	echo "$4" >"$_g/UDC" || fail "$1: cannot bind the gadget to $4"
+	rig_wait 30 st_disk "$2" '*dummy_hcd*' >/dev/null || fail "$1: no disk on dummy_hcd within 30 s"
+	ST_KBUSID=$(st_usb_of "$(st_disk "$2" '*dummy_hcd*')")
+	log "kernel gadget $1: $ST_KBUSID, $(cat "/sys/bus/usb/devices/$ST_KBUSID/speed") Mb/s"
+}
+
+# st_usbipd PORT BUSID...: usbip bind of each BUSID, then usbipd -D on TCP PORT (the gateway
+# has 3240).
+st_usbipd() {
+	_port=$1
+	shift
+	for _b in "$@"; do
+		_out=$(usbip bind -b "$_b" 2>&1) || fail "usbip bind -b $_b failed: $_out"
+	done
+	usbipd -D -t "$_port" || fail "usbipd -D -t $_port failed"
+	rig_wait 20 eval 'usbip --tcp-port $_port list -r 127.0.0.1 >/dev/null 2>&1' || fail "usbipd does not answer"
+}
+
+# st_try_attach BUSID MODEL LABEL [TCP_PORT]: usbip attach from the gateway (or from usbipd on
+# TCP_PORT), then waits 30 s for the disk; sets ST_DISK and ST_BOUND (the driver) and records
+# LABEL_attach_to_disk_s and LABEL_driver, or returns 1 with the reason in ST_ERR.
+st_try_attach() {
+	_at0=$(rig_uptime)
+	rig_try_attach "$1" 127.0.0.1 "$4" || {
+		ST_ERR="$3: usbip attach -b $1 failed (exit $_rc): $_out"
+		return 1
+	}
+	rig_wait 30 st_disk "$2" >/dev/null || {
+		ST_ERR="$3: no disk with model $2 under vhci_hcd within 30 s of the attach"
+		return 1
+	}
+	ST_DISK=$(st_disk "$2")
+	ST_BOUND=$(st_driver "$(st_usb_of "$ST_DISK")")
+	rig_field "$3_attach_to_disk_s" "$(rig_since "$_at0")"
+	rig_field_str "$3_driver" "$ST_BOUND"
+	log "$3: $1 is $ST_DISK (driver $ST_BOUND)"
+}
+
+# st_detach_all: usbip detach of every vhci port in use; waits until all are free.
+st_detach_all() {
+	for _p in $(awk 'NR > 1 && $3 != "004" { sub(/^0+/, "", $2); print $2 + 0 }' "$VHCI/status"); do
+		usbip detach -p "$_p" >/dev/null 2>&1 || fail "usbip detach -p $_p failed"
+	done
+	rig_wait 10 rig_vhci_free || fail "vhci ports not freed after the detaches"
 }
