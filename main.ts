@@ -16,6 +16,7 @@ import { listCommand } from "./lib/cli/commands/list.ts";
 import { hostCommand } from "./lib/cli/commands/host.ts";
 import { policyCommand } from "./lib/cli/commands/policy.ts";
 import { statusCommand } from "./lib/cli/commands/status.ts";
+import { captureCommand } from "./lib/cli/commands/capture.ts";
 import { configCommand } from "./lib/cli/commands/config.ts";
 import { attachCommand } from "./lib/cli/commands/attach.ts";
 import { detachCommand } from "./lib/cli/commands/detach.ts";
@@ -42,6 +43,7 @@ export const COMMANDS: readonly Command[] = [
   tunnelCommand,
   bindCommand,
   unbindCommand,
+  captureCommand,
   installServiceCommand(() => COMMANDS),
   completionCommand(() => COMMANDS),
   versionCommand,

@@ -226,6 +226,7 @@ export {
   type DeviceStatus,
   type HostDeviceHandler,
   type HostDeviceOutcome,
+  type LiveCaptureHandler,
   type LocalAttachService,
   type ServerStatus,
   type SessionStatus,
@@ -235,12 +236,15 @@ export {
 export { Session, type SessionStats, type SessionUsage } from "./lib/server/session.ts";
 export {
   type AttachAnswer,
+  type CaptureAnswer,
+  type CaptureRequest,
   type ClaimResult,
   type DetachAnswer,
   type DeviceListing,
   type HiddenDevice,
   type HostDeviceAction,
   type HostDeviceAnswer,
+  type LiveCaptureOutput,
   type SessionHost,
   type SocketRequest,
 } from "./lib/server/session_host.ts";
@@ -248,11 +252,21 @@ export { type ExportedDevice } from "./lib/server/exported_device.ts";
 export { DEFAULT_SESSION_LIMITS, type SessionLimits } from "./lib/server/session_limits.ts";
 export { type UrbCompletion } from "./lib/server/ret_submit.ts";
 export {
+  type ImportRefusal,
   type ObservedImport,
+  type ServerEvent,
   type UrbObserver,
   UrbObservers,
   urbTransferType,
 } from "./lib/server/urb_observer.ts";
+// Traffic captures as pcapng (Linux usbmon records) for Wireshark: into a file, or live
+// (OP_REQ_CAPTURE, given to a server as its `liveCapture` option).
+export { type CaptureOutput, type CaptureSource, serverSource } from "./lib/capture/capture.ts";
+export { FileCapture, type FileCaptureOptions } from "./lib/capture/file_capture.ts";
+export { liveCapture } from "./lib/capture/live_capture.ts";
+// Prometheus metrics of a server (`serve --metrics`): the counts, and an HTTP listener for them.
+export { LATENCY_BUCKETS_SECONDS, ServerMetrics } from "./lib/metrics/server_metrics.ts";
+export { serveMetrics, type ServingMetrics } from "./lib/metrics/serve_metrics.ts";
 export {
   allowAll,
   type DeviceFacts,
@@ -310,7 +324,12 @@ export {
   UrbChannel,
 } from "./lib/client/usbip_client.ts";
 export { type RetSubmit } from "./lib/protocol/urb_messages.ts";
-export { type UsbipDeviceRecord, type UsbipExportedDevice } from "./lib/protocol/op_messages.ts";
+export {
+  type OpRepCapture,
+  type OpReqCapture,
+  type UsbipDeviceRecord,
+  type UsbipExportedDevice,
+} from "./lib/protocol/op_messages.ts";
 export {
   attachDevice,
   type AttachedPort,

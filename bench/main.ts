@@ -1,12 +1,14 @@
 // `deno task bench`: every benchmark of usbipgw beside a baseline measured in the same run,
-// printed as one table. Arguments pick sections (urb, tls, scale, memory, startup; default all);
-// BENCH_SECONDS sets the seconds per measured case. See BENCHMARKS.md.
+// printed as one table. Arguments pick sections (urb, tls, scale, memory, startup, metrics,
+// capture; default all); BENCH_SECONDS sets the seconds per measured case. See BENCHMARKS.md.
 import { SECONDS } from "./_common.ts";
 import { urbSection } from "./_urb.ts";
 import { scaleSection, scaleSetup } from "./_scale.ts";
 import { memorySection } from "./_memory.ts";
 import { startupSection } from "./_startup.ts";
 import { tlsSection } from "./_tls.ts";
+import { captureSection } from "./_capture.ts";
+import { metricsSection } from "./_metrics.ts";
 import { renderTable, type Row } from "./_table.ts";
 
 const SECTIONS: Record<string, (dir: string) => Promise<Row[]>> = {
@@ -15,6 +17,8 @@ const SECTIONS: Record<string, (dir: string) => Promise<Row[]>> = {
   scale: scaleSection,
   memory: memorySection,
   startup: startupSection,
+  metrics: metricsSection,
+  capture: captureSection,
 };
 
 const picked = Deno.args.length > 0 ? Deno.args : Object.keys(SECTIONS);

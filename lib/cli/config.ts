@@ -34,7 +34,14 @@ import { USBIP_PORT } from "../protocol/constants.ts";
 import { parseHostPort } from "../transport/tcp.ts";
 import { type ParsedDevice, parseDevice, pathsRelativeTo } from "../devices/registry.ts";
 import { groupId, userId } from "./accounts.ts";
-import { LIMIT_KEYS, type LimitKey, type LimitsConfig, setLimit } from "./limits.ts";
+import {
+  LIMIT_KEYS,
+  type LimitKey,
+  type LimitsConfig,
+  parseLimitValue,
+  setLimit,
+} from "./limits.ts";
+import { DEFAULT_CAPTURE_MAX_BYTES } from "../capture/file_capture.ts";
 import { isLogFormat, LOG_FORMATS, type LogFormatChoice } from "./logging.ts";
 import { keyLines } from "./toml_lines.ts";
 import { UsageError } from "./usage_error.ts";
@@ -123,8 +130,14 @@ export interface ConfigInput {
   logFormat?: Given;
   seatDir?: Given;
   consoleUid?: Given;
+  /** `metrics` (or `--metrics`): the address of the metrics listener. */
+  metrics?: Given;
   /** The `[attach]` table, key by key. */
   attach: Partial<Record<string, Given>>;
+  /** `capture`, `capture_snaplen`, `capture_max_size` (or their flags). */
+  capture?: Given;
+  captureSnaplen?: Given;
+  captureMaxSize?: Given;
   /** Whether the demo set was added because nothing named a device. */
   demo?: boolean;
 }
@@ -207,6 +220,18 @@ export interface DeviceConfig {
   readonly key: string;
   /** Where it was written, for logs: `gw.toml:15`, `--device keyboard`. */
   readonly origin: string;
+  /** The pcapng file of this device's traffic (its `capture` key), if any. */
+  readonly capture?: string;
+}
+
+/** The traffic captures: the gateway's file, and how much every capture file keeps. */
+export interface CaptureConfig {
+  /** The pcapng file of every device's traffic (`capture`, `--capture`), if any. */
+  readonly file?: string;
+  /** The most data bytes kept per record; all when absent. */
+  readonly snaplen?: number;
+  /** The size at which a capture file is rotated to FILE.1 (Infinity: never). */
+  readonly maxBytes: number;
 }
 
 /** The configuration `serve` runs with: every value checked and typed. */
@@ -224,8 +249,12 @@ export interface GatewayConfig {
   readonly seatDir?: string;
   /** The console user's uid when logind is absent. */
   readonly consoleUid?: number;
+  /** Where to serve the Prometheus metrics over HTTP; off when absent. */
+  readonly metrics?: TcpListenerConfig;
   /** What unprivileged users may attach into this kernel through the gateway. */
   readonly attach: AttachConfig;
+  /** Capture files (devices name their own in {@linkcode DeviceConfig.capture}). */
+  readonly capture: CaptureConfig;
   /** Whether these are the demo devices (nothing named a device). */
   readonly demo: boolean;
 }
@@ -241,10 +270,14 @@ const TOP_KEYS = [
   "rule",
   "seat_dir",
   "console_uid",
+  "metrics",
   "limits",
   "logging",
   "attach",
   "tls",
+  "capture",
+  "capture_snaplen",
+  "capture_max_size",
 ];
 const LOGGING_KEYS = ["level", "format"];
 const ATTACH_KEYS = ["remotes", "streams", "max_per_user", "requests_per_second"];
@@ -370,6 +403,20 @@ export function readConfigText(text: string, file: string): ConfigInput {
     );
   }
   if (doc.console_uid !== undefined) input.consoleUid = given("console_uid", doc.console_uid);
+  if (doc.metrics !== undefined) input.metrics = given("metrics", doc.metrics);
+  if (doc.capture !== undefined) {
+    const v = doc.capture;
+    input.capture = given(
+      "capture",
+      typeof v === "string" && v !== "" ? pathsOf({ baseDir }).resolvePath(v) : v,
+    );
+  }
+  if (doc.capture_snaplen !== undefined) {
+    input.captureSnaplen = given("capture_snaplen", doc.capture_snaplen);
+  }
+  if (doc.capture_max_size !== undefined) {
+    input.captureMaxSize = given("capture_max_size", doc.capture_max_size);
+  }
   if (doc.tcp !== undefined) {
     const list = Array.isArray(doc.tcp) ? doc.tcp : [doc.tcp];
     input.tcp = list.map((address) => given("tcp", address));
@@ -446,7 +493,11 @@ export function deviceKey(t: TableInput): string {
 }
 
 function checkDevice(t: TableInput): DeviceConfig {
-  const { type, ...rest } = t.fields;
+  // `capture` is the gateway's, not the device type's: every device takes it, as `busid`.
+  const { type, capture, ...rest } = t.fields;
+  if (capture !== undefined && (typeof capture !== "string" || capture === "")) {
+    throw new ConfigError(keyOrigin(t, "capture"), "expected the path of a pcapng file");
+  }
   if (typeof type !== "string" || type === "") {
     throw new ConfigError(
       keyOrigin(t, "type"),
@@ -469,6 +520,68 @@ function checkDevice(t: TableInput): DeviceConfig {
     assigned: false,
     key: deviceKey(t),
     origin: describeOrigin(t.origin),
+    ...(capture !== undefined ? { capture: pathsOf(t).resolvePath(capture as string) } : {}),
+  };
+}
+
+/** Checks the capture settings and the capture files of `devices`; problems go to `problems`. */
+function checkCapture(
+  input: ConfigInput,
+  devices: readonly { config: DeviceConfig; table: TableInput }[],
+  problems: ConfigError[],
+): CaptureConfig {
+  let file: string | undefined;
+  const c = input.capture;
+  if (c !== undefined) {
+    if (typeof c.value === "string" && c.value !== "") file = c.value;
+    else problems.push(new ConfigError(c.origin, "expected the path of a pcapng file"));
+  }
+  let snaplen: number | undefined;
+  const s = input.captureSnaplen;
+  if (s !== undefined) {
+    const n = parseLimitValue(s.value, "bytes");
+    if (n === undefined || (Number.isFinite(n) && n > 0xffffffff)) {
+      problems.push(
+        new ConfigError(
+          s.origin,
+          `expected a number of bytes (at least 1, KiB or MiB allowed) or "unlimited"`,
+        ),
+      );
+    } else if (Number.isFinite(n)) snaplen = n;
+  }
+  let maxBytes = DEFAULT_CAPTURE_MAX_BYTES;
+  const m = input.captureMaxSize;
+  if (m !== undefined) {
+    const n = parseLimitValue(m.value, "bytes");
+    if (n === undefined) {
+      problems.push(
+        new ConfigError(
+          m.origin,
+          `expected a size in bytes (KiB, MiB or GiB allowed) or "unlimited"`,
+        ),
+      );
+    } else maxBytes = n;
+  }
+  // Two captures into one file would interleave two pcapng streams.
+  const files = new Map<string, Origin>();
+  if (file !== undefined && c !== undefined) files.set(file, c.origin);
+  for (const { config, table } of devices) {
+    if (config.capture === undefined) continue;
+    const origin = keyOrigin(table, "capture");
+    const first = files.get(config.capture);
+    if (first !== undefined) {
+      problems.push(
+        new ConfigError(
+          origin,
+          `${config.capture} is already a capture file (${describeOrigin(first)})`,
+        ),
+      );
+    } else files.set(config.capture, origin);
+  }
+  return {
+    ...(file !== undefined ? { file } : {}),
+    ...(snaplen !== undefined ? { snaplen } : {}),
+    maxBytes,
   };
 }
 
@@ -606,6 +719,7 @@ export async function validateConfig(input: ConfigInput): Promise<GatewayConfig>
       problems.push(new ConfigError(input.consoleUid.origin, "expected a numeric uid"));
     }
   }
+  const metrics = input.metrics === undefined ? undefined : checkMetrics(input.metrics, problems);
   const tcp: TcpListenerConfig[] = [];
   const addresses = new Map<string, Origin>();
   for (const { value, origin } of input.tcp) {
@@ -656,9 +770,11 @@ export async function validateConfig(input: ConfigInput): Promise<GatewayConfig>
   }
   const devices: DeviceConfig[] = [];
   const busids = new Map<string, TableInput>();
+  const tables = new Map<DeviceConfig, TableInput>();
   for (const t of input.devices) {
     await check(() => {
       const device = checkDevice(t);
+      tables.set(device, t);
       if (device.busid !== undefined) {
         const first = busids.get(device.busid);
         if (first !== undefined) {
@@ -689,6 +805,11 @@ export async function validateConfig(input: ConfigInput): Promise<GatewayConfig>
     return { ...d, busid: `1-${port}`, assigned: true };
   });
   const attach = checkAttach(input.attach, problems);
+  const capture = checkCapture(
+    input,
+    devices.map((config) => ({ config, table: tables.get(config)! })),
+    problems,
+  );
   const rules: Rule[] = [];
   for (const t of input.rules) {
     try {
@@ -711,9 +832,31 @@ export async function validateConfig(input: ConfigInput): Promise<GatewayConfig>
     logFormat,
     ...(seatDir !== undefined ? { seatDir } : {}),
     ...(consoleUid !== undefined ? { consoleUid } : {}),
+    ...(metrics !== undefined ? { metrics } : {}),
     attach,
+    capture,
     demo: input.demo ?? false,
   };
+}
+
+/**
+ * Checks the metrics address: `HOST:PORT`, or a port alone for 127.0.0.1. There is no default
+ * port. A non-loopback host is accepted (the operator chose it; the gateway warns at start).
+ */
+function checkMetrics(given: Given, problems: ConfigError[]): TcpListenerConfig | undefined {
+  const form = `expected "HOST:PORT" for the metrics listener, or a port alone for 127.0.0.1`;
+  if (typeof given.value !== "string" && typeof given.value !== "number") {
+    problems.push(new ConfigError(given.origin, form));
+    return undefined;
+  }
+  try {
+    const address = parseHostPort(String(given.value), -1);
+    if (address.port >= 0) return address;
+    problems.push(new ConfigError(given.origin, `the port is missing; ${form}`));
+  } catch (e) {
+    problems.push(new ConfigError(given.origin, (e as Error).message));
+  }
+  return undefined;
 }
 
 /** A host name as RFC 1123 allows it: labels of letters, digits and inner hyphens. */

@@ -37,6 +37,11 @@ import { closeFd } from "../ffi/fd.ts";
 import { wrapSocketFd } from "../transport/unix.ts";
 import { FdSocket } from "../client/fd_socket.ts";
 import type { ActivatedListener } from "../systemd/socket_activation.ts";
+import { serveMetrics, type ServingMetrics } from "../metrics/serve_metrics.ts";
+import { serverSource } from "../capture/capture.ts";
+import { FileCapture } from "../capture/file_capture.ts";
+import { liveCapture } from "../capture/live_capture.ts";
+import type { ExportedDevice } from "../server/exported_device.ts";
 
 const log = getLogger(["usbipgw", "cli"]);
 const audit = getLogger(["usbipgw", "audit"]);
@@ -66,6 +71,8 @@ export interface Gateway {
   readonly listeners: Listener[];
   readonly policy: RulePolicy;
   readonly seat: SeatWatcher;
+  /** The metrics listener (`--metrics`), if any. */
+  readonly metrics: ServingMetrics | undefined;
   /**
    * Applies a new configuration (SIGHUP): devices whose spec is gone are removed (their
    * sessions end), new specs are exported, unchanged ones and their sessions are untouched,
@@ -96,6 +103,8 @@ function keyedDevices(devices: readonly DeviceConfig[]): Map<string, DeviceConfi
 interface ServedDevice {
   /** Removes the device (its session answers -ENODEV and hangs up) and frees its back-ends. */
   remove(): Promise<void>;
+  /** Whether `exported` is this entry's device (a host device's, whichever plug it is). */
+  owns(exported: ExportedDevice): boolean;
 }
 
 /**
@@ -198,6 +207,7 @@ async function watchHostDevice(
       }
       open.clear();
     },
+    owns: (exported) => [...open.values()].some((d) => d === exported.device),
   };
 }
 
@@ -229,6 +239,43 @@ async function serveDevice(
       server.removeDevice(exported.busid);
       await made.close?.();
     },
+    owns: (e) => e.device === made.device,
+  };
+}
+
+/**
+ * Serves the device of `config` as {@linkcode serveDevice} does, and captures its traffic into
+ * its own file when it has a `capture` key; the file is closed after the device is removed.
+ */
+async function serveCaptured(
+  config: DeviceConfig,
+  busid: string | undefined,
+  server: UsbipServer,
+  capture: GatewayConfig["capture"],
+): Promise<ServedDevice> {
+  if (config.capture === undefined) return await serveDevice(config, busid, server);
+  let entry: ServedDevice | undefined;
+  const file = await FileCapture.open(serverSource(server), {
+    path: config.capture,
+    maxBytes: capture.maxBytes,
+    ...(capture.snaplen !== undefined ? { snaplen: capture.snaplen } : {}),
+    // No session can hold the device before it is served below.
+    includes: (e) => entry?.owns(e) ?? false,
+    what: config.origin,
+  });
+  try {
+    entry = await serveDevice(config, busid, server);
+  } catch (e) {
+    await file.close();
+    throw e;
+  }
+  const served = entry;
+  return {
+    async remove() {
+      await served.remove();
+      await file.close();
+    },
+    owns: served.owns,
   };
 }
 
@@ -278,6 +325,8 @@ function restartOnly(config: GatewayConfig): Record<string, string> {
     listeners: JSON.stringify([config.tcp, config.unix, tls]),
     limits: JSON.stringify(config.limits),
     seat: JSON.stringify([config.seatDir, config.consoleUid]),
+    metrics: JSON.stringify(config.metrics ?? null),
+    capture: JSON.stringify([config.capture.file, config.capture.snaplen, config.capture.maxBytes]),
   };
 }
 
@@ -413,6 +462,8 @@ export async function startGateway(
       manageHostDevice,
       localAttach: attachService,
       statusExtras: () => ({ attachments: attachService.snapshot }),
+      // `usbipgw capture`, authorized as the status is.
+      liveCapture: liveCapture(() => server),
       ...(config.limits.maxTransferBufferLength !== undefined
         ? {
           limits: {
@@ -447,7 +498,7 @@ export async function startGateway(
   };
   const serve = async (key: string, device: DeviceConfig) => {
     const busid = busidFor(key, device);
-    served.set(key, await serveDevice(device, busid, server));
+    served.set(key, await serveCaptured(device, busid, server, config.capture));
     if (busid !== undefined) busids.set(key, busid);
   };
   const listeners: Listener[] = [];
@@ -456,9 +507,14 @@ export async function startGateway(
   let unsubscribe = () => {};
   let current = restartOnly(config);
   let reloading: Promise<unknown> = Promise.resolve();
+  /** The metrics listener (`--metrics`), if any. */
+  let metrics: ServingMetrics | undefined;
+  /** The capture of every device's traffic (`--capture`), if any. */
+  let captureFile: FileCapture | undefined;
   const close = async () => {
     unsubscribe();
     await reloading.catch(() => {});
+    await metrics?.close();
     // Ports attached for users that would outlive the gateway go first, then the sessions, so
     // that the devices leave a closed server (no "removed" lines).
     await attachService.close();
@@ -468,6 +524,8 @@ export async function startGateway(
     await Promise.all([...served.values(), ...bound.values()].map((s) => s.remove()));
     served.clear();
     bound.clear();
+    // Last: the sessions' ends and the devices' removals are in the file.
+    await captureFile?.close();
   };
   const reload = async (next: GatewayConfig): Promise<ReloadSummary> => {
     const wanted = keyedDevices(next.devices);
@@ -523,6 +581,14 @@ export async function startGateway(
     return summary;
   };
   try {
+    const file = config.capture.file;
+    if (file !== undefined) {
+      captureFile = await FileCapture.open(serverSource(server), {
+        path: file,
+        maxBytes: config.capture.maxBytes,
+        ...(config.capture.snaplen !== undefined ? { snaplen: config.capture.snaplen } : {}),
+      });
+    }
     for (const [key, device] of keyedDevices(config.devices)) await serve(key, device);
     const activated = options.activated ?? [];
     listeners.push(...activated);
@@ -596,6 +662,8 @@ export async function startGateway(
         })`;
       }));
     }
+    // Counting starts before any listener accepts, so the counters see every connection.
+    if (config.metrics !== undefined) metrics = serveMetrics(server, config.metrics);
   } catch (e) {
     await close();
     throw e;
@@ -637,6 +705,7 @@ export async function startGateway(
     listeners,
     policy,
     seat,
+    metrics,
     reload(next) {
       // One reload at a time, in the order the signals came.
       const run = reloading.catch(() => {}).then(() => reload(next));

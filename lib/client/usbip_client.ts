@@ -1,6 +1,6 @@
 /**
  * A USB/IP client over any {@linkcode Connection}: the op phase (device list, import, and
- * usbipgw's own status, bind and unbind) and a URB channel that keeps many URBs in flight and
+ * usbipgw's own status, bind, unbind and capture) and a URB channel that keeps many URBs in flight and
  * matches replies by seqnum, as Linux vhci does. Used by `usbipgw list`, by the tests and
  * benchmarks, and by anyone who wants to drive a served device from a program.
  *
@@ -10,13 +10,17 @@
 import {
   DEFAULT_LIMITS,
   Direction,
+  MAX_BIND_MESSAGE_BYTES,
+  OpCode,
   OpStatus,
   TransferFlags,
   type UsbipLimits,
 } from "../protocol/constants.ts";
 import { FrameReader } from "../protocol/frame_reader.ts";
 import {
+  decodeBindReplyHead,
   encodeOpReqBind,
+  encodeOpReqCapture,
   encodeOpReqDevlist,
   encodeOpReqImport,
   encodeOpReqStatus,
@@ -34,6 +38,7 @@ import {
 } from "../protocol/urb_messages.ts";
 import { encodeSetupPacket, RequestType, type SetupPacket } from "../protocol/setup_packet.ts";
 import type { Connection } from "../transport/connection.ts";
+import { GatewayRefusal } from "./gateway_requests.ts";
 
 /** Names of op status values, for messages. */
 const STATUS_NAMES: Record<number, string> = {
@@ -159,6 +164,89 @@ export function requestBind(conn: Connection, busid: string): Promise<BindAnswer
  */
 export function requestUnbind(conn: Connection, busid: string): Promise<BindAnswer> {
   return _hostDeviceRequest(conn, () => encodeOpReqUnbind(busid), (r) => r.readOpRepUnbind());
+}
+
+/**
+ * Asks a usbipgw gateway for a live capture (OP_REQ_CAPTURE, usbipgw's extension) of the device
+ * `busid` ("" for every device), with at most `snaplen` data bytes per record (0 for all), and
+ * returns the pcapng stream that follows the answer; cancelling the stream closes `conn`.
+ * Throws `GatewayRefusal` when the gateway refuses (only root, the console user
+ * and the gateway's own user may, over its unix socket) and `UsbipProtocolError` for a
+ * malformed answer; `conn` is closed then.
+ *
+ * @example Refused: this server lets nobody read its status
+ * ```ts
+ * import { assertRejects } from "@std/assert";
+ * import { requestCapture } from "./usbip_client.ts";
+ * import { GatewayRefusal } from "./gateway_requests.ts";
+ * import { UsbipServer } from "../server/server.ts";
+ * import { memoryConnectionPair } from "../transport/memory.ts";
+ * const server = new UsbipServer();
+ * const [client, end] = memoryConnectionPair();
+ * const done = server.accept(end);
+ * await assertRejects(() => requestCapture(client, "1-1"), GatewayRefusal);
+ * await done;
+ * await server.close();
+ * ```
+ */
+export async function requestCapture(
+  conn: Connection,
+  busid: string,
+  snaplen = 0,
+): Promise<ReadableStream<Uint8Array>> {
+  const reader = conn.readable.getReader();
+  let held = new Uint8Array(0);
+  /** Reads until `n` bytes are held; false at the end of the stream. */
+  const hold = async (n: number): Promise<boolean> => {
+    while (held.length < n) {
+      const { done, value } = await reader.read();
+      if (done) return false;
+      const next = new Uint8Array(held.length + value.length);
+      next.set(held);
+      next.set(value, held.length);
+      held = next;
+    }
+    return true;
+  };
+  try {
+    await writeAll(conn, encodeOpReqCapture(busid, snaplen));
+    const short = () => new Error("Cannot capture: the gateway closed the connection");
+    if (!await hold(12)) throw short();
+    const { status, length } = decodeBindReplyHead(
+      held.subarray(0, 12),
+      OpCode.OP_REP_CAPTURE,
+      MAX_BIND_MESSAGE_BYTES,
+    );
+    if (!await hold(12 + length)) throw short();
+    const message = new TextDecoder().decode(held.subarray(12, 12 + length));
+    if (status !== OpStatus.ST_OK) throw new GatewayRefusal(status, `Cannot capture: ${message}`);
+    held = held.subarray(12 + length);
+  } catch (e) {
+    await reader.cancel().catch(() => {});
+    conn.close();
+    throw e;
+  }
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (held.length > 0) controller.enqueue(held);
+    },
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          controller.close();
+          conn.close();
+        } else controller.enqueue(value);
+      } catch (e) {
+        controller.error(e);
+        conn.close();
+      }
+    },
+    async cancel() {
+      await reader.cancel().catch(() => {});
+      conn.close();
+    },
+  });
 }
 
 /**

@@ -69,6 +69,16 @@ export const OpCode = {
   OP_REQ_DETACH: 0x80f4,
   /** The answer to {@linkcode OpCode.OP_REQ_DETACH}: a 4-byte length, then a UTF-8 message. */
   OP_REP_DETACH: 0x00f4,
+  /**
+   * usbipgw's own extension: asks the gateway to stream its traffic as pcapng (Linux usbmon
+   * records, link type 220). The body (36 bytes) is `busid[32]` (NUL-padded; empty for every
+   * device) and `snaplen` u32 (the most data bytes kept per record; 0 for all). Answered only
+   * to the peers OP_REQ_STATUS is; once the answer says ST_OK, the connection carries pcapng
+   * blocks from the gateway until either side closes it.
+   */
+  OP_REQ_CAPTURE: 0x80f5,
+  /** The answer to {@linkcode OpCode.OP_REQ_CAPTURE}: a 4-byte length, then a UTF-8 message. */
+  OP_REP_CAPTURE: 0x00f5,
 } as const;
 
 /** What OP_REQ_ATTACH asks to attach: the `kind` field of its body. */

@@ -25,6 +25,7 @@ import {
   decodeOpRequest,
   type OpRepAttach,
   type OpRepBind,
+  type OpRepCapture,
   type OpRepDetach,
   type OpRepDevlist,
   type OpRepImport,
@@ -427,6 +428,17 @@ export class FrameReader {
     const { status, length } = decodeBindReplyHead(head, OpCode.OP_REP_DETACH, maxBytes);
     const body = await this.#readRequired(length, "OP_REP_DETACH");
     return { kind: "op_rep_detach", status, message: new TextDecoder().decode(body) };
+  }
+
+  /**
+   * Reads OP_REP_CAPTURE (client side): the status and the message; with ST_OK the pcapng
+   * stream follows. A message over `maxBytes` is a protocol error, read no further.
+   */
+  async readOpRepCapture(maxBytes: number = MAX_BIND_MESSAGE_BYTES): Promise<OpRepCapture> {
+    const head = await this.#readRequired(WireSize.OP_HEADER + 4, "OP_REP_CAPTURE");
+    const { status, length } = decodeBindReplyHead(head, OpCode.OP_REP_CAPTURE, maxBytes);
+    const body = await this.#readRequired(length, "OP_REP_CAPTURE");
+    return { kind: "op_rep_capture", status, message: new TextDecoder().decode(body) };
   }
 
   /** Cancels the underlying stream and releases it. */

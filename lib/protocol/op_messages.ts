@@ -1,8 +1,8 @@
 /**
  * Op-phase messages: OP_REQ/REP_DEVLIST and OP_REQ/REP_IMPORT with the 312-byte device record
  * and 4-byte interface records, big-endian as in usbip_protocol.rst and usbip_network.h; and
- * usbipgw's own OP_REQ/REP_STATUS, OP_REQ/REP_BIND, OP_REQ/REP_UNBIND, OP_REQ/REP_ATTACH and
- * OP_REQ/REP_DETACH in the same framing.
+ * usbipgw's own OP_REQ/REP_STATUS, OP_REQ/REP_BIND, OP_REQ/REP_UNBIND, OP_REQ/REP_ATTACH,
+ * OP_REQ/REP_DETACH and OP_REQ/REP_CAPTURE in the same framing.
  *
  * @module
  */
@@ -152,6 +152,16 @@ export interface OpReqDetach {
   vhciPort: number;
 }
 
+/** OP_REQ_CAPTURE (usbipgw's extension): asks for the traffic as a pcapng stream. */
+export interface OpReqCapture {
+  /** Tells the requests apart: OP_REQ_CAPTURE, code 0x80f5. */
+  kind: "op_req_capture";
+  /** The device to capture, such as `1-1`; empty for every device. At most 31 bytes. */
+  busid: string;
+  /** The most data bytes kept per record; 0 for all of them. */
+  snaplen: number;
+}
+
 /** A request a server reads in the op phase. */
 export type OpRequest =
   | OpReqDevlist
@@ -160,7 +170,8 @@ export type OpRequest =
   | OpReqBind
   | OpReqUnbind
   | OpReqAttach
-  | OpReqDetach;
+  | OpReqDetach
+  | OpReqCapture;
 
 /** OP_REP_DEVLIST: the status and the exported devices. */
 export interface OpRepDevlist {
@@ -214,6 +225,19 @@ export interface OpRepAttach {
   status: number;
   /** `vhciPort` (u32): the vhci port attached to, or one of the two special values above. */
   vhciPort: number;
+  /** At most {@linkcode MAX_BIND_MESSAGE_BYTES} bytes of UTF-8; may be empty. */
+  message: string;
+}
+
+/**
+ * OP_REP_CAPTURE (usbipgw's extension): an `OpStatus` and a short message for people; with
+ * ST_OK, the pcapng stream follows.
+ */
+export interface OpRepCapture {
+  /** Tells the replies apart: OP_REP_CAPTURE, code 0x00f5. */
+  kind: "op_rep_capture";
+  /** The header's `OpStatus`: ST_OK when the stream follows. */
+  status: number;
   /** At most {@linkcode MAX_BIND_MESSAGE_BYTES} bytes of UTF-8; may be empty. */
   message: string;
 }
@@ -300,13 +324,15 @@ export function opRequestBodyLength(code: number): number {
       return ATTACH_BODY;
     case OpCode.OP_REQ_DETACH:
       return 4;
+    case OpCode.OP_REQ_CAPTURE:
+      return WireSize.BUSID + 4;
     default:
       throw new UsbipProtocolError(
         "op request",
         "code",
         `is 0x${
           code.toString(16).padStart(4, "0")
-        }, expected OP_REQ_DEVLIST, OP_REQ_IMPORT, OP_REQ_STATUS, OP_REQ_BIND, OP_REQ_UNBIND, OP_REQ_ATTACH or OP_REQ_DETACH`,
+        }, expected OP_REQ_DEVLIST, OP_REQ_IMPORT, OP_REQ_STATUS, OP_REQ_BIND, OP_REQ_UNBIND, OP_REQ_ATTACH, OP_REQ_DETACH or OP_REQ_CAPTURE`,
       );
   }
 }
@@ -403,6 +429,10 @@ export function decodeOpRequest(b: Uint8Array): OpRequest {
     return { kind: "op_req_detach", vhciPort: view(b).getUint32(WireSize.OP_HEADER) };
   }
   const busid = readFixedString(b, WireSize.OP_HEADER, WireSize.BUSID);
+  if (header.code === OpCode.OP_REQ_CAPTURE) {
+    const snaplen = view(b).getUint32(WireSize.OP_HEADER + WireSize.BUSID);
+    return { kind: "op_req_capture", busid, snaplen };
+  }
   if (header.code === OpCode.OP_REQ_BIND) return { kind: "op_req_bind", busid };
   if (header.code === OpCode.OP_REQ_UNBIND) return { kind: "op_req_unbind", busid };
   return { kind: "op_req_import", busid };
@@ -560,6 +590,29 @@ export function encodeOpReqDetach(vhciPort: number): Uint8Array {
   const out = new Uint8Array(WireSize.OP_HEADER + 4);
   putOpHeader(out, OpCode.OP_REQ_DETACH, 0);
   view(out).setUint32(WireSize.OP_HEADER, vhciPort);
+  return out;
+}
+
+/**
+ * Encodes OP_REQ_CAPTURE (44 bytes; usbipgw's extension): the header, `busid[32]` (empty for
+ * every device) and `snaplen` u32 (0 for all data). Throws `RangeError` for a bus id over 31
+ * bytes or a snap length that is not a u32.
+ *
+ * @example Round trip
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { decodeOpRequest, encodeOpReqCapture } from "./op_messages.ts";
+ * const bytes = encodeOpReqCapture("1-1", 96);
+ * assertEquals(bytes.length, 44);
+ * assertEquals(decodeOpRequest(bytes), { kind: "op_req_capture", busid: "1-1", snaplen: 96 });
+ * ```
+ */
+export function encodeOpReqCapture(busid: string, snaplen = 0): Uint8Array {
+  checkU32(snaplen, "OP_REQ_CAPTURE", "snaplen");
+  const out = new Uint8Array(WireSize.OP_HEADER + WireSize.BUSID + 4);
+  putOpHeader(out, OpCode.OP_REQ_CAPTURE, 0);
+  writeFixedString(out, WireSize.OP_HEADER, WireSize.BUSID, busid, "busid");
+  view(out).setUint32(WireSize.OP_HEADER + WireSize.BUSID, snaplen);
   return out;
 }
 
@@ -750,7 +803,8 @@ type MessageReplyCode =
   | typeof OpCode.OP_REP_BIND
   | typeof OpCode.OP_REP_UNBIND
   | typeof OpCode.OP_REP_ATTACH
-  | typeof OpCode.OP_REP_DETACH;
+  | typeof OpCode.OP_REP_DETACH
+  | typeof OpCode.OP_REP_CAPTURE;
 
 /** The name of each reply that ends in a message, for messages. */
 const MESSAGE_REPLY_NAMES: Record<MessageReplyCode, string> = {
@@ -758,6 +812,7 @@ const MESSAGE_REPLY_NAMES: Record<MessageReplyCode, string> = {
   [OpCode.OP_REP_UNBIND]: "OP_REP_UNBIND",
   [OpCode.OP_REP_ATTACH]: "OP_REP_ATTACH",
   [OpCode.OP_REP_DETACH]: "OP_REP_DETACH",
+  [OpCode.OP_REP_CAPTURE]: "OP_REP_CAPTURE",
 };
 
 /**
@@ -856,13 +911,17 @@ export function encodeOpRepUnbind(rep: OpRepUnbind): Uint8Array {
 }
 
 /**
- * Decodes the first 12 bytes of an OP_REP_BIND, OP_REP_UNBIND or OP_REP_DETACH (`code` says
+ * Decodes the first 12 bytes of an OP_REP_BIND, OP_REP_UNBIND, OP_REP_DETACH or OP_REP_CAPTURE (`code` says
  * which): the status and the length of the message that follows, checked against `maxBytes`
  * before any of it is read.
  */
 export function decodeBindReplyHead(
   head: Uint8Array,
-  code: typeof OpCode.OP_REP_BIND | typeof OpCode.OP_REP_UNBIND | typeof OpCode.OP_REP_DETACH,
+  code:
+    | typeof OpCode.OP_REP_BIND
+    | typeof OpCode.OP_REP_UNBIND
+    | typeof OpCode.OP_REP_DETACH
+    | typeof OpCode.OP_REP_CAPTURE,
   maxBytes: number = MAX_BIND_MESSAGE_BYTES,
 ): { status: number; length: number } {
   return decodeMessageReplyHead(head, code, 0, maxBytes);
@@ -940,4 +999,17 @@ export function decodeOpRepDetach(
   maxBytes: number = MAX_BIND_MESSAGE_BYTES,
 ): OpRepDetach {
   return { kind: "op_rep_detach", ...decodeMessageReply(b, OpCode.OP_REP_DETACH, 0, maxBytes) };
+}
+
+/** Encodes OP_REP_CAPTURE (usbipgw's extension), laid out as OP_REP_BIND. */
+export function encodeOpRepCapture(rep: OpRepCapture): Uint8Array {
+  return messageReply(OpCode.OP_REP_CAPTURE, rep.status, rep.message);
+}
+
+/** Decodes a whole OP_REP_CAPTURE; a message over `maxBytes` is a protocol error. */
+export function decodeOpRepCapture(
+  b: Uint8Array,
+  maxBytes: number = MAX_BIND_MESSAGE_BYTES,
+): OpRepCapture {
+  return { kind: "op_rep_capture", ...decodeMessageReply(b, OpCode.OP_REP_CAPTURE, 0, maxBytes) };
 }

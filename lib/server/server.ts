@@ -34,11 +34,14 @@ import { busidProblem, busnumOf } from "../protocol/busid.ts";
 import { Session, type SessionStats } from "./session.ts";
 import type {
   AttachAnswer,
+  CaptureAnswer,
+  CaptureRequest,
   ClaimResult,
   DetachAnswer,
   DeviceListing,
   HostDeviceAction,
   HostDeviceAnswer,
+  LiveCaptureOutput,
   SessionHost,
   SocketRequest,
 } from "./session_host.ts";
@@ -138,7 +141,23 @@ export interface UsbipServerOptions {
    * attached for users): merged into {@linkcode UsbipServer.status}'s JSON.
    */
   statusExtras?: () => Record<string, unknown>;
+  /**
+   * Streams the traffic as pcapng for OP_REQ_CAPTURE from a peer that `statusAccess` admits
+   * (`liveCapture` of lib/capture/live_capture.ts makes one for a server). When absent, such
+   * requests are answered ST_ERROR, "Not supported".
+   */
+  liveCapture?: LiveCaptureHandler;
 }
+
+/**
+ * Starts a live capture of what `request` names for `peer`, writing pcapng blocks to `out`;
+ * returns the function that stops it. Called only for a peer the status access admits.
+ */
+export type LiveCaptureHandler = (
+  request: CaptureRequest,
+  peer: PeerInfo,
+  out: LiveCaptureOutput,
+) => () => void;
 
 /** One session as {@linkcode UsbipServer.status} reports it. */
 export interface SessionStatus extends SessionStats {
@@ -264,6 +283,7 @@ export class UsbipServer implements SessionHost {
   #manageHostDevice: HostDeviceHandler | undefined;
   #statusExtras: (() => Record<string, unknown>) | undefined;
   #localAttach: LocalAttachService | undefined;
+  #liveCapture: LiveCaptureHandler | undefined;
   #started = new Date();
   /** Counters of the sessions that have ended. */
   #ended = { sessions: 0, urbs: 0, bytesIn: 0, bytesOut: 0, errors: 0 };
@@ -274,6 +294,7 @@ export class UsbipServer implements SessionHost {
     this.#manageHostDevice = options.manageHostDevice;
     this.#statusExtras = options.statusExtras;
     this.#localAttach = options.localAttach;
+    this.#liveCapture = options.liveCapture;
     this.#policy = options.policy ?? allowAll;
     this.limits = options.limits ?? DEFAULT_LIMITS;
     this.sessionLimits = Object.freeze(resolveSessionLimits(options.sessionLimits));
@@ -402,6 +423,8 @@ export class UsbipServer implements SessionHost {
    * is closed at once with an audit line, and the promise resolves at once.
    */
   accept(conn: Connection): Promise<void> {
+    const transport = conn.peer.transport;
+    if (this.observers.active) this.observers.report("event", { kind: "connection", transport });
     const key = peerKey(conn.peer);
     const fromPeer = this.#perPeer.get(key) ?? 0;
     const { maxConnections, maxConnectionsPerPeer } = this.sessionLimits;
@@ -419,6 +442,7 @@ export class UsbipServer implements SessionHost {
       return Promise.resolve();
     }
     this.#perPeer.set(key, fromPeer + 1);
+    if (this.observers.active) this.observers.report("event", { kind: "session", transport });
     const session = new Session(conn, this);
     this.#sessions.add(session);
     return session.run().finally(() => {
@@ -442,6 +466,7 @@ export class UsbipServer implements SessionHost {
   #refuse(conn: Connection, limit: keyof SessionLimits, value: number, detail: string): void {
     conn.close();
     this.#refused++;
+    if (this.observers.active) this.observers.report("event", { kind: "limit", limit });
     const now = performance.now();
     if (now - this.#refusalLoggedAt < REFUSAL_LOG_INTERVAL_MS) {
       this.#refusalsUnlogged++;
@@ -531,8 +556,10 @@ export class UsbipServer implements SessionHost {
   /** The devices the policy lets `peer` see, and those it hides, each with the reason. */
   listDevices(peer: PeerInfo): DeviceListing {
     const listing: DeviceListing = { visible: [], hidden: [] };
+    const observed = this.observers.active;
     for (const d of this.#devices.values()) {
       const decision = this.#policy.decide(peer, deviceFacts(d));
+      if (observed) this.observers.report("event", { kind: "policy", request: "list", decision });
       if (decision.effect === "deny") {
         listing.hidden.push({ busid: d.busid, reason: decision.reason });
       } else listing.visible.push(d);
@@ -625,6 +652,36 @@ export class UsbipServer implements SessionHost {
   }
 
   /**
+   * Answers OP_REQ_CAPTURE as OP_REQ_STATUS is authorized: ST_NA for a peer that
+   * {@linkcode UsbipServerOptions.statusAccess} does not admit (a capture shows every byte the
+   * devices move); for one it admits, ST_ERROR without a
+   * {@linkcode UsbipServerOptions.liveCapture} or for a malformed bus id, else ST_OK and the
+   * capture to start. A bus id not exported (yet) is accepted: its traffic shows once it is.
+   */
+  answerCaptureRequest(request: CaptureRequest, peer: PeerInfo): CaptureAnswer {
+    if (!this.#statusAccess(peer)) {
+      return {
+        status: OpStatus.ST_NA,
+        message:
+          "Not allowed: only root, the console user and the gateway's own user may capture, over its unix socket",
+      };
+    }
+    const handler = this.#liveCapture;
+    if (handler === undefined) {
+      return { status: OpStatus.ST_ERROR, message: "Not supported: this server cannot capture" };
+    }
+    if (request.busid !== "") {
+      const problem = busidProblem(request.busid);
+      if (problem !== undefined) return { status: OpStatus.ST_ERROR, message: problem };
+    }
+    return {
+      status: OpStatus.ST_OK,
+      message: `Capturing ${request.busid === "" ? "every device" : request.busid}`,
+      start: (out) => handler(request, peer, out),
+    };
+  }
+
+  /**
    * The answer to an attach or detach request that does not reach the service: ST_NA for a
    * peer other than a unix peer with a uid, ST_ERROR without a service; `undefined` otherwise.
    */
@@ -652,6 +709,9 @@ export class UsbipServer implements SessionHost {
       return { status: OpStatus.ST_NODEV };
     }
     const decision = this.#policy.decide(peer, deviceFacts(exported));
+    if (this.observers.active) {
+      this.observers.report("event", { kind: "policy", request: "import", decision });
+    }
     if (decision.effect === "deny") {
       audit.info("Import of {busid} by {peer} denied: {reason}", {
         busid,

@@ -4,7 +4,8 @@
  * the imported device. As Linux usbipd (tools/usb/usbip/src/usbipd.c) does, the connection is
  * closed once a device list is answered or an import refused; usbipgw's own OP_REQ_BIND,
  * OP_REQ_UNBIND, OP_REQ_ATTACH and OP_REQ_DETACH are answered the same way, while
- * OP_REQ_STATUS leaves the connection open for another request.
+ * OP_REQ_STATUS leaves the connection open for another request. A granted OP_REQ_CAPTURE turns
+ * the connection into a pcapng stream from the server until either side closes it.
  *
  * The URB phase reads CMD_SUBMIT and CMD_UNLINK into the per-endpoint queues
  * (`urb_queues.ts`) and answers each completion with the RET_SUBMIT that `ret_submit.ts`
@@ -31,6 +32,7 @@ import {
   type AttachRequest,
   encodeOpRepAttach,
   encodeOpRepBind,
+  encodeOpRepCapture,
   encodeOpRepDetach,
   encodeOpRepDevlist,
   encodeOpRepImport,
@@ -49,7 +51,13 @@ import { type Connection, describePeer } from "../transport/connection.ts";
 import { ReplyWriter } from "../transport/reply_writer.ts";
 import { deviceRecord, type ExportedDevice } from "./exported_device.ts";
 import { RET_HEADER_BASIC, retSubmitOf, urbCompletion } from "./ret_submit.ts";
-import type { HostDeviceAction, SessionHost, SocketRequest } from "./session_host.ts";
+import type {
+  CaptureAnswer,
+  CaptureRequest,
+  HostDeviceAction,
+  SessionHost,
+  SocketRequest,
+} from "./session_host.ts";
 import { limitReason, type SessionLimits } from "./session_limits.ts";
 import type { ObservedImport, UrbObservers } from "./urb_observer.ts";
 import { type PendingUrb, UrbQueues } from "./urb_queues.ts";
@@ -66,8 +74,17 @@ const audit = getLogger(["usbipgw", "audit"]);
 
 const EMPTY = new Uint8Array(0);
 
-/** How the op phase ended: with an import, or with the reason to end the session. */
-type OpPhaseEnd = { kind: "imported" } | { kind: "done"; reason: string };
+/** How the op phase ended: with an import, a live capture, or the reason to end the session. */
+type OpPhaseEnd =
+  | { kind: "imported" }
+  | { kind: "capture"; start: NonNullable<CaptureAnswer["start"]> }
+  | { kind: "done"; reason: string };
+
+/**
+ * Bytes of pcapng a live capture may have queued for its reader (or half of maxBufferedBytes,
+ * if less) before it drops records instead: a slow reader never holds sessions back.
+ */
+const LIVE_CAPTURE_QUEUE_BYTES = 16 * 1024 * 1024;
 
 /**
  * Replies queued for the peer beyond this many bytes (or a quarter of maxBufferedBytes, if
@@ -204,6 +221,7 @@ export class Session {
     try {
       const op = await this.#opPhase();
       if (op.kind === "imported") await this.#urbPhase();
+      else if (op.kind === "capture") await this.#capturePhase(op.start);
       else reason = op.reason;
       // A peer that half-closes after its last request still gets the answers already made.
       if (!this.#ended) await this.#flushBounded();
@@ -239,6 +257,7 @@ export class Session {
   #exceeded(limit: keyof SessionLimits, value: number, detail: string): void {
     if (this.#ended) return;
     const reason = limitReason(limit, value, detail);
+    if (this.#observers?.active) this.#observers.report("event", { kind: "limit", limit });
     audit.warn("Session {id} ({peer}, device {busid}): closing: {reason}", {
       id: this.id,
       peer: describePeer(this.conn.peer),
@@ -357,8 +376,10 @@ export class Session {
       }
       if (req.kind === "op_req_attach") return await this.#attachRequest(req.request);
       if (req.kind === "op_req_detach") return await this.#detachRequest(req.vhciPort);
+      if (req.kind === "op_req_capture") return this.#captureRequest(req);
       const { status, device, decision } = this.#host.claimDevice(req.busid, this);
       if (status !== OpStatus.ST_OK || device === undefined) {
+        this.#importRefused(status);
         audit.info("Session {id} ({peer}): import of {busid} refused with status {status}", {
           id: this.id,
           peer: describePeer(peer),
@@ -375,6 +396,7 @@ export class Session {
         await device.device.imported();
       } catch (e) {
         this.#host.releaseDevice(device, this);
+        this.#importRefused(OpStatus.ST_DEV_ERR);
         audit.warn("Session {id} ({peer}): {busid} could not be taken for import: {error}", {
           id: this.id,
           peer: describePeer(peer),
@@ -418,6 +440,19 @@ export class Session {
     }
   }
 
+  /** Tells the observers why an import was refused (its OP_REP_IMPORT status). */
+  #importRefused(status: number): void {
+    if (!this.#observers?.active) return;
+    const reason = status === OpStatus.ST_NA
+      ? "policy"
+      : status === OpStatus.ST_DEV_BUSY
+      ? "busy"
+      : status === OpStatus.ST_NODEV
+      ? "no_device"
+      : "device_error";
+    this.#observers.report("event", { kind: "import_refused", reason });
+  }
+
   /** Answers OP_REQ_BIND or OP_REQ_UNBIND, with an audit line for every decision. */
   async #hostDeviceRequest(action: HostDeviceAction, busid: string): Promise<OpPhaseEnd> {
     const peer = this.conn.peer;
@@ -459,6 +494,13 @@ export class Session {
     const attached = answer.status === OpStatus.ST_OK;
     const vhciPort = attached ? answer.vhciPort ?? VHCI_PORT_NONE : VHCI_PORT_NONE;
     const undelivered = this.#ended ? `; not answered: the session ended (${this.#endReason})` : "";
+    if (this.#observers?.active) {
+      this.#observers.report("event", {
+        kind: "attach",
+        attachKind: request.kind,
+        status: answer.status,
+      });
+    }
     this.#send(
       encodeOpRepAttach({ kind: "op_rep_attach", status: answer.status, vhciPort, message }),
     );
@@ -527,10 +569,70 @@ export class Session {
     };
   }
 
+  /**
+   * Answers OP_REQ_CAPTURE, with an audit line for every decision. A granted capture ends the
+   * op phase (and its timeout): the connection carries the pcapng stream from then on.
+   */
+  #captureRequest(request: CaptureRequest): OpPhaseEnd {
+    const peer = this.conn.peer;
+    const answer: CaptureAnswer = this.#host.answerCaptureRequest?.(request, peer) ?? {
+      status: OpStatus.ST_ERROR,
+      message: "Not supported: this server cannot capture its traffic",
+    };
+    const message = truncateUtf8(answer.message, MAX_BIND_MESSAGE_BYTES);
+    this.#send(encodeOpRepCapture({ kind: "op_rep_capture", status: answer.status, message }));
+    const what = request.busid === "" ? "every device" : printable(request.busid);
+    const granted = answer.status === OpStatus.ST_OK && answer.start !== undefined;
+    audit.info("Session {id} ({peer}): capture of {what} {outcome}: {message}", {
+      id: this.id,
+      peer: describePeer(peer),
+      what,
+      outcome: granted ? "granted" : outcomeOf(answer.status),
+      busid: printable(request.busid),
+      snaplen: request.snaplen,
+      status: answer.status,
+      message,
+    });
+    if (!granted) return { kind: "done", reason: `capture of ${what} refused` };
+    clearTimeout(this.#opTimer);
+    this.#opTimer = undefined;
+    return { kind: "capture", start: answer.start! };
+  }
+
+  /**
+   * Streams a live capture to the peer until it closes the connection or the session ends. The
+   * peer sends nothing after its request; a byte from it is a protocol error.
+   */
+  async #capturePhase(start: NonNullable<CaptureAnswer["start"]>): Promise<void> {
+    const out = this.#out;
+    const stop = start({
+      write: (block) => this.#send(block),
+      get pending() {
+        return out.pending;
+      },
+      maxQueued: Math.min(LIVE_CAPTURE_QUEUE_BYTES, this.#maxBufferedBytes / 2),
+    });
+    try {
+      const more = await this.#reader.readExact(1, "capture");
+      if (more !== null && !this.#ended) {
+        throw new UsbipProtocolError(
+          "capture",
+          "stream",
+          "has bytes from the client after OP_REQ_CAPTURE; a capture client only reads",
+        );
+      }
+    } finally {
+      stop();
+    }
+  }
+
   /** Answers OP_REQ_DETACH, with an audit line for every request. */
   async #detachRequest(vhciPort: number): Promise<OpPhaseEnd> {
     const peer = this.conn.peer;
     const answer = await this.#host.answerDetachRequest(vhciPort, peer);
+    if (this.#observers?.active) {
+      this.#observers.report("event", { kind: "detach", status: answer.status });
+    }
     const message = truncateUtf8(answer.message, MAX_BIND_MESSAGE_BYTES);
     this.#send(encodeOpRepDetach({ kind: "op_rep_detach", status: answer.status, message }));
     audit.info("Session {id} ({peer}): detach of vhci port {vhciPort} {outcome}: {message}", {

@@ -60,6 +60,37 @@ export interface DetachAnswer {
   message: string;
 }
 
+/** What OP_REQ_CAPTURE asks for: a device (empty: every device) and a snap length. */
+export interface CaptureRequest {
+  /** The bus id to capture, or "" for every device. */
+  busid: string;
+  /** The most data bytes kept per record; 0 for all. */
+  snaplen: number;
+}
+
+/** Where a live capture writes: the requester's connection, after OP_REP_CAPTURE. */
+export interface LiveCaptureOutput {
+  /** Queues one whole block for the requester; never blocks. */
+  write(block: Uint8Array): void;
+  /** Bytes queued and not yet written to the socket. */
+  readonly pending: number;
+  /** Bytes `pending` may reach before the capture must drop records instead of writing. */
+  readonly maxQueued: number;
+}
+
+/**
+ * The answer to OP_REQ_CAPTURE: an `OpStatus` and a message for people; with ST_OK, `start`
+ * begins the capture into the connection and returns the function that stops it.
+ */
+export interface CaptureAnswer {
+  /** An `OpStatus`: ST_OK the stream follows, ST_NA not allowed, ST_ERROR failed. */
+  status: number;
+  /** For the requester; cut to `MAX_BIND_MESSAGE_BYTES` bytes of UTF-8. */
+  message: string;
+  /** With ST_OK: starts writing to `out`; the function returned stops. */
+  start?: (out: LiveCaptureOutput) => () => void;
+}
+
 /**
  * Asks the requester of a stream attach for its socket and receives it: sends the intermediate
  * OP_REP_ATTACH (ST_OK, `VHCI_PORT_SEND_SOCKET`), then waits at most `timeoutMs` (the
@@ -115,6 +146,11 @@ export interface SessionHost {
   ): Promise<AttachAnswer>;
   /** Answers OP_REQ_DETACH from `peer`: authorizes it, detaches, says how it went. Never rejects. */
   answerDetachRequest(vhciPort: number, peer: PeerInfo): Promise<DetachAnswer>;
+  /**
+   * Answers OP_REQ_CAPTURE from `peer`: authorizes it and says how to start the capture.
+   * Absent: answered ST_ERROR, not supported. Never throws.
+   */
+  answerCaptureRequest?(request: CaptureRequest, peer: PeerInfo): CaptureAnswer;
 }
 
 /** The outcome of an import request. */

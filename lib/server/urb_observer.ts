@@ -10,11 +10,14 @@
 
 import { getLogger } from "../logtape.ts";
 import type { CmdSubmit } from "../protocol/urb_messages.ts";
+import type { AttachRequest } from "../protocol/op_messages.ts";
 import type { TransferTypeName } from "../devices/descriptors.ts";
 import { errorMessage } from "../util/error_message.ts";
 import type { PeerInfo } from "../transport/connection.ts";
+import type { PolicyDecision } from "../policy/policy.ts";
 import type { ExportedDevice } from "./exported_device.ts";
 import type { UrbCompletion } from "./ret_submit.ts";
+import type { SessionLimits } from "./session_limits.ts";
 
 const log = getLogger(["usbipgw", "server"]);
 
@@ -28,8 +31,41 @@ export interface ObservedImport {
   readonly exported: ExportedDevice;
 }
 
+/** Why an import was refused: the OP_REP_IMPORT status ST_NA, ST_DEV_BUSY, ST_NODEV, ST_DEV_ERR. */
+export type ImportRefusal = "policy" | "busy" | "no_device" | "device_error";
+
+/**
+ * What the server decided outside the URB phase, for counting (the metrics): each where the
+ * decision is made, never parsed back out of a log line.
+ */
+export type ServerEvent =
+  /** The server was handed a connection (before the connection limits). */
+  | { readonly kind: "connection"; readonly transport: PeerInfo["transport"] }
+  /** A session started on a connection the limits let in. */
+  | { readonly kind: "session"; readonly transport: PeerInfo["transport"] }
+  /** A connection was refused at accept, or a session closed, for exceeding `limit`. */
+  | { readonly kind: "limit"; readonly limit: keyof SessionLimits }
+  /** An OP_REQ_IMPORT was refused. */
+  | { readonly kind: "import_refused"; readonly reason: ImportRefusal }
+  /** The policy decided on a device for a device list or an import. */
+  | {
+    readonly kind: "policy";
+    readonly request: "list" | "import";
+    readonly decision: PolicyDecision;
+  }
+  /** An OP_REQ_ATTACH of `attachKind` was answered with the OpStatus `status`. */
+  | {
+    readonly kind: "attach";
+    readonly attachKind: AttachRequest["kind"];
+    readonly status: number;
+  }
+  /** An OP_REQ_DETACH was answered with the OpStatus `status`. */
+  | { readonly kind: "detach"; readonly status: number };
+
 /** One observer's view; every method is optional. Methods must not throw (a throw is logged). */
 export interface UrbObserver {
+  /** The server decided something worth counting (a connection, a refusal, a policy decision). */
+  event?(e: ServerEvent): void;
   /** A session imported a device; its URBs follow. */
   imported?(i: ObservedImport): void;
   /** A CMD_SUBMIT was accepted, before the device sees it. */

@@ -65,7 +65,7 @@ Deno.test("checkConfigText() names the line of an unknown device type", async ()
 Deno.test("checkConfigText() names the line of an unknown top-level key and of a bad unix mode", async () => {
   assertEquals(
     await error("listen = 1\n"),
-    "gw.toml:1: listen: unknown key; valid keys: log_level, tcp, unix, device, rule, seat_dir, console_uid, limits, logging, attach, tls",
+    "gw.toml:1: listen: unknown key; valid keys: log_level, tcp, unix, device, rule, seat_dir, console_uid, metrics, limits, logging, attach, tls, capture, capture_snaplen, capture_max_size",
   );
   assertEquals(
     await error(GOOD.replace('mode = "0660"', 'mode = "rw"')),

@@ -16,6 +16,7 @@ function summary(file: string, config: GatewayConfig): string {
     ...config.tcp.map(formatAddress),
     ...config.tls.map((t) => `tls ${formatAddress(t)}`),
     ...config.unix.map((u) => u.path),
+    ...(config.metrics !== undefined ? [`metrics ${formatAddress(config.metrics)}`] : []),
   ];
   const devices = config.demo
     ? `${config.devices.length} device(s) (none configured: serve would use the demo set)`

@@ -103,11 +103,33 @@ const SERVE_FLAGS: readonly Flag[] = [
     complete: "dir",
   },
   { name: "console-uid", value: "UID", help: "the console user when logind is absent" },
+  {
+    name: "metrics",
+    value: "HOST:PORT",
+    help: "serve Prometheus metrics over HTTP at /metrics (a port alone: 127.0.0.1)",
+  },
   ...Object.values(LIMIT_KEYS).map((l): Flag => ({
     name: l.flag,
     value: l.unit === "bytes" ? "BYTES" : "N",
     help: l.help,
   })),
+  {
+    name: "capture",
+    value: "FILE",
+    help: `write every device's traffic to FILE as pcapng for Wireshark (mode 0600); a
+device alone: its capture=FILE key`,
+    complete: "file",
+  },
+  {
+    name: "capture-snaplen",
+    value: "BYTES",
+    help: "keep at most BYTES of each transfer's data in capture files (default: all)",
+  },
+  {
+    name: "capture-max-size",
+    value: "BYTES",
+    help: "rotate a capture file to FILE.1 at this size (default 1GiB; or unlimited)",
+  },
   {
     name: "log-level",
     value: "LEVEL",
@@ -191,12 +213,17 @@ export async function gatewayInput(
   }
   for (const text of flags.many("rule")) input.rules.push(readSpecFlag("--rule", text, "action"));
   if (input.devices.length === 0) addDemoSet(input);
-  for (
-    const [flag, field] of [["log-level", "logLevel"], ["log-format", "logFormat"], [
-      "seat-dir",
-      "seatDir",
-    ], ["console-uid", "consoleUid"]] as const
-  ) {
+  const settings = [
+    ["log-level", "logLevel"],
+    ["log-format", "logFormat"],
+    ["seat-dir", "seatDir"],
+    ["console-uid", "consoleUid"],
+    ["metrics", "metrics"],
+    ["capture", "capture"],
+    ["capture-snaplen", "captureSnaplen"],
+    ["capture-max-size", "captureMaxSize"],
+  ] as const;
+  for (const [flag, field] of settings) {
     const value = flags.one(flag);
     if (value !== undefined) input[field] = { value, origin: flagOrigin(flag, value) };
   }
@@ -366,6 +393,19 @@ and then exported under that same bus id, as usbipd does, or by vid/pid[/serial]
 exported under the bus id it has on the host; export_busid=BUS-PORT overrides. It is exported
 while it is plugged in, and again under the same bus id after a re-plug; devices imported
 through this machine's own vhci_hcd are never exported.
+
+--capture FILE writes every device's USB traffic to FILE as pcapng (Linux usbmon records,
+link type 220: "tshark -r FILE" or Wireshark decode it, mass storage and HID included); a
+device's own capture=FILE key (--device gadget-zero:capture=gz.pcapng, or capture in its
+[[device]] table) captures that device alone. At --capture-max-size (default 1GiB) FILE is
+moved to FILE.1 and a new FILE begins; a write error stops the capture, never the serving.
+"usbipgw capture" streams the same live.
+
+--metrics HOST:PORT (or metrics = "HOST:PORT" in the config file) serves the gateway's
+counters in the Prometheus text format at http://HOST:PORT/metrics: connections, sessions,
+imports and refusals, URBs, bytes and latency per device, policy decisions, attach requests
+and the process. Off by default. It has no authentication: a port alone binds 127.0.0.1,
+and any other address is logged as a warning.
 
 SIGHUP reloads --config (and the flags, which stay as given): added devices appear, removed
 ones are detached and their sessions closed, changed rules apply to the next import, and

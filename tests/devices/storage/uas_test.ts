@@ -474,7 +474,7 @@ Deno.test("UAS: the end of a session waits for a write under way, then flushes",
   assertEquals(disk.syncs, 1);
 });
 
-Deno.test("UAS: the most commands in flight at once is counted until taken", async () => {
+Deno.test("UAS: the most commands in flight at once is counted until taken", () => {
   const transport = new UasTransport({
     lunCount: 1,
     command: () => ({

@@ -1,0 +1,224 @@
+// What the traffic capture costs (issue 19): 64 KiB bulk IN through Gadget Zero, one URB in
+// flight, with capture off (no observer attached: the data path only asks whether one is)
+// against the same gateway before the observer code path existed (commit BASE_REV, extracted
+// with `git archive` into the bench folder), and with `--capture` to a file against capture off:
+// in the bench folder (under /tmp, on disk here) and, where there is one, in /dev/shm (memory),
+// which tells the gateway's own cost from the disk's. The gateways run alternately, ROUNDS
+// times each, and each figure is the median of its rounds, so that a change of the host's load
+// moves both sides alike.
+import {
+  connectTo,
+  cpuSeconds,
+  denoCommand,
+  freePort,
+  importGadgetZero,
+  ROOT,
+  SECONDS,
+  type ServerProcess,
+  startGateway,
+  urbRequest,
+  waitForSocket,
+} from "./_common.ts";
+import { drive } from "./_urb.ts";
+import { num, ratio, type Row, verdict } from "./_table.ts";
+
+/** The commit before the observers of the traffic (1f1e278): the gateway without that path. */
+const BASE_REV = Deno.env.get("BENCH_CAPTURE_BASE") ?? "1f1e278^";
+/** Alternate runs of each gateway per figure. */
+const ROUNDS = Number(Deno.env.get("BENCH_CAPTURE_ROUNDS") ?? 3);
+const SIZE = 65536;
+
+/** One run: MB/s, and the server's CPU time (user + system, all its threads) per URB in µs. */
+interface Run {
+  mbps: number;
+  cpuUs: number;
+}
+
+/** 64 KiB bulk IN on one fresh session of `server`. */
+async function rate(server: ServerProcess, transport: "tcp" | "unix"): Promise<Run> {
+  const conn = await connectTo(server, transport);
+  try {
+    const devid = await importGadgetZero(conn, "1-1");
+    const cpu = cpuSeconds(server.pid);
+    const started = performance.now();
+    const urbsPerSecond = await drive(conn, urbRequest(devid, true, SIZE), 1);
+    // The warm-up ran at about the measured rate: its URBs are counted against its CPU time.
+    const urbs = urbsPerSecond * (performance.now() - started) / 1000;
+    return {
+      mbps: urbsPerSecond * SIZE / 1e6,
+      cpuUs: (cpuSeconds(server.pid) - cpu) / urbs * 1e6,
+    };
+  } finally {
+    conn.close();
+  }
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** The tree of `rev` in `dir`/base, or why it cannot be had (no git, no such commit). */
+async function extractBase(dir: string): Promise<string | { missing: string }> {
+  const tree = `${dir}/base-${crypto.randomUUID()}`;
+  await Deno.mkdir(tree);
+  try {
+    const git = new Deno.Command("git", {
+      args: ["-C", ROOT, "archive", "--format=tar", BASE_REV],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const tar = new Deno.Command("tar", { args: ["-x", "-C", tree], stdin: "piped" }).spawn();
+    await git.stdout.pipeTo(tar.stdin);
+    const [g, t] = await Promise.all([git.output(), tar.status]);
+    if (!g.success || !t.success) {
+      return { missing: `git archive ${BASE_REV}: ${new TextDecoder().decode(g.stderr).trim()}` };
+    }
+    return tree;
+  } catch (e) {
+    return { missing: `git archive ${BASE_REV}: ${(e as Error).message}` };
+  }
+}
+
+/** `main.ts serve` of the tree in `root`, as startGateway runs this one's. */
+async function startGatewayAt(root: string, dir: string): Promise<ServerProcess> {
+  const ep = { tcpPort: freePort(), unixPath: `${dir}/gw-${crypto.randomUUID()}.sock` };
+  const child = denoCommand(
+    [
+      `${root}/main.ts`,
+      "serve",
+      "--tcp",
+      `127.0.0.1:${ep.tcpPort}`,
+      "--unix",
+      ep.unixPath,
+      "--log-level",
+      "warning",
+      "--rule",
+      "allow:transport=tcp",
+      "--device",
+      "gadget-zero:busid=1-1",
+    ],
+    undefined,
+    { stdin: "null", stdout: "null", stderr: "null" },
+  ).spawn();
+  const server: ServerProcess = {
+    ...ep,
+    pid: child.pid,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Gone already.
+      }
+      await child.status;
+    },
+  };
+  try {
+    await waitForSocket(() => connectTo(ep, "tcp"));
+    await waitForSocket(() => connectTo(ep, "unix"));
+  } catch (e) {
+    await server.stop();
+    throw e;
+  }
+  return server;
+}
+
+/** Medians of `a` and `b`'s runs over ROUNDS alternate runs. */
+async function alternate(
+  a: ServerProcess,
+  b: ServerProcess,
+  transport: "tcp" | "unix",
+): Promise<[Run, Run]> {
+  const as: Run[] = [];
+  const bs: Run[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    as.push(await rate(a, transport));
+    bs.push(await rate(b, transport));
+  }
+  const med = (runs: Run[]) => ({
+    mbps: median(runs.map((r) => r.mbps)),
+    cpuUs: median(runs.map((r) => r.cpuUs)),
+  });
+  return [med(as), med(bs)];
+}
+
+/** The row of the server's CPU time per URB of two runs. */
+function cpuRow(transport: string, what: string, a: Run, b: Run): Row {
+  return {
+    section: "capture",
+    transport,
+    figure: `${what}: server CPU per URB, µs`,
+    usbipgw: num(a.cpuUs, 1),
+    baseline: num(b.cpuUs, 1),
+    ratio: ratio(a.cpuUs, b.cpuUs),
+    target: "",
+  };
+}
+
+/** The capture rows: off against no observer path, on against off; TCP and unix. */
+export async function captureSection(dir: string): Promise<Row[]> {
+  const rows: Row[] = [];
+  const figure = `64 KiB bulk IN, 1 in flight, ${SECONDS} s x ${ROUNDS}: MB/s`;
+  const off = await startGateway(dir, 1);
+  const capturing = (file: string) =>
+    startGateway(dir, 1, undefined, ["--capture", file, "--capture-max-size", "256MiB"]);
+  const on = await capturing(`${dir}/bench.pcapng`);
+  const shm = await Deno.stat("/dev/shm").then((s) => s.isDirectory, () => false);
+  const shmFile = `/dev/shm/usbipgw-bench-${crypto.randomUUID()}.pcapng`;
+  const inMemory = shm ? await capturing(shmFile) : undefined;
+  const tree = await extractBase(dir);
+  const base = typeof tree === "string" ? await startGatewayAt(tree, dir) : undefined;
+  try {
+    for (const transport of ["tcp", "unix"] as const) {
+      if (base !== undefined) {
+        const [o, b] = await alternate(off, base, transport);
+        rows.push({
+          section: "capture",
+          transport,
+          figure: `capture off vs ${BASE_REV} (no observer path), ${figure}`,
+          usbipgw: num(o.mbps),
+          baseline: num(b.mbps),
+          ratio: ratio(o.mbps, b.mbps),
+          target: verdict(">= 0.95: nothing measurable", o.mbps / b.mbps >= 0.95),
+        }, cpuRow(transport, `capture off vs ${BASE_REV}`, o, b));
+      } else {
+        rows.push({
+          section: "capture",
+          transport,
+          figure: `capture off vs ${BASE_REV}: not measured (${
+            (tree as { missing: string }).missing
+          })`,
+          usbipgw: "-",
+          baseline: "-",
+          ratio: "",
+          target: "",
+        });
+      }
+      const targets: [string, ServerProcess | undefined][] = [
+        ["a file in /tmp", on],
+        ["a file in /dev/shm", inMemory],
+      ];
+      for (const [where, gateway] of targets) {
+        if (gateway === undefined) continue;
+        const [c, o] = await alternate(gateway, off, transport);
+        rows.push({
+          section: "capture",
+          transport,
+          figure: `capture on (${where}) vs off, ${figure}`,
+          usbipgw: num(c.mbps),
+          baseline: num(o.mbps),
+          ratio: ratio(c.mbps, o.mbps),
+          target: verdict(">= 0.80 of off", c.mbps / o.mbps >= 0.8),
+        }, cpuRow(transport, `capture on (${where}) vs off`, c, o));
+      }
+    }
+  } finally {
+    await off.stop();
+    await on.stop();
+    await inMemory?.stop();
+    await base?.stop();
+    for (const f of [shmFile, `${shmFile}.1`]) await Deno.remove(f).catch(() => {});
+  }
+  return rows;
+}

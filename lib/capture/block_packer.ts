@@ -1,0 +1,167 @@
+/**
+ * Packs whole blocks back to back into large reused buffers ("chunks"), for a capture that
+ * writes many large records: a fresh 64 KiB buffer per record costs far more than copying the
+ * record (a new allocation of that size is fresh zeroed memory each time, page faults and
+ * all), while a chunk that goes back to a small pool once written costs only the copy. A
+ * block larger than a chunk gets a buffer of its own. Views are taken in the order the blocks
+ * were reserved, each holding whole blocks only.
+ *
+ * @module
+ */
+
+/** The default size of a chunk. */
+const CHUNK_BYTES = 1024 * 1024;
+/** Chunks kept for reuse once written. */
+const POOL_CHUNKS = 4;
+
+interface Chunk {
+  readonly buf: Uint8Array;
+  /** Views of it taken and not yet released. */
+  outstanding: number;
+  /** No more blocks go into it. */
+  retired: boolean;
+}
+
+/** Bytes of whole blocks to write, and the function to call once they are written. */
+export interface PackedView {
+  /** Whole blocks, in order. */
+  readonly bytes: Uint8Array;
+  /** Gives the space back (to the pool, once every view of its chunk is released). */
+  release(): void;
+}
+
+/**
+ * Reserves space for blocks in reused chunks and hands the filled space out in order.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { BlockPacker } from "./block_packer.ts";
+ * const packer = new BlockPacker(16);
+ * packer.reserve(8).fill(1);
+ * packer.reserve(4).fill(2);
+ * packer.reserve(8).fill(3); // does not fit: the next chunk
+ * const first = packer.take()!;
+ * assertEquals(Array.from(first.bytes), [1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2]);
+ * first.release();
+ * assertEquals(packer.take()!.bytes.length, 8);
+ * assertEquals(packer.take(), undefined);
+ * ```
+ */
+export class BlockPacker {
+  #chunkBytes: number;
+  #pool: Uint8Array[] = [];
+  #current: Chunk | undefined;
+  /** Where the current chunk's blocks not yet taken start, and where its filled space ends. */
+  #start = 0;
+  #fill = 0;
+  /** Views of retired chunks and of large blocks, not yet taken, in order (counted as out). */
+  #ready: { chunk: Chunk; bytes: Uint8Array }[] = [];
+  #pending = 0;
+
+  /** Packs into chunks of `chunkBytes` (1 MiB by default). */
+  constructor(chunkBytes = CHUNK_BYTES) {
+    this.#chunkBytes = chunkBytes;
+  }
+
+  /** Bytes reserved and not yet released. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /**
+   * Space for one block of `size` bytes, to fill at once (before the caller yields): its
+   * contents are whatever was there before.
+   */
+  reserve(size: number): Uint8Array {
+    this.#pending += size;
+    if (this.#current !== undefined && this.#chunkBytes - this.#fill >= size) {
+      const view = this.#current.buf.subarray(this.#fill, this.#fill + size);
+      this.#fill += size;
+      return view;
+    }
+    this.#retire();
+    if (size > this.#chunkBytes) {
+      // Counted as out from here: a ready view holds its chunk as a taken one does.
+      const own = { buf: new Uint8Array(size), outstanding: 1, retired: true };
+      this.#ready.push({ chunk: own, bytes: own.buf });
+      return own.buf;
+    }
+    const buf = this.#pool.pop() ?? new Uint8Array(this.#chunkBytes);
+    this.#current = { buf, outstanding: 0, retired: false };
+    this.#start = 0;
+    this.#fill = size;
+    return buf.subarray(0, size);
+  }
+
+  /** Whether a full chunk (or a block of its own) waits to be taken. */
+  get hasFull(): boolean {
+    return this.#ready.length > 0;
+  }
+
+  /** The oldest full chunk's blocks (or a block of its own), or `undefined`: none is full. */
+  takeFull(): PackedView | undefined {
+    const next = this.#ready.shift();
+    return next === undefined ? undefined : this.#view(next.chunk, next.bytes);
+  }
+
+  /**
+   * The oldest blocks not yet taken, as one view (a full chunk's, else what the chunk being
+   * filled holds), or `undefined` when there are none.
+   */
+  take(): PackedView | undefined {
+    const full = this.takeFull();
+    if (full !== undefined) return full;
+    const current = this.#current;
+    if (current === undefined || this.#fill === this.#start) return undefined;
+    const bytes = current.buf.subarray(this.#start, this.#fill);
+    this.#start = this.#fill;
+    current.outstanding++;
+    return this.#view(current, bytes);
+  }
+
+  /** Forgets everything not yet taken (after a failure); taken views may still be released. */
+  clear(): void {
+    this.#retire();
+    for (const { chunk, bytes } of this.#ready.splice(0)) {
+      this.#pending -= bytes.length;
+      chunk.outstanding--;
+      this.#recycle(chunk);
+    }
+  }
+
+  /** A view of `chunk`, counted in its `outstanding` already. */
+  #view(chunk: Chunk, bytes: Uint8Array): PackedView {
+    let released = false;
+    return {
+      bytes,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.#pending -= bytes.length;
+        chunk.outstanding--;
+        this.#recycle(chunk);
+      },
+    };
+  }
+
+  /** Closes the current chunk: what it holds and was not taken becomes a ready view. */
+  #retire(): void {
+    const current = this.#current;
+    if (current === undefined) return;
+    this.#current = undefined;
+    current.retired = true;
+    if (this.#fill > this.#start) {
+      current.outstanding++;
+      this.#ready.push({ chunk: current, bytes: current.buf.subarray(this.#start, this.#fill) });
+    } else this.#recycle(current);
+  }
+
+  /** A retired chunk with no view out goes back to the pool (if it is a chunk's size). */
+  #recycle(chunk: Chunk): void {
+    if (!chunk.retired || chunk.outstanding > 0) return;
+    if (chunk.buf.length === this.#chunkBytes && this.#pool.length < POOL_CHUNKS) {
+      this.#pool.push(chunk.buf);
+    }
+  }
+}

@@ -1,0 +1,61 @@
+// The capture's reused chunks: blocks come out in the order they were reserved, whole, and a
+// chunk is reused only once every view of it was released (never while a view waits).
+import { assert, assertEquals } from "@std/assert";
+import { BlockPacker } from "../../lib/capture/block_packer.ts";
+
+Deno.test("BlockPacker hands out blocks in order and counts what is not yet released", () => {
+  const p = new BlockPacker(16);
+  p.reserve(10).fill(1);
+  const a = p.take()!;
+  p.reserve(4).fill(2);
+  p.reserve(40).fill(3); // larger than a chunk: a buffer of its own, after the 2s
+  p.reserve(6).fill(4);
+  assertEquals(p.pending, 60);
+  const b = p.take()!;
+  const c = p.take()!;
+  const d = p.take()!;
+  assertEquals(p.take(), undefined);
+  assertEquals([a, b, c, d].map((v) => [v.bytes.length, v.bytes[0]]), [
+    [10, 1],
+    [4, 2],
+    [40, 3],
+    [6, 4],
+  ]);
+  for (const v of [a, b, c, d]) v.release();
+  assertEquals(p.pending, 0);
+});
+
+Deno.test("BlockPacker reuses a chunk only after its last view is released", () => {
+  const p = new BlockPacker(16);
+  p.reserve(8).fill(1);
+  const first = p.take()!; // taken, not yet written
+  p.reserve(8).fill(2); // fills the chunk
+  p.reserve(8).fill(3); // the next chunk; the first one's rest waits to be taken
+  first.release();
+  // The first chunk still holds the 2s: it must not be handed out for new blocks.
+  p.reserve(8).fill(4); // fills the second chunk
+  p.reserve(8).fill(5); // a third chunk: the pool may not give the first one yet
+  const rest = p.take()!;
+  assertEquals(Array.from(rest.bytes), Array(8).fill(2));
+  rest.release();
+  const second = p.take()!;
+  assertEquals(Array.from(second.bytes), [...Array(8).fill(3), ...Array(8).fill(4)]);
+  second.release();
+  const third = p.take()!;
+  assertEquals(Array.from(third.bytes), Array(8).fill(5));
+  third.release();
+  assertEquals(p.pending, 0);
+});
+
+Deno.test("BlockPacker.clear() forgets what was not taken; taken views still release", () => {
+  const p = new BlockPacker(16);
+  p.reserve(8);
+  const taken = p.take()!;
+  p.reserve(8);
+  p.reserve(20);
+  p.clear();
+  assertEquals(p.take(), undefined);
+  taken.release();
+  assertEquals(p.pending, 0);
+  assert(p.reserve(4).length === 4);
+});

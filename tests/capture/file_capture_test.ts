@@ -1,0 +1,78 @@
+// A capture into a file: created with mode 0600, every block written whole and in order;
+// rotated to FILE.1 at the size limit, the new file starting with the header and the
+// descriptors of the devices imported; a write error (a full disk: /dev/full) stops the
+// capture with one error line while the session goes on.
+import { assert, assertEquals } from "@std/assert";
+import { GadgetZero, UsbipServer } from "../../mod.ts";
+import { serverSource } from "../../lib/capture/capture.ts";
+import { FileCapture } from "../../lib/capture/file_capture.ts";
+import { captureLogs } from "../server/_logs.ts";
+import { eventually, importOver, setConfiguration } from "../server/_session_helpers.ts";
+import { readCapture } from "./_pcapng.ts";
+import { tempDir } from "../e2e/_gateway.ts";
+
+Deno.test("a capture file is created 0600 and rotated to FILE.1 at its size, each file whole", async () => {
+  const dir = await tempDir();
+  const server = new UsbipServer({});
+  server.addDevice(new GadgetZero(), { busid: "1-1" });
+  const path = `${dir.path}/gw.pcapng`;
+  try {
+    const file = await FileCapture.open(serverSource(server), { path, maxBytes: 40 * 1024 });
+    assertEquals((await Deno.stat(path)).mode! & 0o777, 0o600);
+    const gz = await importOver(server, "1-1");
+    assertEquals((await setConfiguration(gz.channel, 3)).status, 0);
+    for (let i = 0; i < 6; i++) await gz.channel.submit({ ep: 1, dirIn: true, length: 16384 }).done;
+    await file.close();
+    await gz.channel.close();
+    await gz.done;
+    const older = readCapture(await Deno.readFile(`${path}.1`));
+    const newer = readCapture(await Deno.readFile(path));
+    assert((await Deno.stat(path)).size <= 40 * 1024, "at most the limit");
+    assertEquals(newer.events[0], `usbipgw capture continued from ${path}.1`);
+    assert(
+      newer.events[1]!.includes("imported 1-1 (GadgetZero, 0525:a4a0) before this file began"),
+    );
+    // The new file has the descriptors again, so that Wireshark knows the device.
+    assertEquals(newer.usb.filter((r) => r.id >> 63n === 1n).length, 4);
+    assert(older.usb.length > 0);
+    assertEquals(file.counts.dropped, 0);
+  } finally {
+    await server.close();
+    await dir.remove();
+  }
+});
+
+const devFull = await Deno.stat("/dev/full").then(() => true, () => false);
+if (!devFull) console.log("file_capture_test: the write error test is ignored: no /dev/full here");
+
+Deno.test({
+  name: "a write error stops the capture with an error line; the session goes on",
+  ignore: !devFull,
+  fn: async () => {
+    const logs = captureLogs();
+    const server = new UsbipServer({});
+    server.addDevice(new GadgetZero(), { busid: "1-1" });
+    try {
+      const file = await FileCapture.open(serverSource(server), { path: "/dev/full" });
+      const gz = await importOver(server, "1-1");
+      assertEquals((await setConfiguration(gz.channel, 3)).status, 0);
+      for (let i = 0; i < 5; i++) {
+        const r = await gz.channel.submit({ ep: 1, dirIn: true, length: 4096 }).done;
+        assertEquals(r.actualLength, 4096);
+      }
+      // A chunk that is not full goes to the disk within 0.1 s.
+      await eventually(() => file.failed !== undefined);
+      assertEquals(server.observers.active, false, "and stopped");
+      const errors = logs.lines("capture").filter(([level]) => level === "error");
+      assertEquals(errors.length, 1, errors.join("\n"));
+      assert(errors[0]![1].includes("Capture to /dev/full stopped"), errors[0]![1]);
+      assertEquals((await gz.channel.submit({ ep: 1, dirIn: true, length: 64 }).done).status, 0);
+      await file.close();
+      await gz.channel.close();
+      await gz.done;
+    } finally {
+      await server.close();
+      logs.stop();
+    }
+  },
+});
