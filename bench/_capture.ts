@@ -9,15 +9,14 @@
 import {
   connectTo,
   cpuSeconds,
-  denoCommand,
   freePort,
   importGadgetZero,
   ROOT,
   SECONDS,
   type ServerProcess,
   startGateway,
+  startServer,
   urbRequest,
-  waitForSocket,
 } from "./_common.ts";
 import { drive } from "./_urb.ts";
 import { num, ratio, type Row, verdict } from "./_table.ts";
@@ -84,7 +83,7 @@ async function extractBase(dir: string): Promise<string | { missing: string }> {
 /** `main.ts serve` of the tree in `root`, as startGateway runs this one's. */
 async function startGatewayAt(root: string, dir: string): Promise<ServerProcess> {
   const ep = { tcpPort: freePort(), unixPath: `${dir}/gw-${crypto.randomUUID()}.sock` };
-  const child = denoCommand(
+  return await startServer(
     [
       `${root}/main.ts`,
       "serve",
@@ -100,28 +99,8 @@ async function startGatewayAt(root: string, dir: string): Promise<ServerProcess>
       "gadget-zero:busid=1-1",
     ],
     undefined,
-    { stdin: "null", stdout: "null", stderr: "null" },
-  ).spawn();
-  const server: ServerProcess = {
-    ...ep,
-    pid: child.pid,
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Gone already.
-      }
-      await child.status;
-    },
-  };
-  try {
-    await waitForSocket(() => connectTo(ep, "tcp"));
-    await waitForSocket(() => connectTo(ep, "unix"));
-  } catch (e) {
-    await server.stop();
-    throw e;
-  }
-  return server;
+    ep,
+  );
 }
 
 /** Medians of `a` and `b`'s runs over ROUNDS alternate runs. */

@@ -159,7 +159,7 @@ export async function waitForSocket(connect: () => Promise<Deno.Conn>): Promise<
  * Runs `deno run -A ARGS` as a server on `ep`; resolves once it accepts connections on both
  * endpoints, or stops it and throws.
  */
-async function startServer(
+export async function startServer(
   args: string[],
   cpu: number | undefined,
   ep: Endpoints,
