@@ -272,6 +272,10 @@ export class FileCapture implements CaptureOutput {
   /** Stops capturing after a failed write or rotation, cutting the file back to whole blocks. */
   async #fail(e: unknown): Promise<void> {
     this.#failed = errorMessage(e);
+    log.error("Capture to {path} stopped: {error}; serving goes on", {
+      path: this.path,
+      error: this.#failed,
+    });
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#capture.stop();
@@ -287,9 +291,5 @@ export class FileCapture implements CaptureOutput {
     } catch {
       // Closed already.
     }
-    log.error("Capture to {path} stopped: {error}; serving goes on", {
-      path: this.path,
-      error: this.#failed,
-    });
   }
 }

@@ -56,7 +56,7 @@ Deno.test("parseDevice() accepts only flags given alone", () => {
   assertEquals(parseDevice("storage", { image: "/a.img", busid: "" }, ["busid"], PATHS_AS_GIVEN), {
     ok: false,
     key: "busid",
-    message: '"busid" is not key=value; only ro, removable may be given alone',
+    message: '"busid" is not key=value; only ro, removable, uas may be given alone',
   });
   assertEquals(parseDevice("gadget-zero", { pattern: "" }, ["pattern"], PATHS_AS_GIVEN), {
     ok: false,
@@ -172,7 +172,7 @@ const BAD: [string, Record<string, string>, string[], string, string][] = [
     { image: "/a.img", busid: "" },
     ["busid"],
     "busid",
-    "only ro, removable may be given alone",
+    "only ro, removable, uas may be given alone",
   ],
 ];
 
