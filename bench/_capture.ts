@@ -15,7 +15,6 @@ import {
   SECONDS,
   type ServerProcess,
   startGateway,
-  startServer,
   urbRequest,
 } from "./_common.ts";
 import { drive } from "./_urb.ts";
@@ -81,26 +80,8 @@ async function extractBase(dir: string): Promise<string | { missing: string }> {
 }
 
 /** `main.ts serve` of the tree in `root`, as startGateway runs this one's. */
-async function startGatewayAt(root: string, dir: string): Promise<ServerProcess> {
-  const ep = { tcpPort: freePort(), unixPath: `${dir}/gw-${crypto.randomUUID()}.sock` };
-  return await startServer(
-    [
-      `${root}/main.ts`,
-      "serve",
-      "--tcp",
-      `127.0.0.1:${ep.tcpPort}`,
-      "--unix",
-      ep.unixPath,
-      "--log-level",
-      "warning",
-      "--rule",
-      "allow:transport=tcp",
-      "--device",
-      "gadget-zero:busid=1-1",
-    ],
-    undefined,
-    ep,
-  );
+function startGatewayAt(root: string, dir: string): Promise<ServerProcess> {
+  return startGateway(dir, 1, undefined, [], `${root}/`);
 }
 
 /** Medians of `a` and `b`'s runs over ROUNDS alternate runs. */

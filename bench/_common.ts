@@ -159,7 +159,7 @@ export async function waitForSocket(connect: () => Promise<Deno.Conn>): Promise<
  * Runs `deno run -A ARGS` as a server on `ep`; resolves once it accepts connections on both
  * endpoints, or stops it and throws.
  */
-export async function startServer(
+async function startServer(
   args: string[],
   cpu: number | undefined,
   ep: Endpoints,
@@ -197,10 +197,11 @@ export async function startGateway(
   devices: number,
   cpu?: number,
   extraArgs: readonly string[] = [],
+  root: string = ROOT,
 ): Promise<ServerProcess> {
   const ep = { tcpPort: freePort(), unixPath: `${dir}/gw-${crypto.randomUUID()}.sock` };
   const args = [
-    `${ROOT}main.ts`,
+    `${root}main.ts`,
     "serve",
     "--tcp",
     `127.0.0.1:${ep.tcpPort}`,
