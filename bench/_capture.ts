@@ -9,7 +9,6 @@
 import {
   connectTo,
   cpuSeconds,
-  freePort,
   importGadgetZero,
   ROOT,
   SECONDS,
