@@ -330,11 +330,15 @@ async function zshComplete(
   dir: Dirs,
 ): Promise<Map<string, string[]>> {
   const log = `${dir.home}/completion.log`;
+  // Keys typed while the inner shell still runs a command meet the terminal's line discipline
+  // first (n_tty, in canonical mode): it echoes them at once, so the markers READY and DONEn are
+  // spelled so that only their output matches, and it would take ^U as its kill character and
+  // erase the line with its TAB before zsh's line editor read it, so the kill character is off.
   const driver = `zmodload zsh/zpty || exit 3
 fpdir=$1 log=$2
 shift 2
 zpty inner zsh -f -i
-zpty -w inner "PS1='' RPS1=''; fpath=(\${(q)fpdir} \\$fpath); autoload -U compinit; compinit -u -D"
+zpty -w inner "stty kill undef; PS1='' RPS1=''; fpath=(\${(q)fpdir} \\$fpath); autoload -U compinit; compinit -u -D"
 zpty -w inner 'compadd() {
   local arg
   for arg in "$@"; do
@@ -348,7 +352,7 @@ zpty -w inner 'compadd() {
   (( $#added )) && print -rl -- $added >> '"\${(q)log}"'
   builtin compadd "$@"
 }'
-zpty -w inner 'print READY'
+zpty -w inner 'print \${:-RE}ADY'
 zpty -r inner out '*READY*' || exit 4
 n=0
 for line in "$@"; do
@@ -356,7 +360,7 @@ for line in "$@"; do
   zpty -w inner "print -r -- \${(q):-== $line} >> \${(q)log}"
   zpty -n -w inner "$line"$'\\t'
   zpty -n -w inner $'\\C-u'
-  zpty -w inner "print DONE$n"
+  zpty -w inner "print \\\${:-DO}NE$n"
   zpty -r inner out "*DONE$n*" || exit 5
 done
 zpty -d inner`;
