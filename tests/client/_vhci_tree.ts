@@ -48,8 +48,13 @@ export async function fakeSysfs(controllers: FakePort[][]): Promise<{
   const root = await Deno.makeTempDir({ prefix: "usbipgw-sysfs-" });
   const vhci = `${root}/devices/platform/vhci_hcd.0`;
   await Deno.mkdir(vhci, { recursive: true });
-  const setStatus = (c: number, ports: FakePort[]) =>
-    Deno.writeTextFileSync(`${vhci}/${c === 0 ? "status" : `status.${c}`}`, statusText(ports));
+  // Written aside and renamed into place: the gateway reads the file while a test rewrites it,
+  // and a read between truncation and write would see no ports, which the kernel never shows.
+  const setStatus = (c: number, ports: FakePort[]) => {
+    const path = `${vhci}/${c === 0 ? "status" : `status.${c}`}`;
+    Deno.writeTextFileSync(`${path}.new`, statusText(ports));
+    Deno.renameSync(`${path}.new`, path);
+  };
   controllers.forEach((ports, c) => setStatus(c, ports));
   for (let c = 1; c < controllers.length; c++) {
     await Deno.mkdir(`${root}/devices/platform/vhci_hcd.${c}`);
