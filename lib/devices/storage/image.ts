@@ -4,8 +4,9 @@ import { errorMessage } from "../../util/error_message.ts";
  * is opened `O_RDONLY` under a shared `flock`; a writable one `O_RDWR` under an exclusive one,
  * taken without waiting, so that two devices or two gateways never write the same image. An
  * image can be created sparse (`ftruncate`). Reads and writes go to byte offsets one at a time
- * (an `lseek` and a read or write on `Deno.FsFile`, never interleaved; the read or write runs
- * off the event loop), and `sync()` is `fdatasync`.
+ * (an `lseek` and a read or write on `Deno.FsFile`, never interleaved), on the event loop for an
+ * image in memory and on Deno's blocking thread pool otherwise ({@linkcode ImageIo}), and
+ * `sync()` is `fdatasync`.
  *
  * @module
  */
@@ -45,6 +46,66 @@ export interface DiskImageOptions {
   size?: number;
   /** File mode of a created image; default `0o600` (the image may hold private data). */
   mode?: number;
+  /** How reads and writes reach the file; default `"auto"`. */
+  io?: ImageIo;
+}
+
+/**
+ * How an image's reads and writes run. `"async"`: on Deno's blocking thread pool, so that a slow
+ * disk never holds up the event loop, at the price of handing each read or write to another
+ * thread and back. `"sync"`: on the event loop (`readSync`, `writeSync`), which saves those two
+ * thread wake-ups per command but stalls every session while the kernel works: right for an
+ * image in memory. `"auto"`: sync for an image on tmpfs or ramfs, async anywhere else.
+ */
+export type ImageIo = "auto" | "sync" | "async";
+
+/** The file systems whose files live in memory: an image on one never waits for a disk. */
+const MEMORY_FILESYSTEMS: ReadonlySet<string> = new Set(["tmpfs", "ramfs"]);
+
+/**
+ * The type of the file system holding `realPath` (an absolute path without symbolic links), from
+ * the text of `/proc/self/mountinfo` (proc(5)): the last-listed mount whose mount point is that
+ * path or one of its folders. `undefined` when no line applies.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { filesystemOf } from "./image.ts";
+ * const mountinfo = "21 1 8:1 / / rw - ext4 /dev/sda1 rw\n" +
+ *   "25 21 0:22 / /tmp rw,nosuid - tmpfs tmpfs rw\n";
+ * assertEquals(filesystemOf("/tmp/a.img", mountinfo), "tmpfs");
+ * assertEquals(filesystemOf("/tmpx/a.img", mountinfo), "ext4");
+ * ```
+ */
+export function filesystemOf(realPath: string, mountinfo: string): string | undefined {
+  // Mount points escape space, tab, newline and backslash as octal (\040 and so on).
+  const unescape = (field: string) =>
+    field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+  let best: { length: number; type: string } | undefined;
+  for (const line of mountinfo.split("\n")) {
+    const fields = line.split(" ");
+    const dash = fields.indexOf("-");
+    if (dash < 6 || fields[dash + 1] === undefined) continue;
+    const mountPoint = unescape(fields[4]!);
+    const inside = mountPoint === "/" || realPath === mountPoint ||
+      realPath.startsWith(`${mountPoint}/`);
+    // A later mount on the same point hides the earlier one, so ties go to the later line.
+    if (inside && (best === undefined || mountPoint.length >= best.length)) {
+      best = { length: mountPoint.length, type: fields[dash + 1]! };
+    }
+  }
+  return best?.type;
+}
+
+/** Whether an image at `realPath` is read and written on the event loop. */
+async function _syncIo(io: ImageIo, realPath: string): Promise<boolean> {
+  if (io !== "auto") return io === "sync";
+  try {
+    const type = filesystemOf(realPath, await Deno.readTextFile("/proc/self/mountinfo"));
+    return type !== undefined && MEMORY_FILESYSTEMS.has(type);
+  } catch {
+    return false;
+  }
 }
 
 /** The largest image size accepted: offsets must stay exact in a JavaScript number. */
@@ -103,15 +164,24 @@ export class DiskImage implements StorageBacking {
   readonly name: string;
   readonly size: number;
   readonly readOnly: boolean;
+  /** How reads and writes run, as {@linkcode ImageIo} `"auto"` decided it. */
+  readonly io: "sync" | "async";
   #file: Deno.FsFile;
   #tail: Promise<unknown> = Promise.resolve();
   #closed = false;
 
-  private constructor(name: string, file: Deno.FsFile, size: number, readOnly: boolean) {
+  private constructor(
+    name: string,
+    file: Deno.FsFile,
+    size: number,
+    readOnly: boolean,
+    io: "sync" | "async",
+  ) {
     this.name = name;
     this.#file = file;
     this.size = size;
     this.readOnly = readOnly;
+    this.io = io;
   }
 
   /**
@@ -120,7 +190,7 @@ export class DiskImage implements StorageBacking {
    * image's size differs from `size`, and when the image is empty.
    */
   static async open(options: DiskImageOptions): Promise<DiskImage> {
-    const { path, readOnly = false, size } = options;
+    const { path, readOnly = false, size, io = "auto" } = options;
     const fail = (why: string, cause?: unknown) =>
       new Error(`Cannot open image ${path}: ${why}`, cause === undefined ? {} : { cause });
     if (size !== undefined && !(Number.isSafeInteger(size) && size > 0)) {
@@ -184,14 +254,16 @@ export class DiskImage implements StorageBacking {
       } catch {
         // A path that cannot be resolved stays as given; it only names the image.
       }
-      return new DiskImage(name, file, current, readOnly);
+      // A name that is not a resolved path says nothing of where the file is: async, the safe way.
+      const sync = name.startsWith("/") ? await _syncIo(io, name) : io === "sync";
+      return new DiskImage(name, file, current, readOnly, sync ? "sync" : "async");
     } catch (e) {
       file.close();
       throw e;
     }
   }
 
-  #serial<T>(op: () => Promise<T>, whenClosed?: () => T): Promise<T> {
+  #serial<T>(op: () => T | Promise<T>, whenClosed?: () => T): Promise<T> {
     const run = this.#tail.then(() => {
       if (this.#closed) {
         if (whenClosed) return whenClosed();
@@ -222,7 +294,8 @@ export class DiskImage implements StorageBacking {
       this.#file.seekSync(offset, Deno.SeekMode.Start);
       let done = 0;
       while (done < length) {
-        const n = await this.#file.read(buffer.subarray(done));
+        const view = buffer.subarray(done);
+        const n = this.io === "sync" ? this.#file.readSync(view) : await this.#file.read(view);
         if (n === null) {
           throw new Error(
             `Cannot read image ${this.name}: it ended at ${
@@ -245,7 +318,10 @@ export class DiskImage implements StorageBacking {
     return this.#serial(async () => {
       this.#file.seekSync(offset, Deno.SeekMode.Start);
       let done = 0;
-      while (done < data.length) done += await this.#file.write(data.subarray(done));
+      while (done < data.length) {
+        const view = data.subarray(done);
+        done += this.io === "sync" ? this.#file.writeSync(view) : await this.#file.write(view);
+      }
     });
   }
 

@@ -9,7 +9,7 @@
 import { Speed, type SpeedValue } from "../../protocol/constants.ts";
 import type { DeviceType, KeySpec } from "../device_type.ts";
 import { MAX_LUNS } from "../storage/bot.ts";
-import { DiskImage, parseSize } from "../storage/image.ts";
+import { DiskImage, type ImageIo, parseSize } from "../storage/image.ts";
 import {
   checkMassStorageOptions,
   defaultSerial,
@@ -38,11 +38,14 @@ export interface StorageTypeOptions {
   readonly speed: MassStorageSpeed;
   /** USB Attached SCSI as alternate setting 1 beside Bulk-Only. */
   readonly uas: boolean;
+  /** How the images are read and written. */
+  readonly io: ImageIo;
 }
 
 const NAME = "storage";
 const BLOCKS = ["512", "4096"] as const;
 const SPEEDS = ["high", "super", "full"] as const;
+const IO_MODES = ["auto", "sync", "async"] as const satisfies readonly ImageIo[];
 const SPEED_VALUES: Readonly<Record<MassStorageSpeed, SpeedValue>> = {
   full: Speed.FULL,
   high: Speed.HIGH,
@@ -102,6 +105,13 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
     default: "0",
     help:
       "1: also offer USB Attached SCSI (many commands in flight) as alternate setting 1; without streams, so a SuperSpeed host uses Bulk-Only",
+  },
+  io: {
+    kind: "choice",
+    choices: IO_MODES,
+    default: "auto",
+    help:
+      "sync: read and write the image on the event loop (fast for an image in memory, stalls every session on a slow disk); async: on a thread pool; auto: sync on tmpfs or ramfs",
   },
 };
 
@@ -166,6 +176,7 @@ export const STORAGE_TYPE: DeviceType<StorageTypeOptions> = emulatedType<Storage
     const blockSize = r.choice("block", BLOCKS) === "4096" ? 4096 : 512;
     const speed = r.choice("speed", SPEEDS);
     const uas = r.yesNo("uas");
+    const io = r.choice("io", IO_MODES);
     const sizeText = r.text("size");
     let size: number | undefined;
     if (sizeText !== undefined) {
@@ -202,6 +213,7 @@ export const STORAGE_TYPE: DeviceType<StorageTypeOptions> = emulatedType<Storage
     return {
       images: paths.map((p) => context.resolvePath(p)),
       readOnly,
+      io,
       ...definedOnly({ size, serial }),
       ...drive,
     };
@@ -214,11 +226,11 @@ export const STORAGE_TYPE: DeviceType<StorageTypeOptions> = emulatedType<Storage
     }, uas),
   speed: (options) => SPEED_VALUES[options.speed],
   async create(options) {
-    const { images: paths, readOnly, size, ...drive } = options;
+    const { images: paths, readOnly, size, io, ...drive } = options;
     const images: DiskImage[] = [];
     try {
       for (const path of paths) {
-        images.push(await DiskImage.open({ path, readOnly, ...definedOnly({ size }) }));
+        images.push(await DiskImage.open({ path, readOnly, io, ...definedOnly({ size }) }));
       }
       const device = new MassStorage({ ...drive, units: images });
       return { device, close: () => device.close() };

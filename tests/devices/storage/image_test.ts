@@ -3,7 +3,7 @@
 // the flush (fdatasync) that sync() and close() must really issue.
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { DiskImage } from "../../../mod.ts";
-import { parseSize } from "../../../lib/devices/storage/image.ts";
+import { filesystemOf, parseSize } from "../../../lib/devices/storage/image.ts";
 import { pattern, tempImage } from "./_host.ts";
 import { onPath } from "../../_on_path.ts";
 
@@ -119,6 +119,75 @@ Deno.test("DiskImage reads and writes at offsets and refuses to go past the end"
   } finally {
     await t.remove();
   }
+});
+
+Deno.test("DiskImage io: auto is sync on tmpfs and async on a disk; sync never uses the thread pool", async () => {
+  const shm = await Deno.stat("/dev/shm").then((i) => i.isDirectory, () => false);
+  const tmpfs = shm && filesystemOf(
+        await Deno.realPath("/dev/shm"),
+        await Deno.readTextFile("/proc/self/mountinfo"),
+      ) === "tmpfs";
+  const disk = filesystemOf(
+    await Deno.realPath(Deno.env.get("TMPDIR") ?? "/tmp"),
+    await Deno.readTextFile("/proc/self/mountinfo"),
+  );
+  const t = await tempImage(new Uint8Array(8192));
+  const dir = tmpfs ? await Deno.makeTempDir({ dir: "/dev/shm" }) : undefined;
+  const proto = Deno.FsFile.prototype;
+  const original = { read: proto.read, write: proto.write };
+  try {
+    const auto = await DiskImage.open({ path: t.path });
+    assertEquals(auto.io, disk === "tmpfs" || disk === "ramfs" ? "sync" : "async", disk);
+    await auto.close();
+    if (dir === undefined) {
+      console.log("%cskipping io=auto on tmpfs: /dev/shm is not a tmpfs here", "color: yellow");
+    } else {
+      const inMemory = await DiskImage.open({ path: `${dir}/a.img`, size: 8192 });
+      assertEquals(inMemory.io, "sync");
+      await inMemory.close();
+    }
+    assertEquals(
+      await DiskImage.open({ path: t.path, io: "async" }).then(async (i) => {
+        await i.close();
+        return i.io;
+      }),
+      "async",
+    );
+    // Forced sync: the asynchronous read and write of Deno.FsFile must not be called.
+    const image = await DiskImage.open({ path: t.path, io: "sync" });
+    assertEquals(image.io, "sync");
+    proto.read = () => Promise.reject(new Error("FsFile.read called"));
+    proto.write = () => Promise.reject(new Error("FsFile.write called"));
+    await image.write(1000, pattern(3000));
+    assertEquals(await image.read(1000, 3000), pattern(3000));
+    await image.close();
+    // The patch does catch the thread-pool path: an async image fails under it.
+    const pooled = await DiskImage.open({ path: t.path, io: "async" });
+    await assertRejects(() => pooled.write(0, pattern(512)), Error, "FsFile.write called");
+    Object.assign(proto, original);
+    await pooled.close();
+    assertEquals((await Deno.readFile(t.path)).subarray(1000, 4000), pattern(3000));
+  } finally {
+    Object.assign(proto, original);
+    await t.remove();
+    if (dir !== undefined) await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("filesystemOf() takes the longest mount point, the later of two, and unescapes", () => {
+  const mountinfo = [
+    "21 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw",
+    "25 21 0:22 / /tmp rw,nosuid - tmpfs tmpfs rw",
+    "26 21 0:23 / /mnt/my\\040disk rw - xfs /dev/sdb1 rw",
+    "27 25 0:24 / /tmp rw - ramfs none rw",
+    "garbage line",
+  ].join("\n");
+  assertEquals(filesystemOf("/tmp/x.img", mountinfo), "ramfs");
+  assertEquals(filesystemOf("/tmp", mountinfo), "ramfs");
+  assertEquals(filesystemOf("/tmpfile", mountinfo), "ext4");
+  assertEquals(filesystemOf("/mnt/my disk/x.img", mountinfo), "xfs");
+  assertEquals(filesystemOf("/srv/x.img", mountinfo), "ext4");
+  assertEquals(filesystemOf("/srv/x.img", "garbage"), undefined);
 });
 
 /**

@@ -25,9 +25,10 @@ const DEFAULTS = {
   revision: "1.00",
   speed: "high",
   uas: false,
+  io: "auto",
 } as const;
 
-Deno.test("storage parses images, flags, size, block, speed, uas and the SCSI strings", () => {
+Deno.test("storage parses images, flags, size, block, speed, uas, io and the SCSI strings", () => {
   assertEquals(parsed("storage", { image: "/srv/a.img" }).options, {
     images: ["/srv/a.img"],
     ...DEFAULTS,
@@ -43,6 +44,7 @@ Deno.test("storage parses images, flags, size, block, speed, uas and the SCSI st
         block: "4096",
         speed: "super",
         uas: "1",
+        io: "sync",
         vendor: "ACME",
         product: "Stick",
         revision: "2",
@@ -63,6 +65,7 @@ Deno.test("storage parses images, flags, size, block, speed, uas and the SCSI st
       serial: "XYZ123456789",
       speed: "super",
       uas: true,
+      io: "sync",
     },
   );
   // TOML booleans arrive as "true" and "false".
@@ -205,6 +208,11 @@ Deno.test("storage specs with bad values are refused, naming the key and what is
         `storage:image=${x},size=1M,speed=ludicrous`,
         "speed",
         'Invalid speed="ludicrous" for storage: expected high or super or full',
+      ],
+      [
+        `storage:image=${x},size=1M,io=mmap`,
+        "io",
+        'Invalid io="mmap" for storage: expected auto or sync or async',
       ],
       [
         `storage:image=${x},size=1M,vendor=TOOLONGVENDOR`,
