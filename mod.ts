@@ -181,6 +181,7 @@ export {
 export {
   DiskImage,
   type DiskImageOptions,
+  type ImageIo,
   type StorageBacking,
 } from "./lib/devices/storage/image.ts";
 export {
