@@ -1,6 +1,7 @@
 // `deno task bench`: every benchmark of usbipgw beside a baseline measured in the same run,
 // printed as one table. Arguments pick sections (urb, tls, scale, memory, startup, metrics,
-// capture; default all); BENCH_SECONDS sets the seconds per measured case. See BENCHMARKS.md.
+// capture, churn; default all); BENCH_SECONDS sets the seconds per measured case. See
+// BENCHMARKS.md.
 import { SECONDS } from "./_common.ts";
 import { urbSection } from "./_urb.ts";
 import { scaleSection, scaleSetup } from "./_scale.ts";
@@ -9,6 +10,7 @@ import { startupSection } from "./_startup.ts";
 import { tlsSection } from "./_tls.ts";
 import { captureSection } from "./_capture.ts";
 import { metricsSection } from "./_metrics.ts";
+import { churnSection } from "./_churn.ts";
 import { renderTable, type Row } from "./_table.ts";
 
 const SECTIONS: Record<string, (dir: string) => Promise<Row[]>> = {
@@ -19,6 +21,7 @@ const SECTIONS: Record<string, (dir: string) => Promise<Row[]>> = {
   startup: startupSection,
   metrics: metricsSection,
   capture: captureSection,
+  churn: churnSection,
 };
 
 const picked = Deno.args.length > 0 ? Deno.args : Object.keys(SECTIONS);

@@ -16,6 +16,7 @@ import {
   DEFAULT_KEEPALIVE,
   formatHostPort,
   type Listener,
+  NODE_SERVER_OPTIONS,
   tuneKeepaliveFd,
   wrapNodeSocket,
   wrapUnixSocket,
@@ -168,7 +169,7 @@ export class ActivatedListener implements Listener {
       // does: a vanished client frees its device in seconds, not hours.
       tuneKeepaliveFd(inherited.fd, DEFAULT_KEEPALIVE);
     }
-    const server = net.createServer({ pauseOnConnect: false });
+    const server = net.createServer(NODE_SERVER_OPTIONS);
     await new Promise<void>((resolve, reject) => {
       const failed = (e: Error) => reject(new TypeError(`Cannot adopt ${what}: ${e.message}`));
       server.once("error", failed);
