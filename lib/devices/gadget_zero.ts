@@ -10,6 +10,7 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import { Speed, type SpeedValue } from "../protocol/constants.ts";
 import { Notifier } from "../util/wait.ts";
 import {
@@ -287,19 +288,15 @@ function pattern1(length: number, maxPacket: number): Uint8Array {
   return b;
 }
 
-/** Whether `a` and `b` hold the same bytes; word-wise when both start 4-byte aligned. */
+/**
+ * Whether `a` and `b` hold the same bytes: node:buffer's `equals` is a native memcmp, about
+ * eight times faster on 64 KiB than a JavaScript loop of 32-bit words (1.6 against 13 µs here).
+ */
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let i = 0;
-  if (a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0) {
-    const words = a.length >>> 2;
-    const wa = new Uint32Array(a.buffer, a.byteOffset, words);
-    const wb = new Uint32Array(b.buffer, b.byteOffset, words);
-    for (let w = 0; w < words; w++) if (wa[w] !== wb[w]) return false;
-    i = words << 2;
-  }
-  for (; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  return a.length === b.length &&
+    Buffer.from(a.buffer, a.byteOffset, a.length).equals(
+      Buffer.from(b.buffer, b.byteOffset, b.length),
+    );
 }
 
 /**
