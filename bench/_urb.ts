@@ -1,10 +1,12 @@
 // URB round trips on one session: Gadget Zero through the gateway against a raw Deno socket
 // ping-pong of the same sizes (bench/_raw_echo_server.ts), one case after the other, driven
-// by one lean client loop in this process.
+// by one lean client loop in this process. Over unix sockets also against the same ping-pong
+// over node:net (bench/_raw_node_server.ts), the socket layer the gateway's unix listener uses.
 import {
   connectTo,
   type Endpoints,
   importGadgetZero,
+  median,
   rawRequest,
   readFull,
   type Request,
@@ -35,13 +37,21 @@ const CASES: Case[] = [
   { name: "64 KiB bulk OUT", dirIn: false, size: 65536, depth: 8 },
 ];
 
-/** Keeps `depth` requests in flight for SECONDS; returns round trips per second. */
-export async function drive(conn: Deno.Conn, request: Request, depth: number): Promise<number> {
+/**
+ * Keeps `depth` requests in flight for SECONDS after `warmupSeconds` uncounted; returns round
+ * trips per second.
+ */
+export async function drive(
+  conn: Deno.Conn,
+  request: Request,
+  depth: number,
+  warmupSeconds = WARMUP_SECONDS,
+): Promise<number> {
   const reply = new Uint8Array(request.replyLength);
   let seq = 1;
   // Each request is written before the next one reuses the buffer.
   for (let i = 0; i < depth; i++) await writeAll(conn, withSeqnum(request, seq++));
-  const warm = performance.now() + WARMUP_SECONDS * 1000;
+  const warm = performance.now() + warmupSeconds * 1000;
   while (performance.now() < warm) {
     await readFull(conn, reply);
     await writeAll(conn, withSeqnum(request, seq++));
@@ -59,23 +69,54 @@ export async function drive(conn: Deno.Conn, request: Request, depth: number): P
   return done / elapsed;
 }
 
-async function gatewayRate(ep: Endpoints, transport: "tcp" | "unix", c: Case): Promise<number> {
+/** Measured rounds per case and server (`BENCH_URB_ROUNDS`); each figure is their median. */
+const ROUNDS = Number(Deno.env.get("BENCH_URB_ROUNDS") ?? 3);
+/** Uncounted seconds before each round after a server's first on a case (the JIT is warm). */
+const REWARM_SECONDS = 0.3;
+
+async function gatewayRate(
+  ep: Endpoints,
+  transport: "tcp" | "unix",
+  c: Case,
+  warmup: number,
+): Promise<number> {
   const conn = await connectTo(ep, transport);
   try {
     const devid = await importGadgetZero(conn, "1-1");
-    return await drive(conn, urbRequest(devid, c.dirIn, c.size), c.depth);
+    return await drive(conn, urbRequest(devid, c.dirIn, c.size), c.depth, warmup);
   } finally {
     conn.close();
   }
 }
 
-async function rawRate(ep: Endpoints, transport: "tcp" | "unix", c: Case): Promise<number> {
+async function rawRate(
+  ep: Endpoints,
+  transport: "tcp" | "unix",
+  c: Case,
+  warmup: number,
+): Promise<number> {
   const conn = await connectTo(ep, transport);
   try {
-    return await drive(conn, rawRequest(c.dirIn, c.size), c.depth);
+    return await drive(conn, rawRequest(c.dirIn, c.size), c.depth, warmup);
   } finally {
     conn.close();
   }
+}
+
+/**
+ * The median rates of the gateway and each baseline on one case, over ROUNDS rounds in which
+ * they run one after the other: a change of the machine's load during the case then moves
+ * every server alike, where one run each left ratios 0.1-0.3 apart between runs.
+ */
+async function medianRates(
+  servers: ((warmup: number) => Promise<number>)[],
+): Promise<number[]> {
+  const rates: number[][] = servers.map(() => []);
+  for (let round = 0; round < ROUNDS; round++) {
+    const warmup = round === 0 ? WARMUP_SECONDS : REWARM_SECONDS;
+    for (const [k, rate] of servers.entries()) rates[k]!.push(await rate(warmup));
+  }
+  return rates.map(median);
 }
 
 /** Runs every case over TCP and the unix socket; two rows (URB/s, MB/s) per case. */
@@ -83,11 +124,15 @@ export async function urbSection(dir: string): Promise<Row[]> {
   const rows: Row[] = [];
   const gateway = await startGateway(dir, 1);
   const raw = await startBaseline("_raw_echo_server.ts", dir);
+  const rawNode = await startBaseline("_raw_node_server.ts", dir);
   try {
     for (const transport of ["tcp", "unix"] as const) {
       for (const c of CASES) {
-        const g = await gatewayRate(gateway, transport, c);
-        const r = await rawRate(raw, transport, c);
+        const [g = 0, r = 0, n = 0] = await medianRates([
+          (w) => gatewayRate(gateway, transport, c, w),
+          (w) => rawRate(raw, transport, c, w),
+          ...(transport === "unix" ? [(w: number) => rawRate(rawNode, transport, c, w)] : []),
+        ]);
         const label = `${c.name}, ${c.depth} in flight`;
         const small = c.size < 1024;
         rows.push({
@@ -110,11 +155,23 @@ export async function urbSection(dir: string): Promise<Row[]> {
           ratio: ratio(g, r),
           target: !small && c.depth > 1 ? verdict("> 1000 MB/s", mb(g) > 1000) : "",
         });
+        if (transport === "unix") {
+          rows.push({
+            section: "URB",
+            transport,
+            figure: `${label}: URB/s, baseline raw over node:net`,
+            usbipgw: num(g),
+            baseline: num(n),
+            ratio: ratio(g, n),
+            target: "",
+          });
+        }
       }
     }
   } finally {
     await gateway.stop();
     await raw.stop();
+    await rawNode.stop();
   }
   return rows;
 }
