@@ -22,6 +22,7 @@ import {
   rawRequest,
   readFull,
   ROOT,
+  serveArgs,
   type ServerProcess,
   settledRss,
   sleep,
@@ -574,13 +575,7 @@ export async function churnSection(dir: string): Promise<Row[]> {
   const gwEp = { tcpPort: freePort(), unixPath: `${dir}/gw-${crypto.randomUUID()}.sock` };
   const gw = await startInspected([
     `${ROOT}main.ts`,
-    "serve",
-    "--tcp",
-    `127.0.0.1:${gwEp.tcpPort}`,
-    "--unix",
-    gwEp.unixPath,
-    "--log-level",
-    "warning",
+    ...serveArgs(gwEp),
     "--max-connections-per-peer",
     "unlimited",
     ...churnArgs(),

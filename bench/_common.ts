@@ -187,6 +187,19 @@ async function startServer(
   return server;
 }
 
+/** `serve` on `ep`'s TCP port (127.0.0.1) and unix path, logging warnings and worse. */
+export function serveArgs(ep: Endpoints): string[] {
+  return [
+    "serve",
+    "--tcp",
+    `127.0.0.1:${ep.tcpPort}`,
+    "--unix",
+    ep.unixPath,
+    "--log-level",
+    "warning",
+  ];
+}
+
 /**
  * Starts `main.ts serve` with `devices` Gadget Zeros (bus ids from {@linkcode busidOf}) on a
  * free TCP port and a unix socket in `dir`, with the connection limits lifted and TCP peers
@@ -202,13 +215,7 @@ export async function startGateway(
   const ep = { tcpPort: freePort(), unixPath: `${dir}/gw-${crypto.randomUUID()}.sock` };
   const args = [
     `${root}main.ts`,
-    "serve",
-    "--tcp",
-    `127.0.0.1:${ep.tcpPort}`,
-    "--unix",
-    ep.unixPath,
-    "--log-level",
-    "warning",
+    ...serveArgs(ep),
     "--rule",
     "allow:transport=tcp",
     "--max-connections",

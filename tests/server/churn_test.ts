@@ -3,7 +3,7 @@
 // churn is bench/_churn.ts's (`deno task bench churn` reads the RSS under the same churn).
 import { assertEquals } from "@std/assert";
 import { spawnMain, tempDir } from "../e2e/_gateway.ts";
-import { connectTo, freePort, waitForSocket } from "../../bench/_common.ts";
+import { connectTo, freePort, serveArgs, waitForSocket } from "../../bench/_common.ts";
 import {
   churnArgs,
   CYCLE_WORKERS,
@@ -23,13 +23,7 @@ Deno.test("10,000 import/release cycles and 1,000 hang-ups leave the gateway's f
   const dir = await tempDir();
   const ep = { tcpPort: freePort(), unixPath: `${dir.path}/gw.sock` };
   const gw = spawnMain([
-    "serve",
-    "--tcp",
-    `127.0.0.1:${ep.tcpPort}`,
-    "--unix",
-    ep.unixPath,
-    "--log-level",
-    "warning",
+    ...serveArgs(ep),
     // The churn's bursts of connections are not what is tested here.
     "--max-connections-per-peer",
     "unlimited",
