@@ -21,6 +21,7 @@ import {
 } from "./rig.ts";
 import { checkStorage, checkStorageUas, printStorageBaseline } from "./storage_checks.ts";
 import { checkStorageLatency } from "./storage_latency.ts";
+import { testusbBaseline } from "./testusb_baseline.ts";
 import { opensslProblem } from "../transport/_certs.ts";
 
 const missing = rigMissingReason();
@@ -49,6 +50,7 @@ if (missing === null && tlsMissing !== undefined) {
  */
 const BENCHMARKS: Partial<Record<ScenarioName, string>> = {
   storage_latency: "run deno run -A tests/interop/run.ts storage_latency",
+  testusb_baseline: "run deno run -A tests/interop/run.ts testusb_baseline",
 };
 const runBenchmarks = Deno.env.get("USBIPGW_RIG_BENCH") === "1";
 if (!runBenchmarks) {
@@ -337,6 +339,9 @@ const checks: Partial<Record<ScenarioName, Check>> = {
   storage_uas: checkStorageUas,
   storage_baseline: printStorageBaseline,
   storage_latency: checkStorageLatency,
+  testusb_baseline(_run, r) {
+    console.log(testusbBaseline(r).table);
+  },
   passthrough_kernel: _passthrough,
   passthrough: _passthrough,
   serial: _serial,

@@ -27,6 +27,7 @@ export const SCENARIOS = [
   "testusb_super",
   "storage_uas",
   "storage_latency",
+  "testusb_baseline",
 ] as const;
 
 /** A scenario name. */
@@ -51,6 +52,7 @@ export const GATEWAY_SCENARIOS: readonly ScenarioName[] = [
   "testusb_super",
   "storage_uas",
   "storage_latency",
+  "testusb_baseline",
 ];
 
 /**
@@ -1034,6 +1036,8 @@ export const DEFAULT_TIMEOUTS: Record<ScenarioName, number> = {
   testusb_super: 900,
   // A benchmark: about 12 min under TCG on an idle host (tens of seconds per row at 50 ms).
   storage_latency: 1500,
+  // A benchmark: three rounds of testusb on both Gadget Zeros, about 4 min under TCG.
+  testusb_baseline: 900,
 };
 
 /**

@@ -11,6 +11,7 @@ import {
   SCENARIOS,
 } from "./rig.ts";
 import { storageLatencyTable } from "./storage_latency.ts";
+import { testusbBaseline } from "./testusb_baseline.ts";
 
 function usage(): never {
   console.error(
@@ -56,6 +57,7 @@ for (const name of names) {
   });
   console.log(JSON.stringify({ wall_s: run.wallSeconds, ...run.result }, null, 2));
   if (name === "storage_latency" && run.result) console.log(storageLatencyTable(run.result));
+  if (name === "testusb_baseline" && run.result) console.log(testusbBaseline(run.result).table);
   try {
     assertScenarioPassed(run);
     console.error(`PASS ${name} (${run.wallSeconds} s)`);
