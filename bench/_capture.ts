@@ -10,6 +10,7 @@ import {
   connectTo,
   cpuSeconds,
   importGadgetZero,
+  median,
   ROOT,
   SECONDS,
   type ServerProcess,
@@ -48,12 +49,6 @@ async function rate(server: ServerProcess, transport: "tcp" | "unix"): Promise<R
   } finally {
     conn.close();
   }
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 /** The tree of `rev` in `dir`/base, or why it cannot be had (no git, no such commit). */

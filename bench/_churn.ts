@@ -19,6 +19,8 @@ import {
   type Endpoints,
   freePort,
   HEADER,
+  type InspectorSession,
+  openInspector,
   rawRequest,
   readFull,
   ROOT,
@@ -455,9 +457,9 @@ async function startInspected(args: string[], ep: Endpoints): Promise<InspectedS
       if (!EXPECTED_STDERR.some((p) => p.test(line))) console.error(line);
     }
   })();
-  let ws: WebSocket | undefined;
+  let inspector: InspectorSession | undefined;
   const stop = async () => {
-    ws?.close();
+    inspector?.close();
     try {
       child.kill("SIGTERM");
     } catch {
@@ -469,32 +471,14 @@ async function startInspected(args: string[], ep: Endpoints): Promise<InspectedS
   try {
     await waitForSocket(() => connectTo(ep, "tcp"));
     await waitForSocket(() => connectTo(ep, "unix"));
-    const targets = await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json();
-    const socket = new WebSocket(targets[0].webSocketDebuggerUrl);
-    ws = socket;
-    await new Promise((resolve, reject) => {
-      socket.onopen = resolve;
-      socket.onerror = () => reject(new Error("Cannot connect to the server's inspector"));
-    });
-    const calls = new Map<number, (result: Record<string, unknown>) => void>();
-    socket.onmessage = (e) => {
-      const m = JSON.parse(e.data);
-      calls.get(m.id)?.(m.result ?? {});
-      calls.delete(m.id);
-    };
-    let id = 0;
-    const call = (method: string) =>
-      new Promise<Record<string, unknown>>((resolve) => {
-        calls.set(++id, resolve);
-        socket.send(JSON.stringify({ id, method }));
-      });
+    const session = inspector = await openInspector(inspectPort);
     return {
       ...ep,
       pid: child.pid,
       stop,
       async collect() {
-        await call("HeapProfiler.collectGarbage");
-        return (await call("Runtime.getHeapUsage")).usedSize as number;
+        await session.call("HeapProfiler.collectGarbage");
+        return (await session.call("Runtime.getHeapUsage")).usedSize as number;
       },
     };
   } catch (e) {

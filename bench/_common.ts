@@ -362,3 +362,36 @@ export class Histogram {
     return 0;
   }
 }
+
+/** A Chrome DevTools Protocol session with a V8 inspector (`deno run --inspect=...`). */
+export interface InspectorSession {
+  /** Calls `method` and resolves with its result. */
+  call(method: string, params?: unknown): Promise<Record<string, unknown>>;
+  close(): void;
+}
+
+/** Opens a session with the first target of the inspector listening on 127.0.0.1:`port`. */
+export async function openInspector(port: number): Promise<InspectorSession> {
+  const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+  if (targets.length === 0) throw new Error("The inspector has no target yet");
+  const socket = new WebSocket(targets[0].webSocketDebuggerUrl);
+  await new Promise((resolve, reject) => {
+    socket.onopen = resolve;
+    socket.onerror = () => reject(new Error("Cannot connect to the inspector"));
+  });
+  const calls = new Map<number, (result: Record<string, unknown>) => void>();
+  socket.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    calls.get(m.id)?.(m.result ?? {});
+    calls.delete(m.id);
+  };
+  let id = 0;
+  return {
+    call: (method, params = {}) =>
+      new Promise((resolve) => {
+        calls.set(++id, resolve);
+        socket.send(JSON.stringify({ id, method, params }));
+      }),
+    close: () => socket.close(),
+  };
+}

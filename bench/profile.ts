@@ -3,7 +3,14 @@
 // drives the case, and prints the functions with the most samples of their own.
 // Usage: deno run -A bench/profile.ts [in|out] [SIZE] [DEPTH] [tcp|unix]
 // (default: in 64 1 tcp; BENCH_SECONDS sets the seconds sampled).
-import { connectTo, freePort, importGadgetZero, SECONDS, urbRequest } from "./_common.ts";
+import {
+  connectTo,
+  freePort,
+  importGadgetZero,
+  openInspector,
+  SECONDS,
+  urbRequest,
+} from "./_common.ts";
 import { drive } from "./_urb.ts";
 
 const [dir = "in", sizeText = "64", depthText = "1", transport = "tcp"] = Deno.args;
@@ -53,24 +60,8 @@ interface ProfileNode {
 }
 
 try {
-  const targets = await retry(async () => {
-    const list = await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json();
-    if (list.length === 0) throw new Error("no inspector target yet");
-    return list;
-  });
-  const ws = new WebSocket(targets[0].webSocketDebuggerUrl);
-  await new Promise((resolve) => ws.onopen = resolve);
-  let id = 0;
-  const pending = new Map<number, (r: unknown) => void>();
-  ws.onmessage = (m) => {
-    const msg = JSON.parse(m.data);
-    pending.get(msg.id)?.(msg.result);
-  };
-  const call = (method: string, params: unknown = {}) =>
-    new Promise<Record<string, unknown>>((resolve) => {
-      pending.set(++id, resolve as (r: unknown) => void);
-      ws.send(JSON.stringify({ id, method, params }));
-    });
+  const inspector = await retry(() => openInspector(inspectPort));
+  const call = inspector.call;
   const ep = { tcpPort, unixPath };
   const conn = await retry(() => connectTo(ep, transport as "tcp" | "unix"));
   const devid = await importGadgetZero(conn, "1-1");
@@ -84,7 +75,7 @@ try {
   );
   const { profile } = await call("Profiler.stop") as { profile: { nodes: ProfileNode[] } };
   conn.close();
-  ws.close();
+  inspector.close();
   const self = new Map<string, number>();
   let total = 0;
   for (const n of profile.nodes) {

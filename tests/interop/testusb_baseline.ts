@@ -2,17 +2,11 @@
 // usbipgw's Gadget Zero against the kernel's, exported by usbip-host, through vhci in one VM,
 // the same testusb tests in alternating rounds.
 import type { ScenarioResult } from "./rig.ts";
+import { median } from "../../bench/_common.ts";
 
 interface TestRecord {
   status?: string;
   seconds?: number | null;
-}
-
-/** The median of `values` (the middle one, or the mean of the middle two). */
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 /** Per round and side, each test's seconds; a test that did not pass is an error. */
