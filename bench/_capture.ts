@@ -9,12 +9,13 @@
 import {
   connectTo,
   cpuSeconds,
+  extractTree,
   importGadgetZero,
   median,
-  ROOT,
   SECONDS,
   type ServerProcess,
   startGateway,
+  startGatewayAt,
   urbRequest,
 } from "./_common.ts";
 import { drive } from "./_urb.ts";
@@ -49,33 +50,6 @@ async function rate(server: ServerProcess, transport: "tcp" | "unix"): Promise<R
   } finally {
     conn.close();
   }
-}
-
-/** The tree of `rev` in `dir`/base, or why it cannot be had (no git, no such commit). */
-async function extractBase(dir: string): Promise<string | { missing: string }> {
-  const tree = `${dir}/base-${crypto.randomUUID()}`;
-  await Deno.mkdir(tree);
-  try {
-    const git = new Deno.Command("git", {
-      args: ["-C", ROOT, "archive", "--format=tar", BASE_REV],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const tar = new Deno.Command("tar", { args: ["-x", "-C", tree], stdin: "piped" }).spawn();
-    await git.stdout.pipeTo(tar.stdin);
-    const [g, t] = await Promise.all([git.output(), tar.status]);
-    if (!g.success || !t.success) {
-      return { missing: `git archive ${BASE_REV}: ${new TextDecoder().decode(g.stderr).trim()}` };
-    }
-    return tree;
-  } catch (e) {
-    return { missing: `git archive ${BASE_REV}: ${(e as Error).message}` };
-  }
-}
-
-/** `main.ts serve` of the tree in `root`, as startGateway runs this one's. */
-function startGatewayAt(root: string, dir: string): Promise<ServerProcess> {
-  return startGateway(dir, 1, undefined, [], `${root}/`);
 }
 
 /** Medians of `a` and `b`'s runs over ROUNDS alternate runs. */
@@ -121,7 +95,7 @@ export async function captureSection(dir: string): Promise<Row[]> {
   const shm = await Deno.stat("/dev/shm").then((s) => s.isDirectory, () => false);
   const shmFile = `/dev/shm/usbipgw-bench-${crypto.randomUUID()}.pcapng`;
   const inMemory = shm ? await capturing(shmFile) : undefined;
-  const tree = await extractBase(dir);
+  const tree = await extractTree(BASE_REV, dir);
   const base = typeof tree === "string" ? await startGatewayAt(tree, dir) : undefined;
   try {
     for (const transport of ["tcp", "unix"] as const) {

@@ -228,6 +228,40 @@ export async function startGateway(
   return await startServer(args, cpu, ep);
 }
 
+/** `main.ts serve` of the source tree at `root` (with a trailing slash), as {@linkcode startGateway}. */
+export function startGatewayAt(
+  root: string,
+  dir: string,
+  extraArgs: readonly string[] = [],
+): Promise<ServerProcess> {
+  return startGateway(dir, 1, undefined, extraArgs, root);
+}
+
+/**
+ * The source tree of commit `rev` extracted into a new folder in `dir` (`git archive`), with a
+ * trailing slash, or why it cannot be had (no git, no such commit).
+ */
+export async function extractTree(rev: string, dir: string): Promise<string | { missing: string }> {
+  const tree = `${dir}/tree-${crypto.randomUUID()}/`;
+  await Deno.mkdir(tree);
+  try {
+    const git = new Deno.Command("git", {
+      args: ["-C", ROOT, "archive", "--format=tar", rev],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const tar = new Deno.Command("tar", { args: ["-x", "-C", tree], stdin: "piped" }).spawn();
+    await git.stdout.pipeTo(tar.stdin);
+    const [g, t] = await Promise.all([git.output(), tar.status]);
+    if (!g.success || !t.success) {
+      return { missing: `git archive ${rev}: ${new TextDecoder().decode(g.stderr).trim()}` };
+    }
+    return tree;
+  } catch (e) {
+    return { missing: `git archive ${rev}: ${(e as Error).message}` };
+  }
+}
+
 /** Starts a baseline server script from bench/ with a TCP port and a unix path, as the gateway. */
 export async function startBaseline(
   script: string,

@@ -1,8 +1,9 @@
 // Where the gateway's time goes on one URB case: starts `main.ts serve` with V8's inspector,
 // samples its CPU through the Chrome DevTools Protocol (Profiler domain) while this process
 // drives the case, and prints the functions with the most samples of their own.
-// Usage: deno run -A bench/profile.ts [in|out] [SIZE] [DEPTH] [tcp|unix]
-// (default: in 64 1 tcp; BENCH_SECONDS sets the seconds sampled).
+// Usage: deno run -A bench/profile.ts [in|out] [SIZE] [DEPTH] [tcp|unix] [-- SERVE-ARGS...]
+// (default: in 64 1 tcp; BENCH_SECONDS sets the seconds sampled; arguments after `--` are added
+// to the gateway's, e.g. `-- --capture /tmp/p.pcapng`).
 import {
   connectTo,
   freePort,
@@ -13,7 +14,11 @@ import {
 } from "./_common.ts";
 import { drive } from "./_urb.ts";
 
-const [dir = "in", sizeText = "64", depthText = "1", transport = "tcp"] = Deno.args;
+const dashes = Deno.args.indexOf("--");
+const serveExtra = dashes < 0 ? [] : Deno.args.slice(dashes + 1);
+const [dir = "in", sizeText = "64", depthText = "1", transport = "tcp"] = dashes < 0
+  ? Deno.args
+  : Deno.args.slice(0, dashes);
 const inspectPort = freePort();
 const tmp = await Deno.makeTempDir({ prefix: "usbipgw-profile-" });
 const tcpPort = freePort();
@@ -35,6 +40,7 @@ const gateway = new Deno.Command(Deno.execPath(), {
     "allow:transport=tcp",
     "--device",
     "gadget-zero:busid=1-1",
+    ...serveExtra,
   ],
   stdout: "null",
   stderr: "null",

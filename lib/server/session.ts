@@ -715,7 +715,6 @@ export class Session {
     if (transfer.dirIn) this.stats.bytesIn += c.actualLength;
     else this.stats.bytesOut += c.actualLength;
     if (c.status !== UrbStatus.OK && c.status !== UrbStatus.ECONNRESET) this.stats.errors++;
-    if (this.#observers?.active) this.#observers.report("completed", this.#observed!, cmd, c);
     const ret = retSubmitOf(cmd.seqnum, c);
     if (c.data.length >= SPLIT_REPLY_BYTES && c.isoPackets.length === 0) {
       // The header alone, then the device's buffer as it is: two writes, no copy of the data.
@@ -724,6 +723,7 @@ export class Session {
     } else {
       this.#send(encodeRetSubmit(ret));
     }
+    if (this.#observers?.active) this.#observers.reportCompleted(this.#observed!, cmd, c);
   }
 
   #unlink(cmd: CmdUnlink): void {

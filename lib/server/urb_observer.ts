@@ -113,6 +113,8 @@ export function urbTransferType(i: ObservedImport, cmd: CmdSubmit): TransferType
 export class UrbObservers {
   #list: UrbObserver[] = [];
   #failed = new WeakSet<UrbObserver>();
+  /** Completions reported with {@linkcode UrbObservers.reportCompleted}, not yet delivered. */
+  #completions: { i: ObservedImport; cmd: CmdSubmit; c: UrbCompletion }[] = [];
 
   /** Whether any observer is attached. */
   get active(): boolean {
@@ -121,14 +123,44 @@ export class UrbObservers {
 
   /** Adds `observer`; the function returned removes it. */
   add(observer: UrbObserver): () => void {
+    this.#deliver();
     this.#list = [...this.#list, observer];
     return () => {
+      this.#deliver();
       this.#list = this.#list.filter((o) => o !== observer);
     };
   }
 
-  /** Reports to every observer that has `method`. */
+  /**
+   * Reports an URB's completion once the code running now has returned, before anything else
+   * happens (a microtask): a session calls it after handing the RET_SUBMIT to its writer, so
+   * that the reply reaches the socket before an observer copies its data (a capture), and the
+   * client's next request overlaps that work. Any other report first delivers those waiting,
+   * so observers see every session's events in the order they happened.
+   */
+  reportCompleted(i: ObservedImport, cmd: CmdSubmit, c: UrbCompletion): void {
+    this.#completions.push({ i, cmd, c });
+    if (this.#completions.length === 1) queueMicrotask(this.#deliver);
+  }
+
+  /** Delivers the completions waiting; no-op when there are none. */
+  #deliver = (): void => {
+    const waiting = this.#completions;
+    if (waiting.length === 0) return;
+    this.#completions = [];
+    for (const { i, cmd, c } of waiting) this.#report("completed", i, cmd, c);
+  };
+
+  /** Reports to every observer that has `method` (after the completions waiting). */
   report<M extends keyof UrbObserver>(
+    method: M,
+    ...args: Parameters<NonNullable<UrbObserver[M]>>
+  ): void {
+    this.#deliver();
+    this.#report(method, ...args);
+  }
+
+  #report<M extends keyof UrbObserver>(
     method: M,
     ...args: Parameters<NonNullable<UrbObserver[M]>>
   ): void {

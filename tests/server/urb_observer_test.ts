@@ -3,7 +3,13 @@
 // unlink, and the URBs a hang-up left unanswered; an observer that throws harms nothing.
 import { assert, assertEquals } from "@std/assert";
 import { UsbipServer } from "../../mod.ts";
-import { type ObservedImport, urbTransferType } from "../../lib/server/urb_observer.ts";
+import {
+  type ObservedImport,
+  UrbObservers,
+  urbTransferType,
+} from "../../lib/server/urb_observer.ts";
+import type { CmdSubmit } from "../../lib/protocol/urb_messages.ts";
+import type { UrbCompletion } from "../../lib/server/ret_submit.ts";
 import { ProbeDevice } from "./_probe_device.ts";
 import { eventually, importOver, setConfiguration } from "./_session_helpers.ts";
 import { captureLogs } from "./_logs.ts";
@@ -91,4 +97,37 @@ Deno.test("an observer that throws is logged once; the session and the other obs
   } finally {
     logs.stop();
   }
+});
+
+Deno.test("a completion is delivered after the code that reported it, and before any later report", async () => {
+  const observers = new UrbObservers();
+  const seen: string[] = [];
+  observers.add({
+    completed: (_i, cmd) => seen.push(`C ${cmd.seqnum}`),
+    released: () => seen.push("released"),
+    unlinked: (_i, seqnum) => seen.push(`U ${seqnum}`),
+  });
+  const i = {} as ObservedImport;
+  const cmd = (seqnum: number) => ({ seqnum }) as CmdSubmit;
+  const c = {} as UrbCompletion;
+  observers.reportCompleted(i, cmd(1), c);
+  observers.reportCompleted(i, cmd(2), c);
+  seen.push("reply written");
+  await Promise.resolve();
+  assertEquals(seen, ["reply written", "C 1", "C 2"]);
+  // Another report delivers those waiting first, so its order stays the sessions' order.
+  observers.reportCompleted(i, cmd(3), c);
+  observers.report("unlinked", i, 4, 3, 0);
+  observers.reportCompleted(i, cmd(5), c);
+  observers.report("released", i, []);
+  await Promise.resolve();
+  assertEquals(seen.slice(3), ["C 3", "U 4", "C 5", "released"]);
+  // An observer added or removed sees no completion reported before it came, or after it left.
+  const late: number[] = [];
+  observers.reportCompleted(i, cmd(6), c);
+  const remove = observers.add({ completed: (_i, cmd) => late.push(cmd.seqnum) });
+  observers.reportCompleted(i, cmd(7), c);
+  remove();
+  await Promise.resolve();
+  assertEquals([late, seen.slice(7)], [[7], ["C 6", "C 7"]]);
 });
