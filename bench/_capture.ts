@@ -4,14 +4,16 @@
 // with `git archive` into the bench folder), and with `--capture` to a file against capture off:
 // in the bench folder (under /tmp, on disk here) and, where there is one, in /dev/shm (memory),
 // which tells the gateway's own cost from the disk's. The gateways run alternately, ROUNDS
-// times each, and each figure is the median of its rounds, so that a change of the host's load
-// moves both sides alike.
+// times each (which goes first changes every round); each figure is the median of its rounds,
+// and each ratio the median of the rounds' ratios, so that a drift of the host's load moves
+// both sides of a ratio alike.
 import {
   connectTo,
   cpuSeconds,
   extractTree,
   importGadgetZero,
   median,
+  pairedRatio,
   SECONDS,
   type ServerProcess,
   startGateway,
@@ -24,7 +26,7 @@ import { num, ratio, type Row, verdict } from "./_table.ts";
 /** The commit before the observers of the traffic (1f1e278): the gateway without that path. */
 const BASE_REV = Deno.env.get("BENCH_CAPTURE_BASE") ?? "1f1e278^";
 /** Alternate runs of each gateway per figure. */
-const ROUNDS = Number(Deno.env.get("BENCH_CAPTURE_ROUNDS") ?? 3);
+const ROUNDS = Number(Deno.env.get("BENCH_CAPTURE_ROUNDS") ?? 5);
 const SIZE = 65536;
 
 /** One run: MB/s, and the server's CPU time (user + system, all its threads) per URB in µs. */
@@ -52,23 +54,40 @@ async function rate(server: ServerProcess, transport: "tcp" | "unix"): Promise<R
   }
 }
 
-/** Medians of `a` and `b`'s runs over ROUNDS alternate runs. */
+/** What ROUNDS alternate runs of `a` and `b` measured: medians, and paired ratios of a to b. */
+interface Compared {
+  a: Run;
+  b: Run;
+  /** Median of the per-round ratios of a's MB/s to b's. */
+  rateRatio: number;
+}
+
+/** ROUNDS alternate runs of `a` and `b` (which goes first changes every round). */
 async function alternate(
   a: ServerProcess,
   b: ServerProcess,
   transport: "tcp" | "unix",
-): Promise<[Run, Run]> {
+): Promise<Compared> {
   const as: Run[] = [];
   const bs: Run[] = [];
   for (let i = 0; i < ROUNDS; i++) {
-    as.push(await rate(a, transport));
-    bs.push(await rate(b, transport));
+    if (i % 2 === 0) {
+      as.push(await rate(a, transport));
+      bs.push(await rate(b, transport));
+    } else {
+      bs.push(await rate(b, transport));
+      as.push(await rate(a, transport));
+    }
   }
   const med = (runs: Run[]) => ({
     mbps: median(runs.map((r) => r.mbps)),
     cpuUs: median(runs.map((r) => r.cpuUs)),
   });
-  return [med(as), med(bs)];
+  return {
+    a: med(as),
+    b: med(bs),
+    rateRatio: pairedRatio(as.map((r) => r.mbps), bs.map((r) => r.mbps)),
+  };
 }
 
 /** The row of the server's CPU time per URB of two runs. */
@@ -100,15 +119,15 @@ export async function captureSection(dir: string): Promise<Row[]> {
   try {
     for (const transport of ["tcp", "unix"] as const) {
       if (base !== undefined) {
-        const [o, b] = await alternate(off, base, transport);
+        const { a: o, b, rateRatio } = await alternate(off, base, transport);
         rows.push({
           section: "capture",
           transport,
           figure: `capture off vs ${BASE_REV} (no observer path), ${figure}`,
           usbipgw: num(o.mbps),
           baseline: num(b.mbps),
-          ratio: ratio(o.mbps, b.mbps),
-          target: verdict(">= 0.95: nothing measurable", o.mbps / b.mbps >= 0.95),
+          ratio: rateRatio.toFixed(2),
+          target: verdict(">= 0.95: nothing measurable", rateRatio >= 0.95),
         }, cpuRow(transport, `capture off vs ${BASE_REV}`, o, b));
       } else {
         rows.push({
@@ -129,15 +148,15 @@ export async function captureSection(dir: string): Promise<Row[]> {
       ];
       for (const [where, gateway] of targets) {
         if (gateway === undefined) continue;
-        const [c, o] = await alternate(gateway, off, transport);
+        const { a: c, b: o, rateRatio } = await alternate(gateway, off, transport);
         rows.push({
           section: "capture",
           transport,
           figure: `capture on (${where}) vs off, ${figure}`,
           usbipgw: num(c.mbps),
           baseline: num(o.mbps),
-          ratio: ratio(c.mbps, o.mbps),
-          target: verdict(">= 0.80 of off", c.mbps / o.mbps >= 0.8),
+          ratio: rateRatio.toFixed(2),
+          target: verdict(">= 0.80 of off", rateRatio >= 0.8),
         }, cpuRow(transport, `capture on (${where}) vs off`, c, o));
       }
     }

@@ -83,6 +83,15 @@ export function median(values: number[]): number {
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+/**
+ * The median of the ratios `a[i] / b[i]` of runs made in pairs, one right after the other: on
+ * this machine the load drifts over seconds, and a pair's two runs share it, so this figure
+ * is steadier than the ratio of the two medians.
+ */
+export function pairedRatio(a: readonly number[], b: readonly number[]): number {
+  return median(a.map((x, i) => x / b[i]!));
+}
+
 /** The median of `count` RSS samples taken `everyMs` apart, in KiB. */
 export async function settledRss(pid: number, count = 5, everyMs = 100): Promise<number> {
   const samples: number[] = [];

@@ -64,7 +64,11 @@ try {
     const got: number[] = [];
     for (const side of order) {
       const [rate, cpu] = await turn(side === 0 ? before : after, warmup);
-      if (Deno.env.get("BENCH_AB_VERBOSE")) console.log(`round ${i} ${side === 0 ? rev : "tree"} ${rate.toFixed(0)} URB/s ${cpu.toFixed(1)} µs`);
+      if (Deno.env.get("BENCH_AB_VERBOSE")) {
+        console.log(
+          `round ${i} ${side === 0 ? rev : "tree"} ${rate.toFixed(0)} URB/s ${cpu.toFixed(1)} µs`,
+        );
+      }
       got[side] = rate;
       rates[side].push(rate);
       cpus[side].push(cpu);

@@ -115,6 +115,9 @@ export class UrbObservers {
   #failed = new WeakSet<UrbObserver>();
   /** Completions reported with {@linkcode UrbObservers.reportCompleted}, not yet delivered. */
   #completions: { i: ObservedImport; cmd: CmdSubmit; c: UrbCompletion }[] = [];
+  #spare: { i: ObservedImport; cmd: CmdSubmit; c: UrbCompletion }[] = [];
+  /** A microtask that delivers the completions is queued. */
+  #scheduled = false;
 
   /** Whether any observer is attached. */
   get active(): boolean {
@@ -140,16 +143,26 @@ export class UrbObservers {
    */
   reportCompleted(i: ObservedImport, cmd: CmdSubmit, c: UrbCompletion): void {
     this.#completions.push({ i, cmd, c });
-    if (this.#completions.length === 1) queueMicrotask(this.#deliver);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    queueMicrotask(this.#scheduledDelivery);
   }
 
+  #scheduledDelivery = (): void => {
+    this.#scheduled = false;
+    this.#deliver();
+  };
+
   /** Delivers the completions waiting; no-op when there are none. */
-  #deliver = (): void => {
+  #deliver(): void {
     const waiting = this.#completions;
     if (waiting.length === 0) return;
-    this.#completions = [];
+    // Two arrays in turn: an observer that reports again queues into the other one.
+    this.#completions = this.#spare;
     for (const { i, cmd, c } of waiting) this.#report("completed", i, cmd, c);
-  };
+    waiting.length = 0;
+    this.#spare = waiting;
+  }
 
   /** Reports to every observer that has `method` (after the completions waiting). */
   report<M extends keyof UrbObserver>(
