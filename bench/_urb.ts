@@ -7,6 +7,7 @@ import {
   type Endpoints,
   importGadgetZero,
   median,
+  pairedRatio,
   rawRequest,
   readFull,
   type Request,
@@ -18,7 +19,7 @@ import {
   withSeqnum,
   writeAll,
 } from "./_common.ts";
-import { num, ratio, type Row, verdict } from "./_table.ts";
+import { num, type Row, verdict } from "./_table.ts";
 
 /** One case: direction, payload size and how many URBs the client keeps in flight. */
 interface Case {
@@ -69,8 +70,11 @@ export async function drive(
   return done / elapsed;
 }
 
-/** Measured rounds per case and server (`BENCH_URB_ROUNDS`); each figure is their median. */
-const ROUNDS = Number(Deno.env.get("BENCH_URB_ROUNDS") ?? 3);
+/**
+ * Measured rounds per case and server (`BENCH_URB_ROUNDS`); each rate is their median, each
+ * ratio the median of the rounds' ratios.
+ */
+const ROUNDS = Number(Deno.env.get("BENCH_URB_ROUNDS") ?? 5);
 /** Uncounted seconds before each round after a server's first on a case (the JIT is warm). */
 const REWARM_SECONDS = 0.3;
 
@@ -104,19 +108,22 @@ async function rawRate(
 }
 
 /**
- * The median rates of the gateway and each baseline on one case, over ROUNDS rounds in which
- * they run one after the other: a change of the machine's load during the case then moves
- * every server alike, where one run each left ratios 0.1-0.3 apart between runs.
+ * The rates of the gateway and each baseline on one case, ROUNDS each, in rounds in which they
+ * run one after the other (in reverse order every other round): a change of the machine's load
+ * then moves every server of a round alike, where one run each left ratios 0.1-0.3 apart
+ * between runs. Compare them with {@linkcode pairedRatio}.
  */
-async function medianRates(
+async function roundRates(
   servers: ((warmup: number) => Promise<number>)[],
-): Promise<number[]> {
+): Promise<number[][]> {
   const rates: number[][] = servers.map(() => []);
   for (let round = 0; round < ROUNDS; round++) {
     const warmup = round === 0 ? WARMUP_SECONDS : REWARM_SECONDS;
-    for (const [k, rate] of servers.entries()) rates[k]!.push(await rate(warmup));
+    const order = [...servers.keys()];
+    if (round % 2 === 1) order.reverse();
+    for (const k of order) rates[k]!.push(await servers[k]!(warmup));
   }
-  return rates.map(median);
+  return rates;
 }
 
 /** Runs every case over TCP and the unix socket; two rows (URB/s, MB/s) per case. */
@@ -128,11 +135,13 @@ export async function urbSection(dir: string): Promise<Row[]> {
   try {
     for (const transport of ["tcp", "unix"] as const) {
       for (const c of CASES) {
-        const [g = 0, r = 0, n = 0] = await medianRates([
+        const [gs = [], rs = [], ns = []] = await roundRates([
           (w) => gatewayRate(gateway, transport, c, w),
           (w) => rawRate(raw, transport, c, w),
           ...(transport === "unix" ? [(w: number) => rawRate(rawNode, transport, c, w)] : []),
         ]);
+        const [g, r, n] = [median(gs), median(rs), median(ns)];
+        const toRaw = pairedRatio(gs, rs);
         const label = `${c.name}, ${c.depth} in flight`;
         const small = c.size < 1024;
         rows.push({
@@ -141,9 +150,9 @@ export async function urbSection(dir: string): Promise<Row[]> {
           figure: `${label}: URB/s`,
           usbipgw: num(g),
           baseline: num(r),
-          ratio: ratio(g, r),
+          ratio: toRaw.toFixed(2),
           // Issue 20: one URB in flight at least 0.9 of the raw server's rate at either size.
-          target: c.depth === 1 ? verdict(">= 0.90 of raw", g / r >= 0.9) : "",
+          target: c.depth === 1 ? verdict(">= 0.90 of raw", toRaw >= 0.9) : "",
         });
         const mb = (rate: number) => rate * c.size / 1e6;
         rows.push({
@@ -152,7 +161,7 @@ export async function urbSection(dir: string): Promise<Row[]> {
           figure: `${label}: MB/s`,
           usbipgw: num(mb(g), small ? 2 : 0),
           baseline: num(mb(r), small ? 2 : 0),
-          ratio: ratio(g, r),
+          ratio: toRaw.toFixed(2),
           target: !small && c.depth > 1 ? verdict("> 1000 MB/s", mb(g) > 1000) : "",
         });
         if (transport === "unix") {
@@ -162,7 +171,7 @@ export async function urbSection(dir: string): Promise<Row[]> {
             figure: `${label}: URB/s, baseline raw over node:net`,
             usbipgw: num(g),
             baseline: num(n),
-            ratio: ratio(g, n),
+            ratio: pairedRatio(gs, ns).toFixed(2),
             target: "",
           });
         }
