@@ -75,6 +75,17 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/**
+ * A tool's own arguments and the gateway's, which follow `--` on its command line:
+ * `[in, 64] -- --capture F` gives `{ own: ["in", "64"], serve: ["--capture", "F"] }`.
+ */
+export function splitServeArgs(args: readonly string[]): { own: string[]; serve: string[] } {
+  const dashes = args.indexOf("--");
+  return dashes < 0
+    ? { own: [...args], serve: [] }
+    : { own: args.slice(0, dashes), serve: args.slice(dashes + 1) };
+}
+
 /** The median of `values` (0 for none). */
 export function median(values: number[]): number {
   if (values.length === 0) return 0;

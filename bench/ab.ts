@@ -15,6 +15,7 @@ import {
   importGadgetZero,
   median,
   type ServerProcess,
+  splitServeArgs,
   startGateway,
   startGatewayAt,
   urbRequest,
@@ -25,10 +26,8 @@ const ROUNDS = Number(Deno.env.get("BENCH_AB_ROUNDS") ?? 9);
 /** Uncounted seconds before each turn: the session's own warm-up (the JIT is warm after the first). */
 const REWARM_SECONDS = 0.3;
 
-const dashes = Deno.args.indexOf("--");
-const serveExtra = dashes < 0 ? [] : Deno.args.slice(dashes + 1);
-const [rev = "HEAD", dir = "in", sizeText = "65536", depthText = "1", transport = "tcp"] =
-  dashes < 0 ? Deno.args : Deno.args.slice(0, dashes);
+const { own, serve: serveExtra } = splitServeArgs(Deno.args);
+const [rev = "HEAD", dir = "in", sizeText = "65536", depthText = "1", transport = "tcp"] = own;
 if (transport !== "tcp" && transport !== "unix") throw new Error(`Unknown transport ${transport}`);
 const size = Number(sizeText);
 const depth = Number(depthText);

@@ -10,15 +10,13 @@ import {
   importGadgetZero,
   openInspector,
   SECONDS,
+  splitServeArgs,
   urbRequest,
 } from "./_common.ts";
 import { drive } from "./_urb.ts";
 
-const dashes = Deno.args.indexOf("--");
-const serveExtra = dashes < 0 ? [] : Deno.args.slice(dashes + 1);
-const [dir = "in", sizeText = "64", depthText = "1", transport = "tcp"] = dashes < 0
-  ? Deno.args
-  : Deno.args.slice(0, dashes);
+const { own, serve: serveExtra } = splitServeArgs(Deno.args);
+const [dir = "in", sizeText = "64", depthText = "1", transport = "tcp"] = own;
 const inspectPort = freePort();
 const tmp = await Deno.makeTempDir({ prefix: "usbipgw-profile-" });
 const tcpPort = freePort();
