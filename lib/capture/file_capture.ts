@@ -45,6 +45,11 @@ export interface FileCaptureOptions {
   includes?: (exported: ExportedDevice) => boolean;
   /** What is captured, for the first line of the file and logs: "all devices", "1-1". */
   what?: string;
+  /**
+   * Continue the file instead of replacing it: the capture starts a new pcapng section (its own
+   * header and interfaces, which Wireshark reads as one file) after what the file holds.
+   */
+  append?: boolean;
 }
 
 /** A rotation, queued between the blocks of the old file and those of the new one. */
@@ -107,10 +112,11 @@ export class FileCapture implements CaptureOutput {
    * cannot be created.
    */
   static async open(source: CaptureSource, options: FileCaptureOptions): Promise<FileCapture> {
+    const append = options.append ?? false;
     const file = await Deno.open(options.path, {
       write: true,
       create: true,
-      truncate: true,
+      ...(append ? { append: true } : { truncate: true }),
       mode: 0o600,
     }).catch((e) => {
       throw new Error(`Cannot create the capture file ${options.path}: ${errorMessage(e)}`, {
@@ -118,12 +124,19 @@ export class FileCapture implements CaptureOutput {
       });
     });
     const capture = new FileCapture(file, source, options);
+    if (append) {
+      // Whole blocks end where the file does: a failed write is cut back to here.
+      const size = (await file.stat()).size;
+      capture.#size = size;
+      capture.#good = size;
+    }
     capture.#starting = true;
     capture.#capture.start(`usbipgw capture of ${options.what ?? "all devices"} started`);
     capture.#starting = false;
-    log.info("Capturing the traffic of {what} into {path}", {
+    log.info("Capturing the traffic of {what} into {path}{how}", {
       what: options.what ?? "all devices",
       path: options.path,
+      how: append ? " (a new section after what it holds)" : "",
     });
     return capture;
   }

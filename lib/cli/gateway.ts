@@ -57,11 +57,16 @@ export interface ReloadSummary {
   removed: string[];
   /** Specs kept as they were; their sessions are untouched. */
   unchanged: string[];
-  /** Devices that could not be created, with the reason; the rest of the reload stands. */
+  /**
+   * What could not be applied, with the reason (a device not created, a certificate or a
+   * capture file not opened); the rest of the reload stands.
+   */
   failed: string[];
   /** Whether the rules changed (they apply to the next list and import). */
   rulesChanged: boolean;
-  /** Settings that changed but only take effect at a restart (listeners, limits, seat). */
+  /**
+   * Settings that changed but only take effect at a restart (listeners, limits, seat, metrics).
+   */
   needsRestart: string[];
 }
 
@@ -326,8 +331,12 @@ function restartOnly(config: GatewayConfig): Record<string, string> {
     limits: JSON.stringify(config.limits),
     seat: JSON.stringify([config.seatDir, config.consoleUid]),
     metrics: JSON.stringify(config.metrics ?? null),
-    capture: JSON.stringify([config.capture.file, config.capture.snaplen, config.capture.maxBytes]),
   };
+}
+
+/** The settings of the capture of every device's traffic, as comparable text. */
+function captureSettings(config: GatewayConfig): string {
+  return JSON.stringify([config.capture.file, config.capture.snaplen, config.capture.maxBytes]);
 }
 
 /** The sockets of local and stream attaches: a socketpair, and a socket handed over. */
@@ -506,6 +515,7 @@ export async function startGateway(
   const following: UnixListener[] = [];
   let unsubscribe = () => {};
   let current = restartOnly(config);
+  let capturing = captureSettings(config);
   let reloading: Promise<unknown> = Promise.resolve();
   /** The metrics listener (`--metrics`), if any. */
   let metrics: ServingMetrics | undefined;
@@ -526,6 +536,22 @@ export async function startGateway(
     bound.clear();
     // Last: the sessions' ends and the devices' removals are in the file.
     await captureFile?.close();
+  };
+  /**
+   * Starts the capture `capture` asks for, if any, after closing the one running; `append`
+   * continues the file with a new section (a reload that keeps the file).
+   */
+  const startCapture = async (capture: GatewayConfig["capture"], append: boolean) => {
+    const running = captureFile;
+    captureFile = undefined;
+    await running?.close();
+    if (capture.file === undefined) return;
+    captureFile = await FileCapture.open(serverSource(server), {
+      path: capture.file,
+      maxBytes: capture.maxBytes,
+      append,
+      ...(capture.snaplen !== undefined ? { snaplen: capture.snaplen } : {}),
+    });
   };
   const reload = async (next: GatewayConfig): Promise<ReloadSummary> => {
     const wanted = keyedDevices(next.devices);
@@ -575,20 +601,23 @@ export async function startGateway(
         summary.failed.push(`${l.description}: ${errorMessage(e)}`);
       }
     }
+    if (captureSettings(next) !== capturing) {
+      // The file's records so far are kept: the same file goes on in a new section.
+      const keep = captureFile !== undefined && captureFile.path === next.capture.file;
+      capturing = captureSettings(next);
+      try {
+        await startCapture(next.capture, keep);
+      } catch (e) {
+        summary.failed.push(`capture: ${errorMessage(e)}`);
+      }
+    }
     const restart = restartOnly(next);
     summary.needsRestart = Object.keys(restart).filter((k) => restart[k] !== current[k]);
     current = restart;
     return summary;
   };
   try {
-    const file = config.capture.file;
-    if (file !== undefined) {
-      captureFile = await FileCapture.open(serverSource(server), {
-        path: file,
-        maxBytes: config.capture.maxBytes,
-        ...(config.capture.snaplen !== undefined ? { snaplen: config.capture.snaplen } : {}),
-      });
-    }
+    await startCapture(config.capture, false);
     for (const [key, device] of keyedDevices(config.devices)) await serve(key, device);
     const activated = options.activated ?? [];
     listeners.push(...activated);

@@ -1,14 +1,14 @@
 // A capture into a file: created with mode 0600, every block written whole and in order;
 // rotated to FILE.1 at the size limit, the new file starting with the header and the
 // descriptors of the devices imported; a write error (a full disk: /dev/full) stops the
-// capture with one error line while the session goes on.
+// capture with one error line while the session goes on; appending starts a new section.
 import { assert, assertEquals } from "@std/assert";
 import { GadgetZero, UsbipServer } from "../../mod.ts";
 import { serverSource } from "../../lib/capture/capture.ts";
 import { FileCapture } from "../../lib/capture/file_capture.ts";
 import { captureLogs } from "../server/_logs.ts";
 import { eventually, importOver, setConfiguration } from "../server/_session_helpers.ts";
-import { readCapture } from "./_pcapng.ts";
+import { readBlocks, readCapture } from "./_pcapng.ts";
 import { tempDir } from "../e2e/_gateway.ts";
 
 Deno.test("a capture file is created 0600 and rotated to FILE.1 at its size, each file whole", async () => {
@@ -75,4 +75,33 @@ Deno.test({
       logs.stop();
     }
   },
+});
+
+Deno.test("append continues a capture file with a new section and leaves what it held", async () => {
+  const dir = await tempDir();
+  const server = new UsbipServer({});
+  const path = `${dir.path}/gw.pcapng`;
+  try {
+    await (await FileCapture.open(serverSource(server), { path })).close();
+    const first = await Deno.readFile(path);
+    const again = await FileCapture.open(serverSource(server), { path, append: true });
+    await again.close();
+    const both = await Deno.readFile(path);
+    assertEquals(both.subarray(0, first.length), first, "the first section as it was");
+    const sections = readBlocks(both).filter((b) => b.type === 0x0a0d0d0a);
+    assertEquals(sections.length, 2);
+    assertEquals(readCapture(both).events, [
+      "usbipgw capture of all devices started",
+      "usbipgw capture of all devices started",
+    ]);
+    // Without append the file starts over.
+    await (await FileCapture.open(serverSource(server), { path })).close();
+    assertEquals(
+      readBlocks(await Deno.readFile(path)).filter((b) => b.type === 0x0a0d0d0a).length,
+      1,
+    );
+  } finally {
+    await server.close();
+    await dir.remove();
+  }
 });

@@ -19,6 +19,7 @@ import { requestCapture } from "../../lib/client/usbip_client.ts";
 import { GatewayRefusal } from "../../lib/client/gateway_requests.ts";
 import { decodeOpRepCapture, encodeOpReqCapture } from "../../lib/protocol/op_messages.ts";
 import { type GatewayProcess, spawnMain, startGateway, tempDir } from "../e2e/_gateway.ts";
+import { readBlocks, readCapture } from "./_pcapng.ts";
 import { asUser, USER_TOOLS } from "../e2e/_fake_vhci.ts";
 
 const TSHARK = await new Deno.Command("tshark", { args: ["--version"], stdout: "null" })
@@ -430,6 +431,81 @@ Deno.test({
       const reply = decodeOpRepCapture(await asUser(65533, sock, encodeOpReqCapture("")));
       assertEquals(reply.status, OpStatus.ST_NA, reply.message);
       assertStringIncludes(await gw.waitFor(/capture of every device refused/), "uid=65533");
+    } finally {
+      await gw.stop();
+      await dir.remove();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "SIGHUP starts, changes and stops the capture; a kept file goes on in a section tshark reads",
+  ignore: !TSHARK,
+  fn: async () => {
+    const dir = await tempDir();
+    const config = `${dir.path}/gw.toml`;
+    const file = `${dir.path}/gw.pcapng`;
+    const write = (capture: string) =>
+      Deno.writeTextFile(
+        config,
+        `tcp = ["127.0.0.1:0"]\n${capture}\n[[device]]\ntype = "gadget-zero"\nbusid = "1-1"\n` +
+          `[[rule]]\naction = "allow"\ntransport = "tcp"\n`,
+      );
+    const reload = async (gw: GatewayProcess, done: RegExp) => {
+      const before = gw.lines.length;
+      gw.process.kill("SIGHUP");
+      await gw.waitFor(/Reloaded:/);
+      // The capture's own line, from this reload.
+      for (let i = 0; i < 100 && !gw.lines.slice(before).some((l) => done.test(l)); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert(gw.lines.slice(before).some((l) => done.test(l)), gw.lines.slice(before).join("\n"));
+    };
+    await write("");
+    const gw = await startGateway(["--config", config]);
+    try {
+      // One session through it all: the capture starts with its device already imported.
+      const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
+      const getStatus = async (wIndex: number) => {
+        const r = await ch.control({
+          bmRequestType: RequestType.DIR_IN,
+          bRequest: Request.GET_STATUS,
+          wValue: 0,
+          wIndex,
+          wLength: 2,
+        });
+        assertEquals(r.status, 0);
+      };
+      await getStatus(0); // before any capture: in no file
+      await write(`capture = "${file}"`);
+      await reload(gw, /Capturing the traffic of all devices into .*gw\.pcapng$/);
+      await getStatus(0);
+      await write(`capture = "${file}"\ncapture_snaplen = 16`);
+      await reload(gw, /a new section after what it holds/);
+      await getStatus(0);
+      await write("");
+      await reload(gw, /Capture to .*gw\.pcapng ended/);
+      await getStatus(0); // after the capture: in no file
+      await ch.close();
+      assertEquals((await gw.stop()).code, 0);
+
+      const sections = readBlocks(await Deno.readFile(file)).filter((b) => b.type === 0x0a0d0d0a);
+      assertEquals(sections.length, 2, "the first section, then the one the reload began");
+      const { events, usb } = readCapture(await Deno.readFile(file));
+      // Each section starts as a file does: its first line, then the device imported already.
+      assertEquals(events.filter((e) => e === "usbipgw capture of all devices started").length, 2);
+      assertEquals(
+        events.filter((e) => /imported 1-1 .* before this file began/.test(e)).length,
+        2,
+        events.join("\n"),
+      );
+      // GET_STATUS is bRequest 0 of a real URB (not a synthetic GET_DESCRIPTOR): two, one per
+      // section.
+      const statuses = usb.filter((r) => r.type === "C" && (r.id >> 63n) === 0n);
+      assertEquals(statuses.length, 2);
+      assertEquals(await assertPaired(file), 2 + 2 * 2, "2 GET_STATUS, 2 synthetic per section");
+      await assertNotMalformed(file);
     } finally {
       await gw.stop();
       await dir.remove();

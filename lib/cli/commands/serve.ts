@@ -303,7 +303,7 @@ async function reloadGateway(gateway: Gateway, flags: ParsedFlags, io: CommandIo
       },
     );
     for (const f of s.failed) {
-      log.error("Reload: a device could not be served: {failed}", { failed: f });
+      log.error("Reload: could not apply {failed}", { failed: f });
     }
     if (s.needsRestart.length > 0) {
       log.warn("Reload: {settings} changed; they take effect at a restart", {
