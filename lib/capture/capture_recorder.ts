@@ -229,7 +229,8 @@ export class CaptureRecorder implements UrbObserver {
   describe(i: ObservedImport, why: string): void {
     if (this.#state(i) === null) return;
     this.note(`${describeImport(i)} ${why}`);
-    this.#descriptors(i);
+    // The host read the report descriptors before this capture began: a real device is asked.
+    this.#descriptors(i, true);
   }
 
   // UrbObserver
@@ -239,7 +240,8 @@ export class CaptureRecorder implements UrbObserver {
     this.#sessions.delete(i.session);
     if (this.#state(i) === null) return;
     this.note(describeImport(i));
-    this.#descriptors(i);
+    // A real device is not asked: the host reads its report descriptors itself, next.
+    this.#descriptors(i, false);
   }
 
   /** An 'S' record: the setup packet of a control transfer, OUT data, ISO descriptors. */
@@ -411,10 +413,13 @@ export class CaptureRecorder implements UrbObserver {
   }
 
   /**
-   * The device descriptor, the active configuration (the first while unconfigured) and, for
-   * an emulated device, its HID report descriptors, as synthetic GET_DESCRIPTOR transfers.
+   * The device descriptor, the active configuration (the first while unconfigured) and its HID
+   * report descriptors, as synthetic GET_DESCRIPTOR transfers. The report descriptors are not
+   * among the descriptors the gateway holds: an emulated device is asked for them, a real one
+   * (passthrough) only when `askRealDevice` (a standard request on its control endpoint, given
+   * REPORT_TIMEOUT_MS to answer).
    */
-  #descriptors(i: ObservedImport): void {
+  #descriptors(i: ObservedImport, askRealDevice: boolean): void {
     const device = i.exported.device;
     const set = device.descriptors;
     this.#syntheticIn(i, 0x80, DescriptorType.DEVICE << 8, 0, set.device);
@@ -424,7 +429,7 @@ export class CaptureRecorder implements UrbObserver {
     const config = set.configurations[index];
     if (config === undefined) return;
     this.#syntheticIn(i, 0x80, (DescriptorType.CONFIGURATION << 8) | index, 0, config);
-    if (i.exported.origin !== "emulated") return;
+    if (i.exported.origin !== "emulated" && !askRealDevice) return;
     for (const intf of configs[index]!.interfaces) {
       if (intf.bInterfaceClass !== HID_CLASS || intf.bAlternateSetting !== 0) continue;
       // The HID descriptor names the report descriptor's length (HID 1.11 §6.2.1).
@@ -454,7 +459,10 @@ export class CaptureRecorder implements UrbObserver {
           shortNotOk: false,
           zeroPacket: false,
           isoPackets: [],
-          signal: new AbortController().signal,
+          // An emulated device answers at once; a real one gets a time limit.
+          signal: i.exported.origin === "emulated"
+            ? new AbortController().signal
+            : AbortSignal.timeout(REPORT_TIMEOUT_MS),
         });
         if (r instanceof Promise) r.then(answer, () => {});
         else answer(r);
@@ -509,6 +517,9 @@ export class CaptureRecorder implements UrbObserver {
     });
   }
 }
+
+/** How long a device is given to answer the capture's GET_DESCRIPTOR(report). */
+const REPORT_TIMEOUT_MS = 1000;
 
 const HID_CLASS = 0x03;
 const HID_DESCRIPTOR = 0x21;

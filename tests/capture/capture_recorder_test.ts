@@ -1,13 +1,22 @@
 // The capture's records of real sessions (in memory): an 'S' and a 'C' per URB with
 // id = session << 32 | seqnum, the setup packet, data where usbmon puts it, an unlinked URB as
 // a 'C' with -ECONNRESET, the URBs a hang-up left as 'C's with -ESHUTDOWN, ISO descriptors and
-// ISO IN data at their offsets, a snap length, and the synthetic descriptor transfers.
+// ISO IN data at their offsets, a snap length, and the synthetic descriptor transfers (a real
+// device asked for its report descriptors only by a capture that began after its import, and
+// given a second to answer).
 import { assert, assertEquals } from "@std/assert";
-import { GadgetZero, HidKeyboard, UsbipServer } from "../../mod.ts";
+import {
+  GadgetZero,
+  HidKeyboard,
+  type MaybePromise,
+  type TransferResult,
+  UsbipServer,
+  type UsbTransfer,
+} from "../../mod.ts";
 import { CaptureRecorder } from "../../lib/capture/capture_recorder.ts";
 import { Capture, serverSource } from "../../lib/capture/capture.ts";
 import { ProbeDevice } from "../server/_probe_device.ts";
-import { importOver, setConfiguration } from "../server/_session_helpers.ts";
+import { eventually, importOver, setConfiguration } from "../server/_session_helpers.ts";
 import { readCapture, type UsbmonRecord } from "./_pcapng.ts";
 
 /** A server whose every block goes into `bytes()`. */
@@ -189,6 +198,87 @@ Deno.test("a capture started later describes the devices imported already, a HID
   assert(report !== undefined, "a synthetic GET_DESCRIPTOR(REPORT)");
   assertEquals(report.data[0], 0x05, "the report descriptor starts with a Usage Page item");
   assert(usb.every((r) => r.devnum === server.devices[0]!.devnum), "only 1-1's records");
+  assertPaired(usb);
+  await server.close();
+});
+
+/** A keyboard that counts the GET_DESCRIPTOR(REPORT) requests it is asked, or leaves them unanswered. */
+class CountingKeyboard extends HidKeyboard {
+  reportRequests = 0;
+  aborted = 0;
+  constructor(readonly silent = false) {
+    super();
+  }
+  override submit(t: UsbTransfer): MaybePromise<TransferResult> {
+    const s = t.setup;
+    if (t.endpoint === 0 && s?.bmRequestType === 0x81 && s.wValue >> 8 === 0x22) {
+      this.reportRequests++;
+      if (this.silent) {
+        return new Promise<TransferResult>((resolve) =>
+          t.signal.addEventListener("abort", () => {
+            this.aborted++;
+            resolve({ status: "cancelled" });
+          })
+        );
+      }
+    }
+    return super.submit(t);
+  }
+}
+
+/** The synthetic GET_DESCRIPTOR(REPORT) completions in `usb`. */
+function reportDescriptors(usb: UsbmonRecord[]): UsbmonRecord[] {
+  return usb.filter((r) =>
+    r.type === "C" && r.length > 0 &&
+    usb.some((s) => s.id === r.id && s.type === "S" && s.setup[0] === 0x81 && s.setup[3] === 0x22)
+  );
+}
+
+Deno.test("a real device's report descriptor is asked for by a capture started later, not at an import the capture sees", async () => {
+  const server = new UsbipServer({});
+  const real = new CountingKeyboard();
+  server.addDevice(real, { busid: "1-1", origin: "passthrough" });
+  const blocks: Uint8Array[] = [];
+  const capture = new Capture(serverSource(server), { reserve: space(blocks), pending: 0 }, {
+    maxQueued: 1 << 20,
+    label: "test",
+  });
+  // Running before the import: the host asks the device itself; the capture does not.
+  capture.start("first");
+  const kbd = await importOver(server, "1-1");
+  assertEquals(real.reportRequests, 0);
+  // A capture that begins now asks, so that Wireshark can decode the reports that follow.
+  capture.begin("second");
+  await eventually(() => real.reportRequests === 1);
+  await kbd.channel.close();
+  await kbd.done;
+  capture.stop();
+  const { usb } = readCapture(new Uint8Array(blocks.flatMap((b) => [...b])));
+  const reports = reportDescriptors(usb);
+  assertEquals(reports.length, 1);
+  assertEquals(reports[0]!.data[0], 0x05, "the report descriptor starts with a Usage Page item");
+  assertPaired(usb);
+  await server.close();
+});
+
+Deno.test("a real device that does not answer the report request is given up on after a second", async () => {
+  const server = new UsbipServer({});
+  const real = new CountingKeyboard(true);
+  server.addDevice(real, { busid: "1-1", origin: "passthrough" });
+  const kbd = await importOver(server, "1-1");
+  const blocks: Uint8Array[] = [];
+  const capture = new Capture(serverSource(server), { reserve: space(blocks), pending: 0 }, {
+    maxQueued: 1 << 20,
+    label: "test",
+  });
+  capture.start("started");
+  assertEquals([real.reportRequests, real.aborted], [1, 0]);
+  await eventually(() => real.aborted === 1, 3000);
+  await kbd.channel.close();
+  await kbd.done;
+  capture.stop();
+  const { usb } = readCapture(new Uint8Array(blocks.flatMap((b) => [...b])));
+  assertEquals(reportDescriptors(usb), [], "no report descriptor was made up");
   assertPaired(usb);
   await server.close();
 });
