@@ -537,21 +537,30 @@ export async function startGateway(
     // Last: the sessions' ends and the devices' removals are in the file.
     await captureFile?.close();
   };
-  /**
-   * Starts the capture `capture` asks for, if any, after closing the one running; `append`
-   * continues the file with a new section (a reload that keeps the file).
-   */
-  const startCapture = async (capture: GatewayConfig["capture"], append: boolean) => {
-    const running = captureFile;
-    captureFile = undefined;
-    await running?.close();
-    if (capture.file === undefined) return;
-    captureFile = await FileCapture.open(serverSource(server), {
+  /** Opens the capture file `capture` names; `append` continues it in a new section. */
+  const openCapture = (capture: GatewayConfig["capture"] & { file: string }, append: boolean) =>
+    FileCapture.open(serverSource(server), {
       path: capture.file,
       maxBytes: capture.maxBytes,
       append,
       ...(capture.snaplen !== undefined ? { snaplen: capture.snaplen } : {}),
     });
+  /**
+   * Replaces the running capture by the one `capture` asks for (none: it stops). A capture into
+   * the same file ends and goes on in a new section of it; another file is opened first, so that
+   * a file that cannot be created leaves the running capture as it was (and throws).
+   */
+  const switchCapture = async (capture: GatewayConfig["capture"]) => {
+    const running = captureFile;
+    const file = capture.file;
+    if (running !== undefined && running.path === file) {
+      captureFile = undefined;
+      await running.close();
+      captureFile = await openCapture({ ...capture, file }, true);
+      return;
+    }
+    captureFile = file === undefined ? undefined : await openCapture({ ...capture, file }, false);
+    await running?.close();
   };
   const reload = async (next: GatewayConfig): Promise<ReloadSummary> => {
     const wanted = keyedDevices(next.devices);
@@ -602,12 +611,11 @@ export async function startGateway(
       }
     }
     if (captureSettings(next) !== capturing) {
-      // The file's records so far are kept: the same file goes on in a new section.
-      const keep = captureFile !== undefined && captureFile.path === next.capture.file;
-      capturing = captureSettings(next);
       try {
-        await startCapture(next.capture, keep);
+        await switchCapture(next.capture);
+        capturing = captureSettings(next);
       } catch (e) {
+        // Tried again at the next reload.
         summary.failed.push(`capture: ${errorMessage(e)}`);
       }
     }
@@ -617,7 +625,9 @@ export async function startGateway(
     return summary;
   };
   try {
-    await startCapture(config.capture, false);
+    if (config.capture.file !== undefined) {
+      captureFile = await openCapture({ ...config.capture, file: config.capture.file }, false);
+    }
     for (const [key, device] of keyedDevices(config.devices)) await serve(key, device);
     const activated = options.activated ?? [];
     listeners.push(...activated);

@@ -440,7 +440,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "SIGHUP starts, changes and stops the capture; a kept file goes on in a section tshark reads",
+    "SIGHUP starts, changes and stops the capture; a kept file goes on in a section tshark reads; a bad file leaves it running",
   ignore: !TSHARK,
   fn: async () => {
     const dir = await tempDir();
@@ -484,6 +484,10 @@ Deno.test({
       await write(`capture = "${file}"\ncapture_snaplen = 16`);
       await reload(gw, /a new section after what it holds/);
       await getStatus(0);
+      // A file that cannot be created: logged, and the running capture goes on.
+      await write(`capture = "${dir.path}/no-such-folder/gw.pcapng"`);
+      await reload(gw, /Reload: could not apply capture: Cannot create the capture file/);
+      await getStatus(0);
       await write("");
       await reload(gw, /Capture to .*gw\.pcapng ended/);
       await getStatus(0); // after the capture: in no file
@@ -500,11 +504,11 @@ Deno.test({
         2,
         events.join("\n"),
       );
-      // GET_STATUS is bRequest 0 of a real URB (not a synthetic GET_DESCRIPTOR): two, one per
-      // section.
+      // The real URBs (not the synthetic GET_DESCRIPTORs): one GET_STATUS in the first section,
+      // two in the second (the failed reload left it running).
       const statuses = usb.filter((r) => r.type === "C" && (r.id >> 63n) === 0n);
-      assertEquals(statuses.length, 2);
-      assertEquals(await assertPaired(file), 2 + 2 * 2, "2 GET_STATUS, 2 synthetic per section");
+      assertEquals(statuses.length, 3);
+      assertEquals(await assertPaired(file), 3 + 2 * 2, "3 GET_STATUS, 2 synthetic per section");
       await assertNotMalformed(file);
     } finally {
       await gw.stop();
