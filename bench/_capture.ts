@@ -8,19 +8,15 @@
 // and each ratio the median of the rounds' ratios, so that a drift of the host's load moves
 // both sides of a ratio alike.
 import {
-  connectTo,
-  cpuSeconds,
   extractTree,
-  importGadgetZero,
   median,
   pairedRatio,
   SECONDS,
   type ServerProcess,
   startGateway,
   startGatewayAt,
-  urbRequest,
 } from "./_common.ts";
-import { drive } from "./_urb.ts";
+import { gatewayRun, inRounds } from "./_urb.ts";
 import { num, ratio, type Row, verdict } from "./_table.ts";
 
 /** The commit before the observers of the traffic (1f1e278): the gateway without that path. */
@@ -37,21 +33,8 @@ interface Run {
 
 /** 64 KiB bulk IN on one fresh session of `server`. */
 async function rate(server: ServerProcess, transport: "tcp" | "unix"): Promise<Run> {
-  const conn = await connectTo(server, transport);
-  try {
-    const devid = await importGadgetZero(conn, "1-1");
-    const cpu = cpuSeconds(server.pid);
-    const started = performance.now();
-    const urbsPerSecond = await drive(conn, urbRequest(devid, true, SIZE), 1);
-    // The warm-up ran at about the measured rate: its URBs are counted against its CPU time.
-    const urbs = urbsPerSecond * (performance.now() - started) / 1000;
-    return {
-      mbps: urbsPerSecond * SIZE / 1e6,
-      cpuUs: (cpuSeconds(server.pid) - cpu) / urbs * 1e6,
-    };
-  } finally {
-    conn.close();
-  }
+  const r = await gatewayRun(server, transport, true, SIZE, 1);
+  return { mbps: r.rate * SIZE / 1e6, cpuUs: r.cpuUs };
 }
 
 /** What ROUNDS alternate runs of `a` and `b` measured: medians, and paired ratios of a to b. */
@@ -68,17 +51,10 @@ async function alternate(
   b: ServerProcess,
   transport: "tcp" | "unix",
 ): Promise<Compared> {
-  const as: Run[] = [];
-  const bs: Run[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    if (i % 2 === 0) {
-      as.push(await rate(a, transport));
-      bs.push(await rate(b, transport));
-    } else {
-      bs.push(await rate(b, transport));
-      as.push(await rate(a, transport));
-    }
-  }
+  const [as = [], bs = []] = await inRounds(ROUNDS, [
+    () => rate(a, transport),
+    () => rate(b, transport),
+  ]);
   const med = (runs: Run[]) => ({
     mbps: median(runs.map((r) => r.mbps)),
     cpuUs: median(runs.map((r) => r.cpuUs)),

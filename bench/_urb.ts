@@ -4,6 +4,7 @@
 // over node:net (bench/_raw_node_server.ts), the socket layer the gateway's unix listener uses.
 import {
   connectTo,
+  cpuSeconds,
   type Endpoints,
   importGadgetZero,
   median,
@@ -12,6 +13,7 @@ import {
   readFull,
   type Request,
   SECONDS,
+  type ServerProcess,
   startBaseline,
   startGateway,
   urbRequest,
@@ -78,16 +80,55 @@ const ROUNDS = Number(Deno.env.get("BENCH_URB_ROUNDS") ?? 5);
 /** Uncounted seconds before each round after a server's first on a case (the JIT is warm). */
 const REWARM_SECONDS = 0.3;
 
-async function gatewayRate(
-  ep: Endpoints,
+/** The uncounted seconds before a run of round `round`: the full warm-up in the first only. */
+export function warmupOf(round: number): number {
+  return round === 0 ? WARMUP_SECONDS : REWARM_SECONDS;
+}
+
+/**
+ * Runs each of `runs` `rounds` times, in rounds in which they go one after the other (in reverse
+ * order every other round), and returns each one's results in round order: a change of the
+ * machine's load then moves every run of a round alike, where one run each left ratios 0.1-0.3
+ * apart between runs. Compare them with {@linkcode pairedRatio}.
+ */
+export async function inRounds<T>(
+  rounds: number,
+  runs: ((round: number) => Promise<T>)[],
+): Promise<T[][]> {
+  const results: T[][] = runs.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    const order = [...runs.keys()];
+    if (round % 2 === 1) order.reverse();
+    for (const k of order) results[k]!.push(await runs[k]!(round));
+  }
+  return results;
+}
+
+/** A run on a fresh session: URBs per second, and the server's CPU time per URB in µs. */
+export interface GatewayRun {
+  rate: number;
+  /** User + system time of all the server's threads; the warm-up's URBs count against it. */
+  cpuUs: number;
+}
+
+/** Bulk URBs of `size` through Gadget Zero 1-1 of `server` on a fresh session (see drive). */
+export async function gatewayRun(
+  server: ServerProcess,
   transport: "tcp" | "unix",
-  c: Case,
-  warmup: number,
-): Promise<number> {
-  const conn = await connectTo(ep, transport);
+  dirIn: boolean,
+  size: number,
+  depth: number,
+  warmupSeconds = WARMUP_SECONDS,
+): Promise<GatewayRun> {
+  const conn = await connectTo(server, transport);
   try {
     const devid = await importGadgetZero(conn, "1-1");
-    return await drive(conn, urbRequest(devid, c.dirIn, c.size), c.depth, warmup);
+    const cpu = cpuSeconds(server.pid);
+    const started = performance.now();
+    const rate = await drive(conn, urbRequest(devid, dirIn, size), depth, warmupSeconds);
+    // The warm-up ran at about the measured rate: its URBs are counted against its CPU time.
+    const urbs = rate * (performance.now() - started) / 1000;
+    return { rate, cpuUs: (cpuSeconds(server.pid) - cpu) / urbs * 1e6 };
   } finally {
     conn.close();
   }
@@ -107,25 +148,6 @@ async function rawRate(
   }
 }
 
-/**
- * The rates of the gateway and each baseline on one case, ROUNDS each, in rounds in which they
- * run one after the other (in reverse order every other round): a change of the machine's load
- * then moves every server of a round alike, where one run each left ratios 0.1-0.3 apart
- * between runs. Compare them with {@linkcode pairedRatio}.
- */
-async function roundRates(
-  servers: ((warmup: number) => Promise<number>)[],
-): Promise<number[][]> {
-  const rates: number[][] = servers.map(() => []);
-  for (let round = 0; round < ROUNDS; round++) {
-    const warmup = round === 0 ? WARMUP_SECONDS : REWARM_SECONDS;
-    const order = [...servers.keys()];
-    if (round % 2 === 1) order.reverse();
-    for (const k of order) rates[k]!.push(await servers[k]!(warmup));
-  }
-  return rates;
-}
-
 /** Runs every case over TCP and the unix socket; two rows (URB/s, MB/s) per case. */
 export async function urbSection(dir: string): Promise<Row[]> {
   const rows: Row[] = [];
@@ -135,10 +157,13 @@ export async function urbSection(dir: string): Promise<Row[]> {
   try {
     for (const transport of ["tcp", "unix"] as const) {
       for (const c of CASES) {
-        const [gs = [], rs = [], ns = []] = await roundRates([
-          (w) => gatewayRate(gateway, transport, c, w),
-          (w) => rawRate(raw, transport, c, w),
-          ...(transport === "unix" ? [(w: number) => rawRate(rawNode, transport, c, w)] : []),
+        const [gs = [], rs = [], ns = []] = await inRounds(ROUNDS, [
+          async (round) =>
+            (await gatewayRun(gateway, transport, c.dirIn, c.size, c.depth, warmupOf(round))).rate,
+          (round) => rawRate(raw, transport, c, warmupOf(round)),
+          ...(transport === "unix"
+            ? [(round: number) => rawRate(rawNode, transport, c, warmupOf(round))]
+            : []),
         ]);
         const [g, r, n] = [median(gs), median(rs), median(ns)];
         const toRaw = pairedRatio(gs, rs);

@@ -8,44 +8,16 @@
 // (default: HEAD in 65536 1 tcp; BENCH_AB_ROUNDS rounds, default 9; BENCH_SECONDS per turn).
 // `{side}` in a serve argument becomes "before" or "after", so that the two gateways can be given
 // files of their own: `-- --capture /dev/shm/ab-{side}.pcapng`.
-import {
-  connectTo,
-  cpuSeconds,
-  extractTree,
-  importGadgetZero,
-  median,
-  type ServerProcess,
-  splitServeArgs,
-  startGateway,
-  startGatewayAt,
-  urbRequest,
-} from "./_common.ts";
-import { drive } from "./_urb.ts";
+import { extractTree, median, splitServeArgs, startGateway, startGatewayAt } from "./_common.ts";
+import { gatewayRun, inRounds, warmupOf } from "./_urb.ts";
 
 const ROUNDS = Number(Deno.env.get("BENCH_AB_ROUNDS") ?? 9);
-/** Uncounted seconds before each turn: the session's own warm-up (the JIT is warm after the first). */
-const REWARM_SECONDS = 0.3;
 
 const { own, serve: serveExtra } = splitServeArgs(Deno.args);
 const [rev = "HEAD", dir = "in", sizeText = "65536", depthText = "1", transport = "tcp"] = own;
 if (transport !== "tcp" && transport !== "unix") throw new Error(`Unknown transport ${transport}`);
 const size = Number(sizeText);
 const depth = Number(depthText);
-
-/** One turn: URBs per second, and the server's CPU time per URB in µs. */
-async function turn(server: ServerProcess, warmup: number): Promise<[number, number]> {
-  const conn = await connectTo(server, transport as "tcp" | "unix");
-  try {
-    const devid = await importGadgetZero(conn, "1-1");
-    const cpu = cpuSeconds(server.pid);
-    const started = performance.now();
-    const rate = await drive(conn, urbRequest(devid, dir === "in", size), depth, warmup);
-    const urbs = rate * (performance.now() - started) / 1000;
-    return [rate, (cpuSeconds(server.pid) - cpu) / urbs * 1e6];
-  } finally {
-    conn.close();
-  }
-}
 
 const work = await Deno.makeTempDir({ prefix: "usbipgw-ab-" });
 const tree = await extractTree(rev, work);
@@ -54,26 +26,23 @@ const sideArgs = (side: string) => serveExtra.map((a) => a.replaceAll("{side}", 
 const before = await startGatewayAt(tree, work, sideArgs("before"));
 const after = await startGateway(work, 1, undefined, sideArgs("after"));
 try {
-  const ratios: number[] = [];
-  const rates: [number[], number[]] = [[], []];
-  const cpus: [number[], number[]] = [[], []];
-  for (let i = 0; i < ROUNDS; i++) {
-    const warmup = i === 0 ? 1 : REWARM_SECONDS;
-    const order = i % 2 === 0 ? [0, 1] as const : [1, 0] as const;
-    const got: number[] = [];
-    for (const side of order) {
-      const [rate, cpu] = await turn(side === 0 ? before : after, warmup);
-      if (Deno.env.get("BENCH_AB_VERBOSE")) {
-        console.log(
-          `round ${i} ${side === 0 ? rev : "tree"} ${rate.toFixed(0)} URB/s ${cpu.toFixed(1)} µs`,
-        );
-      }
-      got[side] = rate;
-      rates[side].push(rate);
-      cpus[side].push(cpu);
-    }
-    ratios.push(got[1]! / got[0]!);
-  }
+  const [befores = [], afters = []] = await inRounds(
+    ROUNDS,
+    [{ server: before, label: rev }, { server: after, label: "tree" }].map(
+      ({ server, label }) => async (round: number) => {
+        const r = await gatewayRun(server, transport, dir === "in", size, depth, warmupOf(round));
+        if (Deno.env.get("BENCH_AB_VERBOSE")) {
+          console.log(
+            `round ${round} ${label} ${r.rate.toFixed(0)} URB/s ${r.cpuUs.toFixed(1)} µs`,
+          );
+        }
+        return r;
+      },
+    ),
+  );
+  const ratios = afters.map((r, i) => r.rate / befores[i]!.rate);
+  const rates = [befores.map((r) => r.rate), afters.map((r) => r.rate)] as const;
+  const cpus = [befores.map((r) => r.cpuUs), afters.map((r) => r.cpuUs)] as const;
   const name = `${dir} ${size} B, ${depth} in flight, ${transport}${
     serveExtra.length > 0 ? `, serve ${serveExtra.join(" ")}` : ""
   }`;

@@ -537,30 +537,29 @@ export async function startGateway(
     // Last: the sessions' ends and the devices' removals are in the file.
     await captureFile?.close();
   };
-  /** Opens the capture file `capture` names; `append` continues it in a new section. */
-  const openCapture = (capture: GatewayConfig["capture"] & { file: string }, append: boolean) =>
-    FileCapture.open(serverSource(server), {
-      path: capture.file,
-      maxBytes: capture.maxBytes,
-      append,
-      ...(capture.snaplen !== undefined ? { snaplen: capture.snaplen } : {}),
-    });
   /**
-   * Replaces the running capture by the one `capture` asks for (none: it stops). A capture into
-   * the same file ends and goes on in a new section of it; another file is opened first, so that
-   * a file that cannot be created leaves the running capture as it was (and throws).
+   * Starts the capture `capture` asks for, in place of the running one (none: it stops). A
+   * capture into the same file ends and goes on in a new section of it; another file is opened
+   * first, so that a file that cannot be created leaves the running capture as it was (and
+   * throws).
    */
   const switchCapture = async (capture: GatewayConfig["capture"]) => {
     const running = captureFile;
-    const file = capture.file;
-    if (running !== undefined && running.path === file) {
+    const append = running !== undefined && running.path === capture.file;
+    if (append) {
       captureFile = undefined;
       await running.close();
-      captureFile = await openCapture({ ...capture, file }, true);
-      return;
     }
-    captureFile = file === undefined ? undefined : await openCapture({ ...capture, file }, false);
-    await running?.close();
+    captureFile = capture.file === undefined ? undefined : await FileCapture.open(
+      serverSource(server),
+      {
+        path: capture.file,
+        maxBytes: capture.maxBytes,
+        append,
+        ...(capture.snaplen !== undefined ? { snaplen: capture.snaplen } : {}),
+      },
+    );
+    if (!append) await running?.close();
   };
   const reload = async (next: GatewayConfig): Promise<ReloadSummary> => {
     const wanted = keyedDevices(next.devices);
@@ -625,9 +624,7 @@ export async function startGateway(
     return summary;
   };
   try {
-    if (config.capture.file !== undefined) {
-      captureFile = await openCapture({ ...config.capture, file: config.capture.file }, false);
-    }
+    await switchCapture(config.capture);
     for (const [key, device] of keyedDevices(config.devices)) await serve(key, device);
     const activated = options.activated ?? [];
     listeners.push(...activated);

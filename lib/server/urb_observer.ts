@@ -115,7 +115,6 @@ export class UrbObservers {
   #failed = new WeakSet<UrbObserver>();
   /** Completions reported with {@linkcode UrbObservers.reportCompleted}, not yet delivered. */
   #completions: { i: ObservedImport; cmd: CmdSubmit; c: UrbCompletion }[] = [];
-  #spare: { i: ObservedImport; cmd: CmdSubmit; c: UrbCompletion }[] = [];
   /** A microtask that delivers the completions is queued. */
   #scheduled = false;
 
@@ -157,11 +156,8 @@ export class UrbObservers {
   #deliver(): void {
     const waiting = this.#completions;
     if (waiting.length === 0) return;
-    // Two arrays in turn: an observer that reports again queues into the other one.
-    this.#completions = this.#spare;
+    this.#completions = [];
     for (const { i, cmd, c } of waiting) this.#report("completed", i, cmd, c);
-    waiting.length = 0;
-    this.#spare = waiting;
   }
 
   /** Reports to every observer that has `method` (after the completions waiting). */
