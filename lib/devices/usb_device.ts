@@ -99,6 +99,11 @@ export interface TransferResult {
   actualLength?: number;
   /** Per-packet results of an isochronous transfer. */
   isoPackets?: IsoPacketResult[];
+  /**
+   * Called once the server is done with `data` (see {@linkcode UsbDevice}, "Buffers"), so that
+   * the device may fill that buffer again; never for a result the server drops.
+   */
+  release?: () => void;
 }
 
 /** A value or a promise of it: handlers that finish at once need not allocate a promise. */
@@ -181,7 +186,10 @@ const PORT_RESET = 4;
  * buffer is never reused. IN data (`TransferResult.data`) are handed over: the server may send
  * them as they are, without a copy (from 64 KiB on they go to the socket straight from that
  * buffer, after the handler has returned, while other transfers run), so a device never
- * writes to a buffer it returned: it returns a fresh one, or one it does not touch again.
+ * writes to a buffer it returned: it returns a fresh one, or one it does not touch again until
+ * the server calls the result's `release` (after the reply is written and every observer has
+ * seen it). A result the server drops (an unlinked transfer, a session that ended) is never
+ * released: its buffer is left to the garbage collector.
  *
  * @example A device with only descriptors stalls everything but standard requests
  * ```ts

@@ -312,9 +312,9 @@ export class Session {
     return (this.#urbs?.heldOut ?? 0) + this.#out.pending;
   }
 
-  #send(bytes: Uint8Array): void {
+  #send(bytes: Uint8Array, written?: () => void): void {
     if (this.#ended) return;
-    this.#out.write(bytes);
+    this.#out.write(bytes, written);
     if (this.#held() > this.#maxBufferedBytes) this.#overBuffered();
   }
 
@@ -716,14 +716,18 @@ export class Session {
     else this.stats.bytesOut += c.actualLength;
     if (c.status !== UrbStatus.OK && c.status !== UrbStatus.ECONNRESET) this.stats.errors++;
     const ret = retSubmitOf(cmd.seqnum, c);
+    const observed = this.#observers?.active === true;
+    // The device's buffer goes back to it once the reply and every observer are done with it.
+    const release = r.release !== undefined && observed ? afterBoth(r.release) : r.release;
     if (c.data.length >= SPLIT_REPLY_BYTES && c.isoPackets.length === 0) {
       // The header alone, then the device's buffer as it is: two writes, no copy of the data.
       this.#send(encodeRetSubmit({ ...ret, data: EMPTY }));
-      this.#send(c.data);
+      this.#send(c.data, release);
     } else {
       this.#send(encodeRetSubmit(ret));
+      release?.();
     }
-    if (this.#observers?.active) this.#observers.reportCompleted(this.#observed!, cmd, c);
+    if (observed) this.#observers!.reportCompleted(this.#observed!, cmd, c, release);
   }
 
   #unlink(cmd: CmdUnlink): void {
@@ -755,4 +759,12 @@ export class Session {
     // on a peer that has stopped reading.
     this.#flushBounded().finally(() => this.end("the device was disconnected"));
   }
+}
+
+/** `f`, called on the second call of the function returned (two holders of one buffer). */
+function afterBoth(f: () => void): () => void {
+  let calls = 0;
+  return () => {
+    if (++calls === 2) f();
+  };
 }

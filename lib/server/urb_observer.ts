@@ -70,7 +70,11 @@ export interface UrbObserver {
   imported?(i: ObservedImport): void;
   /** A CMD_SUBMIT was accepted, before the device sees it. */
   submitted?(i: ObservedImport, cmd: CmdSubmit): void;
-  /** The URB's RET_SUBMIT is sent, with what it says (-ENODEV for a vanished device). */
+  /**
+   * The URB's RET_SUBMIT is sent, with what it says (-ENODEV for a vanished device). `c.data`
+   * is valid only during the call (the device may reuse its buffer afterwards): copy what you
+   * keep.
+   */
   completed?(i: ObservedImport, cmd: CmdSubmit, c: UrbCompletion): void;
   /**
    * A CMD_UNLINK `seqnum` for URB `unlinkSeqnum` was answered: -ECONNRESET when it cancelled
@@ -114,7 +118,12 @@ export class UrbObservers {
   #list: UrbObserver[] = [];
   #failed = new WeakSet<UrbObserver>();
   /** Completions reported with {@linkcode UrbObservers.reportCompleted}, not yet delivered. */
-  #completions: { i: ObservedImport; cmd: CmdSubmit; c: UrbCompletion }[] = [];
+  #completions: {
+    i: ObservedImport;
+    cmd: CmdSubmit;
+    c: UrbCompletion;
+    delivered: (() => void) | undefined;
+  }[] = [];
   /** A microtask that delivers the completions is queued. */
   #scheduled = false;
 
@@ -138,10 +147,16 @@ export class UrbObservers {
    * happens (a microtask): a session calls it after handing the RET_SUBMIT to its writer, so
    * that the reply reaches the socket before an observer copies its data (a capture), and the
    * client's next request overlaps that work. Any other report first delivers those waiting,
-   * so observers see every session's events in the order they happened.
+   * so observers see every session's events in the order they happened. `delivered` is called
+   * once every observer has seen it.
    */
-  reportCompleted(i: ObservedImport, cmd: CmdSubmit, c: UrbCompletion): void {
-    this.#completions.push({ i, cmd, c });
+  reportCompleted(
+    i: ObservedImport,
+    cmd: CmdSubmit,
+    c: UrbCompletion,
+    delivered?: () => void,
+  ): void {
+    this.#completions.push({ i, cmd, c, delivered });
     if (this.#scheduled) return;
     this.#scheduled = true;
     queueMicrotask(this.#scheduledDelivery);
@@ -157,7 +172,10 @@ export class UrbObservers {
     const waiting = this.#completions;
     if (waiting.length === 0) return;
     this.#completions = [];
-    for (const { i, cmd, c } of waiting) this.#report("completed", i, cmd, c);
+    for (const { i, cmd, c, delivered } of waiting) {
+      this.#report("completed", i, cmd, c);
+      delivered?.();
+    }
   }
 
   /** Reports to every observer that has `method` (after the completions waiting). */

@@ -32,6 +32,10 @@ export class ReplyWriter {
   #conn: Connection;
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #queue: Uint8Array[] = [];
+  /** The `written` callbacks of the messages in `#queue`, index for index. */
+  #queueWritten: ((() => void) | undefined)[] = [];
+  /** The `written` callbacks of the messages in the write under way. */
+  #writing: (() => void)[] = [];
   #queued = 0;
   #busy = false;
   #failed = false;
@@ -53,14 +57,20 @@ export class ReplyWriter {
     return this.#queued;
   }
 
-  /** Queues `message`; it goes out after every message written before it. */
-  write(message: Uint8Array): void {
+  /**
+   * Queues `message`; it goes out after every message written before it. `written` is called
+   * once the connection has taken all of `message` (or a copy of it), so that its buffer may be
+   * used again; never if writing fails.
+   */
+  write(message: Uint8Array, written?: () => void): void {
     if (this.#failed) return;
     if (this.#busy) {
       this.#queue.push(message);
+      this.#queueWritten.push(written);
       this.#queued += message.length;
       return;
     }
+    if (written !== undefined) this.#writing.push(written);
     this.#run(message);
   }
 
@@ -70,12 +80,15 @@ export class ReplyWriter {
     try {
       while (next !== undefined && !this.#failed) {
         await this.#writeAll(next);
+        if (this.#writing.length > 0) this.#wrote();
         next = this.#take();
         if (this.#draining.length > 0) this.#wakeDrained();
       }
     } catch (e) {
       this.#failed = true;
       this.#queue.length = 0;
+      this.#queueWritten.length = 0;
+      this.#writing.length = 0;
       this.#queued = 0;
       this.#onError(e);
     } finally {
@@ -83,6 +96,13 @@ export class ReplyWriter {
       for (const r of this.#idle.splice(0)) r();
       this.#wakeDrained();
     }
+  }
+
+  /** Calls the `written` callbacks of the write just done. */
+  #wrote(): void {
+    const done = this.#writing;
+    this.#writing = [];
+    for (const f of done) f();
   }
 
   #wakeDrained(): void {
@@ -112,6 +132,8 @@ export class ReplyWriter {
   #take(): Uint8Array | undefined {
     if (this.#queue.length <= 1 || this.#queue[0]!.length + this.#queue[1]!.length > MAX_BATCH) {
       const one = this.#queue.shift();
+      const written = this.#queueWritten.shift();
+      if (written !== undefined) this.#writing.push(written);
       this.#queued -= one?.length ?? 0;
       return one;
     }
@@ -127,6 +149,9 @@ export class ReplyWriter {
     for (const m of this.#queue.splice(0, count)) {
       batch.set(m, o);
       o += m.length;
+    }
+    for (const written of this.#queueWritten.splice(0, count)) {
+      if (written !== undefined) this.#writing.push(written);
     }
     this.#queued -= size;
     return batch;

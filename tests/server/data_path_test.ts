@@ -61,6 +61,7 @@ async function setUp() {
   const channel = await importDevice(client, "1-1");
   await setConfiguration(channel, 1);
   return {
+    server,
     probe,
     log,
     channel,
@@ -195,5 +196,63 @@ Deno.test("an unlinked OUT URB's buffer is not reused: the device may still hold
   assertEquals(held, sent, "the unlinked transfer's data are intact");
   probe.held[1]!.complete({ status: "ok" });
   await next.done;
+  await tearDown();
+});
+
+Deno.test("a device's IN buffer is released once the socket has written it, large or small", async () => {
+  const { probe, log, channel, tearDown } = await setUp();
+  for (const [n, held] of [[65536, 1], [1024, 2]] as const) {
+    const urb = channel.submit({ ep: 1, dirIn: true, length: n });
+    await probe.waitHeld(held);
+    const mine = pattern(n);
+    let written = -1;
+    probe.held[held - 1]!.complete({
+      status: "ok",
+      data: mine,
+      // How many buffers the socket had been handed when the device got this one back.
+      release: () => written = written === -1 ? log.writes.length : -2,
+    });
+    const ret = await urb.done;
+    assertEquals(ret.data, mine);
+    assert(written > 0, `${n} bytes: release was called ${written === -1 ? "never" : "twice"}`);
+    const carrier = log.writes.findIndex((w) =>
+      n >= 65536 ? w.buffer === mine.buffer : w.length === 48 + n
+    );
+    assert(carrier >= 0 && carrier < written, `${n} bytes: released before the socket had them`);
+  }
+  await tearDown();
+});
+
+Deno.test("an IN buffer goes back to the device only after every observer has seen it", async () => {
+  const { server, probe, channel, tearDown } = await setUp();
+  const events: string[] = [];
+  const remove = server.observers.add({
+    completed: (_i, _cmd, c) => events.push(`observer saw ${c.data[1]}`),
+  });
+  const urb = channel.submit({ ep: 1, dirIn: true, length: 65536 });
+  await probe.waitHeld(1);
+  const mine = pattern(65536);
+  probe.held[0]!.complete({ status: "ok", data: mine, release: () => events.push("released") });
+  await urb.done;
+  await new Promise((r) => setTimeout(r, 10));
+  assertEquals(events, ["observer saw 7", "released"]);
+  remove();
+  await tearDown();
+});
+
+Deno.test("an unlinked IN URB's buffer is never released: the session drops its result", async () => {
+  const { probe, channel, tearDown } = await setUp();
+  const urb = channel.submit({ ep: 1, dirIn: true, length: 65536 });
+  await probe.waitHeld(1);
+  urb.done.catch(() => {});
+  assertEquals((await channel.unlink(urb.seqnum)).status, -104);
+  let released = false;
+  probe.held[0]!.complete({ status: "ok", data: pattern(65536), release: () => released = true });
+  // A URB after it shows that the session has handled the late result.
+  const next = channel.submit({ ep: 1, dirIn: true, length: 4 });
+  await probe.waitHeld(2);
+  probe.held[1]!.complete({ status: "ok", data: pattern(4) });
+  await next.done;
+  assertEquals(released, false);
   await tearDown();
 });

@@ -115,3 +115,51 @@ Deno.test("ReplyWriter reports the first failure once and drops later messages",
   assert(errors[0] instanceof Deno.errors.BrokenPipe);
   assertEquals(calls, 1);
 });
+
+Deno.test("ReplyWriter calls a message's `written` only once the write that carried it is done", async () => {
+  const { conn, writes, gates } = recordingConnection((b) => Math.min(b.length, 40000));
+  const w = new ReplyWriter(conn, () => {});
+  const done: string[] = [];
+  w.write(new Uint8Array(65536), () => done.push("large"));
+  w.write(new Uint8Array(1), () => done.push("small a"));
+  w.write(new Uint8Array(2));
+  w.write(new Uint8Array(3), () => done.push("small b"));
+  assertEquals(done, [], "nothing is written yet");
+  gates.shift()!(); // 40000 of the 65536 bytes
+  await new Promise((r) => setTimeout(r, 0));
+  assertEquals(done, [], "a partly written message is not done");
+  assertEquals(writes.length, 2);
+  gates.shift()!(); // the rest
+  await new Promise((r) => setTimeout(r, 0));
+  assertEquals(done, ["large"]);
+  assertEquals(writes.map((b) => b.length), [65536, 25536, 6], "the small ones joined");
+  assertEquals(done, ["large"], "queued messages wait for their own write");
+  gates.shift()!();
+  await w.flush();
+  assertEquals(done, ["large", "small a", "small b"]);
+});
+
+Deno.test("ReplyWriter never calls `written` of a message that was not written", async () => {
+  const conn: Connection = {
+    get readable(): ReadableStream<Uint8Array> {
+      throw new Error("not used");
+    },
+    get writable(): WritableStream<Uint8Array> {
+      throw new Error("not used");
+    },
+    peer: { transport: "memory", address: "test" },
+    direct: {
+      read: () => Promise.resolve(null),
+      write: () => Promise.reject(new Deno.errors.BrokenPipe("gone")),
+    },
+    close() {},
+  };
+  const w = new ReplyWriter(conn, () => {});
+  const done: number[] = [];
+  w.write(new Uint8Array(1), () => done.push(1));
+  w.write(new Uint8Array(1), () => done.push(2));
+  await w.flush();
+  w.write(new Uint8Array(1), () => done.push(3));
+  await w.flush();
+  assertEquals(done, []);
+});

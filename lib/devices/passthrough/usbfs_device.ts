@@ -11,6 +11,7 @@
 import { errorMessage } from "../../util/error_message.ts";
 import { getLogger } from "../../logtape.ts";
 import type { SpeedValue } from "../../protocol/constants.ts";
+import { BufferPool } from "../../protocol/buffer_pool.ts";
 import { Feature, Request, RequestType, type SetupPacket } from "../../protocol/setup_packet.ts";
 import {
   CANCELLED,
@@ -58,6 +59,12 @@ const PORT_RESET = 4;
 const POLL_TIMEOUT_MS = 1000;
 /** How long a configuration change, reset or release waits for discarded URBs to come back. */
 const DRAIN_TIMEOUT_MS = 2000;
+/**
+ * IN buffers the device keeps for reuse once the server releases them. A fresh buffer costs
+ * zeroing, the page faults of the kernel's copy into it at reap (copy_urb_data_to_user,
+ * drivers/usb/core/devio.c) and garbage collection: most of a large IN transfer's cost here.
+ */
+const IN_POOL_BYTES = 4 * 1024 * 1024;
 
 /** Options of {@linkcode UsbfsDevice.open}. */
 export interface UsbfsDeviceOptions {
@@ -108,6 +115,7 @@ export class UsbfsDevice extends UsbDevice {
   #wake: number;
   #nextId = 1n;
   #pending = new Map<bigint, PendingUrb>();
+  #inBuffers = new BufferPool(IN_POOL_BYTES);
   #claimed = new Set<number>();
   #stopping = false;
   #reaper: Promise<void>;
@@ -349,7 +357,7 @@ export class UsbfsDevice extends UsbDevice {
       const actual = Math.max(0, Math.min(reaped.actualLength, s.wLength));
       const status = urbStatus(reaped.status);
       return dirIn
-        ? { status, data: buffer.slice(8, 8 + actual) }
+        ? { status, data: buffer.subarray(8, 8 + actual) }
         : { status, actualLength: actual };
     });
   }
@@ -360,11 +368,15 @@ export class UsbfsDevice extends UsbDevice {
     let flags = 0;
     if (t.dirIn && t.shortNotOk) flags |= UrbFlags.SHORT_NOT_OK;
     if (!t.dirIn && t.zeroPacket && type === UrbType.BULK) flags |= UrbFlags.ZERO_PACKET;
-    const buffer = t.dirIn ? new Uint8Array(t.length) : t.data.subarray(0, t.length);
+    const buffer = t.dirIn
+      ? this.#inBuffers.take(t.length) ?? new Uint8Array(t.length)
+      : t.data.subarray(0, t.length);
     return this.#submitUrb(t, type, address, flags, buffer, [], (reaped) => {
       const actual = Math.max(0, Math.min(reaped.actualLength, buffer.length));
       const status = urbStatus(reaped.status);
-      return t.dirIn ? { status, data: buffer.slice(0, actual) } : { status, actualLength: actual };
+      if (!t.dirIn) return { status, actualLength: actual };
+      const release = () => this.#inBuffers.give(buffer);
+      return { status, data: buffer.subarray(0, actual), release };
     });
   }
 

@@ -1,6 +1,6 @@
 // Tests of UsbfsDevice that need no USB hardware: opening what is not a usbfs node, and the URB
 // machinery against a fake kernel (tests/devices/passthrough/_fake_usbfs.ts).
-import { assertEquals, assertRejects } from "@std/assert";
+import { assert, assertEquals, assertRejects } from "@std/assert";
 import { UsbfsDevice } from "../../../lib/devices/passthrough/usbfs_device.ts";
 import { Errno, UrbFlags, UrbType, UsbfsError } from "../../../lib/devices/passthrough/_usbfs.ts";
 import type { UsbTransfer } from "../../../lib/devices/usb_device.ts";
@@ -87,8 +87,29 @@ Deno.test("UsbfsDevice submits a bulk IN URB and completes it when reaped", asyn
     ]);
     assertEquals(dev.inFlight, 1);
     kernel.complete(urb!, { data: new TextEncoder().encode("USBS") });
-    assertEquals(await pending, { status: "ok", data: new TextEncoder().encode("USBS") });
+    const { status, data } = await pending;
+    assertEquals({ status, data }, { status: "ok", data: new TextEncoder().encode("USBS") });
     assertEquals(dev.inFlight, 0);
+  });
+});
+
+Deno.test("UsbfsDevice fills an IN buffer again only after the server released it", async () => {
+  await withDevice(STORAGE_HS, async (dev, kernel) => {
+    const read = async (fill: number) => {
+      const pending = dev.submit(transfer({ endpoint: 1, dirIn: true, length: 65536 }));
+      const [urb] = await kernel.waitInFlight(1);
+      kernel.complete(urb!, { data: new Uint8Array(65536).fill(fill) });
+      return { address: field(urb!, 16, 8), result: await pending };
+    };
+    const first = await read(1);
+    const second = await read(2);
+    assert(second.address !== first.address, "a buffer not released yet was filled again");
+    assertEquals(first.result.data, new Uint8Array(65536).fill(1));
+    first.result.release!();
+    const third = await read(3);
+    assertEquals(third.address, first.address, "the released buffer was not reused");
+    assertEquals(third.result.data, new Uint8Array(65536).fill(3));
+    assertEquals(second.result.data, new Uint8Array(65536).fill(2));
   });
 });
 
