@@ -115,21 +115,22 @@ class NodeSocketIo implements DirectIo {
     return n;
   }
 
+  /**
+   * Resolves once the socket is done with `buffer` (node's write callback), not when
+   * `socket.write()` returns: node may still hold the buffer then, and a caller may reuse it
+   * after the promise (the session's writer releases a device's IN buffer).
+   */
   write(buffer: Uint8Array): Promise<number> {
     const sock = this.#sock;
     if (sock.destroyed) return Promise.reject(new Deno.errors.BrokenPipe("The socket is closed"));
-    if (sock.write(buffer)) return Promise.resolve(buffer.length);
     return new Promise<number>((resolve, reject) => {
-      const onDrain = () => {
-        sock.off("close", onClose);
-        resolve(buffer.length);
-      };
-      const onClose = () => {
-        sock.off("drain", onDrain);
-        reject(new Deno.errors.BrokenPipe("The socket closed while writing"));
-      };
-      sock.once("drain", onDrain);
+      const onClose = () => reject(new Deno.errors.BrokenPipe("The socket closed while writing"));
       sock.once("close", onClose);
+      sock.write(buffer, (e) => {
+        sock.off("close", onClose);
+        if (e) reject(new Deno.errors.BrokenPipe(`The write failed: ${errorMessage(e)}`));
+        else resolve(buffer.length);
+      });
     });
   }
 }

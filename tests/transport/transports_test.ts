@@ -146,3 +146,43 @@ Deno.test("a unix listener replaces a stale socket file and refuses a live one o
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a unix connection's write resolves only once the socket is done with the buffer", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/t.sock`;
+  const listener = await UnixListener.listen({ path });
+  try {
+    const accepted = listener[Symbol.asyncIterator]().next();
+    const client = await connectUnix(path);
+    const conn = (await accepted).value!;
+    // Writes under node's high-water mark, more of them than the kernel's socket buffer holds
+    // while the peer does not read yet: later ones cannot complete at once. Each buffer is
+    // overwritten as soon as its write resolves, as a caller that reuses buffers does.
+    const size = 16000;
+    const count = 100;
+    const writing = (async () => {
+      for (let i = 0; i < count; i++) {
+        const buffer = new Uint8Array(size).fill(i);
+        assertEquals(await conn.direct!.write(buffer), size);
+        buffer.fill(0xff);
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+    const got = new Uint8Array(size * count);
+    let have = 0;
+    while (have < got.length) {
+      const n = await client.direct!.read(got.subarray(have));
+      if (n === null) break;
+      have += n;
+    }
+    await writing;
+    assertEquals(have, got.length);
+    const changed = got.findIndex((b, at) => b !== Math.floor(at / size));
+    assertEquals(changed, -1, `byte ${changed} changed after its write resolved`);
+    client.close();
+    conn.close();
+  } finally {
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
