@@ -103,7 +103,7 @@ export interface TransferResult {
    * Called once the server is done with `data` (see {@linkcode UsbDevice}, "Buffers"), so that
    * the device may fill that buffer again; never for a result the server drops.
    */
-  release?: () => void;
+  release?: (() => void) | undefined;
 }
 
 /** A value or a promise of it: handlers that finish at once need not allocate a promise. */

@@ -5,6 +5,14 @@
  */
 
 /**
+ * What a device keeps of the IN buffers the server released (see `TransferResult.release`), to
+ * fill them again: a few of the largest transfers (a 1 MiB SCSI command at SuperSpeed). A fresh
+ * buffer per transfer costs zeroing, page faults when it is first written, and garbage
+ * collection: most of a large IN transfer's cost in the gateway.
+ */
+export const DEVICE_IN_POOL_BYTES = 4 * 1024 * 1024;
+
+/**
  * Reuses payload buffers (the OUT data of CMD_SUBMITs) by exact size. A fresh 16 or 64 KiB
  * buffer per transfer costs an allocation, zeroing and garbage collection; a reused one costs
  * none of that, and the one handed out is the one returned last, still warm in the CPU caches.
@@ -53,6 +61,24 @@ export class BufferPool {
     this.#bytes -= n;
     this.#members.delete(b.buffer);
     return b;
+  }
+
+  /**
+   * A buffer of `n` bytes to fill and hand out (IN data): a pooled one, or a fresh one;
+   * `undefined` under `minSize`, where pooling is not worth it. {@linkcode releaseOf} makes the
+   * function that gives it back.
+   */
+  lend(n: number): Uint8Array | undefined {
+    return n < this.minSize ? undefined : this.take(n) ?? new Uint8Array(n);
+  }
+
+  /**
+   * The `release` of a transfer result whose `data` came from `lent` (see {@linkcode lend}):
+   * gives `lent` back; `undefined` when nothing was lent or `data` lies elsewhere (a reader
+   * that returned a buffer of its own).
+   */
+  releaseOf(lent: Uint8Array | undefined, data: Uint8Array): (() => void) | undefined {
+    return lent !== undefined && data.buffer === lent.buffer ? () => this.give(lent) : undefined;
   }
 
   /**

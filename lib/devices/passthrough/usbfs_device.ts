@@ -11,7 +11,7 @@
 import { errorMessage } from "../../util/error_message.ts";
 import { getLogger } from "../../logtape.ts";
 import type { SpeedValue } from "../../protocol/constants.ts";
-import { BufferPool } from "../../protocol/buffer_pool.ts";
+import { BufferPool, DEVICE_IN_POOL_BYTES } from "../../protocol/buffer_pool.ts";
 import { Feature, Request, RequestType, type SetupPacket } from "../../protocol/setup_packet.ts";
 import {
   CANCELLED,
@@ -59,12 +59,6 @@ const PORT_RESET = 4;
 const POLL_TIMEOUT_MS = 1000;
 /** How long a configuration change, reset or release waits for discarded URBs to come back. */
 const DRAIN_TIMEOUT_MS = 2000;
-/**
- * IN buffers the device keeps for reuse once the server releases them. A fresh buffer costs
- * zeroing, the page faults of the kernel's copy into it at reap (copy_urb_data_to_user,
- * drivers/usb/core/devio.c) and garbage collection: most of a large IN transfer's cost here.
- */
-const IN_POOL_BYTES = 4 * 1024 * 1024;
 
 /** Options of {@linkcode UsbfsDevice.open}. */
 export interface UsbfsDeviceOptions {
@@ -115,7 +109,8 @@ export class UsbfsDevice extends UsbDevice {
   #wake: number;
   #nextId = 1n;
   #pending = new Map<bigint, PendingUrb>();
-  #inBuffers = new BufferPool(IN_POOL_BYTES);
+  /** IN buffers back from the server; the kernel copies into them at reap (devio.c). */
+  #inBuffers = new BufferPool(DEVICE_IN_POOL_BYTES);
   #claimed = new Set<number>();
   #stopping = false;
   #reaper: Promise<void>;
@@ -368,15 +363,14 @@ export class UsbfsDevice extends UsbDevice {
     let flags = 0;
     if (t.dirIn && t.shortNotOk) flags |= UrbFlags.SHORT_NOT_OK;
     if (!t.dirIn && t.zeroPacket && type === UrbType.BULK) flags |= UrbFlags.ZERO_PACKET;
-    const buffer = t.dirIn
-      ? this.#inBuffers.take(t.length) ?? new Uint8Array(t.length)
-      : t.data.subarray(0, t.length);
+    const lent = t.dirIn ? this.#inBuffers.lend(t.length) : undefined;
+    const buffer = t.dirIn ? lent ?? new Uint8Array(t.length) : t.data.subarray(0, t.length);
     return this.#submitUrb(t, type, address, flags, buffer, [], (reaped) => {
       const actual = Math.max(0, Math.min(reaped.actualLength, buffer.length));
       const status = urbStatus(reaped.status);
       if (!t.dirIn) return { status, actualLength: actual };
-      const release = () => this.#inBuffers.give(buffer);
-      return { status, data: buffer.subarray(0, actual), release };
+      const data = buffer.subarray(0, actual);
+      return { status, data, release: this.#inBuffers.releaseOf(lent, data) };
     });
   }
 

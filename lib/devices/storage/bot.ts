@@ -11,6 +11,7 @@
 
 import { getLogger } from "../../logtape.ts";
 import { Notifier } from "../../util/wait.ts";
+import { BufferPool, DEVICE_IN_POOL_BYTES } from "../../protocol/buffer_pool.ts";
 import {
   CANCELLED,
   type MaybePromise,
@@ -236,6 +237,8 @@ export class BulkOnlyTransport {
   #stateChanged = new Notifier();
   #invalidCount = 0;
   #work = new Set<Promise<unknown>>();
+  /** Buffers for the data of READs, back from the server (`TransferResult.release`). */
+  #inBuffers = new BufferPool(DEVICE_IN_POOL_BYTES);
 
   /** Drives `target`. */
   constructor(target: BotTarget) {
@@ -410,8 +413,9 @@ export class BulkOnlyTransport {
     const generation = this.#generation;
     const length = Math.min(t.length, this.#remaining);
     let data: Uint8Array = EMPTY;
+    const lent = this.#inBuffers.lend(length);
     if (length > 0) {
-      const r = await command.read(this.#moved, length);
+      const r = await command.read(this.#moved, length, lent);
       if (generation !== this.#generation || t.signal.aborted) return CANCELLED;
       if (!(r instanceof Uint8Array)) {
         // A read error ends the data phase with a stall; the CSW reports the failure.
@@ -430,7 +434,7 @@ export class BulkOnlyTransport {
       // Case 5: less data than the host asked for; the bulk IN endpoint halts after it.
       if (residue > 0) this.#target.halt(true);
     }
-    return { status: "ok", data };
+    return { status: "ok", data, release: this.#inBuffers.releaseOf(lent, data) };
   }
 
   async #dataOut(t: UsbTransfer): Promise<TransferResult> {

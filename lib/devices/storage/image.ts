@@ -22,8 +22,12 @@ export interface StorageBacking {
   readonly size: number;
   /** Whether the backing refuses writes. */
   readonly readOnly: boolean;
-  /** Reads `length` bytes at `offset`; rejects on an I/O error or a read past the end. */
-  read(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Reads `length` bytes at `offset`; rejects on an I/O error or a read past the end. When
+   * `into` (of `length` bytes) is given, the bytes may be read into it and it returned, which
+   * spares a fresh buffer; a backing may also ignore it and return one of its own.
+   */
+  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
   /** Writes all of `data` at `offset` before resolving; rejects on an I/O error (ENOSPC, EIO). */
   write(offset: number, data: Uint8Array): Promise<void>;
   /** Makes every completed write durable (`fdatasync`). */
@@ -286,11 +290,11 @@ export class DiskImage implements StorageBacking {
     }
   }
 
-  /** Reads `length` bytes at `offset`. */
-  read(offset: number, length: number): Promise<Uint8Array> {
+  /** Reads `length` bytes at `offset`, into `into` when it has that length. */
+  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     this.#check(offset, length);
     return this.#serial(async () => {
-      const buffer = new Uint8Array(length);
+      const buffer = into?.length === length ? into : new Uint8Array(length);
       this.#file.seekSync(offset, Deno.SeekMode.Start);
       let done = 0;
       while (done < length) {

@@ -138,8 +138,15 @@ export type ScsiCommand =
   | {
     readonly direction: "in";
     readonly length: number;
-    /** `length` bytes of the data starting at `offset`, or CHECK CONDITION (a read error). */
-    read(offset: number, length: number): MaybePromise<Uint8Array | CheckCondition>;
+    /**
+     * `length` bytes of the data starting at `offset`, or CHECK CONDITION (a read error);
+     * read into `into` (of `length` bytes) where the data come from the medium.
+     */
+    read(
+      offset: number,
+      length: number,
+      into?: Uint8Array,
+    ): MaybePromise<Uint8Array | CheckCondition>;
     finish(): MaybePromise<ScsiStatus>;
   }
   | {
@@ -571,9 +578,9 @@ export class ScsiLogicalUnit {
     return {
       direction: "in",
       length: count * this.blockSize,
-      read: async (offset, length) => {
+      read: async (offset, length, into) => {
         try {
-          return await this.backing.read(base + offset, length);
+          return await this.backing.read(base + offset, length, into);
         } catch (e) {
           return this.#ioFailed("read", base + offset, e, SENSE.UNRECOVERED_READ_ERROR);
         }

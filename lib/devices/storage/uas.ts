@@ -19,6 +19,7 @@
 
 import { getLogger } from "../../logtape.ts";
 import { Notifier } from "../../util/wait.ts";
+import { BufferPool, DEVICE_IN_POOL_BYTES } from "../../protocol/buffer_pool.ts";
 import {
   CANCELLED,
   type MaybePromise,
@@ -245,6 +246,8 @@ export class UasTransport {
   /** The most commands held at once since {@linkcode UasTransport.takeMostInFlight}. */
   #mostInFlight = 0;
   readonly #work = new Set<Promise<unknown>>();
+  /** Buffers for the data of READs, back from the server (`TransferResult.release`). */
+  readonly #inBuffers = new BufferPool(DEVICE_IN_POOL_BYTES);
 
   /** Drives `target`. */
   constructor(target: UasTarget) {
@@ -463,7 +466,8 @@ export class UasTransport {
   async #dataIn(task: Task, command: DataCommand, t: UsbTransfer): Promise<TransferResult> {
     if (command.direction !== "in") return CANCELLED;
     const length = Math.min(t.length, command.length - task.moved);
-    const r = length > 0 ? await command.read(task.moved, length) : new Uint8Array(0);
+    const lent = this.#inBuffers.lend(length);
+    const r = length > 0 ? await command.read(task.moved, length, lent) : new Uint8Array(0);
     if (task.aborted || t.signal.aborted) return CANCELLED;
     if (!(r instanceof Uint8Array)) {
       // A read error ends the data phase short (no stall: the host clears no halt in UAS);
@@ -478,7 +482,7 @@ export class UasTransport {
       this.#release(this.#in, task);
       this.#complete(task, await command.finish());
     }
-    return { status: "ok", data };
+    return { status: "ok", data, release: this.#inBuffers.releaseOf(lent, data) };
   }
 
   async #dataOut(task: Task, command: DataCommand, t: UsbTransfer): Promise<TransferResult> {

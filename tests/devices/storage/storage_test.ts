@@ -194,3 +194,34 @@ Deno.test("close() flushes, unlocks and closes the images; the device is gone", 
     await t.remove();
   }
 });
+
+Deno.test("an image's READ data go out in a buffer the drive fills again only once it is released", async () => {
+  const blocks = 64;
+  const t = await tempImage(pattern(blocks * BLOCK, 5));
+  const expected = await Deno.readFile(t.path);
+  try {
+    const drive = new MassStorage({ units: [await DiskImage.open({ path: t.path })] });
+    drive.imported();
+    const host = new BotHost(drive);
+    await setConfiguration(host.drive, 1);
+    const read = async (lba: number) => {
+      assertEquals((await host.cbw(cdb10(0x28, lba, 16), 16 * BLOCK, true)).status, "ok");
+      const r = await host.in(16 * BLOCK);
+      assertEquals(r.status, "ok");
+      assertEquals((await host.csw()).status, 0);
+      assertEquals(r.data, expected.subarray(lba * BLOCK, (lba + 16) * BLOCK));
+      return r;
+    };
+    const first = await read(0);
+    assert(first.release !== undefined, "an image read comes in a lent buffer");
+    const second = await read(16);
+    assert(second.data!.buffer !== first.data!.buffer, "a buffer not released was filled again");
+    first.release!();
+    const third = await read(32);
+    assertEquals(third.data!.buffer, first.data!.buffer, "the released buffer was not reused");
+    assertEquals(second.data, expected.subarray(16 * BLOCK, 32 * BLOCK), "second read intact");
+    await drive.close();
+  } finally {
+    await t.remove();
+  }
+});
