@@ -36,9 +36,13 @@ export class MemoryBacking implements StorageBacking {
     this.name = options.name ?? "ram";
     this.bytes = new Uint8Array(size).fill(options.fill ?? 0);
   }
-  read(offset: number, length: number): Promise<Uint8Array> {
+  /** Reads into `into` when it is given, as a disk image does. */
+  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     if (this.failReads) return Promise.reject(new Error("EIO (injected)"));
-    return Promise.resolve(this.bytes.slice(offset, offset + length));
+    const bytes = this.bytes.subarray(offset, offset + length);
+    if (into?.length !== length) return Promise.resolve(bytes.slice());
+    into.set(bytes);
+    return Promise.resolve(into);
   }
   write(offset: number, data: Uint8Array): Promise<void> {
     if (this.failWrites) return Promise.reject(new Error("No space left on device (injected)"));

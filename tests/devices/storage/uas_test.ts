@@ -504,3 +504,24 @@ Deno.test("UAS: the most commands in flight at once is counted until taken", () 
   send(9);
   assertEquals(transport.takeMostInFlight(), 1);
 });
+
+Deno.test("UAS: READ data go out in a buffer the drive fills again only once it is released", async () => {
+  const { host, ram } = await UasHost.open();
+  ram[0]!.bytes.set(pattern(48 * BLOCK, 3), 0);
+  const read = async (tag: number, lba: number) => {
+    await host.command(tag, read10(lba, 16));
+    assertEquals((await host.status()).type, "read_ready");
+    const r = await host.dataIn(16 * BLOCK);
+    assertGood(await host.status(), tag);
+    assertEquals(r.data, ram[0]!.bytes.slice(lba * BLOCK, (lba + 16) * BLOCK));
+    return r;
+  };
+  const first = await read(1, 0);
+  assert(first.release !== undefined, "a medium read comes in a lent buffer");
+  const second = await read(2, 16);
+  assert(second.data!.buffer !== first.data!.buffer, "a buffer not released was filled again");
+  first.release!();
+  const third = await read(3, 32);
+  assertEquals(third.data!.buffer, first.data!.buffer, "the released buffer was not reused");
+  assertEquals(second.data, ram[0]!.bytes.slice(16 * BLOCK, 32 * BLOCK), "second read intact");
+});
