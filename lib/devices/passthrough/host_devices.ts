@@ -235,6 +235,32 @@ export async function listHostDevices(options: HostDeviceOptions = {}): Promise<
   return devices;
 }
 
+/**
+ * What changes whenever a USB device comes or goes, read cheaply: the names in sysfs's device
+ * list and the usbfs device nodes (a device re-plugged into the same port keeps its sysfs name
+ * but gets a new node). A few directory reads, where {@linkcode listHostDevices} reads every
+ * attribute of every device.
+ */
+export async function hostDevicesSignature(options: HostDeviceOptions = {}): Promise<string> {
+  const names: string[] = [];
+  const usbfs = `${options.devRoot ?? "/dev"}/bus/usb`;
+  const list = async (dir: string, prefix: string, folders = false) => {
+    try {
+      for await (const e of Deno.readDir(dir)) {
+        if (!folders || e.isDirectory) names.push(prefix + e.name);
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  };
+  await list(`${options.sysfsRoot ?? "/sys"}/bus/usb/devices`, "sysfs ");
+  await list(usbfs, "bus ", true);
+  for (const bus of names.filter((n) => n.startsWith("bus ")).map((n) => n.slice(4))) {
+    await list(`${usbfs}/${bus}`, `node ${bus}/`);
+  }
+  return names.sort().join("\n");
+}
+
 /** Whether `device` is the one `selector` names. */
 export function matchesHostDevice(device: HostDevice, selector: HostDeviceSelector): boolean {
   if ("busid" in selector) return device.busid === selector.busid;

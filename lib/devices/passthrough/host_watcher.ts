@@ -10,6 +10,7 @@ import {
   type HostDevice,
   type HostDeviceOptions,
   type HostDeviceSelector,
+  hostDevicesSignature,
   listHostDevices,
   matchesHostDevice,
 } from "./host_devices.ts";
@@ -33,9 +34,13 @@ function key(d: HostDevice): string {
 }
 
 /**
- * Watches sysfs for devices that match `selector`. Reading sysfs every second costs little
- * and works where inotify on sysfs does not; a netlink uevent socket would be the
- * event-driven alternative.
+ * Watches sysfs for devices that match `selector`. Every second it lists the devices and their
+ * usbfs nodes ({@linkcode hostDevicesSignature}), and reads the devices' attributes only when
+ * that list changed, and once more a second later. Each step of an enumeration changes the
+ * list (the device's folder; its node, which devtmpfs makes after the attributes, device_add()
+ * in drivers/base/core.c; its interfaces' folders at SET_CONFIGURATION), so a device caught in
+ * the middle of one is read again. Polling works where inotify on sysfs does not; a netlink
+ * uevent socket would be the event-driven alternative.
  *
  * @example Scanning a fake tree once
  * ```ts
@@ -59,6 +64,9 @@ export class HostDeviceWatcher {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<void> | undefined;
   #stopped = false;
+  /** The signature the last scan followed, and whether it had changed from the one before. */
+  #signature: string | undefined;
+  #changedBefore = false;
 
   /** Builds a watcher; nothing is read until {@linkcode start} or {@linkcode scan}. */
   constructor(
@@ -102,7 +110,7 @@ export class HostDeviceWatcher {
     if (this.#running !== undefined || this.#stopped) return;
     const tick = async () => {
       try {
-        await this.scan();
+        await this.#poll();
       } catch (e) {
         onError(e);
       }
@@ -112,6 +120,17 @@ export class HostDeviceWatcher {
       this.#running = tick();
     };
     run();
+  }
+
+  /** A scan when the signature changed at this tick or the one before. */
+  async #poll(): Promise<void> {
+    const signature = await hostDevicesSignature(this.#options);
+    const changed = signature !== this.#signature;
+    if (!changed && !this.#changedBefore) return;
+    this.#signature = undefined; // a scan that fails is tried again at the next tick
+    await this.scan();
+    this.#signature = signature;
+    this.#changedBefore = changed;
   }
 
   /** Stops watching; resolves when a scan under way has finished. */

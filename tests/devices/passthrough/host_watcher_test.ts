@@ -48,3 +48,72 @@ Deno.test("HostDeviceWatcher.start() scans until stop()", async () => {
     await fake.remove();
   }
 });
+
+Deno.test("HostDeviceWatcher.start() reads the devices only after the devices or their nodes changed", async () => {
+  const fake = await fakeSysfs([STORAGE]);
+  const base = `${fake.root}/bus/usb/devices`;
+  const nodes = `${fake.root}/dev/bus/usb/001`;
+  await Deno.mkdir(nodes, { recursive: true });
+  await Deno.writeTextFile(`${nodes}/002`, "");
+  const log: string[] = [];
+  const watcher = new HostDeviceWatcher({ busid: "1-1" }, {
+    added: (d) => void log.push(`+${d.busid}/${d.devnum}`),
+    removed: (d) => void log.push(`-${d.busid}/${d.devnum}`),
+  }, { sysfsRoot: fake.root, devRoot: `${fake.root}/dev`, intervalMs: 5 });
+  const ticks = (n: number) => new Promise((r) => setTimeout(r, 5 * n));
+  const until = async (n: number) => {
+    for (let i = 0; i < 200 && log.length < n; i++) await ticks(1);
+  };
+  try {
+    watcher.start();
+    await until(1);
+    assertEquals(log, ["+1-1/2"]);
+    await ticks(10);
+    // Were the attributes read again, a device without idVendor would be gone.
+    const vendor = await Deno.readTextFile(`${base}/1-1/idVendor`);
+    await Deno.remove(`${base}/1-1/idVendor`);
+    await ticks(20);
+    assertEquals(log, ["+1-1/2"], "the devices were read though nothing changed");
+    await Deno.writeTextFile(`${base}/1-1/idVendor`, vendor);
+    // A re-plug into the same port: the same sysfs name, a new device number and node.
+    await Deno.writeTextFile(`${base}/1-1/devnum`, "3\n");
+    await Deno.rename(`${nodes}/002`, `${nodes}/003`);
+    await until(3);
+    assertEquals(log, ["+1-1/2", "-1-1/2", "+1-1/3"]);
+  } finally {
+    await watcher.stop();
+    await fake.remove();
+  }
+});
+
+Deno.test("HostDeviceWatcher.start() reads a device caught in the middle of its enumeration once its node is made", async () => {
+  const fake = await fakeSysfs([]);
+  const base = `${fake.root}/bus/usb/devices`;
+  const seen: string[] = [];
+  const watcher = new HostDeviceWatcher({ busid: "1-1" }, {
+    added: (d) => void seen.push(`${d.busid}/${d.devnum}`),
+    removed: () => {},
+  }, { sysfsRoot: fake.root, devRoot: `${fake.root}/dev`, intervalMs: 20 });
+  try {
+    watcher.start();
+    await new Promise((r) => setTimeout(r, 50));
+    // The device's folder is there, its attributes not yet (the kernel is still adding them):
+    // scans in between find nothing to report.
+    await Deno.mkdir(`${base}/1-1`);
+    await new Promise((r) => setTimeout(r, 100));
+    assertEquals(seen, []);
+    // Then the attributes, and after them the node (device_add, drivers/base/core.c).
+    for (const [k, v] of Object.entries(STORAGE.attrs)) {
+      await Deno.writeTextFile(`${base}/1-1/${k}`, `${v}\n`);
+    }
+    await Deno.mkdir(`${fake.root}/dev/bus/usb/001`, { recursive: true });
+    await Deno.writeTextFile(`${fake.root}/dev/bus/usb/001/002`, "");
+    for (let i = 0; i < 100 && seen.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assertEquals(seen, ["1-1/2"]);
+  } finally {
+    await watcher.stop();
+    await fake.remove();
+  }
+});
