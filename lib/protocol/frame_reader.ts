@@ -54,6 +54,9 @@ import {
 
 const EMPTY = new Uint8Array(0);
 
+/** What a server reads in the URB phase, and what a client reads back. */
+const URB_COMMANDS = [UrbCommandCode.USBIP_CMD_SUBMIT, UrbCommandCode.USBIP_CMD_UNLINK] as const;
+const URB_RETURNS = [UrbCommandCode.USBIP_RET_SUBMIT, UrbCommandCode.USBIP_RET_UNLINK] as const;
 /**
  * The read-ahead buffer's initial size: dozens of small frames arrive in one read, and an idle
  * connection (which always has a read pending into it) holds only this much. It was 64 KiB,
@@ -281,10 +284,7 @@ export class FrameReader {
   async readUrbCommand(isochronous: IsochronousPredicate): Promise<UrbCommand | null> {
     const header = await this.#peek(WireSize.URB_HEADER, "URB header");
     if (header === null) return null;
-    const command = peekUrbCommand(header, [
-      UrbCommandCode.USBIP_CMD_SUBMIT,
-      UrbCommandCode.USBIP_CMD_UNLINK,
-    ]);
+    const command = peekUrbCommand(header, URB_COMMANDS);
     if (command === UrbCommandCode.USBIP_CMD_UNLINK) return decodeCmdUnlink(header);
     const h = decodeCmdSubmitHeader(header, this.#limits);
     const packets = isochronous(h.ep, h.direction) ? isoPacketCount(h, this.#limits) : 0;
@@ -301,10 +301,7 @@ export class FrameReader {
   ): Promise<UrbReturn | null> {
     const header = await this.#peek(WireSize.URB_HEADER, "URB header");
     if (header === null) return null;
-    const command = peekUrbCommand(header, [
-      UrbCommandCode.USBIP_RET_SUBMIT,
-      UrbCommandCode.USBIP_RET_UNLINK,
-    ]);
+    const command = peekUrbCommand(header, URB_RETURNS);
     if (command === UrbCommandCode.USBIP_RET_UNLINK) return decodeRetUnlink(header);
     const h = decodeRetSubmitHeader(header);
     const urb = lookup(h.seqnum);

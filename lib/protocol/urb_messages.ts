@@ -171,16 +171,31 @@ export function peekUrbCommand(b: Uint8Array, expected: readonly number[]): numb
   return command;
 }
 
-function decodeBasic(b: Uint8Array, command: number): UrbHeaderBasic {
-  const frame = name(command);
-  const v = view(b);
+/** The command codes each decoder accepts (one array each, not one per call). */
+const ONLY_CMD_SUBMIT = [UrbCommandCode.USBIP_CMD_SUBMIT] as const;
+const ONLY_RET_SUBMIT = [UrbCommandCode.USBIP_RET_SUBMIT] as const;
+const ONLY_CMD_UNLINK = [UrbCommandCode.USBIP_CMD_UNLINK] as const;
+const ONLY_RET_UNLINK = [UrbCommandCode.USBIP_RET_UNLINK] as const;
+
+/** Checks the `direction` and `ep` of a header; `command` names the frame in the error. */
+function checkBasic(v: DataView, command: number): void {
   const direction = v.getUint32(0x0c);
   const ep = v.getUint32(0x10);
   if (direction !== Direction.USBIP_DIR_OUT && direction !== Direction.USBIP_DIR_IN) {
-    throw new UsbipProtocolError(frame, "direction", `is ${direction}, expected 0 or 1`);
+    throw new UsbipProtocolError(name(command), "direction", `is ${direction}, expected 0 or 1`);
   }
-  if (ep > 15) throw new UsbipProtocolError(frame, "ep", `is ${ep}, expected 0..15`);
-  return { seqnum: v.getUint32(0x04), devid: v.getUint32(0x08), direction, ep };
+  if (ep > 15) throw new UsbipProtocolError(name(command), "ep", `is ${ep}, expected 0..15`);
+}
+
+function decodeBasic(b: Uint8Array, command: number): UrbHeaderBasic {
+  const v = view(b);
+  checkBasic(v, command);
+  return {
+    seqnum: v.getUint32(0x04),
+    devid: v.getUint32(0x08),
+    direction: v.getUint32(0x0c),
+    ep: v.getUint32(0x10),
+  };
 }
 
 function checkLength(frame: string, field: string, value: number, limit: number) {
@@ -196,7 +211,7 @@ export function decodeCmdSubmitHeader(
   b: Uint8Array,
   limits: UsbipLimits = DEFAULT_LIMITS,
 ): CmdSubmitHeader {
-  peekUrbCommand(b, [UrbCommandCode.USBIP_CMD_SUBMIT]);
+  peekUrbCommand(b, ONLY_CMD_SUBMIT);
   const v = view(b);
   const transferBufferLength = v.getUint32(0x18);
   checkLength(
@@ -205,9 +220,14 @@ export function decodeCmdSubmitHeader(
     transferBufferLength,
     limits.maxTransferBufferLength,
   );
+  checkBasic(v, UrbCommandCode.USBIP_CMD_SUBMIT);
+  // Built field by field: a spread of the basic header would copy an object per URB.
   return {
     kind: "cmd_submit",
-    ...decodeBasic(b, UrbCommandCode.USBIP_CMD_SUBMIT),
+    seqnum: v.getUint32(0x04),
+    devid: v.getUint32(0x08),
+    direction: v.getUint32(0x0c),
+    ep: v.getUint32(0x10),
     transferFlags: v.getUint32(0x14),
     transferBufferLength,
     startFrame: v.getUint32(0x1c),
@@ -302,7 +322,8 @@ export function decodeCmdSubmitBody(
   const dataLength = h.direction === Direction.USBIP_DIR_OUT ? h.transferBufferLength : 0;
   const packets = bodyIsoDescriptors("CMD_SUBMIT", body, dataLength, isoPackets);
   let sum = 0;
-  for (const [i, p] of packets.entries()) {
+  for (let i = 0; i < packets.length; i++) {
+    const p = packets[i]!;
     if (p.offset + p.length > h.transferBufferLength) {
       throw new UsbipProtocolError(
         "CMD_SUBMIT",
@@ -321,7 +342,21 @@ export function decodeCmdSubmitBody(
       `lengths add up to ${sum}, more than transfer_buffer_length ${h.transferBufferLength}`,
     );
   }
-  return { ...h, data: body.subarray(0, dataLength), isoPackets: packets };
+  return {
+    kind: h.kind,
+    seqnum: h.seqnum,
+    devid: h.devid,
+    direction: h.direction,
+    ep: h.ep,
+    transferFlags: h.transferFlags,
+    transferBufferLength: h.transferBufferLength,
+    startFrame: h.startFrame,
+    numberOfPackets: h.numberOfPackets,
+    interval: h.interval,
+    setup: h.setup,
+    data: body.subarray(0, dataLength),
+    isoPackets: packets,
+  };
 }
 
 /**
@@ -394,7 +429,7 @@ export function encodeRetSubmit(m: RetSubmit): Uint8Array {
 
 /** Decodes the 48-byte header of a RET_SUBMIT. */
 export function decodeRetSubmitHeader(b: Uint8Array): RetSubmitHeader {
-  peekUrbCommand(b, [UrbCommandCode.USBIP_RET_SUBMIT]);
+  peekUrbCommand(b, ONLY_RET_SUBMIT);
   const v = view(b);
   return {
     kind: "ret_submit",
@@ -492,7 +527,7 @@ export function encodeCmdUnlink(m: CmdUnlink): Uint8Array {
 
 /** Decodes CMD_UNLINK (48 bytes). */
 export function decodeCmdUnlink(b: Uint8Array): CmdUnlink {
-  peekUrbCommand(b, [UrbCommandCode.USBIP_CMD_UNLINK]);
+  peekUrbCommand(b, ONLY_CMD_UNLINK);
   return {
     kind: "cmd_unlink",
     ...decodeBasic(b, UrbCommandCode.USBIP_CMD_UNLINK),
@@ -511,7 +546,7 @@ export function encodeRetUnlink(m: RetUnlink): Uint8Array {
 
 /** Decodes RET_UNLINK (48 bytes). */
 export function decodeRetUnlink(b: Uint8Array): RetUnlink {
-  peekUrbCommand(b, [UrbCommandCode.USBIP_RET_UNLINK]);
+  peekUrbCommand(b, ONLY_RET_UNLINK);
   return {
     kind: "ret_unlink",
     ...decodeBasic(b, UrbCommandCode.USBIP_RET_UNLINK),

@@ -96,7 +96,9 @@ export function retSubmitOf(seqnum: number, c: UrbCompletion): RetSubmit {
   return {
     kind: "ret_submit",
     seqnum,
-    ...RET_HEADER_BASIC,
+    devid: RET_HEADER_BASIC.devid,
+    direction: RET_HEADER_BASIC.direction,
+    ep: RET_HEADER_BASIC.ep,
     status: c.status,
     actualLength: c.actualLength,
     startFrame: 0,
