@@ -1,13 +1,12 @@
 // Tests of ReplyWriter: order, one buffer per message, coalescing of small messages, failures.
 import { assert, assertEquals } from "@std/assert";
 import type { Connection } from "../../mod.ts";
+import type { DirectIo } from "../../lib/transport/connection.ts";
 import { ReplyWriter } from "../../lib/transport/reply_writer.ts";
 
-/** A connection whose direct writes are recorded and complete when the test says. */
-function recordingConnection(accept = (b: Uint8Array) => b.length) {
-  const writes: Uint8Array[] = [];
-  const gates: (() => void)[] = [];
-  const conn: Connection = {
+/** A connection with direct I/O only, whose writes `write` answers. */
+function directConnection(write: DirectIo["write"]): Connection {
+  return {
     get readable(): ReadableStream<Uint8Array> {
       throw new Error("not used");
     },
@@ -15,15 +14,19 @@ function recordingConnection(accept = (b: Uint8Array) => b.length) {
       throw new Error("not used");
     },
     peer: { transport: "memory", address: "test" },
-    direct: {
-      read: () => Promise.resolve(null),
-      write: (b) => {
-        writes.push(b.slice());
-        return new Promise((resolve) => gates.push(() => resolve(accept(b))));
-      },
-    },
+    direct: { read: () => Promise.resolve(null), write },
     close() {},
   };
+}
+
+/** A connection whose direct writes are recorded and complete when the test says. */
+function recordingConnection(accept = (b: Uint8Array) => b.length) {
+  const writes: Uint8Array[] = [];
+  const gates: (() => void)[] = [];
+  const conn = directConnection((b) => {
+    writes.push(b.slice());
+    return new Promise((resolve) => gates.push(() => resolve(accept(b))));
+  });
   return { conn, writes, gates };
 }
 
@@ -60,24 +63,11 @@ Deno.test("ReplyWriter writes a large message alone rather than copying it into 
 
 Deno.test("ReplyWriter finishes a partial write before the next message", async () => {
   const chunks: number[][] = [];
-  const conn: Connection = {
-    get readable(): ReadableStream<Uint8Array> {
-      throw new Error("not used");
-    },
-    get writable(): WritableStream<Uint8Array> {
-      throw new Error("not used");
-    },
-    peer: { transport: "memory", address: "test" },
-    direct: {
-      read: () => Promise.resolve(null),
-      // The socket takes at most 4 bytes per call.
-      write: (b) => {
-        chunks.push([...b.subarray(0, 4)]);
-        return Promise.resolve(Math.min(b.length, 4));
-      },
-    },
-    close() {},
-  };
+  // The socket takes at most 4 bytes per call.
+  const conn = directConnection((b) => {
+    chunks.push([...b.subarray(0, 4)]);
+    return Promise.resolve(Math.min(b.length, 4));
+  });
   const w = new ReplyWriter(conn, () => {});
   w.write(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
   w.write(new Uint8Array([11]));
@@ -87,23 +77,10 @@ Deno.test("ReplyWriter finishes a partial write before the next message", async 
 
 Deno.test("ReplyWriter reports the first failure once and drops later messages", async () => {
   let calls = 0;
-  const conn: Connection = {
-    get readable(): ReadableStream<Uint8Array> {
-      throw new Error("not used");
-    },
-    get writable(): WritableStream<Uint8Array> {
-      throw new Error("not used");
-    },
-    peer: { transport: "memory", address: "test" },
-    direct: {
-      read: () => Promise.resolve(null),
-      write: () => {
-        calls++;
-        return Promise.reject(new Deno.errors.BrokenPipe("gone"));
-      },
-    },
-    close() {},
-  };
+  const conn = directConnection(() => {
+    calls++;
+    return Promise.reject(new Deno.errors.BrokenPipe("gone"));
+  });
   const errors: unknown[] = [];
   const w = new ReplyWriter(conn, (e) => errors.push(e));
   w.write(new Uint8Array(1));
@@ -140,20 +117,7 @@ Deno.test("ReplyWriter calls a message's `written` only once the write that carr
 });
 
 Deno.test("ReplyWriter never calls `written` of a message that was not written", async () => {
-  const conn: Connection = {
-    get readable(): ReadableStream<Uint8Array> {
-      throw new Error("not used");
-    },
-    get writable(): WritableStream<Uint8Array> {
-      throw new Error("not used");
-    },
-    peer: { transport: "memory", address: "test" },
-    direct: {
-      read: () => Promise.resolve(null),
-      write: () => Promise.reject(new Deno.errors.BrokenPipe("gone")),
-    },
-    close() {},
-  };
+  const conn = directConnection(() => Promise.reject(new Deno.errors.BrokenPipe("gone")));
   const w = new ReplyWriter(conn, () => {});
   const done: number[] = [];
   w.write(new Uint8Array(1), () => done.push(1));
