@@ -22,6 +22,7 @@ import {
 import { checkStorage, checkStorageUas, printStorageBaseline } from "./storage_checks.ts";
 import { checkStorageLatency } from "./storage_latency.ts";
 import { testusbBaseline } from "./testusb_baseline.ts";
+import { gatewayAb } from "./gateway_ab.ts";
 import { opensslProblem } from "../transport/_certs.ts";
 
 const missing = rigMissingReason();
@@ -51,6 +52,7 @@ if (missing === null && tlsMissing !== undefined) {
 const BENCHMARKS: Partial<Record<ScenarioName, string>> = {
   storage_latency: "run deno run -A tests/interop/run.ts storage_latency",
   testusb_baseline: "run deno run -A tests/interop/run.ts testusb_baseline",
+  gateway_ab: "run deno run -A tests/interop/run.ts --before REV --workload passthrough gateway_ab",
 };
 const runBenchmarks = Deno.env.get("USBIPGW_RIG_BENCH") === "1";
 if (!runBenchmarks) {
@@ -341,6 +343,9 @@ const checks: Partial<Record<ScenarioName, Check>> = {
   storage_latency: checkStorageLatency,
   testusb_baseline(_run, r) {
     console.log(testusbBaseline(r).table);
+  },
+  gateway_ab(_run, r) {
+    console.log(gatewayAb(r).table);
   },
   passthrough_kernel: _passthrough,
   passthrough: _passthrough,

@@ -28,6 +28,7 @@ export const SCENARIOS = [
   "storage_uas",
   "storage_latency",
   "testusb_baseline",
+  "gateway_ab",
 ] as const;
 
 /** A scenario name. */
@@ -53,6 +54,7 @@ export const GATEWAY_SCENARIOS: readonly ScenarioName[] = [
   "storage_uas",
   "storage_latency",
   "testusb_baseline",
+  "gateway_ab",
 ];
 
 /**
@@ -74,6 +76,7 @@ export const QEMU_USB_SCENARIOS: readonly ScenarioName[] = [
   "passthrough_kernel",
   "passthrough",
   "passthrough_baseline",
+  "gateway_ab",
 ];
 
 /** Kernel modules put into the initramfs, with everything they depend on. */
@@ -1038,6 +1041,8 @@ export const DEFAULT_TIMEOUTS: Record<ScenarioName, number> = {
   storage_latency: 1500,
   // A benchmark: three rounds of testusb on both Gadget Zeros, about 4 min under TCG.
   testusb_baseline: 900,
+  // A benchmark: eight turns of a gateway start, an attach and a workload, 4 to 10 min.
+  gateway_ab: 1500,
 };
 
 /**

@@ -1,5 +1,7 @@
 // Runs interop scenarios from the command line and prints each one's result.json
-// (usage: deno run -A tests/interop/run.ts [--timeout SECONDS] [--standin] SCENARIO...).
+// (usage: deno run -A tests/interop/run.ts [--timeout SECONDS] [--standin] [--before REV]
+// [--workload NAME] SCENARIO...). --before and --workload are for gateway_ab: the gateway of
+// commit REV against this checkout's, on passthrough, storage, storage_super or control.
 
 import { errorMessage } from "../../lib/util/error_message.ts";
 import {
@@ -12,10 +14,13 @@ import {
 } from "./rig.ts";
 import { storageLatencyTable } from "./storage_latency.ts";
 import { testusbBaseline } from "./testusb_baseline.ts";
+import { gatewayAb } from "./gateway_ab.ts";
+import { extractTree } from "../../bench/_common.ts";
 
 function usage(): never {
   console.error(
-    `usage: deno run -A tests/interop/run.ts [--timeout SECONDS] [--standin] SCENARIO...\n` +
+    `usage: deno run -A tests/interop/run.ts [--timeout SECONDS] [--standin] [--before REV] ` +
+      `[--workload NAME] SCENARIO...\n` +
       `scenarios: ${SCENARIOS.join(" ")} (or "all")`,
   );
   Deno.exit(2);
@@ -24,6 +29,7 @@ function usage(): never {
 const names: ScenarioName[] = [];
 let timeoutSeconds: number | undefined;
 const extraArgs: string[] = [];
+let before: string | undefined;
 for (let i = 0; i < Deno.args.length; i++) {
   const a = Deno.args[i];
   if (a === "--timeout") {
@@ -32,6 +38,10 @@ for (let i = 0; i < Deno.args.length; i++) {
   } else if (a === "--standin") {
     // Developer aid: the kernel's own Gadget Zero + usbipd play the gateway (plumbing checks).
     extraArgs.push("standin=kernel");
+  } else if (a === "--before") {
+    before = Deno.args[++i] ?? usage();
+  } else if (a === "--workload") {
+    extraArgs.push(`ab_workload=${Deno.args[++i] ?? usage()}`);
   } else if (a === "all") {
     names.push(...SCENARIOS);
   } else if ((SCENARIOS as readonly string[]).includes(a ?? "")) {
@@ -48,6 +58,20 @@ if (missing !== null) {
   Deno.exit(3);
 }
 
+// gateway_ab's "before" side: commit REV's tree inside the checkout, which the guest sees.
+const repo = new URL("../../", import.meta.url).pathname;
+let beforeTree: string | undefined;
+if (before !== undefined) {
+  await Deno.mkdir(`${repo}.cache/interop`, { recursive: true });
+  const tree = await extractTree(before, `${repo}.cache/interop`);
+  if (typeof tree !== "string") {
+    console.error(tree.missing);
+    Deno.exit(2);
+  }
+  beforeTree = tree;
+  extraArgs.push(`before=${tree.slice(repo.length).replace(/\/$/, "")}`);
+}
+
 const image = await buildImage();
 let failed = 0;
 for (const name of names) {
@@ -58,6 +82,7 @@ for (const name of names) {
   console.log(JSON.stringify({ wall_s: run.wallSeconds, ...run.result }, null, 2));
   if (name === "storage_latency" && run.result) console.log(storageLatencyTable(run.result));
   if (name === "testusb_baseline" && run.result) console.log(testusbBaseline(run.result).table);
+  if (name === "gateway_ab" && run.result?.["turns"]) console.log(gatewayAb(run.result).table);
   try {
     assertScenarioPassed(run);
     console.error(`PASS ${name} (${run.wallSeconds} s)`);
@@ -67,4 +92,5 @@ for (const name of names) {
     console.error(`FAIL ${name} (${run.wallSeconds} s)`);
   }
 }
+if (beforeTree !== undefined) await Deno.remove(beforeTree, { recursive: true });
 Deno.exit(failed === 0 ? 0 : 1);

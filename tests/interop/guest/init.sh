@@ -26,9 +26,11 @@ for word in $(cat /proc/cmdline); do
 	rig.timeout=*) RIG_TIMEOUT=${word#rig.timeout=} ;;
 	rig.deno=*) RIG_DENO=${word#rig.deno=} ;;
 	rig.standin=*) RIG_STANDIN=${word#rig.standin=} ;;
+	rig.before=*) RIG_BEFORE=${word#rig.before=} ;;
+	rig.ab_workload=*) RIG_AB_WORKLOAD=${word#rig.ab_workload=} ;;
 	esac
 done
-export BOOT_UPTIME RIG_SCENARIO RIG_TIMEOUT RIG_DENO RIG_STANDIN
+export BOOT_UPTIME RIG_SCENARIO RIG_TIMEOUT RIG_DENO RIG_STANDIN RIG_BEFORE RIG_AB_WORKLOAD
 
 hostname rig
 ip link set lo up
