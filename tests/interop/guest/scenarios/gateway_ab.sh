@@ -15,7 +15,8 @@
 
 AB_WORKLOAD=${RIG_AB_WORKLOAD:-passthrough}
 AB_TURNS="before after after before before after after before"
-AB_MIB=32
+# st_dd_mbs (storage.sh) sizes its figures by ST_MIB.
+ST_MIB=32
 rig_field_str workload "$AB_WORKLOAD"
 rig_field_str before_tree "${RIG_BEFORE:-}"
 [ -z "$RIG_BEFORE" ] || [ -f "$ROOT/$RIG_BEFORE/main.ts" ] ||
@@ -35,7 +36,7 @@ storage | storage_super)
 	AB_BUSID=1-1
 	AB_SPEED=
 	[ "$AB_WORKLOAD" = storage_super ] && AB_SPEED=",speed=super"
-	AB_DEVICE="storage:busid=1-1,image=/tmp/ab.img,size=$((AB_MIB + 16))M,product=RIG-AB$AB_SPEED"
+	AB_DEVICE="storage:busid=1-1,image=/tmp/ab.img,size=$((ST_MIB + 16))M,product=RIG-AB$AB_SPEED"
 	;;
 control)
 	rig_client_modules
@@ -98,12 +99,12 @@ ab_turn() {
 		_c0=$(ab_cpu)
 		_w=
 		for _i in 1 2 3; do
-			_w="$_w${_w:+, }$(st_dd_mbs "turn $1 write" if=/dev/zero of="$_d" bs=1M count="$AB_MIB" oflag=direct conv=fsync)"
+			_w="$_w${_w:+, }$(st_dd_mbs "turn $1 write" if=/dev/zero of="$_d" bs=1M count="$ST_MIB" oflag=direct conv=fsync)"
 		done
 		_c1=$(ab_cpu)
 		_r=
 		for _i in 1 2 3; do
-			_r="$_r${_r:+, }$(st_dd_mbs "turn $1 read" if="$_d" of=/dev/null bs=1M count="$AB_MIB" iflag=direct)"
+			_r="$_r${_r:+, }$(st_dd_mbs "turn $1 read" if="$_d" of=/dev/null bs=1M count="$ST_MIB" iflag=direct)"
 		done
 		_fig="\"write_mbs\": [$_w], \"write_cpu_ticks\": $((_c1 - _c0)), \"read_mbs\": [$_r], \"read_cpu_ticks\": $(($(ab_cpu) - _c1))"
 		st_detach "$_p" "$_d" "turn $1"
