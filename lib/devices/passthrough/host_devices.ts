@@ -220,13 +220,7 @@ function compareBusids(a: string, b: string): number {
 export async function listHostDevices(options: HostDeviceOptions = {}): Promise<HostDevice[]> {
   const base = `${options.sysfsRoot ?? "/sys"}/bus/usb/devices`;
   const devRoot = options.devRoot ?? "/dev";
-  const entries: string[] = [];
-  try {
-    for await (const e of Deno.readDir(base)) entries.push(e.name);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return [];
-    throw e;
-  }
+  const entries = (await entriesOf(base)).map((e) => e.name);
   const devices: HostDevice[] = [];
   for (const name of entries.filter((n) => DEVICE_NAME.test(n)).sort(compareBusids)) {
     const d = await readDevice(base, name, entries, devRoot);
@@ -242,23 +236,29 @@ export async function listHostDevices(options: HostDeviceOptions = {}): Promise<
  * attribute of every device.
  */
 export async function hostDevicesSignature(options: HostDeviceOptions = {}): Promise<string> {
-  const names: string[] = [];
   const usbfs = `${options.devRoot ?? "/dev"}/bus/usb`;
-  const list = async (dir: string, prefix: string, folders = false) => {
-    try {
-      for await (const e of Deno.readDir(dir)) {
-        if (!folders || e.isDirectory) names.push(prefix + e.name);
-      }
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
+  const names: string[] = [];
+  for (const e of await entriesOf(`${options.sysfsRoot ?? "/sys"}/bus/usb/devices`)) {
+    names.push(`sysfs ${e.name}`);
+  }
+  for (const bus of await entriesOf(usbfs)) {
+    if (!bus.isDirectory) continue;
+    for (const node of await entriesOf(`${usbfs}/${bus.name}`)) {
+      names.push(`node ${bus.name}/${node.name}`);
     }
-  };
-  await list(`${options.sysfsRoot ?? "/sys"}/bus/usb/devices`, "sysfs ");
-  await list(usbfs, "bus ", true);
-  for (const bus of names.filter((n) => n.startsWith("bus ")).map((n) => n.slice(4))) {
-    await list(`${usbfs}/${bus}`, `node ${bus}/`);
   }
   return names.sort().join("\n");
+}
+
+/** The entries of `dir`; none when it does not exist. */
+async function entriesOf(dir: string): Promise<Deno.DirEntry[]> {
+  const entries: Deno.DirEntry[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) entries.push(e);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return entries;
 }
 
 /** Whether `device` is the one `selector` names. */
