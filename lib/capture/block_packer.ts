@@ -6,16 +6,26 @@
  * block larger than a chunk gets a buffer of its own. Views are taken in the order the blocks
  * were reserved, each holding whole blocks only.
  *
+ * With an alignment (for a file written with `O_DIRECT`), chunks start at aligned addresses and
+ * a chunk handed out whole ends with a pcapng padding block that takes its length to a multiple
+ * of the alignment, so it can go to the disk as it is.
+ *
  * @module
  */
 
+import { alignedBytes } from "../util/aligned_bytes.ts";
+import { paddingLength, writePaddingBlock } from "./pcapng.ts";
+
 /** The default size of a chunk. */
-const CHUNK_BYTES = 1024 * 1024;
+export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 /** Chunks kept for reuse once written. */
 const POOL_CHUNKS = 4;
 
 interface Chunk {
+  /** Its memory: a chunk's size, and room for a padding block after it when aligned. */
   readonly buf: Uint8Array;
+  /** A chunk of the pool's size (not a large block's own buffer). */
+  readonly pooled: boolean;
   /** Views of it taken and not yet released. */
   outstanding: number;
   /** No more blocks go into it. */
@@ -26,6 +36,11 @@ interface Chunk {
 export interface PackedView {
   /** Whole blocks, in order. */
   readonly bytes: Uint8Array;
+  /**
+   * The bytes start at a multiple of the packer's alignment in memory and their length is a
+   * multiple of it: a whole chunk, padded.
+   */
+  readonly aligned: boolean;
   /** Gives the space back (to the pool, once every view of its chunk is released). */
   release(): void;
 }
@@ -50,18 +65,46 @@ export interface PackedView {
  */
 export class BlockPacker {
   #chunkBytes: number;
+  #alignment: number;
   #pool: Uint8Array[] = [];
   #current: Chunk | undefined;
   /** Where the current chunk's blocks not yet taken start, and where its filled space ends. */
   #start = 0;
   #fill = 0;
   /** Views of retired chunks and of large blocks, not yet taken, in order (counted as out). */
-  #ready: { chunk: Chunk; bytes: Uint8Array }[] = [];
+  #ready: { chunk: Chunk; bytes: Uint8Array; aligned: boolean }[] = [];
   #pending = 0;
+  #wholeChunks = 0;
+  #padding = 0;
 
-  /** Packs into chunks of `chunkBytes` (1 MiB by default). */
-  constructor(chunkBytes = CHUNK_BYTES) {
+  /**
+   * Packs into chunks of `chunkBytes` (1 MiB by default). With an `alignment` (a power of two,
+   * a multiple of 4, dividing `chunkBytes`), whole chunks are handed out aligned and padded,
+   * where the memory's address can be known ({@linkcode alignedBytes}); see `alignment`.
+   */
+  constructor(chunkBytes = DEFAULT_CHUNK_BYTES, alignment = 0) {
     this.#chunkBytes = chunkBytes;
+    this.#alignment = alignment > 0 && alignedBytes(4, alignment) !== undefined ? alignment : 0;
+  }
+
+  /** The alignment of whole chunks, or 0: none (none asked for, or the address is unknown). */
+  get alignment(): number {
+    return this.#alignment;
+  }
+
+  /** The longest padding block a whole chunk can get (0 without an alignment). */
+  get maxPadding(): number {
+    return this.#alignment === 0 ? 0 : this.#alignment + 8;
+  }
+
+  /** Chunks handed out whole and aligned so far. */
+  get wholeChunks(): number {
+    return this.#wholeChunks;
+  }
+
+  /** Bytes of padding blocks added to them so far. */
+  get padding(): number {
+    return this.#padding;
   }
 
   /** Bytes reserved and not yet released. */
@@ -83,12 +126,12 @@ export class BlockPacker {
     this.#retire();
     if (size > this.#chunkBytes) {
       // Counted as out from here: a ready view holds its chunk as a taken one does.
-      const own = { buf: new Uint8Array(size), outstanding: 1, retired: true };
-      this.#ready.push({ chunk: own, bytes: own.buf });
+      const own = { buf: new Uint8Array(size), pooled: false, outstanding: 1, retired: true };
+      this.#ready.push({ chunk: own, bytes: own.buf, aligned: false });
       return own.buf;
     }
-    const buf = this.#pool.pop() ?? new Uint8Array(this.#chunkBytes);
-    this.#current = { buf, outstanding: 0, retired: false };
+    const buf = this.#pool.pop() ?? this.#newChunk();
+    this.#current = { buf, pooled: true, outstanding: 0, retired: false };
     this.#start = 0;
     this.#fill = size;
     return buf.subarray(0, size);
@@ -102,7 +145,7 @@ export class BlockPacker {
   /** The oldest full chunk's blocks (or a block of its own), or `undefined`: none is full. */
   takeFull(): PackedView | undefined {
     const next = this.#ready.shift();
-    return next === undefined ? undefined : this.#view(next.chunk, next.bytes);
+    return next === undefined ? undefined : this.#view(next.chunk, next.bytes, next.aligned);
   }
 
   /**
@@ -117,7 +160,7 @@ export class BlockPacker {
     const bytes = current.buf.subarray(this.#start, this.#fill);
     this.#start = this.#fill;
     current.outstanding++;
-    return this.#view(current, bytes);
+    return this.#view(current, bytes, false);
   }
 
   /** Forgets everything not yet taken (after a failure); taken views may still be released. */
@@ -130,11 +173,19 @@ export class BlockPacker {
     }
   }
 
+  /** Memory for a chunk: aligned, with room for the padding, when the packer aligns. */
+  #newChunk(): Uint8Array {
+    if (this.#alignment === 0) return new Uint8Array(this.#chunkBytes);
+    // The longest padding block is the alignment and 8 bytes (paddingLength).
+    return alignedBytes(this.#chunkBytes + this.maxPadding, this.#alignment)!;
+  }
+
   /** A view of `chunk`, counted in its `outstanding` already. */
-  #view(chunk: Chunk, bytes: Uint8Array): PackedView {
+  #view(chunk: Chunk, bytes: Uint8Array, aligned: boolean): PackedView {
     let released = false;
     return {
       bytes,
+      aligned,
       release: () => {
         if (released) return;
         released = true;
@@ -151,16 +202,33 @@ export class BlockPacker {
     if (current === undefined) return;
     this.#current = undefined;
     current.retired = true;
-    if (this.#fill > this.#start) {
-      current.outstanding++;
-      this.#ready.push({ chunk: current, bytes: current.buf.subarray(this.#start, this.#fill) });
-    } else this.#recycle(current);
+    if (this.#fill === this.#start) {
+      this.#recycle(current);
+      return;
+    }
+    current.outstanding++;
+    let end = this.#fill;
+    // A chunk handed out whole is padded to the alignment; nothing else is written into it.
+    const whole = this.#alignment > 0 && this.#start === 0;
+    if (whole) {
+      const padding = paddingLength(end, this.#alignment);
+      if (padding > 0) writePaddingBlock(current.buf.subarray(end, end + padding));
+      end += padding;
+      this.#pending += padding;
+      this.#padding += padding;
+      this.#wholeChunks++;
+    }
+    this.#ready.push({
+      chunk: current,
+      bytes: current.buf.subarray(this.#start, end),
+      aligned: whole,
+    });
   }
 
   /** A retired chunk with no view out goes back to the pool (if it is a chunk's size). */
   #recycle(chunk: Chunk): void {
     if (!chunk.retired || chunk.outstanding > 0) return;
-    if (chunk.buf.length === this.#chunkBytes && this.#pool.length < POOL_CHUNKS) {
+    if (chunk.pooled && this.#pool.length < POOL_CHUNKS) {
       this.#pool.push(chunk.buf);
     }
   }

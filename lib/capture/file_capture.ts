@@ -3,7 +3,8 @@
  * file is created with mode 0600 (it holds everything the devices moved: typed keys, disk
  * blocks). Records are packed into reused 1 MiB chunks ({@linkcode BlockPacker}: one copy of
  * the data per record, no allocation) and written in order by one writer in the background, a
- * full chunk at once and a partial one within 0.1 s. Each write holds whole blocks only, so a
+ * full chunk at once and a partial one within 0.1 s; a full chunk goes to a regular file with
+ * `O_DIRECT` where that works ({@linkcode CaptureFile}). Each write holds whole blocks only, so a
  * file cut off by kill -9 ends on a block boundary and Wireshark opens it. Past `maxBytes` the
  * file is rotated: FILE becomes FILE.1 (replacing an older FILE.1) and a new FILE starts with
  * the header and the descriptors of the devices imported at that moment. A write error stops
@@ -16,8 +17,9 @@
 import { getLogger } from "../logtape.ts";
 import { errorMessage } from "../util/error_message.ts";
 import type { ExportedDevice } from "../server/exported_device.ts";
-import { BlockPacker, type PackedView } from "./block_packer.ts";
+import { BlockPacker, DEFAULT_CHUNK_BYTES, type PackedView } from "./block_packer.ts";
 import { Capture, type CaptureOutput, type CaptureSource } from "./capture.ts";
+import { CaptureFile, DIRECT_ALIGNMENT } from "./capture_file.ts";
 
 const log = getLogger(["usbipgw", "capture"]);
 
@@ -52,6 +54,14 @@ export interface FileCaptureOptions {
   append?: boolean;
 }
 
+/**
+ * Whether a capture with this size limit writes full chunks with `O_DIRECT`: not for a limit
+ * so small that the padding would matter (below 16 chunks).
+ */
+function directFor(maxBytes: number | undefined): boolean {
+  return (maxBytes ?? DEFAULT_CAPTURE_MAX_BYTES) >= 16 * DEFAULT_CHUNK_BYTES;
+}
+
 /** A rotation, queued between the blocks of the old file and those of the new one. */
 const ROTATE = Symbol("rotate");
 
@@ -76,15 +86,19 @@ const ROTATE = Symbol("rotate");
 export class FileCapture implements CaptureOutput {
   /** The capture file. */
   readonly path: string;
-  #file: Deno.FsFile;
+  #file: CaptureFile;
   #capture: Capture;
+  /** The size past which the file rotates. */
   #maxBytes: number;
-  #packer = new BlockPacker();
+  #packer: BlockPacker;
   /** What goes before the blocks in the packer: the old file's last blocks and a rotation. */
   #queue: (PackedView | typeof ROTATE)[] = [];
-  /** Bytes of the current file, written or queued. */
+  /**
+   * Bytes of the current file, written or queued: its blocks, the padding of its whole chunks,
+   * and for each of those room for the padding its direct write may need before it.
+   */
   #size = 0;
-  /** Bytes of the current file known to be written (a failed write is cut back to it). */
+  /** Bytes of the current file known to be written whole (a failed write is cut back to it). */
   #good = 0;
   #pump: Promise<void> | undefined;
   /** Writes the chunk being filled when it runs out (FLUSH_MS). */
@@ -95,9 +109,10 @@ export class FileCapture implements CaptureOutput {
   #failed: string | undefined;
   #closed = false;
 
-  private constructor(file: Deno.FsFile, source: CaptureSource, options: FileCaptureOptions) {
+  private constructor(file: CaptureFile, source: CaptureSource, options: FileCaptureOptions) {
     this.path = options.path;
     this.#file = file;
+    this.#packer = new BlockPacker(undefined, file.direct ? DIRECT_ALIGNMENT : 0);
     this.#maxBytes = options.maxBytes ?? DEFAULT_CAPTURE_MAX_BYTES;
     this.#capture = new Capture(source, this, {
       maxQueued: MAX_QUEUED,
@@ -113,23 +128,18 @@ export class FileCapture implements CaptureOutput {
    */
   static async open(source: CaptureSource, options: FileCaptureOptions): Promise<FileCapture> {
     const append = options.append ?? false;
-    const file = await Deno.open(options.path, {
-      write: true,
-      create: true,
-      ...(append ? { append: true } : { truncate: true }),
-      mode: 0o600,
+    const file = await CaptureFile.open(options.path, {
+      append,
+      direct: directFor(options.maxBytes),
     }).catch((e) => {
       throw new Error(`Cannot create the capture file ${options.path}: ${errorMessage(e)}`, {
         cause: e,
       });
     });
     const capture = new FileCapture(file, source, options);
-    if (append) {
-      // Whole blocks end where the file does: a failed write is cut back to here.
-      const size = (await file.stat()).size;
-      capture.#size = size;
-      capture.#good = size;
-    }
+    // Whole blocks end where the file does: a failed write is cut back to here.
+    capture.#size = file.size;
+    capture.#good = file.size;
     capture.#starting = true;
     capture.#capture.start(`usbipgw capture of ${options.what ?? "all devices"} started`);
     capture.#starting = false;
@@ -162,7 +172,9 @@ export class FileCapture implements CaptureOutput {
    */
   reserve(size: number): Uint8Array {
     if (this.#failed !== undefined || this.#closed) return new Uint8Array(size);
-    if (!this.#starting && this.#size > 0 && this.#size + size > this.#maxBytes) {
+    // Room for the padding of the chunk being filled and for the one its direct write may need.
+    const headroom = 2 * this.#packer.maxPadding;
+    if (!this.#starting && this.#size > 0 && this.#size + size + headroom > this.#maxBytes) {
       for (let v = this.#packer.take(); v !== undefined; v = this.#packer.take()) {
         this.#queue.push(v);
       }
@@ -175,8 +187,10 @@ export class FileCapture implements CaptureOutput {
         this.#starting = false;
       }
     }
-    this.#size += size;
+    const { padding, wholeChunks } = this.#packer;
     const space = this.#packer.reserve(size);
+    this.#size += size + this.#packer.padding - padding +
+      (this.#packer.wholeChunks - wholeChunks) * this.#packer.maxPadding;
     if (this.#packer.hasFull || this.#queue.length > 0) this.#kick();
     else this.#arm();
     return space;
@@ -213,11 +227,7 @@ export class FileCapture implements CaptureOutput {
     this.#flushAll = true;
     this.#kick();
     while (this.#pump !== undefined) await this.#pump;
-    try {
-      this.#file.close();
-    } catch {
-      // Closed already (a failure).
-    }
+    this.#file.close();
     if (this.#failed === undefined) {
       log.info("Capture to {path} ended: {written} record(s) written, {dropped} dropped", {
         path: this.path,
@@ -250,8 +260,8 @@ export class FileCapture implements CaptureOutput {
           continue;
         }
         try {
-          await this.#writeAll(next.bytes);
-          this.#good += next.bytes.length;
+          await this.#file.write(next.bytes, next.aligned);
+          this.#good = this.#file.size;
         } finally {
           next.release();
         }
@@ -261,20 +271,10 @@ export class FileCapture implements CaptureOutput {
     }
   }
 
-  async #writeAll(buffer: Uint8Array): Promise<void> {
-    let o = 0;
-    while (o < buffer.length) o += await this.#file.write(buffer.subarray(o));
-  }
-
   async #rotate(): Promise<void> {
     this.#file.close();
     await Deno.rename(this.path, `${this.path}.1`);
-    this.#file = await Deno.open(this.path, {
-      write: true,
-      create: true,
-      truncate: true,
-      mode: 0o600,
-    });
+    this.#file = await CaptureFile.open(this.path, { direct: this.#packer.alignment > 0 });
     this.#good = 0;
     log.info("Capture file {path} reached {max} bytes: moved to {path}.1, a new one started", {
       path: this.path,
@@ -299,10 +299,6 @@ export class FileCapture implements CaptureOutput {
     } catch {
       // Nothing more can be done for the file.
     }
-    try {
-      this.#file.close();
-    } catch {
-      // Closed already.
-    }
+    this.#file.close();
   }
 }

@@ -14,6 +14,13 @@ export const BlockType = {
   SECTION_HEADER: 0x0a0d0d0a,
   INTERFACE_DESCRIPTION: 0x00000001,
   ENHANCED_PACKET: 0x00000006,
+  /**
+   * Filler that carries nothing: a type from the range the draft reserves for local use
+   * (0x80000000-0xFFFFFFFF, "Block Type Codes"), which readers that do not know it skip
+   * (Wireshark and libpcap do). A capture file uses it to end its large writes on a multiple
+   * of the disk's block size.
+   */
+  PADDING: 0x8055_4750,
 } as const;
 
 /** The byte-order magic of a Section Header Block (§4.1). */
@@ -253,6 +260,44 @@ export function encodeEnhancedPacket(p: EnhancedPacket): Uint8Array {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** The smallest block: type, total length and the length again (§3.1). */
+const MIN_BLOCK_BYTES = 12;
+
+/**
+ * How long a padding block must be to take a stream from `offset` to the next multiple of
+ * `alignment` (a multiple of 4): 0 when it is there, else at least the smallest block.
+ */
+export function paddingLength(offset: number, alignment: number): number {
+  const gap = (alignment - (offset % alignment)) % alignment;
+  return gap === 0 || gap >= MIN_BLOCK_BYTES ? gap : gap + alignment;
+}
+
+/**
+ * Fills `out` (a multiple of 4, at least 12 bytes) with one {@linkcode BlockType.PADDING}
+ * block of zeros.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { paddingLength, writePaddingBlock } from "./pcapng.ts";
+ * assertEquals(paddingLength(4096 - 8, 4096), 4096 + 8); // 8 bytes cannot hold a block
+ * const pad = new Uint8Array(paddingLength(100, 64));
+ * writePaddingBlock(pad);
+ * assertEquals(pad.length, 28);
+ * assertEquals(new DataView(pad.buffer).getUint32(24, true), 28);
+ * ```
+ */
+export function writePaddingBlock(out: Uint8Array): void {
+  if (out.length < MIN_BLOCK_BYTES || out.length % 4 !== 0) {
+    throw new RangeError(`Cannot write a padding block of ${out.length} bytes`);
+  }
+  out.fill(0);
+  const v = new DataView(out.buffer, out.byteOffset, out.length);
+  v.setUint32(0, BlockType.PADDING, true);
+  v.setUint32(4, out.length, true);
+  v.setUint32(out.length - 4, out.length, true);
+}
 
 /**
  * Splits a pcapng byte stream (little-endian, as this module writes it) into whole blocks, by

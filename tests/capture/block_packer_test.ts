@@ -1,7 +1,8 @@
 // The capture's reused chunks: blocks come out in the order they were reserved, whole, and a
 // chunk is reused only once every view of it was released (never while a view waits).
-import { assert, assertEquals } from "@std/assert";
+import { assert, assertEquals, assertFalse } from "@std/assert";
 import { BlockPacker } from "../../lib/capture/block_packer.ts";
+import { BlockType } from "../../lib/capture/pcapng.ts";
 
 Deno.test("BlockPacker hands out blocks in order and counts what is not yet released", () => {
   const p = new BlockPacker(16);
@@ -58,4 +59,47 @@ Deno.test("BlockPacker.clear() forgets what was not taken; taken views still rel
   taken.release();
   assertEquals(p.pending, 0);
   assert(p.reserve(4).length === 4);
+});
+
+Deno.test("an aligning BlockPacker pads whole chunks to the alignment, in aligned memory", () => {
+  const p = new BlockPacker(8192, 4096);
+  assertEquals(p.alignment, 4096, "the test runs with the ffi permission");
+  const address = (b: Uint8Array) => Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
+  for (let i = 0; i < 8; i++) p.reserve(1000).fill(i + 1);
+  p.reserve(1020).fill(9); // 9020 bytes: the chunk is handed out with 8000
+  const whole = p.take()!;
+  assert(whole.aligned);
+  assertEquals(whole.bytes.length, 8192);
+  assertEquals(address(whole.bytes) % 4096, 0);
+  const pad = new DataView(whole.bytes.buffer, whole.bytes.byteOffset + 8000, 192);
+  assertEquals([pad.getUint32(0, true), pad.getUint32(4, true)], [BlockType.PADDING, 192]);
+  assertEquals(pad.getUint32(188, true), 192);
+  // Taken before the chunk is full: what it holds, unpadded.
+  const partial = p.take()!;
+  assertFalse(partial.aligned);
+  assertEquals(partial.bytes.length, 1020);
+  p.reserve(7164).fill(10); // the rest of a chunk whose start was taken: not padded
+  p.reserve(100);
+  const rest = p.take()!;
+  assertFalse(rest.aligned, "part of its chunk was taken before");
+  const next = p.take()!;
+  assertEquals(next.bytes.length, 100);
+  for (const v of [whole, partial, rest, next]) v.release();
+  assertEquals(p.pending, 0);
+  p.reserve(8184);
+  p.reserve(16);
+  const full = p.take()!;
+  assertEquals(full.bytes.length, 8184 + 4104);
+  assertEquals(address(full.bytes) % 4096, 0);
+  full.release();
+});
+
+Deno.test("a BlockPacker without an alignment hands out nothing aligned and pads nothing", () => {
+  const p = new BlockPacker(64);
+  assertEquals(p.alignment, 0);
+  p.reserve(60);
+  p.reserve(60);
+  const first = p.take()!;
+  assertFalse(first.aligned);
+  assertEquals(first.bytes.length, 60);
 });

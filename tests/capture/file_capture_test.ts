@@ -10,6 +10,8 @@ import { captureLogs } from "../server/_logs.ts";
 import { eventually, importOver, setConfiguration } from "../server/_session_helpers.ts";
 import { readBlocks, readCapture } from "./_pcapng.ts";
 import { tempDir } from "../e2e/_gateway.ts";
+import { directUnavailable } from "./_direct.ts";
+import { BlockType } from "../../lib/capture/pcapng.ts";
 
 Deno.test("a capture file is created 0600 and rotated to FILE.1 at its size, each file whole", async () => {
   const dir = await tempDir();
@@ -104,4 +106,50 @@ Deno.test("append continues a capture file with a new section and leaves what it
     await server.close();
     await dir.remove();
   }
+});
+
+const unavailable = await directUnavailable();
+if (unavailable !== undefined) {
+  console.log(`file_capture_test: the O_DIRECT rotation test is ignored: ${unavailable}`);
+}
+
+Deno.test({
+  name: "with O_DIRECT, padding counts toward the size limit: no file grows past it",
+  ignore: unavailable !== undefined,
+  fn: async () => {
+    const dir = await tempDir();
+    const server = new UsbipServer({});
+    server.addDevice(new GadgetZero(), { busid: "1-1" });
+    const path = `${dir.path}/gw.pcapng`;
+    const maxBytes = 16 * 1024 * 1024; // the smallest limit that writes directly
+    try {
+      const file = await FileCapture.open(serverSource(server), { path, maxBytes });
+      const gz = await importOver(server, "1-1");
+      assertEquals((await setConfiguration(gz.channel, 3)).status, 0);
+      // 24 MiB of data: FILE.1 fills to the limit and FILE holds the rest.
+      for (let i = 0; i < 96; i++) {
+        const urbs = Array.from(
+          { length: 4 },
+          () => gz.channel.submit({ ep: 1, dirIn: true, length: 65536 }).done,
+        );
+        await Promise.all(urbs);
+      }
+      await file.close();
+      await gz.channel.close();
+      await gz.done;
+      assertEquals(file.counts.dropped, 0);
+      const older = await Deno.readFile(`${path}.1`);
+      const newer = await Deno.readFile(path);
+      assert(older.length <= maxBytes, `${older.length} bytes in FILE.1`);
+      assert(older.length > maxBytes - 2 * 1024 * 1024, "FILE.1 was filled up to the limit");
+      const padding = readBlocks(older).filter((b) => b.type === BlockType.PADDING);
+      assert(padding.length > 0, "full chunks were written directly");
+      const completions = [older, newer].flatMap((f) => readCapture(f).usb)
+        .filter((r) => r.type === "C" && r.length === 65536);
+      assertEquals(completions.length, 96 * 4, "every 64 KiB completion in one of the files");
+    } finally {
+      await server.close();
+      await dir.remove();
+    }
+  },
 });
