@@ -17,7 +17,7 @@ import { alignedBytes } from "../util/aligned_bytes.ts";
 import { paddingLength, writePaddingBlock } from "./pcapng.ts";
 
 /** The default size of a chunk. */
-export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
+const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
 /** Chunks kept for reuse once written. */
 const POOL_CHUNKS = 4;
 
@@ -78,7 +78,7 @@ export class BlockPacker {
   #padding = 0;
 
   /**
-   * Packs into chunks of `chunkBytes` (1 MiB by default). With an `alignment` (a power of two,
+   * Packs into chunks of `chunkBytes` (4 MiB by default). With an `alignment` (a power of two,
    * a multiple of 4, dividing `chunkBytes`), whole chunks are handed out aligned and padded,
    * where the memory's address can be known ({@linkcode alignedBytes}); see `alignment`.
    */

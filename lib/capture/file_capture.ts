@@ -1,7 +1,7 @@
 /**
  * A capture into a pcapng file (`serve --capture FILE`, or `capture` in the configuration). The
  * file is created with mode 0600 (it holds everything the devices moved: typed keys, disk
- * blocks). Records are packed into reused 1 MiB chunks ({@linkcode BlockPacker}: one copy of
+ * blocks). Records are packed into reused 4 MiB chunks ({@linkcode BlockPacker}: one copy of
  * the data per record, no allocation) and written in order by one writer in the background, a
  * full chunk at once and a partial one within 0.1 s; a full chunk goes to a regular file with
  * `O_DIRECT` where that works ({@linkcode CaptureFile}). Each write holds whole blocks only, so a
@@ -17,7 +17,7 @@
 import { getLogger } from "../logtape.ts";
 import { errorMessage } from "../util/error_message.ts";
 import type { ExportedDevice } from "../server/exported_device.ts";
-import { BlockPacker, DEFAULT_CHUNK_BYTES, type PackedView } from "./block_packer.ts";
+import { BlockPacker, type PackedView } from "./block_packer.ts";
 import { Capture, type CaptureOutput, type CaptureSource } from "./capture.ts";
 import { CaptureFile, DIRECT_ALIGNMENT } from "./capture_file.ts";
 
@@ -28,7 +28,7 @@ export const DEFAULT_CAPTURE_MAX_BYTES = 1024 ** 3;
 
 /**
  * A chunk that is not full is written after this long: the file trails the traffic by at most
- * about this much (what a kill -9 can lose), and a busy capture writes 1 MiB at a time.
+ * about this much (what a kill -9 can lose), and a busy capture writes 4 MiB at a time.
  */
 const FLUSH_MS = 100;
 
@@ -56,11 +56,14 @@ export interface FileCaptureOptions {
 
 /**
  * Whether a capture with this size limit writes full chunks with `O_DIRECT`: not for a limit
- * so small that the padding would matter (below 16 chunks).
+ * so small that the padding would matter.
  */
 function directFor(maxBytes: number | undefined): boolean {
-  return (maxBytes ?? DEFAULT_CAPTURE_MAX_BYTES) >= 16 * DEFAULT_CHUNK_BYTES;
+  return (maxBytes ?? DEFAULT_CAPTURE_MAX_BYTES) >= MIN_DIRECT_MAX_BYTES;
 }
+
+/** The smallest size limit with direct writes: 16 MiB. */
+const MIN_DIRECT_MAX_BYTES = 16 * 1024 * 1024;
 
 /** A rotation, queued between the blocks of the old file and those of the new one. */
 const ROTATE = Symbol("rotate");
