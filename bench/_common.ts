@@ -157,6 +157,15 @@ export interface ServerProcess extends Endpoints {
   stop(): Promise<void>;
 }
 
+/** A server this process started, whose stderr it relays. */
+export interface StartedServer extends ServerProcess {
+  /** The last 64 KiB it wrote to stderr (which is passed on to this process's stderr as well). */
+  stderr(): string;
+}
+
+/** The most of a server's stderr kept for {@linkcode ServerProcess.stderr}. */
+const STDERR_KEPT = 64 * 1024;
+
 /** The bus id of the `i`-th (0-based) emulated device: 1-1 .. 1-128, 2-1 .. 2-128, ... */
 export function busidOf(i: number): string {
   return `${1 + Math.floor(i / 128)}-${1 + (i % 128)}`;
@@ -183,9 +192,20 @@ async function startServer(
   args: string[],
   cpu: number | undefined,
   ep: Endpoints,
-): Promise<ServerProcess> {
-  const child = denoCommand(args, cpu, { stdin: "null", stdout: "null" }).spawn();
-  const server: ServerProcess = {
+): Promise<StartedServer> {
+  const child = denoCommand(args, cpu, { stdin: "null", stdout: "null", stderr: "piped" })
+    .spawn();
+  let stderr = "";
+  const decoder = new TextDecoder();
+  const relayed = child.stderr.pipeTo(
+    new WritableStream({
+      async write(chunk) {
+        stderr = (stderr + decoder.decode(chunk, { stream: true })).slice(-STDERR_KEPT);
+        await Deno.stderr.write(chunk);
+      },
+    }),
+  ).catch(() => {});
+  const server: StartedServer = {
     ...ep,
     pid: child.pid,
     async stop() {
@@ -195,7 +215,9 @@ async function startServer(
         // Already gone.
       }
       await child.status;
+      await relayed;
     },
+    stderr: () => stderr,
   };
   try {
     await waitForSocket(() => connectTo(ep, "tcp"));
@@ -231,7 +253,7 @@ export async function startGateway(
   cpu?: number,
   extraArgs: readonly string[] = [],
   root: string = ROOT,
-): Promise<ServerProcess> {
+): Promise<StartedServer> {
   const ep = { tcpPort: freePort(), unixPath: `${dir}/gw-${crypto.randomUUID()}.sock` };
   const args = [
     `${root}main.ts`,
@@ -253,7 +275,7 @@ export function startGatewayAt(
   root: string,
   dir: string,
   extraArgs: readonly string[] = [],
-): Promise<ServerProcess> {
+): Promise<StartedServer> {
   return startGateway(dir, 1, undefined, extraArgs, root);
 }
 
@@ -287,7 +309,7 @@ export async function startBaseline(
   script: string,
   dir: string,
   cpu?: number,
-): Promise<ServerProcess> {
+): Promise<StartedServer> {
   const ep = { tcpPort: freePort(), unixPath: `${dir}/base-${crypto.randomUUID()}.sock` };
   return await startServer([`${ROOT}bench/${script}`, String(ep.tcpPort), ep.unixPath], cpu, ep);
 }
