@@ -1,8 +1,8 @@
 // The cost of `serve --metrics` (issue 19: at most 5% of the 64-byte URB rate): in each round
 // two fresh gateway processes, one with the metrics listener and one without, driven one after
 // the other by the same client loop, alternating which goes first; the figures are the medians
-// of the rounds (BENCH_METRICS_ROUNDS, default 6), the URB/s ratio the median of the rounds'
-// ratios (a round's two runs share the machine's load). Fresh processes each round, because two
+// of the rounds (BENCH_METRICS_ROUNDS, default 20: fewer do not resolve 5% here), the URB/s
+// ratio the median of the rounds' ratios (a round's two runs share the machine's load). Fresh processes each round, because two
 // processes of the same code differ by more than 5% between themselves (JIT, memory layout).
 // The gateway's CPU time per URB is read from /proc around each measured window. The metrics
 // are scraped at the end of each round and their URB count set beside the URBs the client had
@@ -31,7 +31,7 @@ import { GadgetZero, UsbipServer } from "../mod.ts";
 import { ServerMetrics } from "../lib/metrics/server_metrics.ts";
 import type { CmdSubmit } from "../protocol.ts";
 
-const ROUNDS = Number(Deno.env.get("BENCH_METRICS_ROUNDS") ?? 6);
+const ROUNDS = Number(Deno.env.get("BENCH_METRICS_ROUNDS") ?? 20);
 
 const CASES = [
   { name: "64 B bulk IN", dirIn: true, size: 64 },
