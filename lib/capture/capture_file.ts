@@ -196,23 +196,24 @@ export class CaptureFile {
 
 /**
  * Opens `path` again with O_DIRECT, or `undefined` where that fails (a file system without it)
- * or `path` is no longer the file `first` describes (replaced between the two opens).
+ * or `path` is no longer the file `first` describes (replaced between the two opens). For
+ * {@linkcode CaptureFile.open}; exported for its tests.
  */
-function openDirect(path: string, first: Deno.FileInfo): DirectFile | undefined {
-  let direct: DirectFile;
+export function openDirect(
+  path: string,
+  first: Pick<Deno.FileInfo, "dev" | "ino">,
+): DirectFile | undefined {
+  let direct: DirectFile | undefined;
   try {
     direct = DirectFile.open(path);
-  } catch (e) {
-    log.debug("Capture file {path}: no direct writes ({error})", { path, error: errorMessage(e) });
-    return undefined;
-  }
-  const { dev, ino } = direct.identity();
-  if (dev !== first.dev || ino !== first.ino) {
-    direct.close();
+    const { dev, ino } = direct.identity();
+    if (dev === first.dev && ino === first.ino) return direct;
     log.warn("Capture file {path} was replaced as it was opened; writing through the first", {
       path,
     });
-    return undefined;
+  } catch (e) {
+    log.debug("Capture file {path}: no direct writes ({error})", { path, error: errorMessage(e) });
   }
-  return direct;
+  direct?.close();
+  return undefined;
 }

@@ -2,7 +2,8 @@
 // it), everything else through the page cache, and the file reads back as the same blocks in
 // the same order, with padding blocks wherever a direct write needed an aligned offset.
 import { assert, assertEquals, assertFalse } from "@std/assert";
-import { CaptureFile, DIRECT_ALIGNMENT } from "../../lib/capture/capture_file.ts";
+import { CaptureFile, DIRECT_ALIGNMENT, openDirect } from "../../lib/capture/capture_file.ts";
+import { captureLogs } from "../server/_logs.ts";
 import { BlockType, encodeEnhancedPacket, writePaddingBlock } from "../../lib/capture/pcapng.ts";
 import { alignedBytes } from "../../lib/util/aligned_bytes.ts";
 import { readBlocks } from "./_pcapng.ts";
@@ -123,6 +124,48 @@ Deno.test("append starts after what the file holds; truncate cuts back to a size
     await file.write(last, false);
     file.close();
     assertEquals(await blocksOf(path), [first, second, last]);
+  } finally {
+    await dir.remove();
+  }
+});
+
+Deno.test({
+  name: "a path that names another file by the second open gets no direct writes, and a warning",
+  ignore: unavailable !== undefined,
+  fn: async () => {
+    const logs = captureLogs();
+    const dir = await tempDir();
+    try {
+      const first = `${dir.path}/first.pcapng`;
+      const other = `${dir.path}/other.pcapng`;
+      await Deno.writeFile(first, new Uint8Array(0));
+      await Deno.writeFile(other, new Uint8Array(0));
+      const stat = await Deno.stat(first);
+      assertEquals(openDirect(other, stat), undefined, "another inode: refused");
+      const warnings = logs.lines("capture").filter(([level]) => level === "warning");
+      assertEquals(warnings.length, 1);
+      assert(warnings[0]![1].includes("was replaced as it was opened"), warnings[0]![1]);
+      const same = openDirect(first, stat);
+      assert(same !== undefined, "the same file: opened");
+      same.close();
+    } finally {
+      logs.stop();
+      await dir.remove();
+    }
+  },
+});
+
+Deno.test("a closed capture file leaves no descriptor open, direct or not", async () => {
+  const dir = await tempDir();
+  const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+  try {
+    const before = fds();
+    for (let i = 0; i < 3; i++) {
+      const file = await CaptureFile.open(`${dir.path}/c${i}.pcapng`);
+      await file.write(alignedChunk([packet(100, i)]), true);
+      file.close();
+    }
+    assertEquals(fds(), before);
   } finally {
     await dir.remove();
   }
