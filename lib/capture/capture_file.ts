@@ -43,6 +43,8 @@ export interface CaptureFileOptions {
 export class CaptureFile {
   /** The file's path. */
   readonly path: string;
+  /** A regular file (not a pipe or a device): one that can be rotated and written directly. */
+  readonly regular: boolean;
   #file: Deno.FsFile;
   /** The same file opened with O_DIRECT, while direct writes work. */
   #direct: DirectFile | undefined;
@@ -54,11 +56,13 @@ export class CaptureFile {
 
   private constructor(
     path: string,
+    regular: boolean,
     file: Deno.FsFile,
     direct: DirectFile | undefined,
     size: number,
   ) {
     this.path = path;
+    this.regular = regular;
     this.#file = file;
     this.#direct = direct;
     this.#offset = size;
@@ -82,7 +86,7 @@ export class CaptureFile {
       const direct = (options.direct ?? true) && stat.isFile && canAlignMemory()
         ? openDirect(path, stat)
         : undefined;
-      return new CaptureFile(path, file, direct, append ? stat.size : 0);
+      return new CaptureFile(path, stat.isFile, file, direct, append ? stat.size : 0);
     } catch (e) {
       file.close();
       throw e;

@@ -5,9 +5,10 @@
  * the data per record, no allocation) and written in order by one writer in the background, a
  * full chunk at once and a partial one within 0.1 s; a full chunk goes to a regular file with
  * `O_DIRECT` where that works ({@linkcode CaptureFile}). Each write holds whole blocks only, so a
- * file cut off by kill -9 ends on a block boundary and Wireshark opens it. Past `maxBytes` the
- * file is rotated: FILE becomes FILE.1 (replacing an older FILE.1) and a new FILE starts with
- * the header and the descriptors of the devices imported at that moment. A write error stops
+ * file cut off by kill -9 ends on a block boundary and Wireshark opens it. Past `maxBytes` a
+ * regular file is rotated: FILE becomes FILE.1 (replacing an older FILE.1) and a new FILE starts
+ * with the header and the descriptors of the devices imported at that moment; a pipe or a device
+ * (`/dev/stdout`) is never rotated, which would rename it. A write error stops
  * the capture with one error line and leaves the file ending with its last whole block;
  * serving goes on.
  *
@@ -41,7 +42,7 @@ export interface FileCaptureOptions {
   path: string;
   /** Most bytes of data kept per record; all by default. */
   snaplen?: number;
-  /** The size at which the file is rotated to `path.1`; Infinity: never. */
+  /** The size at which the file is rotated to `path.1`; Infinity: never (nor is a pipe or device). */
   maxBytes?: number;
   /** Which devices' traffic to record; all when absent. */
   includes?: (exported: ExportedDevice) => boolean;
@@ -116,7 +117,8 @@ export class FileCapture implements CaptureOutput {
     this.path = options.path;
     this.#file = file;
     this.#packer = new BlockPacker(undefined, file.direct ? DIRECT_ALIGNMENT : 0);
-    this.#maxBytes = options.maxBytes ?? DEFAULT_CAPTURE_MAX_BYTES;
+    // A pipe or a device (`/dev/stdout`) has no size to limit, and a rotation would rename it.
+    this.#maxBytes = file.regular ? options.maxBytes ?? DEFAULT_CAPTURE_MAX_BYTES : Infinity;
     this.#capture = new Capture(source, this, {
       maxQueued: MAX_QUEUED,
       label: `capture to ${options.path}`,

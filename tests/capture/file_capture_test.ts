@@ -153,3 +153,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test("a capture into a pipe is never rotated: the pipe is not renamed past the size", async () => {
+  const dir = await tempDir();
+  const server = new UsbipServer({});
+  server.addDevice(new GadgetZero(), { busid: "1-1" });
+  const fifo = `${dir.path}/live.pcapng`;
+  try {
+    const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    assert(made.success, "mkfifo");
+    // Opening a pipe waits for its other end: the reader's open and the capture's go together.
+    const reading = Deno.open(fifo, { read: true });
+    const file = await FileCapture.open(serverSource(server), { path: fifo, maxBytes: 40 * 1024 });
+    const read = new Response((await reading).readable).bytes();
+    const gz = await importOver(server, "1-1");
+    assertEquals((await setConfiguration(gz.channel, 3)).status, 0);
+    for (let i = 0; i < 6; i++) await gz.channel.submit({ ep: 1, dirIn: true, length: 16384 }).done;
+    await file.close();
+    await gz.channel.close();
+    await gz.done;
+    const bytes = await read;
+    assert(bytes.length > 96 * 1024, `${bytes.length} bytes through the pipe, past the limit`);
+    assert((await Deno.lstat(fifo)).isFifo, "still the pipe");
+    assertEquals(await Deno.lstat(`${fifo}.1`).then(() => true, () => false), false, "no FILE.1");
+    const completions = readCapture(bytes).usb.filter((r) => r.type === "C" && r.length === 16384);
+    assertEquals(completions.length, 6);
+  } finally {
+    await server.close();
+    await dir.remove();
+  }
+});
