@@ -15,6 +15,22 @@ if (unavailable !== undefined) {
   console.log(`capture_file_test: the direct write tests are ignored: ${unavailable}`);
 }
 
+/** A test of direct writes (ignored where there are none) on a file in a fresh folder. */
+function directTest(name: string, fn: (path: string) => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: unavailable !== undefined,
+    fn: async () => {
+      const dir = await tempDir();
+      try {
+        await fn(`${dir.path}/c.pcapng`);
+      } finally {
+        await dir.remove();
+      }
+    },
+  });
+}
+
 /** A packet block of `size` bytes whose data is `fill`. */
 function packet(size: number, fill: number): Uint8Array {
   return encodeEnhancedPacket({
@@ -45,59 +61,45 @@ async function blocksOf(path: string): Promise<Uint8Array[]> {
     .map((b) => b.bytes);
 }
 
-Deno.test({
-  name: "aligned writes go with O_DIRECT, others through the page cache, in order and whole",
-  ignore: unavailable !== undefined,
-  fn: async () => {
-    const dir = await tempDir();
-    const path = `${dir.path}/c.pcapng`;
-    try {
-      const file = await CaptureFile.open(path);
-      assert(file.direct);
-      const a = packet(100, 1); // an unaligned start: the next direct write needs padding first
-      const b = [packet(3000, 2), packet(5000, 3)];
-      const c = packet(64, 4);
-      const d = [packet(4096, 5)];
-      await file.write(a, false);
-      const chunkB = alignedChunk(b);
-      await file.write(chunkB, true);
-      await file.write(c, false);
-      const chunkD = alignedChunk(d);
-      await file.write(chunkD, true);
-      assertEquals(file.directBytes, chunkB.length + chunkD.length);
-      assertEquals(file.size, (await Deno.stat(path)).size);
-      file.close();
-      assertEquals(await blocksOf(path), [a, ...b, c, ...d]);
-    } finally {
-      await dir.remove();
-    }
+directTest(
+  "aligned writes go with O_DIRECT, others through the page cache, in order and whole",
+  async (path) => {
+    const file = await CaptureFile.open(path);
+    assert(file.direct);
+    const a = packet(100, 1); // an unaligned start: the next direct write needs padding first
+    const b = [packet(3000, 2), packet(5000, 3)];
+    const c = packet(64, 4);
+    const d = [packet(4096, 5)];
+    await file.write(a, false);
+    const chunkB = alignedChunk(b);
+    await file.write(chunkB, true);
+    await file.write(c, false);
+    const chunkD = alignedChunk(d);
+    await file.write(chunkD, true);
+    assertEquals(file.directBytes, chunkB.length + chunkD.length);
+    assertEquals(file.size, (await Deno.stat(path)).size);
+    file.close();
+    assertEquals(await blocksOf(path), [a, ...b, c, ...d]);
   },
-});
+);
 
-Deno.test({
-  name: "a direct write the file system refuses is written through the page cache instead",
-  ignore: unavailable !== undefined,
-  fn: async () => {
-    const dir = await tempDir();
-    const path = `${dir.path}/c.pcapng`;
-    try {
-      const file = await CaptureFile.open(path);
-      const blocks = [packet(4000, 7)];
-      // Aligned in length but not in memory: O_DIRECT answers EINVAL.
-      const misaligned = alignedBytes(2 * DIRECT_ALIGNMENT + 4, DIRECT_ALIGNMENT)!.subarray(4);
-      misaligned.set(alignedChunk(blocks)); // one block and its padding: 4096 bytes
-      await file.write(misaligned.subarray(0, DIRECT_ALIGNMENT), true);
-      assertFalse(file.direct, "direct writes given up");
-      assertEquals(file.directBytes, 0);
-      const next = packet(200, 8);
-      await file.write(next, false);
-      file.close();
-      assertEquals(await blocksOf(path), [...blocks, next]);
-    } finally {
-      await dir.remove();
-    }
+directTest(
+  "a direct write the file system refuses is written through the page cache instead",
+  async (path) => {
+    const file = await CaptureFile.open(path);
+    const blocks = [packet(4000, 7)];
+    // Aligned in length but not in memory: O_DIRECT answers EINVAL.
+    const misaligned = alignedBytes(2 * DIRECT_ALIGNMENT + 4, DIRECT_ALIGNMENT)!.subarray(4);
+    misaligned.set(alignedChunk(blocks)); // one block and its padding: 4096 bytes
+    await file.write(misaligned.subarray(0, DIRECT_ALIGNMENT), true);
+    assertFalse(file.direct, "direct writes given up");
+    assertEquals(file.directBytes, 0);
+    const next = packet(200, 8);
+    await file.write(next, false);
+    file.close();
+    assertEquals(await blocksOf(path), [...blocks, next]);
   },
-});
+);
 
 Deno.test("a file that is not a regular one is written without O_DIRECT", async () => {
   const file = await CaptureFile.open("/dev/null");

@@ -13,20 +13,35 @@ import { tempDir } from "../e2e/_gateway.ts";
 import { directUnavailable } from "./_direct.ts";
 import { BlockType } from "../../lib/capture/pcapng.ts";
 
-Deno.test("a capture file is created 0600 and rotated to FILE.1 at its size, each file whole", async () => {
+/** A server with Gadget Zero as 1-1 and a temporary folder, for one test; `close()` ends both. */
+async function gadgetZeroServer() {
   const dir = await tempDir();
   const server = new UsbipServer({});
   server.addDevice(new GadgetZero(), { busid: "1-1" });
+  const close = async () => {
+    await server.close();
+    await dir.remove();
+  };
+  return { server, dir, close };
+}
+
+/** Six bulk IN transfers of 16 KiB from Gadget Zero (1-1) in a session, then `file` closed. */
+async function readSixBlocks(server: UsbipServer, file: FileCapture): Promise<void> {
+  const gz = await importOver(server, "1-1");
+  assertEquals((await setConfiguration(gz.channel, 3)).status, 0);
+  for (let i = 0; i < 6; i++) await gz.channel.submit({ ep: 1, dirIn: true, length: 16384 }).done;
+  await file.close();
+  await gz.channel.close();
+  await gz.done;
+}
+
+Deno.test("a capture file is created 0600 and rotated to FILE.1 at its size, each file whole", async () => {
+  const { server, dir, close } = await gadgetZeroServer();
   const path = `${dir.path}/gw.pcapng`;
   try {
     const file = await FileCapture.open(serverSource(server), { path, maxBytes: 40 * 1024 });
     assertEquals((await Deno.stat(path)).mode! & 0o777, 0o600);
-    const gz = await importOver(server, "1-1");
-    assertEquals((await setConfiguration(gz.channel, 3)).status, 0);
-    for (let i = 0; i < 6; i++) await gz.channel.submit({ ep: 1, dirIn: true, length: 16384 }).done;
-    await file.close();
-    await gz.channel.close();
-    await gz.done;
+    await readSixBlocks(server, file);
     const older = readCapture(await Deno.readFile(`${path}.1`));
     const newer = readCapture(await Deno.readFile(path));
     assert((await Deno.stat(path)).size <= 40 * 1024, "at most the limit");
@@ -39,8 +54,7 @@ Deno.test("a capture file is created 0600 and rotated to FILE.1 at its size, eac
     assert(older.usb.length > 0);
     assertEquals(file.counts.dropped, 0);
   } finally {
-    await server.close();
-    await dir.remove();
+    await close();
   }
 });
 
@@ -117,9 +131,7 @@ Deno.test({
   name: "with O_DIRECT, padding counts toward the size limit: no file grows past it",
   ignore: unavailable !== undefined,
   fn: async () => {
-    const dir = await tempDir();
-    const server = new UsbipServer({});
-    server.addDevice(new GadgetZero(), { busid: "1-1" });
+    const { server, dir, close } = await gadgetZeroServer();
     const path = `${dir.path}/gw.pcapng`;
     const maxBytes = 16 * 1024 * 1024; // the smallest limit that writes directly
     try {
@@ -148,16 +160,13 @@ Deno.test({
         .filter((r) => r.type === "C" && r.length === 65536);
       assertEquals(completions.length, 96 * 4, "every 64 KiB completion in one of the files");
     } finally {
-      await server.close();
-      await dir.remove();
+      await close();
     }
   },
 });
 
 Deno.test("a capture into a pipe is never rotated: the pipe is not renamed past the size", async () => {
-  const dir = await tempDir();
-  const server = new UsbipServer({});
-  server.addDevice(new GadgetZero(), { busid: "1-1" });
+  const { server, dir, close } = await gadgetZeroServer();
   const fifo = `${dir.path}/live.pcapng`;
   try {
     const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
@@ -166,12 +175,7 @@ Deno.test("a capture into a pipe is never rotated: the pipe is not renamed past 
     const reading = Deno.open(fifo, { read: true });
     const file = await FileCapture.open(serverSource(server), { path: fifo, maxBytes: 40 * 1024 });
     const read = new Response((await reading).readable).bytes();
-    const gz = await importOver(server, "1-1");
-    assertEquals((await setConfiguration(gz.channel, 3)).status, 0);
-    for (let i = 0; i < 6; i++) await gz.channel.submit({ ep: 1, dirIn: true, length: 16384 }).done;
-    await file.close();
-    await gz.channel.close();
-    await gz.done;
+    await readSixBlocks(server, file);
     const bytes = await read;
     assert(bytes.length > 96 * 1024, `${bytes.length} bytes through the pipe, past the limit`);
     assert((await Deno.lstat(fifo)).isFifo, "still the pipe");
@@ -179,7 +183,6 @@ Deno.test("a capture into a pipe is never rotated: the pipe is not renamed past 
     const completions = readCapture(bytes).usb.filter((r) => r.type === "C" && r.length === 16384);
     assertEquals(completions.length, 6);
   } finally {
-    await server.close();
-    await dir.remove();
+    await close();
   }
 });

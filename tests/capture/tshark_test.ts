@@ -99,6 +99,27 @@ async function configure(ch: UrbChannel, value: number): Promise<void> {
   assertEquals(r.status, 0);
 }
 
+/** A gateway serving Gadget Zero as 1-1 over TCP, capturing into `file`. */
+function gadgetZeroCapturedTo(file: string): Promise<GatewayProcess> {
+  return startGateway([
+    "--tcp",
+    "127.0.0.1:0",
+    "--device",
+    "gadget-zero:busid=1-1",
+    "--rule",
+    ALLOW,
+    "--capture",
+    file,
+  ]);
+}
+
+/** Gadget Zero of `gw` imported, in its configuration 3 (bulk and isochronous endpoints). */
+async function bulkGadgetZero(gw: GatewayProcess): Promise<UrbChannel> {
+  const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
+  await configure(ch, 3);
+  return ch;
+}
+
 /** Gadget Zero: bulk IN and OUT, isochronous IN and OUT, then a halted IN endpoint (-32). */
 async function gadgetZeroTraffic(gw: GatewayProcess): Promise<void> {
   const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
@@ -255,19 +276,9 @@ Deno.test({
     const unavailable = await directUnavailable();
     const dir = await tempDir();
     const file = `${dir.path}/gw.pcapng`;
-    const gw = await startGateway([
-      "--tcp",
-      "127.0.0.1:0",
-      "--device",
-      "gadget-zero:busid=1-1",
-      "--rule",
-      ALLOW,
-      "--capture",
-      file,
-    ]);
+    const gw = await gadgetZeroCapturedTo(file);
     try {
-      const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
-      await configure(ch, 3);
+      const ch = await bulkGadgetZero(gw);
       for (let i = 0; i < 64; i++) {
         const urbs = Array.from(
           { length: 4 },
@@ -306,19 +317,9 @@ Deno.test({
   fn: async () => {
     const dir = await tempDir();
     const file = `${dir.path}/gw.pcapng`;
-    const gw = await startGateway([
-      "--tcp",
-      "127.0.0.1:0",
-      "--device",
-      "gadget-zero:busid=1-1",
-      "--rule",
-      ALLOW,
-      "--capture",
-      file,
-    ]);
+    const gw = await gadgetZeroCapturedTo(file);
     try {
-      const ch = await importDevice(await connectTcp("127.0.0.1", gw.port), "1-1");
-      await configure(ch, 3);
+      const ch = await bulkGadgetZero(gw);
       // Traffic in flight when the gateway dies.
       let running = true;
       const traffic = (async () => {
