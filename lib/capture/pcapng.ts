@@ -17,8 +17,8 @@ export const BlockType = {
   /**
    * Filler that carries nothing: a type from the range the draft reserves for local use
    * (0x80000000-0xFFFFFFFF, "Block Type Codes"), which readers that do not know it skip
-   * (Wireshark does: tests/capture/tshark_test.ts). A capture file uses it to end its large writes on a multiple
-   * of the disk's block size.
+   * (Wireshark does: tests/capture/tshark_test.ts). A capture file uses it to end its large
+   * writes on a multiple of the disk's block size.
    */
   PADDING: 0x8055_4750,
 } as const;
