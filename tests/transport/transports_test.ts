@@ -186,3 +186,47 @@ Deno.test("a unix connection's write resolves only once the socket is done with 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a unix connection's reads deliver every byte in order: early data, a slow reader, small reads", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/t.sock`;
+  const listener = await UnixListener.listen({ path });
+  try {
+    const accepted = listener[Symbol.asyncIterator]().next();
+    const client = await Deno.connect({ transport: "unix", path });
+    const conn = (await accepted).value!;
+    const total = 8 * 1024 * 1024; // eight times the queue's limit: the socket must pause
+    const byte = (at: number) => (at * 7 + 3) % 251;
+    const writing = (async () => {
+      const block = new Uint8Array(100_003);
+      for (let sent = 0; sent < total;) {
+        const n = Math.min(block.length, total - sent);
+        for (let i = 0; i < n; i++) block[i] = byte(sent + i);
+        let done = 0;
+        while (done < n) done += await client.write(block.subarray(done, n));
+        sent += n;
+      }
+      client.close();
+    })();
+    // The first bytes come before the connection's reads are set up (node:net reads them).
+    await new Promise((r) => setTimeout(r, 100));
+    let have = 0;
+    let bad = -1;
+    for (let round = 0;; round++) {
+      // Reads of every size from 1 byte up, and now and then a pause longer than a transfer.
+      const buffer = new Uint8Array(1 + (round * 7919) % 150_000);
+      const n = await conn.direct!.read(buffer);
+      if (n === null) break;
+      for (let i = 0; i < n && bad < 0; i++) if (buffer[i] !== byte(have + i)) bad = have + i;
+      have += n;
+      if (round % 50 === 0) await new Promise((r) => setTimeout(r, 20));
+    }
+    await writing;
+    assertEquals(bad, -1, `byte ${bad} differs`);
+    assertEquals(have, total);
+    conn.close();
+  } finally {
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
