@@ -13,7 +13,7 @@
  * @module
  */
 
-import { alignedBytes } from "../util/aligned_bytes.ts";
+import { alignedBytes, canAlignMemory } from "../util/aligned_bytes.ts";
 import { paddingLength, writePaddingBlock } from "./pcapng.ts";
 
 /** The default size of a chunk. */
@@ -89,7 +89,7 @@ export class BlockPacker {
    */
   constructor(chunkBytes = DEFAULT_CHUNK_BYTES, alignment = 0) {
     this.#chunkBytes = chunkBytes;
-    this.#alignment = alignment > 0 && alignedBytes(4, alignment) !== undefined ? alignment : 0;
+    this.#alignment = alignment > 0 && canAlignMemory() ? alignment : 0;
   }
 
   /** The alignment of whole chunks, or 0: none (none asked for, or the address is unknown). */

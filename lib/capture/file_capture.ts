@@ -55,6 +55,9 @@ export interface FileCaptureOptions {
   append?: boolean;
 }
 
+/** The smallest size limit with direct writes: 16 MiB. */
+const MIN_DIRECT_MAX_BYTES = 16 * 1024 * 1024;
+
 /**
  * Whether a capture with this size limit writes full chunks with `O_DIRECT`: not for a limit
  * so small that the padding would matter.
@@ -62,9 +65,6 @@ export interface FileCaptureOptions {
 function directFor(maxBytes: number | undefined): boolean {
   return (maxBytes ?? DEFAULT_CAPTURE_MAX_BYTES) >= MIN_DIRECT_MAX_BYTES;
 }
-
-/** The smallest size limit with direct writes: 16 MiB. */
-const MIN_DIRECT_MAX_BYTES = 16 * 1024 * 1024;
 
 /** A rotation, queued between the blocks of the old file and those of the new one. */
 const ROTATE = Symbol("rotate");
