@@ -104,6 +104,13 @@ export interface TransferResult {
    * the device may fill that buffer again; never for a result the server drops.
    */
   release?: (() => void) | undefined;
+  /**
+   * With `release`: this many bytes right in front of `data`, in the same buffer, are the
+   * server's to write until it calls `release`. It puts the RET_SUBMIT header there and sends
+   * header and data as one write, without copying the data (see {@linkcode UsbDevice},
+   * "Buffers"). `BufferPool.handOver` (lib/protocol/buffer_pool.ts) sets it.
+   */
+  headroom?: number;
 }
 
 /** A value or a promise of it: handlers that finish at once need not allocate a promise. */
@@ -184,11 +191,11 @@ const PORT_RESET = 4;
  * the next request of that size, of this session or another, into the same buffer, so a
  * device that keeps OUT data longer (a queue, a loopback) copies them; an unlinked transfer's
  * buffer is never reused. IN data (`TransferResult.data`) are handed over: the server may send
- * them as they are, without a copy (from 64 KiB on they go to the socket straight from that
- * buffer, after the handler has returned, while other transfers run), so a device never
- * writes to a buffer it returned: it returns a fresh one, or one it does not touch again until
- * the server calls the result's `release` (after the reply is written and every observer has
- * seen it). A result the server drops (an unlinked transfer, a session that ended) is never
+ * them as they are, without a copy (a buffer with `headroom` goes to the socket as it is, the
+ * RET_SUBMIT header written in front, and so does IN data beyond 64 KiB, after the handler has
+ * returned, while other transfers run), so a device never writes to a buffer it returned: it
+ * returns a fresh one, or one it does not touch again until the server calls the result's
+ * `release` (after the reply is written and every observer has seen it). A result the server drops (an unlinked transfer, a session that ended) is never
  * released: its buffer is left to the garbage collector.
  *
  * @example A device with only descriptors stalls everything but standard requests

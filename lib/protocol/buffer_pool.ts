@@ -4,6 +4,8 @@
  * @module
  */
 
+import { WireSize } from "./constants.ts";
+
 /**
  * What a device keeps of the IN buffers the server released (see `TransferResult.release`), to
  * fill them again: a few of the largest transfers (a 1 MiB SCSI command at SuperSpeed). A fresh
@@ -11,6 +13,15 @@
  * collection: most of a large IN transfer's cost in the gateway.
  */
 export const DEVICE_IN_POOL_BYTES = 4 * 1024 * 1024;
+
+/**
+ * A device's pool of IN buffers ({@linkcode DEVICE_IN_POOL_BYTES}), each made with room for a
+ * RET_SUBMIT header in front, so that the server sends header and data as one write without
+ * copying the data (`TransferResult.headroom` in lib/devices/usb_device.ts).
+ */
+export function deviceInPool(): BufferPool {
+  return new BufferPool(DEVICE_IN_POOL_BYTES, undefined, WireSize.URB_HEADER);
+}
 
 /**
  * Reuses payload buffers (the OUT data of CMD_SUBMITs) by exact size. A fresh 16 or 64 KiB
@@ -42,11 +53,21 @@ export class BufferPool {
   /** The buffers in the lists, to refuse one given twice (a Set: a WeakSet costs the GC more). */
   #members = new Set<ArrayBufferLike>();
   #bytes = 0;
+  /**
+   * Bytes in front of each buffer this pool makes, in the same memory: room for a message's
+   * header, so that header and data go out as one write without a copy (see
+   * {@linkcode BufferPool.handOver}). Only buffers with this room in front are taken back.
+   */
+  readonly headroom: number;
 
-  /** A pool of at most `maxBytes`, of buffers of at least `minSize` bytes. */
-  constructor(maxBytes: number, minSize = 4096) {
+  /**
+   * A pool of at most `maxBytes`, of buffers of at least `minSize` bytes, each made with
+   * `headroom` bytes in front of it.
+   */
+  constructor(maxBytes: number, minSize = 4096, headroom = 0) {
     this.maxBytes = maxBytes;
     this.minSize = minSize;
+    this.headroom = headroom;
   }
 
   /** Bytes held in the pool now. */
@@ -64,33 +85,46 @@ export class BufferPool {
   }
 
   /**
-   * A buffer of `n` bytes to fill and hand out (IN data): a pooled one, or a fresh one;
-   * `undefined` under `minSize`, where pooling is not worth it. {@linkcode releaseOf} makes the
-   * function that gives it back.
+   * A buffer of `n` bytes to fill and hand out (IN data): a pooled one, or a fresh one (with
+   * the pool's headroom in front); `undefined` under `minSize`, where pooling is not worth it.
+   * {@linkcode handOver} makes the result that gives it back.
    */
   lend(n: number): Uint8Array | undefined {
-    return n < this.minSize ? undefined : this.take(n) ?? new Uint8Array(n);
+    if (n < this.minSize) return undefined;
+    return this.take(n) ??
+      (this.headroom === 0
+        ? new Uint8Array(n)
+        : new Uint8Array(new ArrayBuffer(this.headroom + n), this.headroom, n));
   }
 
   /**
-   * The `release` of a transfer result whose `data` came from `lent` (see {@linkcode lend}):
-   * gives `lent` back; `undefined` when nothing was lent or `data` lies elsewhere (a reader
-   * that returned a buffer of its own).
+   * The data of a transfer result (`TransferResult` of lib/devices/usb_device.ts) whose bytes
+   * came from `lent` ({@linkcode lend}), with a `release` that gives `lent` back, and with the
+   * pool's `headroom` when `data` starts where `lent` does (the bytes in front are then free for
+   * the reply's header until the release). Only `data` when nothing was lent or `data` lies
+   * elsewhere (a reader that returned a buffer of its own).
    */
-  releaseOf(lent: Uint8Array | undefined, data: Uint8Array): (() => void) | undefined {
-    return lent !== undefined && data.buffer === lent.buffer ? () => this.give(lent) : undefined;
+  handOver(
+    lent: Uint8Array | undefined,
+    data: Uint8Array,
+  ): { data: Uint8Array; release?: () => void; headroom?: number } {
+    if (lent === undefined || data.buffer !== lent.buffer) return { data };
+    const release = () => this.give(lent);
+    const atStart = this.headroom > 0 && data.byteOffset === lent.byteOffset;
+    return atStart ? { data, release, headroom: this.headroom } : { data, release };
   }
 
   /**
-   * Returns `buffer` for reuse; its owner must not touch it afterwards. Views into a larger
-   * buffer, buffers under `minSize` or over `maxBytes`, and a buffer already pooled are left
-   * alone (to the garbage collector, or where they are).
+   * Returns `buffer` for reuse; its owner must not touch it afterwards. Other views into a
+   * larger buffer (anything but the pool's headroom in front), buffers under `minSize` or over
+   * `maxBytes`, and a buffer already pooled are left alone (to the garbage collector, or where
+   * they are).
    */
   give(buffer: Uint8Array): void {
     const n = buffer.length;
     if (
-      n < this.minSize || n > this.maxBytes || buffer.byteOffset !== 0 ||
-      buffer.buffer.byteLength !== n || this.#members.has(buffer.buffer)
+      n < this.minSize || n > this.maxBytes || buffer.byteOffset !== this.headroom ||
+      buffer.buffer.byteLength !== this.headroom + n || this.#members.has(buffer.buffer)
     ) {
       return;
     }

@@ -414,7 +414,23 @@ export function encodeCmdSubmit(m: CmdSubmit): Uint8Array {
  * is a single socket write. `numberOfPackets` is written as `isoPackets.length`.
  */
 export function encodeRetSubmit(m: RetSubmit): Uint8Array {
-  const out = new Uint8Array(H + m.data.length + m.isoPackets.length * ISO);
+  const out = new Uint8Array(retSubmitLength(m));
+  encodeRetSubmitInto(out, m);
+  return out;
+}
+
+/** The size of RET_SUBMIT `m` on the wire: the header, the IN data and the ISO descriptors. */
+export function retSubmitLength(m: RetSubmit): number {
+  return H + m.data.length + m.isoPackets.length * ISO;
+}
+
+/**
+ * Encodes RET_SUBMIT `m` into `out` (reused memory: every byte of the message is written), which
+ * must hold {@linkcode retSubmitLength} bytes. When `m.data` already lies in `out` right behind
+ * the header (a device's buffer with room in front, `TransferResult.headroom`), it is left where
+ * it is: only the header is written.
+ */
+export function encodeRetSubmitInto(out: Uint8Array, m: RetSubmit): void {
   const v = view(out);
   putBasic(v, UrbCommandCode.USBIP_RET_SUBMIT, m);
   v.setInt32(0x14, m.status);
@@ -422,9 +438,10 @@ export function encodeRetSubmit(m: RetSubmit): Uint8Array {
   v.setUint32(0x1c, m.startFrame);
   v.setUint32(0x20, m.isoPackets.length);
   v.setUint32(0x24, m.errorCount);
-  out.set(m.data, H);
+  out.fill(0, 0x28, H); // the setup field, unused in a reply
+  const inPlace = m.data.buffer === out.buffer && m.data.byteOffset === out.byteOffset + H;
+  if (!inPlace) out.set(m.data, H);
   putIsoDescriptors(v, H + m.data.length, m.isoPackets);
-  return out;
 }
 
 /** Decodes the 48-byte header of a RET_SUBMIT. */

@@ -1,4 +1,4 @@
-import { assertEquals, assertStrictEquals } from "@std/assert";
+import { assert, assertEquals, assertStrictEquals } from "@std/assert";
 import { BufferPool } from "../../lib/protocol/buffer_pool.ts";
 
 Deno.test("BufferPool: hands out the buffer returned last, of exactly the size asked", () => {
@@ -50,4 +50,40 @@ Deno.test("BufferPool: stays within maxBytes, making room for the size in use", 
   assertStrictEquals(pool.take(16384), undefined);
   pool.give(new Uint8Array(128 * 1024));
   assertEquals(pool.bytes, 0, "a buffer over maxBytes is never pooled");
+});
+
+Deno.test("BufferPool: with headroom, buffers are made and taken back with room in front", () => {
+  const pool = new BufferPool(1 << 20, 4096, 48);
+  const lent = pool.lend(8192)!;
+  assertEquals([lent.byteOffset, lent.length, lent.buffer.byteLength], [48, 8192, 48 + 8192]);
+  // A buffer without the room in front, or with other room, is not taken.
+  pool.give(new Uint8Array(8192));
+  pool.give(new Uint8Array(new ArrayBuffer(8192 + 64), 64, 8192));
+  assertEquals(pool.bytes, 0);
+  pool.give(lent);
+  assertEquals(pool.bytes, 8192);
+  assert(pool.lend(8192) === lent);
+});
+
+Deno.test("BufferPool.handOver: room in front only for data where the lent buffer starts", () => {
+  const pool = new BufferPool(1 << 20, 4096, 48);
+  const lent = pool.lend(8192)!;
+  const whole = pool.handOver(lent, lent);
+  assertEquals(whole.headroom, 48);
+  assert(whole.data === lent);
+  const short = pool.handOver(lent, lent.subarray(0, 100));
+  assertEquals(short.headroom, 48);
+  // Data further in: the bytes in front are the device's, not free.
+  const inside = pool.handOver(lent, lent.subarray(8));
+  assertEquals(inside.headroom, undefined);
+  assert(inside.release !== undefined);
+  // Data of the device's own: nothing to give back, no room.
+  const own = pool.handOver(lent, new Uint8Array(8192));
+  assertEquals([own.release, own.headroom], [undefined, undefined]);
+  whole.release!();
+  assertEquals(pool.bytes, 8192);
+  // Without headroom the pool promises none.
+  const plain = new BufferPool(1 << 20);
+  const p = plain.lend(8192)!;
+  assertEquals([p.byteOffset, plain.handOver(p, p).headroom], [0, undefined]);
 });

@@ -7,6 +7,7 @@ import { type Connection, connectTcp, importDevice, UsbipServer } from "../../mo
 import type { DirectIo } from "../../lib/transport/connection.ts";
 import { wrapTcpConn } from "../../lib/transport/tcp.ts";
 import { ProbeDevice } from "./_probe_device.ts";
+import { deviceInPool } from "../../lib/protocol/buffer_pool.ts";
 import { setConfiguration } from "./_session_helpers.ts";
 
 interface Recorded {
@@ -112,19 +113,68 @@ Deno.test("small OUT data are copied once out of the read-ahead buffer", async (
   await tearDown();
 });
 
-Deno.test("64 KiB of IN data go from the device's buffer to the socket without a copy", async () => {
+Deno.test("64 KiB of IN data with room in front go out in the device's buffer, header and all, in one write", async () => {
+  const { probe, log, channel, tearDown } = await setUp();
+  const urb = channel.submit({ ep: 1, dirIn: true, length: 65536 });
+  await probe.waitHeld(1);
+  const pool = deviceInPool();
+  const lent = pool.lend(65536)!;
+  lent.set(pattern(65536));
+  const before = log.writes.length;
+  probe.held[0]!.complete({ status: "ok", ...pool.handOver(lent, lent) });
+  const ret = await urb.done;
+  assertEquals(ret.actualLength, 65536);
+  assertEquals(ret.data, pattern(65536));
+  const writes = log.writes.slice(before);
+  assertEquals(writes.map((w) => w.length), [48 + 65536]);
+  assert(writes[0]!.buffer === lent.buffer, "the reply was not written from the device's buffer");
+  assertEquals(writes[0]!.byteOffset, lent.byteOffset - 48);
+  await tearDown();
+});
+
+Deno.test("64 KiB of IN data without room in front are copied behind the header: one write", async () => {
   const { probe, log, channel, tearDown } = await setUp();
   const urb = channel.submit({ ep: 1, dirIn: true, length: 65536 });
   await probe.waitHeld(1);
   const mine = pattern(65536);
+  const before = log.writes.length;
   probe.held[0]!.complete({ status: "ok", data: mine });
-  const ret = await urb.done;
-  assertEquals(ret.actualLength, 65536);
-  assertEquals(ret.data, mine);
-  assert(
-    log.writes.some((w) => w.buffer === mine.buffer && w.byteOffset === 0),
-    "the device's buffer was not handed to the socket",
-  );
+  assertEquals((await urb.done).data, mine);
+  const writes = log.writes.slice(before);
+  assertEquals(writes.map((w) => w.length), [48 + 65536]);
+  assert(writes[0]!.buffer !== mine.buffer);
+  await tearDown();
+});
+
+Deno.test("IN data beyond 64 KiB without room in front go as a second write, from the device's buffer", async () => {
+  const { probe, log, channel, tearDown } = await setUp();
+  const urb = channel.submit({ ep: 1, dirIn: true, length: 131072 });
+  await probe.waitHeld(1);
+  const mine = pattern(131072);
+  const before = log.writes.length;
+  probe.held[0]!.complete({ status: "ok", data: mine });
+  assertEquals((await urb.done).data, mine);
+  const writes = log.writes.slice(before);
+  assertEquals(writes.map((w) => w.length), [48, 131072]);
+  assert(writes[1]!.buffer === mine.buffer);
+  await tearDown();
+});
+
+Deno.test("room in front is used only when the result says so and gives its buffer back", async () => {
+  const { probe, log, channel, tearDown } = await setUp();
+  const pool = deviceInPool();
+  // Room in front, but no release (the device keeps the buffer) or no headroom claimed: copied.
+  for (const [i, extra] of [[1, { headroom: 48 }], [2, { release: () => {} }]] as const) {
+    const urb = channel.submit({ ep: 1, dirIn: true, length: 65536 });
+    await probe.waitHeld(i);
+    const lent = pool.lend(65536)!;
+    const before = log.writes.length;
+    probe.held[i - 1]!.complete({ status: "ok", data: lent, ...extra });
+    await urb.done;
+    const writes = log.writes.slice(before);
+    assertEquals(writes.length, 1);
+    assert(writes[0]!.buffer !== lent.buffer, `case ${i}: the device's memory was written into`);
+  }
   await tearDown();
 });
 
@@ -201,24 +251,30 @@ Deno.test("an unlinked OUT URB's buffer is not reused: the device may still hold
 
 Deno.test("a device's IN buffer is released once the socket has written it, large or small", async () => {
   const { probe, log, channel, tearDown } = await setUp();
-  for (const [n, held] of [[65536, 1], [1024, 2]] as const) {
+  const pool = deviceInPool();
+  const cases = [[131072, false], [65536, true], [65536, false], [1024, false]] as const;
+  for (const [i, [n, room]] of cases.entries()) {
     const urb = channel.submit({ ep: 1, dirIn: true, length: n });
-    await probe.waitHeld(held);
-    const mine = pattern(n);
+    await probe.waitHeld(i + 1);
+    const mine = room ? pool.lend(n)! : new Uint8Array(n);
+    mine.set(pattern(n));
     let written = -1;
-    probe.held[held - 1]!.complete({
+    probe.held[i]!.complete({
       status: "ok",
       data: mine,
+      ...(room ? { headroom: pool.headroom } : {}),
       // How many buffers the socket had been handed when the device got this one back.
       release: () => written = written === -1 ? log.writes.length : -2,
     });
     const ret = await urb.done;
-    assertEquals(ret.data, mine);
-    assert(written > 0, `${n} bytes: release was called ${written === -1 ? "never" : "twice"}`);
+    assertEquals(ret.data, pattern(n));
+    const what = `${n} bytes${room ? " with room in front" : ""}`;
+    assert(written > 0, `${what}: release was called ${written === -1 ? "never" : "twice"}`);
+    // The reply's data: the device's own buffer (room in front, or a second write), else a copy.
     const carrier = log.writes.findIndex((w) =>
-      n >= 65536 ? w.buffer === mine.buffer : w.length === 48 + n
+      room || n > 65536 ? w.buffer === mine.buffer : w.length === 48 + n
     );
-    assert(carrier >= 0 && carrier < written, `${n} bytes: released before the socket had them`);
+    assert(carrier >= 0 && carrier < written, `${what}: released before the socket had them`);
   }
   await tearDown();
 });

@@ -11,7 +11,7 @@
 import { errorMessage } from "../../util/error_message.ts";
 import { getLogger } from "../../logtape.ts";
 import type { SpeedValue } from "../../protocol/constants.ts";
-import { BufferPool, DEVICE_IN_POOL_BYTES } from "../../protocol/buffer_pool.ts";
+import { deviceInPool } from "../../protocol/buffer_pool.ts";
 import { Feature, Request, RequestType, type SetupPacket } from "../../protocol/setup_packet.ts";
 import {
   CANCELLED,
@@ -110,7 +110,7 @@ export class UsbfsDevice extends UsbDevice {
   #nextId = 1n;
   #pending = new Map<bigint, PendingUrb>();
   /** IN buffers back from the server; the kernel copies into them at reap (devio.c). */
-  #inBuffers = new BufferPool(DEVICE_IN_POOL_BYTES);
+  #inBuffers = deviceInPool();
   #claimed = new Set<number>();
   #stopping = false;
   #reaper: Promise<void>;
@@ -370,7 +370,7 @@ export class UsbfsDevice extends UsbDevice {
       const status = urbStatus(reaped.status);
       if (!t.dirIn) return { status, actualLength: actual };
       const data = buffer.subarray(0, actual);
-      return { status, data, release: this.#inBuffers.releaseOf(lent, data) };
+      return { status, ...this.#inBuffers.handOver(lent, data) };
     });
   }
 

@@ -11,7 +11,7 @@
 
 import { getLogger } from "../../logtape.ts";
 import { Notifier } from "../../util/wait.ts";
-import { BufferPool, DEVICE_IN_POOL_BYTES } from "../../protocol/buffer_pool.ts";
+import { deviceInPool } from "../../protocol/buffer_pool.ts";
 import {
   CANCELLED,
   type MaybePromise,
@@ -238,7 +238,7 @@ export class BulkOnlyTransport {
   #invalidCount = 0;
   #work = new Set<Promise<unknown>>();
   /** Buffers for the data of READs, back from the server (`TransferResult.release`). */
-  #inBuffers = new BufferPool(DEVICE_IN_POOL_BYTES);
+  #inBuffers = deviceInPool();
 
   /** Drives `target`. */
   constructor(target: BotTarget) {
@@ -434,7 +434,7 @@ export class BulkOnlyTransport {
       // Case 5: less data than the host asked for; the bulk IN endpoint halts after it.
       if (residue > 0) this.#target.halt(true);
     }
-    return { status: "ok", data, release: this.#inBuffers.releaseOf(lent, data) };
+    return { status: "ok", ...this.#inBuffers.handOver(lent, data) };
   }
 
   async #dataOut(t: UsbTransfer): Promise<TransferResult> {

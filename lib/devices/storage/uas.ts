@@ -19,7 +19,7 @@
 
 import { getLogger } from "../../logtape.ts";
 import { Notifier } from "../../util/wait.ts";
-import { BufferPool, DEVICE_IN_POOL_BYTES } from "../../protocol/buffer_pool.ts";
+import { deviceInPool } from "../../protocol/buffer_pool.ts";
 import {
   CANCELLED,
   type MaybePromise,
@@ -247,7 +247,7 @@ export class UasTransport {
   #mostInFlight = 0;
   readonly #work = new Set<Promise<unknown>>();
   /** Buffers for the data of READs, back from the server (`TransferResult.release`). */
-  readonly #inBuffers = new BufferPool(DEVICE_IN_POOL_BYTES);
+  readonly #inBuffers = deviceInPool();
 
   /** Drives `target`. */
   constructor(target: UasTarget) {
@@ -482,7 +482,7 @@ export class UasTransport {
       this.#release(this.#in, task);
       this.#complete(task, await command.finish());
     }
-    return { status: "ok", data, release: this.#inBuffers.releaseOf(lent, data) };
+    return { status: "ok", ...this.#inBuffers.handOver(lent, data) };
   }
 
   async #dataOut(task: Task, command: DataCommand, t: UsbTransfer): Promise<TransferResult> {
