@@ -2,9 +2,9 @@
 // flight, with capture off (no observer attached: the data path only asks whether one is)
 // against the same gateway before the observer code path existed (commit BASE_REV, extracted
 // with `git archive` into the bench folder), and with `--capture` to a file against capture off:
-// in the bench folder (under /tmp, on disk here), where there is one in /dev/shm (memory), and
-// to /dev/null (the capture's own work, nothing stored), which tells the gateway's own cost from
-// the storage's. The gateways run alternately, ROUNDS
+// in the bench folder (under /tmp, on disk here) with a limit no run reaches and again rotated
+// every 256 MiB, where there is one in /dev/shm (memory), and to /dev/null (the capture's own
+// work, nothing stored), which tells the gateway's own cost from the storage's. The gateways run alternately, ROUNDS
 // times each (which goes first changes every round); each figure is the median of its rounds,
 // and each ratio the median of the rounds' ratios, so that a drift of the host's load moves
 // both sides of a ratio alike. A capture that cannot keep up drops records rather than slow the
@@ -95,14 +95,22 @@ export async function captureSection(dir: string): Promise<Row[]> {
   const rows: Row[] = [];
   const figure = `64 KiB bulk IN, 1 in flight, ${SECONDS} s x ${ROUNDS}: MB/s`;
   const off = await startGateway(dir, 1);
-  const capturing = (file: string) =>
-    startGateway(dir, 1, undefined, ["--capture", file, "--capture-max-size", "256MiB"]);
+  const capturing = (file: string, maxSize: string) =>
+    startGateway(dir, 1, undefined, ["--capture", file, "--capture-max-size", maxSize]);
   const shm = await Deno.stat("/dev/shm").then((s) => s.isDirectory, () => false);
   const shmFile = `/dev/shm/usbipgw-bench-${crypto.randomUUID()}.pcapng`;
-  const files: [string, string][] = [["a file in /tmp", `${dir}/bench.pcapng`]];
-  if (shm) files.push(["a file in /dev/shm", shmFile]);
+  const diskFile = `${dir}/bench.pcapng`;
+  // What a capture costs while it writes (a limit no run reaches: about 12 GB go to the file
+  // per transport), and what rotating it costs on top: a rotation frees the file before last,
+  // and freeing is not free (on a file system mounted with `discard` the disk trims every
+  // block freed, some 0.45 ms per MiB here).
+  const files: [where: string, file: string, maxSize: string][] = [
+    ["a file in /tmp", diskFile, "32GiB"],
+    ["a file in /tmp, rotated every 256 MiB", diskFile, "256MiB"],
+  ];
+  if (shm) files.push(["a file in /dev/shm, rotated every 256 MiB", shmFile, "256MiB"]);
   // The capture's own work with nothing stored: what the storage costs is the rest.
-  files.push(["/dev/null, nothing stored", "/dev/null"]);
+  files.push(["/dev/null, nothing stored", "/dev/null", "256MiB"]);
   const tree = await extractTree(BASE_REV, dir);
   const base = typeof tree === "string" ? await startGatewayAt(tree, dir) : undefined;
   try {
@@ -131,13 +139,16 @@ export async function captureSection(dir: string): Promise<Row[]> {
           target: "",
         });
       }
-      for (const [where, file] of files) {
-        const gateway = await capturing(file);
+      for (const [where, file, maxSize] of files) {
+        const gateway = await capturing(file, maxSize);
         let compared: Compared;
         try {
           compared = await alternate(gateway, off, transport);
         } finally {
           await gateway.stop();
+          if (file !== "/dev/null") {
+            for (const f of [file, `${file}.1`]) await Deno.remove(f).catch(() => {});
+          }
         }
         const { a: c, b: o, rateRatio } = compared;
         const dropped = droppedRecords(gateway);
@@ -151,6 +162,8 @@ export async function captureSection(dir: string): Promise<Row[]> {
             ratio: rateRatio.toFixed(2),
             target: file === "/dev/null"
               ? "(what storage costs is the rest)"
+              : maxSize === "256MiB"
+              ? "(rotation's cost is the difference)"
               : verdict(">= 0.80 of off, no record dropped", rateRatio >= 0.8 && dropped === 0),
           },
           cpuRow(transport, `capture on (${where}) vs off`, c, o),
