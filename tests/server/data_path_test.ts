@@ -132,31 +132,20 @@ Deno.test("64 KiB of IN data with room in front go out in the device's buffer, h
   await tearDown();
 });
 
-Deno.test("64 KiB of IN data without room in front are copied behind the header: one write", async () => {
+Deno.test("IN data without room in front: copied behind the header up to 64 KiB, a second write beyond", async () => {
   const { probe, log, channel, tearDown } = await setUp();
-  const urb = channel.submit({ ep: 1, dirIn: true, length: 65536 });
-  await probe.waitHeld(1);
-  const mine = pattern(65536);
-  const before = log.writes.length;
-  probe.held[0]!.complete({ status: "ok", data: mine });
-  assertEquals((await urb.done).data, mine);
-  const writes = log.writes.slice(before);
-  assertEquals(writes.map((w) => w.length), [48 + 65536]);
-  assert(writes[0]!.buffer !== mine.buffer);
-  await tearDown();
-});
-
-Deno.test("IN data beyond 64 KiB without room in front go as a second write, from the device's buffer", async () => {
-  const { probe, log, channel, tearDown } = await setUp();
-  const urb = channel.submit({ ep: 1, dirIn: true, length: 131072 });
-  await probe.waitHeld(1);
-  const mine = pattern(131072);
-  const before = log.writes.length;
-  probe.held[0]!.complete({ status: "ok", data: mine });
-  assertEquals((await urb.done).data, mine);
-  const writes = log.writes.slice(before);
-  assertEquals(writes.map((w) => w.length), [48, 131072]);
-  assert(writes[1]!.buffer === mine.buffer);
+  const cases = [[65536, [48 + 65536], false], [131072, [48, 131072], true]] as const;
+  for (const [i, [n, lengths, ownBuffer]] of cases.entries()) {
+    const urb = channel.submit({ ep: 1, dirIn: true, length: n });
+    await probe.waitHeld(i + 1);
+    const mine = pattern(n);
+    const before = log.writes.length;
+    probe.held[i]!.complete({ status: "ok", data: mine });
+    assertEquals((await urb.done).data, mine);
+    const writes = log.writes.slice(before);
+    assertEquals(writes.map((w) => w.length), lengths);
+    assertEquals(writes.at(-1)!.buffer === mine.buffer, ownBuffer, `${n} bytes`);
+  }
   await tearDown();
 });
 
