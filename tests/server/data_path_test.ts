@@ -143,7 +143,7 @@ Deno.test("IN data without room in front: copied behind the header up to 64 KiB,
     probe.held[i]!.complete({ status: "ok", data: mine });
     assertEquals((await urb.done).data, mine);
     const writes = log.writes.slice(before);
-    assertEquals(writes.map((w) => w.length), lengths);
+    assertEquals(writes.map((w) => w.length), [...lengths]);
     assertEquals(writes.at(-1)!.buffer === mine.buffer, ownBuffer, `${n} bytes`);
   }
   await tearDown();
