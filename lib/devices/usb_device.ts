@@ -195,8 +195,9 @@ const PORT_RESET = 4;
  * RET_SUBMIT header written in front, and so does IN data beyond 64 KiB, after the handler has
  * returned, while other transfers run), so a device never writes to a buffer it returned: it
  * returns a fresh one, or one it does not touch again until the server calls the result's
- * `release` (after the reply is written and every observer has seen it). A result the server drops (an unlinked transfer, a session that ended) is never
- * released: its buffer is left to the garbage collector.
+ * `release` (after the reply is written and every observer has seen it). A result the server
+ * drops (an unlinked transfer, a session that ended) is never released: its buffer is left to
+ * the garbage collector.
  *
  * @example A device with only descriptors stalls everything but standard requests
  * ```ts
