@@ -39,6 +39,20 @@ import { errorCode, folderOf, ListenError, unixListenError } from "./listen_erro
 const HIGH_WATER = 1024 * 1024;
 const LOW_WATER = 256 * 1024;
 
+/** The umask under which a listening socket is made before its mode and owner are set. */
+const OWNER_ONLY_UMASK = 0o177;
+
+/** Runs `f` with the process's umask set to `mask` (when given), and restores it. */
+function withUmask<T>(mask: number | undefined, f: () => T): T {
+  if (mask === undefined) return f();
+  const before = Deno.umask(mask);
+  try {
+    return f();
+  } finally {
+    Deno.umask(before);
+  }
+}
+
 /** The most a unix connection reads at once into its own buffer. */
 const OWN_READ_BYTES = 64 * 1024;
 
@@ -560,6 +574,12 @@ export class UnixListener implements Listener {
     server.on("connection", (sock: net.Socket) => this.#accepted.push(wrapUnixSocket(sock, path)));
   }
 
+  /** Closes the queue and the server after a failed {@linkcode UnixListener.listen}. */
+  #abandon(): void {
+    this.#accepted.close();
+    this.#server.close();
+  }
+
   /**
    * Creates the socket file (replacing a stale one), then applies mode and owner.
    *
@@ -570,25 +590,37 @@ export class UnixListener implements Listener {
   static async listen(options: UnixListenOptions): Promise<UnixListener> {
     const path = options.path;
     const server = net.createServer(NODE_SERVER_OPTIONS);
+    // Connections are queued from the first one: the kernel completes a client's connect(2) as
+    // soon as the socket listens, and one that node:net accepts before a "connection" handler
+    // exists is never read nor closed, its client left waiting (a client that connected while
+    // the mode was being set below hung that way).
+    const listener = new UnixListener(server, path);
+    const later = options.mode !== undefined || options.uid !== undefined ||
+      options.gid !== undefined;
     try {
       await removeStaleSocket(path);
       await new Promise<void>((resolve, reject) => {
         server.once("error", reject);
-        server.listen(path, () => {
-          server.off("error", reject);
-          resolve();
-        });
+        // bind(2) makes the file with the umask's mode, synchronously in listen(). While a
+        // mode or owner is still to come, only this process's user may connect (and root).
+        withUmask(later ? OWNER_ONLY_UMASK : undefined, () =>
+          server.listen(path, () => {
+            server.off("error", reject);
+            resolve();
+          }));
       });
     } catch (e) {
+      listener.#abandon();
       throw await unixListenError(path, e);
     }
     try {
-      if (options.mode !== undefined) await Deno.chmod(path, options.mode);
+      // The owner first: the file is 0600 until the mode comes (what the umask gives without one).
       if (options.uid !== undefined || options.gid !== undefined) {
         await Deno.chown(path, options.uid ?? null, options.gid ?? null);
       }
+      if (later) await Deno.chmod(path, options.mode ?? 0o777 & ~Deno.umask());
     } catch (e) {
-      server.close();
+      listener.#abandon();
       if (e instanceof Deno.errors.NotCapable) throw e;
       throw new ListenError(
         path,
@@ -597,7 +629,7 @@ export class UnixListener implements Listener {
         { cause: e },
       );
     }
-    return new UnixListener(server, path);
+    return listener;
   }
 
   /**

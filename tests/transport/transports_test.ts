@@ -109,6 +109,57 @@ Deno.test("a unix listener sets the socket's mode and reports the peer's credent
   }
 });
 
+Deno.test("a unix listener serves a client that connects while its mode and owner are being set", async () => {
+  const dir = await Deno.makeTempDir();
+  let early = 0;
+  try {
+    for (let round = 0; round < 20; round++) {
+      const path = `${dir}/r${round}.sock`;
+      let ready = false;
+      const listening = UnixListener.listen({
+        path,
+        mode: 0o640,
+        uid: Deno.uid()!,
+        gid: Deno.gid()!,
+      })
+        .finally(() => ready = true);
+      // Connects at the first moment the socket accepts, while listen() may still be at work.
+      let client: Deno.UnixConn | undefined;
+      while (client === undefined) {
+        client = await Deno.connect({ transport: "unix", path }).catch(() => undefined);
+        // A refused connect fails at once, without a turn of the event loop: this takes one.
+        if (client === undefined) await Deno.lstat(dir);
+      }
+      if (!ready) {
+        early++;
+        // Until the mode comes, the file lets only its owner in.
+        const mode = (await Deno.lstat(path)).mode! & 0o777;
+        assert(mode === 0o640 || (mode & 0o077) === 0, `mode ${mode.toString(8)} before the mode`);
+      }
+      await client.write(new Uint8Array([round, 1, 2, 3]));
+      const listener = await listening;
+      const timer = setTimeout(() => listener.close(), 5000);
+      try {
+        const accepted = await listener[Symbol.asyncIterator]().next();
+        assert(!accepted.done, `round ${round}: the connection was never handed out`);
+        const got = new Uint8Array(4);
+        let n = 0;
+        while (n < 4) n += (await accepted.value.direct!.read(got.subarray(n))) ?? 4;
+        assertEquals([...got], [round, 1, 2, 3]);
+        accepted.value.close();
+      } finally {
+        clearTimeout(timer);
+        client.close();
+        listener.close();
+      }
+    }
+    // Not a check of the listener: whether the rounds met the window at all.
+    assert(early > 0, "no client connected before listen() ended: the window was not exercised");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a unix listener replaces a stale socket file and refuses a live one or a plain file", async () => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/t.sock`;
