@@ -42,14 +42,16 @@ const LOW_WATER = 256 * 1024;
 /** The umask under which a listening socket is made before its mode and owner are set. */
 const OWNER_ONLY_UMASK = 0o177;
 
-/** Runs `f` with the process's umask set to `mask` (when given), and restores it. */
-function withUmask<T>(mask: number | undefined, f: () => T): T {
-  if (mask === undefined) return f();
-  const before = Deno.umask(mask);
+/**
+ * Sets the process's umask to `mask` and returns the one before, or `undefined` without the
+ * permission to (`--allow-sys=umask`; the gateway has it).
+ */
+function setUmask(mask: number): number | undefined {
   try {
-    return f();
-  } finally {
-    Deno.umask(before);
+    return Deno.umask(mask);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable) return undefined;
+    throw e;
   }
 }
 
@@ -581,7 +583,9 @@ export class UnixListener implements Listener {
   }
 
   /**
-   * Creates the socket file (replacing a stale one), then applies mode and owner.
+   * Creates the socket file (replacing a stale one), then applies owner and mode. Until they
+   * are set the file is mode 0600, this process's user's (with `--allow-sys=umask`; without it,
+   * what the process's umask gives). Connections are taken from the first one.
    *
    * @throws {ListenError} When the folder is missing, read-only or not writable for this
    * user, a server accepts on the path already, a file that is not a socket is in the way,
@@ -597,28 +601,36 @@ export class UnixListener implements Listener {
     const listener = new UnixListener(server, path);
     const later = options.mode !== undefined || options.uid !== undefined ||
       options.gid !== undefined;
+    /** The process's umask, when it was replaced for the bind. */
+    let umask: number | undefined;
     try {
       await removeStaleSocket(path);
       await new Promise<void>((resolve, reject) => {
         server.once("error", reject);
         // bind(2) makes the file with the umask's mode, synchronously in listen(). While a
         // mode or owner is still to come, only this process's user may connect (and root).
-        withUmask(later ? OWNER_ONLY_UMASK : undefined, () =>
+        umask = later ? setUmask(OWNER_ONLY_UMASK) : undefined;
+        try {
           server.listen(path, () => {
             server.off("error", reject);
             resolve();
-          }));
+          });
+        } finally {
+          if (umask !== undefined) Deno.umask(umask);
+        }
       });
     } catch (e) {
       listener.#abandon();
       throw await unixListenError(path, e);
     }
     try {
-      // The owner first: the file is 0600 until the mode comes (what the umask gives without one).
+      // The owner first: the file is 0600 until the mode comes (without one, what the process's
+      // umask gives).
       if (options.uid !== undefined || options.gid !== undefined) {
         await Deno.chown(path, options.uid ?? null, options.gid ?? null);
       }
-      if (later) await Deno.chmod(path, options.mode ?? 0o777 & ~Deno.umask());
+      const mode = options.mode ?? (umask === undefined ? undefined : 0o777 & ~umask);
+      if (mode !== undefined) await Deno.chmod(path, mode);
     } catch (e) {
       listener.#abandon();
       if (e instanceof Deno.errors.NotCapable) throw e;

@@ -160,6 +160,37 @@ Deno.test("a unix listener serves a client that connects while its mode and owne
   }
 });
 
+Deno.test("a unix listener sets the mode without the permission to set the umask", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/t.sock`;
+    const unix = new URL("../../lib/transport/unix.ts", import.meta.url).href;
+    const script = `import { UnixListener } from ${JSON.stringify(unix)};
+      const l = await UnixListener.listen({ path: ${JSON.stringify(path)}, mode: 0o640 });
+      console.log((Deno.lstatSync(${JSON.stringify(path)}).mode & 0o777).toString(8));
+      l.close();`;
+    const file = `${dir}/listen.ts`;
+    await Deno.writeTextFile(file, script);
+    // Every permission the listener uses (files, the socket, SO_PEERCRED through FFI), not sys.
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-write",
+        "--allow-net",
+        "--allow-ffi",
+        "--allow-env",
+        file,
+      ],
+      stderr: "inherit",
+    }).output();
+    assert(out.success, "the listener works without --allow-sys");
+    assertEquals(new TextDecoder().decode(out.stdout).trim(), "640");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a unix listener replaces a stale socket file and refuses a live one or a plain file", async () => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/t.sock`;
