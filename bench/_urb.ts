@@ -111,7 +111,13 @@ export interface GatewayRun {
   cpuUs: number;
 }
 
-/** Bulk URBs of `size` through Gadget Zero 1-1 of `server` on a fresh session (see drive). */
+/** Seconds past a run's own length after which a server that stopped answering fails it. */
+const STALL_SECONDS = 30;
+
+/**
+ * Bulk URBs of `size` through Gadget Zero 1-1 of `server` on a fresh session (see drive). A
+ * server that stops answering fails the run with an error instead of holding the bench.
+ */
 export async function gatewayRun(
   server: ServerProcess,
   transport: "tcp" | "unix",
@@ -121,6 +127,11 @@ export async function gatewayRun(
   warmupSeconds = WARMUP_SECONDS,
 ): Promise<GatewayRun> {
   const conn = await connectTo(server, transport);
+  let stalled = false;
+  const watchdog = setTimeout(() => {
+    stalled = true;
+    conn.close();
+  }, (warmupSeconds + SECONDS + STALL_SECONDS) * 1000);
   try {
     const devid = await importGadgetZero(conn, "1-1");
     const cpu = cpuSeconds(server.pid);
@@ -129,8 +140,16 @@ export async function gatewayRun(
     // The warm-up ran at about the measured rate: its URBs are counted against its CPU time.
     const urbs = rate * (performance.now() - started) / 1000;
     return { rate, cpuUs: (cpuSeconds(server.pid) - cpu) / urbs * 1e6 };
+  } catch (e) {
+    if (!stalled) throw e;
+    throw new Error(
+      `The server (pid ${server.pid}) stopped answering over ${transport}: the run was not done ` +
+        `${STALL_SECONDS} s after its time`,
+      { cause: e },
+    );
   } finally {
-    conn.close();
+    clearTimeout(watchdog);
+    if (!stalled) conn.close();
   }
 }
 
