@@ -58,6 +58,13 @@ function setUmask(mask: number): number | undefined {
 /** The most a unix connection reads at once into its own buffer. */
 const OWN_READ_BYTES = 64 * 1024;
 
+/**
+ * The rest of a read that no read waits for is copied into a spare read buffer from this size
+ * on, which then holds at most four times the bytes queued in it; a smaller rest into a buffer
+ * of its own size.
+ */
+const SPARE_BUFFER_MIN_BYTES = OWN_READ_BYTES / 4;
+
 /** node:net's private keys of a socket that reads into a buffer of its own (`onread`). */
 interface OwnBufferKeys {
   buffer: symbol;
@@ -159,6 +166,11 @@ class NodeSocketIo implements DirectIo {
     });
   }
 
+  /** Bytes of memory the queued chunks hold (their whole buffers), for tests. */
+  get held(): number {
+    return this.#chunks.reduce((sum, c) => sum + c.buffer.byteLength, 0);
+  }
+
   /** Bytes received and not read yet. */
   get queued(): number {
     return this.#queued;
@@ -174,7 +186,11 @@ class NodeSocketIo implements DirectIo {
     }
   }
 
-  /** `n` bytes read into `own`: into the waiting read's buffer, the rest copied to the queue. */
+  /**
+   * `n` bytes read into `own`: into the waiting read's buffer, the rest copied to the queue,
+   * into a spare read buffer if it is large, else into a buffer of its size (so that a peer
+   * sending a byte at a time cannot make each byte hold a whole read buffer).
+   */
   #received(own: Uint8Array, n: number): void {
     let taken = 0;
     const into = this.#into;
@@ -185,6 +201,10 @@ class NodeSocketIo implements DirectIo {
       this.#into = undefined;
     }
     if (taken === n) return;
+    if (n - taken < SPARE_BUFFER_MIN_BYTES) {
+      this.#queue(own.slice(taken, n));
+      return;
+    }
     let buffer = this.#spare.pop();
     if (buffer === undefined) {
       buffer = new Uint8Array(OWN_READ_BYTES);

@@ -314,3 +314,36 @@ Deno.test("a unix connection's reads deliver every byte in order: early data, a 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a unix peer that sends a byte at a time to a reader that does not read cannot make each byte hold a read buffer", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/t.sock`;
+  const listener = await UnixListener.listen({ path });
+  try {
+    const accepted = listener[Symbol.asyncIterator]().next();
+    const client = await Deno.connect({ transport: "unix", path });
+    const conn = (await accepted).value!;
+    const io = conn.direct as unknown as { queued: number; held: number };
+    // One byte, then wait until the connection has queued it: each byte is a read of its own.
+    const bytes = 500;
+    for (let i = 0; i < bytes; i++) {
+      await client.write(new Uint8Array([i & 0xff]));
+      for (let spin = 0; io.queued <= i; spin++) {
+        if (spin > 2000) throw new Error(`byte ${i} was never read from the socket`);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    }
+    assertEquals(io.queued, bytes);
+    // A 64 KiB read buffer per byte would hold 32 MiB; they are copied out instead.
+    assert(io.held <= 64 * 1024, `${io.held} bytes held for ${bytes} bytes queued`);
+    const got = new Uint8Array(bytes);
+    let have = 0;
+    while (have < bytes) have += (await conn.direct!.read(got.subarray(have)))!;
+    assertEquals(got.findIndex((b, i) => b !== (i & 0xff)), -1, "every byte, in order");
+    client.close();
+    conn.close();
+  } finally {
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
