@@ -67,12 +67,49 @@ export function rssKiB(pid: number): number {
   return Number(m[1]);
 }
 
-/** User + system CPU seconds used so far by process `pid` (/proc/PID/stat, 100 ticks/s). */
-export function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+/** User and system CPU seconds in a /proc stat file's text (100 ticks/s), and its command name. */
+function statTimes(stat: string): { name: string; user: number; system: number } {
   // Fields after the command name, which is in parentheses and may hold spaces.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return {
+    name: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
+    user: Number(fields[11]) / 100,
+    system: Number(fields[12]) / 100,
+  };
+}
+
+/** User + system CPU seconds used so far by process `pid` (/proc/PID/stat). */
+export function cpuSeconds(pid: number): number {
+  const { user, system } = statTimes(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  return user + system;
+}
+
+/** A thread's name, the user and system CPU seconds it has used so far, and how often it slept. */
+export interface ThreadTimes {
+  name: string;
+  user: number;
+  system: number;
+  /** Times it gave up the CPU to wait (voluntary_ctxt_switches): each one a wake-up later. */
+  waits: number;
+}
+
+/**
+ * The CPU seconds and waits of each thread of process `pid` so far, by thread id
+ * (/proc/PID/task/TID/stat and status); names are Linux's, cut to 15 bytes ("tokio-runtime-w").
+ */
+export function threadSeconds(pid: number): Map<string, ThreadTimes> {
+  const threads = new Map<string, ThreadTimes>();
+  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+    const dir = `/proc/${pid}/task/${task.name}`;
+    try {
+      const status = Deno.readTextFileSync(`${dir}/status`);
+      const waits = Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(status)?.[1] ?? NaN);
+      threads.set(task.name, { ...statTimes(Deno.readTextFileSync(`${dir}/stat`)), waits });
+    } catch {
+      // The thread ended.
+    }
+  }
+  return threads;
 }
 
 /**
