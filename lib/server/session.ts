@@ -97,6 +97,13 @@ const LIVE_CAPTURE_QUEUE_BYTES = 16 * 1024 * 1024;
 const READ_PAUSE_BYTES = 1024 * 1024;
 
 /**
+ * Status requests answered on one connection before the next one ends it: a client asks once
+ * (`usbipgw status`, `usbipgw port`), or once before an import; a peer repeating it in a loop
+ * would otherwise cost the gateway a reply (and a refusal an audit line) per 8 bytes it sends.
+ */
+const MAX_STATUS_REQUESTS = 8;
+
+/**
  * The most IN data copied behind its RET_SUBMIT header into a reused buffer, so that the reply
  * is one write, when the device's buffer has no room in front for the header
  * (`TransferResult.headroom`); more goes as a second write straight from the device's buffer.
@@ -338,14 +345,33 @@ export class Session {
   /**
    * Serves op requests until a device is imported or the op phase is over: at a clean end of
    * stream, and after answering a device list, a refused import, a bind or an unbind (one such
-   * request per connection, as Linux usbipd). A status request leaves the connection open.
+   * request per connection, as Linux usbipd). A status request leaves the connection open, up
+   * to MAX_STATUS_REQUESTS of them; the next request is read once its answer is written.
    */
   async #opPhase(): Promise<OpPhaseEnd> {
     const peer = this.conn.peer;
+    let statusRequests = 0;
     while (true) {
+      // One answer at a time: a peer that does not read them holds no more than one.
+      await this.#out.drained(0);
+      if (this.#ended) return { kind: "done", reason: "the session ended" };
       const req = await this.#reader.readOpRequest();
       if (req === null || this.#ended) {
         return { kind: "done", reason: "the peer closed the connection" };
+      }
+      if (req.kind === "op_req_status" && ++statusRequests > MAX_STATUS_REQUESTS) {
+        audit.warn(
+          "Session {id} ({peer}): closing: more than {max} status requests on one connection",
+          {
+            id: this.id,
+            peer: describePeer(peer),
+            max: MAX_STATUS_REQUESTS,
+          },
+        );
+        return {
+          kind: "done",
+          reason: `more than ${MAX_STATUS_REQUESTS} status requests on one connection`,
+        };
       }
       if (req.kind === "op_req_status") {
         const json = this.#host.statusFor?.(peer);

@@ -571,6 +571,29 @@ Deno.test("a status request, answered or refused, leaves the connection open for
   }
 });
 
+Deno.test("a connection that repeats status requests gets eight answers, then is closed", async () => {
+  for (const allowed of [true, false]) {
+    const server = new UsbipServer({ statusAccess: () => allowed });
+    server.addDevice(new GadgetZero());
+    const [client, end] = memoryConnectionPair();
+    const done = server.accept(end);
+    const session = server.sessions[0]!;
+    // Twenty requests in one write, as a peer looping on them would send.
+    const requests = new Uint8Array(20 * encodeOpReqStatus().length);
+    for (let i = 0; i < 20; i++) requests.set(encodeOpReqStatus(), i * encodeOpReqStatus().length);
+    await client.writable.getWriter().write(requests);
+    const reader = new FrameReader(client.readable);
+    for (let i = 0; i < 8; i++) {
+      const status = await reader.readOpRepStatus();
+      assertEquals(status.status, allowed ? OpStatus.ST_OK : OpStatus.ST_NA, `answer ${i + 1}`);
+    }
+    assert(await atEof(reader), "closed after the eighth answer, the other twelve unanswered");
+    await done;
+    assertEquals(session.endReason, "more than 8 status requests on one connection");
+    await server.close();
+  }
+});
+
 Deno.test("RET_SUBMIT and RET_UNLINK carry devid, direction and ep 0, as the kernel's stub", async () => {
   const server = new UsbipServer();
   server.addDevice(new GadgetZero({ pattern: 1 }), { busid: "1-2" });
