@@ -142,6 +142,8 @@ export class AttachService implements LocalAttachService {
   readonly #attachments = new Map<number, Attachment>();
   /** Request times per uid in the last second, for `requests_per_second`. */
   readonly #recent = new Map<number, number[]>();
+  /** Attaches past the `max_per_user` check and not yet done, per uid: they count as held. */
+  readonly #underWay = new Map<number, number>();
 
   /** Creates the service; it attaches nothing until asked. */
   constructor(options: AttachServiceOptions) {
@@ -261,13 +263,37 @@ export class AttachService implements LocalAttachService {
       );
     }
     await this.#prune();
-    const held = [...this.#attachments.values()].filter((a) => a.uid === uid).length;
+    // Counted with the attaches of this uid still under way: requests sent at once must not
+    // all pass this check before the first of them is done.
+    const held = [...this.#attachments.values()].filter((a) => a.uid === uid).length +
+      (this.#underWay.get(uid) ?? 0);
     if (uid !== 0 && held >= config.maxPerUser) {
       return refuse(
         OpStatus.ST_ERROR,
-        `uid ${uid} holds ${held} port(s) through the gateway, the most allowed ([attach] max_per_user); detach one first`,
+        `uid ${uid} holds or is attaching ${held} port(s) through the gateway, the most allowed ([attach] max_per_user); detach one first`,
       );
     }
+    this.#underWay.set(uid, (this.#underWay.get(uid) ?? 0) + 1);
+    try {
+      return await this.#attachHeld(request, peer, requestSocket, what, refuse);
+    } finally {
+      const left = this.#underWay.get(uid)! - 1;
+      if (left === 0) this.#underWay.delete(uid);
+      else this.#underWay.set(uid, left);
+    }
+  }
+
+  /** The rest of {@linkcode attach}, once the request counts against `max_per_user`. */
+  async #attachHeld(
+    request: AttachRequest,
+    peer: PeerInfo,
+    requestSocket: SocketRequest,
+    what: string,
+    refuse: (status: number, message: string) => AttachAnswer,
+  ): Promise<AttachAnswer> {
+    const uid = peer.uid!;
+    const who = describePeer(peer);
+    const config = this.#o.config();
     if (request.kind === "remote" && !this.#remoteListed(request.host ?? "")) {
       return refuse(
         OpStatus.ST_NA,
