@@ -1,6 +1,6 @@
 // Tests of the TCP and unix transports over real sockets.
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
-import { connectUnix, ListenError, TcpListener, UnixListener } from "../../mod.ts";
+import { type Connection, connectUnix, ListenError, TcpListener, UnixListener } from "../../mod.ts";
 import { parseHostPort } from "../../lib/transport/tcp.ts";
 
 Deno.test("parseHostPort() reads IPv4, IPv6 and bare hosts", () => {
@@ -231,14 +231,29 @@ Deno.test("a unix listener replaces a stale socket file and refuses a live one o
   }
 });
 
-Deno.test("a unix connection's write resolves only once the socket is done with the buffer", async () => {
+/**
+ * Runs `fn` with both ends of a unix connection to a {@linkcode UnixListener} in a new folder:
+ * the client's, made by `connect`, and the accepted one; removes the folder after.
+ */
+async function withUnixPair<C>(
+  connect: (path: string) => Promise<C>,
+  fn: (client: C, conn: Connection) => Promise<void>,
+): Promise<void> {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/t.sock`;
   const listener = await UnixListener.listen({ path });
   try {
     const accepted = listener[Symbol.asyncIterator]().next();
-    const client = await connectUnix(path);
-    const conn = (await accepted).value!;
+    const client = await connect(path);
+    await fn(client, (await accepted).value!);
+  } finally {
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("a unix connection's write resolves only once the socket is done with the buffer", async () => {
+  await withUnixPair(connectUnix, async (client, conn) => {
     // Writes under node's high-water mark, more of them than the kernel's socket buffer holds
     // while the peer does not read yet: later ones cannot complete at once. Each buffer is
     // overwritten as soon as its write resolves, as a caller that reuses buffers does.
@@ -265,20 +280,11 @@ Deno.test("a unix connection's write resolves only once the socket is done with 
     assertEquals(changed, -1, `byte ${changed} changed after its write resolved`);
     client.close();
     conn.close();
-  } finally {
-    listener.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a unix connection's reads deliver every byte in order: early data, a slow reader, small reads", async () => {
-  const dir = await Deno.makeTempDir();
-  const path = `${dir}/t.sock`;
-  const listener = await UnixListener.listen({ path });
-  try {
-    const accepted = listener[Symbol.asyncIterator]().next();
-    const client = await Deno.connect({ transport: "unix", path });
-    const conn = (await accepted).value!;
+  await withUnixPair((path) => Deno.connect({ transport: "unix", path }), async (client, conn) => {
     const total = 8 * 1024 * 1024; // eight times the queue's limit: the socket must pause
     const byte = (at: number) => (at * 7 + 3) % 251;
     const writing = (async () => {
@@ -309,20 +315,11 @@ Deno.test("a unix connection's reads deliver every byte in order: early data, a 
     assertEquals(bad, -1, `byte ${bad} differs`);
     assertEquals(have, total);
     conn.close();
-  } finally {
-    listener.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a unix peer that sends a byte at a time to a reader that does not read gets the socket paused, not a buffer per byte", async () => {
-  const dir = await Deno.makeTempDir();
-  const path = `${dir}/t.sock`;
-  const listener = await UnixListener.listen({ path });
-  try {
-    const accepted = listener[Symbol.asyncIterator]().next();
-    const client = await Deno.connect({ transport: "unix", path });
-    const conn = (await accepted).value!;
+  await withUnixPair((path) => Deno.connect({ transport: "unix", path }), async (client, conn) => {
     const io = conn.direct as unknown as { queued: number; held: number };
     // One byte, then wait until the connection has queued it (each byte is a read of its own),
     // until it takes no more: the socket is paused, and later bytes wait in the kernel.
@@ -346,8 +343,5 @@ Deno.test("a unix peer that sends a byte at a time to a reader that does not rea
     assertEquals(got.findIndex((b, i) => b !== (i & 0xff)), -1, "every byte, in order");
     client.close();
     conn.close();
-  } finally {
-    listener.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
