@@ -346,13 +346,14 @@ export class Session {
    * Serves op requests until a device is imported or the op phase is over: at a clean end of
    * stream, and after answering a device list, a refused import, a bind or an unbind (one such
    * request per connection, as Linux usbipd). A status request leaves the connection open, up
-   * to MAX_STATUS_REQUESTS of them; the next request is read once its answer is written.
+   * to MAX_STATUS_REQUESTS of them; the next request is read once no answer waits behind the
+   * one being written.
    */
   async #opPhase(): Promise<OpPhaseEnd> {
     const peer = this.conn.peer;
     let statusRequests = 0;
     while (true) {
-      // One answer at a time: a peer that does not read them holds no more than one.
+      // A peer that does not read the answers holds at most two: one being written, one waiting.
       await this.#out.drained(0);
       if (this.#ended) return { kind: "done", reason: "the session ended" };
       const req = await this.#reader.readOpRequest();
