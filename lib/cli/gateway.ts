@@ -339,7 +339,10 @@ function captureSettings(config: GatewayConfig): string {
   return JSON.stringify([config.capture.file, config.capture.snaplen, config.capture.maxBytes]);
 }
 
-/** The sockets of local and stream attaches: a socketpair, and a socket handed over (exported for tests). */
+/**
+ * The sockets of local and stream attaches: a socketpair, and a socket handed over. Exported
+ * for tests.
+ */
 export const LOCAL_PLUMBING: AttachPlumbing = {
   localPair(peer) {
     const [sessionEnd, kernelEnd] = socketPair();
