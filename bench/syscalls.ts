@@ -69,6 +69,20 @@ async function countCalls(
   request: Request,
 ): Promise<Map<string, number> | undefined> {
   const out = await Deno.makeTempFile({ prefix: "usbipgw-strace-" });
+  try {
+    return await traceInto(out, pid, conn, request);
+  } finally {
+    await Deno.remove(out);
+  }
+}
+
+/** {@linkcode countCalls}, with strace's summary written to the file `out`. */
+async function traceInto(
+  out: string,
+  pid: number,
+  conn: Deno.Conn,
+  request: Request,
+): Promise<Map<string, number> | undefined> {
   let strace: Deno.ChildProcess;
   try {
     strace = new Deno.Command("strace", {
@@ -107,7 +121,6 @@ async function countCalls(
     if (f.length < 5 || !/^\d/.test(f[0]!) || f.at(-1) === "total") continue;
     calls.set(f.at(-1)!, Number(f[3]) / urbs);
   }
-  await Deno.remove(out);
   return calls;
 }
 

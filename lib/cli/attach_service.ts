@@ -275,7 +275,7 @@ export class AttachService implements LocalAttachService {
     }
     this.#underWay.set(uid, (this.#underWay.get(uid) ?? 0) + 1);
     try {
-      return await this.#attachHeld(request, peer, requestSocket, what, refuse);
+      return await this.#attachHeld(request, peer, requestSocket, { what, refuse, config });
     } finally {
       const left = this.#underWay.get(uid)! - 1;
       if (left === 0) this.#underWay.delete(uid);
@@ -288,12 +288,14 @@ export class AttachService implements LocalAttachService {
     request: AttachRequest,
     peer: PeerInfo,
     requestSocket: SocketRequest,
-    what: string,
-    refuse: (status: number, message: string) => AttachAnswer,
+    { what, refuse, config }: {
+      what: string;
+      refuse: (status: number, message: string) => AttachAnswer;
+      config: AttachConfig;
+    },
   ): Promise<AttachAnswer> {
     const uid = peer.uid!;
     const who = describePeer(peer);
-    const config = this.#o.config();
     if (request.kind === "remote" && !this.#remoteListed(request.host ?? "")) {
       return refuse(
         OpStatus.ST_NA,

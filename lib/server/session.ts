@@ -360,21 +360,21 @@ export class Session {
       if (req === null || this.#ended) {
         return { kind: "done", reason: "the peer closed the connection" };
       }
-      if (req.kind === "op_req_status" && ++statusRequests > MAX_STATUS_REQUESTS) {
-        audit.warn(
-          "Session {id} ({peer}): closing: more than {max} status requests on one connection",
-          {
-            id: this.id,
-            peer: describePeer(peer),
-            max: MAX_STATUS_REQUESTS,
-          },
-        );
-        return {
-          kind: "done",
-          reason: `more than ${MAX_STATUS_REQUESTS} status requests on one connection`,
-        };
-      }
       if (req.kind === "op_req_status") {
+        if (++statusRequests > MAX_STATUS_REQUESTS) {
+          audit.warn(
+            "Session {id} ({peer}): closing: more than {max} status requests on one connection",
+            {
+              id: this.id,
+              peer: describePeer(peer),
+              max: MAX_STATUS_REQUESTS,
+            },
+          );
+          return {
+            kind: "done",
+            reason: `more than ${MAX_STATUS_REQUESTS} status requests on one connection`,
+          };
+        }
         const json = this.#host.statusFor?.(peer);
         this.#send(encodeOpRepStatus(json === undefined ? OpStatus.ST_NA : OpStatus.ST_OK, json));
         if (json === undefined) {
