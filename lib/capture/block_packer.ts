@@ -14,6 +14,7 @@
  */
 
 import { alignedBytes, canAlignMemory } from "../util/aligned_bytes.ts";
+import { HUGE_PAGE_BYTES, hugePageBytes } from "../ffi/huge_pages.ts";
 import { paddingLength, writePaddingBlock } from "./pcapng.ts";
 
 /** The default size of a chunk. */
@@ -182,7 +183,9 @@ export class BlockPacker {
   #newChunk(): Uint8Array {
     if (this.#alignment === 0) return new Uint8Array(this.#chunkBytes);
     // The longest padding block is the alignment and 8 bytes (paddingLength).
-    return alignedBytes(this.#chunkBytes + this.maxPadding, this.#alignment)!;
+    const length = this.#chunkBytes + this.maxPadding;
+    return (HUGE_PAGE_BYTES % this.#alignment === 0 ? hugePageBytes(length) : undefined) ??
+      alignedBytes(length, this.#alignment)!;
   }
 
   /** A view of `chunk`, counted in its `outstanding` already. */
