@@ -140,8 +140,9 @@ function admitting(inner: Listener, admit: (conn: Connection) => string | undefi
 
 /**
  * Exports the host device a `host` spec names while it is plugged in: sysfs is watched, the
- * device is exported when it appears (also after a re-plug, under the same bus id: the
- * spec's `export_busid`, else the bus id it had when first seen) and removed when it goes.
+ * device is exported when it appears (also after a re-plug, or once usbip-host has let it go,
+ * under the same bus id: the spec's `export_busid`, else the bus id it had when first seen) and
+ * removed when it goes or another driver takes it.
  */
 async function watchHostDevice(
   config: { readonly origin: string },
@@ -158,6 +159,15 @@ async function watchHostDevice(
       // loop it back to its own server.
       const real = await Deno.realPath(host.sysfsPath).catch(() => host.sysfsPath);
       if (real.includes("/vhci_hcd")) return;
+      // The kernel's own USB/IP server holds it; it comes back (as a new appearance) when
+      // usbip-host lets it go.
+      if (host.driver === "usbip-host") {
+        log.info("{spec}: {busid} is bound to usbip-host; exported again once it is not", {
+          spec: spec.origin,
+          busid: host.busid,
+        });
+        return;
+      }
       exportBusid ??= host.busid;
       if (server.devices.some((d) => d.busid === exportBusid)) {
         log.warn("{spec}: {busid} is already exported; {devnode} is not", {

@@ -363,12 +363,18 @@ const checks: Partial<Record<ScenarioName, Check>> = {
         String(r[`${k}_best_mbs`] ?? "-").padStart(8)
       } | ${fmt(r[`${k}_mbs`])}`
     );
+    const paired = r["gateway_kernel_ratio_median"] === undefined ? [] : [
+      `usbipgw / usbip-host, paired by round: median ${r["gateway_kernel_ratio_median"]} ` +
+      `(rounds ${fmt(r["gateway_kernel_ratios"])}; issue 20: at least 0.8)`,
+      `KiB per read request by round, kernel/usbipgw: ${r["kib_per_request_kernel_gateway"]}`,
+    ];
     console.log(
       [
-        `read MB/s (${r["dd_args"]})`,
+        `read MB/s (${r["dd_args"]}; through vhci max_sectors_kb ${r["vhci_max_sectors_kb"]}); ` +
+        `the servers take turns, one read each per round`,
         `${"path".padEnd(30)} | ${"median".padStart(8)} | ${"best".padStart(8)} | runs`,
       ]
-        .concat(rows).join("\n"),
+        .concat(rows, paired).join("\n"),
     );
     if (r["gateway_note"]) console.warn(`passthrough_baseline: ${r["gateway_note"]}`);
   },

@@ -231,15 +231,20 @@ export async function listHostDevices(options: HostDeviceOptions = {}): Promise<
 
 /**
  * What changes whenever a USB device comes or goes, read cheaply: the names in sysfs's device
- * list and the usbfs device nodes (a device re-plugged into the same port keeps its sysfs name
- * but gets a new node). A few directory reads, where {@linkcode listHostDevices} reads every
- * attribute of every device.
+ * list, the usbfs device nodes (a device re-plugged into the same port keeps its sysfs name
+ * but gets a new node) and the driver of each device (which changes without either: usbip-host
+ * bound or unbound, a device deauthorized and authorized again). A few directory reads and a
+ * link per device, where {@linkcode listHostDevices} reads every attribute of every device.
  */
 export async function hostDevicesSignature(options: HostDeviceOptions = {}): Promise<string> {
   const usbfs = `${options.devRoot ?? "/dev"}/bus/usb`;
   const names: string[] = [];
-  for (const e of await entriesOf(`${options.sysfsRoot ?? "/sys"}/bus/usb/devices`)) {
+  const devices = `${options.sysfsRoot ?? "/sys"}/bus/usb/devices`;
+  for (const e of await entriesOf(devices)) {
     names.push(`sysfs ${e.name}`);
+    if (DEVICE_NAME.test(e.name)) {
+      names.push(`driver ${e.name} ${await driverOf(`${devices}/${e.name}`)}`);
+    }
   }
   for (const bus of await entriesOf(usbfs)) {
     if (!bus.isDirectory) continue;

@@ -1,7 +1,8 @@
 /**
  * Hot-plug of host USB devices, seen by polling sysfs (`/sys/bus/usb/devices`, see
  * host_devices.ts): which devices that match a selector arrive and leave. A re-plugged device
- * comes back with a new device number, so it is told apart from one that stayed.
+ * comes back with a new device number, so it is told apart from one that stayed; a device whose
+ * own driver changed is reported as leaving and arriving again.
  *
  * @module
  */
@@ -29,8 +30,15 @@ export interface HostDeviceEvents {
   removed(device: HostDevice): void | Promise<void>;
 }
 
+/**
+ * What tells one appearance of a device from the next: its port, its device number (new at a
+ * re-plug) and its own driver. A driver's unbind closes every usbfs handle of the device
+ * (usb_generic_driver_disconnect() notifies usbfs, drivers/usb/core/generic.c and devio.c), so
+ * a device that usbip-host took and gave back, or that was deauthorized and authorized again,
+ * must be opened afresh, as after a re-plug.
+ */
 function key(d: HostDevice): string {
-  return `${d.busid}/${d.devnum}`;
+  return `${d.busid}/${d.devnum}/${d.driver ?? ""}`;
 }
 
 /**

@@ -117,3 +117,64 @@ Deno.test("HostDeviceWatcher.start() reads a device caught in the middle of its 
     await fake.remove();
   }
 });
+
+/** Points the device `busid` of a fake tree at another driver, as a bind or unbind does. */
+async function rebind(root: string, busid: string, driver: string | undefined): Promise<void> {
+  const link = `${root}/bus/usb/devices/${busid}/driver`;
+  await Deno.remove(link).catch(() => {});
+  if (driver !== undefined) await Deno.symlink(`../../../bus/usb/drivers/${driver}`, link);
+}
+
+Deno.test("HostDeviceWatcher reports a device whose driver changed as gone and back (usbip-host, deauthorized)", async () => {
+  const fake = await fakeSysfs([STORAGE]);
+  const log: string[] = [];
+  const watcher = new HostDeviceWatcher({ busid: "1-1" }, {
+    added: (d) => void log.push(`+${d.devnum} ${d.driver}`),
+    removed: (d) => void log.push(`-${d.devnum} ${d.driver}`),
+  }, { sysfsRoot: fake.root });
+  try {
+    await watcher.scan();
+    assertEquals(log, ["+2 usb"]);
+    // usbip bind: the usbfs handles of the generic driver are closed; the same device number.
+    await rebind(fake.root, "1-1", "usbip-host");
+    await watcher.scan();
+    assertEquals(log.slice(1), ["-2 usb", "+2 usbip-host"]);
+    await rebind(fake.root, "1-1", "usb");
+    await watcher.scan();
+    assertEquals(log.slice(3), ["-2 usbip-host", "+2 usb"]);
+    // Deauthorized (no driver), then authorized again.
+    await rebind(fake.root, "1-1", undefined);
+    await watcher.scan();
+    await rebind(fake.root, "1-1", "usb");
+    await watcher.scan();
+    assertEquals(log.slice(5), ["-2 usb", "+2 undefined", "-2 undefined", "+2 usb"]);
+  } finally {
+    await fake.remove();
+  }
+});
+
+Deno.test("HostDeviceWatcher.start() notices a driver change, which makes no new folder or node", async () => {
+  const fake = await fakeSysfs([STORAGE]);
+  const nodes = `${fake.root}/dev/bus/usb/001`;
+  await Deno.mkdir(nodes, { recursive: true });
+  await Deno.writeTextFile(`${nodes}/002`, "");
+  const log: string[] = [];
+  const watcher = new HostDeviceWatcher({ busid: "1-1" }, {
+    added: (d) => void log.push(`+${d.driver}`),
+    removed: (d) => void log.push(`-${d.driver}`),
+  }, { sysfsRoot: fake.root, devRoot: `${fake.root}/dev`, intervalMs: 5 });
+  const until = async (n: number) => {
+    for (let i = 0; i < 200 && log.length < n; i++) await new Promise((r) => setTimeout(r, 5));
+  };
+  try {
+    watcher.start();
+    await until(1);
+    await new Promise((r) => setTimeout(r, 50));
+    await rebind(fake.root, "1-1", "usbip-host");
+    await until(3);
+    assertEquals(log, ["+usb", "-usb", "+usbip-host"]);
+  } finally {
+    await watcher.stop();
+    await fake.remove();
+  }
+});

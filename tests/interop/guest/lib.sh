@@ -261,6 +261,11 @@ rig_vhci_port_free() {
 		"$VHCI/status"
 }
 
+# rig_list_has BUSID: `usbip list -r 127.0.0.1` (the gateway on 3240) shows BUSID.
+rig_list_has() {
+	timeout -s KILL 30 usbip list -r 127.0.0.1 2>&1 | grep -qE "^ +$1: "
+}
+
 # rig_attach BUSID [HOST]: usbip attach; fails the scenario when the tool fails. The tool's
 # "open vhci_driver" error is retried (up to 5 tries, 1 s apart): libusbip reads every used
 # vhci port's device from sysfs, and a device attached just before that is still being

@@ -11,10 +11,6 @@ pt_wait_native() {
 	basename "$(rig_native_device "$1")"
 }
 
-pt_list_has() {
-	timeout -s KILL 30 usbip list -r 127.0.0.1 2>&1 | grep -qE "^ +$1: "
-}
-
 # pt_port_of VID:PID: the vhci port of the attached device.
 pt_port_of() {
 	_pd=$(rig_vhci_device "$1") || return 1
@@ -148,7 +144,7 @@ rig_wait 20 rig_native_device "$STICK_ID" >/dev/null || fail "the re-plugged sti
 [ "$(basename "$(rig_native_device "$STICK_ID")")" = "$STICK_BUSID" ] ||
 	fail "the re-plugged stick is $(basename "$(rig_native_device "$STICK_ID")"), not $STICK_BUSID"
 pt_reexport
-if rig_wait 20 pt_list_has "$STICK_BUSID"; then
+if rig_wait 20 rig_list_has "$STICK_BUSID"; then
 	rig_field replug_listed true
 	rig_field replug_listed_s "$(rig_since "$t0")"
 	t0=$(rig_uptime)

@@ -48,7 +48,7 @@ T_AUDIO=$(rig_uptime)
 for m in snd-usb-audio usbmon; do rig_modprobe "$m"; done
 AUDIO_BUSID=$(pt_wait_native "$AUDIO_ID" usb-audio) || exit 1
 rig_wait 20 pt_audio_native_bound || fail "snd-usb-audio did not bind the usb-audio ($AUDIO_BUSID) on xhci within 20 s"
-pt_list_has "$AUDIO_BUSID" || fail "usbip list does not show the usb-audio $AUDIO_BUSID"
+rig_list_has "$AUDIO_BUSID" || fail "usbip list does not show the usb-audio $AUDIO_BUSID"
 dmesg_lines=$(dmesg | grep -c '')
 gw_lines=$(pt_gateway_lines)
 t0=$(rig_uptime)
@@ -149,12 +149,12 @@ GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK --device gadget-zero:busid=9
 rig_start_gateway
 t0=$(rig_uptime)
 out=$(gw_cli bind -b "$KBD_BUSID" --unix "$GW_SOCK" 2>&1) || fail "main.ts bind -b $KBD_BUSID failed: $out"
-rig_wait 10 pt_list_has "$KBD_BUSID" || fail "usbip list does not show $KBD_BUSID after bind"
+rig_wait 10 rig_list_has "$KBD_BUSID" || fail "usbip list does not show $KBD_BUSID after bind"
 rig_field bind_listed_s "$(rig_since "$t0")"
 out=$(gw_cli bind -b "$KBD_BUSID" --unix "$GW_SOCK" 2>&1) && fail "a second bind of $KBD_BUSID succeeded: $out"
 echo "$out" | grep -q "exported already" || fail "a second bind does not say it is exported already: $out"
 out=$(gw_cli unbind -b "$KBD_BUSID" --unix "$GW_SOCK" 2>&1) || fail "main.ts unbind -b $KBD_BUSID failed: $out"
-pt_list_has "$KBD_BUSID" && fail "usbip list still shows $KBD_BUSID after unbind"
+rig_list_has "$KBD_BUSID" && fail "usbip list still shows $KBD_BUSID after unbind"
 rig_wait 10 test -e "/sys/bus/usb/drivers/usbhid/$KBD_BUSID:1.0" ||
 	fail "usbhid did not bind the usb-kbd again within 10 s of unbind"
 grep -q "bound host device $KBD_BUSID" "$GW_LOG" || fail "no audit line for the bind in the gateway log"
