@@ -57,6 +57,12 @@ export interface GadgetZeroOptions {
   maxBurst?: number;
   /** SuperSpeed only: Mult of the isochronous companions, 0..2 (isoc_mult); default 0. */
   isoMult?: number;
+  /**
+   * Whether source/sink has alternate setting 1, with the isochronous endpoints (default
+   * true). f_sourcesink leaves it out on a UDC without isochronous endpoints, such as
+   * dummy_hcd's (`no_iso` in drivers/usb/gadget/function/f_sourcesink.c).
+   */
+  iso?: boolean;
 }
 
 /**
@@ -150,7 +156,7 @@ function endpoints(
 
 function configurations(
   speed: SpeedName,
-  isoMax: number,
+  isoMax: number | undefined,
   isoInterval: number,
   burst: { maxBurst: number; isoMult: number } = { maxBurst: 0, isoMult: 0 },
 ): ConfigurationDescriptor[] {
@@ -158,7 +164,9 @@ function configurations(
   // f_sourcesink caps isoc_maxpacket at 1023 for full speed and 1024 for SuperSpeed, whose
   // wMaxPacketSize has no Mult bits (USB 3.2 §9.6.6).
   const isoCap = { full: 1023, high: isoMax, super: 1024 }[speed];
-  const iso = { max: Math.min(isoMax, isoCap), interval: isoInterval };
+  const iso = isoMax === undefined
+    ? undefined
+    : { max: Math.min(isoMax, isoCap!), interval: isoInterval };
   const sourceSink = speed === "super" ? burst : undefined;
   // f_loopback's SuperSpeed companions keep bMaxBurst 0; bulk_maxburst is f_sourcesink's.
   const loop = speed === "super" ? { maxBurst: 0, isoMult: 0 } : undefined;
@@ -185,7 +193,7 @@ function configurations(
   return [
     config(GADGET_ZERO.SOURCE_SINK_CONFIG, "source and sink data", [
       vendor(0, endpoints(bulkMax, undefined, sourceSink)),
-      vendor(1, endpoints(bulkMax, iso, sourceSink)),
+      ...(iso === undefined ? [] : [vendor(1, endpoints(bulkMax, iso, sourceSink))]),
     ]),
     config(GADGET_ZERO.LOOPBACK_CONFIG, "loop input to output", [
       vendor(0, endpoints(bulkMax, undefined, loop)),
@@ -221,7 +229,8 @@ function checkBurst(options: GadgetZeroOptions): { maxBurst: number; isoMult: nu
  */
 export function gadgetZeroDescriptors(options: GadgetZeroOptions = {}): UsbDescriptors {
   const speed = options.speed ?? "high";
-  const isoMax = options.isoMaxPacket ?? 1024;
+  // Without alternate setting 1 there are no isochronous endpoints to size.
+  const isoMax = options.iso === false ? undefined : options.isoMaxPacket ?? 1024;
   const isoInterval = options.isoInterval ?? 4;
   const burst = checkBurst(options);
   const device = {

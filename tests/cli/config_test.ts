@@ -49,7 +49,7 @@ Deno.test("checkConfigText() names the file, line and key of an unknown device k
   const text = GOOD.replace("pattern = 1", "patern = 1");
   assertEquals(
     await error(text),
-    'gw.toml:13: device[1].patern: Unknown key "patern" for gadget-zero; valid keys: busid, pattern, speed, maxburst, mult',
+    'gw.toml:13: device[1].patern: Unknown key "patern" for gadget-zero; valid keys: busid, pattern, speed, maxburst, mult, iso',
   );
 });
 

@@ -197,3 +197,20 @@ Deno.test("10,000 loopback INs that wait on one signal leave no abort listener b
     peak: 1,
   });
 });
+
+Deno.test("iso: false leaves source/sink alternate setting 1 out, as f_sourcesink on dummy_hcd", async () => {
+  for (const speed of ["high", "full", "super"] as const) {
+    const gz = new GadgetZero({ speed, iso: false });
+    const config = (await getDescriptor(gz, DescriptorType.CONFIGURATION, 0)).data!;
+    const alternates: number[] = [];
+    let endpoints = 0;
+    for (let o = 0; o < config.length; o += config[o]!) {
+      if (config[o + 1] === DescriptorType.INTERFACE) alternates.push(config[o + 3]!);
+      if (config[o + 1] === DescriptorType.ENDPOINT) endpoints++;
+    }
+    assertEquals([alternates, endpoints], [[0], 2], speed);
+    assertEquals((await setConfiguration(gz, GADGET_ZERO.SOURCE_SINK_CONFIG)).status, "ok");
+    const setAlt1 = { bmRequestType: 0x01, bRequest: 11, wValue: 1, wIndex: 0, wLength: 0 };
+    assertEquals((await control(gz, setAlt1)).status, "stall", speed);
+  }
+});

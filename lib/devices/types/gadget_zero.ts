@@ -23,11 +23,14 @@ export interface GadgetZeroTypeOptions {
   readonly maxBurst?: number;
   /** With speed `super` only (and then always): the isochronous companions' Mult, 0..2. */
   readonly isoMult?: number;
+  /** Present (false) only with `iso=0`: no alternate setting 1, no isochronous endpoints. */
+  readonly iso?: false;
 }
 
 const NAME = "gadget-zero";
 const PATTERNS = ["0", "1"] as const;
 const SPEEDS = ["high", "full", "super"] as const;
+const ISO = ["1", "0"] as const;
 const SPEED_VALUES: Readonly<Record<GadgetZeroSpeed, SpeedValue>> = {
   full: Speed.FULL,
   high: Speed.HIGH,
@@ -96,13 +99,23 @@ export const GADGET_ZERO_TYPE: DeviceType<GadgetZeroTypeOptions> = emulatedType<
       help:
         `speed=super only: Mult of the ISO companions, 0..${GADGET_ZERO.MAX_ISO_MULT}; an ISO packet holds up to 1024 x (mult+1) x (maxburst+1) bytes`,
     },
+    iso: {
+      kind: "choice",
+      choices: ISO,
+      default: "1",
+      help:
+        "source/sink alternate setting 1 with isochronous IN and OUT: 1, or 0 to leave it out (as f_sourcesink does on a controller without isochronous endpoints, such as dummy_hcd)",
+    },
   },
   read: (r) => {
     const pattern = r.choice("pattern", PATTERNS) === "1" ? 1 : 0;
     const speed = r.choice("speed", SPEEDS);
     const maxBurst = companionValue(r, "maxburst", GADGET_ZERO.MAX_BURST, speed);
     const isoMult = companionValue(r, "mult", GADGET_ZERO.MAX_ISO_MULT, speed);
-    return speed === "super" ? { pattern, speed, maxBurst, isoMult } : { pattern, speed };
+    const iso = r.choice("iso", ISO) === "0" ? { iso: false as const } : {};
+    return speed === "super"
+      ? { pattern, speed, maxBurst, isoMult, ...iso }
+      : { pattern, speed, ...iso };
   },
   descriptors: gadgetZeroDescriptors,
   speed: (options) => SPEED_VALUES[options.speed],

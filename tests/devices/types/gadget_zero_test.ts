@@ -10,6 +10,15 @@ Deno.test("gadget-zero parses pattern and speed, with defaults 0 and high", () =
     [{}, { pattern: 0, speed: "high" }],
     [{ pattern: "1" }, { pattern: 1, speed: "high" }],
     [{ pattern: "0", speed: "full" }, { pattern: 0, speed: "full" }],
+    [{ iso: "1" }, { pattern: 0, speed: "high" }],
+    [{ iso: "0" }, { pattern: 0, speed: "high", iso: false }],
+    [{ iso: "0", speed: "super" }, {
+      pattern: 0,
+      speed: "super",
+      maxBurst: 0,
+      isoMult: 0,
+      iso: false,
+    }],
   ];
   for (const [options, expected] of cases) {
     assertEquals(parsed("gadget-zero", options).options, expected);
@@ -21,6 +30,9 @@ Deno.test("gadget-zero describes the descriptors it is created with, at each spe
   const full = parsed("gadget-zero", { speed: "full" });
   assertEquals((await GADGET_ZERO_TYPE.describe({ pattern: 0, speed: "full" }))?.speed, Speed.FULL);
   await assertDescribedAsCreated(full);
+  await assertDescribedAsCreated(parsed("gadget-zero", { iso: "0" }));
+  const r = parseDevice("gadget-zero", { iso: "2" }, [], PATHS_AS_GIVEN);
+  assert(!r.ok && r.key === "iso", "iso=2 is refused");
 });
 
 Deno.test("gadget-zero speed=super takes maxburst and mult, with defaults 0", () => {

@@ -41,7 +41,11 @@ rig_wait_gadget_zero
 KERNEL_DIR=$GZ_DIR
 KERNEL_DEV=$GZ_DEV
 
-GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK --device gadget-zero:busid=$GZ_BUSID \
+# iso=0: the same descriptors as the kernel's SourceSink, which leaves its isochronous
+# alternate setting out on dummy_hcd (no isochronous endpoints there); with it, test 9 (chapter 9
+# requests) would ask ours four requests more per iteration (SET_INTERFACE and GET_INTERFACE for
+# alternate setting 1): 1,301 URBs against 901, counted with usbmon.
+GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK --device gadget-zero:busid=$GZ_BUSID,iso=0 \
 --rule allow:transport=tcp,source=127.0.0.0/8,busid=$GZ_BUSID"
 rig_start_gateway
 rig_attach "$GZ_BUSID"
