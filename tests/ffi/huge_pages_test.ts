@@ -1,6 +1,7 @@
 // Memory in transparent huge pages for the capture's chunks: aligned to a huge page, zeroed, and
-// (where the kernel has transparent huge pages in "always" or "madvise" mode) backed by huge
-// pages once written, as /proc/self/smaps shows for the mapping that holds it.
+// (where the kernel has transparent huge pages in "always" or "madvise" mode) advised so: its
+// mapping in /proc/self/smaps is eligible for them. A fault gets a huge page only where one is
+// free, which no test can count on.
 import { assert, assertEquals } from "@std/assert";
 import { HUGE_PAGE_BYTES, hugePageBytes } from "../../lib/ffi/huge_pages.ts";
 import { BlockPacker } from "../../lib/capture/block_packer.ts";
@@ -28,8 +29,8 @@ function noHugePages(): string | undefined {
   return undefined;
 }
 
-/** AnonHugePages of the mapping holding `at`, in KiB, from /proc/self/smaps. */
-function hugeKiBAt(at: number): number {
+/** A field of the mapping holding `at` in /proc/self/smaps ("THPeligible", "AnonHugePages"). */
+function smapsField(at: number, field: string): number {
   let inside = false;
   for (const line of Deno.readTextFileSync("/proc/self/smaps").split("\n")) {
     const range = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
@@ -37,10 +38,10 @@ function hugeKiBAt(at: number): number {
       inside = parseInt(range[1]!, 16) <= at && at < parseInt(range[2]!, 16);
       continue;
     }
-    const huge = /^AnonHugePages:\s+(\d+) kB/.exec(line);
-    if (inside && huge !== null) return Number(huge[1]);
+    const value = new RegExp(`^${field}:\\s+(\\d+)`).exec(line);
+    if (inside && value !== null) return Number(value[1]);
   }
-  throw new Error(`no mapping in /proc/self/smaps holds ${at.toString(16)}`);
+  throw new Error(`no ${field} for the mapping holding ${at.toString(16)} in /proc/self/smaps`);
 }
 
 const unavailable = noHugePages();
@@ -57,17 +58,16 @@ Deno.test("huge page memory starts on a huge page boundary, zeroed, with the len
 });
 
 Deno.test({
-  name: "huge page memory is backed by huge pages once written",
+  name: "huge page memory is advised as such: its mapping may take transparent huge pages",
   ignore: unavailable !== undefined,
   fn: () => {
     const bytes = hugePageBytes(2 * HUGE_PAGE_BYTES)!;
-    const before = hugeKiBAt(address(bytes));
     bytes.fill(0xa5);
-    const after = hugeKiBAt(address(bytes));
-    assert(
-      after - before >= 2 * HUGE_PAGE_BYTES / 1024,
-      `AnonHugePages of its mapping went from ${before} to ${after} KiB`,
-    );
+    // Whether a fault then gets a huge page is the kernel's best effort (none may be free), so
+    // what is checked is the advice: in "madvise" mode only an advised mapping is eligible.
+    assertEquals(smapsField(address(bytes), "THPeligible"), 1, "THPeligible of its mapping");
+    const huge = smapsField(address(bytes), "AnonHugePages");
+    console.log(`huge_pages_test: the mapping holds ${huge} KiB in huge pages`);
   },
 });
 
