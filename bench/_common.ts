@@ -68,7 +68,7 @@ export function rssKiB(pid: number): number {
 }
 
 /** User and system CPU seconds in a /proc stat file's text (100 ticks/s), and its command name. */
-function statTimes(stat: string): { name: string; user: number; system: number } {
+export function statTimes(stat: string): { name: string; user: number; system: number } {
   // Fields after the command name, which is in parentheses and may hold spaces.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return {

@@ -8,7 +8,7 @@
 import { DirectFile } from "../lib/ffi/direct_file.ts";
 import { alignedBytes } from "../lib/util/aligned_bytes.ts";
 import { hugePageBytes } from "../lib/ffi/huge_pages.ts";
-import { median } from "./_common.ts";
+import { median, statTimes } from "./_common.ts";
 
 const CHUNK = 4 * 1024 * 1024;
 const CHUNKS = 16;
@@ -16,11 +16,9 @@ const GIB = Number(Deno.env.get("BENCH_DIRECT_GIB") ?? 2);
 const ROUNDS = Number(Deno.env.get("BENCH_DIRECT_ROUNDS") ?? 5);
 const folder = Deno.args[0] ?? Deno.env.get("TMPDIR") ?? "/tmp";
 
-/** This process's user and system CPU seconds so far (/proc/self/stat, fields 14 and 15). */
-function cpu(): { user: number; system: number } {
-  const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1]!.split(" ");
-  const tick = 100; // USER_HZ
-  return { user: Number(fields[11]) / tick, system: Number(fields[12]) / tick };
+/** This process's system CPU seconds so far. */
+function systemSeconds(): number {
+  return statTimes(Deno.readTextFileSync("/proc/self/stat")).system;
 }
 
 /** The chunks of one kind of memory, written once so that their pages exist. */
@@ -39,12 +37,12 @@ async function run(memory: Uint8Array[]): Promise<{ wall: number; system: number
   try {
     const total = GIB * 1024 ** 3;
     const start = performance.now();
-    const before = cpu();
+    const before = systemSeconds();
     for (let offset = 0, i = 0; offset < total; offset += CHUNK, i++) {
       const n = await file.write(memory[i % CHUNKS]!, offset);
       if (n !== CHUNK) throw new Error(`A short direct write: ${n} of ${CHUNK} bytes`);
     }
-    return { wall: (performance.now() - start) / 1000, system: cpu().system - before.system };
+    return { wall: (performance.now() - start) / 1000, system: systemSeconds() - before };
   } finally {
     file.close();
     await Deno.remove(path);

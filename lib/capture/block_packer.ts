@@ -184,8 +184,9 @@ export class BlockPacker {
     if (this.#alignment === 0) return new Uint8Array(this.#chunkBytes);
     // The longest padding block is the alignment and 8 bytes (paddingLength).
     const length = this.#chunkBytes + this.maxPadding;
-    return (HUGE_PAGE_BYTES % this.#alignment === 0 ? hugePageBytes(length) : undefined) ??
-      alignedBytes(length, this.#alignment)!;
+    return HUGE_PAGE_BYTES % this.#alignment === 0
+      ? hugePageBytes(length)!
+      : alignedBytes(length, this.#alignment)!;
   }
 
   /** A view of `chunk`, counted in its `outstanding` already. */

@@ -163,10 +163,10 @@ function configurations(
   const bulkMax = speed === "super" ? 1024 : speed === "high" ? 512 : 64;
   // f_sourcesink caps isoc_maxpacket at 1023 for full speed and 1024 for SuperSpeed, whose
   // wMaxPacketSize has no Mult bits (USB 3.2 §9.6.6).
-  const isoCap = { full: 1023, high: isoMax, super: 1024 }[speed];
-  const iso = isoMax === undefined
-    ? undefined
-    : { max: Math.min(isoMax, isoCap!), interval: isoInterval };
+  const iso = isoMax === undefined ? undefined : {
+    max: Math.min(isoMax, { full: 1023, high: isoMax, super: 1024 }[speed]),
+    interval: isoInterval,
+  };
   const sourceSink = speed === "super" ? burst : undefined;
   // f_loopback's SuperSpeed companions keep bMaxBurst 0; bulk_maxburst is f_sourcesink's.
   const loop = speed === "super" ? { maxBurst: 0, isoMult: 0 } : undefined;

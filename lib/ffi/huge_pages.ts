@@ -10,7 +10,7 @@
  */
 
 import { lazyLibc } from "./libc.ts";
-import { canAlignMemory } from "../util/aligned_bytes.ts";
+import { alignedBytes } from "../util/aligned_bytes.ts";
 
 /**
  * The PMD-sized huge page of x86_64 and of aarch64 with 4 KiB pages. Elsewhere the advice
@@ -36,12 +36,10 @@ const lib = lazyLibc(
  * this returns.
  */
 export function hugePageBytes(length: number): Uint8Array | undefined {
-  if (!canAlignMemory()) return undefined;
-  const raw = new Uint8Array(length + HUGE_PAGE_BYTES);
-  const address = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(raw)));
-  const skip = (HUGE_PAGE_BYTES - (address % HUGE_PAGE_BYTES)) % HUGE_PAGE_BYTES;
-  const bytes = raw.subarray(skip, skip + length);
+  const bytes = alignedBytes(length, HUGE_PAGE_BYTES);
   const whole = length - (length % HUGE_PAGE_BYTES);
-  if (whole > 0) lib().madvise(Deno.UnsafePointer.of(bytes), BigInt(whole), MADV_HUGEPAGE);
+  if (bytes !== undefined && whole > 0) {
+    lib().madvise(Deno.UnsafePointer.of(bytes), BigInt(whole), MADV_HUGEPAGE);
+  }
   return bytes;
 }

@@ -1,12 +1,12 @@
-# Scenario passthrough_baseline (a benchmark, no verdict on the gateway): read throughput of
-# QEMU's usb-storage stick, 64 MiB with O_DIRECT (dd bs=1M iflag=direct), directly on xhci
-# (usb-storage), through the kernel's usbip-host + usbipd + vhci, and through our gateway
-# (`host:` device) + vhci, all in the same VM; requests through vhci are 128 KiB (MAX_KIB). The stick can be exported by one server at a
-# time, so the two servers take turns: ROUNDS rounds, each of them one read through each (the
-# order swapped every other round), the stick attached afresh for each read after a warm-up
-# read, so that a change of the host's load meets both alike; the paired ratios (gateway over
-# kernel, one per round) go to result.json with the reads. The gateway part is recorded as
-# missing (gateway_note) while the gateway has no `host` device type.
+# Scenario passthrough_baseline (a benchmark, no verdict on the gateway's speed): read
+# throughput of QEMU's usb-storage stick, 64 MiB with O_DIRECT (dd bs=1M iflag=direct), directly
+# on xhci (usb-storage), through the kernel's usbip-host + usbipd + vhci, and through our gateway
+# (`host:` device) + vhci, all in the same VM; requests through vhci are 128 KiB (MAX_KIB). The
+# stick can be exported by one server at a time, so the two servers take turns: ROUNDS rounds,
+# each of them one read through each (the order swapped every other round), the stick attached
+# afresh for each read after a warm-up read, so that a change of the host's load meets both
+# alike; the paired ratios (gateway over kernel, one per round) go to result.json with the reads.
+# The gateway must export the stick again each time usbip-host lets it go.
 
 ROUNDS=5
 rig_field rounds "$ROUNDS"
@@ -37,12 +37,21 @@ read_once() {
 		awk '{ n = NF / 2; r = $(n + 1) - $1; printf "%.0f", (r > 0 ? ($(n + 3) - $3) / 2 / r : 0) }')
 }
 
+# median_of "NUMBERS...": the middle one (the upper middle of an even count).
+median_of() {
+	echo "$1" | tr ' ' '\n' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+# json_list "NUMBERS...": the numbers as a JSON array.
+json_list() {
+	echo "[$(echo "$1" | sed 's/ /, /g')]"
+}
+
 # record LABEL "MB/S...": LABEL_mbs (every read), LABEL_median_mbs and LABEL_best_mbs.
 record() {
-	_sorted=$(echo "$2" | tr ' ' '\n' | sort -n)
-	rig_field "$1_mbs" "[$(echo "$2" | sed 's/ /, /g')]"
-	rig_field "$1_median_mbs" "$(echo "$_sorted" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
-	rig_field "$1_best_mbs" "$(echo "$_sorted" | tail -n 1)"
+	rig_field "$1_mbs" "$(json_list "$2")"
+	rig_field "$1_median_mbs" "$(median_of "$2")"
+	rig_field "$1_best_mbs" "$(echo "$2" | tr ' ' '\n' | sort -n | tail -n 1)"
 	log "$1: $2 MB/s"
 }
 
@@ -89,9 +98,11 @@ gateway_read() {
 }
 
 all=
-for _r in 1 2 3 4 5; do
+_r=1
+while [ "$_r" -le "$ROUNDS" ]; do
 	read_once "direct run $_r" "$(rig_native_disk)"
 	all="$all${all:+ }$MBS"
+	_r=$((_r + 1))
 done
 record direct "$all"
 
@@ -100,22 +111,9 @@ rig_modprobe vhci-hcd
 usbipd -D -t "$KPORT" || fail "usbipd -D -t $KPORT failed"
 rig_wait 20 eval 'usbip --tcp-port $KPORT list -r 127.0.0.1 >/dev/null 2>&1' || fail "usbipd does not answer"
 
-rig_need_deno
-help=$(DENO_DIR=/deno_dir DENO_NO_UPDATE_CHECK=1 NO_COLOR=1 timeout -s KILL 60 \
-	"$DENO" run -A $DENO_FLAGS "$ROOT/main.ts" serve --help 2>&1)
-gateway=yes
-if ! echo "$help" | grep -qE '^ +host '; then
-	gateway=
-	rig_field gateway_mbs null
-	rig_field gateway_median_mbs null
-	rig_field gateway_best_mbs null
-	rig_field_str gateway_note "the gateway has no 'host' device type yet (main.ts serve --help)"
-	log "gateway: no host device type; only the kernel baseline is measured"
-else
-	GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK --device host:vid=46f4,pid=0001 \
+GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK --device host:vid=46f4,pid=0001 \
 --rule allow:transport=tcp,source=127.0.0.0/8"
-	rig_start_gateway
-fi
+rig_start_gateway
 
 kernel_all=
 gateway_all=
@@ -123,9 +121,7 @@ ratios=
 kib=
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
-	if [ -z "$gateway" ]; then
-		kernel_read
-	elif [ $((round % 2)) -eq 1 ]; then
+	if [ $((round % 2)) -eq 1 ]; then
 		kernel_read
 		gateway_read
 	else
@@ -133,22 +129,17 @@ while [ "$round" -le "$ROUNDS" ]; do
 		kernel_read
 	fi
 	kernel_all="$kernel_all${kernel_all:+ }$K"
-	if [ -n "$gateway" ]; then
-		gateway_all="$gateway_all${gateway_all:+ }$G"
-		ratios="$ratios${ratios:+ }$(awk -v g="$G" -v k="$K" 'BEGIN { printf "%.2f", g / k }')"
-		kib="$kib${kib:+ }$KK/$GK"
-		log "round $round: kernel $K MB/s ($KK KiB per request), gateway $G MB/s ($GK KiB)"
-	fi
+	gateway_all="$gateway_all${gateway_all:+ }$G"
+	ratios="$ratios${ratios:+ }$(awk -v g="$G" -v k="$K" 'BEGIN { printf "%.2f", g / k }')"
+	kib="$kib${kib:+ }$KK/$GK"
+	log "round $round: kernel $K MB/s ($KK KiB per request), gateway $G MB/s ($GK KiB)"
 	round=$((round + 1))
 done
 record kernel "$kernel_all"
-if [ -n "$gateway" ]; then
-	record gateway "$gateway_all"
-	rig_field gateway_kernel_ratios "[$(echo "$ratios" | sed 's/ /, /g')]"
-	rig_field_str kib_per_request_kernel_gateway "$kib"
-	rig_field gateway_kernel_ratio_median \
-		"$(echo "$ratios" | tr ' ' '\n' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
-	rig_stop_gateway TERM
-fi
+record gateway "$gateway_all"
+rig_field gateway_kernel_ratios "$(json_list "$ratios")"
+rig_field_str kib_per_request_kernel_gateway "$kib"
+rig_field gateway_kernel_ratio_median "$(median_of "$ratios")"
+rig_stop_gateway TERM
 killall usbipd 2>/dev/null
 log "passthrough_baseline ok"
