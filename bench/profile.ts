@@ -1,6 +1,7 @@
 // Where the gateway's time goes on one URB case: starts `main.ts serve` with V8's inspector,
 // samples its CPU through the Chrome DevTools Protocol (Profiler domain) while this process
-// drives the case, and prints the functions with the most samples of their own.
+// drives the case, and prints the functions with the most time of their own and with their callees
+// (bench/_cpu_profile.ts).
 // Usage: deno run -A bench/profile.ts [in|out] [SIZE] [DEPTH] [tcp|unix] [-- SERVE-ARGS...]
 // (default: in 64 1 tcp; BENCH_SECONDS sets the seconds sampled; arguments after `--` are added
 // to the gateway's, e.g. `-- --capture /tmp/p.pcapng`).
@@ -14,6 +15,7 @@ import {
   urbRequest,
 } from "./_common.ts";
 import { drive } from "./_urb.ts";
+import { type CpuProfile, profileTable } from "./_cpu_profile.ts";
 
 const { own, serve: serveExtra } = splitServeArgs(Deno.args);
 const [dir = "in", sizeText = "64", depthText = "1", transport = "tcp"] = own;
@@ -57,12 +59,6 @@ async function retry<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  hitCount?: number;
-}
-
 try {
   const inspector = await retry(() => openInspector(inspectPort));
   const call = inspector.call;
@@ -77,26 +73,14 @@ try {
     urbRequest(devid, dir === "in", Number(sizeText)),
     Number(depthText),
   );
-  const { profile } = await call("Profiler.stop") as { profile: { nodes: ProfileNode[] } };
+  const { profile } = await call("Profiler.stop") as { profile: CpuProfile };
   conn.close();
   inspector.close();
-  const self = new Map<string, number>();
-  let total = 0;
-  for (const n of profile.nodes) {
-    const hits = n.hitCount ?? 0;
-    total += hits;
-    const f = n.callFrame;
-    const file = f.url.replace(/^.*\/(main|lib|ext|node)\//, "$1/");
-    const key = `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
-    self.set(key, (self.get(key) ?? 0) + hits);
-  }
   console.log(
     `${dir} ${sizeText} B, ${depthText} in flight, ${transport}: ${Math.round(rate)} URB/s; ` +
-      `${total} samples in ${SECONDS} s`,
+      `sampled for ${SECONDS} s`,
   );
-  for (const [key, hits] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)) {
-    console.log(`${(100 * hits / total).toFixed(1).padStart(5)}%  ${key}`);
-  }
+  console.log(profileTable(profile, 30));
 } finally {
   gateway.kill("SIGTERM");
   await gateway.status;

@@ -1,7 +1,9 @@
 // Runs interop scenarios from the command line and prints each one's result.json
-// (usage: deno run -A tests/interop/run.ts [--timeout SECONDS] [--standin] [--before REV]
-// [--workload NAME] SCENARIO...). --before and --workload are for gateway_ab: the gateway of
-// commit REV against this checkout's, on passthrough, storage, storage_super or control.
+// (usage: deno run -A tests/interop/run.ts [--timeout SECONDS] [--standin] [--profile]
+// [--before REV] [--workload NAME] SCENARIO...). --before and --workload are for gateway_ab: the
+// gateway of commit REV against this checkout's, on passthrough, storage, storage_super or
+// control. --profile runs the gateway that rig_start_gateway starts with `--cpu-prof` and prints
+// where its JavaScript thread spent its time (the profile stays in the run's share/prof).
 
 import { errorMessage } from "../../lib/util/error_message.ts";
 import {
@@ -16,14 +18,29 @@ import { storageLatencyTable } from "./storage_latency.ts";
 import { testusbBaseline } from "./testusb_baseline.ts";
 import { gatewayAb } from "./gateway_ab.ts";
 import { extractTree } from "../../bench/_common.ts";
+import { type CpuProfile, profileTable } from "../../bench/_cpu_profile.ts";
 
 function usage(): never {
   console.error(
-    `usage: deno run -A tests/interop/run.ts [--timeout SECONDS] [--standin] [--before REV] ` +
-      `[--workload NAME] SCENARIO...\n` +
+    `usage: deno run -A tests/interop/run.ts [--timeout SECONDS] [--standin] [--profile] ` +
+      `[--before REV] [--workload NAME] SCENARIO...\n` +
       `scenarios: ${SCENARIOS.join(" ")} (or "all")`,
   );
   Deno.exit(2);
+}
+
+/** Prints where the gateway's time went, for each profile that `--profile` left in `dir`. */
+async function printProfiles(dir: string): Promise<void> {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch {
+    return;
+  }
+  for (const e of entries.filter((e) => e.name.endsWith(".cpuprofile"))) {
+    const profile = JSON.parse(await Deno.readTextFile(`${dir}/${e.name}`)) as CpuProfile;
+    console.log(`gateway CPU profile ${dir}/${e.name}:\n${profileTable(profile)}`);
+  }
 }
 
 const names: ScenarioName[] = [];
@@ -38,6 +55,8 @@ for (let i = 0; i < Deno.args.length; i++) {
   } else if (a === "--standin") {
     // Developer aid: the kernel's own Gadget Zero + usbipd play the gateway (plumbing checks).
     extraArgs.push("standin=kernel");
+  } else if (a === "--profile") {
+    extraArgs.push("gw_profile=1");
   } else if (a === "--before") {
     before = Deno.args[++i] ?? usage();
   } else if (a === "--workload") {
@@ -83,6 +102,7 @@ for (const name of names) {
   if (name === "storage_latency" && run.result) console.log(storageLatencyTable(run.result));
   if (name === "testusb_baseline" && run.result) console.log(testusbBaseline(run.result).table);
   if (name === "gateway_ab" && run.result?.["turns"]) console.log(gatewayAb(run.result).table);
+  await printProfiles(`${run.runDir}/share/prof`);
   try {
     assertScenarioPassed(run);
     console.error(`PASS ${name} (${run.wallSeconds} s)`);

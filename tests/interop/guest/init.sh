@@ -28,9 +28,10 @@ for word in $(cat /proc/cmdline); do
 	rig.standin=*) RIG_STANDIN=${word#rig.standin=} ;;
 	rig.before=*) RIG_BEFORE=${word#rig.before=} ;;
 	rig.ab_workload=*) RIG_AB_WORKLOAD=${word#rig.ab_workload=} ;;
+	rig.gw_profile=*) RIG_GW_PROFILE=${word#rig.gw_profile=} ;;
 	esac
 done
-export BOOT_UPTIME RIG_SCENARIO RIG_TIMEOUT RIG_DENO RIG_STANDIN RIG_BEFORE RIG_AB_WORKLOAD
+export BOOT_UPTIME RIG_SCENARIO RIG_TIMEOUT RIG_DENO RIG_STANDIN RIG_BEFORE RIG_AB_WORKLOAD RIG_GW_PROFILE
 
 hostname rig
 ip link set lo up

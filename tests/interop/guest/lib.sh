@@ -161,9 +161,12 @@ rig_try_gateway() {
 	rm -f "$GW_SOCK" "$KBD_SOCK"
 	echo "=== rig: gateway start at uptime $(rig_uptime): main.ts $GW_ARGS" >>"$GW_LOG"
 	_t0=$(rig_uptime)
-	# shellcheck disable=SC2086 # GW_ARGS is a word list
+	# run.ts --profile: V8's CPU profile of the gateway, written when it exits.
+	_profile=
+	[ "$RIG_GW_PROFILE" = 1 ] && _profile="--cpu-prof --cpu-prof-dir=$R/prof"
+	# shellcheck disable=SC2086 # GW_ARGS and the flags are word lists
 	DENO_DIR=/deno_dir DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 NO_COLOR=1 \
-		"$DENO" run -A $DENO_FLAGS "$ROOT/main.ts" $GW_ARGS \
+		"$DENO" run -A $DENO_FLAGS $_profile "$ROOT/main.ts" $GW_ARGS \
 		>>"$GW_LOG" 2>&1 </dev/null &
 	GW_PID=$!
 	rig_wait 120 rig_gateway_settled
