@@ -12,6 +12,7 @@ import { median, statTimes } from "./_common.ts";
 
 const CHUNK = 4 * 1024 * 1024;
 const CHUNKS = 16;
+const GIB_BYTES = 1024 ** 3;
 const GIB = Number(Deno.env.get("BENCH_DIRECT_GIB") ?? 2);
 const ROUNDS = Number(Deno.env.get("BENCH_DIRECT_ROUNDS") ?? 5);
 const folder = Deno.args[0] ?? Deno.env.get("TMPDIR") ?? "/tmp";
@@ -35,7 +36,7 @@ async function run(memory: Uint8Array[]): Promise<{ wall: number; system: number
   const path = await Deno.makeTempFile({ dir: folder, prefix: "usbipgw-direct-" });
   const file = DirectFile.open(path);
   try {
-    const total = GIB * 1024 ** 3;
+    const total = GIB * GIB_BYTES;
     const start = performance.now();
     const before = systemSeconds();
     for (let offset = 0, i = 0; offset < total; offset += CHUNK, i++) {
@@ -69,7 +70,7 @@ console.log("| --- | ---: | ---: | ---: |");
 for (const [k, kind] of kinds.entries()) {
   const wall = median(results[k]!.wall);
   console.log(
-    `| ${kind.name} | ${wall.toFixed(3)} | ${(1.073741824 / wall).toFixed(2)} | ${
+    `| ${kind.name} | ${wall.toFixed(3)} | ${(GIB_BYTES / 1e9 / wall).toFixed(2)} | ${
       median(results[k]!.system).toFixed(3)
     } |`,
   );

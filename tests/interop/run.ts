@@ -37,9 +37,9 @@ async function printProfiles(dir: string): Promise<void> {
   } catch {
     return;
   }
-  for (const e of entries.filter((e) => e.name.endsWith(".cpuprofile"))) {
-    const profile = JSON.parse(await Deno.readTextFile(`${dir}/${e.name}`)) as CpuProfile;
-    console.log(`gateway CPU profile ${dir}/${e.name}:\n${profileTable(profile)}`);
+  for (const { name } of entries.filter((e) => e.name.endsWith(".cpuprofile"))) {
+    const profile = JSON.parse(await Deno.readTextFile(`${dir}/${name}`)) as CpuProfile;
+    console.log(`gateway CPU profile ${dir}/${name}:\n${profileTable(profile)}`);
   }
 }
 
