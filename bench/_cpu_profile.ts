@@ -19,7 +19,7 @@ export interface CpuProfile {
 
 /** A function's share of the busy samples. */
 export interface ProfileRow {
-  /** `name file:line`, the file relative to main/lib/ext/node. */
+  /** `name file:line`, the file from its main/, lib/, ext/, node/, bench/ or tests/ folder on. */
   key: string;
   /** Of the busy samples, the fraction in the function itself. */
   self: number;
