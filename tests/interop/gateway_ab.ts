@@ -9,8 +9,10 @@ import type { ScenarioResult } from "./rig.ts";
 const FIGURES = [
   { key: "read_mbs", label: "read MB/s", better: "higher" },
   { key: "read_cpu_ticks", label: "gateway CPU ticks over the reads", better: "lower" },
+  { key: "read_wakeups", label: "gateway main thread wake-ups over the reads", better: "lower" },
   { key: "write_mbs", label: "write MB/s", better: "higher" },
   { key: "write_cpu_ticks", label: "gateway CPU ticks over the writes", better: "lower" },
+  { key: "write_wakeups", label: "gateway main thread wake-ups over the writes", better: "lower" },
   { key: "control_s", label: "testusb tests 9 + 10, s", better: "lower" },
   { key: "control_cpu_ticks", label: "gateway CPU ticks over tests 9 + 10", better: "lower" },
 ] as const;
@@ -52,7 +54,7 @@ export function gatewayAb(result: ScenarioResult): { table: string; ratios: Map<
   const before = result["before_tree"] ? "before" : "before (= after: no --before)";
   const lines = [
     `workload ${result["workload"]}; ${turns.length} turns; ${before} against after`,
-    `${"figure".padEnd(54)} | ${"before".padStart(8)} | ${
+    `${"figure".padEnd(62)} | ${"before".padStart(8)} | ${
       "after".padStart(8)
     } | paired ratios after/before (median)`,
   ];
@@ -68,7 +70,7 @@ export function gatewayAb(result: ScenarioResult): { table: string; ratios: Map<
     const m = median(paired);
     ratios.set(f.key, m);
     lines.push(
-      `${`${f.label} (${f.better} is better)`.padEnd(54)} | ${
+      `${`${f.label} (${f.better} is better)`.padEnd(62)} | ${
         median(side("before")).toFixed(1).padStart(8)
       } | ${median(side("after")).toFixed(1).padStart(8)} | ${
         paired.map((r) => r.toFixed(2)).join(", ")

@@ -265,6 +265,7 @@ const BASELINE_PATHS: readonly [string, string][] = [
   ["kernel", "kernel f_mass_storage (high speed) + vhci"],
   ["ours_ss", "usbipgw storage, speed=super, + vhci"],
   ["kernel_ss", "kernel f_mass_storage, SuperSpeed, + vhci"],
+  ["ours_uas", "usbipgw storage, uas=1, high speed, + vhci"],
   ["direct", "kernel f_mass_storage, high speed, direct"],
   ["direct_ss", "kernel f_mass_storage, SuperSpeed, direct"],
 ];

@@ -8,6 +8,7 @@
 #   passthrough    QEMU's stick as host:vid=46f4,pid=0001: three 64 MiB O_DIRECT dd reads;
 #   storage        our drive (tmpfs image, high speed): three 32 MiB dd writes, three reads;
 #   storage_super  the same with speed=super;
+#                  (storage turns also record the wake-ups of the gateway's main thread);
 #   control        Gadget Zero: testusb tests 9 and 10 (chapter 9 and queued control requests).
 # tests/interop/gateway_ab.ts turns the turns into medians and paired ratios.
 
@@ -51,6 +52,12 @@ GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK --device $AB_DEVICE \
 # ab_cpu: the gateway's CPU ticks so far.
 ab_cpu() {
 	awk '{ print $14 + $15 }' "/proc/$GW_PID/stat"
+}
+
+# ab_wakeups: how often the gateway's main (JavaScript) thread has slept to be woken again
+# (voluntary_ctxt_switches of the process's first thread, proc(5)).
+ab_wakeups() {
+	awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$GW_PID/status"
 }
 
 # ab_start SIDE: starts the gateway of SIDE (before: the tree in RIG_BEFORE, with its own
@@ -97,16 +104,19 @@ ab_turn() {
 		timeout -s KILL 120 dd if="$_d" of=/dev/null bs=1M count=8 iflag=direct 2>/dev/null ||
 			fail "turn $1 ($2): warm-up read failed"
 		_c0=$(ab_cpu)
+		_v0=$(ab_wakeups)
 		_w=
 		for _i in 1 2 3; do
 			_w="$_w${_w:+, }$(st_dd_mbs "turn $1 write" if=/dev/zero of="$_d" bs=1M count="$ST_MIB" oflag=direct conv=fsync)"
 		done
 		_c1=$(ab_cpu)
+		_v1=$(ab_wakeups)
 		_r=
 		for _i in 1 2 3; do
 			_r="$_r${_r:+, }$(st_dd_mbs "turn $1 read" if="$_d" of=/dev/null bs=1M count="$ST_MIB" iflag=direct)"
 		done
-		_fig="\"write_mbs\": [$_w], \"write_cpu_ticks\": $((_c1 - _c0)), \"read_mbs\": [$_r], \"read_cpu_ticks\": $(($(ab_cpu) - _c1))"
+		_fig="\"write_mbs\": [$_w], \"write_cpu_ticks\": $((_c1 - _c0)), \"write_wakeups\": $((_v1 - _v0))"
+		_fig="$_fig, \"read_mbs\": [$_r], \"read_cpu_ticks\": $(($(ab_cpu) - _c1)), \"read_wakeups\": $(($(ab_wakeups) - _v1))"
 		st_detach "$_p" "$_d" "turn $1"
 		;;
 	control)

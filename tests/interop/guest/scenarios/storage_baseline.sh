@@ -2,6 +2,10 @@
 # read MB/s with dd through vhci, ours against the kernel's own mass-storage gadget, in one VM:
 #   ours       the gateway's thumb drive (`storage:`, high speed, the default) on a tmpfs image;
 #   ours_ss    the same with speed=super;
+#   ours_uas   the same with uas=1 at high speed: the kernel's uas driver takes alternate setting 1
+#              and keeps several commands in flight (a 1 MiB O_DIRECT request is split into
+#              max_sectors_kb commands, all queued at once); at SuperSpeed uas refuses vhci, which
+#              has no streams (drivers/usb/storage/uas-detect.h), so there is no ours_uas_ss;
 #   kernel     the kernel's usb_f_mass_storage (configfs gadget, max_speed=high) on dummy_hcd,
 #              backed by a tmpfs file of the same size, exported by usbip-host + usbipd;
 #   kernel_ss  a second such gadget at SuperSpeed (dummy_hcd is_super_speed=1, num=2);
@@ -87,16 +91,21 @@ D_kernel_ss=$ST_DISK
 GW_ARGS="serve --tcp 127.0.0.1:3240 --unix $GW_SOCK \
 --device storage:busid=1-1,image=/tmp/ours.img,size=${IMG_MIB}M,product=RIG-BENCH \
 --device storage:busid=1-2,image=/tmp/ours-ss.img,size=${IMG_MIB}M,product=RIG-BENCH-SS,speed=super \
---rule allow:transport=tcp,source=127.0.0.0/8,busid=1-1|1-2"
+--device storage:busid=1-3,image=/tmp/ours-uas.img,size=${IMG_MIB}M,product=RIG-BENCH-UAS,uas=1 \
+--rule allow:transport=tcp,source=127.0.0.0/8,busid=1-1|1-2|1-3"
 rig_start_gateway
 st_attach 1-1 RIG-BENCH ours
 D_ours=$ST_DISK
 st_attach 1-2 RIG-BENCH-SS ours_ss
 D_ours_ss=$ST_DISK
 rig_field_str ours_ss_speed "$(cat "/sys/bus/usb/devices/$(st_usb_of "$D_ours_ss")/speed")"
+ST_DRIVER=uas
+st_attach 1-3 RIG-BENCH-UAS ours_uas
+D_ours_uas=$ST_DISK
+ST_DRIVER=
 
-for l in ours kernel ours_ss kernel_ss; do eval "warm $l \"\$D_$l\""; done
-rounds ours kernel ours_ss kernel_ss
+for l in ours kernel ours_ss kernel_ss ours_uas; do eval "warm $l \"\$D_$l\""; done
+rounds ours kernel ours_ss kernel_ss ours_uas
 
 st_detach_all
 killall usbipd 2>/dev/null
