@@ -8,7 +8,9 @@
  *
  * With an alignment (for a file written with `O_DIRECT`), chunks start at aligned addresses and
  * a chunk handed out whole ends with a pcapng padding block that takes its length to a multiple
- * of the alignment, so it can go to the disk as it is.
+ * of the alignment, so it can go to the disk as it is. Taking a chunk's blocks before it is full
+ * closes it then, so that the blocks after them start a chunk that can again go out whole (the
+ * rest of a chunk whose start was taken could not).
  *
  * @module
  */
@@ -118,6 +120,11 @@ export class BlockPacker {
     return this.#pending;
   }
 
+  /** Bytes of the blocks in the chunk being filled that were not taken yet. */
+  get filling(): number {
+    return this.#current === undefined ? 0 : this.#fill - this.#start;
+  }
+
   /**
    * Space for one block of `size` bytes, to fill at once (before the caller yields): its
    * contents are whatever was there before.
@@ -156,7 +163,8 @@ export class BlockPacker {
 
   /**
    * The oldest blocks not yet taken, as one view (a full chunk's, else what the chunk being
-   * filled holds), or `undefined` when there are none.
+   * filled holds), or `undefined` when there are none. With an alignment, taking what the chunk
+   * being filled holds also closes it: the next block starts a new chunk.
    */
   take(): PackedView | undefined {
     const full = this.takeFull();
@@ -166,6 +174,7 @@ export class BlockPacker {
     const bytes = current.buf.subarray(this.#start, this.#fill);
     this.#start = this.#fill;
     current.outstanding++;
+    if (this.#alignment > 0) this.#retire();
     return this.#view(current, bytes, false);
   }
 

@@ -28,8 +28,9 @@ const log = getLogger(["usbipgw", "capture"]);
 export const DEFAULT_CAPTURE_MAX_BYTES = 1024 ** 3;
 
 /**
- * A chunk that is not full is written after this long: the file trails the traffic by at most
- * about this much (what a kill -9 can lose), and a busy capture writes 4 MiB at a time.
+ * A record waits at most about this long in a chunk that is not full before it is written: the
+ * file trails the traffic by at most about this much (what a kill -9 can lose), and a busy
+ * capture, whose chunks fill sooner, writes 4 MiB at a time.
  */
 const FLUSH_MS = 100;
 
@@ -53,6 +54,8 @@ export interface FileCaptureOptions {
    * header and interfaces, which Wireshark reads as one file) after what the file holds.
    */
   append?: boolean;
+  /** How long a record may wait in memory before it is written, ms (100 by default). */
+  flushMs?: number;
 }
 
 /** The smallest size limit with direct writes: 16 MiB. */
@@ -107,8 +110,11 @@ export class FileCapture implements CaptureOutput {
   #pump: Promise<void> | undefined;
   /** Writes the chunk being filled when it runs out (FLUSH_MS). */
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the oldest block of the chunk being filled that was not written yet was reserved. */
+  #fillingSince = 0;
   /** Set when the next run of the writer also writes the chunk being filled. */
   #flushAll = false;
+  #flushMs: number;
   #starting = false;
   #failed: string | undefined;
   #closed = false;
@@ -116,6 +122,7 @@ export class FileCapture implements CaptureOutput {
   private constructor(file: CaptureFile, source: CaptureSource, options: FileCaptureOptions) {
     this.path = options.path;
     this.#file = file;
+    this.#flushMs = options.flushMs ?? FLUSH_MS;
     this.#packer = new BlockPacker(undefined, file.direct ? DIRECT_ALIGNMENT : 0);
     // A pipe or a device (`/dev/stdout`) has no size to limit, and a rotation would rename it.
     this.#maxBytes = file.regular ? options.maxBytes ?? DEFAULT_CAPTURE_MAX_BYTES : Infinity;
@@ -171,6 +178,11 @@ export class FileCapture implements CaptureOutput {
     return this.#packer.pending;
   }
 
+  /** Bytes of the current file written with `O_DIRECT` (the rest went through the page cache). */
+  get directBytes(): number {
+    return this.#file.directBytes;
+  }
+
   /**
    * Space for one whole block; rotates the file first when the block would take it past the
    * size. After a failure the space is scratch that is never written.
@@ -194,6 +206,7 @@ export class FileCapture implements CaptureOutput {
     }
     const { padding, wholeChunks } = this.#packer;
     const space = this.#packer.reserve(size);
+    if (this.#packer.filling === size) this.#fillingSince = performance.now();
     this.#size += size + this.#packer.padding - padding +
       (this.#packer.wholeChunks - wholeChunks) * this.#packer.maxPadding;
     if (this.#packer.hasFull || this.#queue.length > 0) this.#kick();
@@ -201,14 +214,20 @@ export class FileCapture implements CaptureOutput {
     return space;
   }
 
-  /** Writes the chunk being filled in FLUSH_MS, unless the writer runs or is due already. */
-  #arm(): void {
+  /**
+   * Writes the chunk being filled once its oldest block waited `flushMs`, unless the writer
+   * runs or is due already. A busy capture fills its chunks sooner and writes each whole:
+   * taking blocks out of a chunk being filled sends them through the page cache.
+   */
+  #arm(delay = this.#flushMs): void {
     if (this.#timer !== undefined || this.#pump !== undefined) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      const wait = this.#fillingSince + this.#flushMs - performance.now();
+      if (this.#packer.filling > 0 && wait >= 1 && !this.#packer.hasFull) return this.#arm(wait);
       this.#flushAll = true;
       this.#kick();
-    }, FLUSH_MS);
+    }, delay);
   }
 
   /** Starts the writer unless it runs; it starts again if blocks came as it finished. */

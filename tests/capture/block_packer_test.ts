@@ -74,17 +74,22 @@ Deno.test("an aligning BlockPacker pads whole chunks to the alignment, in aligne
   const pad = new DataView(whole.bytes.buffer, whole.bytes.byteOffset + 8000, 192);
   assertEquals([pad.getUint32(0, true), pad.getUint32(4, true)], [BlockType.PADDING, 192]);
   assertEquals(pad.getUint32(188, true), 192);
-  // Taken before the chunk is full: what it holds, unpadded.
+  // Taken before the chunk is full: what it holds, unpadded; and the chunk is closed, so the
+  // blocks after it start a chunk that goes out whole and aligned again.
   const partial = p.take()!;
   assertFalse(partial.aligned);
   assertEquals(partial.bytes.length, 1020);
-  p.reserve(7164).fill(10); // the rest of a chunk whose start was taken: not padded
-  p.reserve(100);
-  const rest = p.take()!;
-  assertFalse(rest.aligned, "part of its chunk was taken before");
+  assertEquals(p.filling, 0);
+  p.reserve(7164).fill(10);
+  assertEquals(p.filling, 7164);
+  p.reserve(1100).fill(11); // does not fit beside the 10s: the chunk of the 10s is full
   const next = p.take()!;
-  assertEquals(next.bytes.length, 100);
-  for (const v of [whole, partial, rest, next]) v.release();
+  assert(next.aligned, "a chunk started after a partial take");
+  assertEquals(address(next.bytes) % 4096, 0);
+  assertEquals([next.bytes.length, next.bytes[0], next.bytes[7163]], [8192, 10, 10]);
+  const last = p.take()!;
+  assertEquals([last.bytes.length, last.bytes[0]], [1100, 11]);
+  for (const v of [whole, partial, next, last]) v.release();
   assertEquals(p.pending, 0);
   p.reserve(8184);
   p.reserve(16);
@@ -92,6 +97,20 @@ Deno.test("an aligning BlockPacker pads whole chunks to the alignment, in aligne
   assertEquals(full.bytes.length, 8184 + 4104);
   assertEquals(address(full.bytes) % 4096, 0);
   full.release();
+});
+
+Deno.test("a BlockPacker without an alignment goes on filling a chunk after a partial take", () => {
+  const p = new BlockPacker(64);
+  p.reserve(20).fill(1);
+  const first = p.take()!;
+  p.reserve(20).fill(2);
+  p.reserve(20).fill(3);
+  assertEquals(p.filling, 40);
+  const second = p.take()!;
+  assertEquals(second.bytes.buffer, first.bytes.buffer, "the same chunk, after the first view");
+  assertEquals(second.bytes.byteOffset, first.bytes.byteOffset + 20);
+  first.release();
+  second.release();
 });
 
 Deno.test("a BlockPacker without an alignment hands out nothing aligned and pads nothing", () => {

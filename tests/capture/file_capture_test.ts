@@ -165,6 +165,51 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "with O_DIRECT, a chunk is written before it is full only once its oldest record waited",
+  ignore: unavailable !== undefined,
+  fn: async () => {
+    const { server, dir, close } = await gadgetZeroServer();
+    const path = `${dir.path}/gw.pcapng`;
+    const flushMs = 1000;
+    try {
+      const file = await FileCapture.open(serverSource(server), { path, flushMs });
+      const gz = await importOver(server, "1-1");
+      assertEquals((await setConfiguration(gz.channel, 3)).status, 0);
+      const read = async (urbs: number) => {
+        for (let i = 0; i < urbs; i++) {
+          await gz.channel.submit({ ep: 1, dirIn: true, length: 65536 }).done;
+        }
+      };
+      // About 2.5 MiB into the first 4 MiB chunk, whose first record starts the clock.
+      await read(40);
+      await new Promise((r) => setTimeout(r, flushMs * 0.6));
+      // The first chunk fills and is written whole; the second begins, about 1 MiB of it.
+      await read(40);
+      // The clock of the first record runs out here, while the second chunk's is young: no
+      // record waited `flushMs`, so nothing is taken out of the second chunk.
+      await new Promise((r) => setTimeout(r, flushMs * 0.6));
+      // The second chunk fills, and goes out whole; the third holds the rest at the close.
+      await read(60);
+      await file.close();
+      await gz.channel.close();
+      await gz.done;
+      const size = (await Deno.stat(path)).size;
+      // Through the page cache: the header and the third chunk's 1 MiB or so at the close. A
+      // second chunk flushed at the first record's clock would add its 4 MiB.
+      assert(
+        size - file.directBytes < 2 * 1024 * 1024,
+        `${size - file.directBytes} of ${size} bytes written through the page cache`,
+      );
+      const completions = readCapture(await Deno.readFile(path)).usb
+        .filter((r) => r.type === "C" && r.length === 65536);
+      assertEquals(completions.length, 140, "every 64 KiB completion");
+    } finally {
+      await close();
+    }
+  },
+});
+
 Deno.test("a capture into a pipe is never rotated: the pipe is not renamed past the size", async () => {
   const { server, dir, close } = await gadgetZeroServer();
   const fifo = `${dir.path}/live.pcapng`;
