@@ -3,8 +3,8 @@
  * file is created with mode 0600 (it holds everything the devices moved: typed keys, disk
  * blocks). Records are packed into reused 4 MiB chunks ({@linkcode BlockPacker}: one copy of
  * the data per record, no allocation) and written in order by one writer in the background, a
- * full chunk at once and a partial one within 0.1 s; a full chunk goes to a regular file with
- * `O_DIRECT` where that works ({@linkcode CaptureFile}). Each write holds whole blocks only, so a
+ * full chunk at once and a partial one once its oldest record has waited 0.1 s; a full chunk
+ * goes to a regular file with `O_DIRECT` where that works ({@linkcode CaptureFile}). Each write holds whole blocks only, so a
  * file cut off by kill -9 ends on a block boundary and Wireshark opens it. Past `maxBytes` a
  * regular file is rotated: FILE becomes FILE.1 (replacing an older FILE.1) and a new FILE starts
  * with the header and the descriptors of the devices imported at that moment; a pipe or a device
@@ -108,7 +108,7 @@ export class FileCapture implements CaptureOutput {
   /** Bytes of the current file known to be written whole (a failed write is cut back to it). */
   #good = 0;
   #pump: Promise<void> | undefined;
-  /** Writes the chunk being filled when it runs out (FLUSH_MS). */
+  /** Writes the chunk being filled once its oldest record has waited `#flushMs`. */
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** When the oldest block of the chunk being filled that was not written yet was reserved. */
   #fillingSince = 0;
