@@ -5,7 +5,7 @@
 import { assert, assertEquals } from "@std/assert";
 import { GadgetZero, UsbipServer } from "../../mod.ts";
 import { serverSource } from "../../lib/capture/capture.ts";
-import { FileCapture } from "../../lib/capture/file_capture.ts";
+import { FileCapture, type FileCaptureOptions } from "../../lib/capture/file_capture.ts";
 import { captureLogs } from "../server/_logs.ts";
 import { eventually, importOver, setConfiguration } from "../server/_session_helpers.ts";
 import { readBlocks, readCapture } from "./_pcapng.ts";
@@ -23,6 +23,35 @@ async function gadgetZeroServer() {
     await dir.remove();
   };
   return { server, dir, close };
+}
+
+/**
+ * A capture of Gadget Zero (1-1, configured) into `gw.pcapng` of a temporary folder, opened with
+ * `options`; `finish()` closes the capture and the session, `close()` the server and folder.
+ */
+async function capturedGadgetZero(options: Omit<FileCaptureOptions, "path">) {
+  const { server, dir, close } = await gadgetZeroServer();
+  const path = `${dir.path}/gw.pcapng`;
+  try {
+    const file = await FileCapture.open(serverSource(server), { path, ...options });
+    const gz = await importOver(server, "1-1");
+    assertEquals((await setConfiguration(gz.channel, 3)).status, 0);
+    const finish = async () => {
+      await file.close();
+      await gz.channel.close();
+      await gz.done;
+    };
+    return { path, file, gz, finish, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+/** The completions of 64 KiB transfers in these capture files. */
+function completions64k(...files: Uint8Array[]) {
+  return files.flatMap((f) => readCapture(f).usb)
+    .filter((r) => r.type === "C" && r.length === 65536);
 }
 
 /** Six bulk IN transfers of 16 KiB from Gadget Zero (1-1) in a session, then `file` closed. */
@@ -131,13 +160,9 @@ Deno.test({
   name: "with O_DIRECT, padding counts toward the size limit: no file grows past it",
   ignore: unavailable !== undefined,
   fn: async () => {
-    const { server, dir, close } = await gadgetZeroServer();
-    const path = `${dir.path}/gw.pcapng`;
     const maxBytes = 16 * 1024 * 1024; // the smallest limit that writes directly
+    const { path, file, gz, finish, close } = await capturedGadgetZero({ maxBytes });
     try {
-      const file = await FileCapture.open(serverSource(server), { path, maxBytes });
-      const gz = await importOver(server, "1-1");
-      assertEquals((await setConfiguration(gz.channel, 3)).status, 0);
       // 24 MiB of data: FILE.1 fills to the limit and FILE holds the rest.
       for (let i = 0; i < 96; i++) {
         const urbs = Array.from(
@@ -146,9 +171,7 @@ Deno.test({
         );
         await Promise.all(urbs);
       }
-      await file.close();
-      await gz.channel.close();
-      await gz.done;
+      await finish();
       assertEquals(file.counts.dropped, 0);
       const older = await Deno.readFile(`${path}.1`);
       const newer = await Deno.readFile(path);
@@ -156,8 +179,7 @@ Deno.test({
       assert(older.length > maxBytes - 2 * 1024 * 1024, "FILE.1 was filled up to the limit");
       const padding = readBlocks(older).filter((b) => b.type === BlockType.PADDING);
       assert(padding.length > 0, "full chunks were written directly");
-      const completions = [older, newer].flatMap((f) => readCapture(f).usb)
-        .filter((r) => r.type === "C" && r.length === 65536);
+      const completions = completions64k(older, newer);
       assertEquals(completions.length, 96 * 4, "every 64 KiB completion in one of the files");
     } finally {
       await close();
@@ -169,13 +191,9 @@ Deno.test({
   name: "with O_DIRECT, a chunk is written before it is full only once its oldest record waited",
   ignore: unavailable !== undefined,
   fn: async () => {
-    const { server, dir, close } = await gadgetZeroServer();
-    const path = `${dir.path}/gw.pcapng`;
     const flushMs = 1000;
+    const { path, file, gz, finish, close } = await capturedGadgetZero({ flushMs });
     try {
-      const file = await FileCapture.open(serverSource(server), { path, flushMs });
-      const gz = await importOver(server, "1-1");
-      assertEquals((await setConfiguration(gz.channel, 3)).status, 0);
       const read = async (urbs: number) => {
         for (let i = 0; i < urbs; i++) {
           await gz.channel.submit({ ep: 1, dirIn: true, length: 65536 }).done;
@@ -191,9 +209,7 @@ Deno.test({
       await new Promise((r) => setTimeout(r, flushMs * 0.6));
       // The second chunk fills, and goes out whole; the third holds the rest at the close.
       await read(60);
-      await file.close();
-      await gz.channel.close();
-      await gz.done;
+      await finish();
       const size = (await Deno.stat(path)).size;
       // Through the page cache: the header and the third chunk's 1 MiB or so at the close. A
       // second chunk flushed at the first record's clock would add its 4 MiB.
@@ -201,9 +217,7 @@ Deno.test({
         size - file.directBytes < 2 * 1024 * 1024,
         `${size - file.directBytes} of ${size} bytes written through the page cache`,
       );
-      const completions = readCapture(await Deno.readFile(path)).usb
-        .filter((r) => r.type === "C" && r.length === 65536);
-      assertEquals(completions.length, 140, "every 64 KiB completion");
+      assertEquals(completions64k(await Deno.readFile(path)).length, 140, "every completion");
     } finally {
       await close();
     }
