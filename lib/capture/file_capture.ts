@@ -4,8 +4,9 @@
  * blocks). Records are packed into reused 4 MiB chunks ({@linkcode BlockPacker}: one copy of
  * the data per record, no allocation) and written in order by one writer in the background, a
  * full chunk at once and a partial one once its oldest record has waited 0.1 s; a full chunk
- * goes to a regular file with `O_DIRECT` where that works ({@linkcode CaptureFile}). Each write holds whole blocks only, so a
- * file cut off by kill -9 ends on a block boundary and Wireshark opens it. Past `maxBytes` a
+ * goes to a regular file with `O_DIRECT` where that works ({@linkcode CaptureFile}). Each write
+ * holds whole blocks only, so a file cut off by kill -9 ends on a block boundary and Wireshark
+ * opens it. Past `maxBytes` a
  * regular file is rotated: FILE becomes FILE.1 (replacing an older FILE.1) and a new FILE starts
  * with the header and the descriptors of the devices imported at that moment; a pipe or a device
  * (`/dev/stdout`) is never rotated, which would rename it. A write error stops
@@ -215,19 +216,28 @@ export class FileCapture implements CaptureOutput {
   }
 
   /**
-   * Writes the chunk being filled once its oldest block waited `flushMs`, unless the writer
-   * runs or is due already. A busy capture fills its chunks sooner and writes each whole:
-   * taking blocks out of a chunk being filled sends them through the page cache.
+   * Writes the chunk being filled once its oldest block has waited `flushMs`, unless the writer
+   * runs (it arms this again as it ends) or is due already. A busy capture fills its chunks
+   * sooner and writes each whole: taking blocks out of a chunk being filled sends them through
+   * the page cache.
    */
-  #arm(delay = this.#flushMs): void {
+  #arm(): void {
     if (this.#timer !== undefined || this.#pump !== undefined) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      const wait = this.#fillingSince + this.#flushMs - performance.now();
-      if (this.#packer.filling > 0 && wait >= 1 && !this.#packer.hasFull) return this.#arm(wait);
+      // The chunk that was being filled when this was armed may have filled since.
+      if (this.#packer.filling > 0 && !this.#packer.hasFull && this.#flushDue() >= 1) {
+        return this.#arm();
+      }
       this.#flushAll = true;
       this.#kick();
-    }, delay);
+    }, this.#flushDue());
+  }
+
+  /** Milliseconds until the oldest block of the chunk being filled has waited `flushMs`. */
+  #flushDue(): number {
+    if (this.#packer.filling === 0) return this.#flushMs;
+    return Math.max(0, this.#fillingSince + this.#flushMs - performance.now());
   }
 
   /** Starts the writer unless it runs; it starts again if blocks came as it finished. */
