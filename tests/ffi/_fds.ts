@@ -1,5 +1,5 @@
-// Counting this process's open file descriptors, for the no-leak checks of the fd-passing tests,
-// and running each such test in a process of its own, where the count is exact; what is behind
+// Listing this process's open file descriptors, for the no-leak checks of the fd-passing tests,
+// and running each such test in a process of its own, where the list is its own; what is behind
 // a descriptor, and the sockets that a stream connection refuses.
 import * as net from "node:net";
 import { assertEquals } from "@std/assert";
@@ -7,11 +7,20 @@ import { closeFd } from "../../lib/ffi/fd.ts";
 import { FdSocket } from "../../lib/client/fd_socket.ts";
 import { C, lib as clientLib } from "../../lib/client/_libc_socket.ts";
 
-/** The entries of /proc/self/fd (the listing's own descriptor is among them every time). */
-export function openFdCount(): number {
-  let n = 0;
-  for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
-  return n;
+/**
+ * This process's open descriptors and the file behind each (`socket:[inode]`, a path), from
+ * /proc/self/fd; the listing's own descriptor, gone by the time it is read, is left out.
+ */
+export function openFds(): Map<number, string> {
+  const fds = new Map<number, string>();
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      fds.set(Number(entry.name), Deno.readLinkSync(`/proc/self/fd/${entry.name}`));
+    } catch {
+      // Closed since the listing began (its own descriptor, or one the runtime closed).
+    }
+  }
+  return fds;
 }
 
 /** The open file behind `fd` (`socket:[inode]` for a socket). */
@@ -58,20 +67,25 @@ export async function withListeningAndDatagram(
 }
 
 /**
- * Runs `body`, then checks that the process has as many open descriptors as before. node:net
- * closes a handle in its loop's close phase, after `destroy()` returns, so the count may take
- * a moment: it is read again for up to 2 s before the check fails.
+ * Runs `body`, then checks that it left no descriptor open: every one open after it was open
+ * before, on the same file. (One the runtime closed meanwhile is no leak; counting them, as this
+ * did, failed then.) node:net closes a handle in its loop's close phase, after `destroy()`
+ * returns, so the check is made again for up to 2 s before it fails.
  */
 export async function withoutFdLeak(body: () => Promise<void>): Promise<void> {
-  const before = openFdCount();
+  const before = openFds();
+  const leaked = () =>
+    [...openFds()].filter(([fd, file]) => before.get(fd) !== file).map(([fd, file]) =>
+      `${fd} (${file})`
+    );
   await body();
   const deadline = performance.now() + 2000;
-  let after = openFdCount();
-  while (after !== before && performance.now() < deadline) {
+  let left = leaked();
+  while (left.length > 0 && performance.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 20));
-    after = openFdCount();
+    left = leaked();
   }
-  assertEquals(after, before, "open descriptors before and after");
+  assertEquals(left, [], "descriptors the test left open");
 }
 
 /** Set in the environment of a child `deno test` that runs one test of {@linkcode fdTests}. */
