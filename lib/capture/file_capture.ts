@@ -6,12 +6,11 @@
  * full chunk at once and a partial one once its oldest record has waited 0.1 s; a full chunk
  * goes to a regular file with `O_DIRECT` where that works ({@linkcode CaptureFile}). Each write
  * holds whole blocks only, so a file cut off by kill -9 ends on a block boundary and Wireshark
- * opens it. Past `maxBytes` a
- * regular file is rotated: FILE becomes FILE.1 (replacing an older FILE.1) and a new FILE starts
- * with the header and the descriptors of the devices imported at that moment; a pipe or a device
- * (`/dev/stdout`) is never rotated, which would rename it. A write error stops
- * the capture with one error line and leaves the file ending with its last whole block;
- * serving goes on.
+ * opens it. Past `maxBytes` a regular file is rotated: FILE becomes FILE.1 (replacing an older
+ * FILE.1) and a new FILE starts with the header and the descriptors of the devices imported at
+ * that moment; a pipe or a device (`/dev/stdout`) is never rotated, which would rename it. A
+ * write error stops the capture with one error line and leaves the file ending with its last
+ * whole block; serving goes on.
  *
  * @module
  */
